@@ -1,0 +1,55 @@
+//! The operator's configuration file: its shape, loading, and validation.
+//!
+//! Loading happens in two passes over one parse of the TOML text. The first deserializes into the
+//! typed [`Config`] with `deny_unknown_fields`, so a typo is an error rather than a silently ignored
+//! setting. The second checks what types cannot express (secret files exist, fingerprints are well
+//! formed, names are unique, references resolve) and resolves secrets. Both passes report a
+//! [`ConfigError`] that names the offending key and its line, because "invalid config" with no
+//! location costs an operator an evening.
+//!
+//! This module reads files and environment variables and nothing else: it never connects to a
+//! cluster or opens the database, so `porthole check-config` is safe to run anywhere.
+
+mod error;
+mod locate;
+mod model;
+mod secret;
+mod validate;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use model::{
+    ClusterConfig, Config, DataKeySource, PlanConfig, PluginConfig, PluginLimits, PluginWorld,
+    TemplateConfig, TlsTrustConfig,
+};
+pub use secret::{DataKey, Secret, SecretSource};
+pub use validate::{Fingerprint, ResolvedCluster, ResolvedConfig, ResolvedPlugin, ResolvedTrust};
+
+/// Reads, parses and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<ResolvedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        file: path.display().to_string(),
+        line: None,
+        key: None,
+        message: format!("cannot read the configuration file: {err}"),
+    })?;
+    // Relative paths inside the file are relative to the file, not to the daemon's working
+    // directory, so a unit file and a shell agree on what `database = "porthole.db"` means.
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &path.display().to_string(), base)
+}
+
+/// Parses and validates configuration text; `file` names it in errors, `base` anchors relative
+/// paths.
+pub fn parse(text: &str, file: &str, base: &Path) -> Result<ResolvedConfig, ConfigError> {
+    let document = toml::de::DeTable::parse(text)
+        .map_err(|err| ConfigError::from_toml(file, text, None, &err))?;
+    let deserializer = toml::de::Deserializer::from(document.clone());
+    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = locate::display_path(err.path());
+        ConfigError::from_toml(file, text, Some(key), err.inner())
+    })?;
+    let locator = locate::Locator::new(file, text, document);
+    validate::resolve(config, &locator, base)
+}

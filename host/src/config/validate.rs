@@ -1,0 +1,359 @@
+//! The second pass: everything types cannot check, and resolving secrets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use url::Url;
+
+use super::error::ConfigError;
+use super::locate::{Locator, Step};
+use super::model::{
+    ClusterConfig, Config, DataKeySource, PlanConfig, PluginConfig, SettingValue, TemplateConfig,
+    TlsTrustConfig,
+};
+use super::secret::{DataKey, Secret, SecretSource};
+
+/// A configuration that passed every check, with its secrets read.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub trusted_proxies: Vec<IpNet>,
+    pub database: PathBuf,
+    pub data_key: DataKey,
+    pub clusters: Vec<ResolvedCluster>,
+    pub plans: Vec<PlanConfig>,
+    pub templates: Vec<TemplateConfig>,
+    pub plugins: Vec<ResolvedPlugin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedCluster {
+    pub name: String,
+    pub api_urls: Vec<Url>,
+    pub token_id: String,
+    pub token_secret: Secret,
+    pub trust: ResolvedTrust,
+}
+
+#[derive(Debug, Clone)]
+pub enum ResolvedTrust {
+    /// PEM text of the CA certificate(s) that sign the cluster's certificates.
+    CaPem(Vec<u8>),
+    Pinned(Fingerprint),
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedPlugin {
+    pub config: PluginConfig,
+    pub path: PathBuf,
+    pub settings: BTreeMap<String, Secret>,
+}
+
+/// A SHA-256 certificate fingerprint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl FromStr for Fingerprint {
+    type Err = String;
+
+    /// Accepts `AB:CD:…` as Proxmox and OpenSSL print it, in either case, with or without colons.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let digits: String = text.trim().chars().filter(|&c| c != ':').collect();
+        let bytes = hex::decode(&digits).map_err(|_| {
+            "a SHA-256 fingerprint is 32 hexadecimal byte pairs like \"AB:CD:…\"".to_owned()
+        })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+            format!("a SHA-256 fingerprint has 32 bytes, this one has {}", digits.len() / 2)
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pairs: Vec<String> = self.0.iter().map(|b| format!("{b:02X}")).collect();
+        f.write_str(&pairs.join(":"))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+type Checked<T> = Result<T, ConfigError>;
+
+pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<ResolvedConfig> {
+    check_public_url(&config.public_url, at)?;
+    let data_key = read_data_key(&config.data_key, at, base)?;
+    let clusters = resolve_clusters(&config.clusters, at, base)?;
+    check_templates(&config, at)?;
+    check_plans(&config, at)?;
+    let plugins = resolve_plugins(&config.plugins, at, base)?;
+    Ok(ResolvedConfig {
+        listen: config.listen,
+        public_url: config.public_url,
+        trusted_proxies: config.trusted_proxies,
+        database: base.join(&config.database),
+        data_key,
+        clusters,
+        plans: config.plans,
+        templates: config.templates,
+        plugins,
+    })
+}
+
+fn check_public_url(url: &Url, at: &Locator<'_>) -> Checked<()> {
+    let path = [Step::Key("public_url")];
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(at.error(&path, "must be an http:// or https:// URL"));
+    }
+    if url.host_str().is_none() {
+        return Err(at.error(&path, "must name a host"));
+    }
+    Ok(())
+}
+
+fn read_data_key(source: &DataKeySource, at: &Locator<'_>, base: &Path) -> Checked<DataKey> {
+    let secret = SecretSource { file: source.file.clone(), env: source.env.clone() };
+    let path = [Step::Key("data_key")];
+    let text = secret.read(base).map_err(|err| at.error(&path, err.to_string()))?;
+    DataKey::parse(text.expose()).map_err(|message| at.error(&path, message))
+}
+
+fn resolve_clusters(
+    clusters: &[ClusterConfig],
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<Vec<ResolvedCluster>> {
+    let mut seen = HashMap::new();
+    clusters
+        .iter()
+        .enumerate()
+        .map(|(index, cluster)| {
+            let here = |key| [Step::Key("clusters"), Step::Index(index), Step::Key(key)];
+            check_name(&cluster.name, &here("name"), at)?;
+            if let Some(first) = seen.insert(cluster.name.as_str(), index) {
+                let first_line = at.line(&[Step::Key("clusters"), Step::Index(first)]);
+                return Err(at.error(
+                    &here("name"),
+                    format!("duplicate cluster name {:?}{}", cluster.name, on_line(first_line)),
+                ));
+            }
+            resolve_cluster(cluster, index, at, base)
+        })
+        .collect()
+}
+
+fn resolve_cluster(
+    cluster: &ClusterConfig,
+    index: usize,
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<ResolvedCluster> {
+    let here = |key| [Step::Key("clusters"), Step::Index(index), Step::Key(key)];
+    if cluster.api_urls.is_empty() {
+        return Err(at.error(&here("api_urls"), "list at least one API URL"));
+    }
+    for (i, url) in cluster.api_urls.iter().enumerate() {
+        let path = [Step::Key("clusters"), Step::Index(index), Step::Key("api_urls"), Step::Index(i)];
+        if url.scheme() != "https" || url.host_str().is_none() {
+            return Err(at.error(&path, "must be an https:// URL such as https://pve1.lan:8006"));
+        }
+    }
+    check_token_id(&cluster.token_id).map_err(|message| at.error(&here("token_id"), message))?;
+    let token_secret =
+        cluster.token_secret.read(base).map_err(|err| at.error(&here("token_secret"), err.to_string()))?;
+    let trust = resolve_trust(&cluster.tls, index, at, base)?;
+    Ok(ResolvedCluster {
+        name: cluster.name.clone(),
+        api_urls: cluster.api_urls.clone(),
+        token_id: cluster.token_id.clone(),
+        token_secret,
+        trust,
+    })
+}
+
+/// Proxmox API token ids look like `porthole@pve!daemon`.
+fn check_token_id(token_id: &str) -> Result<(), String> {
+    let shape = "must look like USER@REALM!TOKENID, e.g. porthole@pve!daemon";
+    let (user, token) = token_id.split_once('!').ok_or(shape)?;
+    let (name, realm) = user.split_once('@').ok_or(shape)?;
+    if name.is_empty() || realm.is_empty() || token.is_empty() {
+        return Err(shape.to_owned());
+    }
+    Ok(())
+}
+
+fn resolve_trust(
+    tls: &TlsTrustConfig,
+    index: usize,
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<ResolvedTrust> {
+    let here = |key| [Step::Key("clusters"), Step::Index(index), Step::Key("tls"), Step::Key(key)];
+    match (&tls.ca_file, &tls.fingerprint) {
+        (Some(file), None) => {
+            let path = base.join(file);
+            let pem = std::fs::read(&path).map_err(|err| {
+                at.error(&here("ca_file"), format!("cannot read {}: {err}", path.display()))
+            })?;
+            if !pem_has_certificate(&pem) {
+                return Err(at.error(&here("ca_file"), "holds no PEM certificate"));
+            }
+            Ok(ResolvedTrust::CaPem(pem))
+        }
+        (None, Some(text)) => text
+            .parse()
+            .map(ResolvedTrust::Pinned)
+            .map_err(|message: String| at.error(&here("fingerprint"), message)),
+        _ => Err(at.error(
+            &[Step::Key("clusters"), Step::Index(index), Step::Key("tls")],
+            "give exactly one of `ca_file` or `fingerprint`",
+        )),
+    }
+}
+
+fn pem_has_certificate(pem: &[u8]) -> bool {
+    rustls_pemfile::certs(&mut &pem[..]).next().is_some_and(|cert| cert.is_ok())
+}
+
+fn check_templates(config: &Config, at: &Locator<'_>) -> Checked<()> {
+    let mut seen = HashMap::new();
+    for (index, template) in config.templates.iter().enumerate() {
+        let here = |key| [Step::Key("templates"), Step::Index(index), Step::Key(key)];
+        check_name(&template.name, &here("name"), at)?;
+        if seen.insert(template.name.as_str(), index).is_some() {
+            return Err(at.error(&here("name"), format!("duplicate template name {:?}", template.name)));
+        }
+        if !config.clusters.iter().any(|c| c.name == template.cluster) {
+            return Err(at.error(&here("cluster"), format!("no cluster named {:?}", template.cluster)));
+        }
+        if !(100..=999_999_999).contains(&template.vmid) {
+            return Err(at.error(&here("vmid"), "a Proxmox VM id is between 100 and 999999999"));
+        }
+        check_cloud_init_plugin(template, &config.plugins)
+            .map_err(|message| at.error(&here("cloud_init"), message))?;
+    }
+    Ok(())
+}
+
+fn check_cloud_init_plugin(
+    template: &TemplateConfig,
+    plugins: &[PluginConfig],
+) -> Result<(), String> {
+    use super::model::PluginWorld;
+    match plugins.iter().find(|p| p.name == template.cloud_init) {
+        None => Err(format!("no plugin named {:?}", template.cloud_init)),
+        Some(p) if p.world != PluginWorld::CloudInitTemplate => {
+            Err(format!("plugin {:?} is not a cloud-init-template plugin", p.name))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_plans(config: &Config, at: &Locator<'_>) -> Checked<()> {
+    let mut seen = HashMap::new();
+    for (index, plan) in config.plans.iter().enumerate() {
+        let here = |key| [Step::Key("plans"), Step::Index(index), Step::Key(key)];
+        check_name(&plan.name, &here("name"), at)?;
+        if seen.insert(plan.name.as_str(), index).is_some() {
+            return Err(at.error(&here("name"), format!("duplicate plan name {:?}", plan.name)));
+        }
+        for (key, value) in [("cores", u64::from(plan.cores)), ("memory_mib", plan.memory_mib.into()), ("disk_gib", plan.disk_gib.into())] {
+            if value == 0 {
+                return Err(at.error(&here(key), "must be greater than zero"));
+            }
+        }
+        for (i, name) in plan.templates.iter().enumerate() {
+            if !config.templates.iter().any(|t| &t.name == name) {
+                let path = [Step::Key("plans"), Step::Index(index), Step::Key("templates"), Step::Index(i)];
+                return Err(at.error(&path, format!("no template named {name:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve_plugins(
+    plugins: &[PluginConfig],
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<Vec<ResolvedPlugin>> {
+    let mut seen = HashMap::new();
+    plugins
+        .iter()
+        .enumerate()
+        .map(|(index, plugin)| {
+            let here = |key| [Step::Key("plugins"), Step::Index(index), Step::Key(key)];
+            check_name(&plugin.name, &here("name"), at)?;
+            if seen.insert(plugin.name.as_str(), index).is_some() {
+                return Err(at.error(&here("name"), format!("duplicate plugin name {:?}", plugin.name)));
+            }
+            if plugin.sha256.len() != 64 || hex::decode(&plugin.sha256).is_err() {
+                return Err(at.error(&here("sha256"), "must be 64 hexadecimal digits"));
+            }
+            for (i, origin) in plugin.allowed_hosts.iter().enumerate() {
+                let path = [Step::Key("plugins"), Step::Index(index), Step::Key("allowed_hosts"), Step::Index(i)];
+                check_origin(origin).map_err(|message| at.error(&path, message))?;
+            }
+            let settings = resolve_settings(plugin, index, at, base)?;
+            Ok(ResolvedPlugin { config: plugin.clone(), path: base.join(&plugin.path), settings })
+        })
+        .collect()
+}
+
+/// An allowed host is an origin: scheme, host and optional port, nothing else.
+fn check_origin(url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an origin such as https://api.cloudflare.com".to_owned());
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err("must be an origin only: no path, query or credentials".to_owned());
+    }
+    Ok(())
+}
+
+fn resolve_settings(
+    plugin: &PluginConfig,
+    index: usize,
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<BTreeMap<String, Secret>> {
+    plugin
+        .settings
+        .iter()
+        .map(|(key, value)| {
+            let secret = match value {
+                SettingValue::Text(text) => Secret::new(text.clone()),
+                SettingValue::Secret(source) => source.read(base).map_err(|err| {
+                    let path = [Step::Key("plugins"), Step::Index(index), Step::Key("settings"), Step::Key(key)];
+                    at.error(&path, err.to_string())
+                })?,
+            };
+            Ok((key.clone(), secret))
+        })
+        .collect()
+}
+
+/// Names appear in URLs, logs and other names' references: keep them plain.
+fn check_name(name: &str, path: &[Step<'_>], at: &Locator<'_>) -> Checked<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if plain {
+        Ok(())
+    } else {
+        Err(at.error(path, format!("{name:?} is not a valid name: use 1-64 of a-z, 0-9, - and _")))
+    }
+}
+
+fn on_line(line: Option<usize>) -> String {
+    line.map(|line| format!(" (first defined on line {line})")).unwrap_or_default()
+}
