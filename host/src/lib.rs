@@ -1,6 +1,15 @@
 //! Porthole: the hosting-panel daemon for Proxmox VE.
+//!
+//! Data flows one way: `api` → `inventory` → `proxmox`, with `store` beneath all of them.
 
+pub mod admin;
+pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod inventory;
+pub mod logging;
 pub mod proxmox;
 pub mod store;

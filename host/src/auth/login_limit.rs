@@ -20,7 +20,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { window: Duration::from_secs(15 * 60), per_account: 5, per_address: 20 }
+        Self {
+            window: Duration::from_secs(15 * 60),
+            per_account: 5,
+            per_address: 20,
+        }
     }
 }
 
@@ -37,17 +41,28 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(limits: Limits) -> Self {
-        Self { limits, failures: Mutex::new(Failures::default()) }
+        Self {
+            limits,
+            failures: Mutex::new(Failures::default()),
+        }
     }
 
     /// `Err(retry_after)` when this attempt must be refused before looking at the password.
     pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut failures = self.lock();
         let window = self.limits.window;
-        let account_wait =
-            wait(failures.by_account.get_mut(account), self.limits.per_account, window, now);
-        let address_wait =
-            wait(failures.by_address.get_mut(&address), self.limits.per_address, window, now);
+        let account_wait = wait(
+            failures.by_account.get_mut(account),
+            self.limits.per_account,
+            window,
+            now,
+        );
+        let address_wait = wait(
+            failures.by_address.get_mut(&address),
+            self.limits.per_address,
+            window,
+            now,
+        );
         match account_wait.max(address_wait) {
             Some(retry_after) => Err(retry_after),
             None => Ok(()),
@@ -56,13 +71,25 @@ impl LoginLimiter {
 
     pub fn record_failure(&self, account: &str, address: IpAddr, now: Instant) {
         let mut failures = self.lock();
-        failures.by_account.entry(account.to_owned()).or_default().push_back(now);
-        failures.by_address.entry(address).or_default().push_back(now);
+        failures
+            .by_account
+            .entry(account.to_owned())
+            .or_default()
+            .push_back(now);
+        failures
+            .by_address
+            .entry(address)
+            .or_default()
+            .push_back(now);
         // Bound memory under a spray of distinct usernames or addresses.
         if failures.by_account.len() > 100_000 || failures.by_address.len() > 100_000 {
             let window = self.limits.window;
-            failures.by_account.retain(|_, times| prune(times, window, now));
-            failures.by_address.retain(|_, times| prune(times, window, now));
+            failures
+                .by_account
+                .retain(|_, times| prune(times, window, now));
+            failures
+                .by_address
+                .retain(|_, times| prune(times, window, now));
         }
     }
 
@@ -72,13 +99,18 @@ impl LoginLimiter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
         // The map holds counters only; after a panic elsewhere its contents are still usable.
-        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Drops failures older than the window; true while any remain.
 fn prune(times: &mut VecDeque<Instant>, window: Duration, now: Instant) -> bool {
-    while times.front().is_some_and(|&t| now.duration_since(t) >= window) {
+    while times
+        .front()
+        .is_some_and(|&t| now.duration_since(t) >= window)
+    {
         times.pop_front();
     }
     !times.is_empty()
@@ -96,7 +128,11 @@ fn wait(
         return None;
     }
     let oldest = *times.front()?;
-    Some(window.saturating_sub(now.duration_since(oldest)).max(Duration::from_secs(1)))
+    Some(
+        window
+            .saturating_sub(now.duration_since(oldest))
+            .max(Duration::from_secs(1)),
+    )
 }
 
 #[cfg(test)]
@@ -104,7 +140,11 @@ mod tests {
     use super::*;
 
     fn limiter() -> LoginLimiter {
-        LoginLimiter::new(Limits { window: Duration::from_secs(60), per_account: 3, per_address: 5 })
+        LoginLimiter::new(Limits {
+            window: Duration::from_secs(60),
+            per_account: 3,
+            per_address: 5,
+        })
     }
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
@@ -119,8 +159,15 @@ mod tests {
         }
         let retry = limiter.check("alice", HOME, start).unwrap_err();
         assert_eq!(retry, Duration::from_secs(60));
-        assert!(limiter.check("bob", HOME, start).is_ok(), "other accounts stay open");
-        assert!(limiter.check("alice", HOME, start + Duration::from_secs(61)).is_ok());
+        assert!(
+            limiter.check("bob", HOME, start).is_ok(),
+            "other accounts stay open"
+        );
+        assert!(
+            limiter
+                .check("alice", HOME, start + Duration::from_secs(61))
+                .is_ok()
+        );
     }
 
     #[test]

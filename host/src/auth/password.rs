@@ -2,8 +2,8 @@
 
 use std::sync::LazyLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Shortest password accepted for a new or changed account.
 pub const MIN_LENGTH: usize = 10;
@@ -19,8 +19,11 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 
 /// True when `password` matches `stored`; a malformed stored hash never matches.
 pub fn verify(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored)
-        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    PasswordHash::new(stored).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 /// Spends the same time as a real verification, so a sign-in for an unknown username takes as
@@ -35,7 +38,9 @@ pub fn verify_dummy(password: &str) {
 /// Why a new password is refused, in words for the user.
 pub fn check_strength(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_LENGTH {
-        return Err(format!("the password must have at least {MIN_LENGTH} characters"));
+        return Err(format!(
+            "the password must have at least {MIN_LENGTH} characters"
+        ));
     }
     Ok(())
 }

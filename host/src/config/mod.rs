@@ -20,11 +20,11 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    ClusterConfig, Config, DataKeySource, PlanConfig, PluginConfig, PluginLimits, PluginWorld,
-    TemplateConfig, TlsTrustConfig,
+    ClusterConfig, Config, DataKeySource, Fingerprints, PlanConfig, PluginConfig, PluginLimits,
+    PluginWorld, TemplateConfig, TlsTrustConfig,
 };
 pub use secret::{DataKey, Secret, SecretSource};
-pub use validate::{Fingerprint, ResolvedCluster, ResolvedConfig, ResolvedPlugin, ResolvedTrust};
+pub use validate::{ResolvedCluster, ResolvedConfig, ResolvedPlugin};
 
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<ResolvedConfig, ConfigError> {

@@ -65,8 +65,26 @@ pub struct ClusterConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsTrustConfig {
     pub ca_file: Option<PathBuf>,
-    /// `AB:CD:…` as `pvenode cert info` prints it.
-    pub fingerprint: Option<String>,
+    /// `AB:CD:…` as `pvenode cert info` prints it; a list when the API URLs name several nodes,
+    /// each with its own certificate.
+    pub fingerprint: Option<Fingerprints>,
+}
+
+/// One pinned fingerprint or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Fingerprints {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Fingerprints {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Fingerprints::One(one) => std::slice::from_ref(one),
+            Fingerprints::Many(many) => many,
+        }
+    }
 }
 
 /// What a customer buys.
@@ -140,7 +158,12 @@ pub struct PluginLimits {
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        Self { memory_mib: 64, timeout_ms: 5_000, max_http_requests: 16, kv_quota_kib: 1024 }
+        Self {
+            memory_mib: 64,
+            timeout_ms: 5_000,
+            max_http_requests: 16,
+            kv_quota_kib: 1024,
+        }
     }
 }
 

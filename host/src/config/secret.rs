@@ -19,7 +19,10 @@ pub enum SecretError {
     #[error("give exactly one of `file` or `env`")]
     Ambiguous,
     #[error("cannot read secret file {path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("environment variable {0} is not set")]
     Env(String),
     #[error("the secret is empty")]
@@ -35,9 +38,7 @@ impl SecretSource {
                 std::fs::read_to_string(&path)
                     .map_err(|source| SecretError::File { path, source })?
             }
-            (None, Some(var)) => {
-                std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?
-            }
+            (None, Some(var)) => std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?,
             _ => return Err(SecretError::Ambiguous),
         };
         let value = value.trim();

@@ -1,10 +1,8 @@
 //! The second pass: everything types cannot check, and resolving secrets.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ipnet::IpNet;
 use url::Url;
@@ -16,6 +14,7 @@ use super::model::{
     TlsTrustConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
+use crate::proxmox::{TlsTrust, parse_fingerprint};
 
 /// A configuration that passed every check, with its secrets read.
 #[derive(Debug, Clone)]
@@ -37,14 +36,7 @@ pub struct ResolvedCluster {
     pub api_urls: Vec<Url>,
     pub token_id: String,
     pub token_secret: Secret,
-    pub trust: ResolvedTrust,
-}
-
-#[derive(Debug, Clone)]
-pub enum ResolvedTrust {
-    /// PEM text of the CA certificate(s) that sign the cluster's certificates.
-    CaPem(Vec<u8>),
-    Pinned(Fingerprint),
+    pub trust: TlsTrust,
 }
 
 #[derive(Debug, Clone)]
@@ -52,39 +44,6 @@ pub struct ResolvedPlugin {
     pub config: PluginConfig,
     pub path: PathBuf,
     pub settings: BTreeMap<String, Secret>,
-}
-
-/// A SHA-256 certificate fingerprint.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl FromStr for Fingerprint {
-    type Err = String;
-
-    /// Accepts `AB:CD:…` as Proxmox and OpenSSL print it, in either case, with or without colons.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let digits: String = text.trim().chars().filter(|&c| c != ':').collect();
-        let bytes = hex::decode(&digits).map_err(|_| {
-            "a SHA-256 fingerprint is 32 hexadecimal byte pairs like \"AB:CD:…\"".to_owned()
-        })?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-            format!("a SHA-256 fingerprint has 32 bytes, this one has {}", digits.len() / 2)
-        })?;
-        Ok(Self(bytes))
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pairs: Vec<String> = self.0.iter().map(|b| format!("{b:02X}")).collect();
-        f.write_str(&pairs.join(":"))
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({self})")
-    }
 }
 
 type Checked<T> = Result<T, ConfigError>;
@@ -121,9 +80,14 @@ fn check_public_url(url: &Url, at: &Locator<'_>) -> Checked<()> {
 }
 
 fn read_data_key(source: &DataKeySource, at: &Locator<'_>, base: &Path) -> Checked<DataKey> {
-    let secret = SecretSource { file: source.file.clone(), env: source.env.clone() };
+    let secret = SecretSource {
+        file: source.file.clone(),
+        env: source.env.clone(),
+    };
     let path = [Step::Key("data_key")];
-    let text = secret.read(base).map_err(|err| at.error(&path, err.to_string()))?;
+    let text = secret
+        .read(base)
+        .map_err(|err| at.error(&path, err.to_string()))?;
     DataKey::parse(text.expose()).map_err(|message| at.error(&path, message))
 }
 
@@ -143,7 +107,11 @@ fn resolve_clusters(
                 let first_line = at.line(&[Step::Key("clusters"), Step::Index(first)]);
                 return Err(at.error(
                     &here("name"),
-                    format!("duplicate cluster name {:?}{}", cluster.name, on_line(first_line)),
+                    format!(
+                        "duplicate cluster name {:?}{}",
+                        cluster.name,
+                        on_line(first_line)
+                    ),
                 ));
             }
             resolve_cluster(cluster, index, at, base)
@@ -162,14 +130,24 @@ fn resolve_cluster(
         return Err(at.error(&here("api_urls"), "list at least one API URL"));
     }
     for (i, url) in cluster.api_urls.iter().enumerate() {
-        let path = [Step::Key("clusters"), Step::Index(index), Step::Key("api_urls"), Step::Index(i)];
+        let path = [
+            Step::Key("clusters"),
+            Step::Index(index),
+            Step::Key("api_urls"),
+            Step::Index(i),
+        ];
         if url.scheme() != "https" || url.host_str().is_none() {
-            return Err(at.error(&path, "must be an https:// URL such as https://pve1.lan:8006"));
+            return Err(at.error(
+                &path,
+                "must be an https:// URL such as https://pve1.lan:8006",
+            ));
         }
     }
     check_token_id(&cluster.token_id).map_err(|message| at.error(&here("token_id"), message))?;
-    let token_secret =
-        cluster.token_secret.read(base).map_err(|err| at.error(&here("token_secret"), err.to_string()))?;
+    let token_secret = cluster
+        .token_secret
+        .read(base)
+        .map_err(|err| at.error(&here("token_secret"), err.to_string()))?;
     let trust = resolve_trust(&cluster.tls, index, at, base)?;
     Ok(ResolvedCluster {
         name: cluster.name.clone(),
@@ -196,23 +174,47 @@ fn resolve_trust(
     index: usize,
     at: &Locator<'_>,
     base: &Path,
-) -> Checked<ResolvedTrust> {
-    let here = |key| [Step::Key("clusters"), Step::Index(index), Step::Key("tls"), Step::Key(key)];
+) -> Checked<TlsTrust> {
+    let here = |key| {
+        [
+            Step::Key("clusters"),
+            Step::Index(index),
+            Step::Key("tls"),
+            Step::Key(key),
+        ]
+    };
     match (&tls.ca_file, &tls.fingerprint) {
         (Some(file), None) => {
             let path = base.join(file);
             let pem = std::fs::read(&path).map_err(|err| {
-                at.error(&here("ca_file"), format!("cannot read {}: {err}", path.display()))
+                at.error(
+                    &here("ca_file"),
+                    format!("cannot read {}: {err}", path.display()),
+                )
             })?;
             if !pem_has_certificate(&pem) {
                 return Err(at.error(&here("ca_file"), "holds no PEM certificate"));
             }
-            Ok(ResolvedTrust::CaPem(pem))
+            Ok(TlsTrust::CaPem(pem))
         }
-        (None, Some(text)) => text
-            .parse()
-            .map(ResolvedTrust::Pinned)
-            .map_err(|message: String| at.error(&here("fingerprint"), message)),
+        (None, Some(pins)) => {
+            let pins = pins
+                .as_slice()
+                .iter()
+                .map(|text| {
+                    parse_fingerprint(text).map_err(|err| {
+                        at.error(
+                            &here("fingerprint"),
+                            format!("{err}; expected \"AB:CD:…\" (32 bytes)"),
+                        )
+                    })
+                })
+                .collect::<Checked<Vec<_>>>()?;
+            if pins.is_empty() {
+                return Err(at.error(&here("fingerprint"), "list at least one fingerprint"));
+            }
+            Ok(TlsTrust::PinnedSha256(pins))
+        }
         _ => Err(at.error(
             &[Step::Key("clusters"), Step::Index(index), Step::Key("tls")],
             "give exactly one of `ca_file` or `fingerprint`",
@@ -221,7 +223,9 @@ fn resolve_trust(
 }
 
 fn pem_has_certificate(pem: &[u8]) -> bool {
-    rustls_pemfile::certs(&mut &pem[..]).next().is_some_and(|cert| cert.is_ok())
+    rustls_pemfile::certs(&mut &pem[..])
+        .next()
+        .is_some_and(|cert| cert.is_ok())
 }
 
 fn check_templates(config: &Config, at: &Locator<'_>) -> Checked<()> {
@@ -230,13 +234,22 @@ fn check_templates(config: &Config, at: &Locator<'_>) -> Checked<()> {
         let here = |key| [Step::Key("templates"), Step::Index(index), Step::Key(key)];
         check_name(&template.name, &here("name"), at)?;
         if seen.insert(template.name.as_str(), index).is_some() {
-            return Err(at.error(&here("name"), format!("duplicate template name {:?}", template.name)));
+            return Err(at.error(
+                &here("name"),
+                format!("duplicate template name {:?}", template.name),
+            ));
         }
         if !config.clusters.iter().any(|c| c.name == template.cluster) {
-            return Err(at.error(&here("cluster"), format!("no cluster named {:?}", template.cluster)));
+            return Err(at.error(
+                &here("cluster"),
+                format!("no cluster named {:?}", template.cluster),
+            ));
         }
         if !(100..=999_999_999).contains(&template.vmid) {
-            return Err(at.error(&here("vmid"), "a Proxmox VM id is between 100 and 999999999"));
+            return Err(at.error(
+                &here("vmid"),
+                "a Proxmox VM id is between 100 and 999999999",
+            ));
         }
         check_cloud_init_plugin(template, &config.plugins)
             .map_err(|message| at.error(&here("cloud_init"), message))?;
@@ -251,9 +264,10 @@ fn check_cloud_init_plugin(
     use super::model::PluginWorld;
     match plugins.iter().find(|p| p.name == template.cloud_init) {
         None => Err(format!("no plugin named {:?}", template.cloud_init)),
-        Some(p) if p.world != PluginWorld::CloudInitTemplate => {
-            Err(format!("plugin {:?} is not a cloud-init-template plugin", p.name))
-        }
+        Some(p) if p.world != PluginWorld::CloudInitTemplate => Err(format!(
+            "plugin {:?} is not a cloud-init-template plugin",
+            p.name
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -264,16 +278,28 @@ fn check_plans(config: &Config, at: &Locator<'_>) -> Checked<()> {
         let here = |key| [Step::Key("plans"), Step::Index(index), Step::Key(key)];
         check_name(&plan.name, &here("name"), at)?;
         if seen.insert(plan.name.as_str(), index).is_some() {
-            return Err(at.error(&here("name"), format!("duplicate plan name {:?}", plan.name)));
+            return Err(at.error(
+                &here("name"),
+                format!("duplicate plan name {:?}", plan.name),
+            ));
         }
-        for (key, value) in [("cores", u64::from(plan.cores)), ("memory_mib", plan.memory_mib.into()), ("disk_gib", plan.disk_gib.into())] {
+        for (key, value) in [
+            ("cores", u64::from(plan.cores)),
+            ("memory_mib", plan.memory_mib.into()),
+            ("disk_gib", plan.disk_gib.into()),
+        ] {
             if value == 0 {
                 return Err(at.error(&here(key), "must be greater than zero"));
             }
         }
         for (i, name) in plan.templates.iter().enumerate() {
             if !config.templates.iter().any(|t| &t.name == name) {
-                let path = [Step::Key("plans"), Step::Index(index), Step::Key("templates"), Step::Index(i)];
+                let path = [
+                    Step::Key("plans"),
+                    Step::Index(index),
+                    Step::Key("templates"),
+                    Step::Index(i),
+                ];
                 return Err(at.error(&path, format!("no template named {name:?}")));
             }
         }
@@ -294,17 +320,29 @@ fn resolve_plugins(
             let here = |key| [Step::Key("plugins"), Step::Index(index), Step::Key(key)];
             check_name(&plugin.name, &here("name"), at)?;
             if seen.insert(plugin.name.as_str(), index).is_some() {
-                return Err(at.error(&here("name"), format!("duplicate plugin name {:?}", plugin.name)));
+                return Err(at.error(
+                    &here("name"),
+                    format!("duplicate plugin name {:?}", plugin.name),
+                ));
             }
             if plugin.sha256.len() != 64 || hex::decode(&plugin.sha256).is_err() {
                 return Err(at.error(&here("sha256"), "must be 64 hexadecimal digits"));
             }
             for (i, origin) in plugin.allowed_hosts.iter().enumerate() {
-                let path = [Step::Key("plugins"), Step::Index(index), Step::Key("allowed_hosts"), Step::Index(i)];
+                let path = [
+                    Step::Key("plugins"),
+                    Step::Index(index),
+                    Step::Key("allowed_hosts"),
+                    Step::Index(i),
+                ];
                 check_origin(origin).map_err(|message| at.error(&path, message))?;
             }
             let settings = resolve_settings(plugin, index, at, base)?;
-            Ok(ResolvedPlugin { config: plugin.clone(), path: base.join(&plugin.path), settings })
+            Ok(ResolvedPlugin {
+                config: plugin.clone(),
+                path: base.join(&plugin.path),
+                settings,
+            })
         })
         .collect()
 }
@@ -333,7 +371,12 @@ fn resolve_settings(
             let secret = match value {
                 SettingValue::Text(text) => Secret::new(text.clone()),
                 SettingValue::Secret(source) => source.read(base).map_err(|err| {
-                    let path = [Step::Key("plugins"), Step::Index(index), Step::Key("settings"), Step::Key(key)];
+                    let path = [
+                        Step::Key("plugins"),
+                        Step::Index(index),
+                        Step::Key("settings"),
+                        Step::Key(key),
+                    ];
                     at.error(&path, err.to_string())
                 })?,
             };
@@ -346,14 +389,20 @@ fn resolve_settings(
 fn check_name(name: &str, path: &[Step<'_>], at: &Locator<'_>) -> Checked<()> {
     let plain = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if plain {
         Ok(())
     } else {
-        Err(at.error(path, format!("{name:?} is not a valid name: use 1-64 of a-z, 0-9, - and _")))
+        Err(at.error(
+            path,
+            format!("{name:?} is not a valid name: use 1-64 of a-z, 0-9, - and _"),
+        ))
     }
 }
 
 fn on_line(line: Option<usize>) -> String {
-    line.map(|line| format!(" (first defined on line {line})")).unwrap_or_default()
+    line.map(|line| format!(" (first defined on line {line})"))
+        .unwrap_or_default()
 }

@@ -53,7 +53,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
 }
 
 /// The newest entries first, optionally only one action.
-pub fn recent(conn: &Connection, action: Option<&str>, limit: u32) -> rusqlite::Result<Vec<Record>> {
+pub fn recent(
+    conn: &Connection,
+    action: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Record>> {
     let mut statement = conn.prepare(
         "SELECT id, at, actor, action, target, detail, client FROM audit_log
          WHERE ?1 IS NULL OR action = ?1 ORDER BY id DESC LIMIT ?2",

@@ -51,21 +51,25 @@ impl Store {
         let (sender, receiver) = mpsc::channel::<Work>();
         let (ready_tx, ready_rx) = oneshot::channel();
         let thread_path = path.clone();
-        std::thread::Builder::new().name("porthole-store".into()).spawn(move || {
-            match open_connection(&thread_path) {
-                Ok(mut connection) => {
-                    let _ = ready_tx.send(Ok(()));
-                    // Runs until every `Store` handle is dropped.
-                    for work in receiver {
-                        work(&mut connection);
+        std::thread::Builder::new()
+            .name("porthole-store".into())
+            .spawn(move || {
+                match open_connection(&thread_path) {
+                    Ok(mut connection) => {
+                        let _ = ready_tx.send(Ok(()));
+                        // Runs until every `Store` handle is dropped.
+                        for work in receiver {
+                            work(&mut connection);
+                        }
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
                     }
                 }
-                Err(err) => {
-                    let _ = ready_tx.send(Err(err));
-                }
-            }
-        })?;
-        ready_rx.await.map_err(|_| anyhow::anyhow!("the database thread died while opening"))??;
+            })?;
+        ready_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("the database thread died while opening"))??;
         Ok(Self { sender, path })
     }
 
@@ -105,7 +109,10 @@ fn configure(connection: &Connection) -> rusqlite::Result<()> {
     // admin command read while the daemon writes.
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(mode, "SQLite refused WAL mode; continuing with this journal mode");
+        tracing::warn!(
+            mode,
+            "SQLite refused WAL mode; continuing with this journal mode"
+        );
     }
     connection.execute_batch(
         "PRAGMA foreign_keys = ON;

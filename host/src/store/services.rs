@@ -56,8 +56,12 @@ pub fn insert_active(conn: &Connection, vm: &ExistingVm<'_>) -> rusqlite::Result
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Service>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM services WHERE id = ?1"), [id], from_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
 }
 
 /// All services, or only `owner`'s.

@@ -14,7 +14,13 @@ pub fn insert(
     conn.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, client)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id_hash.as_slice(), user_id, super::now(), expires_at, client],
+        params![
+            id_hash.as_slice(),
+            user_id,
+            super::now(),
+            expires_at,
+            client
+        ],
     )?;
     Ok(())
 }
@@ -36,7 +42,10 @@ pub fn find_user(conn: &Connection, id_hash: &[u8; 32]) -> rusqlite::Result<Opti
 }
 
 pub fn delete(conn: &Connection, id_hash: &[u8; 32]) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash.as_slice()])?;
+    conn.execute(
+        "DELETE FROM sessions WHERE id_hash = ?1",
+        [id_hash.as_slice()],
+    )?;
     Ok(())
 }
 
@@ -46,5 +55,8 @@ pub fn delete_for_user(conn: &Connection, user_id: i64) -> rusqlite::Result<usiz
 }
 
 pub fn purge_expired(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [super::now()])
+    conn.execute(
+        "DELETE FROM sessions WHERE expires_at <= ?1",
+        [super::now()],
+    )
 }

@@ -43,20 +43,23 @@ pub fn insert(
     )
 }
 
-/// The enabled user owning the token with this hash, noting the use.
-pub fn authenticate(conn: &Connection, token_hash: &[u8; 32]) -> rusqlite::Result<Option<User>> {
-    let user_id: Option<i64> = conn
+/// The enabled user owning the token with this hash, and the token's id, noting the use.
+pub fn authenticate_with_id(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+) -> rusqlite::Result<Option<(User, i64)>> {
+    let found: Option<(i64, i64)> = conn
         .query_row(
             "UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1
-             AND user_id IN (SELECT id FROM users WHERE NOT disabled) RETURNING user_id",
+             AND user_id IN (SELECT id FROM users WHERE NOT disabled) RETURNING user_id, id",
             params![token_hash.as_slice(), super::now()],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    match user_id {
-        Some(id) => super::users::get(conn, id),
-        None => Ok(None),
-    }
+    let Some((user_id, token_id)) = found else {
+        return Ok(None);
+    };
+    Ok(super::users::get(conn, user_id)?.map(|user| (user, token_id)))
 }
 
 pub fn list_for_user(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<ApiToken>> {
@@ -68,5 +71,8 @@ pub fn list_for_user(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<Ap
 }
 
 pub fn delete(conn: &Connection, user_id: i64, id: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute("DELETE FROM api_tokens WHERE id = ?1 AND user_id = ?2", [id, user_id])? > 0)
+    Ok(conn.execute(
+        "DELETE FROM api_tokens WHERE id = ?1 AND user_id = ?2",
+        [id, user_id],
+    )? > 0)
 }

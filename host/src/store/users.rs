@@ -72,8 +72,12 @@ pub fn insert(
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
-    conn.query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), [id], from_row)
-        .optional()
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
 }
 
 /// The user and their password hash, for sign-in.
@@ -127,9 +131,11 @@ pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
 }
 
 pub fn count_admins(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled", [], |row| {
-        row.get(0)
-    })
+    conn.query_row(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled",
+        [],
+        |row| row.get(0),
+    )
 }
 
 /// True when `err` is a UNIQUE or foreign-key violation: the caller's request conflicts with

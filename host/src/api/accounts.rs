@@ -1,0 +1,192 @@
+//! Users, managed by admins.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Admin, JsonBody};
+use crate::audit;
+use crate::auth::password;
+use crate::store::sessions;
+use crate::store::users::{self, Role, User, UserChanges};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    username: String,
+    password: String,
+    role: Role,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    password: Option<String>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+pub async fn list(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<User>>> {
+    Ok(Json(state.store.call(|c| users::list(c)).await?))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<User>> {
+    let user = state.store.call(move |c| users::get(c, id)).await?;
+    user.map(Json).ok_or(ApiError::NotFound)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    JsonBody(body): JsonBody<NewUser>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let user = create_user(&state.store, &body.username, &body.password, body.role).await?;
+    audit::record(
+        &state.store,
+        audit::Entry {
+            actor: &admin.actor(),
+            action: "user.create",
+            target: Some(&format!("user:{}", user.id)),
+            detail: json!({ "username": user.username, "role": user.role }),
+            client: None,
+        },
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Creates an account after checking the username and password; shared with the CLI.
+pub async fn create_user(
+    store: &crate::store::Store,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> ApiResult<User> {
+    check_username(username).map_err(ApiError::BadRequest)?;
+    password::check_strength(password).map_err(ApiError::BadRequest)?;
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|err| ApiError::Internal(err.into()))??;
+    let username = username.to_owned();
+    let taken = username.clone();
+    store
+        .call(move |c| match users::insert(c, &username, role, &hash) {
+            Err(err) if users::is_conflict(&err) => Ok(None),
+            other => other.map(Some),
+        })
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("the username {taken:?} is taken")))
+}
+
+fn check_username(username: &str) -> Result<(), String> {
+    let fine = (1..=64).contains(&username.len())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    if fine {
+        Ok(())
+    } else {
+        Err("a username has 1-64 characters: letters, digits, '.', '_', '@' and '-'".into())
+    }
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+    JsonBody(patch): JsonBody<UserPatch>,
+) -> ApiResult<Json<User>> {
+    let password_hash = match &patch.password {
+        Some(new) => {
+            password::check_strength(new).map_err(ApiError::BadRequest)?;
+            let new = new.clone();
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&new))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.into()))??,
+            )
+        }
+        None => None,
+    };
+    let demotes = patch.role == Some(Role::Customer) || patch.disabled == Some(true);
+    let changes = UserChanges {
+        role: patch.role,
+        password_hash,
+        disabled: patch.disabled,
+    };
+    let ends_sessions = changes.password_hash.is_some() || patch.disabled == Some(true);
+    let updated = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let updated = users::update(&tx, id, &changes)?;
+            // Never leave the panel without an enabled administrator.
+            if demotes && users::count_admins(&tx)? == 0 {
+                return Ok(Err(ApiError::Conflict(
+                    "this would leave no enabled administrator".into(),
+                )));
+            }
+            if ends_sessions {
+                sessions::delete_for_user(&tx, id)?;
+            }
+            tx.commit()?;
+            Ok(updated.ok_or(ApiError::NotFound))
+        })
+        .await??;
+    audit::record(&state.store, audit::Entry {
+        actor: &admin.actor(),
+        action: "user.update",
+        target: Some(&format!("user:{id}")),
+        detail: json!({
+            "role": patch.role, "disabled": patch.disabled, "password_changed": patch.password.is_some()
+        }),
+        client: None,
+    })
+    .await;
+    Ok(Json(updated))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    if id == admin.user.id {
+        return Err(ApiError::Conflict(
+            "you cannot delete your own account".into(),
+        ));
+    }
+    let removed = state
+        .store
+        .call(move |c| match users::delete(c, id) {
+            Err(err) if users::is_conflict(&err) => Ok(Err(ApiError::Conflict(
+                "this user still owns services; terminate them first".into(),
+            ))),
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => Ok(Err(ApiError::NotFound)),
+            Err(err) => Err(err),
+        })
+        .await?;
+    removed?;
+    audit::record(
+        &state.store,
+        audit::Entry {
+            actor: &admin.actor(),
+            action: "user.delete",
+            target: Some(&format!("user:{id}")),
+            detail: json!({}),
+            client: None,
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,150 @@
+//! Request extractors: the caller's identity, their address, and JSON bodies with 4xx reasons.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::{AppState, client_addr};
+use crate::auth::{Credential, Identity, secret_token};
+use crate::store::{sessions, tokens};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "porthole_session";
+
+/// The client's address (see [`client_addr`]).
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no peer address on request")))?;
+        Ok(ClientAddr(client_addr(
+            peer,
+            &parts.headers,
+            &state.web.trusted_proxies,
+        )))
+    }
+}
+
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(token) = bearer_token(parts)? {
+            let digest = secret_token::digest(token);
+            let found = state
+                .store
+                .call(move |c| tokens::authenticate_with_id(c, &digest))
+                .await?;
+            let (user, token_id) = found.ok_or(ApiError::Unauthenticated)?;
+            return Ok(Identity {
+                user,
+                credential: Credential::ApiToken(token_id),
+            });
+        }
+        let session = session_cookie(parts).ok_or(ApiError::Unauthenticated)?;
+        // Cookies ride along on cross-site requests; a state change must come from our own pages.
+        if is_state_change(&parts.method) {
+            check_same_origin(parts, state)?;
+        }
+        let digest = secret_token::digest(session);
+        let user = state
+            .store
+            .call(move |c| sessions::find_user(c, &digest))
+            .await?;
+        let user = user.ok_or(ApiError::Unauthenticated)?;
+        Ok(Identity {
+            user,
+            credential: Credential::Session,
+        })
+    }
+}
+
+/// An identity that must be an admin.
+pub struct Admin(pub Identity);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let identity = Identity::from_request_parts(parts, state).await?;
+        if identity.is_admin() {
+            Ok(Admin(identity))
+        } else {
+            Err(ApiError::Forbidden("this needs an administrator"))
+        }
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(Some(token.trim())),
+        _ => Err(ApiError::BadRequest(
+            "the Authorization header must be `Bearer <token>`".into(),
+        )),
+    }
+}
+
+pub fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+fn is_state_change(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Browsers send `Origin` on every cross-origin request and on same-origin POSTs; a cookie
+/// request without it, or with another origin, is refused.
+pub fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError> {
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok());
+    match origin {
+        Some(origin) if origin == state.web.origin() => Ok(()),
+        Some(_) => Err(ApiError::Forbidden("cross-origin request refused")),
+        None => Err(ApiError::Forbidden(
+            "a state change with a session cookie needs an Origin header",
+        )),
+    }
+}
+
+/// `Json<T>` whose rejections are our JSON errors with the parser's reason.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection_reason(rejection))),
+        }
+    }
+}
+
+fn rejection_reason(rejection: JsonRejection) -> String {
+    rejection.body_text()
+}

@@ -1,0 +1,145 @@
+//! Status, nodes and VMs. Operators see the clusters as they are; a customer sees only their own
+//! services, and never a node name, address or Proxmox id.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::Admin;
+use crate::auth::Identity;
+use crate::inventory::{Unreachable, VmView};
+use crate::store::services::{self, Service};
+
+pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "clusters": state.inventory.status().await,
+    }))
+}
+
+pub async fn nodes(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    let gathered = state.inventory.nodes().await;
+    Json(json!({ "nodes": gathered.items, "unreachable": gathered.unreachable }))
+}
+
+/// A customer's VM: our service, with the power state the cluster reports.
+#[derive(Debug, Serialize)]
+pub struct CustomerVm {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub plan: Option<String>,
+    /// `running`, `stopped`, or `unknown` when the cluster cannot be asked.
+    pub power: String,
+    pub cores: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub disk_bytes: Option<u64>,
+}
+
+/// An operator's view of a VM: what the cluster reports, with our service when there is one.
+#[derive(Debug, Serialize)]
+pub struct OperatorVm {
+    #[serde(flatten)]
+    pub vm: VmView,
+    pub service: Option<Service>,
+}
+
+pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
+    if me.is_admin() {
+        let gathered = state.inventory.vms().await;
+        let services = state.store.call(|c| services::list(c, None)).await?;
+        let vms: Vec<OperatorVm> = gathered
+            .items
+            .into_iter()
+            .map(|vm| {
+                let service = services
+                    .iter()
+                    .find(|s| s.cluster == vm.cluster && s.vmid == Some(vm.vmid))
+                    .cloned();
+                OperatorVm { vm, service }
+            })
+            .collect();
+        return Ok(Json(
+            json!({ "vms": vms, "unreachable": gathered.unreachable }),
+        ));
+    }
+    let owner = me.user.id;
+    let services = state
+        .store
+        .call(move |c| services::list(c, Some(owner)))
+        .await?;
+    let (live, _) = live_vms(&state, &services).await;
+    // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
+    let vms: Vec<CustomerVm> = services.iter().map(|s| customer_vm(s, &live)).collect();
+    Ok(Json(json!({ "vms": vms })))
+}
+
+pub async fn vm(
+    State(state): State<AppState>,
+    me: Identity,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let service = state.store.call(move |c| services::get(c, id)).await?;
+    // Another customer's service and a missing one answer alike.
+    let service = service.filter(|s| me.is_admin() || s.owner_id == me.user.id);
+    let service = service.ok_or(ApiError::NotFound)?;
+    let (live, _) = live_vms(&state, std::slice::from_ref(&service)).await;
+    if me.is_admin() {
+        let vm = live
+            .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
+            .cloned();
+        return Ok(Json(json!({ "service": service, "vm": vm })));
+    }
+    Ok(Json(json!(customer_vm(&service, &live))))
+}
+
+type LiveVms = HashMap<(String, u32), VmView>;
+
+/// The cluster's view of these services' VMs, one query per cluster involved.
+async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unreachable>) {
+    let mut clusters: Vec<&str> = services.iter().map(|s| s.cluster.as_str()).collect();
+    clusters.sort_unstable();
+    clusters.dedup();
+    let mut live = HashMap::new();
+    let mut unreachable = Vec::new();
+    for cluster in clusters {
+        match state.inventory.vms_of(cluster).await {
+            Ok(vms) => live.extend(
+                vms.into_iter()
+                    .map(|(vmid, vm)| ((cluster.to_owned(), vmid), vm)),
+            ),
+            Err(err) => {
+                tracing::warn!(cluster, error = %err, "cannot read VM states");
+                unreachable.push(Unreachable {
+                    cluster: cluster.to_owned(),
+                    error: err.to_string(),
+                });
+            }
+        }
+    }
+    (live, unreachable)
+}
+
+fn customer_vm(service: &Service, live: &LiveVms) -> CustomerVm {
+    let vm = service
+        .vmid
+        .and_then(|vmid| live.get(&(service.cluster.clone(), vmid)));
+    CustomerVm {
+        id: service.id,
+        name: service.name.clone(),
+        state: service.state.clone(),
+        plan: service.plan.clone(),
+        power: vm
+            .and_then(|vm| vm.status.clone())
+            .unwrap_or_else(|| "unknown".into()),
+        cores: vm.and_then(|vm| vm.cores),
+        memory_bytes: vm.and_then(|vm| vm.memory_bytes),
+        disk_bytes: vm.and_then(|vm| vm.disk_bytes),
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP API under `/api/v1`: thin handlers that parse, authorize, call one function of a
+//! concern and map its error. Nothing here talks to SQLite or Proxmox directly except through
+//! `store` query functions and `inventory`.
+
+mod accounts;
+mod client_addr;
+mod error;
+mod extract;
+mod inventory;
+mod session;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::{get, post};
+use ipnet::IpNet;
+use url::Url;
+
+pub use accounts::create_user;
+pub use client_addr::client_addr;
+pub use error::{ApiError, ApiResult};
+pub use tokens::issue_token;
+
+use crate::auth::login_limit::LoginLimiter;
+use crate::inventory::Inventory;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct Shared {
+    pub store: Store,
+    pub inventory: Inventory,
+    pub web: WebSettings,
+    pub login_limiter: LoginLimiter,
+    pub started: Instant,
+}
+
+/// How the daemon is reached from browsers.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub public_url: Url,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl WebSettings {
+    /// Cookies are `Secure` whenever browsers reach us over TLS, directly or through a proxy.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The public URL's origin as browsers send it in `Origin`, e.g. `https://panel.example.com`.
+    pub fn origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}
+
+pub type AppState = Arc<Shared>;
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/auth/login", post(session::login))
+        .route("/auth/logout", post(session::logout))
+        .route("/whoami", get(session::whoami))
+        .route("/users", get(accounts::list).post(accounts::create))
+        .route(
+            "/users/{id}",
+            get(accounts::show)
+                .patch(accounts::update)
+                .delete(accounts::remove),
+        )
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", axum::routing::delete(tokens::remove))
+        .route("/status", get(inventory::status))
+        .route("/nodes", get(inventory::nodes))
+        .route("/vms", get(inventory::vms))
+        .route("/vms/{id}", get(inventory::vm))
+        .fallback(|| async { ApiError::NotFound });
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}

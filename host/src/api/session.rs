@@ -1,0 +1,167 @@
+//! Sign-in, sign-out and "who am I".
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ClientAddr, JsonBody, SESSION_COOKIE, session_cookie};
+use crate::audit;
+use crate::auth::{Credential, Identity, password, secret_token};
+use crate::store::{sessions, users};
+
+/// How long a browser session lasts.
+const SESSION_LIFETIME_SECS: i64 = 12 * 60 * 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Login>,
+) -> ApiResult<Response> {
+    refuse_foreign_origin(&headers, &state)?;
+    state
+        .login_limiter
+        .check(&body.username, client, Instant::now())
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs(),
+        })?;
+    let user = verify_credentials(&state, &body).await?;
+    let Some(user) = user else {
+        state
+            .login_limiter
+            .record_failure(&body.username, client, Instant::now());
+        audit::record(
+            &state.store,
+            audit::Entry {
+                actor: "anonymous",
+                action: "auth.login_failed",
+                target: Some(&body.username),
+                detail: json!({}),
+                client: Some(&client.to_string()),
+            },
+        )
+        .await;
+        return Err(ApiError::WrongCredentials);
+    };
+    state.login_limiter.record_success(&body.username);
+    let session = secret_token::generate();
+    let digest = secret_token::digest(&session);
+    let expires_at = crate::store::now() + SESSION_LIFETIME_SECS;
+    let (user_id, client_text) = (user.id, client.to_string());
+    state
+        .store
+        .call(move |c| sessions::insert(c, &digest, user_id, expires_at, Some(&client_text)))
+        .await?;
+    audit::record(
+        &state.store,
+        audit::Entry {
+            actor: &format!("user:{}", user.id),
+            action: "auth.login",
+            target: None,
+            detail: json!({}),
+            client: Some(&client.to_string()),
+        },
+    )
+    .await;
+    let cookie =
+        session_cookie_header(&session, SESSION_LIFETIME_SECS, state.web.secure_cookies())?;
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "user": user })),
+    )
+        .into_response())
+}
+
+/// Checks the password, spending the same time whether or not the user exists.
+async fn verify_credentials(state: &AppState, body: &Login) -> ApiResult<Option<users::User>> {
+    let username = body.username.clone();
+    let found = state
+        .store
+        .call(move |c| users::find_for_login(c, &username))
+        .await?;
+    let password = body.password.clone();
+    let verified = tokio::task::spawn_blocking(move || match found {
+        Some((user, hash)) if password::verify(&hash, &password) && !user.disabled => Some(user),
+        Some(_) => None,
+        None => {
+            password::verify_dummy(&password);
+            None
+        }
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.into()))?;
+    Ok(verified)
+}
+
+/// Sign-in sets a cookie, so a foreign page must not be able to sign a visitor into our panel.
+fn refuse_foreign_origin(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
+    match headers
+        .get(header::ORIGIN)
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(origin) if origin != state.web.origin() => {
+            Err(ApiError::Forbidden("cross-origin request refused"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    identity: Identity,
+    parts: Parts,
+) -> ApiResult<Response> {
+    if identity.credential == Credential::Session {
+        if let Some(session) = session_cookie(&parts) {
+            let digest = secret_token::digest(session);
+            state
+                .store
+                .call(move |c| sessions::delete(c, &digest))
+                .await?;
+        }
+        audit::record(
+            &state.store,
+            audit::Entry {
+                actor: &identity.actor(),
+                action: "auth.logout",
+                target: None,
+                detail: json!({}),
+                client: None,
+            },
+        )
+        .await;
+    }
+    let cookie = session_cookie_header("", 0, state.web.secure_cookies())?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
+}
+
+pub async fn whoami(identity: Identity) -> Json<serde_json::Value> {
+    let credential = match identity.credential {
+        Credential::Session => "session",
+        Credential::ApiToken(_) => "api_token",
+    };
+    Json(json!({ "user": identity.user, "credential": credential }))
+}
+
+fn session_cookie_header(value: &str, max_age: i64, secure: bool) -> ApiResult<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
+    HeaderValue::from_str(&cookie).map_err(|err| ApiError::Internal(err.into()))
+}

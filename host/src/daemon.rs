@@ -1,0 +1,148 @@
+//! Assembles the running daemon from a validated configuration: store, clusters, HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, Shared, WebSettings};
+use crate::auth::login_limit::{Limits, LoginLimiter};
+use crate::config::ResolvedConfig;
+use crate::inventory::Inventory;
+use crate::store::Store;
+
+/// A daemon serving on a bound address until [`Daemon::stop`].
+pub struct Daemon {
+    addr: SocketAddr,
+    state: api::AppState,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<std::io::Result<()>>,
+    housekeeping: JoinHandle<()>,
+}
+
+impl Daemon {
+    /// Opens the database, builds the cluster clients and starts serving on `config.listen`.
+    pub async fn start(config: ResolvedConfig) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("while binding {}", config.listen))?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Like [`Daemon::start`] on a listener bound already, e.g. to an ephemeral port.
+    pub async fn start_on(config: ResolvedConfig, listener: TcpListener) -> anyhow::Result<Self> {
+        let store = Store::open(&config.database).await?;
+        register_clusters(&store, &config).await?;
+        let inventory = Inventory::from_config(&config.clusters)?;
+        let state = Arc::new(Shared {
+            store,
+            inventory,
+            web: WebSettings {
+                public_url: config.public_url.clone(),
+                trusted_proxies: config.trusted_proxies.clone(),
+            },
+            login_limiter: LoginLimiter::new(Limits::default()),
+            started: Instant::now(),
+        });
+        let addr = listener.local_addr()?;
+        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let housekeeping = tokio::spawn(purge_expired_sessions(state.store.clone()));
+        tracing::info!(%addr, "porthole is serving");
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            server,
+            housekeeping,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns the server's result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.housekeeping.abort();
+        self.server.await.context("the HTTP server task failed")??;
+        Ok(())
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn serve(config: ResolvedConfig) -> anyhow::Result<()> {
+    let daemon = Daemon::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    daemon.stop().await
+}
+
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+/// Expired sessions are refused anyway; this only keeps the table small.
+async fn purge_expired_sessions(store: Store) {
+    let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
+    loop {
+        every_hour.tick().await;
+        match store.call(|c| crate::store::sessions::purge_expired(c)).await {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired sessions"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
+        }
+    }
+}
+
+/// Clusters named in the configuration get a row, so services can reference them.
+async fn register_clusters(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
+    let names: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
+    store
+        .call(move |conn| {
+            let tx = conn.transaction()?;
+            for name in &names {
+                tx.execute(
+                    "INSERT INTO clusters (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    rusqlite::params![name, crate::store::now()],
+                )?;
+            }
+            tx.commit()
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! `porthole demo`: the panel on the Proxmox simulator, a throwaway database and demo accounts,
+//! so a newcomer sees it work with one command.
+//!
+//! The demo goes through the same front door as production: it writes a real configuration file
+//! (pinning the simulator's self-signed certificate), loads it with [`config::load`] and starts the
+//! ordinary [`Daemon`].
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use porthole_sim::{SimConfig, SimHandle, Simulator, VmSeed};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::auth::secret_token;
+use crate::config;
+use crate::daemon::{Daemon, shutdown_signal};
+use crate::store::Store;
+use crate::store::services::{self, ExistingVm};
+use crate::store::users::Role;
+
+pub struct Options {
+    pub listen: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// The name the demo's simulated cluster has in the configuration.
+const CLUSTER: &str = "sim";
+
+/// What the demo prints, and writes as JSON with `--credentials-file`.
+#[derive(Debug, Serialize)]
+pub struct Credentials {
+    pub url: String,
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Account {
+    pub username: String,
+    pub role: Role,
+    pub password: String,
+    pub api_token: String,
+    /// Ids of the services (VMs) this account owns.
+    pub vms: Vec<i64>,
+}
+
+/// A VM the demo puts on the simulator, and who owns it (`None`: no customer, operators only).
+struct DemoVm {
+    owner: Option<&'static str>,
+    seed: VmSeed,
+}
+
+/// A running demo: simulator, daemon and seeded accounts. Tests use it as their fixture.
+pub struct Demo {
+    daemon: Daemon,
+    sim: SimHandle,
+    credentials: Credentials,
+    config_path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Demo {
+    /// Starts the simulator with `sim` (its demo VMs are added), then the daemon on `listen`.
+    pub async fn start(
+        listen: SocketAddr,
+        data_dir: Option<PathBuf>,
+        mut sim: SimConfig,
+    ) -> anyhow::Result<Self> {
+        let (temp, dir) = data_dir_or_temp(data_dir)?;
+        sim.vms.extend(demo_vms().into_iter().map(|vm| vm.seed));
+        let sim = Simulator::start(sim)
+            .await
+            .context("while starting the Proxmox simulator")?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("while binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let config_path = write_config(&dir, addr, &sim)?;
+        let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
+        let daemon = Daemon::start_on(config, listener).await?;
+        let credentials = seed(daemon.store(), &format!("http://{addr}")).await?;
+        Ok(Self {
+            daemon,
+            sim,
+            credentials,
+            config_path,
+            _temp: temp,
+        })
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    pub fn account(&self, username: &str) -> Option<&Account> {
+        self.credentials
+            .accounts
+            .iter()
+            .find(|a| a.username == username)
+    }
+
+    pub fn sim(&self) -> &SimHandle {
+        &self.sim
+    }
+
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.daemon.stop().await?;
+        self.sim.shutdown().await;
+        Ok(())
+    }
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let demo = Demo::start(options.listen, options.data_dir, SimConfig::default()).await?;
+    if let Some(path) = &options.credentials_file {
+        std::fs::write(path, serde_json::to_vec_pretty(demo.credentials())?)
+            .with_context(|| format!("while writing {}", path.display()))?;
+    }
+    println!("{}", banner(demo.credentials(), &demo.config_path));
+    shutdown_signal().await;
+    demo.stop().await
+}
+
+/// The caller's directory, or a temporary one removed when the demo ends.
+fn data_dir_or_temp(
+    given: Option<PathBuf>,
+) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    match given {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("while creating {}", dir.display()))?;
+            Ok((None, dir))
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("porthole-demo-")
+                .tempdir()?;
+            let dir = temp.path().to_path_buf();
+            Ok((Some(temp), dir))
+        }
+    }
+}
+
+fn demo_vms() -> Vec<DemoVm> {
+    let vm = |owner, node: &str, vmid, name: &str, cores, memory, running| DemoVm {
+        owner,
+        seed: VmSeed {
+            node: node.into(),
+            vmid,
+            name: name.into(),
+            cores,
+            memory,
+            disk_gb: 20,
+            running,
+            tags: Some("porthole".into()),
+            ..VmSeed::default()
+        },
+    };
+    vec![
+        vm(Some("alice"), "pve1", 101, "alice-web", 2, 2048, true),
+        vm(Some("alice"), "pve2", 102, "alice-db", 4, 4096, false),
+        vm(Some("bob"), "pve1", 103, "bob-lab", 2, 2048, true),
+        vm(None, "pve2", 110, "ops-monitoring", 1, 1024, true),
+    ]
+}
+
+fn write_config(dir: &Path, addr: SocketAddr, sim: &SimHandle) -> anyhow::Result<PathBuf> {
+    std::fs::write(
+        dir.join("data.key"),
+        hex::encode(rand::random::<[u8; 32]>()),
+    )?;
+    std::fs::write(dir.join("pve-token"), sim.token_secret())?;
+    let text = format!(
+        r#"# Written by `porthole demo`: the panel on the Proxmox simulator.
+listen = "{addr}"
+public_url = "http://{addr}"
+database = "porthole.db"
+data_key = {{ file = "data.key" }}
+
+[[clusters]]
+name = "{CLUSTER}"
+api_urls = ["{api_url}"]
+token_id = "{token_id}"
+token_secret = {{ file = "pve-token" }}
+tls = {{ fingerprint = "{fingerprint}" }}
+"#,
+        api_url = sim.api_url(),
+        token_id = sim.token_id(),
+        fingerprint = sim.cert_fingerprint_sha256(),
+    );
+    let path = dir.join("porthole.toml");
+    std::fs::write(&path, text).with_context(|| format!("while writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Creates the demo accounts, their tokens and their services.
+async fn seed(store: &Store, url: &str) -> anyhow::Result<Credentials> {
+    let mut accounts = Vec::new();
+    for (username, role) in [
+        ("admin", Role::Admin),
+        ("alice", Role::Customer),
+        ("bob", Role::Customer),
+    ] {
+        let password = secret_token::generate()[..16].to_owned();
+        let user = crate::admin::create_user(store, username, &password, role).await?;
+        let api_token = crate::admin::create_token(store, username, "demo").await?;
+        let mut vms = Vec::new();
+        for demo in demo_vms()
+            .into_iter()
+            .filter(|vm| vm.owner == Some(username))
+        {
+            let (owner_id, seed) = (user.id, demo.seed);
+            let service = store
+                .call(move |c| {
+                    services::insert_active(
+                        c,
+                        &ExistingVm {
+                            owner_id,
+                            name: &seed.name,
+                            cluster: CLUSTER,
+                            node: &seed.node,
+                            vmid: seed.vmid,
+                            plan: Some("demo"),
+                        },
+                    )
+                })
+                .await?;
+            vms.push(service.id);
+        }
+        accounts.push(Account {
+            username: username.into(),
+            role,
+            password,
+            api_token,
+            vms,
+        });
+    }
+    Ok(Credentials {
+        url: url.to_owned(),
+        accounts,
+    })
+}
+
+fn banner(credentials: &Credentials, config_path: &Path) -> String {
+    let mut out = format!("\nPorthole demo is running at {}\n\n", credentials.url);
+    for account in &credentials.accounts {
+        let _ = writeln!(
+            out,
+            "  {:<6} {:<8} password {}  API token {}",
+            account.username,
+            account.role.as_str(),
+            account.password,
+            account.api_token
+        );
+    }
+    let admin_token = credentials
+        .accounts
+        .first()
+        .map(|a| a.api_token.as_str())
+        .unwrap_or("");
+    let _ = write!(
+        out,
+        "\nTry:\n  curl -H 'Authorization: Bearer {admin_token}' {url}/api/v1/nodes\n  \
+         curl -H 'Authorization: Bearer {admin_token}' {url}/api/v1/vms\n\n\
+         Configuration: {config}\nPress Ctrl-C to stop; the demo's data is discarded unless --data-dir was given.\n",
+        url = credentials.url,
+        config = config_path.display(),
+    );
+    out
+}

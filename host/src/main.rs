@@ -1,0 +1,179 @@
+//! The `porthole` command.
+//!
+//! Exit status: 0 success, 2 bad usage or bad configuration, 1 a failure at run time.
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use porthole::store::users::Role;
+use porthole::{config, daemon, demo};
+
+#[derive(Parser)]
+#[command(
+    name = "porthole",
+    version,
+    about = "Hosting panel daemon for Proxmox VE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the panel on the Proxmox simulator with a throwaway database and demo accounts.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Keep the demo's database and files here instead of a temporary directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Also write the demo's URL, accounts and tokens as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        credentials_file: Option<PathBuf>,
+    },
+    /// Validate a configuration file without starting anything.
+    CheckConfig { file: PathBuf },
+    /// Administrative tasks on the database named by a configuration file.
+    Admin {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create an account. The password is read from standard input with --password-stdin,
+    /// otherwise a random one is generated and printed.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an API token for an account and print it (it is shown only this once).
+    CreateToken {
+        #[arg(long)]
+        username: String,
+        #[arg(long, default_value = "automation")]
+        name: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "customer" => Ok(Role::Customer),
+        _ => Err("the role is `admin` or `customer`".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    porthole::logging::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("porthole: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} cluster(s), {} plan(s), {} template(s), {} plugin(s))",
+                    file.display(),
+                    config.clusters.len(),
+                    config.plans.len(),
+                    config.templates.len(),
+                    config.plugins.len()
+                );
+                Ok(())
+            }
+            Err(err) => return config_error(&err),
+        },
+        Command::Serve { config } => match config::load(&config) {
+            Ok(config) => daemon::serve(config).await,
+            Err(err) => return config_error(&err),
+        },
+        Command::Demo {
+            listen,
+            data_dir,
+            credentials_file,
+        } => {
+            demo::run(demo::Options {
+                listen,
+                data_dir,
+                credentials_file,
+            })
+            .await
+        }
+        Command::Admin { config, action } => match config::load(&config) {
+            Ok(config) => admin(config, action).await,
+            Err(err) => return config_error(&err),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("porthole: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config_error(err: &config::ConfigError) -> ExitCode {
+    eprintln!("porthole: {err}");
+    ExitCode::from(2)
+}
+
+async fn admin(config: config::ResolvedConfig, action: AdminAction) -> anyhow::Result<()> {
+    let store = porthole::store::Store::open(&config.database).await?;
+    match action {
+        AdminAction::CreateUser {
+            username,
+            role,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (porthole::auth::secret_token::generate(), true)
+            };
+            let user = porthole::admin::create_user(&store, &username, &password, role).await?;
+            println!(
+                "created {} {} (id {})",
+                user.role.as_str(),
+                user.username,
+                user.id
+            );
+            if generated {
+                println!("password: {password}");
+            }
+        }
+        AdminAction::CreateToken { username, name } => {
+            let token = porthole::admin::create_token(&store, &username, &name).await?;
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

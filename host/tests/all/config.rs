@@ -1,0 +1,178 @@
+//! The configuration file: good files load, and every bad one names its key and line.
+
+use std::path::Path;
+use std::process::Command;
+
+use porthole::config;
+
+/// A directory holding a valid configuration's secret files.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+const FINGERPRINT: &str =
+    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data.key"), "11".repeat(32)).unwrap();
+        std::fs::write(dir.path().join("pve-token"), "6f1c8a2e-0000-4000-8000-000000000000\n").unwrap();
+        Self { dir }
+    }
+
+    fn valid() -> String {
+        format!(
+            r#"listen = "127.0.0.1:8080"
+public_url = "https://panel.example.com"
+trusted_proxies = ["127.0.0.1/32"]
+database = "porthole.db"
+data_key = {{ file = "data.key" }}
+
+[[clusters]]
+name = "main"
+api_urls = ["https://pve1.example.com:8006"]
+token_id = "porthole@pve!daemon"
+token_secret = {{ file = "pve-token" }}
+tls = {{ fingerprint = "{FINGERPRINT}" }}
+"#
+        )
+    }
+
+    fn parse(&self, text: &str) -> Result<config::ResolvedConfig, config::ConfigError> {
+        config::parse(text, "porthole.toml", self.dir.path())
+    }
+
+    fn write(&self, text: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join("porthole.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+fn check_config(path: &Path) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .arg("check-config")
+        .arg(path)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_valid_file_loads_with_its_secrets_resolved() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(&Fixture::valid()).unwrap();
+    assert_eq!(config.clusters[0].token_secret.expose(), "6f1c8a2e-0000-4000-8000-000000000000");
+    assert_eq!(config.database, fixture.dir.path().join("porthole.db"));
+    let (status, _) = check_config(&fixture.write(&Fixture::valid()));
+    assert_eq!(status, 0);
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace("database =", "databse =");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+    assert!(err.message.contains("databse"), "{err}");
+    let (status, output) = check_config(&fixture.write(&text));
+    assert_eq!(status, 2);
+    assert!(output.contains("porthole.toml:4"), "{output}");
+}
+
+#[test]
+fn an_unknown_key_inside_a_cluster_is_named_with_its_path_and_line() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace("token_id =", "tokenid =");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.line, Some(10), "{err}");
+    assert!(err.to_string().contains("clusters[0]"), "{err}");
+    assert!(err.message.contains("tokenid"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_is_named_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(r#"listen = "127.0.0.1:8080""#, "listen = 8080");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!((err.key.as_deref(), err.line), (Some("listen"), Some(1)), "{err}");
+    let (status, output) = check_config(&fixture.write(&text));
+    assert_eq!(status, 2);
+    assert!(output.contains("porthole.toml:1: listen:"), "{output}");
+}
+
+#[test]
+fn a_missing_secret_file_is_named_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(r#"file = "pve-token""#, r#"file = "missing-token""#);
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("clusters[0].token_secret"), "{err}");
+    assert_eq!(err.line, Some(11), "{err}");
+    assert!(err.message.contains("missing-token"), "{err}");
+    assert_eq!(check_config(&fixture.write(&text)).0, 2);
+}
+
+#[test]
+fn a_malformed_fingerprint_is_refused() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(FINGERPRINT, "AB:CD:EF");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("clusters[0].tls.fingerprint"), "{err}");
+    assert_eq!(err.line, Some(12), "{err}");
+    assert_eq!(check_config(&fixture.write(&text)).0, 2);
+}
+
+#[test]
+fn a_duplicate_cluster_name_points_at_the_second_one() {
+    let fixture = Fixture::new();
+    let valid = Fixture::valid();
+    let cluster = &valid[valid.find("[[clusters]]").unwrap()..];
+    let text = format!("{valid}\n{cluster}");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("clusters[1].name"), "{err}");
+    assert_eq!(err.line, Some(16), "{err}");
+    assert!(err.message.contains("line 8"), "{err}");
+    assert_eq!(check_config(&fixture.write(&text)).0, 2);
+}
+
+#[test]
+fn skipping_certificate_verification_cannot_be_configured() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(
+        &format!(r#"tls = {{ fingerprint = "{FINGERPRINT}" }}"#),
+        "tls = { insecure = true }",
+    );
+    let err = fixture.parse(&text).unwrap_err();
+    assert!(err.message.contains("insecure"), "{err}");
+    let text = Fixture::valid().replace(&format!(r#"tls = {{ fingerprint = "{FINGERPRINT}" }}"#), "tls = {}");
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("clusters[0].tls"), "{err}");
+}
+
+#[test]
+fn a_template_must_name_a_configured_cluster() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid()
+        + r#"
+[[templates]]
+name = "debian-12"
+cluster = "elsewhere"
+node = "pve1"
+vmid = 9000
+os = "debian"
+cloud_init = "cloudinit-basic"
+"#;
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("templates[0].cluster"), "{err}");
+    assert_eq!(err.line, Some(17), "{err}");
+}
+
+#[test]
+fn bad_usage_exits_with_status_2() {
+    let status = Command::new(env!("CARGO_BIN_EXE_porthole")).arg("no-such-command").status().unwrap();
+    assert_eq!(status.code(), Some(2));
+}

@@ -1,0 +1,66 @@
+//! `porthole demo` as a newcomer runs it: the binary, its printed credentials, and curl-like calls.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct DemoProcess {
+    child: Child,
+    credentials: Value,
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo() -> DemoProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--credentials-file"])
+        .arg(&file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(credentials) = serde_json::from_str(&text) {
+                return DemoProcess { child, credentials };
+            }
+        }
+        assert!(Instant::now() < deadline, "the demo did not start within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn account<'a>(demo: &'a DemoProcess, username: &str) -> &'a Value {
+    demo.credentials["accounts"].as_array().unwrap().iter().find(|a| a["username"] == username).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_serves_its_printed_accounts() {
+    let demo = start_demo();
+    let url = demo.credentials["url"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let get = |token: &str, path: &str| client.get(format!("{url}{path}")).bearer_auth(token.to_owned()).send();
+
+    let admin = account(&demo, "admin")["api_token"].as_str().unwrap();
+    let nodes: Value = get(admin, "/api/v1/nodes").await.unwrap().json().await.unwrap();
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 2, "{nodes}");
+    let vms: Value = get(admin, "/api/v1/vms").await.unwrap().json().await.unwrap();
+    assert!(vms["vms"].as_array().unwrap().len() >= 4, "{vms}");
+
+    let alice = account(&demo, "alice");
+    let alice_token = alice["api_token"].as_str().unwrap();
+    let own: Value = get(alice_token, "/api/v1/vms").await.unwrap().json().await.unwrap();
+    assert_eq!(own["vms"].as_array().unwrap().len(), 2, "{own}");
+    let bobs_vm = account(&demo, "bob")["vms"][0].as_i64().unwrap();
+    let other = get(alice_token, &format!("/api/v1/vms/{bobs_vm}")).await.unwrap();
+    assert_eq!(other.status(), reqwest::StatusCode::NOT_FOUND);
+}

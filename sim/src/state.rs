@@ -1,0 +1,128 @@
+//! Everything a running simulator shares between the API server, the control API, tasks and the
+//! Rust handle. Each part has its own mutex, held only for short synchronous sections.
+
+use crate::SimConfig;
+use crate::auth::{Accounts, AuthKind};
+use crate::cluster::{Cluster, VmSeed};
+use crate::error::ApiError;
+use crate::faults::{Fault, FaultTable};
+use crate::schema::Schema;
+use crate::tasks::TaskTable;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// One request the API server answered (or dropped: `status` 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// The full request path, e.g. `/api2/json/nodes/pve1/qemu`.
+    pub path: String,
+    /// Query, body and path parameters merged, as the endpoint saw them.
+    pub params: BTreeMap<String, String>,
+    pub auth: AuthKind,
+    pub status: u16,
+}
+
+pub struct SimState {
+    pub config: SimConfig,
+    pub schema: Schema,
+    pub accounts: Accounts,
+    pub cluster: Mutex<Cluster>,
+    pub tasks: Mutex<TaskTable>,
+    faults: Mutex<FaultTable>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    clock_offset: Mutex<Duration>,
+    pub booted: Instant,
+}
+
+/// Locks a mutex, shrugging off poisoning: a panicked test thread must not wedge the others.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> anyhow::Result<Self> {
+        let mut cluster = Cluster::new(&config.nodes, &config.offline_nodes);
+        let templates = if config.templates {
+            Cluster::default_templates(&config.nodes)
+        } else {
+            Vec::new()
+        };
+        for seed in templates.iter().chain(&config.vms) {
+            cluster.add(seed)?;
+        }
+        Ok(Self {
+            schema: Schema::embedded()?,
+            accounts: Accounts::generate(config.ticket_lifetime),
+            cluster: Mutex::new(cluster),
+            tasks: Mutex::default(),
+            faults: Mutex::default(),
+            requests: Mutex::default(),
+            clock_offset: Mutex::default(),
+            booted: Instant::now(),
+            config,
+        })
+    }
+
+    /// Unix seconds on the simulator's clock (real time plus `advance_clock`).
+    pub fn now(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (real + *lock(&self.clock_offset)).as_secs()
+    }
+
+    pub fn advance_clock(&self, by: Duration) {
+        *lock(&self.clock_offset) += by;
+    }
+
+    pub fn record(&self, request: RecordedRequest) {
+        lock(&self.requests).push(request);
+    }
+
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.requests).clear();
+    }
+
+    pub fn inject(&self, fault: Fault) -> Result<(), regex::Error> {
+        lock(&self.faults).inject(fault)
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    pub fn take_fault(&self, method: &str, path: &str, task: bool) -> Option<crate::FaultKind> {
+        lock(&self.faults).take(method, path, task)
+    }
+
+    pub fn add_vm(&self, seed: &VmSeed) -> Result<(), ApiError> {
+        lock(&self.cluster).add(seed)
+    }
+
+    pub fn vm_config(&self, node: &str, vmid: u32) -> Option<BTreeMap<String, String>> {
+        lock(&self.cluster)
+            .vm(node, vmid)
+            .ok()
+            .map(|vm| vm.config.clone())
+    }
+
+    pub fn vm_status(&self, vmid: u32) -> Option<String> {
+        let cluster = lock(&self.cluster);
+        let vm = cluster.vms.get(&vmid)?;
+        serde_json::to_value(vm.power)
+            .ok()?
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    pub fn state_json(&self) -> serde_json::Value {
+        serde_json::to_value(&*lock(&self.cluster)).unwrap_or_default()
+    }
+}

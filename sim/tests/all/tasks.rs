@@ -1,0 +1,125 @@
+use crate::fixture::{Auth, body, start};
+use reqwest::Method;
+
+#[tokio::test]
+async fn clone_locks_the_new_vm_until_its_task_ends() {
+    let sim = start().await;
+    let upid = sim
+        .ok(
+            Method::POST,
+            "/nodes/pve1/qemu/9000/clone",
+            &[("newid", "123"), ("name", "web"), ("full", "1")],
+        )
+        .await;
+    let upid = upid.as_str().unwrap_or_default().to_owned();
+    assert!(
+        upid.starts_with("UPID:pve1:") && upid.contains(":qmclone:9000:porthole@pve!daemon:"),
+        "{upid}"
+    );
+    let config = sim.handle.vm_config("pve1", 123).unwrap_or_default();
+    assert_eq!(config.get("lock").map(String::as_str), Some("clone"));
+    let (status, body) = body(
+        sim.call(
+            Method::POST,
+            "/nodes/pve1/qemu/123/status/start",
+            Auth::Token,
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert_eq!(body["message"], "VM 123 is locked (clone)\n");
+    let done = sim.wait_task("pve1", &upid).await;
+    assert_eq!(done["exitstatus"], "OK");
+    let config = sim.handle.vm_config("pve1", 123).unwrap_or_default();
+    assert!(!config.contains_key("lock"));
+    assert_eq!(
+        config.get("scsi0").map(String::as_str),
+        Some("local-lvm:vm-123-disk-0,size=4G")
+    );
+}
+
+#[tokio::test]
+async fn start_runs_then_second_start_fails_in_its_task() {
+    let sim = start().await;
+    sim.handle
+        .add_vm(porthole_sim::VmSeed {
+            vmid: 200,
+            name: "plain".into(),
+            ..Default::default()
+        })
+        .ok();
+    let first = sim
+        .ok(Method::POST, "/nodes/pve1/qemu/200/status/start", &[])
+        .await;
+    let status = sim
+        .wait_task("pve1", first.as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status["status"], "stopped");
+    assert_eq!(status["exitstatus"], "OK");
+    assert_eq!(sim.handle.vm_status(200).as_deref(), Some("running"));
+    let second = sim
+        .ok(Method::POST, "/nodes/pve1/qemu/200/status/start", &[])
+        .await;
+    let status = sim
+        .wait_task("pve1", second.as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status["exitstatus"], "VM 200 already running");
+    let (code, body) = body(
+        sim.call(
+            Method::DELETE,
+            "/nodes/pve1/qemu/200",
+            Auth::Token,
+            &[("purge", "1")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(code, 500);
+    assert_eq!(body["message"], "VM 200 is running - destroy failed\n");
+}
+
+#[tokio::test]
+async fn templates_cannot_start_and_disks_cannot_shrink() {
+    let sim = start().await;
+    let start_upid = sim
+        .ok(Method::POST, "/nodes/pve1/qemu/9000/status/start", &[])
+        .await;
+    let status = sim
+        .wait_task("pve1", start_upid.as_str().unwrap_or_default())
+        .await;
+    assert_eq!(
+        status["exitstatus"],
+        "you can't start a vm if it's a template"
+    );
+    let shrink = sim
+        .ok(
+            Method::PUT,
+            "/nodes/pve1/qemu/9000/resize",
+            &[("disk", "scsi0"), ("size", "1G")],
+        )
+        .await;
+    let status = sim
+        .wait_task("pve1", shrink.as_str().unwrap_or_default())
+        .await;
+    assert_eq!(status["exitstatus"], "shrinking disks is not supported");
+    let grow = sim
+        .ok(
+            Method::PUT,
+            "/nodes/pve1/qemu/9000/resize",
+            &[("disk", "scsi0"), ("size", "+6G")],
+        )
+        .await;
+    assert_eq!(
+        sim.wait_task("pve1", grow.as_str().unwrap_or_default())
+            .await["exitstatus"],
+        "OK"
+    );
+    let scsi0 = sim
+        .handle
+        .vm_config("pve1", 9000)
+        .and_then(|c| c.get("scsi0").cloned())
+        .unwrap_or_default();
+    assert!(scsi0.ends_with("size=10G"), "{scsi0}");
+}

@@ -1,0 +1,38 @@
+//! `cargo xtask <command>`: repository chores that are easier in Rust than in shell.
+
+mod trim_schema;
+
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  trim-schema <apidoc.json>   write sim/schema/pve-api.json, the part of the PVE API schema the simulator serves";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("trim-schema") => {
+            let input = args.get(1).context(USAGE)?;
+            trim_schema::run(
+                &PathBuf::from(input),
+                &workspace_root().join("sim/schema/pve-api.json"),
+            )
+        }
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}
+
+/// The workspace root, so commands work from any directory inside the repository.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
