@@ -121,7 +121,10 @@ async fn purge_expired_sessions(store: Store) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
     loop {
         every_hour.tick().await;
-        match store.call(|c| crate::store::sessions::purge_expired(c)).await {
+        match store
+            .call(|c| crate::store::sessions::purge_expired(c))
+            .await
+        {
             Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired sessions"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: repository chores that are easier in Rust than in shell.
 
+mod run;
 mod trim_schema;
 
 use anyhow::{Context, bail};
@@ -8,6 +9,8 @@ use std::path::PathBuf;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
+  test                        everything CI checks: rustfmt, clippy -D warnings, every test
   trim-schema <apidoc.json>   write sim/schema/pve-api.json, the part of the PVE API schema the simulator serves";
 
 fn main() -> anyhow::Result<()> {
@@ -20,6 +23,8 @@ fn main() -> anyhow::Result<()> {
                 &workspace_root().join("sim/schema/pve-api.json"),
             )
         }
+        Some("test") => run::test(&workspace_root()),
+        Some("demo") => run::demo(&workspace_root(), &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())

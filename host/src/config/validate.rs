@@ -104,7 +104,8 @@ fn resolve_clusters(
             let here = |key| [Step::Key("clusters"), Step::Index(index), Step::Key(key)];
             check_name(&cluster.name, &here("name"), at)?;
             if let Some(first) = seen.insert(cluster.name.as_str(), index) {
-                let first_line = at.line(&[Step::Key("clusters"), Step::Index(first)]);
+                let first_line =
+                    at.line(&[Step::Key("clusters"), Step::Index(first), Step::Key("name")]);
                 return Err(at.error(
                     &here("name"),
                     format!(

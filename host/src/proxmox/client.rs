@@ -598,28 +598,30 @@ fn transport_failure(ctx: &CallContext, error: &reqwest::Error) -> Failure {
     }
 }
 
-/// Finds a rustls error in the chain. `io::Error` does not report its payload as `source()`,
-/// so payloads are looked into explicitly.
+/// Describes the TLS failure behind `error`, if a rustls error is somewhere in its chain.
 fn tls_failure(error: &(dyn StdError + 'static)) -> Option<TlsFailure> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        let rustls_error = error.downcast_ref::<rustls::Error>().or_else(|| {
-            error
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls_error) = rustls_error {
-            return Some(match tls::fingerprint_mismatch(rustls_error) {
-                Some(mismatch) => TlsFailure::FingerprintMismatch {
-                    actual: tls::format_fingerprint(&mismatch.actual),
-                },
-                None => TlsFailure::Handshake(rustls_error.to_string()),
-            });
-        }
-        current = error.source();
+    let rustls_error = find_rustls_error(error)?;
+    Some(match tls::fingerprint_mismatch(rustls_error) {
+        Some(mismatch) => TlsFailure::FingerprintMismatch {
+            actual: tls::format_fingerprint(&mismatch.actual),
+        },
+        None => TlsFailure::Handshake(rustls_error.to_string()),
+    })
+}
+
+/// `io::Error` does not report its payload as `source()`, and hyper nests one `io::Error` in
+/// another, so payloads are searched as well as sources.
+fn find_rustls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(found) = error.downcast_ref::<rustls::Error>() {
+        return Some(found);
     }
-    None
+    let payload = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref());
+    if let Some(found) = payload.and_then(|inner| find_rustls_error(inner)) {
+        return Some(found);
+    }
+    error.source().and_then(find_rustls_error)
 }
 
 /// "error sending request: client error (Connect): connection refused" — the whole chain,

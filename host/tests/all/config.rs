@@ -10,14 +10,17 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
-const FINGERPRINT: &str =
-    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("data.key"), "11".repeat(32)).unwrap();
-        std::fs::write(dir.path().join("pve-token"), "6f1c8a2e-0000-4000-8000-000000000000\n").unwrap();
+        std::fs::write(
+            dir.path().join("pve-token"),
+            "6f1c8a2e-0000-4000-8000-000000000000\n",
+        )
+        .unwrap();
         Self { dir }
     }
 
@@ -66,7 +69,10 @@ fn check_config(path: &Path) -> (i32, String) {
 fn a_valid_file_loads_with_its_secrets_resolved() {
     let fixture = Fixture::new();
     let config = fixture.parse(&Fixture::valid()).unwrap();
-    assert_eq!(config.clusters[0].token_secret.expose(), "6f1c8a2e-0000-4000-8000-000000000000");
+    assert_eq!(
+        config.clusters[0].token_secret.expose(),
+        "6f1c8a2e-0000-4000-8000-000000000000"
+    );
     assert_eq!(config.database, fixture.dir.path().join("porthole.db"));
     let (status, _) = check_config(&fixture.write(&Fixture::valid()));
     assert_eq!(status, 0);
@@ -99,7 +105,11 @@ fn a_wrong_type_is_named_with_its_key_and_line() {
     let fixture = Fixture::new();
     let text = Fixture::valid().replace(r#"listen = "127.0.0.1:8080""#, "listen = 8080");
     let err = fixture.parse(&text).unwrap_err();
-    assert_eq!((err.key.as_deref(), err.line), (Some("listen"), Some(1)), "{err}");
+    assert_eq!(
+        (err.key.as_deref(), err.line),
+        (Some("listen"), Some(1)),
+        "{err}"
+    );
     let (status, output) = check_config(&fixture.write(&text));
     assert_eq!(status, 2);
     assert!(output.contains("porthole.toml:1: listen:"), "{output}");
@@ -110,7 +120,11 @@ fn a_missing_secret_file_is_named_with_its_key_and_line() {
     let fixture = Fixture::new();
     let text = Fixture::valid().replace(r#"file = "pve-token""#, r#"file = "missing-token""#);
     let err = fixture.parse(&text).unwrap_err();
-    assert_eq!(err.key.as_deref(), Some("clusters[0].token_secret"), "{err}");
+    assert_eq!(
+        err.key.as_deref(),
+        Some("clusters[0].token_secret"),
+        "{err}"
+    );
     assert_eq!(err.line, Some(11), "{err}");
     assert!(err.message.contains("missing-token"), "{err}");
     assert_eq!(check_config(&fixture.write(&text)).0, 2);
@@ -121,7 +135,11 @@ fn a_malformed_fingerprint_is_refused() {
     let fixture = Fixture::new();
     let text = Fixture::valid().replace(FINGERPRINT, "AB:CD:EF");
     let err = fixture.parse(&text).unwrap_err();
-    assert_eq!(err.key.as_deref(), Some("clusters[0].tls.fingerprint"), "{err}");
+    assert_eq!(
+        err.key.as_deref(),
+        Some("clusters[0].tls.fingerprint"),
+        "{err}"
+    );
     assert_eq!(err.line, Some(12), "{err}");
     assert_eq!(check_config(&fixture.write(&text)).0, 2);
 }
@@ -134,7 +152,7 @@ fn a_duplicate_cluster_name_points_at_the_second_one() {
     let text = format!("{valid}\n{cluster}");
     let err = fixture.parse(&text).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("clusters[1].name"), "{err}");
-    assert_eq!(err.line, Some(16), "{err}");
+    assert_eq!(err.line, Some(15), "{err}");
     assert!(err.message.contains("line 8"), "{err}");
     assert_eq!(check_config(&fixture.write(&text)).0, 2);
 }
@@ -148,7 +166,10 @@ fn skipping_certificate_verification_cannot_be_configured() {
     );
     let err = fixture.parse(&text).unwrap_err();
     assert!(err.message.contains("insecure"), "{err}");
-    let text = Fixture::valid().replace(&format!(r#"tls = {{ fingerprint = "{FINGERPRINT}" }}"#), "tls = {}");
+    let text = Fixture::valid().replace(
+        &format!(r#"tls = {{ fingerprint = "{FINGERPRINT}" }}"#),
+        "tls = {}",
+    );
     let err = fixture.parse(&text).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("clusters[0].tls"), "{err}");
 }
@@ -168,11 +189,14 @@ cloud_init = "cloudinit-basic"
 "#;
     let err = fixture.parse(&text).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("templates[0].cluster"), "{err}");
-    assert_eq!(err.line, Some(17), "{err}");
+    assert_eq!(err.line, Some(16), "{err}");
 }
 
 #[test]
 fn bad_usage_exits_with_status_2() {
-    let status = Command::new(env!("CARGO_BIN_EXE_porthole")).arg("no-such-command").status().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_porthole"))
+        .arg("no-such-command")
+        .status()
+        .unwrap();
     assert_eq!(status.code(), Some(2));
 }

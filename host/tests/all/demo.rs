@@ -27,20 +27,33 @@ fn start_demo() -> DemoProcess {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // From here on, `Drop` kills the demo whatever happens.
+    let mut demo = DemoProcess {
+        child,
+        credentials: Value::Null,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            if let Ok(credentials) = serde_json::from_str(&text) {
-                return DemoProcess { child, credentials };
-            }
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Ok(credentials) = serde_json::from_str(&text) {
+            demo.credentials = credentials;
+            return demo;
         }
-        assert!(Instant::now() < deadline, "the demo did not start within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not start within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn account<'a>(demo: &'a DemoProcess, username: &str) -> &'a Value {
-    demo.credentials["accounts"].as_array().unwrap().iter().find(|a| a["username"] == username).unwrap()
+    demo.credentials["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == username)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -48,19 +61,41 @@ async fn the_demo_serves_its_printed_accounts() {
     let demo = start_demo();
     let url = demo.credentials["url"].as_str().unwrap();
     let client = reqwest::Client::new();
-    let get = |token: &str, path: &str| client.get(format!("{url}{path}")).bearer_auth(token.to_owned()).send();
+    let get = |token: &str, path: &str| {
+        client
+            .get(format!("{url}{path}"))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
 
     let admin = account(&demo, "admin")["api_token"].as_str().unwrap();
-    let nodes: Value = get(admin, "/api/v1/nodes").await.unwrap().json().await.unwrap();
+    let nodes: Value = get(admin, "/api/v1/nodes")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 2, "{nodes}");
-    let vms: Value = get(admin, "/api/v1/vms").await.unwrap().json().await.unwrap();
+    let vms: Value = get(admin, "/api/v1/vms")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(vms["vms"].as_array().unwrap().len() >= 4, "{vms}");
 
     let alice = account(&demo, "alice");
     let alice_token = alice["api_token"].as_str().unwrap();
-    let own: Value = get(alice_token, "/api/v1/vms").await.unwrap().json().await.unwrap();
+    let own: Value = get(alice_token, "/api/v1/vms")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(own["vms"].as_array().unwrap().len(), 2, "{own}");
     let bobs_vm = account(&demo, "bob")["vms"][0].as_i64().unwrap();
-    let other = get(alice_token, &format!("/api/v1/vms/{bobs_vm}")).await.unwrap();
+    let other = get(alice_token, &format!("/api/v1/vms/{bobs_vm}"))
+        .await
+        .unwrap();
     assert_eq!(other.status(), reqwest::StatusCode::NOT_FOUND);
 }

@@ -1,5 +1,8 @@
 //! All of the daemon's integration tests, in one binary so the daemon links once.
 
+// A test that cannot arrange its fixture should fail loudly, right there.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod config;
 mod demo;

@@ -19,13 +19,16 @@ fn write_forever(path: &str) {
                 .call(move |conn| {
                     let tx = conn.transaction()?;
                     for j in 0..20 {
-                        audit::record(&tx, &audit::Entry {
-                            actor: "system",
-                            action: "test.write",
-                            target: Some(&format!("{i}/{j}")),
-                            detail: serde_json::json!({ "padding": "x".repeat(512) }),
-                            client: None,
-                        })?;
+                        audit::record(
+                            &tx,
+                            &audit::Entry {
+                                actor: "system",
+                                action: "test.write",
+                                target: Some(&format!("{i}/{j}")),
+                                detail: serde_json::json!({ "padding": "x".repeat(512) }),
+                                client: None,
+                            },
+                        )?;
                     }
                     tx.commit()
                 })
@@ -67,10 +70,17 @@ fn a_writer_killed_mid_stream_leaves_a_database_that_opens_and_checks_clean() {
         child.wait().unwrap();
 
         let conn = store::open_connection(&path).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}");
-        let rows: i64 = conn.query_row("SELECT count(*) FROM audit_log", [], |row| row.get(0)).unwrap();
-        assert!(rows > 0 && rows % 20 == 0, "round {round}: {rows} rows, not whole transactions");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM audit_log", [], |row| row.get(0))
+            .unwrap();
+        assert!(
+            rows > 0 && rows % 20 == 0,
+            "round {round}: {rows} rows, not whole transactions"
+        );
     }
 }
 
@@ -83,8 +93,11 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
     let (version, tables, foreign_keys, journal) = store
         .call(|conn| {
             let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let mut statement = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
-            let tables = statement.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            let mut statement =
+                conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+            let tables = statement
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
             let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
             let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
             Ok((version, tables, foreign_keys, journal))
@@ -92,7 +105,16 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
         .await
         .unwrap();
     assert_eq!(version, 1);
-    for table in ["api_tokens", "audit_log", "clusters", "jobs", "nodes", "services", "sessions", "users"] {
+    for table in [
+        "api_tokens",
+        "audit_log",
+        "clusters",
+        "jobs",
+        "nodes",
+        "services",
+        "sessions",
+        "users",
+    ] {
         assert!(tables.iter().any(|t| t == table), "missing table {table}");
     }
     assert_eq!((foreign_keys, journal.as_str()), (1, "wal"));
