@@ -31,7 +31,9 @@ pub const SERVED: &[(&str, &str)] = &[
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
 ];
 
-/// Human documentation the validator never reads; dropping it shrinks the file tenfold.
+/// Human documentation the validator never reads; dropping it shrinks the file tenfold. Only text
+/// values are documentation: under `properties` the same names are parameters (a VM's
+/// `description`), whose definitions are objects and must stay.
 const DOC_KEYS: &[&str] = &[
     "description",
     "verbose_description",
@@ -95,7 +97,7 @@ fn strip_docs(value: &Value) -> Value {
     match value {
         Value::Object(obj) => Value::Object(
             obj.iter()
-                .filter(|(k, _)| !DOC_KEYS.contains(&k.as_str()))
+                .filter(|(k, v)| !(v.is_string() && DOC_KEYS.contains(&k.as_str())))
                 .map(|(k, v)| (k.clone(), strip_docs(v)))
                 .collect(),
         ),
@@ -118,6 +120,17 @@ mod tests {
         assert_eq!(
             out["info"]["GET"],
             json!({ "parameters": { "additionalProperties": 0 } })
+        );
+    }
+
+    #[test]
+    fn keeps_parameters_that_share_a_documentation_keys_name() {
+        let info = json!({ "parameters": { "properties": {
+            "description": { "description": "Description for the VM.", "type": "string" } } } });
+        let out = strip_docs(&info);
+        assert_eq!(
+            out["parameters"]["properties"]["description"],
+            json!({ "type": "string" })
         );
     }
 }

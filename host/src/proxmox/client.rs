@@ -303,7 +303,10 @@ impl Client {
     }
 
     /// Sends `request` (with retries and failover) and returns its `data`. Every typed call
-    /// goes through here; so should new ones (e.g. `vncproxy`, `termproxy`).
+    /// goes through here; so should new ones (e.g. `vncproxy`, `termproxy`, built with
+    /// `ApiRequest::new(Method::POST, …)` and left `Repeat::Unsafe`). The console relay must open
+    /// `vncwebsocket` on the host that answered `vncproxy`: `send` knows which endpoint that was
+    /// and can return it alongside the body when that call is added.
     pub(crate) async fn request<T: DeserializeOwned>(
         &self,
         request: ApiRequest,

@@ -6,14 +6,14 @@ use std::process::Command;
 use porthole::config;
 
 /// A directory holding a valid configuration's secret files.
-struct Fixture {
-    dir: tempfile::TempDir,
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
 }
 
 const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
 impl Fixture {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("data.key"), "11".repeat(32)).unwrap();
         std::fs::write(
@@ -24,7 +24,7 @@ impl Fixture {
         Self { dir }
     }
 
-    fn valid() -> String {
+    pub fn valid() -> String {
         format!(
             r#"listen = "127.0.0.1:8080"
 public_url = "https://panel.example.com"
@@ -46,7 +46,7 @@ tls = {{ fingerprint = "{FINGERPRINT}" }}
         config::parse(text, "porthole.toml", self.dir.path())
     }
 
-    fn write(&self, text: &str) -> std::path::PathBuf {
+    pub fn write(&self, text: &str) -> std::path::PathBuf {
         let path = self.dir.path().join("porthole.toml");
         std::fs::write(&path, text).unwrap();
         path

@@ -141,6 +141,7 @@ async fn clone_and_wait_creates_the_vm() {
     let newid = client.next_vmid().await.unwrap();
     let mut request = CloneRequest::new(newid);
     request.name = Some("web-1".into());
+    request.description = Some("porthole service 42".into());
 
     let upid = client.clone_vm("pve1", 9000, &request).await.unwrap();
     assert_eq!(upid.node(), "pve1");
@@ -153,6 +154,7 @@ async fn clone_and_wait_creates_the_vm() {
     assert_eq!(status.status, VmPowerState::Stopped);
     let config = client.vm_config("pve1", newid).await.unwrap();
     assert_eq!(config.get("name"), Some("web-1"));
+    assert_eq!(config.get("description"), Some("porthole service 42"));
     assert!(config.digest.is_some());
 }
 
@@ -183,6 +185,7 @@ async fn config_updates_apply_synchronously_and_as_a_task() {
         .name("db-1")
         .tags(["porthole", "plan-s"])
         .ciuser("admin")
+        .description("porthole service 7")
         .ipconfig(0, "ip=dhcp");
     client.update_vm_config("pve1", 200, &sync).await.unwrap();
     let config = sim.vm_config("pve1", 200).unwrap();
@@ -190,6 +193,7 @@ async fn config_updates_apply_synchronously_and_as_a_task() {
     assert_eq!(config["memory"], "4096");
     assert_eq!(config["name"], "db-1");
     assert_eq!(config["ipconfig0"], "ip=dhcp");
+    assert_eq!(config["description"], "porthole service 7");
 
     let read = client.vm_config("pve1", 200).await.unwrap();
     let update = VmConfigUpdate::new()
