@@ -6,6 +6,9 @@
 mod api;
 mod cli;
 mod config;
+mod console;
 mod demo;
+mod plugins_first_party;
+mod plugins_sandbox;
 mod proxmox_client;
 mod store;
