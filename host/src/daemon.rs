@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use crate::api::{self, Shared, WebSettings};
 use crate::auth::login_limit::{Limits, LoginLimiter};
 use crate::config::ResolvedConfig;
+use crate::console::{ConsoleHub, ConsoleLimits};
 use crate::inventory::Inventory;
+use crate::lifecycle::{self, Lifecycle, Workers};
+use crate::plugins::{PluginRuntime, RuntimeOptions};
 use crate::store::Store;
 
 /// A daemon serving on a bound address until [`Daemon::stop`].
@@ -22,6 +25,7 @@ pub struct Daemon {
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
+    workers: Workers,
 }
 
 impl Daemon {
@@ -38,7 +42,24 @@ impl Daemon {
         let store = Store::open(&config.database).await?;
         register_clusters(&store, &config).await?;
         let inventory = Inventory::from_config(&config.clusters)?;
+        import_catalogue(&store, &config).await?;
+        let plugins = start_plugins(&store, &config).await?;
+        let console = ConsoleHub::new(store.clone(), ConsoleLimits::from(&config.console));
+        let lifecycle = Lifecycle::new(lifecycle::Parts {
+            store: store.clone(),
+            inventory: inventory.clone(),
+            plugins: plugins.clone(),
+            console: console.clone(),
+            settings: lifecycle::Settings::from_config(&config.lifecycle),
+            provisioning: config.lifecycle.clone(),
+            public_url: config.public_url.clone(),
+            data_key: config.data_key.clone(),
+        });
+        let workers = lifecycle.start_workers();
         let state = Arc::new(Shared {
+            console,
+            lifecycle,
+            plugins,
             store,
             inventory,
             web: WebSettings {
@@ -66,6 +87,7 @@ impl Daemon {
             stop,
             server,
             housekeeping,
+            workers,
         })
     }
 
@@ -77,10 +99,18 @@ impl Daemon {
         &self.state.store
     }
 
+    /// Live console sessions: what the lifecycle engine revokes on suspend and terminate.
+    pub fn console(&self) -> &Arc<ConsoleHub> {
+        &self.state.console
+    }
+
     /// Stops accepting, lets requests in flight finish, and returns the server's result.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
+        // Upgraded console connections are not requests the server waits for: tell them.
+        self.state.console.close_all();
         self.housekeeping.abort();
+        self.workers.stop().await;
         self.server.await.context("the HTTP server task failed")??;
         Ok(())
     }
@@ -130,6 +160,38 @@ async fn purge_expired_sessions(store: Store) {
             Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
         }
     }
+}
+
+/// The plugin runtime with every configured plugin loaded; a plugin that cannot load is kept as
+/// refused, with the reason, and the daemon starts without it.
+async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result<PluginRuntime> {
+    let cache_dir = config
+        .database
+        .parent()
+        .map(|dir| dir.join("plugin-cache"))
+        .unwrap_or_else(|| "plugin-cache".into());
+    let runtime = PluginRuntime::new(RuntimeOptions {
+        database: Some(store.clone()),
+        cache: Some((cache_dir, config.data_key.0)),
+        protected_urls: config
+            .clusters
+            .iter()
+            .flat_map(|c| c.api_urls.clone())
+            .collect(),
+        ..RuntimeOptions::default()
+    })?;
+    runtime.load_all(&config.plugins).await;
+    Ok(runtime)
+}
+
+/// The configuration's plans and templates, refreshed at every start.
+async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
+    let (plans, templates) = (config.plans.clone(), config.templates.clone());
+    store
+        .call(move |conn| lifecycle::catalogue::import_config(conn, &plans, &templates))
+        .await
+        .context("while importing plans and templates")?;
+    Ok(())
 }
 
 /// Clusters named in the configuration get a row, so services can reference them.

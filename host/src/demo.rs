@@ -62,13 +62,38 @@ pub struct Demo {
     _temp: Option<tempfile::TempDir>,
 }
 
+/// Everything [`Demo::start_with`] can vary.
+pub struct DemoSetup {
+    pub listen: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    pub sim: SimConfig,
+    /// TOML appended to the generated configuration, e.g. a faster `[lifecycle]` for tests.
+    pub extra_config: String,
+}
+
 impl Demo {
     /// Starts the simulator with `sim` (its demo VMs are added), then the daemon on `listen`.
     pub async fn start(
         listen: SocketAddr,
         data_dir: Option<PathBuf>,
-        mut sim: SimConfig,
+        sim: SimConfig,
     ) -> anyhow::Result<Self> {
+        Self::start_with(DemoSetup {
+            listen,
+            data_dir,
+            sim,
+            extra_config: String::new(),
+        })
+        .await
+    }
+
+    pub async fn start_with(setup: DemoSetup) -> anyhow::Result<Self> {
+        let DemoSetup {
+            listen,
+            data_dir,
+            mut sim,
+            extra_config,
+        } = setup;
         let (temp, dir) = data_dir_or_temp(data_dir)?;
         sim.vms.extend(demo_vms().into_iter().map(|vm| vm.seed));
         let sim = Simulator::start(sim)
@@ -78,7 +103,7 @@ impl Demo {
             .await
             .with_context(|| format!("while binding {listen}"))?;
         let addr = listener.local_addr()?;
-        let config_path = write_config(&dir, addr, &sim)?;
+        let config_path = write_config(&dir, addr, &sim, &extra_config)?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = seed(daemon.store(), &format!("http://{addr}")).await?;
@@ -171,7 +196,12 @@ fn demo_vms() -> Vec<DemoVm> {
     ]
 }
 
-fn write_config(dir: &Path, addr: SocketAddr, sim: &SimHandle) -> anyhow::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    addr: SocketAddr,
+    sim: &SimHandle,
+    extra: &str,
+) -> anyhow::Result<PathBuf> {
     std::fs::write(
         dir.join("data.key"),
         hex::encode(rand::random::<[u8; 32]>()),
@@ -190,7 +220,7 @@ api_urls = ["{api_url}"]
 token_id = "{token_id}"
 token_secret = {{ file = "pve-token" }}
 tls = {{ fingerprint = "{fingerprint}" }}
-"#,
+{extra}"#,
         api_url = sim.api_url(),
         token_id = sim.token_id(),
         fingerprint = sim.cert_fingerprint_sha256(),

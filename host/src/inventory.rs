@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::config::ResolvedCluster;
 use crate::proxmox::{self, Client, ClusterResource, ProxmoxError, ResourceKind};
 
-/// One client per configured cluster.
+/// One client per configured cluster. Clones share the clients' connections and logins.
+#[derive(Clone)]
 pub struct Inventory {
     clusters: Vec<(String, Client)>,
 }

@@ -49,6 +49,29 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// Inspect a plugin component: print its world, imports, exports, size and SHA-256, and exit
+    /// 1 with the reason when the daemon would refuse it.
+    Check {
+        file: PathBuf,
+        /// The world the component must implement; by default the one it exports.
+        #[arg(long, value_parser = parse_world)]
+        world: Option<config::PluginWorld>,
+    },
+}
+
+fn parse_world(text: &str) -> Result<config::PluginWorld, String> {
+    porthole::plugins::worlds::parse_world(text).ok_or_else(|| {
+        "the world is cloud-init-template, dns-provider, tunnel-provider or billing-adapter".into()
+    })
 }
 
 #[derive(Subcommand)]
@@ -125,6 +148,9 @@ async fn run(command: Command) -> ExitCode {
             })
             .await
         }
+        Command::Plugin {
+            action: PluginAction::Check { file, world },
+        } => return plugin_check(&file, world),
         Command::Admin { config, action } => match config::load(&config) {
             Ok(config) => admin(config, action).await,
             Err(err) => return config_error(&err),
@@ -134,6 +160,34 @@ async fn run(command: Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("porthole: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints the component's outline; exit 0 when fit, 1 when unfit, 2 when it cannot be read.
+fn plugin_check(file: &std::path::Path, world: Option<config::PluginWorld>) -> ExitCode {
+    match porthole::plugins::check_file(file, world) {
+        Ok((inspection, verdict)) => {
+            print!("{}", porthole::plugins::loader::describe(&inspection));
+            match verdict {
+                Ok(_) => {
+                    println!("verdict: fit");
+                    ExitCode::SUCCESS
+                }
+                Err(reason) => {
+                    println!("verdict: unfit: {reason}");
+                    eprintln!("porthole: {}: {reason}", file.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(porthole::plugins::LoadError::Read { path, detail }) => {
+            eprintln!("porthole: cannot read {path}: {detail}");
+            ExitCode::from(2)
+        }
+        Err(reason) => {
+            eprintln!("porthole: {}: {reason}", file.display());
             ExitCode::from(1)
         }
     }

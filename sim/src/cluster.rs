@@ -23,6 +23,9 @@ pub struct VmSeed {
     pub template: bool,
     pub tags: Option<String>,
     pub description: Option<String>,
+    /// A real VNC server the VM's console fronts (`127.0.0.1:5901` or `unix:/path`), as QEMU
+    /// started with `-vnc` would be; `None` draws the simulator's own text console.
+    pub vnc_backend: Option<String>,
 }
 
 impl Default for VmSeed {
@@ -38,6 +41,7 @@ impl Default for VmSeed {
             template: false,
             tags: None,
             description: None,
+            vnc_backend: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Vm {
     pub power: PowerState,
     #[serde(skip)]
     pub started_at: Option<Instant>,
+    #[serde(skip)]
+    pub vnc_backend: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +183,7 @@ impl Cluster {
                 PowerState::Stopped
             },
             started_at: (seed.running && !seed.template).then(Instant::now),
+            vnc_backend: seed.vnc_backend.clone(),
         };
         self.vms.insert(seed.vmid, vm);
         Ok(())

@@ -5,7 +5,7 @@
 use crate::cluster::VmSeed;
 use crate::faults::Fault;
 use crate::state::SimState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +24,10 @@ pub async fn serve(
         .route("/faults", post(inject).delete(clear_faults))
         .route("/state", get(cluster_state))
         .route("/vms", post(add_vm))
+        .route(
+            "/vms/{vmid}/consoles",
+            get(console_sessions).delete(drop_console_sessions),
+        )
         .with_state(state);
     let stop = async move {
         let _ = shutdown.changed().await;
@@ -74,4 +78,14 @@ async fn add_vm(State(state): Shared, Json(seed): Json<VmSeed>) -> (StatusCode, 
         ),
         Err(err) => (StatusCode::CONFLICT, Json(json!({ "error": err.message }))),
     }
+}
+
+/// `GET /vms/{vmid}/consoles`: `{"sessions": n}`, the VM's live upstream console sessions.
+async fn console_sessions(State(state): Shared, Path(vmid): Path<u32>) -> Json<Value> {
+    Json(json!({ "sessions": state.consoles.live_sessions(vmid) }))
+}
+
+/// `DELETE /vms/{vmid}/consoles`: cuts them mid-session; answers `{"cut": n}`.
+async fn drop_console_sessions(State(state): Shared, Path(vmid): Path<u32>) -> Json<Value> {
+    Json(json!({ "cut": state.consoles.cut_sessions(vmid) }))
 }

@@ -13,18 +13,23 @@
 
 mod auth;
 mod cert;
+mod cloudflare;
 mod cluster;
+mod console;
 mod control;
 mod endpoints;
 mod error;
 mod faults;
+pub mod rfb_client;
 mod schema;
 mod server;
 mod state;
 mod tasks;
 
 pub use auth::AuthKind;
+pub use cloudflare::{CloudflareDnsRecord, CloudflareTunnel};
 pub use cluster::VmSeed;
+pub use console::VncPasswordMode;
 pub use error::ApiError;
 pub use faults::{Fault, FaultKind, Times, TimesName};
 pub use state::RecordedRequest;
@@ -56,6 +61,13 @@ pub struct SimConfig {
     pub templates: bool,
     /// Extra VMs.
     pub vms: Vec<VmSeed>,
+    /// Whether `vncproxy` returns a VNC `password` (qemu-server ≥ 9.1.7) or only the ticket.
+    pub vnc_password: VncPasswordMode,
+    /// A console proxy accepts its one connection this long after `vncproxy`/`termproxy` (10 s),
+    /// on the simulator's clock.
+    pub console_connect_window: Duration,
+    /// A VNC ticket is valid this long (PVE: 40 s), on the simulator's clock.
+    pub console_ticket_lifetime: Duration,
 }
 
 impl Default for SimConfig {
@@ -72,6 +84,9 @@ impl Default for SimConfig {
             control_port: 0,
             templates: true,
             vms: Vec::new(),
+            vnc_password: VncPasswordMode::default(),
+            console_connect_window: Duration::from_secs(10),
+            console_ticket_lifetime: Duration::from_secs(40),
         }
     }
 }
@@ -83,6 +98,7 @@ impl Simulator {
     pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         let state = Arc::new(state::SimState::new(config)?);
         let tls = cert::SelfSigned::generate()?;
+        state.consoles.set_cert_pem(tls.cert_pem.clone());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let api_listener =
             tokio::net::TcpListener::bind((state.config.bind, state.config.api_port)).await?;
@@ -90,7 +106,17 @@ impl Simulator {
             tokio::net::TcpListener::bind((state.config.bind, state.config.control_port)).await?;
         let api_addr = api_listener.local_addr()?;
         let control_addr = control_listener.local_addr()?;
+        // Cloudflare's API on its own port: plugins get it as their `api_base`.
+        let cloudflare = Arc::new(cloudflare::CloudflareState::new());
+        let cloudflare_listener = tokio::net::TcpListener::bind((state.config.bind, 0)).await?;
+        let cloudflare_addr = cloudflare_listener.local_addr()?;
         let tasks = vec![
+            tokio::spawn(cloudflare::serve(
+                cloudflare_listener,
+                tls.acceptor.clone(),
+                cloudflare.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(server::serve(
                 api_listener,
                 tls.acceptor.clone(),
@@ -105,6 +131,8 @@ impl Simulator {
                 state,
                 api_addr,
                 control_addr,
+                cloudflare,
+                cloudflare_addr,
                 cert_pem: tls.cert_pem,
                 fingerprint: tls.fingerprint,
                 shutdown: shutdown_tx,
@@ -124,6 +152,8 @@ struct HandleInner {
     state: Arc<state::SimState>,
     api_addr: SocketAddr,
     control_addr: SocketAddr,
+    cloudflare: Arc<cloudflare::CloudflareState>,
+    cloudflare_addr: SocketAddr,
     cert_pem: String,
     fingerprint: String,
     shutdown: watch::Sender<bool>,
@@ -205,6 +235,23 @@ impl SimHandle {
         self.inner.state.advance_clock(by);
     }
 
+    /// Live upstream console sessions (connected `vncwebsocket`s) of a VM.
+    pub fn console_sessions(&self, vmid: u32) -> usize {
+        self.inner.state.consoles.live_sessions(vmid)
+    }
+
+    /// Cuts a VM's live console sessions mid-stream, without a close frame, as when the node
+    /// drops them. Returns how many were cut.
+    pub fn drop_console_sessions(&self, vmid: u32) -> usize {
+        self.inner.state.consoles.cut_sessions(vmid)
+    }
+
+    /// The lines of text on a VM's simulated console screen (trailing spaces trimmed), once a
+    /// viewer has connected; lets tests check that typed keys arrived.
+    pub fn console_screen_text(&self, vmid: u32) -> Option<Vec<String>> {
+        self.inner.state.consoles.screen_text(vmid)
+    }
+
     /// The whole cluster state as the control API's `GET /state` shows it.
     pub fn state_json(&self) -> serde_json::Value {
         self.inner.state.state_json()
@@ -212,6 +259,7 @@ impl SimHandle {
 
     pub async fn shutdown(self) {
         self.inner.shutdown.send_replace(true);
+        self.inner.state.consoles.cut_all();
         let tasks = std::mem::take(&mut *state::lock(&self.inner.tasks));
         for task in tasks {
             let _ = task.await;

@@ -60,6 +60,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, tls: TlsAcceptor, state
     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
     if let Err(err) = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
         .await
     {
         tracing::debug!(%err, "connection ended with an error");
@@ -68,7 +69,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, tls: TlsAcceptor, state
 
 async fn handle(
     state: Arc<SimState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
@@ -97,6 +98,19 @@ async fn handle(
         }
         _ => {}
     }
+    // pveproxy checks the WebSocket handshake headers before it runs the API call.
+    let websocket = if api_path.ends_with("/vncwebsocket") {
+        match crate::console::WebSocketRequest::from_request(&mut req) {
+            Ok(websocket) => websocket,
+            Err(err) => {
+                record.status = err.status;
+                state.record(record);
+                return Ok(error_response(&err));
+            }
+        }
+    } else {
+        None
+    };
     let request = ApiRequest {
         method,
         path,
@@ -108,9 +122,11 @@ async fn handle(
     if matches!(&result, Err(err) if err.status == 401) {
         tokio::time::sleep(state.config.auth_failure_delay).await;
     }
-    let response = match &result {
-        Ok(data) => json_response(200, None, &serde_json::json!({ "data": data })),
-        Err(err) => error_response(err),
+    let response = match (&result, websocket) {
+        (Ok(_), Some(websocket)) => crate::console::switch_protocols(&state, &params, websocket)
+            .unwrap_or_else(|err| error_response(&err)),
+        (Ok(data), None) => json_response(200, None, &serde_json::json!({ "data": data })),
+        (Err(err), _) => error_response(err),
     };
     record.params = params;
     record.status = response.status().as_u16();

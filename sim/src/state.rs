@@ -31,6 +31,7 @@ pub struct SimState {
     pub accounts: Accounts,
     pub cluster: Mutex<Cluster>,
     pub tasks: Mutex<TaskTable>,
+    pub consoles: crate::console::Consoles,
     faults: Mutex<FaultTable>,
     requests: Mutex<Vec<RecordedRequest>>,
     clock_offset: Mutex<Duration>,
@@ -58,6 +59,7 @@ impl SimState {
             accounts: Accounts::generate(config.ticket_lifetime),
             cluster: Mutex::new(cluster),
             tasks: Mutex::default(),
+            consoles: crate::console::Consoles::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
             clock_offset: Mutex::default(),
@@ -68,10 +70,15 @@ impl SimState {
 
     /// Unix seconds on the simulator's clock (real time plus `advance_clock`).
     pub fn now(&self) -> u64 {
+        self.clock().as_secs()
+    }
+
+    /// Time since the Unix epoch on the simulator's clock, for deadlines finer than a second.
+    pub fn clock(&self) -> Duration {
         let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        (real + *lock(&self.clock_offset)).as_secs()
+        real + *lock(&self.clock_offset)
     }
 
     pub fn advance_clock(&self, by: Duration) {

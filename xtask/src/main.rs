@@ -1,5 +1,7 @@
 //! `cargo xtask <command>`: repository chores that are easier in Rust than in shell.
 
+mod bench;
+mod plugins;
 mod run;
 mod trim_schema;
 
@@ -9,7 +11,9 @@ use std::path::PathBuf;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  bench plugins               measure plugin calls (fresh instance per call) against native; append to docs/benchmarks.md
   demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
+  plugins                     build the first-party plugins as wasm32-wasip2 components; print path, size, sha256
   test                        everything CI checks: rustfmt, clippy -D warnings, every test
   trim-schema <apidoc.json>   write sim/schema/pve-api.json, the part of the PVE API schema the simulator serves";
 
@@ -24,6 +28,8 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Some("test") => run::test(&workspace_root()),
+        Some("bench") => bench::run(&workspace_root(), args.get(1).map(String::as_str)),
+        Some("plugins") => plugins::build(&workspace_root()).map(drop),
         Some("demo") => run::demo(&workspace_root(), &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");

@@ -41,6 +41,9 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
+    // The daemon's tests run the first-party plugins' components, so they are built first.
+    crate::plugins::build(root)?;
+    crate::plugins::check(root)?;
     step(
         root,
         "cargo",

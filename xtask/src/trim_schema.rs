@@ -29,6 +29,9 @@ pub const SERVED: &[(&str, &str)] = &[
     ("POST", "/nodes/{node}/qemu/{vmid}/status/reboot"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/termproxy"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/vncwebsocket"),
 ];
 
 /// Human documentation the validator never reads; dropping it shrinks the file tenfold. Only text

@@ -4,9 +4,13 @@
 
 mod accounts;
 mod client_addr;
+mod console;
 mod error;
 mod extract;
+mod hooks;
 mod inventory;
+mod lifecycle;
+mod plugins;
 mod session;
 mod tokens;
 
@@ -25,6 +29,7 @@ pub use tokens::issue_token;
 
 use crate::auth::login_limit::LoginLimiter;
 use crate::inventory::Inventory;
+use crate::lifecycle::Lifecycle;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -33,6 +38,10 @@ pub struct Shared {
     pub inventory: Inventory,
     pub web: WebSettings,
     pub login_limiter: LoginLimiter,
+    pub lifecycle: Lifecycle,
+    pub plugins: crate::plugins::PluginRuntime,
+    /// Live console sessions and their controls.
+    pub console: Arc<crate::console::ConsoleHub>,
     pub started: Instant,
 }
 
@@ -75,9 +84,36 @@ pub fn router(state: AppState) -> Router {
         .route("/nodes", get(inventory::nodes))
         .route("/vms", get(inventory::vms))
         .route("/vms/{id}", get(inventory::vm))
+        .route("/vms/{id}/console", post(console::create_token))
+        .route("/console/ws", get(console::socket))
+        .route("/console/sessions", get(console::sessions))
+        .route(
+            "/console/sessions/{id}",
+            axum::routing::delete(console::close_session),
+        )
+        .route("/orders", post(lifecycle::order))
+        .route("/services/{id}", get(lifecycle::service))
+        .route("/services/{id}/events", get(lifecycle::events))
+        .route("/services/{id}/{action}", post(lifecycle::operate))
+        .route("/jobs/{id}/retry", post(lifecycle::retry_job))
+        .route("/plans", get(lifecycle::list_plans))
+        .route("/plans/{name}", axum::routing::put(lifecycle::put_plan))
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/{name}/reset", post(plugins::reset))
+        .route("/templates", get(lifecycle::list_templates))
+        .route(
+            "/templates/{name}",
+            axum::routing::put(lifecycle::put_template),
+        )
+        .route(
+            "/users/{id}/quota",
+            axum::routing::put(lifecycle::put_quota),
+        )
         .fallback(|| async { ApiError::NotFound });
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/seed/{secret}/{file}", get(lifecycle::seed))
+        .route("/hooks/billing/{plugin}", post(hooks::billing))
         .with_state(state)
 }

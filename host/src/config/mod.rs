@@ -20,7 +20,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    ClusterConfig, Config, DataKeySource, Fingerprints, PlanConfig, PluginConfig, PluginLimits,
+    CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
+    Fingerprints, LifecycleConfig, PlanConfig, PluginConfig, PluginLimits, PluginTlsConfig,
     PluginWorld, TemplateConfig, TlsTrustConfig,
 };
 pub use secret::{DataKey, Secret, SecretSource};

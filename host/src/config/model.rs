@@ -35,6 +35,112 @@ pub struct Config {
     pub templates: Vec<TemplateConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The browser console relay; every key has a default.
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// The job engine and what provisioning uses; every key has a default.
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
+}
+
+/// The job engine (`[lifecycle]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Jobs run at once.
+    pub workers: usize,
+    /// A worker that dies loses its jobs to another after this long.
+    pub lease_secs: u64,
+    /// First retry delay of a failed step; doubles per attempt, with jitter.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Attempts of a step before a provision rolls back or a teardown waits for an operator.
+    pub max_attempts: u32,
+    /// How long one Proxmox task (a clone) may take.
+    pub task_deadline_secs: u64,
+    /// The tunnel-provider plugin that gives each VM its tunnel; none: no tunnels.
+    pub tunnel_plugin: Option<String>,
+    /// The dns-provider plugin that publishes the tunnel's records in `dns_zone`.
+    pub dns_plugin: Option<String>,
+    pub dns_zone: Option<String>,
+    /// VMs are named `<hostname>.<domain>`; defaults to `dns_zone`.
+    pub domain: Option<String>,
+    /// How rendered user-data reaches the VM.
+    pub cloud_init: CloudInitDelivery,
+}
+
+/// `[lifecycle.cloud_init]`: `delivery = "nocloud"` (the daemon serves a per-VM seed, named in
+/// the VM's `smbios1`) or `delivery = "snippets"` (a file in `dir`, which Proxmox mounts as the
+/// `snippets` content of `storage`, named in the VM's `cicustom`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudInitDelivery {
+    pub delivery: DeliveryKind,
+    pub dir: Option<PathBuf>,
+    pub storage: Option<String>,
+}
+
+impl Default for CloudInitDelivery {
+    fn default() -> Self {
+        Self {
+            delivery: DeliveryKind::Nocloud,
+            dir: None,
+            storage: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    Nocloud,
+    Snippets,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease_secs: 60,
+            retry_initial_ms: 2_000,
+            retry_max_ms: 300_000,
+            max_attempts: 8,
+            task_deadline_secs: 900,
+            tunnel_plugin: None,
+            dns_plugin: None,
+            dns_zone: None,
+            domain: None,
+            cloud_init: CloudInitDelivery::default(),
+        }
+    }
+}
+
+/// Limits of the console relay (`[console]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// How long a console token may wait to be used; at most 30 s.
+    pub token_ttl_secs: u64,
+    /// A session with no bytes either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// A session is closed at this age, busy or not.
+    pub max_lifetime_secs: u64,
+    /// Live sessions one user may have on this daemon.
+    pub max_sessions_per_user: u32,
+    /// Live sessions on this daemon.
+    pub max_sessions_total: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 20,
+            idle_timeout_secs: 15 * 60,
+            max_lifetime_secs: 8 * 60 * 60,
+            max_sessions_per_user: 8,
+            max_sessions_total: 2000,
+        }
+    }
 }
 
 /// Where the data key comes from: exactly one of `file` or `env`, holding 64 hex digits.
@@ -129,6 +235,14 @@ pub struct PluginConfig {
     /// Origins the plugin may call over `wasi:http`, e.g. `https://api.cloudflare.com`.
     #[serde(default)]
     pub allowed_hosts: Vec<Url>,
+    /// Exact non-public addresses (loopback, private, link-local, …) the plugin may connect to,
+    /// e.g. a PowerDNS API on `10.0.0.53`. Without an entry here such addresses are refused even
+    /// when an allowed host resolves to them.
+    #[serde(default)]
+    pub allowed_addresses: Vec<std::net::IpAddr>,
+    /// How the plugin's outbound HTTPS is trusted; the public web roots by default.
+    #[serde(default)]
+    pub tls: PluginTlsConfig,
     #[serde(default)]
     pub limits: PluginLimits,
     /// The plugin's own settings; it can read these and nothing else of ours.
@@ -136,8 +250,17 @@ pub struct PluginConfig {
     pub settings: BTreeMap<String, SettingValue>,
 }
 
+/// Trust for a plugin's outbound HTTPS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginTlsConfig {
+    /// PEM file of CA certificates that replace the public roots for this plugin only, e.g. a
+    /// private CA in front of a self-hosted DNS API.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// The WIT world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PluginWorld {
     CloudInitTemplate,

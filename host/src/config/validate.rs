@@ -10,8 +10,8 @@ use url::Url;
 use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
-    ClusterConfig, Config, DataKeySource, PlanConfig, PluginConfig, SettingValue, TemplateConfig,
-    TlsTrustConfig,
+    ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, PlanConfig,
+    PluginConfig, SettingValue, TemplateConfig, TlsTrustConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -28,6 +28,8 @@ pub struct ResolvedConfig {
     pub plans: Vec<PlanConfig>,
     pub templates: Vec<TemplateConfig>,
     pub plugins: Vec<ResolvedPlugin>,
+    pub console: ConsoleConfig,
+    pub lifecycle: LifecycleConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct ResolvedCluster {
 pub struct ResolvedPlugin {
     pub config: PluginConfig,
     pub path: PathBuf,
+    /// `tls.ca_file`, resolved against the configuration's directory.
+    pub ca_file: Option<PathBuf>,
     pub settings: BTreeMap<String, Secret>,
 }
 
@@ -55,6 +59,9 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
     check_templates(&config, at)?;
     check_plans(&config, at)?;
     let plugins = resolve_plugins(&config.plugins, at, base)?;
+    check_console(&config.console, at)?;
+    check_lifecycle(&config.lifecycle, at)?;
+    check_lifecycle_plugins(&config.lifecycle, &config.plugins, at)?;
     Ok(ResolvedConfig {
         listen: config.listen,
         public_url: config.public_url,
@@ -65,6 +72,8 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         plans: config.plans,
         templates: config.templates,
         plugins,
+        console: config.console,
+        lifecycle: config.lifecycle,
     })
 }
 
@@ -342,6 +351,7 @@ fn resolve_plugins(
             Ok(ResolvedPlugin {
                 config: plugin.clone(),
                 path: base.join(&plugin.path),
+                ca_file: plugin.tls.ca_file.as_ref().map(|file| base.join(file)),
                 settings,
             })
         })
@@ -384,6 +394,122 @@ fn resolve_settings(
             Ok((key.clone(), secret))
         })
         .collect()
+}
+
+/// Console limits: a token is a bearer credential, so its life stays short; the rest only needs
+/// to be usable (non-zero, and durations short enough to fit a timer).
+fn check_lifecycle(lifecycle: &LifecycleConfig, at: &Locator<'_>) -> Checked<()> {
+    let here = |key| [Step::Key("lifecycle"), Step::Key(key)];
+    let positive = [
+        ("workers", lifecycle.workers as u64),
+        ("lease_secs", lifecycle.lease_secs),
+        ("retry_initial_ms", lifecycle.retry_initial_ms),
+        ("max_attempts", lifecycle.max_attempts.into()),
+        ("task_deadline_secs", lifecycle.task_deadline_secs),
+    ];
+    for (key, value) in positive {
+        if value == 0 {
+            return Err(at.error(&here(key), "must be greater than zero"));
+        }
+    }
+    if lifecycle.retry_max_ms < lifecycle.retry_initial_ms {
+        return Err(at.error(&here("retry_max_ms"), "must be at least retry_initial_ms"));
+    }
+    let delivery = &lifecycle.cloud_init;
+    if delivery.delivery == DeliveryKind::Snippets {
+        let here = |key| {
+            [
+                Step::Key("lifecycle"),
+                Step::Key("cloud_init"),
+                Step::Key(key),
+            ]
+        };
+        if delivery.dir.is_none() {
+            return Err(at.error(
+                &here("dir"),
+                "snippets delivery needs the directory Proxmox mounts as snippets",
+            ));
+        }
+        if delivery.storage.is_none() {
+            return Err(at.error(
+                &here("storage"),
+                "snippets delivery needs the Proxmox storage id of that directory",
+            ));
+        }
+    }
+    if lifecycle.dns_plugin.is_some() && lifecycle.dns_zone.is_none() {
+        return Err(at.error(&here("dns_zone"), "a DNS plugin needs the zone it manages"));
+    }
+    Ok(())
+}
+
+/// The plugins the lifecycle names exist and implement the right world.
+fn check_lifecycle_plugins(
+    lifecycle: &LifecycleConfig,
+    plugins: &[PluginConfig],
+    at: &Locator<'_>,
+) -> Checked<()> {
+    use super::model::PluginWorld;
+    let wanted = [
+        (
+            "tunnel_plugin",
+            &lifecycle.tunnel_plugin,
+            PluginWorld::TunnelProvider,
+            "tunnel-provider",
+        ),
+        (
+            "dns_plugin",
+            &lifecycle.dns_plugin,
+            PluginWorld::DnsProvider,
+            "dns-provider",
+        ),
+    ];
+    for (key, name, world, world_name) in wanted {
+        let Some(name) = name else { continue };
+        let path = [Step::Key("lifecycle"), Step::Key(key)];
+        match plugins.iter().find(|p| &p.name == name) {
+            None => return Err(at.error(&path, format!("no plugin named {name:?}"))),
+            Some(p) if p.world != world => {
+                return Err(at.error(
+                    &path,
+                    format!("plugin {name:?} is not a {world_name} plugin"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_console(console: &ConsoleConfig, at: &Locator<'_>) -> Checked<()> {
+    let here = |key| [Step::Key("console"), Step::Key(key)];
+    if !(1..=30).contains(&console.token_ttl_secs) {
+        return Err(at.error(&here("token_ttl_secs"), "must be between 1 and 30 seconds"));
+    }
+    const DAY: u64 = 24 * 60 * 60;
+    for (key, value) in [
+        ("idle_timeout_secs", console.idle_timeout_secs),
+        ("max_lifetime_secs", console.max_lifetime_secs),
+    ] {
+        if !(1..=7 * DAY).contains(&value) {
+            return Err(at.error(&here(key), "must be between 1 second and 7 days"));
+        }
+    }
+    for (key, value) in [
+        ("max_sessions_per_user", console.max_sessions_per_user),
+        ("max_sessions_total", console.max_sessions_total),
+    ] {
+        if value == 0 {
+            return Err(at.error(&here(key), "must be greater than zero"));
+        }
+    }
+    if console.max_sessions_per_user > console.max_sessions_total {
+        return Err(at.error(
+            &here("max_sessions_per_user"),
+            "cannot exceed max_sessions_total",
+        ));
+    }
+    Ok(())
 }
 
 /// Names appear in URLs, logs and other names' references: keep them plain.

@@ -47,7 +47,7 @@ fn check_vmid(vmid: u32) -> std::result::Result<(), String> {
     }
 }
 
-fn check_vm(node: &str, vmid: u32) -> std::result::Result<(), String> {
+pub(super) fn check_vm(node: &str, vmid: u32) -> std::result::Result<(), String> {
     check_node(node).and(check_vmid(vmid))
 }
 
@@ -94,7 +94,7 @@ fn check_size(size: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn vm_segments(node: &str, vmid: u32, tail: &[&str]) -> Vec<String> {
+pub(super) fn vm_segments(node: &str, vmid: u32, tail: &[&str]) -> Vec<String> {
     let mut segments = vec![
         "nodes".to_owned(),
         node.to_owned(),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -63,6 +63,17 @@ impl AuthHeaders {
             Self::Ticket(ticket) => request
                 .header(COOKIE, ticket.cookie.clone())
                 .header("CSRFPreventionToken", ticket.csrf.clone()),
+        }
+    }
+}
+
+impl AuthHeaders {
+    /// The headers of a GET as name/value pairs, for clients other than reqwest (WebSockets).
+    pub fn pairs_for_get(&self) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            Self::None => Vec::new(),
+            Self::Token(value) => vec![(AUTHORIZATION, value.clone())],
+            Self::Ticket(ticket) => vec![(COOKIE, ticket.cookie.clone())],
         }
     }
 }

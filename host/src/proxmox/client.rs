@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -235,6 +235,9 @@ struct Inner {
     retry: RetryPolicy,
     /// Index of the endpoint that answered last; calls start there.
     preferred: AtomicUsize,
+    /// The same trust as `http`, for connections reqwest does not make (console WebSockets).
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
 }
 
 /// A client for one Proxmox VE cluster. Cheap to clone; clones share connections and the
@@ -278,6 +281,10 @@ impl Client {
             settings.request_timeout,
             settings.connect_timeout,
         )?;
+        let tls = tls::client_config(&settings.trust).map_err(|source| SettingsError::Tls {
+            cluster: cluster.clone(),
+            source,
+        })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 cluster,
@@ -286,6 +293,8 @@ impl Client {
                 auth,
                 retry: settings.retry,
                 preferred: AtomicUsize::new(0),
+                tls: Arc::new(tls),
+                connect_timeout: settings.connect_timeout,
             }),
         })
     }
@@ -315,21 +324,54 @@ impl Client {
         if let Some(problem) = &request.problem {
             return Err(ctx.invalid_request(problem.clone()));
         }
-        let body = self.execute(&request, &ctx).await?;
+        let (body, _) = self.execute(&request, &ctx).await?;
         parse_data(&body, &ctx)
+    }
+
+    /// Like [`Client::request`], and also says which endpoint answered: the console relay must
+    /// open `vncwebsocket` on the very host that answered `vncproxy`.
+    pub(crate) async fn request_answered_by<T: DeserializeOwned>(
+        &self,
+        request: ApiRequest,
+    ) -> Result<(T, Url), ProxmoxError> {
+        let ctx = self.context(request.describe());
+        if let Some(problem) = &request.problem {
+            return Err(ctx.invalid_request(problem.clone()));
+        }
+        let (body, endpoint) = self.execute(&request, &ctx).await?;
+        Ok((parse_data(&body, &ctx)?, endpoint))
+    }
+
+    /// The headers that authenticate a GET (e.g. a WebSocket upgrade) as this client.
+    pub(crate) async fn auth_header_pairs(
+        &self,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ProxmoxError> {
+        self.auth_headers()
+            .await
+            .map(|auth| auth.pairs_for_get())
+            .map_err(|failure| failure.error)
+    }
+
+    /// The TLS settings every connection to this cluster uses.
+    pub(crate) fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.inner.tls.clone()
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
     }
 
     async fn execute(
         &self,
         request: &ApiRequest,
         ctx: &CallContext,
-    ) -> Result<Vec<u8>, ProxmoxError> {
+    ) -> Result<(Vec<u8>, Url), ProxmoxError> {
         let policy = &self.inner.retry;
         let mut attempt = 1;
         loop {
             tracing::debug!(cluster = %ctx.cluster, call = %ctx.call, attempt, "proxmox call");
             let failure = match self.attempt(request, ctx).await {
-                Ok(body) => return Ok(body),
+                Ok(answer) => return Ok(answer),
                 Err(failure) => failure,
             };
             if attempt >= policy.max_attempts || !failure.may_retry(request.repeat) {
@@ -348,7 +390,11 @@ impl Client {
 
     /// One attempt, including a single re-login if a ticket was refused (a ticket can be
     /// invalidated before its age says so, e.g. when the cluster's auth key rotates).
-    async fn attempt(&self, request: &ApiRequest, ctx: &CallContext) -> Result<Vec<u8>, Failure> {
+    async fn attempt(
+        &self,
+        request: &ApiRequest,
+        ctx: &CallContext,
+    ) -> Result<(Vec<u8>, Url), Failure> {
         let auth = self.auth_headers().await?;
         let result = self.send(request, ctx, &auth).await;
         let (AuthHeaders::Ticket(ticket), Auth::Ticket(ticket_auth)) = (&auth, &self.inner.auth)
@@ -394,7 +440,7 @@ impl Client {
             error,
             delivered: false,
         };
-        let body = self
+        let (body, _) = self
             .send(&request, ctx, &AuthHeaders::None)
             .await
             .map_err(|f| not_delivered(f.error))?;
@@ -402,12 +448,13 @@ impl Client {
     }
 
     /// Sends to the preferred endpoint, moving on to the next ones while they are unreachable.
+    /// Returns the body and the endpoint that answered.
     async fn send(
         &self,
         request: &ApiRequest,
         ctx: &CallContext,
         auth: &AuthHeaders,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<(Vec<u8>, Url), Failure> {
         let endpoints = &self.inner.endpoints;
         let start = self.inner.preferred.load(Ordering::Relaxed);
         let mut last_failure = None;
@@ -423,7 +470,7 @@ impl Client {
                 }
                 result => {
                     self.inner.preferred.store(index, Ordering::Relaxed);
-                    return result;
+                    return result.map(|body| (body, endpoints[index].clone()));
                 }
             }
         }
@@ -516,7 +563,7 @@ fn http_client(
 }
 
 /// `{endpoint}/api2/json/{segments…}`, each segment percent-encoded as a path segment.
-fn api_url(endpoint: &Url, segments: &[String]) -> Url {
+pub(crate) fn api_url(endpoint: &Url, segments: &[String]) -> Url {
     let mut url = endpoint.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty()

@@ -18,6 +18,7 @@
 mod api;
 mod auth;
 mod client;
+mod console;
 mod error;
 mod task;
 pub mod tls;
@@ -29,6 +30,10 @@ pub use auth::Credentials;
 pub use client::{
     Client, ClientSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_TICKET_RENEW_AFTER, RetryPolicy, SettingsError,
+};
+pub use console::{
+    ConsoleSocket, MAX_FRAME_BYTES, SUBPROTOCOL, Sensitive, TermProxyTicket, UpstreamCloseFrame,
+    UpstreamMessage, VncProxyTicket, socket_config,
 };
 pub use error::{ProxmoxError, TlsFailure};
 pub use tls::{

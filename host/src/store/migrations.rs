@@ -6,7 +6,12 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_console.sql"),
+    include_str!("migrations/0003_plugins.sql"),
+    include_str!("migrations/0004_lifecycle.sql"),
+];
 
 pub(super) fn apply(connection: &mut Connection) -> anyhow::Result<()> {
     let current: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;

@@ -15,6 +15,7 @@
 
 pub mod audit;
 mod migrations;
+pub mod resources;
 pub mod services;
 pub mod sessions;
 pub mod tokens;

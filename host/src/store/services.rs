@@ -13,10 +13,14 @@ pub struct Service {
     pub vmid: Option<u32>,
     pub plan: Option<String>,
     pub state: String,
+    pub template: Option<String>,
+    pub hostname: Option<String>,
+    /// The billing system's reference for this service.
+    pub external_ref: Option<String>,
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, created_at";
+const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, template, hostname, external_ref, created_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
     Ok(Service {
@@ -28,7 +32,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
         vmid: row.get(5)?,
         plan: row.get(6)?,
         state: row.get(7)?,
-        created_at: row.get(8)?,
+        template: row.get(8)?,
+        hostname: row.get(9)?,
+        external_ref: row.get(10)?,
+        created_at: row.get(11)?,
     })
 }
 
@@ -68,6 +75,93 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Service>> {
 pub fn list(conn: &Connection, owner: Option<i64>) -> rusqlite::Result<Vec<Service>> {
     let mut statement = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM services WHERE ?1 IS NULL OR owner_id = ?1 ORDER BY id"
+    ))?;
+    let rows = statement.query_map([owner], from_row)?;
+    rows.collect()
+}
+
+/// A service ordered but not yet built.
+pub struct NewService<'a> {
+    pub owner_id: i64,
+    pub name: &'a str,
+    pub cluster: &'a str,
+    pub plan: &'a str,
+    pub template: &'a str,
+    pub hostname: &'a str,
+    pub external_ref: Option<&'a str>,
+}
+
+pub fn insert_provisioning(
+    conn: &Connection,
+    service: &NewService<'_>,
+) -> rusqlite::Result<Service> {
+    let now = super::now();
+    conn.query_row(
+        &format!(
+            "INSERT INTO services (owner_id, name, cluster, plan, template, hostname, external_ref, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'provisioning', ?8, ?8) RETURNING {COLUMNS}"
+        ),
+        params![
+            service.owner_id,
+            service.name,
+            service.cluster,
+            service.plan,
+            service.template,
+            service.hostname,
+            service.external_ref,
+            now
+        ],
+        from_row,
+    )
+}
+
+pub fn by_external_ref(conn: &Connection, external_ref: &str) -> rusqlite::Result<Option<Service>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM services WHERE external_ref = ?1"),
+        [external_ref],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn set_state(conn: &Connection, id: i64, state: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE services SET state = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, state, super::now()],
+    )?;
+    Ok(())
+}
+
+pub fn set_node(conn: &Connection, id: i64, node: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE services SET node = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, node, super::now()],
+    )?;
+    Ok(())
+}
+
+/// Records (or with `None`, forgets) the VM id reserved for a service. A UNIQUE violation means
+/// another service holds that id.
+pub fn set_vmid(conn: &Connection, id: i64, vmid: Option<u32>) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE services SET vmid = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, vmid, super::now()],
+    )?;
+    Ok(())
+}
+
+pub fn set_plan(conn: &Connection, id: i64, plan: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE services SET plan = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, plan, super::now()],
+    )?;
+    Ok(())
+}
+
+/// Services counting against a customer's quota: every one not terminated or failed.
+pub fn live_for_owner(conn: &Connection, owner: i64) -> rusqlite::Result<Vec<Service>> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN ('terminated', 'failed')"
     ))?;
     let rows = statement.query_map([owner], from_row)?;
     rows.collect()

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod console;
 mod demo;
+mod lifecycle;
 mod plugins_first_party;
 mod plugins_sandbox;
 mod proxmox_client;

@@ -1,0 +1,759 @@
+//! Containment of hostile plugins: each one ends in a clear error within its deadline, while a
+//! well-behaved plugin's calls keep succeeding beside it.
+//!
+//! The hostile components live in `tests/plugins/` and are built here, once per test binary run.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use porthole::config::{
+    PluginConfig, PluginLimits, PluginTlsConfig, PluginWorld, ResolvedPlugin, Secret,
+};
+use porthole::plugins::{
+    CallError, DnsRecord, FailureKind, PlanSize, PluginRuntime, PluginState, RecordKind,
+    RenderContext, RuntimeOptions,
+};
+use sha2::Digest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use url::Url;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds `tests/plugins` for wasm32-wasip2 once and returns its output directory.
+fn built_plugins() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let workspace = repo_root().join("tests/plugins");
+        let target_dir = workspace.join("target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(workspace.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .map_err(|err| format!("could not run cargo: {err}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "building tests/plugins failed (is the wasm32-wasip2 target installed? \
+                 `rustup target add wasm32-wasip2`):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(target_dir.join("wasm32-wasip2/release"))
+    });
+    match built {
+        Ok(dir) => dir,
+        Err(message) => panic!("{message}"),
+    }
+}
+
+fn wasm(crate_name: &str) -> PathBuf {
+    built_plugins().join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A manifest for `file` as plugin `name`, with test-friendly limits.
+fn manifest(name: &str, file: &Path, world: PluginWorld) -> ResolvedPlugin {
+    ResolvedPlugin {
+        config: PluginConfig {
+            name: name.into(),
+            path: file.to_path_buf(),
+            sha256: sha256_of(file),
+            world,
+            allowed_hosts: Vec::new(),
+            allowed_addresses: Vec::new(),
+            tls: PluginTlsConfig::default(),
+            limits: PluginLimits {
+                memory_mib: 32,
+                // Generous: the sandbox, not a slow CI machine, should be what stops a plugin.
+                timeout_ms: 10_000,
+                max_http_requests: 4,
+                kv_quota_kib: 64,
+            },
+            settings: BTreeMap::new(),
+        },
+        path: file.to_path_buf(),
+        ca_file: None,
+        settings: BTreeMap::new(),
+    }
+}
+
+fn template(name: &str, crate_name: &str) -> ResolvedPlugin {
+    manifest(name, &wasm(crate_name), PluginWorld::CloudInitTemplate)
+}
+
+async fn runtime_with(plugins: &[ResolvedPlugin]) -> PluginRuntime {
+    runtime_with_options(plugins, RuntimeOptions::default()).await
+}
+
+async fn runtime_with_options(
+    plugins: &[ResolvedPlugin],
+    options: RuntimeOptions,
+) -> PluginRuntime {
+    let runtime = PluginRuntime::new(options).unwrap();
+    runtime.load_all(plugins).await;
+    runtime
+}
+
+fn context() -> RenderContext {
+    RenderContext {
+        hostname: "vm42".into(),
+        fqdn: "vm42.lab.example.com".into(),
+        username: "alice".into(),
+        ssh_keys: vec!["ssh-ed25519 AAAAC3Nza alice@laptop".into()],
+        password_hash: None,
+        tunnel_token: None,
+        plan: PlanSize {
+            cores: 2,
+            memory_mib: 2048,
+            disk_gib: 20,
+        },
+        os: "debian-12".into(),
+        extra: Vec::new(),
+    }
+}
+
+fn state_of(runtime: &PluginRuntime, name: &str) -> PluginState {
+    runtime
+        .status()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.state)
+        .unwrap()
+}
+
+/// Runs the hostile call and, at the same time, a good plugin's call; the good one must succeed.
+async fn beside_good_plugin<T>(
+    runtime: &PluginRuntime,
+    hostile: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    let good = runtime.cloud_init_template("good");
+    let good_calls = async {
+        for _ in 0..5 {
+            let rendered = good.render(&context()).await;
+            assert!(
+                rendered.is_ok(),
+                "the good plugin failed beside a hostile one: {rendered:?}"
+            );
+        }
+    };
+    let (outcome, ()) = tokio::join!(hostile, good_calls);
+    outcome
+}
+
+#[tokio::test]
+async fn good_template_renders_validated_cloud_config() {
+    let runtime = runtime_with(&[template("good", "good-template")]).await;
+    let rendered = runtime
+        .cloud_init_template("good")
+        .render(&context())
+        .await
+        .unwrap();
+    assert!(rendered.user_data.starts_with("#cloud-config\n"));
+    assert!(rendered.user_data.contains("hostname: vm42"));
+    assert!(
+        rendered
+            .user_data
+            .contains("ssh-ed25519 AAAAC3Nza alice@laptop")
+    );
+    assert_eq!(state_of(&runtime, "good"), PluginState::Loaded);
+}
+
+#[tokio::test]
+async fn each_plugin_reads_only_its_own_settings() {
+    let mut first = template("first", "good-template");
+    first
+        .settings
+        .insert("greeting".into(), Secret::new("hello from first"));
+    let mut second = template("second", "good-template");
+    second
+        .settings
+        .insert("other".into(), Secret::new("second's secret"));
+    let runtime = runtime_with(&[first, second]).await;
+
+    let first = runtime
+        .cloud_init_template("first")
+        .render(&context())
+        .await
+        .unwrap();
+    assert!(first.user_data.contains("hello from first"));
+    let second = runtime
+        .cloud_init_template("second")
+        .render(&context())
+        .await
+        .unwrap();
+    assert!(!second.user_data.contains("hello from first"));
+    assert!(second.user_data.contains("content: \"hello\""));
+}
+
+#[tokio::test]
+async fn infinite_loop_ends_in_a_timeout_while_other_plugins_keep_working() {
+    let mut spin = template("spin", "spin-template");
+    spin.config.limits.timeout_ms = 1_000;
+    let runtime = runtime_with(&[template("good", "good-template"), spin]).await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("spin").render(&context()),
+    )
+    .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(CallError::Timeout {
+                limit_ms: 1_000,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("bomb", "memory-bomb"),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("bomb").render(&context()),
+    )
+    .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(CallError::ResourceLimit { .. } | CallError::Trap { .. })
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn deep_recursion_ends_in_a_trap_not_a_host_crash() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("deep", "deep-recursion"),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("deep").render(&context()),
+    )
+    .await;
+    // Either the wasm stack limit or the guest's own shadow stack (in linear memory) gives out
+    // first; both end the call without touching the host's stack.
+    match outcome {
+        Err(CallError::ResourceLimit { detail, .. }) => {
+            assert!(detail.contains("stack"), "{detail}")
+        }
+        Err(CallError::Trap { detail, .. }) => {
+            assert!(detail.contains("out of bounds"), "{detail}")
+        }
+        other => panic!("expected the recursion to trap, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn log_flood_is_capped_and_the_call_still_succeeds() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("flood", "log-flood"),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("flood").render(&context()),
+    )
+    .await;
+    assert!(outcome.unwrap().user_data.contains("hostname: vm42"));
+}
+
+#[tokio::test]
+async fn oversized_user_data_is_refused_by_the_facade() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("big", "oversized-output"),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("big").render(&context()),
+    )
+    .await;
+    match outcome {
+        Err(CallError::InvalidOutput { detail, .. }) => {
+            assert!(detail.contains("user-data is"), "{detail}")
+        }
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn user_data_that_is_not_yaml_is_refused() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("yaml", "invalid-yaml"),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("yaml").render(&context()),
+    )
+    .await;
+    match outcome {
+        Err(CallError::InvalidOutput { detail, .. }) => {
+            assert!(detail.contains("not valid YAML"), "{detail}")
+        }
+        other => panic!("expected invalid output, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn environment_arguments_and_files_are_invisible_to_a_plugin() {
+    // SAFETY of the test's claim: the daemon's own environment is not empty.
+    assert!(std::env::vars().count() > 0);
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("snoop", "snoop-template"),
+    ])
+    .await;
+    let seen = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("snoop").render(&context()),
+    )
+    .await
+    .unwrap()
+    .user_data;
+    assert!(seen.contains("env_count: 0"), "{seen}");
+    assert!(seen.contains("args_count: 0"), "{seen}");
+    for (what, line) in [
+        ("/etc/passwd", "passwd"),
+        ("environ", "environ"),
+        ("cwd file", "dot"),
+        ("/", "root"),
+    ] {
+        let found = seen
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_default();
+        assert!(found.contains("error"), "{what} was readable: {found}");
+    }
+}
+
+#[tokio::test]
+async fn component_that_opens_sockets_is_refused_at_load() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        template("socket", "socket-user"),
+    ])
+    .await;
+    match state_of(&runtime, "socket") {
+        PluginState::Refused { reason } => assert!(reason.contains("wasi:sockets"), "{reason}"),
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let call = runtime
+        .cloud_init_template("socket")
+        .render(&context())
+        .await;
+    assert!(matches!(call, Err(CallError::Refused { .. })), "{call:?}");
+    assert!(
+        runtime
+            .cloud_init_template("good")
+            .render(&context())
+            .await
+            .is_ok()
+    );
+}
+
+/// A component whose one core module declares three memories.
+fn many_memories_component() -> Vec<u8> {
+    use wasm_encoder::{
+        Component, InstanceSection, MemorySection, MemoryType, Module, ModuleArg, ModuleSection,
+    };
+    let mut memories = MemorySection::new();
+    for _ in 0..3 {
+        memories.memory(MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+    }
+    let mut module = Module::new();
+    module.section(&memories);
+    let mut component = Component::new();
+    component.section(&ModuleSection(&module));
+    let mut instances = InstanceSection::new();
+    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    component.section(&instances);
+    component.finish()
+}
+
+#[tokio::test]
+async fn component_with_several_memories_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("memories.wasm");
+    std::fs::write(&file, many_memories_component()).unwrap();
+    let runtime =
+        runtime_with(&[manifest("memories", &file, PluginWorld::CloudInitTemplate)]).await;
+    match state_of(&runtime, "memories") {
+        PluginState::Refused { reason } => assert!(reason.contains("memor"), "{reason}"),
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn digest_mismatch_refuses_the_plugin_and_the_status_says_why() {
+    let mut tampered = template("tampered", "good-template");
+    tampered.config.sha256 = "0".repeat(64);
+    let runtime = runtime_with(&[tampered, template("good", "good-template")]).await;
+    match state_of(&runtime, "tampered") {
+        PluginState::Refused { reason } => assert!(reason.contains("SHA-256 mismatch"), "{reason}"),
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    assert_eq!(state_of(&runtime, "good"), PluginState::Loaded);
+}
+
+#[tokio::test]
+async fn declared_world_must_match_what_the_component_exports() {
+    let runtime = runtime_with(&[manifest(
+        "liar",
+        &wasm("good-template"),
+        PluginWorld::DnsProvider,
+    )])
+    .await;
+    match state_of(&runtime, "liar") {
+        PluginState::Refused { reason } => {
+            assert!(
+                reason.contains("dns-provider") && reason.contains("cloud-init-template"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn calling_a_plugin_as_another_kind_is_refused() {
+    let runtime = runtime_with(&[template("good", "good-template")]).await;
+    let call = runtime
+        .dns_provider("good")
+        .list_records("example.com")
+        .await;
+    assert!(
+        matches!(call, Err(CallError::WrongWorld { .. })),
+        "{call:?}"
+    );
+    let call = runtime
+        .cloud_init_template("nobody")
+        .render(&context())
+        .await;
+    assert!(matches!(call, Err(CallError::Unknown { .. })), "{call:?}");
+}
+
+#[tokio::test]
+async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
+    let options = RuntimeOptions {
+        breaker_threshold: 2,
+        breaker_cool_down: Duration::from_secs(3600),
+        ..RuntimeOptions::default()
+    };
+    let runtime = runtime_with_options(&[template("yaml", "invalid-yaml")], options).await;
+    let yaml = runtime.cloud_init_template("yaml");
+    for _ in 0..2 {
+        assert!(matches!(
+            yaml.render(&context()).await,
+            Err(CallError::InvalidOutput { .. })
+        ));
+    }
+    assert!(matches!(
+        state_of(&runtime, "yaml"),
+        PluginState::Tripped { .. }
+    ));
+    assert!(matches!(
+        yaml.render(&context()).await,
+        Err(CallError::Tripped { .. })
+    ));
+    let status = runtime
+        .status()
+        .into_iter()
+        .find(|s| s.name == "yaml")
+        .unwrap();
+    assert!(
+        status
+            .recent_errors
+            .iter()
+            .any(|e| e.message.contains("YAML"))
+    );
+
+    assert!(runtime.reset("yaml").await);
+    assert_eq!(state_of(&runtime, "yaml"), PluginState::Loaded);
+    assert!(matches!(
+        yaml.render(&context()).await,
+        Err(CallError::InvalidOutput { .. })
+    ));
+}
+
+/// A tiny HTTP server on loopback that answers `hello` and counts connections.
+async fn hello_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+                    )
+                    .await;
+            });
+        }
+    });
+    (address, connections)
+}
+
+fn probe(name: &str, allowed_hosts: &[String], allowed_addresses: &[IpAddr]) -> ResolvedPlugin {
+    let mut plugin = manifest(name, &wasm("egress-probe"), PluginWorld::DnsProvider);
+    plugin.config.allowed_hosts = allowed_hosts
+        .iter()
+        .map(|h| Url::parse(h).unwrap())
+        .collect();
+    plugin.config.allowed_addresses = allowed_addresses.to_vec();
+    plugin
+}
+
+/// Asks the probe plugin to GET `url`.
+async fn fetch(runtime: &PluginRuntime, plugin: &str, url: &str) -> Result<String, CallError> {
+    let record = DnsRecord {
+        name: "example.com".into(),
+        kind: RecordKind::Txt,
+        content: url.into(),
+        ttl: 60,
+        proxied: false,
+    };
+    runtime
+        .dns_provider(plugin)
+        .upsert_record("example.com", &record)
+        .await
+}
+
+fn assert_refused(outcome: Result<String, CallError>, code: &str) {
+    match outcome {
+        Err(CallError::Plugin { failure, .. }) => {
+            assert_eq!(failure.kind, FailureKind::Upstream);
+            assert!(failure.message.contains(code), "{}", failure.message);
+        }
+        other => panic!("expected the request to be refused with {code}, got {other:?}"),
+    }
+}
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+#[tokio::test]
+async fn plugin_reaches_a_listed_loopback_endpoint_when_the_operator_lists_that_address() {
+    let (address, connections) = hello_server().await;
+    let origin = format!("http://{address}");
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        probe("probe", std::slice::from_ref(&origin), &[LOOPBACK]),
+    ])
+    .await;
+    let outcome = beside_good_plugin(
+        &runtime,
+        fetch(&runtime, "probe", &format!("{origin}/zones")),
+    )
+    .await;
+    assert_eq!(outcome.unwrap(), "200:hello");
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn listed_loopback_address_opens_nothing_else() {
+    let (address, _) = hello_server().await;
+    let (other, other_connections) = hello_server().await;
+    let runtime =
+        runtime_with(&[probe("probe", &[format!("http://{address}")], &[LOOPBACK])]).await;
+    assert_refused(
+        fetch(&runtime, "probe", &format!("http://{other}/")).await,
+        "HttpRequestDenied",
+    );
+    assert_refused(
+        fetch(
+            &runtime,
+            "probe",
+            &format!("http://localhost:{}/", address.port()),
+        )
+        .await,
+        "HttpRequestDenied",
+    );
+    assert_refused(
+        fetch(&runtime, "probe", &format!("https://{address}/")).await,
+        "HttpRequestDenied",
+    );
+    assert_eq!(other_connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn egress_to_an_unlisted_host_is_refused() {
+    let runtime = runtime_with(&[
+        template("good", "good-template"),
+        probe("probe", &["https://api.cloudflare.com".into()], &[]),
+    ])
+    .await;
+    let outcome =
+        beside_good_plugin(&runtime, fetch(&runtime, "probe", "https://example.com/")).await;
+    assert_refused(outcome, "HttpRequestDenied");
+    let status = runtime
+        .status()
+        .into_iter()
+        .find(|s| s.name == "probe")
+        .unwrap();
+    assert!(
+        status
+            .recent_errors
+            .iter()
+            .any(|e| e.message.contains("example.com")),
+        "{:?}",
+        status.recent_errors
+    );
+}
+
+#[tokio::test]
+async fn egress_to_loopback_metadata_and_proxmox_addresses_is_refused_even_when_listed_as_hosts() {
+    let (loopback, loopback_connections) = hello_server().await;
+    let (proxmox, proxmox_connections) = hello_server().await;
+    let proxmox_url = format!("http://{proxmox}");
+    let hosts = vec![
+        format!("http://{loopback}"),
+        "http://169.254.169.254".to_owned(),
+        proxmox_url.clone(),
+    ];
+    let options = RuntimeOptions {
+        protected_urls: vec![Url::parse(&proxmox_url).unwrap()],
+        ..RuntimeOptions::default()
+    };
+    let runtime = runtime_with_options(
+        &[
+            template("good", "good-template"),
+            probe("probe", &hosts, &[]),
+        ],
+        options,
+    )
+    .await;
+    for url in [
+        format!("http://{loopback}/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("{proxmox_url}/api2/json/access/ticket"),
+    ] {
+        let outcome = beside_good_plugin(&runtime, fetch(&runtime, "probe", &url)).await;
+        assert_refused(outcome, "DestinationIpProhibited");
+    }
+    assert_eq!(loopback_connections.load(Ordering::SeqCst), 0);
+    assert_eq!(proxmox_connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn allowed_host_name_that_resolves_to_loopback_is_refused() {
+    let (address, connections) = hello_server().await;
+    let origin = format!("http://localhost:{}", address.port());
+    let runtime = runtime_with(&[probe("probe", std::slice::from_ref(&origin), &[])]).await;
+    assert_refused(
+        fetch(&runtime, "probe", &format!("{origin}/")).await,
+        "DestinationIpProhibited",
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn plugin_may_make_only_its_quota_of_requests_per_call() {
+    // The probe makes one request per call, so a quota of zero refuses it.
+    let (address, connections) = hello_server().await;
+    let mut plugin = probe("probe", &[format!("http://{address}")], &[LOOPBACK]);
+    plugin.config.limits.max_http_requests = 0;
+    let runtime = runtime_with(&[plugin]).await;
+    assert_refused(
+        fetch(&runtime, "probe", &format!("http://{address}/")).await,
+        "HttpRequestDenied",
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache: Some((dir.path().to_path_buf(), [9; 32])),
+        ..RuntimeOptions::default()
+    };
+    let plugins = [template("good", "good-template")];
+    let first = runtime_with_options(&plugins, options.clone()).await;
+    assert!(
+        first
+            .cloud_init_template("good")
+            .render(&context())
+            .await
+            .is_ok()
+    );
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // A restart loads from the cache.
+    let second = runtime_with_options(&plugins, options.clone()).await;
+    assert!(
+        second
+            .cloud_init_template("good")
+            .render(&context())
+            .await
+            .is_ok()
+    );
+
+    // A flipped byte fails the MAC: the entry is ignored and the plugin compiled afresh.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entries[0], bytes).unwrap();
+    let third = runtime_with_options(&plugins, options).await;
+    assert_eq!(state_of(&third, "good"), PluginState::Loaded);
+    assert!(
+        third
+            .cloud_init_template("good")
+            .render(&context())
+            .await
+            .is_ok()
+    );
+}

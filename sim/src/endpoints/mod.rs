@@ -113,6 +113,9 @@ pub fn dispatch(template: &str, call: Call<'_>) -> Result<Value, ApiError> {
         ("GET", "/nodes/{node}/storage") => Ok(node_storage(&call)),
         ("GET", "/nodes/{node}/tasks/{upid}/status") => task_status(&call),
         ("GET", "/nodes/{node}/tasks/{upid}/log") => task_log(&call),
+        ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy") => crate::console::vncproxy(&call),
+        ("POST", "/nodes/{node}/qemu/{vmid}/termproxy") => crate::console::termproxy(&call),
+        ("GET", "/nodes/{node}/qemu/{vmid}/vncwebsocket") => crate::console::vncwebsocket(&call),
         _ => qemu::dispatch(template, &call),
     }
 }

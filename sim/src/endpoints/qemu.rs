@@ -298,6 +298,7 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
             config,
             power: PowerState::Stopped,
             started_at: None,
+            vnc_backend: None,
         },
     );
     drop(cluster);
@@ -506,6 +507,7 @@ fn power(call: &Call<'_>, action: Power) -> Result<Value, ApiError> {
         Power::Shutdown => "qmshutdown",
         Power::Reboot => "qmreboot",
     };
+    let state = call.state.clone();
     let upid = call.spawn_task(
         kind,
         &vmid.to_string(),
@@ -528,6 +530,8 @@ fn power(call: &Call<'_>, action: Power) -> Result<Value, ApiError> {
                 // Stopping a stopped VM is a no-op that succeeds, as in qemu-server.
                 Power::Stop | Power::Shutdown => {
                     vm.set_power(PowerState::Stopped);
+                    // QEMU exits, and with it the VNC and serial connections of its consoles.
+                    state.consoles.cut_sessions(vmid);
                     Ok(())
                 }
             }

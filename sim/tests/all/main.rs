@@ -2,6 +2,8 @@
 //! own certificate. One binary, one module per concern.
 
 mod auth;
+mod cloudflare;
+mod console;
 mod control;
 mod faults;
 mod fixture;

@@ -1,0 +1,378 @@
+//! Console endpoints: minting a console token, the console WebSocket, and operators' view of
+//! live sessions. Every refusal answers with a reason and leaves an audit entry; the relay itself
+//! lives in [`crate::console`].
+
+use axum::Json;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{Admin, ClientAddr, JsonBody};
+use crate::audit;
+use crate::auth::Identity;
+use crate::console::records::{self, Refusal};
+use crate::console::{ConsoleKind, Grant, SessionRequest, TokenRefusal, run_session, tokens};
+use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL};
+use crate::store::services::{self, Service};
+use crate::store::{self, StoreError, users};
+
+/// Largest browser message accepted; larger ones (a big paste) are refused, smaller ones above
+/// pveproxy's frame cap are split by the relay.
+const MAX_BROWSER_MESSAGE: usize = 1024 * 1024;
+
+/// A console request refused, or a failure on our side.
+pub enum ConsoleError {
+    Refused { status: StatusCode, reason: String },
+    Api(ApiError),
+}
+
+impl ConsoleError {
+    fn refused(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self::Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<ApiError> for ConsoleError {
+    fn from(err: ApiError) -> Self {
+        Self::Api(err)
+    }
+}
+
+impl From<StoreError> for ConsoleError {
+    fn from(err: StoreError) -> Self {
+        Self::Api(err.into())
+    }
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Refused { status, reason } => {
+                (status, Json(json!({ "error": reason }))).into_response()
+            }
+            Self::Api(err) => err.into_response(),
+        }
+    }
+}
+
+type ConsoleResult<T> = Result<T, ConsoleError>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleRequest {
+    kind: ConsoleKind,
+}
+
+/// `POST /vms/{id}/console {"kind": "vnc" | "term"}` → `{url, token, expires_at}`.
+pub async fn create_token(
+    State(state): State<AppState>,
+    me: Identity,
+    ClientAddr(addr): ClientAddr,
+    Path(id): Path<i64>,
+    JsonBody(body): JsonBody<ConsoleRequest>,
+) -> ConsoleResult<(StatusCode, Json<Value>)> {
+    let grant = Grant {
+        user_id: me.user.id,
+        service_id: id,
+        kind: body.kind,
+    };
+    let refuse =
+        |label: &'static str, error: ConsoleError| refuse(&state, Some(grant), label, addr, error);
+    let service = state.store.call(move |c| services::get(c, id)).await?;
+    let Some(service) = service.filter(|s| me.is_admin() || s.owner_id == me.user.id) else {
+        // Another customer's VM and a missing one answer alike.
+        return Err(refuse("not_found", ConsoleError::Api(ApiError::NotFound)).await);
+    };
+    if let Err((label, error)) = check_service(&service) {
+        return Err(refuse(label, error).await);
+    }
+    if let Err(full) = state.console.check_capacity(me.user.id) {
+        let error = ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, full.to_string());
+        return Err(refuse(full.label(), error).await);
+    }
+    let ttl = i64::try_from(state.console.limits().token_ttl.as_secs()).unwrap_or(30);
+    let client = addr.to_string();
+    let issued = state
+        .store
+        .call(move |c| tokens::issue(c, grant, Some(&client), store::now(), ttl))
+        .await?;
+    let url = socket_url(&state.web.public_url, &issued.token);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "url": url, "token": issued.token, "expires_at": issued.expires_at })),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SocketQuery {
+    token: Option<String>,
+}
+
+/// `GET /console/ws?token=…`: checks Origin and the token before upgrading, then runs the session.
+pub async fn socket(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Query(query): Query<SocketQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ConsoleResult<Response> {
+    let token = query.token.filter(|t| !t.is_empty());
+    if let Err((label, error)) = check_origin(&headers, &state.web.origin()) {
+        // Name the user behind the token, without spending it, if it is a live one.
+        let peeked = match token.clone() {
+            Some(token) => {
+                state
+                    .store
+                    .call(move |c| tokens::peek(c, &token, store::now()))
+                    .await?
+            }
+            None => None,
+        };
+        return Err(refuse(&state, peeked, label, addr, error).await);
+    }
+    let upgrade = upgrade
+        .map_err(|rejection| ConsoleError::refused(rejection.status(), rejection.body_text()))?;
+    let Some(token) = token else {
+        let error =
+            ConsoleError::refused(StatusCode::UNAUTHORIZED, TokenRefusal::Missing.to_string());
+        return Err(refuse(&state, None, TokenRefusal::Missing.label(), addr, error).await);
+    };
+    let grant = match state
+        .store
+        .call(move |c| tokens::redeem(c, &token, store::now()))
+        .await?
+    {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            let error = ConsoleError::refused(StatusCode::UNAUTHORIZED, refusal.to_string());
+            return Err(refuse(&state, refusal.grant(), refusal.label(), addr, error).await);
+        }
+    };
+    // Admitted before the state check: a revocation from now on reaches this session, and one
+    // before it has already changed the state checked below.
+    let admission = match state.console.admit(grant) {
+        Ok(admission) => admission,
+        Err(full) => {
+            let error = ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, full.to_string());
+            return Err(refuse(&state, Some(grant), full.label(), addr, error).await);
+        }
+    };
+    let service = match allowed_service(&state, grant).await? {
+        Ok(service) => service,
+        Err((label, error)) => return Err(refuse(&state, Some(grant), label, addr, error).await),
+    };
+    let (Some(node), Some(vmid)) = (service.node.clone(), service.vmid) else {
+        return Err(ConsoleError::refused(
+            StatusCode::CONFLICT,
+            "the VM is not provisioned yet",
+        ));
+    };
+    let client = state
+        .inventory
+        .client(&service.cluster)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "service {} names unknown cluster {:?}",
+                service.id,
+                service.cluster
+            ))
+        })?;
+    let request = SessionRequest {
+        admission,
+        client,
+        node,
+        vmid,
+        client_addr: addr,
+        limits: state.console.limits().clone(),
+    };
+    let store = state.store.clone();
+    let response = upgrade
+        .protocols([SUBPROTOCOL])
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(4 * MAX_FRAME_BYTES)
+        .max_frame_size(MAX_BROWSER_MESSAGE)
+        .max_message_size(MAX_BROWSER_MESSAGE)
+        .on_failed_upgrade(|err| tracing::info!(error = %err, "console upgrade failed"))
+        .on_upgrade(move |socket| run_session(store, socket, request));
+    Ok(response)
+}
+
+/// `GET /console/sessions` (operators): live sessions on this daemon and the relay's counters.
+pub async fn sessions(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    Json(json!({
+        "sessions": state.console.live_sessions(),
+        "counters": state.console.counters(),
+    }))
+}
+
+/// `DELETE /console/sessions/{id}` (operators): closes one live session.
+pub async fn close_session(
+    State(state): State<AppState>,
+    Admin(me): Admin,
+    ClientAddr(addr): ClientAddr,
+    Path(id): Path<i64>,
+) -> ConsoleResult<StatusCode> {
+    if !state.console.close_session(id) {
+        return Err(ConsoleError::Api(ApiError::NotFound));
+    }
+    let client = addr.to_string();
+    audit::record(
+        &state.store,
+        audit::Entry {
+            actor: &me.actor(),
+            action: "console.close_requested",
+            target: Some(&format!("console_session:{id}")),
+            detail: json!({}),
+            client: Some(&client),
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The service of a redeemed grant, if its user may still open it now.
+async fn allowed_service(
+    state: &AppState,
+    grant: Grant,
+) -> ConsoleResult<Result<Service, (&'static str, ConsoleError)>> {
+    let found = state
+        .store
+        .call(move |c| {
+            let user = users::get(c, grant.user_id)?;
+            let service = services::get(c, grant.service_id)?;
+            Ok((user, service))
+        })
+        .await?;
+    let (Some(user), Some(service)) = found else {
+        return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
+    };
+    let is_admin = user.role == users::Role::Admin;
+    if user.disabled || !(is_admin || service.owner_id == user.id) {
+        return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
+    }
+    Ok(check_service(&service).map(|()| service))
+}
+
+/// Consoles are for active services only.
+fn check_service(service: &Service) -> Result<(), (&'static str, ConsoleError)> {
+    let conflict = |reason: &str| ConsoleError::refused(StatusCode::CONFLICT, reason);
+    match service.state.as_str() {
+        "active" => {}
+        "suspended" => return Err(("suspended", conflict("the VM is suspended"))),
+        "terminating" | "terminated" => {
+            return Err(("terminated", conflict("the VM is terminated")));
+        }
+        _ => return Err(("not_active", conflict("the VM is not active yet"))),
+    }
+    if service.node.is_none() || service.vmid.is_none() {
+        return Err(("not_active", conflict("the VM is not provisioned yet")));
+    }
+    Ok(())
+}
+
+/// Browsers send `Origin` on every WebSocket; only the panel's own pages may open a console.
+fn check_origin(headers: &HeaderMap, expected: &str) -> Result<(), (&'static str, ConsoleError)> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match origin {
+        Some(origin) if origin == expected => Ok(()),
+        Some(_) => Err((
+            "wrong_origin",
+            ConsoleError::refused(
+                StatusCode::FORBIDDEN,
+                "a console can only be opened from the panel's own pages",
+            ),
+        )),
+        None => Err((
+            "missing_origin",
+            ConsoleError::refused(
+                StatusCode::FORBIDDEN,
+                "a console WebSocket needs an Origin header",
+            ),
+        )),
+    }
+}
+
+/// Counts and audits a refusal, and hands back the error to answer with.
+async fn refuse(
+    state: &AppState,
+    grant: Option<Grant>,
+    label: &'static str,
+    client: std::net::IpAddr,
+    error: ConsoleError,
+) -> ConsoleError {
+    state.console.count_refusal(label);
+    records::audit_refusal(
+        &state.store,
+        Refusal {
+            user_id: grant.map(|g| g.user_id),
+            service_id: grant.map(|g| g.service_id),
+            kind: grant.map(|g| g.kind),
+            reason: label,
+            client,
+        },
+    )
+    .await;
+    error
+}
+
+/// `ws(s)://panel/…/api/v1/console/ws?token=…`, below the public URL's path.
+fn socket_url(public_url: &Url, token: &str) -> String {
+    let mut base = public_url.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    let Ok(mut url) = base.join("api/v1/console/ws") else {
+        return format!("/api/v1/console/ws?token={token}");
+    };
+    // `http`→`ws` and `https`→`wss` are both special schemes, so the switch cannot fail.
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    let _ = url.set_scheme(scheme);
+    url.query_pairs_mut().append_pair("token", token);
+    url.to_string()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_urls_follow_the_public_url() {
+        let url = |public: &str| socket_url(&Url::parse(public).unwrap(), "abc");
+        assert_eq!(
+            url("https://panel.example.com"),
+            "wss://panel.example.com/api/v1/console/ws?token=abc"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:8080/"),
+            "ws://127.0.0.1:8080/api/v1/console/ws?token=abc"
+        );
+        assert_eq!(
+            url("https://example.com/panel"),
+            "wss://example.com/panel/api/v1/console/ws?token=abc"
+        );
+    }
+
+    #[test]
+    fn the_origin_must_be_the_panels_own() {
+        let mut headers = HeaderMap::new();
+        assert!(check_origin(&headers, "https://panel").is_err());
+        headers.insert(header::ORIGIN, "https://evil".parse().unwrap());
+        assert!(check_origin(&headers, "https://panel").is_err());
+        headers.insert(header::ORIGIN, "https://panel".parse().unwrap());
+        assert!(check_origin(&headers, "https://panel").is_ok());
+    }
+}

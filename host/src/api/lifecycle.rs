@@ -1,0 +1,410 @@
+//! Orders, operations on services, job history and progress, and the catalogue.
+//!
+//! Billing systems that call us use these with an API token (WHMCS-style create, suspend,
+//! unsuspend, terminate, change-plan), passing an `Idempotency-Key` header so that a retried call
+//! is the same operation. Customers may order for themselves and follow their services; every
+//! other operation is an operator's.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Admin, JsonBody};
+use crate::auth::Identity;
+use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
+use crate::lifecycle::job;
+use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec};
+use crate::store::services;
+
+impl From<OrderError> for ApiError {
+    fn from(err: OrderError) -> Self {
+        match err {
+            OrderError::Invalid(message) => ApiError::BadRequest(message),
+            OrderError::NotFound(_) => ApiError::NotFound,
+            OrderError::Quota(quota) => ApiError::Conflict(quota.to_string()),
+            OrderError::Conflict(message) => ApiError::Conflict(message),
+            OrderError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// The caller's key for this operation, or a fresh one (then the call is not idempotent).
+fn operation_key(headers: &HeaderMap, scope: &str) -> ApiResult<String> {
+    match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("the Idempotency-Key is not text".into()))?;
+            if key.is_empty() || key.len() > 200 {
+                return Err(ApiError::BadRequest(
+                    "an Idempotency-Key has 1-200 characters".into(),
+                ));
+            }
+            Ok(format!("{scope}:{key}"))
+        }
+        None => Ok(format!("{scope}:{}", crate::auth::secret_token::generate())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// The customer's user id; customers leave it out (they order for themselves).
+    customer: Option<i64>,
+    plan: String,
+    template: String,
+    hostname: String,
+    username: String,
+    #[serde(default)]
+    ssh_keys: Vec<String>,
+    password_hash: Option<String>,
+    external_ref: Option<String>,
+}
+
+pub async fn order(
+    State(state): State<AppState>,
+    me: Identity,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewOrder>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let customer = match (me.is_admin(), body.customer) {
+        (true, Some(customer)) => customer,
+        (true, None) => return Err(ApiError::BadRequest("name the customer (a user id)".into())),
+        (false, Some(other)) if other != me.user.id => return Err(ApiError::NotFound),
+        (false, _) => me.user.id,
+    };
+    let key = operation_key(&headers, &format!("order:{}", me.user.id))?;
+    let operation = Operation::Provision {
+        customer,
+        order: OrderSpec {
+            plan: body.plan,
+            template: body.template,
+            hostname: body.hostname,
+            username: body.username,
+            ssh_keys: body.ssh_keys,
+            password_hash: body.password_hash,
+        },
+        external_ref: body.external_ref,
+    };
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}
+
+fn accepted(receipt: &OrderReceipt) -> StatusCode {
+    if receipt.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePlan {
+    plan: String,
+}
+
+/// `POST /services/{id}/{action}` for suspend, unsuspend, terminate and change-plan.
+pub async fn operate(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path((id, action)): Path<(i64, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let operation = match action.as_str() {
+        "suspend" => Operation::Suspend { service: id },
+        "unsuspend" => Operation::Unsuspend { service: id },
+        "terminate" => Operation::Terminate { service: id },
+        "change-plan" => {
+            let change: ChangePlan = serde_json::from_slice(&body).map_err(|err| {
+                ApiError::BadRequest(format!("give the new plan as {{\"plan\": …}}: {err}"))
+            })?;
+            Operation::ChangePlan {
+                service: id,
+                plan: change.plan,
+            }
+        }
+        _ => return Err(ApiError::NotFound),
+    };
+    let key = operation_key(&headers, &format!("{action}:{id}"))?;
+    let receipt = state
+        .lifecycle
+        .submit(&key, &admin.actor(), operation)
+        .await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}
+
+/// The service (if the caller may see it), its jobs and their last errors.
+pub async fn service(
+    State(state): State<AppState>,
+    me: Identity,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let owner_check = visible_service(&state, &me, id).await?;
+    let (jobs, history) = state
+        .store
+        .call(move |c| Ok((job::for_service(c, id)?, job::events_for_service(c, id, 0)?)))
+        .await?;
+    let jobs: Vec<Value> = jobs
+        .into_iter()
+        .map(|j| json!({
+            "id": j.id, "kind": j.kind, "state": j.state, "step": j.step, "attempts": j.attempts,
+            "last_error": if me.is_admin() { j.last_error } else { None },
+            "created_at": j.created_at, "updated_at": j.updated_at,
+        }))
+        .collect();
+    let service = if me.is_admin() {
+        json!(owner_check)
+    } else {
+        json!({ "id": owner_check.id, "name": owner_check.name, "state": owner_check.state, "plan": owner_check.plan, "hostname": owner_check.hostname })
+    };
+    if me.is_admin() {
+        return Ok(Json(
+            json!({ "service": service, "jobs": jobs, "history": history }),
+        ));
+    }
+    Ok(Json(json!({ "service": service, "jobs": jobs })))
+}
+
+/// A customer sees only their own services; others answer 404 like missing ones.
+async fn visible_service(state: &AppState, me: &Identity, id: i64) -> ApiResult<services::Service> {
+    let service = state.store.call(move |c| services::get(c, id)).await?;
+    service
+        .filter(|s| me.is_admin() || s.owner_id == me.user.id)
+        .ok_or(ApiError::NotFound)
+}
+
+/// Server-Sent Events: the service's job history so far, then each step as it happens.
+pub async fn events(
+    State(state): State<AppState>,
+    me: Identity,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    visible_service(&state, &me, id).await?;
+    // Subscribe before reading history so nothing falls between the two.
+    let live = state.lifecycle.subscribe();
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let history = state
+        .store
+        .call(move |c| job::events_for_service(c, id, after))
+        .await?;
+    let admin = me.is_admin();
+    let last = history.last().map(|e| e.id).unwrap_or(0);
+    let live = futures_util::stream::unfold((live, last), move |(mut live, last)| async move {
+        loop {
+            match live.recv().await {
+                Ok(progress) if progress.service_id == id && progress.event.id > last => {
+                    let next = progress.event.id;
+                    return Some((progress.event, (live, next)));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::chain(futures_util::stream::iter(history), live);
+    let closing = state.lifecycle.clone();
+    let stream = futures_util::StreamExt::take_until(
+        stream,
+        Box::pin(async move { closing.closing().await }),
+    );
+    let stream = futures_util::StreamExt::map(stream, move |event| Ok(to_sse(&event, admin)));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_sse(event: &job::JobEvent, admin: bool) -> Event {
+    // Error text can name nodes and Proxmox internals: operators only.
+    let message = if admin { event.message.clone() } else { None };
+    let data = json!({ "job": event.job_id, "step": event.step, "status": event.status, "message": message, "at": event.at });
+    Event::default()
+        .id(event.id.to_string())
+        .event("progress")
+        .data(data.to_string())
+}
+
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    let requeued = state
+        .store
+        .call(move |c| match job::get(c, id)? {
+            Some(j) if j.state == job::JobState::Parked => {
+                let state = if j.kind == crate::lifecycle::job::JobKind::Provision
+                    && j.data.failed_step.is_some()
+                {
+                    job::JobState::Compensating
+                } else {
+                    job::JobState::Pending
+                };
+                job::requeue(c, id, state).map(Some)
+            }
+            Some(_) => Ok(Some(false)),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !requeued {
+        return Err(ApiError::Conflict(
+            "only a parked job can be retried".into(),
+        ));
+    }
+    state.lifecycle.wake();
+    crate::audit::record(
+        &state.store,
+        crate::audit::Entry {
+            actor: &admin.actor(),
+            action: "job.retry",
+            target: Some(&format!("job:{id}")),
+            detail: json!({}),
+            client: None,
+        },
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_plans(State(state): State<AppState>, _: Identity) -> ApiResult<Json<Vec<Plan>>> {
+    Ok(Json(state.store.call(|c| catalogue::plans(c)).await?))
+}
+
+pub async fn put_plan(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    JsonBody(mut plan): JsonBody<Plan>,
+) -> ApiResult<Json<Plan>> {
+    plan.name = name;
+    if plan.cores == 0 || plan.memory_mib == 0 || plan.disk_gib == 0 {
+        return Err(ApiError::BadRequest(
+            "cores, memory_mib and disk_gib must be greater than zero".into(),
+        ));
+    }
+    let saved = plan.clone();
+    let unknown = state
+        .store
+        .call(move |c| {
+            for t in &saved.templates {
+                if catalogue::template(c, t)?.is_none() {
+                    return Ok(Some(t.clone()));
+                }
+            }
+            catalogue::put_plan(c, &saved, "api").map(|()| None)
+        })
+        .await?;
+    if let Some(template) = unknown {
+        return Err(ApiError::BadRequest(format!(
+            "no template named {template:?}"
+        )));
+    }
+    crate::audit::record(
+        &state.store,
+        crate::audit::Entry {
+            actor: &admin.actor(),
+            action: "plan.put",
+            target: Some(&format!("plan:{}", plan.name)),
+            detail: json!(plan),
+            client: None,
+        },
+    )
+    .await;
+    Ok(Json(plan))
+}
+
+pub async fn list_templates(
+    State(state): State<AppState>,
+    _: Admin,
+) -> ApiResult<Json<Vec<Template>>> {
+    Ok(Json(state.store.call(|c| catalogue::templates(c)).await?))
+}
+
+pub async fn put_template(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(name): Path<String>,
+    JsonBody(mut template): JsonBody<Template>,
+) -> ApiResult<Json<Template>> {
+    template.name = name;
+    if state.inventory.client(&template.cluster).is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "no cluster named {:?}",
+            template.cluster
+        )));
+    }
+    let saved = template.clone();
+    state
+        .store
+        .call(move |c| catalogue::put_template(c, &saved, "api"))
+        .await?;
+    crate::audit::record(
+        &state.store,
+        crate::audit::Entry {
+            actor: &admin.actor(),
+            action: "template.put",
+            target: Some(&format!("template:{}", template.name)),
+            detail: json!(template),
+            client: None,
+        },
+    )
+    .await;
+    Ok(Json(template))
+}
+
+pub async fn put_quota(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<i64>,
+    JsonBody(quota): JsonBody<Quota>,
+) -> ApiResult<Json<Quota>> {
+    let found = state
+        .store
+        .call(move |c| match crate::store::users::get(c, user)? {
+            Some(_) => catalogue::put_quota(c, user, &quota).map(|()| true),
+            None => Ok(false),
+        })
+        .await?;
+    if !found {
+        return Err(ApiError::NotFound);
+    }
+    crate::audit::record(
+        &state.store,
+        crate::audit::Entry {
+            actor: &admin.actor(),
+            action: "quota.put",
+            target: Some(&format!("user:{user}")),
+            detail: json!(quota),
+            client: None,
+        },
+    )
+    .await;
+    Ok(Json(quota))
+}
+
+/// `GET /seed/{secret}/{file}`: a VM's NoCloud seed, without authentication (the VM has none);
+/// the secret in the path is the credential.
+pub async fn seed(
+    State(state): State<AppState>,
+    Path((secret, file)): Path<(String, String)>,
+) -> Result<String, StatusCode> {
+    state
+        .lifecycle
+        .seed_file(&secret, &file)
+        .await
+        .ok_or(StatusCode::NOT_FOUND)
+}

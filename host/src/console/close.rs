@@ -1,0 +1,143 @@
+//! Why a console session ended: the WebSocket close code and text the browser sees, and the
+//! label and detail the audit log keeps. The browser's text is fixed per reason, so no Proxmox
+//! message (which can name nodes) ever reaches it; the detail is for operators only.
+
+use serde::Serialize;
+
+/// Why a VM's consoles are being revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    Suspended,
+    Terminated,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suspended => "suspended",
+            Self::Terminated => "terminated",
+        }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The browser closed the WebSocket (or its connection went away).
+    BrowserClosed,
+    /// The node ended the console (the VM stopped, the proxy exited, the connection dropped).
+    UpstreamClosed(String),
+    /// The node refused our credentials for `vncproxy`/`termproxy` or the WebSocket.
+    UpstreamUnauthorized(String),
+    /// The console could not be opened on the node (unreachable, refused, handshake failed).
+    UpstreamFailed(String),
+    /// The VM was suspended or terminated.
+    Revoked(Revocation),
+    /// An operator closed this session.
+    ClosedByOperator,
+    /// No bytes either way for the configured idle timeout.
+    Idle,
+    /// The session reached its maximum lifetime.
+    Lifetime,
+    /// The daemon is stopping.
+    Shutdown,
+    /// The browser broke the protocol (e.g. not RFB 3.7/3.8).
+    BrowserProtocol(String),
+}
+
+impl CloseReason {
+    /// The WebSocket close code: 1000–1011 where a standard one fits, 40xx for the reasons a
+    /// console UI explains to the user.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::BrowserClosed => 1000,
+            Self::Shutdown => 1001,
+            Self::BrowserProtocol(_) => 1002,
+            Self::UpstreamFailed(_) | Self::UpstreamUnauthorized(_) => 1011,
+            Self::Revoked(_) => 4003,
+            Self::ClosedByOperator => 4004,
+            Self::Idle => 4008,
+            Self::Lifetime => 4009,
+            Self::UpstreamClosed(_) => 4010,
+        }
+    }
+
+    /// What the browser is told; fixed text, safe to show.
+    pub fn browser_text(&self) -> &'static str {
+        match self {
+            Self::BrowserClosed => "closed",
+            Self::Shutdown => "the panel is restarting",
+            Self::BrowserProtocol(_) => "unsupported console protocol",
+            Self::UpstreamFailed(_) | Self::UpstreamUnauthorized(_) => {
+                "the console could not be opened"
+            }
+            Self::Revoked(Revocation::Suspended) => "the VM is suspended",
+            Self::Revoked(Revocation::Terminated) => "the VM was terminated",
+            Self::ClosedByOperator => "closed by an operator",
+            Self::Idle => "closed after inactivity",
+            Self::Lifetime => "the session reached its maximum length",
+            Self::UpstreamClosed(_) => "the VM's console closed",
+        }
+    }
+
+    /// The audit log's name for this reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::BrowserClosed => "browser_closed",
+            Self::Shutdown => "shutdown",
+            Self::BrowserProtocol(_) => "browser_protocol",
+            Self::UpstreamFailed(_) => "upstream_failed",
+            Self::UpstreamUnauthorized(_) => "upstream_unauthorized",
+            Self::Revoked(Revocation::Suspended) => "suspended",
+            Self::Revoked(Revocation::Terminated) => "terminated",
+            Self::ClosedByOperator => "closed_by_operator",
+            Self::Idle => "idle",
+            Self::Lifetime => "lifetime",
+            Self::UpstreamClosed(_) => "upstream_closed",
+        }
+    }
+
+    /// Operator-facing detail (a Proxmox error, a protocol complaint), if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::UpstreamClosed(detail)
+            | Self::UpstreamUnauthorized(detail)
+            | Self::UpstreamFailed(detail)
+            | Self::BrowserProtocol(detail) => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browser_text_never_carries_the_operator_detail() {
+        let reason = CloseReason::UpstreamFailed("sim: POST nodes/pve1/qemu/101/vncproxy".into());
+        assert_eq!(reason.code(), 1011);
+        assert!(!reason.browser_text().contains("pve1"));
+        assert_eq!(
+            reason.detail(),
+            Some("sim: POST nodes/pve1/qemu/101/vncproxy")
+        );
+    }
+
+    #[test]
+    fn close_texts_fit_in_a_close_frame() {
+        // A close frame's reason is at most 123 bytes.
+        let reasons = [
+            CloseReason::BrowserClosed,
+            CloseReason::Shutdown,
+            CloseReason::Revoked(Revocation::Suspended),
+            CloseReason::Revoked(Revocation::Terminated),
+            CloseReason::ClosedByOperator,
+            CloseReason::Idle,
+            CloseReason::Lifetime,
+            CloseReason::UpstreamClosed(String::new()),
+        ];
+        assert!(reasons.iter().all(|r| r.browser_text().len() <= 123));
+    }
+}

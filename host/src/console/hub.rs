@@ -1,0 +1,427 @@
+//! The registry of this daemon's live console sessions: admission against the session caps, a
+//! stop signal per session (revocation, operator close, shutdown), live byte counters, and the
+//! relay's counters for operators.
+//!
+//! Each session holds a `watch` receiver; [`ConsoleHub::revoke`] sends a [`CloseReason`] to every
+//! session of a service, which its relay task sees at once, and revokes the service's
+//! outstanding tokens in the database. The registry is per daemon: with several daemons, the
+//! lifecycle engine revokes on each, while the token table and the service state (checked again
+//! when a token is redeemed) already stop new sessions everywhere.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::close::{CloseReason, Revocation};
+use super::limits::ConsoleLimits;
+use super::tokens::{self, ConsoleKind, Grant};
+use crate::store::{self, Store};
+
+/// Why no further session fits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapacityRefusal {
+    #[error("you already have {0} open consoles; close one first")]
+    PerUser(usize),
+    #[error("the console service is at capacity ({0} sessions); try again shortly")]
+    Total(usize),
+}
+
+impl CapacityRefusal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::PerUser(_) => "user_session_limit",
+            Self::Total(_) => "total_session_limit",
+        }
+    }
+}
+
+/// Byte counters and activity of one session, shared by its relay task and the registry.
+#[derive(Debug)]
+pub struct SessionStats {
+    started: Instant,
+    to_vm: AtomicU64,
+    to_browser: AtomicU64,
+    /// Milliseconds after `started` of the last data either way.
+    last_activity_ms: AtomicU64,
+}
+
+impl SessionStats {
+    pub(super) fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            to_vm: AtomicU64::new(0),
+            to_browser: AtomicU64::new(0),
+            last_activity_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn add_to_vm(&self, bytes: usize) {
+        self.to_vm.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    pub fn add_to_browser(&self, bytes: usize) {
+        self.to_browser.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.store(now, Ordering::Relaxed);
+    }
+
+    pub fn last_activity(&self) -> Instant {
+        let ms = self.last_activity_ms.load(Ordering::Relaxed);
+        self.started + std::time::Duration::from_millis(ms)
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.to_vm.load(Ordering::Relaxed),
+            self.to_browser.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A live session as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveSessionView {
+    /// The `console_sessions` row id; `None` for the instant before it is written.
+    pub id: Option<i64>,
+    pub user_id: i64,
+    pub service_id: i64,
+    pub kind: ConsoleKind,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub bytes_to_vm: u64,
+    pub bytes_to_browser: u64,
+}
+
+/// The relay's counters since the daemon started.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsoleCounters {
+    pub live: usize,
+    pub opened: u64,
+    /// Refusals before a session existed, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Sessions ended, by close reason.
+    pub closed: BTreeMap<&'static str, u64>,
+}
+
+struct Entry {
+    grant: Grant,
+    session_id: Option<i64>,
+    started_at: i64,
+    stats: Arc<SessionStats>,
+    stop: watch::Sender<Option<CloseReason>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_key: u64,
+    sessions: HashMap<u64, Entry>,
+}
+
+/// Live sessions and their controls. Shared by the API handlers, the relay tasks and (later) the
+/// lifecycle engine.
+pub struct ConsoleHub {
+    store: Store,
+    limits: ConsoleLimits,
+    registry: Mutex<Registry>,
+    opened: AtomicU64,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    closed: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// A reserved place for one session. Dropping it frees the place.
+pub struct Admission {
+    hub: Arc<ConsoleHub>,
+    key: u64,
+    pub grant: Grant,
+    pub stats: Arc<SessionStats>,
+    pub stop: watch::Receiver<Option<CloseReason>>,
+}
+
+impl Admission {
+    /// Records the session's row id, so operators can address it.
+    pub fn set_session_id(&self, id: i64) {
+        if let Some(entry) = self.hub.registry().sessions.get_mut(&self.key) {
+            entry.session_id = Some(id);
+        }
+    }
+}
+
+impl Admission {
+    pub(super) fn count_open(&self) {
+        self.hub.opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_close(&self, reason: &CloseReason) {
+        *lock(&self.hub.closed).entry(reason.label()).or_default() += 1;
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.registry().sessions.remove(&self.key);
+    }
+}
+
+impl ConsoleHub {
+    pub fn new(store: Store, limits: ConsoleLimits) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            limits,
+            registry: Mutex::new(Registry::default()),
+            opened: AtomicU64::new(0),
+            refused: Mutex::new(BTreeMap::new()),
+            closed: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn limits(&self) -> &ConsoleLimits {
+        &self.limits
+    }
+
+    /// Whether `user_id` could open one more session now (checked before minting a token).
+    pub fn check_capacity(&self, user_id: i64) -> Result<(), CapacityRefusal> {
+        capacity(&self.registry(), &self.limits, user_id)
+    }
+
+    /// Reserves a place for `grant`'s session, or says which cap it hits.
+    pub fn admit(self: &Arc<Self>, grant: Grant) -> Result<Admission, CapacityRefusal> {
+        let mut registry = self.registry();
+        capacity(&registry, &self.limits, grant.user_id)?;
+        let key = registry.next_key;
+        registry.next_key += 1;
+        let stats = Arc::new(SessionStats::new());
+        let (stop, stop_rx) = watch::channel(None);
+        registry.sessions.insert(
+            key,
+            Entry {
+                grant,
+                session_id: None,
+                started_at: store::now(),
+                stats: stats.clone(),
+                stop,
+            },
+        );
+        Ok(Admission {
+            hub: self.clone(),
+            key,
+            grant,
+            stats,
+            stop: stop_rx,
+        })
+    }
+
+    /// Closes every live console of `service_id` on this daemon (they see the reason at once) and
+    /// revokes its outstanding tokens. Call it after the service's state has changed, so that a
+    /// token redeemed concurrently meets the new state. Returns the number of sessions closed.
+    pub async fn revoke(&self, service_id: i64, why: Revocation) -> usize {
+        let closed = self.signal(
+            |entry| entry.grant.service_id == service_id,
+            || CloseReason::Revoked(why),
+        );
+        let now = store::now();
+        let revoked = self
+            .store
+            .call(move |c| tokens::revoke_for_service(c, service_id, now))
+            .await;
+        match revoked {
+            Ok(tokens) => {
+                tracing::info!(
+                    service_id,
+                    sessions = closed,
+                    tokens,
+                    reason = why.as_str(),
+                    "consoles revoked"
+                );
+            }
+            Err(err) => {
+                tracing::error!(service_id, error = %err, "could not revoke console tokens");
+            }
+        }
+        closed
+    }
+
+    /// Closes one session by its row id; false if no such session is live here.
+    pub fn close_session(&self, session_id: i64) -> bool {
+        self.signal(
+            |entry| entry.session_id == Some(session_id),
+            || CloseReason::ClosedByOperator,
+        ) > 0
+    }
+
+    /// Closes every live session (the daemon is stopping).
+    pub fn close_all(&self) -> usize {
+        self.signal(|_| true, || CloseReason::Shutdown)
+    }
+
+    pub fn live_sessions(&self) -> Vec<LiveSessionView> {
+        let registry = self.registry();
+        let mut views: Vec<LiveSessionView> = registry
+            .sessions
+            .values()
+            .map(|entry| {
+                let (to_vm, to_browser) = entry.stats.bytes();
+                LiveSessionView {
+                    id: entry.session_id,
+                    user_id: entry.grant.user_id,
+                    service_id: entry.grant.service_id,
+                    kind: entry.grant.kind,
+                    started_at: entry.started_at,
+                    bytes_to_vm: to_vm,
+                    bytes_to_browser: to_browser,
+                }
+            })
+            .collect();
+        views.sort_by_key(|view| view.id);
+        views
+    }
+
+    pub fn counters(&self) -> ConsoleCounters {
+        ConsoleCounters {
+            live: self.registry().sessions.len(),
+            opened: self.opened.load(Ordering::Relaxed),
+            refused: lock(&self.refused).clone(),
+            closed: lock(&self.closed).clone(),
+        }
+    }
+
+    pub(crate) fn count_refusal(&self, label: &'static str) {
+        *lock(&self.refused).entry(label).or_default() += 1;
+    }
+
+    /// Sends a stop to each matching session that has none yet; returns how many.
+    fn signal(&self, matches: impl Fn(&Entry) -> bool, reason: impl Fn() -> CloseReason) -> usize {
+        let registry = self.registry();
+        let mut signalled = 0;
+        for entry in registry.sessions.values().filter(|e| matches(e)) {
+            let first = entry.stop.send_if_modified(|current| {
+                let first = current.is_none();
+                if first {
+                    *current = Some(reason());
+                }
+                first
+            });
+            signalled += usize::from(first);
+        }
+        signalled
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.registry)
+    }
+}
+
+fn capacity(
+    registry: &Registry,
+    limits: &ConsoleLimits,
+    user_id: i64,
+) -> Result<(), CapacityRefusal> {
+    if registry.sessions.len() >= limits.max_sessions_total {
+        return Err(CapacityRefusal::Total(limits.max_sessions_total));
+    }
+    let mine = registry
+        .sessions
+        .values()
+        .filter(|entry| entry.grant.user_id == user_id)
+        .count();
+    if mine >= limits.max_sessions_per_user {
+        return Err(CapacityRefusal::PerUser(limits.max_sessions_per_user));
+    }
+    Ok(())
+}
+
+/// The registry's data stays consistent even if a holder panicked: every update is one insert,
+/// remove or field store.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    async fn hub(per_user: usize, total: usize) -> (tempfile::TempDir, Arc<ConsoleHub>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let limits = ConsoleLimits {
+            max_sessions_per_user: per_user,
+            max_sessions_total: total,
+            ..ConsoleLimits::default()
+        };
+        (dir, ConsoleHub::new(store, limits))
+    }
+
+    fn grant(user_id: i64, service_id: i64) -> Grant {
+        Grant {
+            user_id,
+            service_id,
+            kind: ConsoleKind::Vnc,
+        }
+    }
+
+    #[tokio::test]
+    async fn admission_respects_both_caps_and_frees_its_place_when_dropped() {
+        let (_dir, hub) = hub(2, 3).await;
+        let a1 = hub.admit(grant(1, 10)).unwrap();
+        let _a2 = hub.admit(grant(1, 10)).unwrap();
+        assert_eq!(
+            hub.admit(grant(1, 11)).err(),
+            Some(CapacityRefusal::PerUser(2))
+        );
+        let _b1 = hub.admit(grant(2, 20)).unwrap();
+        assert_eq!(
+            hub.admit(grant(3, 30)).err(),
+            Some(CapacityRefusal::Total(3))
+        );
+        drop(a1);
+        assert!(hub.check_capacity(1).is_ok());
+        assert_eq!(hub.counters().live, 2);
+    }
+
+    #[tokio::test]
+    async fn revoking_a_service_stops_its_sessions_only() {
+        let (_dir, hub) = hub(8, 8).await;
+        let first = hub.admit(grant(1, 10)).unwrap();
+        let second = hub.admit(grant(2, 10)).unwrap();
+        let other = hub.admit(grant(1, 11)).unwrap();
+        assert_eq!(hub.revoke(10, Revocation::Suspended).await, 2);
+        let suspended = Some(CloseReason::Revoked(Revocation::Suspended));
+        assert_eq!(*first.stop.borrow(), suspended);
+        assert_eq!(*second.stop.borrow(), suspended);
+        assert_eq!(*other.stop.borrow(), None);
+        assert_eq!(
+            hub.revoke(10, Revocation::Terminated).await,
+            0,
+            "already stopping"
+        );
+    }
+
+    #[tokio::test]
+    async fn operators_close_a_session_by_its_record_id() {
+        let (_dir, hub) = hub(8, 8).await;
+        let admission = hub.admit(grant(1, 10)).unwrap();
+        assert!(!hub.close_session(42));
+        admission.set_session_id(42);
+        assert_eq!(hub.live_sessions()[0].id, Some(42));
+        assert!(hub.close_session(42));
+        assert_eq!(
+            *admission.stop.borrow(),
+            Some(CloseReason::ClosedByOperator)
+        );
+    }
+}

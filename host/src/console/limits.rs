@@ -1,0 +1,41 @@
+//! The relay's limits, from the `[console]` configuration section.
+
+use std::time::Duration;
+
+use crate::config::ConsoleConfig;
+
+/// How long tokens live, how long sessions may last, and how many may run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLimits {
+    pub token_ttl: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub max_sessions_per_user: usize,
+    pub max_sessions_total: usize,
+    /// Interval of WebSocket pings on both legs; finds browsers that vanished without a close
+    /// and keeps middleboxes from dropping a quiet connection.
+    pub keepalive: Duration,
+    /// Deadline for `vncproxy`/`termproxy`, the upstream WebSocket and its handshake together.
+    pub upstream_open_timeout: Duration,
+}
+
+impl From<&ConsoleConfig> for ConsoleLimits {
+    fn from(config: &ConsoleConfig) -> Self {
+        Self {
+            token_ttl: Duration::from_secs(config.token_ttl_secs),
+            idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+            max_lifetime: Duration::from_secs(config.max_lifetime_secs),
+            max_sessions_per_user: usize::try_from(config.max_sessions_per_user)
+                .unwrap_or(usize::MAX),
+            max_sessions_total: usize::try_from(config.max_sessions_total).unwrap_or(usize::MAX),
+            keepalive: Duration::from_secs(25),
+            upstream_open_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for ConsoleLimits {
+    fn default() -> Self {
+        Self::from(&ConsoleConfig::default())
+    }
+}

@@ -1,0 +1,215 @@
+//! Billing events become operations. Each event is applied under the key
+//! `billing:<plugin>:<event id>`, so a webhook delivered again (billing systems retry) starts
+//! nothing new; the `billing_events` table remembers every event applied, including ones that
+//! named a service we do not know.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Lifecycle, Operation, OrderError, OrderSpec};
+use crate::plugins::{BillingEvent, Order};
+use crate::store::services;
+use crate::store::users::{self, Role};
+
+/// What became of one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub event_id: String,
+    /// `queued`, `duplicate`, or `ignored` with the reason.
+    pub outcome: String,
+    pub service_id: Option<i64>,
+}
+
+impl Lifecycle {
+    pub async fn apply_billing(&self, plugin: &str, events: Vec<BillingEvent>) -> Vec<Applied> {
+        let mut applied = Vec::with_capacity(events.len());
+        for event in events {
+            let event_id = event.event_id().to_owned();
+            let outcome = match self.apply_one(plugin, &event).await {
+                Ok((service_id, true)) => Applied {
+                    event_id: event_id.clone(),
+                    outcome: "queued".into(),
+                    service_id,
+                },
+                Ok((service_id, false)) => Applied {
+                    event_id: event_id.clone(),
+                    outcome: "duplicate".into(),
+                    service_id,
+                },
+                Err(err) => {
+                    tracing::warn!(plugin, event = event_id, error = %err, "billing event not applied");
+                    Applied {
+                        event_id: event_id.clone(),
+                        outcome: format!("ignored: {err}"),
+                        service_id: None,
+                    }
+                }
+            };
+            self.remember_event(plugin, &event_id).await;
+            applied.push(outcome);
+        }
+        applied
+    }
+
+    async fn apply_one(
+        &self,
+        plugin: &str,
+        event: &BillingEvent,
+    ) -> Result<(Option<i64>, bool), OrderError> {
+        let key = format!("billing:{plugin}:{}", event.event_id());
+        let actor = format!("plugin:{plugin}");
+        let operation = match event {
+            BillingEvent::Activate(order) => self.activation(plugin, order).await?,
+            BillingEvent::Suspend(r) => Operation::Suspend {
+                service: self.service_for(&r.external_ref).await?,
+            },
+            BillingEvent::Unsuspend(r) => Operation::Unsuspend {
+                service: self.service_for(&r.external_ref).await?,
+            },
+            BillingEvent::Terminate(r) => Operation::Terminate {
+                service: self.service_for(&r.external_ref).await?,
+            },
+            BillingEvent::ChangePlan(change) => Operation::ChangePlan {
+                service: self.service_for(&change.external_ref).await?,
+                plan: change.plan.clone(),
+            },
+        };
+        let receipt = self.submit(&key, &actor, operation).await?;
+        Ok((Some(receipt.service_id), receipt.created))
+    }
+
+    async fn service_for(&self, external_ref: &str) -> Result<i64, OrderError> {
+        let reference = external_ref.to_owned();
+        let service = self
+            .inner
+            .store
+            .call(move |c| services::by_external_ref(c, &reference))
+            .await?;
+        service.map(|s| s.id).ok_or(OrderError::NotFound("service"))
+    }
+
+    /// The provision operation for a paid order, creating the customer's account on first sight.
+    async fn activation(&self, plugin: &str, order: &Order) -> Result<Operation, OrderError> {
+        let customer = self.customer_account(plugin, order).await?;
+        let hostname = order
+            .hostname
+            .clone()
+            .unwrap_or_else(|| default_hostname(&order.external_ref));
+        Ok(Operation::Provision {
+            customer,
+            order: OrderSpec {
+                plan: order.plan.clone(),
+                template: order.template.clone(),
+                hostname,
+                username: "porthole".into(),
+                ssh_keys: order.ssh_keys.clone(),
+                password_hash: None,
+            },
+            external_ref: Some(order.external_ref.clone()),
+        })
+    }
+
+    /// The account for the billing system's customer, found by its external id or created with a
+    /// random password the customer replaces (an operator or a reset flow hands it over).
+    async fn customer_account(&self, plugin: &str, order: &Order) -> Result<i64, OrderError> {
+        let external_id = format!("{plugin}:{}", order.customer.external_id);
+        let lookup = external_id.clone();
+        let found = self
+            .inner
+            .store
+            .call(move |c| {
+                c.query_row(
+                    "SELECT id FROM users WHERE external_id = ?1",
+                    [&lookup],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(Some)
+                .or_else(|err| match err {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })
+            })
+            .await?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        let username = account_name(&order.customer.email, &order.customer.external_id);
+        let password = crate::auth::secret_token::generate();
+        let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&password))
+            .await
+            .map_err(|err| OrderError::Invalid(format!("hashing failed: {err}")))?
+            .map_err(|err| OrderError::Invalid(err.to_string()))?;
+        let id = self
+            .inner
+            .store
+            .call(move |c| {
+                let user = users::insert(c, &username, Role::Customer, &hash)?;
+                c.execute(
+                    "UPDATE users SET external_id = ?2 WHERE id = ?1",
+                    params![user.id, external_id],
+                )?;
+                Ok(user.id)
+            })
+            .await?;
+        Ok(id)
+    }
+
+    async fn remember_event(&self, plugin: &str, event_id: &str) {
+        let (plugin, event_id) = (plugin.to_owned(), event_id.to_owned());
+        let result = self
+            .inner
+            .store
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO billing_events (plugin, event_id, received_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    params![plugin, event_id, crate::store::now()],
+                )
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not record a billing event");
+        }
+    }
+}
+
+/// A username from the customer's e-mail, or from their billing id when the e-mail will not do.
+fn account_name(email: &str, external_id: &str) -> String {
+    let fine = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+    };
+    if fine(email) {
+        return email.to_ascii_lowercase();
+    }
+    let cleaned: String = external_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(48)
+        .collect();
+    format!("customer-{cleaned}")
+}
+
+/// `vm-` and the billing reference, cut to a DNS label.
+fn default_hostname(external_ref: &str) -> String {
+    let cleaned: String = external_ref
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(40)
+        .collect();
+    format!("vm-{cleaned}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_made_from_billing_data_are_valid() {
+        assert_eq!(account_name("Ann@Example.com", "cus_1"), "ann@example.com");
+        assert_eq!(account_name("not an email", "cus_Q1!"), "customer-cusQ1");
+        assert_eq!(default_hostname("sub_1NXyZ"), "vm-sub1nxyz");
+    }
+}

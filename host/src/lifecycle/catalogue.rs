@@ -1,0 +1,304 @@
+//! The catalogue: plans, templates and customer quotas, and the quota check for new orders.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PlanConfig, TemplateConfig};
+use crate::store::services::Service;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    pub cores: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    /// Templates an order for this plan may use.
+    pub templates: Vec<String>,
+    /// Nodes the plan may be placed on; empty: the template's node.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    pub name: String,
+    pub cluster: String,
+    pub node: String,
+    pub vmid: u32,
+    pub os: String,
+    /// The cloud-init template plugin that renders this template's user-data.
+    pub cloud_init: String,
+}
+
+/// A customer's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub max_vms: u32,
+    pub max_cores: u32,
+    pub max_memory_mib: u64,
+    pub max_disk_gib: u64,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self {
+            max_vms: 5,
+            max_cores: 16,
+            max_memory_mib: 32 * 1024,
+            max_disk_gib: 500,
+        }
+    }
+}
+
+fn json_list(column: usize, text: &str) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(err),
+        )
+    })
+}
+
+fn to_json(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<Plan> {
+    Ok(Plan {
+        name: row.get(0)?,
+        cores: row.get(1)?,
+        memory_mib: row.get(2)?,
+        disk_gib: row.get(3)?,
+        templates: json_list(4, &row.get::<_, String>(4)?)?,
+        nodes: json_list(5, &row.get::<_, String>(5)?)?,
+    })
+}
+
+fn template_from_row(row: &Row<'_>) -> rusqlite::Result<Template> {
+    Ok(Template {
+        name: row.get(0)?,
+        cluster: row.get(1)?,
+        node: row.get(2)?,
+        vmid: row.get(3)?,
+        os: row.get(4)?,
+        cloud_init: row.get(5)?,
+    })
+}
+
+pub fn plan(conn: &Connection, name: &str) -> rusqlite::Result<Option<Plan>> {
+    conn.query_row(
+        "SELECT name, cores, memory_mib, disk_gib, templates, nodes FROM plans WHERE name = ?1",
+        [name],
+        plan_from_row,
+    )
+    .optional()
+}
+
+pub fn plans(conn: &Connection) -> rusqlite::Result<Vec<Plan>> {
+    let mut statement = conn.prepare(
+        "SELECT name, cores, memory_mib, disk_gib, templates, nodes FROM plans ORDER BY name",
+    )?;
+    let rows = statement.query_map([], plan_from_row)?;
+    rows.collect()
+}
+
+/// Creates or replaces a plan.
+pub fn put_plan(conn: &Connection, plan: &Plan, source: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (name) DO UPDATE SET cores = ?2, memory_mib = ?3, disk_gib = ?4,
+             templates = ?5, nodes = ?6, source = ?7",
+        params![
+            plan.name,
+            plan.cores,
+            plan.memory_mib,
+            plan.disk_gib,
+            to_json(&plan.templates),
+            to_json(&plan.nodes),
+            source
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn template(conn: &Connection, name: &str) -> rusqlite::Result<Option<Template>> {
+    conn.query_row(
+        "SELECT name, cluster, node, vmid, os, cloud_init FROM templates WHERE name = ?1",
+        [name],
+        template_from_row,
+    )
+    .optional()
+}
+
+pub fn templates(conn: &Connection) -> rusqlite::Result<Vec<Template>> {
+    let mut statement = conn
+        .prepare("SELECT name, cluster, node, vmid, os, cloud_init FROM templates ORDER BY name")?;
+    let rows = statement.query_map([], template_from_row)?;
+    rows.collect()
+}
+
+pub fn put_template(conn: &Connection, template: &Template, source: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO templates (name, cluster, node, vmid, os, cloud_init, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (name) DO UPDATE SET cluster = ?2, node = ?3, vmid = ?4, os = ?5,
+             cloud_init = ?6, source = ?7",
+        params![
+            template.name,
+            template.cluster,
+            template.node,
+            template.vmid,
+            template.os,
+            template.cloud_init,
+            source
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes the configuration file's plans and templates, which win over API edits of the same name.
+pub fn import_config(
+    conn: &mut Connection,
+    plans: &[PlanConfig],
+    templates: &[TemplateConfig],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for t in templates {
+        let template = Template {
+            name: t.name.clone(),
+            cluster: t.cluster.clone(),
+            node: t.node.clone(),
+            vmid: t.vmid,
+            os: t.os.clone(),
+            cloud_init: t.cloud_init.clone(),
+        };
+        put_template(&tx, &template, "config")?;
+    }
+    for p in plans {
+        let plan = Plan {
+            name: p.name.clone(),
+            cores: p.cores.into(),
+            memory_mib: p.memory_mib.into(),
+            disk_gib: p.disk_gib.into(),
+            templates: p.templates.clone(),
+            nodes: p.nodes.clone(),
+        };
+        put_plan(&tx, &plan, "config")?;
+    }
+    tx.commit()
+}
+
+pub fn quota(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<Quota>> {
+    conn.query_row(
+        "SELECT max_vms, max_cores, max_memory_mib, max_disk_gib FROM quotas WHERE user_id = ?1",
+        [user_id],
+        |row| {
+            Ok(Quota {
+                max_vms: row.get(0)?,
+                max_cores: row.get(1)?,
+                max_memory_mib: row.get(2)?,
+                max_disk_gib: row.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn put_quota(conn: &Connection, user_id: i64, quota: &Quota) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO quotas (user_id, max_vms, max_cores, max_memory_mib, max_disk_gib)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id) DO UPDATE SET max_vms = ?2, max_cores = ?3, max_memory_mib = ?4,
+             max_disk_gib = ?5",
+        params![
+            user_id,
+            quota.max_vms,
+            quota.max_cores,
+            quota.max_memory_mib,
+            quota.max_disk_gib
+        ],
+    )?;
+    Ok(())
+}
+
+/// Why an order would exceed a customer's quota, naming the limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the order exceeds the customer's {limit} limit: {would_use} would be used, {allowed} allowed"
+)]
+pub struct QuotaExceeded {
+    pub limit: &'static str,
+    pub would_use: u64,
+    pub allowed: u64,
+}
+
+/// Checks that `existing` services plus one more on `plan` stay within `quota`. A service whose
+/// plan is unknown counts as nothing but a VM.
+pub fn check_quota(
+    existing: &[(Service, Option<Plan>)],
+    plan: &Plan,
+    quota: &Quota,
+) -> Result<(), QuotaExceeded> {
+    let sum = |f: fn(&Plan) -> u64| -> u64 {
+        existing
+            .iter()
+            .filter_map(|(_, p)| p.as_ref())
+            .map(f)
+            .sum::<u64>()
+            + f(plan)
+    };
+    let checks = [
+        (
+            "VM count",
+            existing.len() as u64 + 1,
+            u64::from(quota.max_vms),
+        ),
+        ("cores", sum(|p| p.cores.into()), quota.max_cores.into()),
+        ("memory (MiB)", sum(|p| p.memory_mib), quota.max_memory_mib),
+        ("disk (GiB)", sum(|p| p.disk_gib), quota.max_disk_gib),
+    ];
+    for (limit, would_use, allowed) in checks {
+        if would_use > allowed {
+            return Err(QuotaExceeded {
+                limit,
+                would_use,
+                allowed,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(cores: u32, memory_mib: u64, disk_gib: u64) -> Plan {
+        Plan {
+            name: "p".into(),
+            cores,
+            memory_mib,
+            disk_gib,
+            templates: vec![],
+            nodes: vec![],
+        }
+    }
+
+    #[test]
+    fn an_order_over_quota_names_the_limit_it_breaks() {
+        let quota = Quota {
+            max_vms: 3,
+            max_cores: 4,
+            max_memory_mib: 8192,
+            max_disk_gib: 100,
+        };
+        assert!(check_quota(&[], &plan(4, 8192, 100), &quota).is_ok());
+        let err = check_quota(&[], &plan(6, 1024, 10), &quota).unwrap_err();
+        assert_eq!((err.limit, err.would_use, err.allowed), ("cores", 6, 4));
+        let err = check_quota(&[], &plan(1, 9000, 10), &quota).unwrap_err();
+        assert_eq!(err.limit, "memory (MiB)");
+        assert!(err.to_string().contains("memory (MiB) limit"));
+    }
+}

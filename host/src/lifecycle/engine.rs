@@ -1,0 +1,288 @@
+//! Workers: claim a due job, run its steps one by one, commit each result, retry or give up.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::job::{self, Job, JobKind, JobState};
+use super::steps::{self, Step};
+use super::{Lifecycle, Progress, StepError};
+use crate::store::StoreError;
+
+/// The running workers; dropping this does not stop them, [`Workers::stop`] does.
+pub struct Workers {
+    lifecycle: Lifecycle,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Ends progress streams, lets each worker finish its current step, and waits for them.
+    pub async fn stop(self) {
+        self.lifecycle.inner.closing.send_replace(true);
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Starts the workers. Unfinished jobs of a previous run are due at once: their leases have
+    /// expired or will, and they resume at their recorded step.
+    pub fn start_workers(&self) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = (0..self.inner.settings.workers)
+            .map(|n| {
+                let lifecycle = self.clone();
+                let stopped = stopped.clone();
+                let owner = format!("{}-{}-{n}", std::process::id(), rand::random::<u32>());
+                tokio::spawn(async move { lifecycle.work(owner, stopped).await })
+            })
+            .collect();
+        Workers {
+            lifecycle: self.clone(),
+            stop,
+            tasks,
+        }
+    }
+
+    /// Wakes idle workers after a job was queued or made due.
+    pub fn wake(&self) {
+        self.inner.wake.notify_waiters();
+    }
+
+    async fn work(&self, owner: String, mut stopped: watch::Receiver<bool>) {
+        let lease = self.inner.settings.lease.as_secs().max(1) as i64;
+        while !*stopped.borrow() {
+            let owner_for_claim = owner.clone();
+            let claimed = self
+                .inner
+                .store
+                .call(move |c| job::claim(c, &owner_for_claim, lease))
+                .await;
+            match claimed {
+                Ok(Some(job)) => self.run(job, &owner).await,
+                Ok(None) => self.idle(&mut stopped).await,
+                Err(StoreError::Closed) => return,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot claim a job");
+                    self.idle(&mut stopped).await;
+                }
+            }
+        }
+    }
+
+    async fn idle(&self, stopped: &mut watch::Receiver<bool>) {
+        tokio::select! {
+            _ = self.inner.wake.notified() => {}
+            _ = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+
+    /// Runs a claimed job until it finishes, waits for a retry, or parks.
+    async fn run(&self, mut job: Job, owner: &str) {
+        loop {
+            if job.step == Step::Done {
+                self.finish(&job).await;
+                return;
+            }
+            let outcome = self.run_step_leased(&job, owner).await;
+            match self.after_step(&mut job, outcome).await {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(err) => {
+                    // The job stays leased until the lease runs out, then resumes where it was.
+                    tracing::error!(job = job.id, error = %err, "cannot record a job's progress");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs the current step while renewing the job's lease, so a long clone keeps its worker.
+    async fn run_step_leased(&self, job: &Job, owner: &str) -> Result<job::JobData, StepError> {
+        let lease = self.inner.settings.lease;
+        let lease_secs = lease.as_secs().max(1) as i64;
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        let step = self.run_step(job);
+        tokio::pin!(step);
+        loop {
+            tokio::select! {
+                outcome = &mut step => return outcome,
+                _ = renew.tick() => {
+                    let (id, owner) = (job.id, owner.to_owned());
+                    if let Err(err) = self.inner.store.call(move |c| job::renew(c, id, &owner, lease_secs)).await {
+                        tracing::warn!(job = job.id, error = %err, "cannot renew a job lease");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_step(&self, job: &Job) -> Result<job::JobData, StepError> {
+        let mut data = job.data.clone();
+        super::vm::run(self, job, &mut data).await?;
+        Ok(data)
+    }
+
+    /// Commits a step's outcome. `Ok(true)`: run the next step now.
+    async fn after_step(
+        &self,
+        job: &mut Job,
+        outcome: Result<job::JobData, StepError>,
+    ) -> Result<bool, StoreError> {
+        match outcome {
+            Ok(data) => {
+                let next = steps::next(job.kind, job.state, job.step);
+                let (snapshot, saved) = (job.clone(), data.clone());
+                self.inner
+                    .store
+                    .call(move |c| job::advance(c, &snapshot, next, &saved))
+                    .await?;
+                self.event(job, "done", None).await;
+                job.step = next;
+                job.data = data;
+                job.attempts = 0;
+                Ok(true)
+            }
+            Err(StepError::Transient(message))
+                if !self.inner.settings.backoff.exhausted(job.attempts + 1) =>
+            {
+                self.retry_later(job, &message).await?;
+                Ok(false)
+            }
+            Err(err) => self.give_up(job, &err.to_string()).await,
+        }
+    }
+
+    async fn retry_later(&self, job: &Job, message: &str) -> Result<(), StoreError> {
+        let attempts = job.attempts + 1;
+        let delay = self
+            .inner
+            .settings
+            .backoff
+            .delay(attempts, rand::random::<f64>());
+        let due = crate::store::now() + delay.as_secs() as i64;
+        let (id, text) = (job.id, message.to_owned());
+        self.inner
+            .store
+            .call(move |c| job::retry_later(c, id, attempts, &text, due))
+            .await?;
+        self.event(job, "retrying", Some(message)).await;
+        tracing::info!(
+            job = job.id,
+            step = job.step.as_str(),
+            attempts,
+            ?delay,
+            error = message,
+            "step will be retried"
+        );
+        // Sub-second delays (tests, fast clusters) would otherwise wait for the next poll.
+        if delay < Duration::from_secs(1) {
+            let lifecycle = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                lifecycle.wake();
+            });
+        }
+        Ok(())
+    }
+
+    /// A step failed for good: a provision rolls back; anything else (or a rollback that cannot
+    /// finish) parks for an operator with the reason.
+    async fn give_up(&self, job: &mut Job, message: &str) -> Result<bool, StoreError> {
+        self.event(job, "failed", Some(message)).await;
+        let rolls_back = job.kind == JobKind::Provision && job.state == JobState::Pending;
+        let (state, step) = if rolls_back {
+            (
+                JobState::Compensating,
+                steps::sequence(JobKind::Provision, JobState::Compensating)[0],
+            )
+        } else {
+            (JobState::Parked, job.step)
+        };
+        let mut data = job.data.clone();
+        if rolls_back {
+            data.failed_step = Some(job.step);
+        }
+        let (id, saved, text) = (job.id, data.clone(), message.to_owned());
+        self.inner
+            .store
+            .call(move |c| job::transition(c, id, state, step, &saved, Some(&text)))
+            .await?;
+        job.state = state;
+        job.step = step;
+        job.data = data;
+        job.attempts = 0;
+        if rolls_back {
+            tracing::warn!(
+                job = job.id,
+                error = message,
+                "provision failed; rolling back"
+            );
+            Ok(true)
+        } else {
+            tracing::error!(job = job.id, error = message, "job parked for an operator");
+            self.event(job, "parked", Some(message)).await;
+            Ok(false)
+        }
+    }
+
+    async fn finish(&self, job: &Job) {
+        let state = if job.state == JobState::Compensating {
+            JobState::RolledBack
+        } else {
+            JobState::Succeeded
+        };
+        let (id, data) = (job.id, job.data.clone());
+        let result = self
+            .inner
+            .store
+            .call(move |c| job::transition(c, id, state, Step::Done, &data, None))
+            .await;
+        if let Err(err) = result {
+            tracing::error!(job = job.id, error = %err, "cannot record a finished job");
+            return;
+        }
+        self.event(job, state.as_str(), None).await;
+    }
+
+    /// Appends to the job's history and tells the panel.
+    pub(super) async fn event(&self, job: &Job, status: &str, message: Option<&str>) {
+        let (id, step, status_text, text) = (
+            job.id,
+            job.step,
+            status.to_owned(),
+            message.map(str::to_owned),
+        );
+        let recorded = self
+            .inner
+            .store
+            .call(move |c| {
+                job::record_event(c, id, step, &status_text, text.as_deref())?;
+                let event_id = c.last_insert_rowid();
+                Ok(job::JobEvent {
+                    id: event_id,
+                    job_id: id,
+                    at: crate::store::now(),
+                    step: step.as_str().to_owned(),
+                    status: status_text,
+                    message: text,
+                })
+            })
+            .await;
+        match recorded {
+            Ok(event) => {
+                let _ = self.inner.progress.send(Progress {
+                    service_id: job.service_id,
+                    event,
+                });
+            }
+            Err(err) => tracing::warn!(job = job.id, error = %err, "cannot record a job event"),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The steps that reach beyond Proxmox: the tunnel and its DNS records (through plugins), and
+//! cloud-init (rendered by the template's plugin, validated, delivered to the VM) — and their
+//! removal. Each resource is recorded in `service_resources` the moment it exists; removal
+//! works from those records only, so it removes exactly what this service created.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::catalogue::{self, Plan, Template};
+use super::job::{Job, JobData};
+use super::steps::Step;
+use super::{Lifecycle, OrderSpec, StepError};
+use crate::config::DeliveryKind;
+use crate::plugins::{
+    CallError, DnsRecord, PlanSize, RenderContext, RenderedCloudInit, TunnelInfo, TunnelSpec,
+};
+use crate::proxmox::VmConfigUpdate;
+use crate::store::resources::{self, Resource, ResourceKind};
+use crate::store::services::Service;
+
+impl From<CallError> for StepError {
+    fn from(err: CallError) -> Self {
+        let retry = match &err {
+            CallError::Busy | CallError::Timeout { .. } | CallError::Tripped { .. } => true,
+            CallError::Plugin { failure, .. } => failure.kind.is_retryable(),
+            _ => false,
+        };
+        if retry {
+            StepError::Transient(err.to_string())
+        } else {
+            StepError::Permanent(err.to_string())
+        }
+    }
+}
+
+pub(super) async fn run(
+    lifecycle: &Lifecycle,
+    job: &Job,
+    service: &Service,
+    data: &mut JobData,
+) -> Result<(), StepError> {
+    let cx = Extras { lifecycle, service };
+    match job.step {
+        Step::Tunnel => cx.create_tunnel(data).await.map(|_| ()),
+        Step::Dns => cx.publish_dns().await,
+        Step::CloudInit => cx.cloud_init(data).await,
+        Step::RemoveDns => cx.remove_dns().await,
+        Step::RemoveTunnel => cx.remove_tunnel().await,
+        Step::RemoveCloudInit => cx.remove_cloud_init().await,
+        other => Err(StepError::Permanent(format!(
+            "{} is not a plugin step",
+            other.as_str()
+        ))),
+    }
+}
+
+struct Extras<'a> {
+    lifecycle: &'a Lifecycle,
+    service: &'a Service,
+}
+
+impl Extras<'_> {
+    fn order(data: &JobData) -> Result<OrderSpec, StepError> {
+        data.order
+            .clone()
+            .ok_or_else(|| StepError::Permanent("the job carries no order".into()))
+    }
+
+    fn fqdn(&self, hostname: &str) -> String {
+        let config = &self.lifecycle.inner.provisioning;
+        match config.domain.as_ref().or(config.dns_zone.as_ref()) {
+            Some(domain) => format!("{hostname}.{domain}"),
+            None => hostname.to_owned(),
+        }
+    }
+
+    async fn record(
+        &self,
+        kind: ResourceKind,
+        provider: &str,
+        external_id: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StepError> {
+        let resource = Resource {
+            service_id: self.service.id,
+            kind,
+            provider: provider.to_owned(),
+            external_id: external_id.to_owned(),
+            detail,
+        };
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| resources::record(c, &resource))
+            .await?;
+        Ok(())
+    }
+
+    async fn recorded(&self, kind: ResourceKind) -> Result<Vec<Resource>, StepError> {
+        let id = self.service.id;
+        Ok(self
+            .lifecycle
+            .inner
+            .store
+            .call(move |c| resources::of_kind(c, id, kind))
+            .await?)
+    }
+
+    async fn forget(&self, resource: &Resource) -> Result<(), StepError> {
+        let (id, kind, external) = (self.service.id, resource.kind, resource.external_id.clone());
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| resources::forget(c, id, kind, &external))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates (or, keyed by the service, finds again) the service's tunnel. Its connector token
+    /// is never stored: the cloud-init step asks for it again, which the key makes idempotent.
+    async fn create_tunnel(&self, data: &JobData) -> Result<Option<TunnelInfo>, StepError> {
+        let Some(plugin) = self.lifecycle.inner.provisioning.tunnel_plugin.clone() else {
+            return Ok(None);
+        };
+        let order = Self::order(data)?;
+        let spec = TunnelSpec {
+            idempotency_key: format!("porthole-service-{}", self.service.id),
+            name: format!("porthole-{}-{}", self.service.id, order.hostname),
+            hostnames: vec![self.fqdn(&order.hostname)],
+            http_service: None,
+        };
+        let tunnel = self
+            .lifecycle
+            .inner
+            .plugins
+            .tunnel_provider(&plugin)
+            .create_tunnel(&spec)
+            .await?;
+        let detail = json!({ "hostnames": tunnel.hostnames, "dns_records": tunnel.dns_records });
+        self.record(ResourceKind::Tunnel, &plugin, &tunnel.id, detail)
+            .await?;
+        Ok(Some(tunnel))
+    }
+
+    /// Publishes the records the tunnel asked for.
+    async fn publish_dns(&self) -> Result<(), StepError> {
+        let config = &self.lifecycle.inner.provisioning;
+        let (Some(plugin), Some(zone)) = (config.dns_plugin.clone(), config.dns_zone.clone())
+        else {
+            return Ok(());
+        };
+        let provider = self.lifecycle.inner.plugins.dns_provider(&plugin);
+        for tunnel in self.recorded(ResourceKind::Tunnel).await? {
+            let records: Vec<DnsRecord> =
+                serde_json::from_value(tunnel.detail["dns_records"].clone()).map_err(|err| {
+                    StepError::Permanent(format!("recorded tunnel records: {err}"))
+                })?;
+            for record in records {
+                let id = provider.upsert_record(&zone, &record).await?;
+                let detail = json!({ "zone": zone, "name": record.name, "kind": record.kind });
+                self.record(ResourceKind::DnsRecord, &plugin, &id, detail)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders, validates and delivers the user-data.
+    async fn cloud_init(&self, data: &JobData) -> Result<(), StepError> {
+        let order = Self::order(data)?;
+        let (plan, template) = self.catalogue(&order).await?;
+        let tunnel_token = self.create_tunnel(data).await?.map(|t| t.connector_token);
+        let context = RenderContext {
+            hostname: order.hostname.clone(),
+            fqdn: self.fqdn(&order.hostname),
+            username: order.username.clone(),
+            ssh_keys: order.ssh_keys.clone(),
+            password_hash: order.password_hash.clone(),
+            tunnel_token,
+            plan: PlanSize {
+                cores: u16::try_from(plan.cores).unwrap_or(u16::MAX),
+                memory_mib: u32::try_from(plan.memory_mib).unwrap_or(u32::MAX),
+                disk_gib: u32::try_from(plan.disk_gib).unwrap_or(u32::MAX),
+            },
+            os: template.os.clone(),
+            extra: Vec::new(),
+        };
+        // The facade has validated the output (size, `#cloud-config` header, YAML) already.
+        let rendered = self
+            .lifecycle
+            .inner
+            .plugins
+            .cloud_init_template(&template.cloud_init)
+            .render(&context)
+            .await?;
+        match self.lifecycle.inner.provisioning.cloud_init.delivery {
+            DeliveryKind::Snippets => self.deliver_snippet(&rendered).await,
+            DeliveryKind::Nocloud => self.deliver_seed(&order, &rendered).await,
+        }
+    }
+
+    async fn catalogue(&self, order: &OrderSpec) -> Result<(Plan, Template), StepError> {
+        let (plan, template) = (order.plan.clone(), order.template.clone());
+        let found = self
+            .lifecycle
+            .inner
+            .store
+            .call(move |c| {
+                Ok((
+                    catalogue::plan(c, &plan)?,
+                    catalogue::template(c, &template)?,
+                ))
+            })
+            .await?;
+        match found {
+            (Some(plan), Some(template)) => Ok((plan, template)),
+            _ => Err(StepError::Permanent(
+                "the order's plan or template no longer exists".into(),
+            )),
+        }
+    }
+
+    fn vm(&self) -> Result<(crate::proxmox::Client, String, u32), StepError> {
+        let client = self
+            .lifecycle
+            .inner
+            .inventory
+            .client(&self.service.cluster)
+            .cloned();
+        match (client, self.service.node.clone(), self.service.vmid) {
+            (Some(client), Some(node), Some(vmid)) => Ok((client, node, vmid)),
+            _ => Err(StepError::Permanent(
+                "the service has no VM to deliver cloud-init to".into(),
+            )),
+        }
+    }
+
+    /// Writes the user-data into the shared snippets directory (atomically: a half-written file
+    /// is never visible) and points the VM's `cicustom` at it.
+    async fn deliver_snippet(&self, rendered: &RenderedCloudInit) -> Result<(), StepError> {
+        let delivery = &self.lifecycle.inner.provisioning.cloud_init;
+        let (Some(dir), Some(storage)) = (delivery.dir.clone(), delivery.storage.clone()) else {
+            return Err(StepError::Permanent(
+                "snippets delivery is not configured".into(),
+            ));
+        };
+        let file = format!("porthole-service-{}-user.yaml", self.service.id);
+        let path = dir.join(&file);
+        write_atomically(&path, rendered.user_data.as_bytes()).await?;
+        self.record(
+            ResourceKind::Snippet,
+            "snippets",
+            &path.display().to_string(),
+            json!({}),
+        )
+        .await?;
+        let (client, node, vmid) = self.vm()?;
+        let update = VmConfigUpdate::new().cicustom(format!("user={storage}:snippets/{file}"));
+        client.update_vm_config(&node, vmid, &update).await?;
+        Ok(())
+    }
+
+    /// Stores the seed sealed with the data key and names its secret URL in the VM's SMBIOS
+    /// serial, where cloud-init's NoCloud datasource looks.
+    async fn deliver_seed(
+        &self,
+        order: &OrderSpec,
+        rendered: &RenderedCloudInit,
+    ) -> Result<(), StepError> {
+        let secret = crate::auth::secret_token::generate();
+        let digest = hex::encode(crate::auth::secret_token::digest(&secret));
+        let meta_data = rendered.meta_data.clone().unwrap_or_else(|| {
+            format!(
+                "instance-id: porthole-service-{}\nlocal-hostname: {}\n",
+                self.service.id, order.hostname
+            )
+        });
+        let seed = json!({
+            "user-data": rendered.user_data,
+            "meta-data": meta_data,
+            "network-config": rendered.network_config,
+        });
+        let sealed =
+            crate::sealed::seal(&self.lifecycle.inner.data_key, seed.to_string().as_bytes());
+        // An earlier attempt's seed is replaced, not kept beside this one.
+        for old in self.recorded(ResourceKind::Seed).await? {
+            self.forget(&old).await?;
+        }
+        self.record(
+            ResourceKind::Seed,
+            "nocloud",
+            &digest,
+            json!({ "sealed": sealed }),
+        )
+        .await?;
+        let url = self
+            .lifecycle
+            .inner
+            .public_url
+            .join(&format!("seed/{secret}/"))
+            .map_err(|err| StepError::Permanent(err.to_string()))?;
+        let serial = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("ds=nocloud-net;s={url}"),
+        );
+        let (client, node, vmid) = self.vm()?;
+        let update = VmConfigUpdate::new().smbios1(format!("serial={serial},base64=1"));
+        client.update_vm_config(&node, vmid, &update).await?;
+        Ok(())
+    }
+
+    async fn remove_dns(&self) -> Result<(), StepError> {
+        for record in self.recorded(ResourceKind::DnsRecord).await? {
+            let zone = record.detail["zone"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let provider = self.lifecycle.inner.plugins.dns_provider(&record.provider);
+            match provider.delete_record(&zone, &record.external_id).await {
+                Ok(()) => {}
+                Err(CallError::Plugin { failure, .. })
+                    if failure.kind == crate::plugins::FailureKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+            self.forget(&record).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_tunnel(&self) -> Result<(), StepError> {
+        for tunnel in self.recorded(ResourceKind::Tunnel).await? {
+            let provider = self
+                .lifecycle
+                .inner
+                .plugins
+                .tunnel_provider(&tunnel.provider);
+            match provider.delete_tunnel(&tunnel.external_id).await {
+                Ok(()) => {}
+                Err(CallError::Plugin { failure, .. })
+                    if failure.kind == crate::plugins::FailureKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+            self.forget(&tunnel).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_cloud_init(&self) -> Result<(), StepError> {
+        for snippet in self.recorded(ResourceKind::Snippet).await? {
+            match tokio::fs::remove_file(&snippet.external_id).await {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(StepError::Transient(format!(
+                        "removing {}: {err}",
+                        snippet.external_id
+                    )));
+                }
+            }
+            self.forget(&snippet).await?;
+        }
+        for seed in self.recorded(ResourceKind::Seed).await? {
+            self.forget(&seed).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepError> {
+    let temporary: PathBuf = path.with_extension("yaml.tmp");
+    let fail =
+        |err: std::io::Error| StepError::Transient(format!("writing {}: {err}", path.display()));
+    tokio::fs::write(&temporary, contents).await.map_err(fail)?;
+    tokio::fs::rename(&temporary, path).await.map_err(fail)
+}

@@ -1,0 +1,216 @@
+//! The lifecycle engine: orders and billing events become durable jobs that provision, suspend,
+//! unsuspend, terminate and re-plan VMs, idempotently and without leaving anything orphaned.
+//!
+//! It owns the `jobs`, `job_events`, catalogue and `service_resources` tables. It drives Proxmox
+//! through `proxmox` and tunnels, DNS and cloud-init through the plugin runtime's facades; it
+//! never answers HTTP itself (the `api` module turns requests into [`Lifecycle`] calls).
+//!
+//! Invariants (DESIGN §1.5): an operation is keyed, so the same key twice is one job; every step
+//! records what it created before the next starts; a provision that gives up removes what it
+//! created, in reverse; a VM is only ever stopped or destroyed when it carries this service's
+//! marker, so a reused VM id never costs someone else their VM.
+
+mod backoff;
+mod billing;
+pub mod catalogue;
+mod engine;
+mod extras;
+pub mod job;
+mod orders;
+mod seed;
+pub mod steps;
+mod vm;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+
+pub use backoff::Backoff;
+pub use billing::Applied;
+pub use engine::Workers;
+pub use orders::{Operation, OrderError, OrderReceipt};
+
+use url::Url;
+
+use crate::config::{DataKey, LifecycleConfig};
+use crate::console::ConsoleHub;
+use crate::inventory::Inventory;
+use crate::plugins::PluginRuntime;
+use crate::proxmox::ProxmoxError;
+use crate::store::{Store, StoreError};
+
+/// What a customer ordered, carried by the provision job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSpec {
+    pub plan: String,
+    pub template: String,
+    /// Short host name of the VM; also its Proxmox name.
+    pub hostname: String,
+    /// The user cloud-init creates.
+    pub username: String,
+    pub ssh_keys: Vec<String>,
+    /// A crypt(3) hash, never a plain password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub workers: usize,
+    /// How long a claimed job stays with its worker without a renewal.
+    pub lease: Duration,
+    pub backoff: Backoff,
+    /// How long a Proxmox task (a clone) may run before the step counts as failed this attempt.
+    pub task_deadline: Duration,
+    /// How often idle workers look for due jobs (they are also woken when a job is queued).
+    pub poll_interval: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &crate::config::LifecycleConfig) -> Self {
+        Self {
+            workers: config.workers,
+            lease: Duration::from_secs(config.lease_secs),
+            backoff: Backoff {
+                initial: Duration::from_millis(config.retry_initial_ms),
+                max: Duration::from_millis(config.retry_max_ms),
+                max_attempts: config.max_attempts,
+            },
+            task_deadline: Duration::from_secs(config.task_deadline_secs),
+            poll_interval: Duration::from_secs(1)
+                .min(Duration::from_millis(config.retry_initial_ms)),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            lease: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            task_deadline: Duration::from_secs(15 * 60),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One step of progress, as streamed to the panel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub service_id: i64,
+    pub event: job::JobEvent,
+}
+
+/// Handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+/// What the engine works with.
+pub struct Parts {
+    pub store: Store,
+    pub inventory: Inventory,
+    pub plugins: PluginRuntime,
+    /// Suspension and termination close the service's live consoles through it.
+    pub console: Arc<ConsoleHub>,
+    pub settings: Settings,
+    /// Which plugins provide tunnels and DNS, and how cloud-init is delivered.
+    pub provisioning: LifecycleConfig,
+    /// Where VMs fetch a NoCloud seed from.
+    pub public_url: Url,
+    /// Seals what the database keeps of rendered user-data (it may hold a tunnel token).
+    pub data_key: DataKey,
+}
+
+struct Inner {
+    store: Store,
+    inventory: Inventory,
+    plugins: PluginRuntime,
+    console: Arc<ConsoleHub>,
+    settings: Settings,
+    provisioning: LifecycleConfig,
+    public_url: Url,
+    data_key: DataKey,
+    wake: Notify,
+    progress: broadcast::Sender<Progress>,
+    /// Set when the daemon stops, so long-lived progress streams end with it.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Lifecycle {
+    pub fn new(parts: Parts) -> Self {
+        let (progress, _) = broadcast::channel(1024);
+        let Parts {
+            store,
+            inventory,
+            plugins,
+            console,
+            settings,
+            provisioning,
+            public_url,
+            data_key,
+        } = parts;
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                inventory,
+                plugins,
+                console,
+                settings,
+                provisioning,
+                public_url,
+                data_key,
+                wake: Notify::new(),
+                progress,
+                closing: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Progress of every service, live; the API filters by service.
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.inner.progress.subscribe()
+    }
+
+    /// Resolves when the daemon is stopping.
+    pub async fn closing(&self) {
+        let mut closing = self.inner.closing.subscribe();
+        let _ = closing.wait_for(|&closed| closed).await;
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// Why a step did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    /// Worth another attempt later: a 5xx, a timeout, a lock, a task still running.
+    #[error("{0}")]
+    Transient(String),
+    /// Another attempt would fail the same way.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<ProxmoxError> for StepError {
+    fn from(err: ProxmoxError) -> Self {
+        if err.is_transient() {
+            StepError::Transient(err.to_string())
+        } else {
+            StepError::Permanent(err.to_string())
+        }
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(err: StoreError) -> Self {
+        StepError::Transient(err.to_string())
+    }
+}

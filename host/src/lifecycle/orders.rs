@@ -1,0 +1,374 @@
+//! Turning an order or an operation into a job: validation, quota, idempotency.
+
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::json;
+
+use super::catalogue::{self, QuotaExceeded};
+use super::job::{self, JobData, JobKind, JobState, NewJob};
+use super::{Lifecycle, OrderSpec, steps};
+use crate::store::services::{self, NewService, Service};
+
+/// What a caller asks of the engine.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// Build a new VM for `customer` (a user id).
+    Provision {
+        customer: i64,
+        order: OrderSpec,
+        external_ref: Option<String>,
+    },
+    Suspend {
+        service: i64,
+    },
+    Unsuspend {
+        service: i64,
+    },
+    Terminate {
+        service: i64,
+    },
+    ChangePlan {
+        service: i64,
+        plan: String,
+    },
+}
+
+/// The job an operation became (or already was, for a repeated key).
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderReceipt {
+    pub service_id: i64,
+    pub job_id: i64,
+    pub state: JobState,
+    /// False when the key had been seen: nothing new was started.
+    pub created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<rusqlite::Error> for OrderError {
+    fn from(err: rusqlite::Error) -> Self {
+        OrderError::Store(err.into())
+    }
+}
+
+impl Lifecycle {
+    /// Queues `operation` under `key`. The same key again returns the first receipt and starts
+    /// nothing, so a billing system may retry freely.
+    pub async fn submit(
+        &self,
+        key: &str,
+        actor: &str,
+        operation: Operation,
+    ) -> Result<OrderReceipt, OrderError> {
+        let (key_owned, actor_owned, op) = (key.to_owned(), actor.to_owned(), operation.clone());
+        let receipt = self
+            .inner
+            .store
+            .call(move |conn| {
+                let tx = conn.transaction()?;
+                let receipt = queue(&tx, &key_owned, &actor_owned, &op)?;
+                if receipt.is_ok() {
+                    tx.commit()?;
+                }
+                Ok(receipt)
+            })
+            .await??;
+        if receipt.created {
+            self.wake();
+            crate::audit::record(
+                &self.inner.store,
+                crate::audit::Entry {
+                    actor,
+                    action: &format!("job.{}", kind_of(&operation).as_str()),
+                    target: Some(&format!("service:{}", receipt.service_id)),
+                    detail: json!({ "job": receipt.job_id, "key": key }),
+                    client: None,
+                },
+            )
+            .await;
+        }
+        Ok(receipt)
+    }
+}
+
+fn kind_of(operation: &Operation) -> JobKind {
+    match operation {
+        Operation::Provision { .. } => JobKind::Provision,
+        Operation::Suspend { .. } => JobKind::Suspend,
+        Operation::Unsuspend { .. } => JobKind::Unsuspend,
+        Operation::Terminate { .. } => JobKind::Terminate,
+        Operation::ChangePlan { .. } => JobKind::ChangePlan,
+    }
+}
+
+type Queued = Result<OrderReceipt, OrderError>;
+
+/// Everything in one transaction: either the service and its job exist, or neither does.
+fn queue(
+    conn: &Connection,
+    key: &str,
+    actor: &str,
+    operation: &Operation,
+) -> rusqlite::Result<Queued> {
+    if let Some(existing) = job::by_key(conn, key)? {
+        return Ok(Ok(receipt(&existing, false)));
+    }
+    let prepared = match operation {
+        Operation::Provision {
+            customer,
+            order,
+            external_ref,
+        } => prepare_provision(conn, *customer, order, external_ref.as_deref())?,
+        Operation::ChangePlan { service, plan } => prepare_change(conn, *service, plan)?,
+        Operation::Suspend { service }
+        | Operation::Unsuspend { service }
+        | Operation::Terminate { service } => prepare_power(conn, *service, kind_of(operation))?,
+    };
+    let (service, data) = match prepared {
+        Ok(Prepared::Queue(service, data)) => (service, data),
+        Ok(Prepared::Existing(job)) => return Ok(Ok(receipt(&job, false))),
+        Err(err) => return Ok(Err(err)),
+    };
+    let kind = kind_of(operation);
+    let (job, created) = job::insert_or_get(
+        conn,
+        &NewJob {
+            service_id: service.id,
+            kind,
+            key,
+            first_step: steps::first(kind),
+            data: &data,
+            actor,
+        },
+    )?;
+    Ok(Ok(receipt(&job, created)))
+}
+
+enum Prepared {
+    Queue(Service, JobData),
+    /// An equivalent job exists under another key (the same billing reference ordered twice).
+    Existing(job::Job),
+}
+
+fn receipt(job: &job::Job, created: bool) -> OrderReceipt {
+    OrderReceipt {
+        service_id: job.service_id,
+        job_id: job.id,
+        state: job.state,
+        created,
+    }
+}
+
+fn prepare_provision(
+    conn: &Connection,
+    customer: i64,
+    order: &OrderSpec,
+    external_ref: Option<&str>,
+) -> rusqlite::Result<Result<Prepared, OrderError>> {
+    // The same billing reference ordered again (under another key) is the same order.
+    let existing = match external_ref {
+        Some(reference) => services::by_external_ref(conn, reference)?,
+        None => None,
+    };
+    if let Some(existing) = existing {
+        let jobs = job::for_service(conn, existing.id)?;
+        if let Some(first) = jobs.into_iter().find(|j| j.kind == JobKind::Provision) {
+            return Ok(Ok(Prepared::Existing(first)));
+        }
+    }
+    if let Err(err) = validate_order(order) {
+        return Ok(Err(err));
+    }
+    let Some(plan) = catalogue::plan(conn, &order.plan)? else {
+        return Ok(Err(OrderError::NotFound("plan")));
+    };
+    let Some(template) = catalogue::template(conn, &order.template)? else {
+        return Ok(Err(OrderError::NotFound("template")));
+    };
+    if !plan.templates.contains(&template.name) {
+        return Ok(Err(OrderError::Invalid(format!(
+            "plan {:?} does not offer template {:?}",
+            plan.name, template.name
+        ))));
+    }
+    if crate::store::users::get(conn, customer)?.is_none() {
+        return Ok(Err(OrderError::NotFound("customer")));
+    }
+    let existing = services::live_for_owner(conn, customer)?
+        .into_iter()
+        .map(|s| {
+            let plan = s
+                .plan
+                .as_deref()
+                .map(|p| catalogue::plan(conn, p))
+                .transpose()?
+                .flatten();
+            Ok((s, plan))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let quota = catalogue::quota(conn, customer)?.unwrap_or_default();
+    if let Err(err) = catalogue::check_quota(&existing, &plan, &quota) {
+        return Ok(Err(err.into()));
+    }
+    let service = services::insert_provisioning(
+        conn,
+        &NewService {
+            owner_id: customer,
+            name: &order.hostname,
+            cluster: &template.cluster,
+            plan: &plan.name,
+            template: &template.name,
+            hostname: &order.hostname,
+            external_ref,
+        },
+    )?;
+    let data = JobData {
+        order: Some(order.clone()),
+        ..JobData::default()
+    };
+    Ok(Ok(Prepared::Queue(service, data)))
+}
+
+fn prepare_change(
+    conn: &Connection,
+    service_id: i64,
+    plan: &str,
+) -> rusqlite::Result<Result<Prepared, OrderError>> {
+    let Some(service) = services::get(conn, service_id)? else {
+        return Ok(Err(OrderError::NotFound("service")));
+    };
+    if catalogue::plan(conn, plan)?.is_none() {
+        return Ok(Err(OrderError::NotFound("plan")));
+    }
+    if matches!(
+        service.state.as_str(),
+        "terminating" | "terminated" | "failed"
+    ) {
+        return Ok(Err(OrderError::Conflict(format!(
+            "the service is {}",
+            service.state
+        ))));
+    }
+    let data = JobData {
+        new_plan: Some(plan.to_owned()),
+        ..JobData::default()
+    };
+    Ok(Ok(Prepared::Queue(service, data)))
+}
+
+fn prepare_power(
+    conn: &Connection,
+    service_id: i64,
+    kind: JobKind,
+) -> rusqlite::Result<Result<Prepared, OrderError>> {
+    let Some(service) = services::get(conn, service_id)? else {
+        return Ok(Err(OrderError::NotFound("service")));
+    };
+    let refused = match (kind, service.state.as_str()) {
+        (_, "terminated") => Some("the service is terminated"),
+        (_, "failed") => Some("the service failed to provision"),
+        (JobKind::Suspend | JobKind::Unsuspend, "terminating") => {
+            Some("the service is being terminated")
+        }
+        _ => None,
+    };
+    if let Some(reason) = refused {
+        return Ok(Err(OrderError::Conflict(reason.into())));
+    }
+    Ok(Ok(Prepared::Queue(service, JobData::default())))
+}
+
+/// What Proxmox and cloud-init will accept, checked before anything is created.
+fn validate_order(order: &OrderSpec) -> Result<(), OrderError> {
+    let label = &order.hostname;
+    let label_ok = (1..=63).contains(&label.len())
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !label.starts_with('-')
+        && !label.ends_with('-');
+    if !label_ok {
+        return Err(OrderError::Invalid(format!(
+            "hostname {label:?} must be 1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
+        )));
+    }
+    let user = &order.username;
+    let user_ok = (1..=32).contains(&user.len())
+        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && user != "root";
+    if !user_ok {
+        return Err(OrderError::Invalid(format!(
+            "username {user:?} is not a valid Linux user name"
+        )));
+    }
+    if order.ssh_keys.len() > 16 {
+        return Err(OrderError::Invalid("at most 16 SSH keys".into()));
+    }
+    for key in &order.ssh_keys {
+        let kind = key.split_whitespace().next().unwrap_or("");
+        let known =
+            kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
+        if !known || key.contains(['\n', '\r']) || key.len() > 8192 {
+            return Err(OrderError::Invalid(
+                "an SSH key is not a single OpenSSH public key line".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order() -> OrderSpec {
+        OrderSpec {
+            plan: "small".into(),
+            template: "debian-12".into(),
+            hostname: "web-1".into(),
+            username: "debian".into(),
+            ssh_keys: vec!["ssh-ed25519 AAAAC3Nza alice@laptop".into()],
+            password_hash: None,
+        }
+    }
+
+    #[test]
+    fn orders_are_checked_before_anything_is_created() {
+        assert!(validate_order(&order()).is_ok());
+        let bad_host = OrderSpec {
+            hostname: "Web_1".into(),
+            ..order()
+        };
+        assert!(
+            validate_order(&bad_host)
+                .unwrap_err()
+                .to_string()
+                .contains("hostname")
+        );
+        let root = OrderSpec {
+            username: "root".into(),
+            ..order()
+        };
+        assert!(validate_order(&root).is_err());
+        let injected = OrderSpec {
+            ssh_keys: vec!["ssh-ed25519 AAA\nruncmd: [evil]".into()],
+            ..order()
+        };
+        assert!(validate_order(&injected).is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! The steps that act on Proxmox: placement, VM id, clone, configuration, power, destruction,
+//! and the service state changes that go with them.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::catalogue::{self, Plan, Template};
+use super::job::{Job, JobData};
+use super::steps::Step;
+use super::{Lifecycle, OrderSpec, StepError};
+use crate::console::Revocation;
+use crate::proxmox::{
+    Client, CloneRequest, ProxmoxError, ResourceKind, Upid, VmConfig, VmConfigUpdate, VmPowerState,
+};
+use crate::store::services::{self, Service};
+
+/// The marker in a VM's description that says which service it belongs to. Nothing is stopped
+/// or destroyed without it.
+pub fn marker(service_id: i64) -> String {
+    format!("porthole-service:{service_id}")
+}
+
+/// The disk a plan's size applies to.
+const SYSTEM_DISK: &str = "scsi0";
+
+/// Everything a step needs about its job.
+struct StepContext<'a> {
+    lifecycle: &'a Lifecycle,
+    job: &'a Job,
+    service: Service,
+    client: Client,
+}
+
+pub(super) async fn run(
+    lifecycle: &Lifecycle,
+    job: &Job,
+    data: &mut JobData,
+) -> Result<(), StepError> {
+    let service_id = job.service_id;
+    let service = lifecycle
+        .inner
+        .store
+        .call(move |c| services::get(c, service_id))
+        .await?
+        .ok_or_else(|| StepError::Permanent(format!("service {service_id} no longer exists")))?;
+    let client = lifecycle
+        .inner
+        .inventory
+        .client(&service.cluster)
+        .cloned()
+        .ok_or_else(|| {
+            StepError::Permanent(format!("cluster {:?} is not configured", service.cluster))
+        })?;
+    let cx = StepContext {
+        lifecycle,
+        job,
+        service,
+        client,
+    };
+    match job.step {
+        Step::Place => cx.place(data).await,
+        Step::ReserveVmid => cx.reserve_vmid().await,
+        Step::Clone => cx.clone_template(data).await,
+        Step::Configure => cx.configure(data).await,
+        Step::StartVm => cx.start(data).await,
+        Step::WaitRunning => cx.wait_running().await,
+        Step::StopVm => cx.stop(data).await,
+        Step::DestroyVm => cx.destroy(data).await,
+        Step::Reconfigure => cx.reconfigure(data).await,
+        Step::MarkActive => cx.mark("active", None).await,
+        Step::MarkSuspended => cx.mark("suspended", Some(Revocation::Suspended)).await,
+        Step::MarkTerminating => cx.mark("terminating", Some(Revocation::Terminated)).await,
+        Step::MarkTerminated => cx.mark("terminated", None).await,
+        Step::MarkFailed => cx.mark("failed", Some(Revocation::Terminated)).await,
+        Step::Tunnel
+        | Step::Dns
+        | Step::CloudInit
+        | Step::RemoveDns
+        | Step::RemoveTunnel
+        | Step::RemoveCloudInit => super::extras::run(lifecycle, job, &cx.service, data).await,
+        Step::Done => Ok(()),
+    }
+}
+
+impl StepContext<'_> {
+    fn order(&self, data: &JobData) -> Result<OrderSpec, StepError> {
+        data.order
+            .clone()
+            .ok_or_else(|| StepError::Permanent("the job carries no order".into()))
+    }
+
+    fn node(&self) -> Result<String, StepError> {
+        self.service
+            .node
+            .clone()
+            .ok_or_else(|| StepError::Permanent("the service has no node yet".into()))
+    }
+
+    async fn plan(&self, name: &str) -> Result<Plan, StepError> {
+        let name = name.to_owned();
+        let missing = format!("plan {name:?} no longer exists");
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| catalogue::plan(c, &name))
+            .await?
+            .ok_or(StepError::Permanent(missing))
+    }
+
+    async fn template(&self, name: &str) -> Result<Template, StepError> {
+        let name = name.to_owned();
+        let missing = format!("template {name:?} no longer exists");
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| catalogue::template(c, &name))
+            .await?
+            .ok_or(StepError::Permanent(missing))
+    }
+
+    /// Records a started task before waiting on it, so a resumed step waits on the same task.
+    async fn remember_task(&self, data: &mut JobData, upid: &Upid) -> Result<(), StepError> {
+        data.upid = Some(upid.as_str().to_owned());
+        let (id, saved) = (self.job.id, data.clone());
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| super::job::save_data(c, id, &saved))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for the task a previous attempt started, if any; true when there was one.
+    async fn finish_remembered_task(&self, data: &mut JobData) -> Result<bool, StepError> {
+        let Some(text) = data.upid.clone() else {
+            return Ok(false);
+        };
+        let upid: Upid = text
+            .parse()
+            .map_err(|err| StepError::Permanent(format!("stored task id: {err}")))?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        Ok(true)
+    }
+
+    async fn wait(&self, upid: &Upid) -> Result<(), StepError> {
+        let deadline = tokio::time::Instant::from_std(
+            Instant::now() + self.lifecycle.inner.settings.task_deadline,
+        );
+        self.client.wait_task(upid, deadline).await?;
+        Ok(())
+    }
+
+    /// The template's node, if it is online and has memory for the plan.
+    async fn place(&self, data: &JobData) -> Result<(), StepError> {
+        let order = self.order(data)?;
+        let plan = self.plan(&order.plan).await?;
+        let template = self.template(&order.template).await?;
+        let nodes = self
+            .client
+            .cluster_resources(Some(ResourceKind::Node))
+            .await?;
+        let node = nodes
+            .iter()
+            .find(|n| n.node.as_deref() == Some(template.node.as_str()))
+            .ok_or_else(|| {
+                StepError::Permanent(format!("node {:?} is not in the cluster", template.node))
+            })?;
+        if node.status.as_deref() != Some("online") {
+            return Err(StepError::Transient(format!(
+                "node {:?} is not online",
+                template.node
+            )));
+        }
+        let free = node.maxmem.unwrap_or(0).saturating_sub(used_memory(node));
+        let needed = plan.memory_mib * 1024 * 1024;
+        if free < needed {
+            return Err(StepError::Transient(format!(
+                "node {:?} has {} MiB free, the plan needs {}",
+                template.node,
+                free / (1024 * 1024),
+                plan.memory_mib
+            )));
+        }
+        let (id, node_name) = (self.service.id, template.node.clone());
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| services::set_node(c, id, &node_name))
+            .await?;
+        Ok(())
+    }
+
+    async fn reserve_vmid(&self) -> Result<(), StepError> {
+        if self.service.vmid.is_some() {
+            return Ok(());
+        }
+        self.take_new_vmid().await.map(|_| ())
+    }
+
+    /// Asks the cluster for a free id and records it; a UNIQUE clash with another service is a
+    /// race worth retrying.
+    async fn take_new_vmid(&self) -> Result<u32, StepError> {
+        let vmid = self.client.next_vmid().await?;
+        let id = self.service.id;
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| match services::set_vmid(c, id, Some(vmid)) {
+                Err(err) if crate::store::users::is_conflict(&err) => Ok(Err(
+                    StepError::Transient(format!("VM id {vmid} was taken by another service")),
+                )),
+                other => other.map(Ok),
+            })
+            .await??;
+        Ok(vmid)
+    }
+
+    /// A full clone named and marked for the service. Re-entrant: a clone already started (by
+    /// this job before a crash) is waited for, not repeated; an id taken meanwhile by a VM that
+    /// is not ours is replaced by a fresh one.
+    async fn clone_template(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let order = self.order(data)?;
+        let template = self.template(&order.template).await?;
+        let node = self.node()?;
+        let mut vmid = self
+            .service
+            .vmid
+            .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
+        match self.client.vm_config(&node, vmid).await {
+            Ok(config) if config.get("lock") == Some("clone") => {
+                return Err(StepError::Transient(format!(
+                    "VM {vmid} is still being cloned"
+                )));
+            }
+            Ok(config) if self.is_ours(&config) => return Ok(()),
+            Ok(_) => vmid = self.take_new_vmid().await?,
+            Err(ProxmoxError::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let mut request = CloneRequest::new(vmid);
+        request.name = Some(order.hostname.clone());
+        request.full = Some(true);
+        request.description = Some(marker(self.service.id));
+        let upid = self
+            .client
+            .clone_vm(&template.node, template.vmid, &request)
+            .await?;
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        Ok(())
+    }
+
+    fn is_ours(&self, config: &VmConfig) -> bool {
+        config
+            .get("description")
+            .is_some_and(|d| d.contains(&marker(self.service.id)))
+    }
+
+    /// The VM id of this service's VM when it exists and carries our marker. `None` when there
+    /// is nothing of ours to act on.
+    async fn owned_vm(&self) -> Result<Option<(String, u32)>, StepError> {
+        let (Some(node), Some(vmid)) = (self.service.node.clone(), self.service.vmid) else {
+            return Ok(None);
+        };
+        match self.client.vm_config(&node, vmid).await {
+            Ok(config) if config.get("lock") == Some("clone") => Err(StepError::Transient(
+                format!("VM {vmid} is still being cloned"),
+            )),
+            Ok(config) if self.is_ours(&config) => Ok(Some((node, vmid))),
+            Ok(_) => {
+                tracing::warn!(
+                    service = self.service.id,
+                    vmid,
+                    "VM id is held by a VM that is not this service's; leaving it alone"
+                );
+                Ok(None)
+            }
+            Err(ProxmoxError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn configure(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let order = self.order(data)?;
+        let plan = self.plan(&order.plan).await?;
+        let node = self.node()?;
+        let vmid = self
+            .service
+            .vmid
+            .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
+        let mut update = VmConfigUpdate::new()
+            .cores(plan.cores)
+            .memory_mib(plan.memory_mib)
+            .name(order.hostname.clone())
+            .tags(["porthole"])
+            .description(marker(self.service.id))
+            .ciuser(order.username.clone())
+            .ipconfig(0, "ip=dhcp");
+        if !order.ssh_keys.is_empty() {
+            update = update.sshkeys(order.ssh_keys.iter().map(String::as_str));
+        }
+        self.client.update_vm_config(&node, vmid, &update).await?;
+        self.grow_disk(data, &node, vmid, plan.disk_gib).await
+    }
+
+    /// Resizes the system disk up to the plan's size; never shrinks (Proxmox refuses to).
+    async fn grow_disk(
+        &self,
+        data: &mut JobData,
+        node: &str,
+        vmid: u32,
+        gib: u64,
+    ) -> Result<(), StepError> {
+        let config = self.client.vm_config(node, vmid).await?;
+        let current = config.get(SYSTEM_DISK).and_then(disk_size_gib).unwrap_or(0);
+        if current >= gib {
+            return Ok(());
+        }
+        let upid = self
+            .client
+            .resize_disk(node, vmid, SYSTEM_DISK, &format!("{gib}G"))
+            .await?;
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        Ok(())
+    }
+
+    async fn start(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let Some((node, vmid)) = self.owned_vm().await? else {
+            return Err(StepError::Permanent(
+                "the service's VM does not exist".into(),
+            ));
+        };
+        if self.client.vm_status(&node, vmid).await?.status == VmPowerState::Running {
+            return Ok(());
+        }
+        let upid = self.client.start_vm(&node, vmid).await?;
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        Ok(())
+    }
+
+    async fn wait_running(&self) -> Result<(), StepError> {
+        let node = self.node()?;
+        let vmid = self
+            .service
+            .vmid
+            .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
+        match self.client.vm_status(&node, vmid).await?.status {
+            VmPowerState::Running => Ok(()),
+            other => Err(StepError::Transient(format!(
+                "VM {vmid} is {other:?}, not yet running"
+            ))),
+        }
+    }
+
+    async fn stop(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let Some((node, vmid)) = self.owned_vm().await? else {
+            return Ok(());
+        };
+        if self.client.vm_status(&node, vmid).await?.status == VmPowerState::Stopped {
+            return Ok(());
+        }
+        let upid = self.client.stop_vm(&node, vmid).await?;
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        Ok(())
+    }
+
+    async fn destroy(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return self.forget_vmid().await;
+        }
+        let Some((node, vmid)) = self.owned_vm().await? else {
+            return self.forget_vmid().await;
+        };
+        let upid = match self.client.delete_vm(&node, vmid).await {
+            Ok(upid) => upid,
+            // Gone between the look and the delete: what we wanted.
+            Err(ProxmoxError::NotFound { .. }) => return self.forget_vmid().await,
+            Err(err) => return Err(err.into()),
+        };
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        self.audit("vm.destroyed", json!({ "vmid": vmid })).await;
+        self.forget_vmid().await
+    }
+
+    /// The id is free for the cluster again; forget it so another service may hold it.
+    async fn forget_vmid(&self) -> Result<(), StepError> {
+        let id = self.service.id;
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| services::set_vmid(c, id, None))
+            .await?;
+        Ok(())
+    }
+
+    async fn reconfigure(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let plan_name = data
+            .new_plan
+            .clone()
+            .ok_or_else(|| StepError::Permanent("no new plan".into()))?;
+        let plan = self.plan(&plan_name).await?;
+        let Some((node, vmid)) = self.owned_vm().await? else {
+            return Err(StepError::Permanent(
+                "the service's VM does not exist".into(),
+            ));
+        };
+        let update = VmConfigUpdate::new()
+            .cores(plan.cores)
+            .memory_mib(plan.memory_mib);
+        self.client.update_vm_config(&node, vmid, &update).await?;
+        self.grow_disk(data, &node, vmid, plan.disk_gib).await?;
+        let id = self.service.id;
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| services::set_plan(c, id, &plan_name))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the service's state; with a revocation, also closes its live consoles and tokens
+    /// (after the state change, so a token redeemed meanwhile meets the new state).
+    async fn mark(&self, state: &'static str, revoke: Option<Revocation>) -> Result<(), StepError> {
+        let id = self.service.id;
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| services::set_state(c, id, state))
+            .await?;
+        if let Some(why) = revoke {
+            self.lifecycle.inner.console.revoke(id, why).await;
+        }
+        self.audit(&format!("service.{state}"), json!({})).await;
+        Ok(())
+    }
+
+    async fn audit(&self, action: &str, detail: serde_json::Value) {
+        crate::audit::record(
+            &self.lifecycle.inner.store,
+            crate::audit::Entry {
+                actor: &self.job.actor,
+                action,
+                target: Some(&format!("service:{}", self.service.id)),
+                detail,
+                client: None,
+            },
+        )
+        .await;
+    }
+}
+
+fn used_memory(node: &crate::proxmox::ClusterResource) -> u64 {
+    node.extra
+        .get("mem")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The size in GiB of a disk line like `local-lvm:vm-100-disk-0,size=32G`.
+fn disk_size_gib(line: &str) -> Option<u64> {
+    let size = line
+        .split(',')
+        .find_map(|part| part.strip_prefix("size="))?;
+    let (number, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(size.len()),
+    );
+    let value: f64 = number.parse().ok()?;
+    let gib = match unit {
+        "T" => value * 1024.0,
+        "G" | "" => value,
+        "M" => value / 1024.0,
+        "K" => value / (1024.0 * 1024.0),
+        _ => return None,
+    };
+    Some(gib.ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_sizes_are_read_in_gib() {
+        assert_eq!(disk_size_gib("local-lvm:vm-100-disk-0,size=32G"), Some(32));
+        assert_eq!(
+            disk_size_gib("local-lvm:vm-100-disk-0,iothread=1,size=1T"),
+            Some(1024)
+        );
+        assert_eq!(disk_size_gib("local-lvm:vm-100-disk-0,size=512M"), Some(1));
+        assert_eq!(disk_size_gib("local-lvm:vm-100-disk-0"), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! The one wasmtime `Engine` all plugins share, its epoch ticker, and compilation with an on-disk
+//! cache of our own artifacts.
+//!
+//! Compiling a component takes a good fraction of a second; a restart should not pay it for every
+//! plugin. Compiled artifacts are cached under `plugin-cache/` beside the database, keyed by the
+//! component's SHA-256 and the engine's compatibility hash. Deserializing is only safe for bytes
+//! wasmtime itself produced, so each artifact is sealed with an HMAC-SHA256 under a key derived
+//! from the daemon's data key (`porthole-plugin-artifact`, the workspace's one `unsafe` call) and
+//! is deserialized only after the MAC verifies; anything else is recompiled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Upper bound on any one plugin's linear memory; manifests asking for more are clamped.
+pub const MAX_PLUGIN_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// Concurrent plugin instances the pool holds; further calls wait for a slot.
+pub const POOL_SLOTS: u32 = 128;
+
+/// The shared engine and the thread that advances its epoch.
+pub struct PluginEngine {
+    engine: Engine,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl PluginEngine {
+    pub fn new() -> wasmtime::Result<Self> {
+        let engine = Engine::new(&engine_config())?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.weak(), ticker_stop.clone())?;
+        Ok(Self {
+            engine,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks covering `timeout`, plus one so a deadline never fires early.
+    pub fn ticks_for(timeout: Duration) -> u64 {
+        (timeout.as_millis() / EPOCH_TICK.as_millis()) as u64 + 1
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(POOL_SLOTS * 8)
+        .total_memories(POOL_SLOTS)
+        .total_tables(POOL_SLOTS * 4)
+        .max_memories_per_component(1)
+        .max_memories_per_module(1)
+        .max_tables_per_module(4)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(MAX_PLUGIN_MEMORY_BYTES)
+        .table_elements(100_000);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .wasm_component_model(true)
+        // A deep recursion must end in a trap well before it could touch the host's own stack.
+        .max_wasm_stack(512 * 1024);
+    config
+}
+
+/// Advances the epoch every tick until the engine is gone or `stop` is set.
+fn spawn_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("porthole-plugin-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Compiled-artifact cache keyed by digest and engine; every entry sealed with a MAC.
+pub struct ArtifactCache {
+    dir: PathBuf,
+    key: [u8; 32],
+}
+
+impl ArtifactCache {
+    /// `data_key` is the daemon's data key; the MAC key is derived from it so the two are never
+    /// used for the same purpose.
+    pub fn new(dir: PathBuf, data_key: &[u8; 32]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"porthole plugin artifact cache v1");
+        hasher.update(data_key);
+        Self {
+            dir,
+            key: hasher.finalize().into(),
+        }
+    }
+
+    fn path_for(&self, engine: &Engine, sha256: &str) -> PathBuf {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.dir
+            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+    }
+
+    /// The cached component for `sha256`, if present and sealed by us.
+    fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.path_for(engine, sha256);
+        let sealed = std::fs::read(&path).ok()?;
+        match porthole_plugin_artifact::open(engine, &self.key, &sealed) {
+            Ok(component) => Some(component),
+            Err(problem) => {
+                tracing::warn!(path = %path.display(), ?problem, "ignoring a plugin cache entry; recompiling");
+                None
+            }
+        }
+    }
+
+    fn store(&self, engine: &Engine, sha256: &str, component: &Component) {
+        let result = (|| -> anyhow::Result<()> {
+            let artifact = component
+                .serialize()
+                .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+            std::fs::create_dir_all(&self.dir)?;
+            let path = self.path_for(engine, sha256);
+            let partial = path.with_extension("partial");
+            std::fs::write(
+                &partial,
+                porthole_plugin_artifact::seal(&self.key, artifact),
+            )?;
+            std::fs::rename(partial, path)?;
+            Ok(())
+        })();
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "could not cache a compiled plugin; it will be recompiled next start");
+        }
+    }
+}
+
+/// Compiles each distinct component once: in memory per digest for the daemon's lifetime, and on
+/// disk across restarts when a cache directory is configured.
+#[derive(Default)]
+pub struct Compiler {
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
+    disk: Option<ArtifactCache>,
+}
+
+impl Compiler {
+    pub fn new(disk: Option<ArtifactCache>) -> Self {
+        Self {
+            compiled: Default::default(),
+            disk,
+        }
+    }
+
+    /// The component for `bytes`, whose SHA-256 (already verified) is `sha256`.
+    pub fn compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Component> {
+        if let Some(component) = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|c| c.get(sha256).cloned())
+        {
+            return Ok(component);
+        }
+        let component = match self
+            .disk
+            .as_ref()
+            .and_then(|disk| disk.load(engine, sha256))
+        {
+            Some(component) => component,
+            None => {
+                let component = Component::new(engine, bytes)?;
+                if let Some(disk) = &self.disk {
+                    disk.store(engine, sha256, &component);
+                }
+                component
+            }
+        };
+        if let Ok(mut compiled) = self.compiled.lock() {
+            compiled.insert(sha256.to_owned(), component.clone());
+        }
+        Ok(component)
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Where the cache lives for a database at `database`.
+pub fn cache_dir_for(database: &Path) -> PathBuf {
+    database
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("plugin-cache")
+}

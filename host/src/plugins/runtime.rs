@@ -1,0 +1,452 @@
+//! `PluginRuntime`: the loaded plugins, their health, and the one way a call is made.
+//!
+//! Every call goes through [`PluginRuntime::call`]: check the breaker, take a pool slot, build a
+//! fresh store, run the guest under an epoch deadline and a tokio timeout, let the facade validate
+//! what came back, and record the outcome.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use url::Url;
+use wasmtime::Store;
+
+use super::breaker::{Admission, Breaker};
+use super::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
+use super::error::{CallError, LoadError, classify_trap};
+use super::loader::{self, Environment, Prepared, WorldPre};
+use super::sandbox::{self, CallState};
+use super::worlds;
+use crate::config::{PluginWorld, ResolvedPlugin};
+use crate::store::Store as Database;
+
+/// How many errors each plugin's status keeps.
+const RECENT_ERRORS: usize = 10;
+
+/// What the runtime is built with.
+#[derive(Clone)]
+pub struct RuntimeOptions {
+    /// Backs the plugins' `kv`; without it `kv` answers `unavailable`.
+    pub database: Option<Database>,
+    /// Directory for compiled artifacts and the daemon's data key that authenticates them.
+    pub cache: Option<(PathBuf, [u8; 32])>,
+    /// The Proxmox API URLs; plugins may never reach them unless listed exactly.
+    pub protected_urls: Vec<Url>,
+    /// Misbehaving calls in a row that switch a plugin off.
+    pub breaker_threshold: u32,
+    /// How long a switched-off plugin stays off before one trial call.
+    pub breaker_cool_down: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            database: None,
+            cache: None,
+            protected_urls: Vec::new(),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One plugin as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub kind: PluginWorld,
+    pub sha256: String,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_addresses: Vec<IpAddr>,
+    pub state: PluginState,
+    pub recent_errors: Vec<RecentError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum PluginState {
+    Loaded,
+    Refused { reason: String },
+    Tripped { consecutive_failures: u32 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentError {
+    /// Unix seconds.
+    pub at: u64,
+    pub message: String,
+}
+
+struct Entry {
+    config: ResolvedPlugin,
+    plugin: Result<Arc<Prepared>, LoadError>,
+    health: Mutex<Health>,
+}
+
+struct Health {
+    breaker: Breaker,
+    failures_in_a_row: u32,
+    recent: VecDeque<RecentError>,
+}
+
+impl Health {
+    fn note(&mut self, message: String) {
+        if self.recent.len() == RECENT_ERRORS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(RecentError {
+            at: unix_now(),
+            message,
+        });
+    }
+}
+
+struct Inner {
+    engine: PluginEngine,
+    compiler: Compiler,
+    options: RuntimeOptions,
+    plugins: RwLock<BTreeMap<String, Arc<Entry>>>,
+    slots: Semaphore,
+}
+
+/// The plugin runtime; cheap to clone.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<Inner>,
+}
+
+/// The guest part of a call, given the fresh store and the plugin's prepared instance.
+pub type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
+
+impl PluginRuntime {
+    pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
+        let engine =
+            PluginEngine::new().map_err(|err| anyhow::anyhow!("plugin engine: {err:#}"))?;
+        let disk = options
+            .cache
+            .as_ref()
+            .map(|(dir, key)| ArtifactCache::new(dir.clone(), key));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                compiler: Compiler::new(disk),
+                options,
+                plugins: RwLock::default(),
+                slots: Semaphore::new(POOL_SLOTS as usize),
+            }),
+        })
+    }
+
+    /// Loads every plugin; a plugin that cannot be loaded is kept as refused, with the reason.
+    pub async fn load_all(&self, plugins: &[ResolvedPlugin]) {
+        let (names, addresses) =
+            loader::protected_endpoints(&self.inner.options.protected_urls).await;
+        for plugin in plugins {
+            let runtime = self.clone();
+            let plugin = plugin.clone();
+            let (names, addresses) = (names.clone(), addresses.clone());
+            // Compiling is CPU-bound and takes a while; keep it off the async workers.
+            let loaded = tokio::task::spawn_blocking(move || {
+                let outcome = runtime.prepare(&plugin, &names, &addresses);
+                (plugin, outcome)
+            })
+            .await;
+            match loaded {
+                Ok((plugin, outcome)) => self.install(plugin, outcome).await,
+                Err(err) => tracing::error!(error = %err, "plugin loading task failed"),
+            }
+        }
+    }
+
+    fn prepare(
+        &self,
+        plugin: &ResolvedPlugin,
+        names: &[String],
+        addresses: &[IpAddr],
+    ) -> Result<Arc<Prepared>, LoadError> {
+        let env = Environment {
+            engine: self.inner.engine.engine(),
+            compiler: &self.inner.compiler,
+            database: self.inner.options.database.clone(),
+            protected_names: names,
+            protected_addresses: addresses,
+        };
+        loader::load(&env, plugin).map(Arc::new)
+    }
+
+    async fn install(&self, config: ResolvedPlugin, plugin: Result<Arc<Prepared>, LoadError>) {
+        let name = config.config.name.clone();
+        match &plugin {
+            Ok(prepared) => tracing::info!(
+                plugin = %name,
+                world = worlds::world_name(prepared.world),
+                "plugin loaded"
+            ),
+            Err(reason) => {
+                tracing::error!(plugin = %name, %reason, "plugin refused; continuing without it")
+            }
+        }
+        let mut breaker = Breaker::new(
+            self.inner.options.breaker_threshold,
+            self.inner.options.breaker_cool_down,
+        );
+        if let Some(since) = self.persisted_trip(&name).await {
+            breaker.trip(since);
+        }
+        let entry = Arc::new(Entry {
+            config,
+            plugin,
+            health: Mutex::new(Health {
+                breaker,
+                failures_in_a_row: 0,
+                recent: VecDeque::new(),
+            }),
+        });
+        if let Ok(mut plugins) = self.inner.plugins.write() {
+            plugins.insert(name, entry);
+        }
+    }
+
+    /// The status of every configured plugin, by name.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        let Ok(plugins) = self.inner.plugins.read() else {
+            return Vec::new();
+        };
+        plugins.values().map(|entry| status_of(entry)).collect()
+    }
+
+    /// Closes a tripped plugin's breaker. False when no such plugin is configured.
+    pub async fn reset(&self, name: &str) -> bool {
+        let Some(entry) = self.entry(name) else {
+            return false;
+        };
+        if let Ok(mut health) = entry.health.lock() {
+            health.breaker.reset();
+            health.failures_in_a_row = 0;
+        }
+        self.persist_trip(name, None).await;
+        tracing::info!(plugin = name, "plugin breaker reset by an operator");
+        true
+    }
+
+    /// Instantiates plugin `name` in a fresh sandbox without calling it: a health probe, and the
+    /// benchmark's measure of the per-call sandbox cost.
+    pub async fn instantiate_only(&self, name: &str) -> Result<(), CallError> {
+        let world = self
+            .entry(name)
+            .and_then(|entry| entry.plugin.as_ref().ok().map(|p| p.world))
+            .unwrap_or(PluginWorld::CloudInitTemplate);
+        self.call(
+            name,
+            world,
+            |store, pre| {
+                Box::pin(async move {
+                    match pre {
+                        WorldPre::CloudInit(pre) => pre.instantiate_async(store).await.map(drop),
+                        WorldPre::Dns(pre) => pre.instantiate_async(store).await.map(drop),
+                        WorldPre::Tunnel(pre) => pre.instantiate_async(store).await.map(drop),
+                        WorldPre::Billing(pre) => pre.instantiate_async(store).await.map(drop),
+                    }
+                })
+            },
+            Ok,
+        )
+        .await
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.inner.plugins.read().ok()?.get(name).cloned()
+    }
+
+    /// Runs `guest` in a fresh sandbox of plugin `name`, which must implement `world`, then
+    /// `check` on its result. The outcome feeds the plugin's breaker.
+    pub(super) async fn call<R, T>(
+        &self,
+        name: &str,
+        world: PluginWorld,
+        guest: impl for<'a> FnOnce(&'a mut Store<CallState>, WorldPre) -> GuestCall<'a, R>,
+        check: impl FnOnce(R) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let entry = self.entry(name).ok_or_else(|| CallError::Unknown {
+            name: name.to_owned(),
+        })?;
+        let plugin = admit(&entry, name, world)?;
+        let outcome = {
+            let _slot = self
+                .inner
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| CallError::Busy)?;
+            self.run(name, &plugin, guest).await.and_then(check)
+        };
+        self.record(name, &entry, &outcome).await;
+        outcome
+    }
+
+    async fn run<R>(
+        &self,
+        name: &str,
+        plugin: &Prepared,
+        guest: impl for<'a> FnOnce(&'a mut Store<CallState>, WorldPre) -> GuestCall<'a, R>,
+    ) -> Result<R, CallError> {
+        let limit_ms = plugin.timeout.as_millis() as u64;
+        let ticks = PluginEngine::ticks_for(plugin.timeout);
+        let mut store = sandbox::new_store(self.inner.engine.engine(), &plugin.setup, ticks);
+        let result =
+            tokio::time::timeout(plugin.timeout, guest(&mut store, plugin.pre.clone())).await;
+        let denials = store.data().finish();
+        drop(store);
+        let outcome = match result {
+            Err(_) => Err(CallError::Timeout {
+                name: name.to_owned(),
+                limit_ms,
+            }),
+            Ok(Err(err)) => Err(classify_trap(name, limit_ms, &err)),
+            Ok(Ok(value)) => Ok(value),
+        };
+        if !denials.is_empty()
+            && let Some(entry) = self.entry(name)
+            && let Ok(mut health) = entry.health.lock()
+        {
+            denials.into_iter().for_each(|denial| health.note(denial));
+        }
+        outcome
+    }
+
+    async fn record(&self, name: &str, entry: &Entry, outcome: &Result<impl Sized, CallError>) {
+        let tripped = {
+            let Ok(mut health) = entry.health.lock() else {
+                return;
+            };
+            match outcome {
+                Ok(_) => {
+                    health.breaker.record_success();
+                    health.failures_in_a_row = 0;
+                    false
+                }
+                Err(err) => {
+                    tracing::warn!(plugin = name, error = %err, "plugin call failed");
+                    health.note(err.to_string());
+                    if err.is_misbehaviour() {
+                        health.failures_in_a_row += 1;
+                        health.breaker.record_failure(Instant::now())
+                    } else {
+                        false
+                    }
+                }
+            }
+        };
+        if tripped {
+            tracing::error!(plugin = name, "plugin switched off after repeated failures");
+            self.persist_trip(name, Some(unix_now())).await;
+        }
+    }
+
+    async fn persisted_trip(&self, name: &str) -> Option<Instant> {
+        let database = self.inner.options.database.as_ref()?;
+        let plugin = name.to_owned();
+        let at: Option<i64> = database
+            .call(move |conn| {
+                use rusqlite::OptionalExtension;
+                conn.query_row(
+                    "SELECT tripped_at FROM plugin_state WHERE plugin = ?1",
+                    [plugin],
+                    |row| row.get::<_, Option<i64>>(0),
+                )
+                .optional()
+                .map(Option::flatten)
+            })
+            .await
+            .ok()
+            .flatten();
+        let ago = unix_now().saturating_sub(u64::try_from(at?).ok()?);
+        Instant::now().checked_sub(Duration::from_secs(ago))
+    }
+
+    async fn persist_trip(&self, name: &str, tripped_at: Option<u64>) {
+        let Some(database) = &self.inner.options.database else {
+            return;
+        };
+        let plugin = name.to_owned();
+        let result = database
+            .call(move |conn| match tripped_at {
+                Some(at) => conn.execute(
+                    "INSERT INTO plugin_state (plugin, tripped_at) VALUES (?1, ?2)
+                     ON CONFLICT (plugin) DO UPDATE SET tripped_at = excluded.tripped_at",
+                    rusqlite::params![plugin, at as i64],
+                ),
+                None => conn.execute("DELETE FROM plugin_state WHERE plugin = ?1", [plugin]),
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(plugin = name, error = %err, "could not persist the plugin's breaker state");
+        }
+    }
+}
+
+fn admit(entry: &Entry, name: &str, world: PluginWorld) -> Result<Arc<Prepared>, CallError> {
+    let plugin = entry.plugin.as_ref().map_err(|reason| CallError::Refused {
+        name: name.to_owned(),
+        reason: reason.to_string(),
+    })?;
+    if plugin.world != world {
+        return Err(CallError::WrongWorld {
+            name: name.to_owned(),
+            expected: worlds::world_name(world).to_owned(),
+            actual: worlds::world_name(plugin.world).to_owned(),
+        });
+    }
+    let mut health = entry.health.lock().map_err(|_| CallError::Tripped {
+        name: name.to_owned(),
+    })?;
+    match health.breaker.admit(Instant::now()) {
+        Admission::Go => Ok(plugin.clone()),
+        Admission::Refused { .. } => Err(CallError::Tripped {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+fn status_of(entry: &Entry) -> PluginStatus {
+    let config = &entry.config.config;
+    let (state, recent_errors) = match entry.health.lock() {
+        Ok(health) => {
+            let state = match &entry.plugin {
+                Err(reason) => PluginState::Refused {
+                    reason: reason.to_string(),
+                },
+                Ok(_) if health.breaker.is_open() => PluginState::Tripped {
+                    consecutive_failures: health.failures_in_a_row,
+                },
+                Ok(_) => PluginState::Loaded,
+            };
+            (state, health.recent.iter().cloned().collect())
+        }
+        Err(_) => (PluginState::Loaded, Vec::new()),
+    };
+    PluginStatus {
+        name: config.name.clone(),
+        kind: config.world,
+        sha256: config.sha256.to_ascii_lowercase(),
+        allowed_hosts: config
+            .allowed_hosts
+            .iter()
+            .map(|url| url.as_str().trim_end_matches('/').to_owned())
+            .collect(),
+        allowed_addresses: config.allowed_addresses.clone(),
+        state,
+        recent_errors,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,202 @@
+//! One call's sandbox: the store data every capability hangs off, the per-world linkers, and the
+//! limits a fresh `Store` is created with.
+//!
+//! Nothing here outlives a call: a `Store` is created for each one and dropped after it, taking
+//! the guest's memory, its resources and any in-flight HTTP exchange with it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use super::egress::{self, EgressConfig, EgressHooks};
+use super::host_api::{self, HostState};
+use super::kv::{self, KvState};
+use super::stdio::CapturedOutput;
+use crate::config::{PluginWorld, Secret};
+use crate::store::Store as Database;
+
+/// Bytes of stdout and of stderr kept per call.
+const STDIO_CAP: usize = 16 * 1024;
+/// Resources (streams, requests, fields…) a plugin may hold at once.
+const MAX_RESOURCES: usize = 1_000;
+/// Host calls per guest call; generous for real plugins, a ceiling for a plugin that loops on
+/// cheap host calls to burn host CPU between epoch checks.
+const HOSTCALL_FUEL: usize = 64 * 1024 * 1024;
+
+/// The per-call limits, from the manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    pub memory_bytes: usize,
+    pub kv_quota_kib: u32,
+}
+
+/// Everything a plugin call's store carries.
+pub struct CallState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) http: WasiHttpCtx,
+    pub(super) egress: EgressHooks,
+    pub(super) host: HostState,
+    pub(super) kv: KvState,
+    limits: StoreLimits,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+    plugin: Arc<str>,
+}
+
+/// What a plugin brings to each of its calls.
+#[derive(Clone)]
+pub struct CallSetup {
+    pub plugin: Arc<str>,
+    pub settings: Arc<BTreeMap<String, Secret>>,
+    pub limits: CallLimits,
+    pub egress: EgressConfig,
+    pub database: Option<Database>,
+}
+
+impl CallState {
+    fn new(setup: &CallSetup) -> Self {
+        let stdout = CapturedOutput::new(STDIO_CAP);
+        let stderr = CapturedOutput::new(STDIO_CAP);
+        let wasi = locked_down_wasi(&stdout, &stderr);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(setup.limits.memory_bytes)
+            .memories(1)
+            .tables(16)
+            .instances(32)
+            .table_elements(100_000)
+            .trap_on_grow_failure(true)
+            .build();
+        Self {
+            wasi,
+            table,
+            http: WasiHttpCtx::new(),
+            egress: EgressHooks::new(setup.plugin.clone(), setup.egress.clone()),
+            host: HostState::new(setup.plugin.clone(), setup.settings.clone()),
+            kv: KvState::new(
+                &setup.plugin,
+                setup.database.clone(),
+                setup.limits.kv_quota_kib,
+            ),
+            limits,
+            stdout,
+            stderr,
+            plugin: setup.plugin.clone(),
+        }
+    }
+
+    /// Logs what the call printed and what it was refused.
+    pub fn finish(&self) -> Vec<String> {
+        self.stdout.flush_to_log(&self.plugin, "stdout");
+        self.stderr.flush_to_log(&self.plugin, "stderr");
+        self.host.finish();
+        self.egress.denials()
+    }
+}
+
+/// No preopens, no environment, no arguments, no network, stdio captured.
+fn locked_down_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_ip_name_lookup(false)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A fresh store for one call, with its limits, hostcall fuel and epoch deadline in place.
+pub fn new_store(engine: &Engine, setup: &CallSetup, deadline_ticks: u64) -> Store<CallState> {
+    let mut store = Store::new(engine, CallState::new(setup));
+    store.limiter(|state| &mut state.limits);
+    store.set_hostcall_fuel(HOSTCALL_FUEL);
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+    store
+}
+
+/// The linker for `world`: exactly the world's interfaces plus inert WASI.
+pub fn linker(engine: &Engine, world: PluginWorld) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    link_inert_wasi(&mut linker)?;
+    host_api::link(&mut linker)?;
+    if world != PluginWorld::CloudInitTemplate {
+        kv::link(&mut linker)?;
+        egress::link(&mut linker)?;
+    }
+    Ok(linker)
+}
+
+/// The WASI interfaces language runtimes import on start-up, each backed by nothing: stdio goes
+/// to our capped buffers, the environment and argument list are empty, the filesystem has no
+/// preopened directory so no path resolves, and there is no socket interface at all.
+fn link_inert_wasi(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let l = linker;
+    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<CallState, HasTable>(l, |s| {
+        &mut s.table
+    })?;
+    wasmtime_wasi::p2::bindings::io::poll::add_to_linker::<CallState, HasTable>(l, |s| {
+        &mut s.table
+    })?;
+    wasmtime_wasi::p2::bindings::io::streams::add_to_linker::<CallState, HasTable>(l, |s| {
+        &mut s.table
+    })?;
+    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(
+        l,
+        <CallState as WasiClocksView>::clocks,
+    )?;
+    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(
+        l,
+        <CallState as WasiClocksView>::clocks,
+    )?;
+    random::random::add_to_linker::<CallState, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure::add_to_linker::<CallState, WasiRandom>(l, |s| s.wasi.random())?;
+    random::insecure_seed::add_to_linker::<CallState, WasiRandom>(l, |s| s.wasi.random())?;
+    cli::exit::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::environment::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::stdin::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::stdout::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::stderr::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::terminal_input::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::terminal_output::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::terminal_stdin::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, <CallState as WasiCliView>::cli)?;
+    filesystem::types::add_to_linker::<CallState, WasiFilesystem>(
+        l,
+        <CallState as WasiFilesystemView>::filesystem,
+    )?;
+    filesystem::preopens::add_to_linker::<CallState, WasiFilesystem>(
+        l,
+        <CallState as WasiFilesystemView>::filesystem,
+    )?;
+    Ok(())
+}
+
+struct HasTable;
+
+impl wasmtime::component::HasData for HasTable {
+    type Data<'a> = &'a mut ResourceTable;
+}

@@ -1,0 +1,408 @@
+//! Orders and operations through the real daemon's job engine against the simulator.
+
+use std::time::{Duration, Instant};
+
+use porthole::demo::{Demo, DemoSetup};
+use porthole_sim::{Fault, FaultKind, SimConfig, Times};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const FAST_LIFECYCLE: &str = "
+[lifecycle]
+retry_initial_ms = 20
+retry_max_ms = 100
+max_attempts = 3
+";
+
+/// A built first-party plugin as a `[[plugins]]` entry (built by `cargo xtask plugins`).
+pub fn plugin_entry(name: &str, world: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let bytes = std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}; build the plugins with `cargo xtask plugins`",
+            path.display()
+        )
+    });
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    format!(
+        "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sha256}\"\nworld = \"{world}\"\n",
+        path.display()
+    )
+}
+
+struct Panel {
+    demo: Demo,
+    http: reqwest::Client,
+}
+
+impl Panel {
+    async fn start() -> Self {
+        let sim = SimConfig {
+            auth_failure_delay: Duration::from_millis(10),
+            task_duration: Duration::from_millis(20),
+            clone_duration: Duration::from_millis(100),
+            ..SimConfig::default()
+        };
+        let demo = Demo::start_with(DemoSetup {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: None,
+            sim,
+            extra_config: plugin_entry("cloudinit-basic", "cloud-init-template") + FAST_LIFECYCLE,
+        })
+        .await
+        .unwrap();
+        let panel = Self {
+            demo,
+            http: reqwest::Client::new(),
+        };
+        panel.put("/api/v1/templates/debian-12", json!({
+            "name": "debian-12", "cluster": "sim", "node": "pve1", "vmid": 9000, "os": "debian",
+            "cloud_init": "cloudinit-basic"
+        })).await;
+        panel.put("/api/v1/plans/small", json!({
+            "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20, "templates": ["debian-12"]
+        })).await;
+        panel
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.demo.credentials().url)
+    }
+
+    fn token(&self, user: &str) -> String {
+        self.demo.account(user).unwrap().api_token.clone()
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(self.token("admin"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    async fn post(&self, user: &str, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(self.token(user))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn order(&self, key: &str, hostname: &str) -> (StatusCode, Value) {
+        let alice = self.alice_id().await;
+        self.post("admin", "/api/v1/orders", key, json!({
+            "customer": alice, "plan": "small", "template": "debian-12", "hostname": hostname,
+            "username": "debian", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq alice@laptop"]
+        }))
+        .await
+    }
+
+    async fn alice_id(&self) -> i64 {
+        let whoami: Value = self
+            .http
+            .get(self.url("/api/v1/whoami"))
+            .bearer_auth(self.token("alice"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        whoami["user"]["id"].as_i64().unwrap()
+    }
+
+    async fn service(&self, id: i64) -> Value {
+        self.http
+            .get(self.url(&format!("/api/v1/services/{id}")))
+            .bearer_auth(self.token("admin"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the service's newest job has finished and returns the service view.
+    async fn settled(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = self.service(id).await;
+            let jobs = view["jobs"].as_array().cloned().unwrap_or_default();
+            let done = !jobs.is_empty()
+                && jobs
+                    .iter()
+                    .all(|j| !matches!(j["state"].as_str(), Some("pending" | "compensating")));
+            if done {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service {id} did not settle: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn clones(&self) -> usize {
+        self.demo
+            .sim()
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/clone"))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn an_order_delivered_three_times_builds_one_running_vm_marked_for_its_service() {
+    let panel = Panel::start().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (status, receipt) = panel.order("order-1", "web-1").await;
+        assert!(status.is_success(), "{receipt}");
+        ids.push(receipt["service_id"].as_i64().unwrap());
+    }
+    assert!(ids.iter().all(|&id| id == ids[0]), "{ids:?}");
+    let view = panel.settled(ids[0]).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    assert_eq!(panel.clones(), 1);
+
+    let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+    let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+    assert_eq!(config["cores"], "2");
+    assert_eq!(config["memory"], "2048");
+    assert_eq!(config["name"], "web-1");
+    assert!(config["description"].contains(&format!("porthole-service:{}", ids[0])));
+    assert!(config["scsi0"].contains("size=20G"), "{}", config["scsi0"]);
+
+    // The NoCloud seed named in the VM's SMBIOS serial serves the rendered user-data once.
+    let smbios = &config["smbios1"];
+    let serial = smbios
+        .split(',')
+        .find_map(|p| p.strip_prefix("serial="))
+        .unwrap();
+    let decoded = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, serial).unwrap(),
+    )
+    .unwrap();
+    let seed_url = decoded.strip_prefix("ds=nocloud-net;s=").unwrap();
+    assert!(
+        seed_url.starts_with(&panel.demo.credentials().url),
+        "{seed_url}"
+    );
+    let user_data = panel
+        .http
+        .get(format!("{seed_url}user-data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user_data.status(), StatusCode::OK);
+    let text = user_data.text().await.unwrap();
+    assert!(
+        text.starts_with("#cloud-config") && text.contains("web-1"),
+        "{text}"
+    );
+    let again = panel
+        .http
+        .get(format!("{seed_url}user-data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::NOT_FOUND,
+        "a fetched seed is spent"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_step_failing_once_with_a_5xx_is_retried_and_completes() {
+    let panel = Panel::start().await;
+    panel.demo.sim().inject(Fault {
+        method: Some("POST".into()),
+        path: "/nodes/{node}/qemu/{vmid}/status/start".into(),
+        kind: FaultKind::Status {
+            code: 503,
+            message: "service unavailable".into(),
+        },
+        times: Times::ONCE,
+    });
+    let (_, receipt) = panel.order("order-retry", "retry-1").await;
+    let view = panel.settled(receipt["service_id"].as_i64().unwrap()).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_failing_rolls_back_and_leaves_no_vm() {
+    let panel = Panel::start().await;
+    panel.demo.sim().inject(Fault {
+        method: Some("POST".into()),
+        path: "/nodes/{node}/qemu/{vmid}/status/start".into(),
+        kind: FaultKind::Status {
+            code: 503,
+            message: "service unavailable".into(),
+        },
+        times: Times::ALWAYS,
+    });
+    let (_, receipt) = panel.order("order-doomed", "doomed-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "failed", "{view}");
+    assert_eq!(view["jobs"][0]["state"], "rolled_back", "{view}");
+    assert!(view["service"]["vmid"].is_null(), "{view}");
+    let state = panel.demo.sim().state_json().to_string();
+    assert!(
+        !state.contains(&format!("porthole-service:{id}")),
+        "a VM of the service is left: {state}"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
+    let panel = Panel::start().await;
+    let (_, receipt) = panel.order("order-life", "life-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+
+    let (status, _) = panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/suspend"),
+            "s-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(panel.settled(id).await["service"]["state"], "suspended");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("stopped"));
+
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/unsuspend"),
+            "u-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(panel.settled(id).await["service"]["state"], "active");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "t-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(panel.settled(id).await["service"]["state"], "terminated");
+    assert_eq!(
+        panel.demo.sim().vm_status(vmid),
+        None,
+        "the VM is destroyed"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_order_over_quota_is_refused_with_the_limit_and_creates_nothing() {
+    let panel = Panel::start().await;
+    let alice = panel.alice_id().await;
+    panel
+        .put(
+            &format!("/api/v1/users/{alice}/quota"),
+            json!({
+                "max_vms": 5, "max_cores": 1, "max_memory_mib": 65536, "max_disk_gib": 1000
+            }),
+        )
+        .await;
+    let (status, body) = panel.order("order-big", "big-1").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("cores"), "{body}");
+    assert_eq!(panel.clones(), 0);
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn customers_follow_their_own_services_but_cannot_operate_them() {
+    let panel = Panel::start().await;
+    let (_, receipt) = panel.order("order-own", "own-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    panel.settled(id).await;
+    let (status, _) = panel
+        .post(
+            "alice",
+            &format!("/api/v1/services/{id}/terminate"),
+            "x",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let own = panel
+        .http
+        .get(panel.url(&format!("/api/v1/services/{id}")))
+        .bearer_auth(panel.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK);
+    let text = own.text().await.unwrap();
+    assert!(!text.contains("pve1") && !text.contains("vmid"), "{text}");
+    let other = panel
+        .http
+        .get(panel.url(&format!("/api/v1/services/{id}")))
+        .bearer_auth(panel.token("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+
+    let events = panel
+        .http
+        .get(panel.url(&format!("/api/v1/services/{id}/events")))
+        .bearer_auth(panel.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut body = events;
+    let mut seen = String::new();
+    while !seen.contains("\"succeeded\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    for step in ["place", "clone", "configure", "start_vm", "mark_active"] {
+        assert!(
+            seen.contains(&format!("\"step\":\"{step}\"")),
+            "{step} missing from {seen}"
+        );
+    }
+    panel.demo.stop().await.unwrap();
+}

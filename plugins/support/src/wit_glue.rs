@@ -1,0 +1,121 @@
+//! Glue every plugin's `wit-bindgen` layer needs. Each plugin generates its own copy of the WIT
+//! types, so this is a macro expanded inside the plugin, next to its generated `porthole` module.
+
+/// Defines, in the calling module (which must have the generated `porthole::plugin` in scope):
+/// `HostSettings` (settings through `host.setting`), `to_wit_error` (our error → WIT's), and
+/// with `kv` also `HostKv` (the `kv` import).
+#[macro_export]
+macro_rules! wit_glue {
+    () => {
+        /// This plugin's settings, read through `host.setting`.
+        struct HostSettings;
+
+        impl $crate::settings::Settings for HostSettings {
+            fn get(&self, key: &str) -> Option<String> {
+                porthole::plugin::host::setting(key)
+            }
+        }
+
+        /// Our error as the WIT `plugin-error`.
+        fn to_wit_error(err: $crate::error::PluginError) -> porthole::plugin::types::PluginError {
+            use porthole::plugin::types::ErrorKind as Wit;
+            use $crate::error::ErrorKind as Ours;
+            let kind = match err.kind {
+                Ours::InvalidInput => Wit::InvalidInput,
+                Ours::NotFound => Wit::NotFound,
+                Ours::Unauthorized => Wit::Unauthorized,
+                Ours::Conflict => Wit::Conflict,
+                Ours::RateLimited => Wit::RateLimited,
+                Ours::Upstream => Wit::Upstream,
+                Ours::Internal => Wit::Internal,
+            };
+            porthole::plugin::types::PluginError {
+                kind,
+                message: err.message,
+            }
+        }
+    };
+    (kv) => {
+        $crate::wit_glue!();
+
+        /// This plugin's key-value store, through the `kv` import.
+        struct HostKv;
+
+        impl HostKv {
+            fn error(err: porthole::plugin::kv::KvError) -> $crate::error::PluginError {
+                use porthole::plugin::kv::KvError;
+                match err {
+                    KvError::InvalidKey(m) => $crate::error::PluginError::new(
+                        $crate::error::ErrorKind::Internal,
+                        format!("kv: invalid key: {m}"),
+                    ),
+                    KvError::QuotaExceeded(m) => $crate::error::PluginError::new(
+                        $crate::error::ErrorKind::Internal,
+                        format!("kv: quota exceeded: {m}"),
+                    ),
+                    KvError::Unavailable(m) => $crate::error::PluginError::new(
+                        $crate::error::ErrorKind::Upstream,
+                        format!("kv: unavailable: {m}"),
+                    ),
+                }
+            }
+        }
+
+        impl $crate::settings::Kv for HostKv {
+            fn get(&self, key: &str) -> Result<Option<Vec<u8>>, $crate::error::PluginError> {
+                porthole::plugin::kv::get(key).map_err(Self::error)
+            }
+
+            fn set(&self, key: &str, value: &[u8]) -> Result<(), $crate::error::PluginError> {
+                porthole::plugin::kv::set(key, value).map_err(Self::error)
+            }
+
+            fn delete(&self, key: &str) -> Result<(), $crate::error::PluginError> {
+                porthole::plugin::kv::delete(key).map_err(Self::error)
+            }
+        }
+    };
+}
+
+/// Defines `record_from_wit` and `record_to_wit` between the generated
+/// `porthole::plugin::types::DnsRecord` and [`crate::dns::DnsRecord`].
+#[macro_export]
+macro_rules! wit_dns_glue {
+    () => {
+        #[allow(dead_code)] // not every plugin takes records
+        fn record_from_wit(record: porthole::plugin::types::DnsRecord) -> $crate::dns::DnsRecord {
+            use porthole::plugin::types::RecordKind as Wit;
+            use $crate::dns::RecordKind as Ours;
+            $crate::dns::DnsRecord {
+                name: record.name,
+                kind: match record.kind {
+                    Wit::A => Ours::A,
+                    Wit::Aaaa => Ours::Aaaa,
+                    Wit::Cname => Ours::Cname,
+                    Wit::Txt => Ours::Txt,
+                },
+                content: record.content,
+                ttl: record.ttl,
+                proxied: record.proxied,
+            }
+        }
+
+        #[allow(dead_code)] // not every plugin returns records
+        fn record_to_wit(record: $crate::dns::DnsRecord) -> porthole::plugin::types::DnsRecord {
+            use porthole::plugin::types::RecordKind as Wit;
+            use $crate::dns::RecordKind as Ours;
+            porthole::plugin::types::DnsRecord {
+                name: record.name,
+                kind: match record.kind {
+                    Ours::A => Wit::A,
+                    Ours::Aaaa => Wit::Aaaa,
+                    Ours::Cname => Wit::Cname,
+                    Ours::Txt => Wit::Txt,
+                },
+                content: record.content,
+                ttl: record.ttl,
+                proxied: record.proxied,
+            }
+        }
+    };
+}

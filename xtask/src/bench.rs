@@ -1,0 +1,119 @@
+//! `cargo xtask bench plugins`: builds the first-party `cloudinit-basic` component and the
+//! measuring program (`xtask/bench-plugins`, release mode), runs it, and appends the numbers with
+//! the machine and date to docs/benchmarks.md.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The goals from the issue, shown beside each run.
+const GOAL_P50_US: f64 = 30.0;
+const GOAL_P99_US: f64 = 100.0;
+
+pub fn run(root: &Path, what: Option<&str>) -> anyhow::Result<()> {
+    match what {
+        Some("plugins") => plugins(root),
+        _ => bail!("usage: cargo xtask bench plugins"),
+    }
+}
+
+fn plugins(root: &Path) -> anyhow::Result<()> {
+    crate::plugins::build(root)?;
+    let component = crate::plugins::component_path(root, "cloudinit-basic");
+    eprintln!("xtask: measuring {}", component.display());
+    let output = Command::new("cargo")
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--manifest-path",
+            "xtask/bench-plugins/Cargo.toml",
+            "--",
+        ])
+        .arg(&component)
+        .current_dir(root)
+        .output()
+        .context("while starting the plugin benchmark")?;
+    if !output.status.success() {
+        bail!(
+            "the plugin benchmark failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .context("the plugin benchmark printed no JSON report")?;
+    let section = markdown(&report, &machine(), &today());
+    println!("{section}");
+    append(&root.join("docs/benchmarks.md"), &section)
+}
+
+fn number(report: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(report, |value, key| &value[*key])
+        .as_f64()
+        .unwrap_or(f64::NAN)
+}
+
+fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
+    let render_p50 = number(report, &["render_fresh_instance", "p50_us"]);
+    let render_p99 = number(report, &["render_fresh_instance", "p99_us"]);
+    let verdict = |value: f64, goal: f64| if value <= goal { "met" } else { "missed" };
+    format!(
+        "\n### Plugins: cloud-init render, {date}\n\n\
+         Machine: {machine}. Component: `cloudinit-basic`, {bytes} bytes. Fresh store and instance \
+         per call; {workers} tokio workers.\n\n\
+         | measure | p50 | p99 |\n|---|---|---|\n\
+         | render, fresh instance per call | {render_p50:.1} µs ({p50_verdict} ≤ {GOAL_P50_US} µs) | {render_p99:.1} µs ({p99_verdict} ≤ {GOAL_P99_US} µs) |\n\
+         | instantiate only | {inst_p50:.1} µs | {inst_p99:.1} µs |\n\
+         | output validation only (YAML parse, sizes) | {valid_p50:.1} µs | {valid_p99:.1} µs |\n\
+         | same template, native Rust | {native_p50:.2} µs | {native_p99:.2} µs |\n\n\
+         Throughput: {calls:.0} renders/s on {workers} workers.\n",
+        bytes = number(report, &["component_bytes"]),
+        workers = number(report, &["workers"]),
+        p50_verdict = verdict(render_p50, GOAL_P50_US),
+        p99_verdict = verdict(render_p99, GOAL_P99_US),
+        inst_p50 = number(report, &["instantiate_only", "p50_us"]),
+        inst_p99 = number(report, &["instantiate_only", "p99_us"]),
+        valid_p50 = number(report, &["validation_only", "p50_us"]),
+        valid_p99 = number(report, &["validation_only", "p99_us"]),
+        native_p50 = number(report, &["native_render", "p50_us"]),
+        native_p99 = number(report, &["native_render", "p99_us"]),
+        calls = number(report, &["render_calls_per_s"]),
+    )
+}
+
+fn append(file: &Path, section: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .with_context(|| format!("while opening {}", file.display()))?;
+    out.write_all(section.as_bytes())?;
+    eprintln!("xtask: appended to {}", file.display());
+    Ok(())
+}
+
+/// CPU model and core count, from /proc/cpuinfo where there is one.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .and_then(|rest| rest.split_once(':'))
+        .map_or("unknown CPU", |(_, model)| model.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores, {}", std::env::consts::ARCH)
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "unknown date".into())
+}
