@@ -65,6 +65,7 @@ impl Daemon {
             web: WebSettings {
                 public_url: config.public_url.clone(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                ui_dir: config.ui_dir.clone().unwrap_or_else(api::default_ui_dir),
             },
             login_limiter: LoginLimiter::new(Limits::default()),
             started: Instant::now(),

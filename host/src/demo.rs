@@ -25,6 +25,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub data_dir: Option<PathBuf>,
     pub credentials_file: Option<PathBuf>,
+    /// The first-party plugin components; default [`default_plugins_dir`].
+    pub plugins_dir: Option<PathBuf>,
 }
 
 /// The name the demo's simulated cluster has in the configuration.
@@ -69,6 +71,14 @@ pub struct DemoSetup {
     pub sim: SimConfig,
     /// TOML appended to the generated configuration, e.g. a faster `[lifecycle]` for tests.
     pub extra_config: String,
+    /// Where the first-party plugin components are; with them the demo provisions for real
+    /// (cloud-init, tunnels and DNS on the simulator's Cloudflare, Stripe webhooks).
+    pub plugins_dir: Option<PathBuf>,
+}
+
+/// Where `cargo xtask plugins` puts the first-party components in this repository.
+pub fn default_plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release")
 }
 
 impl Demo {
@@ -83,6 +93,7 @@ impl Demo {
             data_dir,
             sim,
             extra_config: String::new(),
+            plugins_dir: None,
         })
         .await
     }
@@ -93,6 +104,7 @@ impl Demo {
             data_dir,
             mut sim,
             extra_config,
+            plugins_dir,
         } = setup;
         let (temp, dir) = data_dir_or_temp(data_dir)?;
         sim.vms.extend(demo_vms().into_iter().map(|vm| vm.seed));
@@ -103,7 +115,11 @@ impl Demo {
             .await
             .with_context(|| format!("while binding {listen}"))?;
         let addr = listener.local_addr()?;
-        let config_path = write_config(&dir, addr, &sim, &extra_config)?;
+        let bundled = match plugins_dir {
+            Some(plugins) => bundled_plugins(&dir, &plugins, &sim)?,
+            None => String::new(),
+        };
+        let config_path = write_config(&dir, addr, &sim, &(bundled + &extra_config))?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = seed(daemon.store(), &format!("http://{addr}")).await?;
@@ -143,7 +159,25 @@ impl Demo {
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let demo = Demo::start(options.listen, options.data_dir, SimConfig::default()).await?;
+    let plugins = options.plugins_dir.unwrap_or_else(default_plugins_dir);
+    let plugins_dir = if plugins.join("cloudinit_basic.wasm").exists() {
+        Some(plugins)
+    } else {
+        eprintln!(
+            "porthole demo: no plugin components in {} (build them with `cargo xtask plugins`); \
+             running without provisioning",
+            plugins.display()
+        );
+        None
+    };
+    let demo = Demo::start_with(DemoSetup {
+        listen: options.listen,
+        data_dir: options.data_dir,
+        sim: SimConfig::default(),
+        extra_config: String::new(),
+        plugins_dir,
+    })
+    .await?;
     if let Some(path) = &options.credentials_file {
         std::fs::write(path, serde_json::to_vec_pretty(demo.credentials())?)
             .with_context(|| format!("while writing {}", path.display()))?;
@@ -230,6 +264,94 @@ tls = {{ fingerprint = "{fingerprint}" }}
     Ok(path)
 }
 
+/// The zone the demo's tunnels publish their records in, on the simulated Cloudflare.
+const DEMO_ZONE: &str = "demo.porthole.test";
+
+/// The bundled plugins, templates, plans and provisioning settings, wired to the simulator's
+/// Proxmox and Cloudflare surfaces. Cloud-init is delivered as snippets into `dir/snippets`,
+/// which the simulated storage `local` stands for.
+fn bundled_plugins(dir: &Path, plugins: &Path, sim: &SimHandle) -> anyhow::Result<String> {
+    std::fs::write(dir.join("sim-ca.pem"), sim.cert_pem())?;
+    std::fs::create_dir_all(dir.join("snippets"))?;
+    std::fs::write(
+        dir.join("stripe-webhook-secret"),
+        format!("whsec_{}", hex::encode(rand::random::<[u8; 16]>())),
+    )?;
+    std::fs::write(dir.join("cloudflare-token"), sim.cloudflare_token())?;
+    sim.cloudflare_zone(DEMO_ZONE);
+    let cloudflare = sim.cloudflare_url();
+    let origin = cloudflare.origin().ascii_serialization();
+    let mut text = String::new();
+    let entries = [
+        ("cloudinit-basic", "cloud-init-template", String::new()),
+        ("cloudinit-lab", "cloud-init-template", String::new()),
+        ("tunnel-cloudflare", "tunnel-provider", format!(
+            "allowed_hosts = [\"{origin}\"]\nallowed_addresses = [\"127.0.0.1\"]\ntls = {{ ca_file = \"sim-ca.pem\" }}\n\
+             settings = {{ api_base = \"{cloudflare}\", account_id = \"{}\", api_token = {{ file = \"cloudflare-token\" }} }}\n",
+            sim.cloudflare_account_id()
+        )),
+        ("dns-cloudflare", "dns-provider", format!(
+            "allowed_hosts = [\"{origin}\"]\nallowed_addresses = [\"127.0.0.1\"]\ntls = {{ ca_file = \"sim-ca.pem\" }}\n\
+             settings = {{ api_base = \"{cloudflare}\", api_token = {{ file = \"cloudflare-token\" }} }}\n"
+        )),
+        ("billing-stripe", "billing-adapter", "settings = { webhook_secret = { file = \"stripe-webhook-secret\" }, default_plan = \"small\", default_template = \"debian-12\" }\n".to_owned()),
+    ];
+    for (name, world, extra) in entries {
+        let path = plugins.join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("while reading {}", path.display()))?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        text.push_str(&format!(
+            "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sha256}\"\nworld = \"{world}\"\n{extra}",
+            path.display()
+        ));
+    }
+    text.push_str(&format!(
+        r#"
+[[templates]]
+name = "debian-12"
+cluster = "{CLUSTER}"
+node = "pve1"
+vmid = 9000
+os = "debian"
+cloud_init = "cloudinit-basic"
+
+[[templates]]
+name = "lab"
+cluster = "{CLUSTER}"
+node = "pve2"
+vmid = 9001
+os = "ubuntu"
+cloud_init = "cloudinit-lab"
+
+[[plans]]
+name = "small"
+cores = 2
+memory_mib = 2048
+disk_gib = 20
+templates = ["debian-12", "lab"]
+
+[[plans]]
+name = "medium"
+cores = 4
+memory_mib = 8192
+disk_gib = 80
+templates = ["debian-12", "lab"]
+
+[lifecycle]
+tunnel_plugin = "tunnel-cloudflare"
+dns_plugin = "dns-cloudflare"
+dns_zone = "{DEMO_ZONE}"
+
+[lifecycle.cloud_init]
+delivery = "snippets"
+dir = "snippets"
+storage = "local"
+"#
+    ));
+    Ok(text)
+}
+
 /// Creates the demo accounts, their tokens and their services.
 async fn seed(store: &Store, url: &str) -> anyhow::Result<Credentials> {
     let mut accounts = Vec::new();
@@ -290,15 +412,23 @@ fn banner(credentials: &Credentials, config_path: &Path) -> String {
             account.api_token
         );
     }
-    let admin_token = credentials
-        .accounts
-        .first()
-        .map(|a| a.api_token.as_str())
-        .unwrap_or("");
+    let token = |name: &str| {
+        credentials
+            .accounts
+            .iter()
+            .find(|a| a.username == name)
+            .map(|a| a.api_token.as_str())
+            .unwrap_or("")
+    };
+    let (admin_token, alice_token) = (token("admin"), token("alice"));
     let _ = write!(
         out,
         "\nTry:\n  curl -H 'Authorization: Bearer {admin_token}' {url}/api/v1/nodes\n  \
          curl -H 'Authorization: Bearer {admin_token}' {url}/api/v1/vms\n\n\
+         Order a VM as alice and watch it provision:\n  \
+         curl -H 'Authorization: Bearer {alice_token}' -H 'Idempotency-Key: first' -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"plan\":\"small\",\"template\":\"debian-12\",\"hostname\":\"web-1\",\"username\":\"alice\"}}' {url}/api/v1/orders\n  \
+         curl -N -H 'Authorization: Bearer {alice_token}' {url}/api/v1/services/<service_id>/events\n\n\
          Configuration: {config}\nPress Ctrl-C to stop; the demo's data is discarded unless --data-dir was given.\n",
         url = credentials.url,
         config = config_path.display(),

@@ -39,6 +39,9 @@ enum Command {
         /// Also write the demo's URL, accounts and tokens as JSON to this file.
         #[arg(long, value_name = "FILE")]
         credentials_file: Option<PathBuf>,
+        /// The first-party plugin components (default: this repository's built plugins).
+        #[arg(long, value_name = "DIR")]
+        plugins_dir: Option<PathBuf>,
     },
     /// Validate a configuration file without starting anything.
     CheckConfig { file: PathBuf },
@@ -140,11 +143,13 @@ async fn run(command: Command) -> ExitCode {
             listen,
             data_dir,
             credentials_file,
+            plugins_dir,
         } => {
             demo::run(demo::Options {
                 listen,
                 data_dir,
                 credentials_file,
+                plugins_dir,
             })
             .await
         }

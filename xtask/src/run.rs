@@ -25,6 +25,37 @@ fn wasm_target(root: &Path) -> anyhow::Result<()> {
     step(root, "rustup", &["target", "add", "wasm32-wasip2"])
 }
 
+/// Builds the web panel (`panel-ui/dist`) when it is missing or older than its sources.
+pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
+    let ui = root.join("panel-ui");
+    let lock = newest(&ui.join("package-lock.json"));
+    if newest(&ui.join("node_modules/.package-lock.json")) < lock {
+        step(&ui, "npm", &["ci", "--no-audit", "--no-fund"])?;
+    }
+    let inputs = ["src", "index.html", "package.json", "vite.config.ts"];
+    let sources = inputs
+        .iter()
+        .filter_map(|p| newest(&ui.join(p)))
+        .chain(lock);
+    if newest(&ui.join("dist/index.html")) < sources.max() {
+        step(&ui, "npm", &["run", "build"])?;
+    }
+    Ok(())
+}
+
+/// The newest modification time under `path` (the file itself, or a directory's files).
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| newest(&entry.path()))
+        .max()
+}
+
 /// Everything CI checks: formatting, lints, and every test.
 pub fn test(root: &Path) -> anyhow::Result<()> {
     wasm_target(root)?;
@@ -50,12 +81,19 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         &["nextest", "run", "--workspace", "--no-fail-fast"],
     )?;
     // nextest does not run doctests.
-    step(root, "cargo", &["test", "--workspace", "--doc"])
+    step(root, "cargo", &["test", "--workspace", "--doc"])?;
+    // The web panel's browser tests drive Chromium against the demo built above.
+    panel_ui(root)?;
+    step(root, "cargo", &["build", "--package", "porthole"])?;
+    step(&root.join("panel-ui"), "npm", &["test"])
 }
 
 /// Builds and starts `porthole demo`, passing any extra arguments on.
 pub fn demo(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     wasm_target(root)?;
+    panel_ui(root)?;
+    // The demo provisions with the first-party plugins.
+    crate::plugins::build(root)?;
     let mut args = vec!["run", "--package", "porthole", "--", "demo"];
     args.extend(extra.iter().map(String::as_str));
     step(root, "cargo", &args)

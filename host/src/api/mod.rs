@@ -3,6 +3,7 @@
 //! `store` query functions and `inventory`.
 
 mod accounts;
+mod audit;
 mod client_addr;
 mod console;
 mod error;
@@ -11,8 +12,10 @@ mod hooks;
 mod inventory;
 mod lifecycle;
 mod plugins;
+mod power;
 mod session;
 mod tokens;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +29,7 @@ pub use accounts::create_user;
 pub use client_addr::client_addr;
 pub use error::{ApiError, ApiResult};
 pub use tokens::issue_token;
+pub use ui::default_dir as default_ui_dir;
 
 use crate::auth::login_limit::LoginLimiter;
 use crate::inventory::Inventory;
@@ -50,6 +54,8 @@ pub struct Shared {
 pub struct WebSettings {
     pub public_url: Url,
     pub trusted_proxies: Vec<IpNet>,
+    /// The built web panel served at `/` (`panel-ui/dist`).
+    pub ui_dir: std::path::PathBuf,
 }
 
 impl WebSettings {
@@ -85,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/vms", get(inventory::vms))
         .route("/vms/{id}", get(inventory::vm))
         .route("/vms/{id}/console", post(console::create_token))
+        .route("/vms/{id}/power", post(power::power))
+        .route("/audit", get(audit::list))
         .route("/console/ws", get(console::socket))
         .route("/console/sessions", get(console::sessions))
         .route(
@@ -115,5 +123,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/seed/{secret}/{file}", get(lifecycle::seed))
         .route("/hooks/billing/{plugin}", post(hooks::billing))
+        .fallback(ui::serve)
         .with_state(state)
 }

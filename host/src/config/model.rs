@@ -35,6 +35,9 @@ pub struct Config {
     pub templates: Vec<TemplateConfig>,
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// The built web panel to serve at `/`; defaults to the source tree's `panel-ui/dist`.
+    #[serde(default)]
+    pub ui_dir: Option<PathBuf>,
     /// The browser console relay; every key has a default.
     #[serde(default)]
     pub console: ConsoleConfig,

@@ -30,6 +30,8 @@ pub struct ResolvedConfig {
     pub plugins: Vec<ResolvedPlugin>,
     pub console: ConsoleConfig,
     pub lifecycle: LifecycleConfig,
+    /// The built web panel, resolved against the configuration's directory.
+    pub ui_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +64,8 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
     check_console(&config.console, at)?;
     check_lifecycle(&config.lifecycle, at)?;
     check_lifecycle_plugins(&config.lifecycle, &config.plugins, at)?;
+    let mut lifecycle = config.lifecycle;
+    lifecycle.cloud_init.dir = lifecycle.cloud_init.dir.map(|dir| base.join(dir));
     Ok(ResolvedConfig {
         listen: config.listen,
         public_url: config.public_url,
@@ -73,7 +77,8 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         templates: config.templates,
         plugins,
         console: config.console,
-        lifecycle: config.lifecycle,
+        lifecycle,
+        ui_dir: config.ui_dir.map(|dir| base.join(dir)),
     })
 }
 

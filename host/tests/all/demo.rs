@@ -98,4 +98,39 @@ async fn the_demo_serves_its_printed_accounts() {
         .await
         .unwrap();
     assert_eq!(other.status(), reqwest::StatusCode::NOT_FOUND);
+
+    // With the bundled plugins, an order provisions: tunnel, DNS and cloud-init included.
+    let receipt: Value = client
+        .post(format!("{url}/api/v1/orders"))
+        .bearer_auth(alice_token)
+        .header("idempotency-key", "demo-order")
+        .json(&serde_json::json!({
+            "plan": "small", "template": "lab", "hostname": "lab-1", "username": "alice"
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let service = receipt["service_id"].as_i64().expect("an order receipt");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view: Value = get(admin, &format!("/api/v1/services/{service}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match view["service"]["state"].as_str() {
+            Some("active") => break,
+            Some("provisioning") => {}
+            other => panic!("the order ended {other:?}: {view}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the order did not provision: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

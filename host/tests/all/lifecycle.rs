@@ -50,6 +50,7 @@ impl Panel {
             data_dir: None,
             sim,
             extra_config: plugin_entry("cloudinit-basic", "cloud-init-template") + FAST_LIFECYCLE,
+            plugins_dir: None,
         })
         .await
         .unwrap();

@@ -1,0 +1,66 @@
+// The daemon's JSON API: same-origin fetches with the session cookie. Browsers send `Origin` on
+// these POSTs, which the daemon checks on every cookie-authenticated state change.
+
+export class ApiError extends Error {
+  constructor(public status: number, message: string) {
+    super(message);
+  }
+}
+
+export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+  const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
+  if (body !== undefined) {
+    (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(`/api/v1${path}`, init);
+  if (response.status === 204) return undefined as T;
+  const text = await response.text();
+  let data: unknown = undefined;
+  try {
+    data = text ? JSON.parse(text) : undefined;
+  } catch {
+    data = undefined;
+  }
+  if (!response.ok) {
+    const reason = (data as { error?: string } | undefined)?.error ?? response.statusText;
+    throw new ApiError(response.status, reason);
+  }
+  return data as T;
+}
+
+export interface Me {
+  id: number;
+  username: string;
+  role: 'admin' | 'customer';
+}
+
+export interface CustomerVm {
+  id: number;
+  name: string;
+  state: string;
+  plan: string | null;
+  power: string;
+  cores: number | null;
+  memory_bytes: number | null;
+  disk_bytes: number | null;
+  hostname?: string | null;
+}
+
+export interface ConsoleTicket {
+  url: string;
+  token: string;
+  expires_at: number;
+}
+
+/** Plain words for a refused or failed request. */
+export function explain(err: unknown): string {
+  if (err instanceof ApiError) {
+    if (err.status === 401) return 'Please sign in again.';
+    if (err.status === 403) return 'This page is for operators only.';
+    if (err.status === 404) return 'Not found.';
+    if (err.status === 429) return `Limit reached: ${err.message}.`;
+    return err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
+  }
+  return 'The panel cannot reach the server. Check your connection and try again.';
+}

@@ -1,0 +1,122 @@
+// Entry point: who is signed in, the navigation, and a small path router over the pages.
+import './style.css';
+import { api, ApiError, Me } from './api';
+import { h, mount, notice } from './dom';
+import { loginPage } from './pages/login';
+import { vmListPage } from './pages/vms';
+import { vmPage } from './pages/vm';
+import { consolePage, stopConsole } from './pages/console';
+import { adminPage, ADMIN_SECTIONS } from './pages/admin';
+import { orderPage } from './pages/order';
+import { stopVmPage } from './pages/vm';
+
+let me: Me | null = null;
+
+export function currentUser(): Me | null {
+  return me;
+}
+
+/** Moves to a panel path without a page load. */
+export function go(path: string): void {
+  history.pushState(null, '', path);
+  void route();
+}
+
+async function loadMe(): Promise<void> {
+  try {
+    const answer = await api<{ user: Me }>('GET', '/whoami');
+    me = answer.user;
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) me = null;
+    else throw err;
+  }
+}
+
+export async function signedIn(): Promise<void> {
+  await loadMe();
+  renderNav();
+}
+
+function link(href: string, label: string): HTMLElement {
+  const current = location.pathname === href || (href !== '/' && location.pathname.startsWith(href + '/'));
+  return h('a', { href, 'aria-current': current ? 'page' : undefined }, label);
+}
+
+function renderNav(): void {
+  const top = document.getElementById('top') as HTMLElement;
+  top.replaceChildren();
+  const brand = h('a', { class: 'brand', href: '/' }, 'Porthole');
+  if (!me) {
+    top.append(h('nav', { 'aria-label': 'Main' }, brand));
+    return;
+  }
+  const links = [link('/vms', 'My VMs'), link('/order', 'Order')];
+  if (me.role === 'admin') {
+    links.push(...ADMIN_SECTIONS.map(([slug, label]) => link(`/admin/${slug}`, label)));
+  }
+  const signOut = h('button', { type: 'button', class: 'link', onclick: () => void logout() }, 'Sign out');
+  top.append(
+    h('nav', { 'aria-label': 'Main' }, brand, h('div', { class: 'links' }, ...links)),
+    h('div', { class: 'who' }, h('span', {}, `${me.username} (${me.role === 'admin' ? 'operator' : 'customer'})`), signOut),
+  );
+}
+
+async function logout(): Promise<void> {
+  try {
+    await api('POST', '/auth/logout');
+  } finally {
+    me = null;
+    go('/login');
+  }
+}
+
+async function route(): Promise<void> {
+  stopConsole();
+  stopVmPage();
+  renderNav();
+  const path = location.pathname;
+  if (!me && path !== '/login') {
+    history.replaceState(null, '', '/login');
+    return route();
+  }
+  if (path === '/login') return loginPage();
+  if (path === '/' || path === '/vms') return vmListPage();
+  if (path === '/order') return orderPage();
+  let m = path.match(/^\/vms\/(\d+)$/);
+  if (m) return vmPage(Number(m[1]));
+  m = path.match(/^\/vms\/(\d+)\/(console|terminal)$/);
+  if (m) return consolePage(Number(m[1]), m[2] === 'console' ? 'vnc' : 'term');
+  m = path.match(/^\/admin\/([a-z-]+)$/);
+  if (m) {
+    if (me?.role !== 'admin') {
+      mount(h('h1', {}, 'Operators only'), notice('error', 'This page is for operators only. You have been signed in as a customer.'), h('p', {}, h('a', { href: '/vms' }, 'Back to my VMs')));
+      document.body.dataset.forbidden = 'true';
+      return;
+    }
+    return adminPage(m[1]);
+  }
+  mount(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '/vms' }, 'Back to my VMs')));
+}
+
+// Same-origin links route in place; modified clicks keep the browser's behaviour.
+document.addEventListener('click', (event) => {
+  const a = (event.target as Element | null)?.closest?.('a');
+  if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  const href = a.getAttribute('href');
+  if (!href || !href.startsWith('/') || a.target) return;
+  event.preventDefault();
+  go(href);
+});
+window.addEventListener('popstate', () => void route());
+
+async function start(): Promise<void> {
+  try {
+    await loadMe();
+  } catch {
+    mount(h('h1', {}, 'Porthole'), notice('error', 'The panel cannot reach the server.'));
+    return;
+  }
+  await route();
+}
+
+void start();

@@ -1,0 +1,55 @@
+// A customer orders a VM for themselves; then the VM page follows its provisioning.
+import { api, explain } from '../api';
+import { field, h, mount, notice, say } from '../dom';
+import { go } from '../main';
+
+interface Plan { name: string; cores: number; memory_mib: number; disk_gib: number; templates: string[] }
+
+export async function orderPage(): Promise<void> {
+  const status = notice();
+  let plans: Plan[];
+  try {
+    plans = await api<Plan[]>('GET', '/plans');
+  } catch (err) {
+    mount(h('h1', {}, 'Order a VM'), notice('error', explain(err)));
+    return;
+  }
+  if (plans.length === 0) {
+    mount(h('h1', {}, 'Order a VM'), notice('info', 'No plans are on offer yet.'));
+    return;
+  }
+  const plan = h('select', { name: 'plan', required: true }, ...plans.map((p) => h('option', { value: p.name }, `${p.name} — ${p.cores} vCPU, ${p.memory_mib} MiB, ${p.disk_gib} GiB`)));
+  const template = h('select', { name: 'template', required: true });
+  const fillTemplates = () => {
+    const chosen = plans.find((p) => p.name === plan.value);
+    template.replaceChildren(...(chosen?.templates ?? []).map((t) => h('option', { value: t }, t)));
+  };
+  plan.addEventListener('change', fillTemplates);
+  fillTemplates();
+  const hostname = h('input', { name: 'hostname', required: true, pattern: '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?', autocomplete: 'off' });
+  const username = h('input', { name: 'username', required: true, value: 'debian', autocomplete: 'off' });
+  const keys = h('textarea', { name: 'ssh_keys', rows: 3, placeholder: 'ssh-ed25519 AAAA… you@laptop' });
+  const submit = h('button', { type: 'submit' }, 'Order');
+  const form = h('form', { class: 'card' },
+    field('Plan', plan), field('Template', template), field('Hostname', hostname), field('Login user', username),
+    field('SSH public keys (one a line)', keys), status, submit);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    say(status, 'Ordering…', 'info');
+    try {
+      const receipt = await api<{ service_id?: number; service?: number }>('POST', '/orders', {
+        plan: plan.value, template: template.value, hostname: hostname.value, username: username.value,
+        ssh_keys: keys.value.split('\n').map((k) => k.trim()).filter(Boolean),
+      });
+      const id = receipt.service_id ?? receipt.service;
+      if (id) go(`/vms/${id}`);
+      else say(status, 'Ordered. The VM appears in your list shortly.', 'ok');
+    } catch (err) {
+      say(status, explain(err), 'error');
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  mount(h('h1', {}, 'Order a VM'), form);
+}

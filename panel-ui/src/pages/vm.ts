@@ -1,0 +1,129 @@
+// One VM: state, power actions (confirmed), console buttons, and provisioning progress (SSE).
+import { api, CustomerVm, explain } from '../api';
+import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
+import { currentUser } from '../main';
+import { sshCommand } from './vms';
+
+interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error?: string | null; updated_at: number }
+interface ServiceView { service: { id: number; name: string; state: string; plan: string | null; hostname?: string | null }; jobs: Job[] }
+interface Progress { job: number; step: string; status: string; message: string | null; at: number }
+
+let timer: number | undefined;
+let events: EventSource | undefined;
+
+export function stopVmPage(): void {
+  if (timer !== undefined) window.clearInterval(timer);
+  timer = undefined;
+  events?.close();
+  events = undefined;
+}
+
+const ACTIONS: [string, string, string][] = [
+  ['start', 'Start', 'Start this VM?'],
+  ['shutdown', 'Shut down', 'Shut down this VM gracefully?'],
+  ['reboot', 'Reboot', 'Reboot this VM?'],
+  ['stop', 'Force stop', 'Force stop this VM? Unsaved data in the VM is lost.'],
+];
+
+async function load(id: number): Promise<{ vm: CustomerVm; service: ServiceView }> {
+  const [vmAnswer, service] = await Promise.all([
+    api<unknown>('GET', `/vms/${id}`),
+    api<ServiceView>('GET', `/services/${id}`),
+  ]);
+  const vm = currentUser()?.role === 'admin' ? fromAdminView(vmAnswer) : (vmAnswer as CustomerVm);
+  vm.hostname = service.service.hostname ?? null;
+  return { vm, service };
+}
+
+function fromAdminView(answer: unknown): CustomerVm {
+  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null };
+  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null };
+}
+
+export async function vmPage(id: number): Promise<void> {
+  stopVmPage();
+  const status = notice('info', 'Loading…');
+  mount(h('h1', {}, 'VM'), status);
+  let data: { vm: CustomerVm; service: ServiceView };
+  try {
+    data = await load(id);
+  } catch (err) {
+    say(status, explain(err), 'error');
+    return;
+  }
+  const stateCell = h('dd', { id: 'vm-state' });
+  const powerCell = h('dd', { id: 'vm-power' });
+  const actionStatus = notice();
+  const buttons = ACTIONS.map(([action, label, question]) =>
+    h('button', { type: 'button', class: action === 'stop' ? 'danger' : 'secondary', 'data-action': action, onclick: () => void power(id, action, question, label, actionStatus) }, label));
+  const consoleLink = h('a', { class: 'button', href: `/vms/${id}/console`, id: 'open-console' }, 'Console');
+  const termLink = h('a', { class: 'button secondary', href: `/vms/${id}/terminal`, id: 'open-terminal' }, 'Terminal');
+  const consoleNote = h('p', { class: 'hint', id: 'console-note' });
+  const progress = h('ol', { class: 'progress', 'aria-live': 'polite', id: 'progress' });
+  const jobs = h('div', { id: 'jobs' });
+
+  const paint = (vm: CustomerVm, service: ServiceView) => {
+    stateCell.replaceChildren(badge(vm.state));
+    powerCell.replaceChildren(badge(vm.power));
+    const active = vm.state === 'active';
+    for (const b of buttons) b.disabled = !active;
+    for (const a of [consoleLink, termLink]) {
+      a.setAttribute('aria-disabled', String(!active));
+      a.classList.toggle('disabled', !active);
+      a.tabIndex = active ? 0 : -1;
+    }
+    consoleNote.textContent = active ? '' : vm.state === 'suspended'
+      ? 'This VM is suspended, so its console is unavailable. Contact support.'
+      : `The console opens once the VM is active (now: ${vm.state}).`;
+    jobs.replaceChildren(service.jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
+      service.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', time(j.updated_at)]), 'Jobs') : '');
+  };
+  mount(
+    h('p', { class: 'crumbs' }, h('a', { href: '/vms' }, '← My VMs')),
+    h('h1', {}, data.vm.name),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'State'), stateCell,
+      h('dt', {}, 'Power'), powerCell,
+      h('dt', {}, 'Plan'), h('dd', {}, data.vm.plan ?? ''),
+      h('dt', {}, 'SSH'), h('dd', {}, sshCommand(data.vm.hostname) || 'No public hostname'),
+    ),
+    h('section', { 'aria-labelledby': 'console-h' }, h('h2', { id: 'console-h' }, 'Console'), h('div', { class: 'actions' }, consoleLink, termLink), consoleNote),
+    h('section', { 'aria-labelledby': 'power-h' }, h('h2', { id: 'power-h' }, 'Power'), h('div', { class: 'actions' }, ...buttons), actionStatus),
+    h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress, jobs),
+  );
+  for (const a of [consoleLink, termLink]) {
+    a.addEventListener('click', (e) => { if (a.classList.contains('disabled')) { e.preventDefault(); e.stopPropagation(); } }, true);
+  }
+  paint(data.vm, data.service);
+  follow(id, progress, () => void refresh());
+  const refresh = async () => {
+    try {
+      const next = await load(id);
+      paint(next.vm, next.service);
+    } catch { /* keep the last view; the next tick tries again */ }
+  };
+  timer = window.setInterval(() => {
+    if (!document.getElementById('vm-state')) return stopVmPage();
+    void refresh();
+  }, 3000);
+}
+
+function follow(id: number, list: HTMLElement, changed: () => void): void {
+  events = new EventSource(`/api/v1/services/${id}/events`);
+  events.addEventListener('progress', (event) => {
+    const p = JSON.parse((event as MessageEvent).data) as Progress;
+    list.append(h('li', { 'data-status': p.status }, `${time(p.at)} — ${p.step.replace(/_/g, ' ')}: ${p.status}${p.message ? ` (${p.message})` : ''}`));
+    changed();
+  });
+}
+
+async function power(id: number, action: string, question: string, label: string, status: HTMLElement): Promise<void> {
+  if (!(await confirmDialog(question, label))) return;
+  say(status, `${label}: sending…`, 'info');
+  try {
+    await api('POST', `/vms/${id}/power`, { action });
+    say(status, `${label}: requested. The state updates in a few seconds.`, 'ok');
+  } catch (err) {
+    say(status, explain(err), 'error');
+  }
+}

@@ -1,0 +1,68 @@
+// The customer's VM list (operators see every VM with its service).
+import { api, CustomerVm, explain } from '../api';
+import { badge, h, mount, notice, table } from '../dom';
+import { currentUser } from '../main';
+
+function bytes(n: number | null): string {
+  if (!n) return '';
+  const gib = n / 1024 ** 3;
+  return gib >= 1 ? `${gib.toFixed(gib % 1 ? 1 : 0)} GiB` : `${Math.round(n / 1024 ** 2)} MiB`;
+}
+
+/** `ssh user@host` through the tunnel, when the service has a public hostname. */
+export function sshCommand(hostname: string | null | undefined): HTMLElement | string {
+  if (!hostname) return '';
+  const command = `ssh ${hostname}`;
+  const copy = h('button', { type: 'button', class: 'small secondary', 'aria-label': `Copy ${command}` }, 'Copy');
+  copy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(command);
+      copy.textContent = 'Copied';
+    } catch {
+      copy.textContent = 'Select and copy';
+    }
+  });
+  return h('span', { class: 'ssh' }, h('code', {}, command), copy);
+}
+
+export async function vmListPage(): Promise<void> {
+  const status = notice('info', 'Loading…');
+  mount(h('h1', {}, 'My VMs'), status);
+  try {
+    const answer = await api<{ vms: unknown[] }>('GET', '/vms');
+    const admin = currentUser()?.role === 'admin';
+    const vms = admin ? (answer.vms as AdminVm[]).filter((v) => v.service).map(fromAdmin) : (answer.vms as CustomerVm[]);
+    status.hidden = true;
+    if (vms.length === 0) {
+      mount(h('h1', {}, 'My VMs'), h('p', {}, 'You have no VMs yet. ', h('a', { href: '/order' }, 'Order one.')));
+      return;
+    }
+    const rows = vms.map((vm) => [
+      h('a', { href: `/vms/${vm.id}`, class: 'vm-link' }, vm.name),
+      badge(vm.state),
+      vm.plan ?? '',
+      badge(vm.power),
+      [vm.cores ? `${vm.cores} vCPU` : '', bytes(vm.memory_bytes)].filter(Boolean).join(', '),
+      sshCommand(vm.hostname),
+    ]);
+    mount(h('h1', {}, admin ? 'All VMs with a service' : 'My VMs'), table(['Name', 'State', 'Plan', 'Power', 'Size', 'SSH'], rows));
+  } catch (err) {
+    mount(h('h1', {}, 'My VMs'), notice('error', explain(err)));
+  }
+}
+
+interface AdminVm {
+  name?: string;
+  status?: string;
+  cores?: number;
+  memory_bytes?: number;
+  service: { id: number; name: string; state: string; plan: string | null; hostname?: string | null } | null;
+}
+
+function fromAdmin(vm: AdminVm): CustomerVm {
+  const s = vm.service!;
+  return {
+    id: s.id, name: s.name, state: s.state, plan: s.plan, power: vm.status ?? 'unknown',
+    cores: vm.cores ?? null, memory_bytes: vm.memory_bytes ?? null, disk_bytes: null, hostname: s.hostname,
+  };
+}

@@ -1,0 +1,170 @@
+// Browser tests of the web panel in Debian's Chromium against `porthole demo` (daemon +
+// Proxmox simulator). Screenshots are kept in panel-ui/test-results/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { artifacts, launch, signIn, startDemo, waitFor } from './harness.mjs';
+
+let demo;
+let browser;
+
+before(async () => {
+  demo = await startDemo();
+  browser = await launch();
+}, { timeout: 240_000 });
+
+after(async () => {
+  await browser?.close();
+  await demo?.stop();
+});
+
+async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  await signIn(page, demo.url, demo.account(name));
+  return page;
+}
+
+const shot = (page, name, options = {}) => page.screenshot({ path: join(artifacts, `${name}.png`), ...options });
+
+test('a customer signs in with the keyboard and sees their VMs, at 1280 and 390 px', async () => {
+  for (const width of [1280, 390]) {
+    const page = await customerPage('alice', { width, height: 844 });
+    await page.getByRole('link', { name: 'alice-web' }).waitFor();
+    assert.equal(await page.getByRole('link', { name: 'alice-db' }).count(), 1);
+    assert.equal(await page.getByRole('link', { name: 'bob-lab' }).count(), 0);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is wider than ${width} px by ${overflow} px`);
+    await shot(page, `vm-list-${width}`, { fullPage: true });
+    await page.context().close();
+  }
+});
+
+/** The VNC canvas' pixels, to compare screens. */
+async function canvasPixels(page) {
+  return page.evaluate(() => {
+    const canvas = document.querySelector('#console-screen canvas');
+    const ctx = canvas.getContext('2d');
+    return Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data.filter((_, i) => i % 4 === 0)).join(',');
+  });
+}
+
+test('the VNC console shows the VM screen, which changes after typing', async () => {
+  const page = await customerPage();
+  await page.getByRole('link', { name: 'alice-web' }).click();
+  await page.locator('#open-console').click();
+  await page.locator('#console-screen[data-first-frame="drawn"]').waitFor({ timeout: 20_000 });
+  await page.waitForTimeout(300);
+  const before = await canvasPixels(page);
+  await shot(page, 'vnc-before-typing');
+  await page.locator('#console-screen canvas').click();
+  await page.keyboard.type('root', { delay: 30 });
+  await waitFor(async () => (await canvasPixels(page)) !== before, 'the screen to change after typing', 10_000);
+  await page.waitForTimeout(300);
+  await shot(page, 'vnc-after-typing');
+  assert.equal(await page.locator('#ctrl-alt-del').isEnabled(), true);
+  await page.context().close();
+});
+
+test('the terminal echoes a typed line', async () => {
+  const page = await customerPage();
+  const id = demo.account('alice').vms[0];
+  await page.goto(`${demo.url}/vms/${id}/terminal`);
+  await page.locator('#console-screen[data-state="open"]').waitFor({ timeout: 20_000 });
+  await page.locator('#console-screen .xterm').click();
+  await waitFor(async () => /root@/.test(await page.locator('.xterm-rows').innerText()), 'the prompt', 10_000);
+  await page.keyboard.type('echo hello-from-chromium\n', { delay: 10 });
+  const text = await waitFor(async () => {
+    const rows = await page.locator('.xterm-rows').innerText();
+    return (rows.match(/hello-from-chromium/g) ?? []).length >= 2 ? rows : null;
+  }, 'the echoed line', 10_000);
+  assert.match(text, /\nhello-from-chromium\s*\n/);
+  await shot(page, 'terminal-echo');
+  await page.context().close();
+});
+
+test("a suspended VM's console is disabled and the server refuses a token", async () => {
+  const id = demo.account('alice').vms[1];
+  const suspended = await demo.adminApi('POST', `/services/${id}/suspend`);
+  assert.ok([200, 202].includes(suspended.status), JSON.stringify(suspended));
+  await waitFor(async () => (await demo.adminApi('GET', `/services/${id}`)).body.service.state === 'suspended', 'the suspension', 30_000);
+  const page = await customerPage();
+  await page.goto(`${demo.url}/vms/${id}`);
+  await page.locator('#vm-state').getByText('suspended').waitFor();
+  assert.equal(await page.locator('#open-console').getAttribute('aria-disabled'), 'true');
+  assert.match(await page.locator('#console-note').innerText(), /suspended/);
+  const refused = await page.evaluate(async (vm) => {
+    const r = await fetch(`/api/v1/vms/${vm}/console`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"kind":"vnc"}' });
+    return { status: r.status, body: await r.json() };
+  }, id);
+  assert.equal(refused.status, 409);
+  assert.match(refused.body.error, /suspended/);
+  await page.goto(`${demo.url}/vms/${id}/console`);
+  await page.getByText(/suspended, so its console is unavailable/).waitFor();
+  await shot(page, 'suspended-console');
+  await page.context().close();
+});
+
+test('an operator creates a plan', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await signIn(page, demo.url, demo.account('admin'));
+  await page.getByRole('link', { name: 'Plans' }).click();
+  await page.getByLabel('Plan name').fill('tiny-ui');
+  await page.getByLabel('vCPUs').fill('1');
+  await page.getByLabel('Memory (MiB)').fill('512');
+  await page.getByLabel('Disk (GiB)').fill('5');
+  await page.getByRole('button', { name: 'Save plan' }).click();
+  await page.getByText('Plan tiny-ui saved.').waitFor();
+  await page.getByRole('cell', { name: 'tiny-ui' }).waitFor();
+  const plans = await demo.adminApi('GET', '/plans');
+  const plan = plans.body.find((p) => p.name === 'tiny-ui');
+  assert.deepEqual([plan.cores, plan.memory_mib, plan.disk_gib], [1, 512, 5]);
+  await shot(page, 'operator-plans', { fullPage: true });
+  for (const section of ['nodes', 'plugins', 'audit', 'consoles', 'customers', 'services']) {
+    await page.goto(`${demo.url}/admin/${section}`);
+    await page.waitForFunction(() => document.querySelector('main h1') && !document.querySelector('main').textContent.includes('Loading…'));
+    assert.equal(await page.locator('.notice.error').count(), 0, `${section} shows an error`);
+    await shot(page, `operator-${section}`, { fullPage: true });
+  }
+  await context.close();
+});
+
+test('a customer cannot reach operator pages or API', async () => {
+  const page = await customerPage();
+  assert.equal(await page.getByRole('link', { name: 'Plugins' }).count(), 0);
+  await page.goto(`${demo.url}/admin/plugins`);
+  await page.getByRole('heading', { name: 'Operators only' }).waitFor();
+  const statuses = await page.evaluate(async () => {
+    const out = {};
+    for (const path of ['/plugins', '/users', '/nodes', '/audit', '/console/sessions']) out[path] = (await fetch(`/api/v1${path}`)).status;
+    out['PUT /plans/x'] = (await fetch('/api/v1/plans/x', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"name":"x","cores":1,"memory_mib":1,"disk_gib":1,"templates":[]}' })).status;
+    return out;
+  });
+  for (const [path, status] of Object.entries(statuses)) assert.equal(status, 403, `${path} answered ${status}`);
+  await shot(page, 'customer-forbidden');
+  await page.context().close();
+});
+
+test('a customer order provisions and its progress shows', async () => {
+  let plans = (await demo.adminApi('GET', '/plans')).body;
+  if (plans.length === 0) {
+    const templates = (await demo.adminApi('GET', '/templates')).body;
+    assert.ok(templates.length > 0, 'the demo has neither plans nor templates to order from');
+    await demo.adminApi('PUT', '/plans/small', { name: 'small', cores: 1, memory_mib: 1024, disk_gib: 10, templates: [templates[0].name], nodes: [] });
+    plans = (await demo.adminApi('GET', '/plans')).body;
+  }
+  const page = await customerPage('bob');
+  await page.getByRole('link', { name: 'Order' }).click();
+  await page.getByLabel('Plan').selectOption(plans.find((p) => p.templates.length > 0).name);
+  await page.getByLabel('Hostname').fill('ui-order');
+  await page.getByRole('button', { name: 'Order' }).click();
+  await page.waitForURL(/\/vms\/\d+$/);
+  await page.locator('#progress li').first().waitFor({ timeout: 30_000 });
+  await waitFor(async () => (await page.locator('#vm-state').innerText()).includes('active'), 'the order to become active', 90_000);
+  const steps = await page.locator('#progress li').allInnerTexts();
+  assert.ok(steps.length >= 2, `progress shows ${steps.length} steps`);
+  await shot(page, 'order-progress', { fullPage: true });
+  await page.context().close();
+});
