@@ -200,3 +200,12 @@ fn bad_usage_exits_with_status_2() {
         .unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+#[test]
+fn the_example_configuration_has_only_known_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/porthole.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // Its secret files live on the operator's machine; the shape is what can be checked here.
+    let parsed: Result<config::Config, _> = toml::from_str(&text);
+    assert!(parsed.is_ok(), "{}", parsed.unwrap_err());
+}
