@@ -32,15 +32,15 @@ export async function adminPage(section: string): Promise<void> {
 async function nodesPage(): Promise<void> {
   const [status, nodes] = await Promise.all([
     api<{ version: string; uptime_secs: number; clusters: { name: string; reachable?: boolean; error?: string | null }[] }>('GET', '/status'),
-    api<{ nodes: { cluster?: string; node?: string; name?: string; status?: string; cpu?: number; mem?: number; maxmem?: number; uptime?: number }[]; unreachable: { cluster: string; error: string }[] }>('GET', '/nodes'),
+    api<{ nodes: { cluster: string; node: string; status: string; cores: number | null; memory_bytes: number | null; memory_used_bytes: number | null; uptime_secs: number | null }[]; unreachable: { cluster: string; error: string }[] }>('GET', '/nodes'),
   ]);
   const clusters = table(['Cluster', 'Reachable', 'Detail'], status.clusters.map((c) => [c.name, badge(c.reachable === false ? 'unreachable' : 'ok'), c.error ?? JSON.stringify(omit(c, ['name', 'reachable', 'error']))]), 'Clusters');
-  const nodeRows = nodes.nodes.map((n) => [n.cluster ?? '', n.node ?? n.name ?? '', badge(n.status ?? 'unknown'),
-    n.cpu !== undefined ? `${Math.round(n.cpu * 100)} %` : '', n.maxmem ? `${Math.round(((n.mem ?? 0) / n.maxmem) * 100)} %` : '']);
+  const nodeRows = nodes.nodes.map((n) => [n.cluster, n.node, badge(n.status),
+    n.cores !== null ? String(n.cores) : '', n.memory_bytes ? `${Math.round(((n.memory_used_bytes ?? 0) / n.memory_bytes) * 100)} %` : '']);
   mount(h('h1', {}, 'Clusters and nodes'),
     h('p', {}, `Porthole ${status.version}, up ${Math.round(status.uptime_secs / 60)} min.`),
     clusters,
-    table(['Cluster', 'Node', 'Status', 'CPU', 'Memory'], nodeRows, 'Nodes'),
+    table(['Cluster', 'Node', 'Status', 'Cores', 'Memory used'], nodeRows, 'Nodes'),
     nodes.unreachable.length ? notice('error', `Unreachable: ${nodes.unreachable.map((u) => `${u.cluster} (${u.error})`).join(', ')}`) : null);
 }
 
