@@ -13,6 +13,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_lifecycle.sql"),
 ];
 
+/// The schema version a fully migrated database has.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 pub(super) fn apply(connection: &mut Connection) -> anyhow::Result<()> {
     let current: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > MIGRATIONS.len() {

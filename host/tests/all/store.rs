@@ -104,7 +104,7 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
         })
         .await
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version as usize, store::SCHEMA_VERSION);
     for table in [
         "api_tokens",
         "audit_log",
