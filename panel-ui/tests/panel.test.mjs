@@ -41,6 +41,32 @@ test('a customer signs in with the keyboard and sees their VMs, at 1280 and 390 
   }
 });
 
+test('sign-in and the VM list work with the keyboard alone', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${demo.url}/login`);
+  // Presses Tab until the focused element satisfies `test` (run in the page with `arg`).
+  const tabTo = async (what, test, arg) => {
+    for (let i = 0; i < 40; i += 1) {
+      await page.keyboard.press('Tab');
+      if (await page.evaluate(test, arg)) return;
+    }
+    throw new Error(`${what} cannot be reached with Tab`);
+  };
+  const labelled = (label) => document.activeElement?.labels?.[0]?.textContent?.includes(label) ?? false;
+  const account = demo.account('alice');
+  await tabTo('the username field', labelled, 'Username');
+  await page.keyboard.type(account.username);
+  await tabTo('the password field', labelled, 'Password');
+  await page.keyboard.type(account.password);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: /VMs/ }).waitFor();
+  await tabTo('the first VM', (name) => document.activeElement?.textContent?.trim() === name, 'alice-web');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'alice-web' }).waitFor();
+  await context.close();
+});
+
 /** The VNC canvas' pixels, to compare screens. */
 async function canvasPixels(page) {
   return page.evaluate(() => {
