@@ -14,7 +14,8 @@ const GOAL_P99_US: f64 = 100.0;
 pub fn run(root: &Path, what: Option<&str>) -> anyhow::Result<()> {
     match what {
         Some("plugins") => plugins(root),
-        _ => bail!("usage: cargo xtask bench plugins"),
+        Some("console") => crate::bench_console::run(root),
+        _ => bail!("usage: cargo xtask bench plugins|console"),
     }
 }
 
@@ -83,7 +84,7 @@ fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
     )
 }
 
-fn append(file: &Path, section: &str) -> anyhow::Result<()> {
+pub(crate) fn append(file: &Path, section: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
@@ -96,7 +97,7 @@ fn append(file: &Path, section: &str) -> anyhow::Result<()> {
 }
 
 /// CPU model and core count, from /proc/cpuinfo where there is one.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -108,7 +109,7 @@ fn machine() -> String {
     format!("{model}, {cores} cores, {}", std::env::consts::ARCH)
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     Command::new("date")
         .arg("+%Y-%m-%d")
         .output()

@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -24,6 +24,7 @@ pub async fn billing(
         path: uri.path().to_owned(),
         headers: headers
             .iter()
+            .filter(|(name, _)| forwardable(name.as_str()))
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
             .collect(),
         body: body.to_vec(),
@@ -57,15 +58,54 @@ pub async fn billing(
         },
     )
     .await;
+    // The billing system retries a delivery we did not take; the event keys make that safe.
+    if applied.iter().any(|a| a.retry) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": "try again later" })),
+        )
+            .into_response();
+    }
     plugin_response(outcome.response)
 }
 
+/// A webhook's own credentials are the plugin's business (a signature header); a browser's
+/// cookies and our API tokens never are.
+fn forwardable(name: &str) -> bool {
+    !matches!(
+        name,
+        "cookie" | "authorization" | "x-forwarded-for" | "forwarded"
+    ) && !name.starts_with("proxy-")
+}
+
+/// The plugin's answer, made harmless on our origin: it is served from the panel's own host, so
+/// a page with script or a redirect would be an attack on every signed-in operator. Only the
+/// status (not a redirect) and a plain-text or JSON body pass.
 fn plugin_response(answer: crate::plugins::WebhookResponse) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(|status| !status.is_redirection() && !status.is_informational())
+        .unwrap_or(StatusCode::OK);
+    let content_type = answer
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.to_ascii_lowercase())
+        .filter(|value| value.starts_with("application/json") || value.starts_with("text/plain"))
+        .unwrap_or_else(|| "text/plain".to_owned());
     let mut response = (status, answer.body).into_response();
-    for (name, value) in answer.headers {
-        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            response.headers_mut().insert(name, value);
+    let headers = response.headers_mut();
+    let safe = [
+        (header::CONTENT_TYPE, content_type.as_str()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; sandbox",
+        ),
+    ];
+    for (name, value) in safe {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
         }
     }
     response

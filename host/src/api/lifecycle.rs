@@ -82,6 +82,16 @@ pub async fn order(
         (false, Some(other)) if other != me.user.id => return Err(ApiError::NotFound),
         (false, _) => me.user.id,
     };
+    // A billing reference ties a service to a billing system's subscription; only operators and
+    // billing plugins may set one, or a customer could claim another's subscription first.
+    if body.external_ref.is_some() && !me.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only operators set a billing reference",
+        ));
+    }
+    if let Some(hash) = &body.password_hash {
+        check_password_hash(hash).map_err(ApiError::BadRequest)?;
+    }
     let key = operation_key(&headers, &format!("order:{}", me.user.id))?;
     let operation = Operation::Provision {
         customer,
@@ -97,6 +107,21 @@ pub async fn order(
     };
     let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
     Ok((accepted(&receipt), Json(receipt)))
+}
+
+/// A crypt(3) hash such as `$6$salt$…` or `$y$…`, and nothing that could break the YAML it is
+/// rendered into.
+fn check_password_hash(hash: &str) -> Result<(), String> {
+    let shape = hash.starts_with('$')
+        && hash.len() <= 256
+        && hash
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "$./".contains(c));
+    if shape {
+        Ok(())
+    } else {
+        Err("password_hash must be a crypt(3) hash such as $6$salt$…".into())
+    }
 }
 
 fn accepted(receipt: &OrderReceipt) -> StatusCode {
@@ -235,6 +260,21 @@ fn to_sse(event: &job::JobEvent, admin: bool) -> Event {
         .id(event.id.to_string())
         .event("progress")
         .data(data.to_string())
+}
+
+/// `GET /drift`: the reconciler's last report (`checked_at` null before the first comparison).
+/// It only reports; nothing is repaired or destroyed.
+pub async fn drift(State(state): State<AppState>, _: Admin) -> Json<Value> {
+    match state.lifecycle.drift() {
+        Some(report) => Json(json!(*report)),
+        None => Json(json!({ "checked_at": null, "drift": [], "unreachable": [] })),
+    }
+}
+
+/// `POST /drift`: compares services with the clusters now and answers the new report.
+pub async fn reconcile(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
+    let report = state.lifecycle.reconcile().await?;
+    Ok(Json(json!(*report)))
 }
 
 pub async fn retry_job(

@@ -70,6 +70,8 @@ pub struct LifecycleConfig {
     pub domain: Option<String>,
     /// How rendered user-data reaches the VM.
     pub cloud_init: CloudInitDelivery,
+    /// How often the reconciler compares services with the clusters; 0: only when asked.
+    pub reconcile_secs: u64,
 }
 
 /// `[lifecycle.cloud_init]`: `delivery = "nocloud"` (the daemon serves a per-VM seed, named in
@@ -114,6 +116,7 @@ impl Default for LifecycleConfig {
             dns_zone: None,
             domain: None,
             cloud_init: CloudInitDelivery::default(),
+            reconcile_secs: 300,
         }
     }
 }

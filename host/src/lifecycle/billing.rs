@@ -15,9 +15,12 @@ use crate::store::users::{self, Role};
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
     pub event_id: String,
-    /// `queued`, `duplicate`, or `ignored` with the reason.
+    /// `queued`, `duplicate`, or `failed` with the reason.
     pub outcome: String,
     pub service_id: Option<i64>,
+    /// True when delivering the webhook again may succeed (a suspend that arrived before its
+    /// activation, a busy database): the caller should ask the billing system to retry.
+    pub retry: bool,
 }
 
 impl Lifecycle {
@@ -26,26 +29,28 @@ impl Lifecycle {
         for event in events {
             let event_id = event.event_id().to_owned();
             let outcome = match self.apply_one(plugin, &event).await {
-                Ok((service_id, true)) => Applied {
+                Ok((service_id, created)) => Applied {
                     event_id: event_id.clone(),
-                    outcome: "queued".into(),
+                    outcome: if created { "queued" } else { "duplicate" }.into(),
                     service_id,
-                },
-                Ok((service_id, false)) => Applied {
-                    event_id: event_id.clone(),
-                    outcome: "duplicate".into(),
-                    service_id,
+                    retry: false,
                 },
                 Err(err) => {
                     tracing::warn!(plugin, event = event_id, error = %err, "billing event not applied");
+                    // A suspend before its activation, or a busy database, may work next time.
+                    let retry =
+                        matches!(err, OrderError::NotFound("service") | OrderError::Store(_));
                     Applied {
                         event_id: event_id.clone(),
-                        outcome: format!("ignored: {err}"),
+                        outcome: format!("failed: {err}"),
                         service_id: None,
+                        retry,
                     }
                 }
             };
-            self.remember_event(plugin, &event_id).await;
+            if !outcome.retry {
+                self.remember_event(plugin, &event_id).await;
+            }
             applied.push(outcome);
         }
         applied
@@ -61,16 +66,16 @@ impl Lifecycle {
         let operation = match event {
             BillingEvent::Activate(order) => self.activation(plugin, order).await?,
             BillingEvent::Suspend(r) => Operation::Suspend {
-                service: self.service_for(&r.external_ref).await?,
+                service: self.service_for(plugin, &r.external_ref).await?,
             },
             BillingEvent::Unsuspend(r) => Operation::Unsuspend {
-                service: self.service_for(&r.external_ref).await?,
+                service: self.service_for(plugin, &r.external_ref).await?,
             },
             BillingEvent::Terminate(r) => Operation::Terminate {
-                service: self.service_for(&r.external_ref).await?,
+                service: self.service_for(plugin, &r.external_ref).await?,
             },
             BillingEvent::ChangePlan(change) => Operation::ChangePlan {
-                service: self.service_for(&change.external_ref).await?,
+                service: self.service_for(plugin, &change.external_ref).await?,
                 plan: change.plan.clone(),
             },
         };
@@ -78,8 +83,10 @@ impl Lifecycle {
         Ok((Some(receipt.service_id), receipt.created))
     }
 
-    async fn service_for(&self, external_ref: &str) -> Result<i64, OrderError> {
-        let reference = external_ref.to_owned();
+    /// The service this plugin's reference names. References are scoped by plugin, so one
+    /// billing plugin can never act on another's services.
+    async fn service_for(&self, plugin: &str, external_ref: &str) -> Result<i64, OrderError> {
+        let reference = scoped_ref(plugin, external_ref);
         let service = self
             .inner
             .store
@@ -105,35 +112,17 @@ impl Lifecycle {
                 ssh_keys: order.ssh_keys.clone(),
                 password_hash: None,
             },
-            external_ref: Some(order.external_ref.clone()),
+            external_ref: Some(scoped_ref(plugin, &order.external_ref)),
         })
     }
 
     /// The account for the billing system's customer, found by its external id or created with a
-    /// random password the customer replaces (an operator or a reset flow hands it over).
+    /// random password the customer replaces (an operator or a reset flow hands it over). Lookup
+    /// and creation happen in one store call, so two webhooks for a new customer make one account.
     async fn customer_account(&self, plugin: &str, order: &Order) -> Result<i64, OrderError> {
         let external_id = format!("{plugin}:{}", order.customer.external_id);
-        let lookup = external_id.clone();
-        let found = self
-            .inner
-            .store
-            .call(move |c| {
-                c.query_row(
-                    "SELECT id FROM users WHERE external_id = ?1",
-                    [&lookup],
-                    |row| row.get::<_, i64>(0),
-                )
-                .map(Some)
-                .or_else(|err| match err {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })
-            })
-            .await?;
-        if let Some(id) = found {
-            return Ok(id);
-        }
-        let username = account_name(&order.customer.email, &order.customer.external_id);
+        let preferred = account_name(&order.customer.email, &order.customer.external_id);
+        let fallback = account_name("", &format!("{plugin}{}", order.customer.external_id));
         let password = crate::auth::secret_token::generate();
         let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&password))
             .await
@@ -143,12 +132,35 @@ impl Lifecycle {
             .inner
             .store
             .call(move |c| {
-                let user = users::insert(c, &username, Role::Customer, &hash)?;
-                c.execute(
-                    "UPDATE users SET external_id = ?2 WHERE id = ?1",
-                    params![user.id, external_id],
-                )?;
-                Ok(user.id)
+                let tx = c.transaction()?;
+                let found = tx
+                    .query_row(
+                        "SELECT id FROM users WHERE external_id = ?1",
+                        [&external_id],
+                        |row| row.get::<_, i64>(0),
+                    )
+                    .map(Some)
+                    .or_else(|err| match err {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        other => Err(other),
+                    })?;
+                let id = match found {
+                    Some(id) => id,
+                    None => {
+                        // The e-mail may already name another account (an operator's, or one
+                        // from another billing system): then the billing id names this one.
+                        let taken = users::find_for_login(&tx, &preferred)?.is_some();
+                        let username = if taken { &fallback } else { &preferred };
+                        let user = users::insert(&tx, username, Role::Customer, &hash)?;
+                        tx.execute(
+                            "UPDATE users SET external_id = ?2 WHERE id = ?1",
+                            params![user.id, external_id],
+                        )?;
+                        user.id
+                    }
+                };
+                tx.commit()?;
+                Ok(id)
             })
             .await?;
         Ok(id)
@@ -171,6 +183,11 @@ impl Lifecycle {
             tracing::warn!(error = %err, "could not record a billing event");
         }
     }
+}
+
+/// How a billing plugin's reference is stored: prefixed by the plugin.
+fn scoped_ref(plugin: &str, external_ref: &str) -> String {
+    format!("{plugin}:{external_ref}")
 }
 
 /// A username from the customer's e-mail, or from their billing id when the e-mail will not do.

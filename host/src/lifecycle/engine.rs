@@ -33,7 +33,7 @@ impl Lifecycle {
     /// expired or will, and they resume at their recorded step.
     pub fn start_workers(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
-        let tasks = (0..self.inner.settings.workers)
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.settings.workers)
             .map(|n| {
                 let lifecycle = self.clone();
                 let stopped = stopped.clone();
@@ -41,6 +41,12 @@ impl Lifecycle {
                 tokio::spawn(async move { lifecycle.work(owner, stopped).await })
             })
             .collect();
+        if let Some(interval) = self.inner.settings.reconcile_interval {
+            let (lifecycle, stopped) = (self.clone(), stopped.clone());
+            tasks.push(tokio::spawn(async move {
+                lifecycle.reconcile_every(interval, stopped).await
+            }));
+        }
         Workers {
             lifecycle: self.clone(),
             stop,
@@ -90,6 +96,13 @@ impl Lifecycle {
                 return;
             }
             let outcome = self.run_step_leased(&job, owner).await;
+            if matches!(outcome, Err(StepError::LeaseLost)) {
+                tracing::warn!(
+                    job = job.id,
+                    "lost the job's lease; leaving it to its new worker"
+                );
+                return;
+            }
             match self.after_step(&mut job, outcome).await {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -106,8 +119,9 @@ impl Lifecycle {
     async fn run_step_leased(&self, job: &Job, owner: &str) -> Result<job::JobData, StepError> {
         let lease = self.inner.settings.lease;
         let lease_secs = lease.as_secs().max(1) as i64;
+        // The first tick is immediate: every step starts with a fresh lease, so a run of steps
+        // never outlives it between renewals.
         let mut renew = tokio::time::interval(lease / 3);
-        renew.tick().await;
         let step = self.run_step(job);
         tokio::pin!(step);
         loop {
@@ -115,8 +129,11 @@ impl Lifecycle {
                 outcome = &mut step => return outcome,
                 _ = renew.tick() => {
                     let (id, owner) = (job.id, owner.to_owned());
-                    if let Err(err) = self.inner.store.call(move |c| job::renew(c, id, &owner, lease_secs)).await {
-                        tracing::warn!(job = job.id, error = %err, "cannot renew a job lease");
+                    match self.inner.store.call(move |c| job::renew(c, id, &owner, lease_secs)).await {
+                        Ok(true) => {}
+                        // Another worker holds the job now; this one must not touch it again.
+                        Ok(false) => return Err(StepError::LeaseLost),
+                        Err(err) => tracing::warn!(job = job.id, error = %err, "cannot renew a job lease"),
                     }
                 }
             }
@@ -212,7 +229,10 @@ impl Lifecycle {
         let (id, saved, text) = (job.id, data.clone(), message.to_owned());
         self.inner
             .store
-            .call(move |c| job::transition(c, id, state, step, &saved, Some(&text)))
+            .call(move |c| match rolls_back {
+                true => job::compensate(c, id, step, &saved, &text),
+                false => job::transition(c, id, state, step, &saved, Some(&text)),
+            })
             .await?;
         job.state = state;
         job.step = step;

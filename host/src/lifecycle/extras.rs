@@ -294,12 +294,7 @@ impl Extras<'_> {
             json!({ "sealed": sealed }),
         )
         .await?;
-        let url = self
-            .lifecycle
-            .inner
-            .public_url
-            .join(&format!("seed/{secret}/"))
-            .map_err(|err| StepError::Permanent(err.to_string()))?;
+        let url = seed_url(&self.lifecycle.inner.public_url, &secret)?;
         let serial = base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
             format!("ds=nocloud-net;s={url}"),
@@ -365,6 +360,16 @@ impl Extras<'_> {
         }
         Ok(())
     }
+}
+
+/// `<public_url>/seed/<secret>/`, keeping any path prefix the panel is served under.
+fn seed_url(public_url: &url::Url, secret: &str) -> Result<url::Url, StepError> {
+    let mut base = public_url.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join(&format!("seed/{secret}/"))
+        .map_err(|err| StepError::Permanent(format!("the seed URL: {err}")))
 }
 
 async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepError> {

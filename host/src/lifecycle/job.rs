@@ -297,6 +297,25 @@ pub fn transition(
     Ok(())
 }
 
+/// Turns a provision that gave up into its rollback, starting at `step`. The worker keeps its
+/// lease and runs the rollback itself: releasing the lease here would let a second worker claim
+/// the same rollback and run its steps concurrently.
+pub fn compensate(
+    conn: &Connection,
+    job_id: i64,
+    step: Step,
+    data: &JobData,
+    error: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET state = 'compensating', step = ?2, data = ?3, last_error = ?4,
+             attempts = 0, updated_at = ?5
+         WHERE id = ?1",
+        params![job_id, step.as_str(), json(data)?, error, now()],
+    )?;
+    Ok(())
+}
+
 /// Makes a job due now (an operator's retry of a parked job, or a resumption after restart).
 pub fn requeue(conn: &Connection, job_id: i64, state: JobState) -> rusqlite::Result<bool> {
     Ok(conn.execute(

@@ -17,6 +17,7 @@ mod engine;
 mod extras;
 pub mod job;
 mod orders;
+pub mod reconcile;
 mod seed;
 pub mod steps;
 mod vm;
@@ -31,6 +32,7 @@ pub use backoff::Backoff;
 pub use billing::Applied;
 pub use engine::Workers;
 pub use orders::{Operation, OrderError, OrderReceipt};
+pub use reconcile::{Drift, DriftReport};
 
 use url::Url;
 
@@ -67,6 +69,8 @@ pub struct Settings {
     pub task_deadline: Duration,
     /// How often idle workers look for due jobs (they are also woken when a job is queued).
     pub poll_interval: Duration,
+    /// How often services are compared with the clusters; `None`: only when asked.
+    pub reconcile_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -82,6 +86,8 @@ impl Settings {
             task_deadline: Duration::from_secs(config.task_deadline_secs),
             poll_interval: Duration::from_secs(1)
                 .min(Duration::from_millis(config.retry_initial_ms)),
+            reconcile_interval: (config.reconcile_secs > 0)
+                .then(|| Duration::from_secs(config.reconcile_secs)),
         }
     }
 }
@@ -94,6 +100,7 @@ impl Default for Settings {
             backoff: Backoff::default(),
             task_deadline: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(1),
+            reconcile_interval: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -140,6 +147,8 @@ struct Inner {
     progress: broadcast::Sender<Progress>,
     /// Set when the daemon stops, so long-lived progress streams end with it.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The reconciler's last report.
+    drift: reconcile::LastReport,
 }
 
 impl Lifecycle {
@@ -168,6 +177,7 @@ impl Lifecycle {
                 wake: Notify::new(),
                 progress,
                 closing: tokio::sync::watch::Sender::new(false),
+                drift: tokio::sync::watch::Sender::new(None),
             }),
         }
     }
@@ -197,6 +207,9 @@ pub enum StepError {
     /// Another attempt would fail the same way.
     #[error("{0}")]
     Permanent(String),
+    /// The worker's lease on the job ran out and another worker may hold it.
+    #[error("the job's lease was lost")]
+    LeaseLost,
 }
 
 impl From<ProxmoxError> for StepError {

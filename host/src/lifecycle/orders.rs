@@ -183,6 +183,11 @@ fn prepare_provision(
         None => None,
     };
     if let Some(existing) = existing {
+        if existing.owner_id != customer {
+            return Ok(Err(OrderError::Conflict(
+                "that billing reference belongs to another customer".into(),
+            )));
+        }
         let jobs = job::for_service(conn, existing.id)?;
         if let Some(first) = jobs.into_iter().find(|j| j.kind == JobKind::Provision) {
             return Ok(Ok(Prepared::Existing(first)));

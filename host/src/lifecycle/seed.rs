@@ -19,33 +19,31 @@ impl Lifecycle {
             return None;
         }
         let digest = hex::encode(crate::auth::secret_token::digest(secret));
-        let lookup = digest.clone();
-        let seed = self
+        let spend = file == "user-data";
+        // Looking the seed up and spending it happen in one store call, so two fetches racing for
+        // the user-data cannot both get it.
+        let sealed = self
             .inner
             .store
-            .call(move |c| resources::find(c, ResourceKind::Seed, &lookup))
+            .call(move |c| {
+                let Some(mut seed) = resources::find(c, ResourceKind::Seed, &digest)? else {
+                    return Ok(None);
+                };
+                if seed.detail["spent"].as_bool() == Some(true) {
+                    return Ok(None);
+                }
+                let sealed = seed.detail["sealed"].as_str().map(str::to_owned);
+                if spend {
+                    seed.detail["spent"] = serde_json::Value::Bool(true);
+                    resources::record(c, &seed)?;
+                    tracing::info!(service = seed.service_id, "cloud-init fetched its seed");
+                }
+                Ok(sealed)
+            })
             .await
             .ok()??;
-        if seed.detail["spent"].as_bool() == Some(true) {
-            return None;
-        }
-        let sealed = seed.detail["sealed"].as_str()?;
-        let opened = crate::sealed::open(&self.inner.data_key, sealed).ok()?;
+        let opened = crate::sealed::open(&self.inner.data_key, &sealed).ok()?;
         let documents: serde_json::Value = serde_json::from_slice(&opened).ok()?;
-        if file == "user-data" {
-            let mut spent = seed.clone();
-            spent.detail["spent"] = serde_json::Value::Bool(true);
-            if let Err(err) = self
-                .inner
-                .store
-                .call(move |c| resources::record(c, &spent))
-                .await
-            {
-                tracing::error!(error = %err, "could not mark a seed as fetched; refusing to serve it");
-                return None;
-            }
-            tracing::info!(service = seed.service_id, "cloud-init fetched its seed");
-        }
         match file {
             "vendor-data" => Some(String::new()),
             other => documents[other].as_str().map(str::to_owned),

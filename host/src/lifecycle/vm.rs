@@ -21,6 +21,13 @@ pub fn marker(service_id: i64) -> String {
     format!("porthole-service:{service_id}")
 }
 
+/// True when `description` carries exactly this service's marker: `porthole-service:1` must not
+/// match the description of service 12's VM.
+pub fn carries_marker(description: &str, service_id: i64) -> bool {
+    let marker = marker(service_id);
+    description.split_whitespace().any(|token| token == marker)
+}
+
 /// The disk a plan's size applies to.
 const SYSTEM_DISK: &str = "scsi0";
 
@@ -259,7 +266,7 @@ impl StepContext<'_> {
     fn is_ours(&self, config: &VmConfig) -> bool {
         config
             .get("description")
-            .is_some_and(|d| d.contains(&marker(self.service.id)))
+            .is_some_and(|d| carries_marker(d, self.service.id))
     }
 
     /// The VM id of this service's VM when it exists and carries our marker. `None` when there
@@ -375,7 +382,14 @@ impl StepContext<'_> {
         let Some((node, vmid)) = self.owned_vm().await? else {
             return Ok(());
         };
-        if self.client.vm_status(&node, vmid).await?.status == VmPowerState::Stopped {
+        let stopped = match self.client.vm_status(&node, vmid).await {
+            Ok(status) => status.status == VmPowerState::Stopped,
+            // Stopping a stopped VM is harmless, so a status that cannot be read (a rollback
+            // after the status call itself kept failing) is no reason to wait.
+            Err(err) if err.is_transient() => false,
+            Err(err) => return Err(err.into()),
+        };
+        if stopped {
             return Ok(());
         }
         let upid = self.client.stop_vm(&node, vmid).await?;
@@ -505,6 +519,17 @@ fn disk_size_gib(line: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marker_matches_its_own_service_only() {
+        assert!(carries_marker("porthole-service:1", 1));
+        assert!(carries_marker(
+            "built by porthole\nporthole-service:12\n",
+            12
+        ));
+        assert!(!carries_marker("porthole-service:12", 1));
+        assert!(!carries_marker("porthole-service:1x", 1));
+    }
 
     #[test]
     fn disk_sizes_are_read_in_gib() {

@@ -25,7 +25,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-/// Generous bound for the test's own waiting; never an assertion about speed.
+/// Generous bound for the test's own waiting; never an assertion about speed. Every wait in this
+/// file has it, so a stuck step (an unanswered HTTP call, a WebSocket handshake, an incremental
+/// update the simulator holds until the screen changes) fails with its name instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
@@ -40,14 +42,16 @@ fn fast_sim() -> SimConfig {
 }
 
 async fn demo_with(sim: SimConfig, extra_config: &str) -> Demo {
-    Demo::start_with(DemoSetup {
+    let starting = Demo::start_with(DemoSetup {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: None,
         sim,
         extra_config: extra_config.to_owned(),
-    })
-    .await
-    .unwrap()
+        plugins_dir: None,
+    });
+    within("starting the simulator and the daemon", starting)
+        .await
+        .unwrap()
 }
 
 async fn demo() -> Demo {
@@ -78,16 +82,21 @@ async fn mint_recorded(
     kind: &str,
     transcript: Option<&Transcript>,
 ) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{}/api/v1/vms/{service_id}/console", origin(demo)))
         .bearer_auth(token(demo, username))
         .json(&json!({ "kind": kind }))
-        .send()
+        .timeout(PATIENCE)
+        .send();
+    let response = request
         .await
-        .unwrap();
+        .unwrap_or_else(|err| panic!("POST console for {username}: {err}"));
     let status = response.status();
     let headers = format!("{:?}", response.headers());
-    let body = response.bytes().await.unwrap();
+    let body = response
+        .bytes()
+        .await
+        .unwrap_or_else(|err| panic!("console token answer for {username}: {err}"));
     if let Some(transcript) = transcript {
         let mut log = transcript.lock().unwrap();
         log.extend_from_slice(headers.as_bytes());
@@ -119,6 +128,18 @@ struct Refused {
 
 /// Opens `url` as a browser on the panel's page would (`Origin`, subprotocol `binary`).
 async fn open(url: &str, origin: Option<&str>, transcript: &Transcript) -> Result<Socket, Refused> {
+    within(
+        "the console WebSocket handshake",
+        open_unbounded(url, origin, transcript),
+    )
+    .await
+}
+
+async fn open_unbounded(
+    url: &str,
+    origin: Option<&str>,
+    transcript: &Transcript,
+) -> Result<Socket, Refused> {
     let parsed = url::Url::parse(url).unwrap();
     let tcp = TcpStream::connect((
         parsed.host_str().unwrap(),
@@ -249,11 +270,11 @@ async fn vnc_viewer(
 }
 
 async fn audit_entries(demo: &Demo, action: &'static str) -> Vec<Record> {
-    demo.daemon()
+    let reading = demo
+        .daemon()
         .store()
-        .call(move |c| audit::recent(c, Some(action), 100))
-        .await
-        .unwrap()
+        .call(move |c| audit::recent(c, Some(action), 100));
+    within("reading the audit log", reading).await.unwrap()
 }
 
 /// Waits (generously) for an audit entry of `action` whose detail `reason` is `reason`.
@@ -272,14 +293,13 @@ async fn audited(demo: &Demo, action: &'static str, reason: &str) -> Record {
 }
 
 async fn set_state(demo: &Demo, service_id: i64, state: &'static str) {
-    demo.daemon()
-        .store()
-        .call(move |c| {
-            c.execute(
-                "UPDATE services SET state = ?2 WHERE id = ?1",
-                rusqlite::params![service_id, state],
-            )
-        })
+    let writing = demo.daemon().store().call(move |c| {
+        c.execute(
+            "UPDATE services SET state = ?2 WHERE id = ?1",
+            rusqlite::params![service_id, state],
+        )
+    });
+    within("changing the service's state", writing)
         .await
         .unwrap();
 }
@@ -310,6 +330,13 @@ async fn read_until(stream: &mut DuplexStream, output: &mut Vec<u8>, needle: &st
         .unwrap_or_else(|_| panic!("no {needle:?} on the terminal"))
 }
 
+/// Writes terminal input (a duplex write waits while the relay is not draining it).
+async fn type_into(stream: &mut DuplexStream, bytes: &[u8]) {
+    within("writing to the terminal", stream.write_all(bytes))
+        .await
+        .unwrap();
+}
+
 /// termproxy's input message for `text`.
 fn input(text: &str) -> Vec<u8> {
     format!("0:{}:{text}", text.len()).into_bytes()
@@ -330,10 +357,16 @@ async fn vnc_shows_the_screen_and_takes_keys(mode: VncPasswordMode) {
     .await;
     let (mut viewer, _closed, _) = vnc_viewer(&demo, "alice", service(&demo, "alice", 0)).await;
     assert_eq!(viewer.name(), "alice-web");
-    assert!(viewer.refresh().await.unwrap() > 0, "a framebuffer update");
+    let rects = within("a full framebuffer update", viewer.refresh()).await;
+    assert!(rects.unwrap() > 0, "a framebuffer update");
     let before = viewer.framebuffer_hash();
-    viewer.type_text("hello relay\n").await.unwrap();
-    viewer.update(true).await.unwrap();
+    within("typing", viewer.type_text("hello relay\n"))
+        .await
+        .unwrap();
+    // Incremental: the simulator answers once the typed text has changed the screen.
+    within("an update showing the typed text", viewer.update(true))
+        .await
+        .unwrap();
     assert_ne!(
         before,
         viewer.framebuffer_hash(),
@@ -362,14 +395,11 @@ async fn terminal_console_echoes_a_typed_line_and_passes_resizes_to_the_shell() 
     let (socket, _) = open_ok(&demo, &url).await;
     let (mut stream, _closed) = byte_stream(socket);
     let mut output = Vec::new();
-    stream.write_all(b"1:132:43:").await.unwrap();
-    stream
-        .write_all(&input("echo hello-relay\r"))
-        .await
-        .unwrap();
+    type_into(&mut stream, b"1:132:43:").await;
+    type_into(&mut stream, &input("echo hello-relay\r")).await;
     read_until(&mut stream, &mut output, "echo hello-relay").await;
     read_until(&mut stream, &mut output, "\r\nhello-relay").await;
-    stream.write_all(&input("stty size\r")).await.unwrap();
+    type_into(&mut stream, &input("stty size\r")).await;
     read_until(&mut stream, &mut output, "43 132").await;
 }
 
@@ -379,16 +409,23 @@ async fn two_viewers_watch_one_vm_and_suspension_closes_both() {
     let vm = service(&demo, "alice", 0);
     let (mut first, first_closed, _) = vnc_viewer(&demo, "alice", vm).await;
     let (mut second, second_closed, _) = vnc_viewer(&demo, "alice", vm).await;
-    assert!(first.refresh().await.unwrap() > 0);
-    assert!(second.refresh().await.unwrap() > 0);
+    assert!(
+        within("the first viewer's update", first.refresh())
+            .await
+            .unwrap()
+            > 0
+    );
+    assert!(
+        within("the second viewer's update", second.refresh())
+            .await
+            .unwrap()
+            > 0
+    );
     assert_eq!(demo.sim().console_sessions(101), 2);
 
     set_state(&demo, vm, "suspended").await;
-    let closed = demo
-        .daemon()
-        .console()
-        .revoke(vm, Revocation::Suspended)
-        .await;
+    let revoking = demo.daemon().console().revoke(vm, Revocation::Suspended);
+    let closed = within("revoking the VM's consoles", revoking).await;
     assert_eq!(closed, 2);
 
     for closed in [first_closed, second_closed] {
@@ -406,10 +443,8 @@ async fn suspension_revokes_tokens_already_handed_out() {
     let vm = service(&demo, "alice", 0);
     let url = console_url(&demo, "alice", vm, "vnc").await;
     set_state(&demo, vm, "suspended").await;
-    demo.daemon()
-        .console()
-        .revoke(vm, Revocation::Suspended)
-        .await;
+    let revoking = demo.daemon().console().revoke(vm, Revocation::Suspended);
+    within("revoking the VM's consoles", revoking).await;
     let refused = open(&url, Some(&origin(&demo)), &Transcript::default())
         .await
         .unwrap_err();
@@ -423,8 +458,13 @@ async fn operators_see_live_sessions_and_can_close_one() {
     let demo = demo().await;
     let vm = service(&demo, "alice", 0);
     let (mut viewer, closed, _) = vnc_viewer(&demo, "alice", vm).await;
-    viewer.refresh().await.unwrap();
-    let client = reqwest::Client::new();
+    within("a framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .unwrap();
     let listing: Value = client
         .get(format!("{}/api/v1/console/sessions", origin(&demo)))
         .bearer_auth(token(&demo, "admin"))
@@ -471,11 +511,11 @@ async fn operators_see_live_sessions_and_can_close_one() {
 async fn console_refuses_an_expired_token() {
     let demo = demo().await;
     let url = console_url(&demo, "alice", service(&demo, "alice", 0), "vnc").await;
-    demo.daemon()
+    let expiring = demo
+        .daemon()
         .store()
-        .call(|c| c.execute("UPDATE console_tokens SET expires_at = 0", []))
-        .await
-        .unwrap();
+        .call(|c| c.execute("UPDATE console_tokens SET expires_at = 0", []));
+    within("expiring the token", expiring).await.unwrap();
     let refused = open(&url, Some(&origin(&demo)), &Transcript::default())
         .await
         .unwrap_err();
@@ -686,10 +726,15 @@ async fn no_ticket_password_token_node_name_or_address_reaches_the_browser() {
     let url = body["url"].as_str().unwrap();
     let socket = open(url, Some(&origin(&demo)), &seen).await.unwrap();
     let (stream, closed) = byte_stream(socket);
-    let mut viewer = RfbClient::connect(stream, Security::None).await.unwrap();
-    viewer.refresh().await.unwrap();
-    viewer.type_text("ls\n").await.unwrap();
-    viewer.update(true).await.unwrap();
+    let connecting = RfbClient::connect(stream, Security::None);
+    let mut viewer = within("the RFB handshake", connecting).await.unwrap();
+    within("a full framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    within("typing", viewer.type_text("ls\n")).await.unwrap();
+    within("an update showing the typed text", viewer.update(true))
+        .await
+        .unwrap();
     drop(viewer);
     let _ = tokio::time::timeout(PATIENCE, closed).await;
 
@@ -698,7 +743,7 @@ async fn no_ticket_password_token_node_name_or_address_reaches_the_browser() {
     let socket = open(url, Some(&origin(&demo)), &seen).await.unwrap();
     let (mut stream, _closed) = byte_stream(socket);
     let mut output = Vec::new();
-    stream.write_all(&input("uname\r")).await.unwrap();
+    type_into(&mut stream, &input("uname\r")).await;
     read_until(&mut stream, &mut output, "Linux").await;
 
     let tickets: Vec<String> = demo

@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod demo;
 mod lifecycle;
+mod lifecycle_acceptance;
 mod plugins_first_party;
 mod plugins_sandbox;
 mod proxmox_client;

@@ -1,0 +1,339 @@
+//! The reconciler: compares what the database says about services with what the clusters
+//! report, and keeps the last report of the differences (drift) for operators.
+//!
+//! It only reads. A VM missing for a live service, a VM carrying our tag that no service owns,
+//! or a VM in the wrong power state is reported, never repaired: deciding between "the database
+//! is wrong" and "the cluster is wrong" is an operator's call. Services with an unfinished job
+//! are skipped, since they are expected to be in between states.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::Lifecycle;
+use crate::inventory::{Unreachable, VmView};
+use crate::proxmox::ProxmoxError;
+use crate::store::services::Service;
+
+/// The tag every VM the engine builds carries.
+const TAG: &str = "porthole";
+
+/// One difference between a service and its cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Drift {
+    /// An active or suspended service whose VM is not on its cluster.
+    MissingVm {
+        service_id: i64,
+        state: String,
+        cluster: String,
+        vmid: Option<u32>,
+    },
+    /// A VM with our tag (or a service marker) that belongs to no service.
+    UnknownVm {
+        cluster: String,
+        node: String,
+        vmid: u32,
+        name: Option<String>,
+        /// The service named by the VM's description marker, if it carries one.
+        marker_service: Option<i64>,
+    },
+    /// The VM's power state is not what the service's state says it should be.
+    PowerMismatch {
+        service_id: i64,
+        state: String,
+        cluster: String,
+        vmid: u32,
+        expected: &'static str,
+        actual: String,
+    },
+}
+
+/// The outcome of one comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftReport {
+    /// Unix seconds of the comparison.
+    pub checked_at: i64,
+    pub drift: Vec<Drift>,
+    /// Clusters that did not answer: nothing on them was compared.
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// The latest report, shared with the API.
+pub(super) type LastReport = watch::Sender<Option<Arc<DriftReport>>>;
+
+impl Lifecycle {
+    /// The last report, if a comparison has run.
+    pub fn drift(&self) -> Option<Arc<DriftReport>> {
+        self.inner.drift.borrow().clone()
+    }
+
+    /// Compares now, keeps the report as the last one and returns it.
+    pub async fn reconcile(&self) -> Result<Arc<DriftReport>, crate::store::StoreError> {
+        let services = self
+            .inner
+            .store
+            .call(|c| {
+                let services = crate::store::services::list(c, None)?;
+                let mut busy = HashSet::new();
+                for service in &services {
+                    if super::job::unfinished_for_service(c, service.id)?.is_some() {
+                        busy.insert(service.id);
+                    }
+                }
+                Ok((services, busy))
+            })
+            .await?;
+        let (services, busy) = services;
+        let gathered = self.inner.inventory.vms().await;
+        let mut drift = compare(&services, &busy, &gathered.items, &gathered.unreachable);
+        self.read_markers(&mut drift).await;
+        let report = Arc::new(DriftReport {
+            checked_at: crate::store::now(),
+            drift,
+            unreachable: gathered.unreachable,
+        });
+        if !report.drift.is_empty() {
+            tracing::warn!(
+                count = report.drift.len(),
+                "the clusters differ from the services"
+            );
+        }
+        self.inner.drift.send_replace(Some(report.clone()));
+        Ok(report)
+    }
+
+    /// For unknown VMs, reads their description for a service marker (which service built it).
+    async fn read_markers(&self, drift: &mut [Drift]) {
+        for item in drift.iter_mut() {
+            let Drift::UnknownVm {
+                cluster,
+                node,
+                vmid,
+                marker_service,
+                ..
+            } = item
+            else {
+                continue;
+            };
+            let Some(client) = self.inner.inventory.client(cluster) else {
+                continue;
+            };
+            match client.vm_config(node, *vmid).await {
+                Ok(config) => {
+                    *marker_service = config.get("description").and_then(marked_service);
+                }
+                Err(ProxmoxError::NotFound { .. }) => {}
+                Err(err) => {
+                    tracing::debug!(vmid, error = %err, "cannot read an unknown VM's description");
+                }
+            }
+        }
+    }
+
+    /// Compares every `interval` until `stopped` changes.
+    pub(super) async fn reconcile_every(
+        &self,
+        interval: Duration,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            if *stopped.borrow() {
+                return;
+            }
+            if let Err(err) = self.reconcile().await {
+                tracing::warn!(error = %err, "cannot compare services with the clusters");
+            }
+        }
+    }
+}
+
+/// The service id in a description carrying `porthole-service:<id>`.
+fn marked_service(description: &str) -> Option<i64> {
+    description
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("porthole-service:"))
+        .and_then(|id| id.parse().ok())
+}
+
+fn tagged(vm: &VmView) -> bool {
+    vm.tags
+        .as_deref()
+        .is_some_and(|tags| tags.split([';', ',', ' ']).any(|t| t == TAG))
+}
+
+/// The drift between `services` and the VMs the reachable clusters reported.
+fn compare(
+    services: &[Service],
+    busy: &HashSet<i64>,
+    vms: &[VmView],
+    unreachable: &[Unreachable],
+) -> Vec<Drift> {
+    let by_id: HashMap<(&str, u32), &VmView> = vms
+        .iter()
+        .map(|vm| ((vm.cluster.as_str(), vm.vmid), vm))
+        .collect();
+    let owned: HashSet<(&str, u32)> = services
+        .iter()
+        .filter_map(|s| Some((s.cluster.as_str(), s.vmid?)))
+        .collect();
+    let mut drift = Vec::new();
+    for service in services {
+        let live = matches!(service.state.as_str(), "active" | "suspended");
+        let answered = !unreachable.iter().any(|u| u.cluster == service.cluster);
+        if !live || !answered || busy.contains(&service.id) {
+            continue;
+        }
+        let vm = service
+            .vmid
+            .and_then(|vmid| by_id.get(&(service.cluster.as_str(), vmid)));
+        let Some(vm) = vm else {
+            drift.push(Drift::MissingVm {
+                service_id: service.id,
+                state: service.state.clone(),
+                cluster: service.cluster.clone(),
+                vmid: service.vmid,
+            });
+            continue;
+        };
+        let actual = vm.status.clone().unwrap_or_default();
+        let expected = match service.state.as_str() {
+            "active" if actual != "running" => Some("running"),
+            "suspended" if actual != "stopped" => Some("stopped"),
+            _ => None,
+        };
+        if let Some(expected) = expected {
+            drift.push(Drift::PowerMismatch {
+                service_id: service.id,
+                state: service.state.clone(),
+                cluster: service.cluster.clone(),
+                vmid: vm.vmid,
+                expected,
+                actual,
+            });
+        }
+    }
+    for vm in vms {
+        if tagged(vm) && !vm.template && !owned.contains(&(vm.cluster.as_str(), vm.vmid)) {
+            drift.push(Drift::UnknownVm {
+                cluster: vm.cluster.clone(),
+                node: vm.node.clone(),
+                vmid: vm.vmid,
+                name: vm.name.clone(),
+                marker_service: None,
+            });
+        }
+    }
+    drift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(id: i64, state: &str, vmid: Option<u32>) -> Service {
+        Service {
+            id,
+            owner_id: 1,
+            name: format!("s{id}"),
+            cluster: "c".into(),
+            node: Some("n".into()),
+            vmid,
+            plan: None,
+            state: state.into(),
+            template: None,
+            hostname: None,
+            external_ref: None,
+            created_at: 0,
+        }
+    }
+
+    fn vm(vmid: u32, status: &str, tags: Option<&str>) -> VmView {
+        VmView {
+            cluster: "c".into(),
+            node: "n".into(),
+            vmid,
+            name: None,
+            status: Some(status.into()),
+            template: false,
+            tags: tags.map(str::to_owned),
+            cores: None,
+            memory_bytes: None,
+            disk_bytes: None,
+        }
+    }
+
+    #[test]
+    fn missing_unknown_and_mispowered_vms_are_reported_and_busy_or_gone_services_are_not() {
+        let services = [
+            service(1, "active", Some(101)),
+            service(2, "active", Some(102)),
+            service(3, "suspended", Some(103)),
+            service(4, "suspended", Some(104)),
+            service(5, "terminated", None),
+            service(6, "active", Some(106)),
+        ];
+        let vms = [
+            vm(101, "running", Some("porthole")),
+            vm(103, "running", Some("porthole")),
+            vm(104, "stopped", Some("porthole")),
+            vm(106, "stopped", Some("porthole")),
+            vm(200, "running", Some("web;porthole")),
+            vm(201, "running", Some("other")),
+        ];
+        let busy = HashSet::from([6]);
+        let drift = compare(&services, &busy, &vms, &[]);
+        assert_eq!(
+            drift,
+            vec![
+                Drift::MissingVm {
+                    service_id: 2,
+                    state: "active".into(),
+                    cluster: "c".into(),
+                    vmid: Some(102)
+                },
+                Drift::PowerMismatch {
+                    service_id: 3,
+                    state: "suspended".into(),
+                    cluster: "c".into(),
+                    vmid: 103,
+                    expected: "stopped",
+                    actual: "running".into()
+                },
+                Drift::UnknownVm {
+                    cluster: "c".into(),
+                    node: "n".into(),
+                    vmid: 200,
+                    name: None,
+                    marker_service: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreachable_cluster_reports_nothing_missing() {
+        let services = [service(1, "active", Some(101))];
+        let unreachable = [Unreachable {
+            cluster: "c".into(),
+            error: "timeout".into(),
+        }];
+        assert!(compare(&services, &HashSet::new(), &[], &unreachable).is_empty());
+    }
+
+    #[test]
+    fn markers_name_their_service() {
+        assert_eq!(marked_service("built by porthole-service:42 ok"), Some(42));
+        assert_eq!(marked_service("porthole-service:x"), None);
+        assert_eq!(marked_service("nothing"), None);
+    }
+}
