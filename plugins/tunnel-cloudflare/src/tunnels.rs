@@ -69,16 +69,23 @@ impl<'a, H: HttpClient, K: Kv> CloudflareTunnels<'a, H, K> {
             None => self.create(&spec.name)?,
         };
         self.remember(&spec.idempotency_key, &id)?;
-        self.api.call(
-            Method::Put,
-            &format!("{}/{id}/configurations", self.tunnels_path()),
-            Some(&configuration(&hostnames, &service)),
-        )?;
-        let connector_token: String = self.api.call_as(
-            Method::Get,
-            &format!("{}/{id}/token", self.tunnels_path()),
-            None,
-        )?;
+        let connector_token = match self.configure(&id, &hostnames, &service) {
+            Ok(token) => token,
+            Err(err) => {
+                // The caller learns no id from a failed call, so nothing of it may stay behind:
+                // a retry with the same key creates the tunnel again.
+                if let Err(cleanup) = self.delete_tunnel(&id) {
+                    return Err(PluginError::new(
+                        err.kind,
+                        format!(
+                            "{}; and removing the half-made tunnel {id} failed: {}",
+                            err.message, cleanup.message
+                        ),
+                    ));
+                }
+                return Err(err);
+            }
+        };
         let dns_records = hostnames.iter().map(|h| cname(h, &id)).collect();
         Ok(TunnelInfo {
             id,
@@ -107,6 +114,25 @@ impl<'a, H: HttpClient, K: Kv> CloudflareTunnels<'a, H, K> {
             Err(err) => return Err(err.into()),
         }
         self.forget(id)
+    }
+
+    /// Sets the tunnel's ingress rules and returns its connector token.
+    fn configure(
+        &self,
+        id: &str,
+        hostnames: &[String],
+        service: &str,
+    ) -> Result<String, PluginError> {
+        self.api.call(
+            Method::Put,
+            &format!("{}/{id}/configurations", self.tunnels_path()),
+            Some(&configuration(hostnames, service)),
+        )?;
+        Ok(self.api.call_as(
+            Method::Get,
+            &format!("{}/{id}/token", self.tunnels_path()),
+            None,
+        )?)
     }
 
     /// The tunnel this key created before: from `kv`, or by name if `kv` missed the save.
