@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::first_party::plugin_entry;
 use porthole::demo::{Demo, DemoSetup};
 use porthole_sim::{Fault, FaultKind, SimConfig, Times};
 use reqwest::StatusCode;
@@ -13,24 +14,6 @@ retry_initial_ms = 20
 retry_max_ms = 100
 max_attempts = 3
 ";
-
-/// A built first-party plugin as a `[[plugins]]` entry (built by `cargo xtask plugins`).
-pub fn plugin_entry(name: &str, world: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err}; build the plugins with `cargo xtask plugins`",
-            path.display()
-        )
-    });
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    format!(
-        "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sha256}\"\nworld = \"{world}\"\n",
-        path.display()
-    )
-}
 
 struct Panel {
     demo: Demo,

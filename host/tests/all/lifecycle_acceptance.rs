@@ -3,6 +3,7 @@
 //! cloudinit-lab) against the simulator's Proxmox and Cloudflare surfaces, with cloud-init
 //! delivered as snippets; faults in every provisioning call; and a daemon killed mid-provision.
 
+use crate::first_party::component;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,21 +33,6 @@ fn fast_sim() -> SimConfig {
         clone_duration: Duration::from_millis(40),
         ..SimConfig::default()
     }
-}
-
-/// A first-party component's path and SHA-256 (built by `cargo xtask plugins`).
-fn component(package: &str) -> (PathBuf, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err}; build the plugins with `cargo xtask plugins`",
-            path.display()
-        )
-    });
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    (path, sha256)
 }
 
 /// How the Cloudflare plugins reach the simulator: directly over HTTPS (trusting its

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod console;
 mod demo;
+mod first_party;
 mod lifecycle;
 mod lifecycle_acceptance;
 mod plugins_first_party;

@@ -2,6 +2,7 @@
 //! own plugin runtime, against the simulator's Cloudflare surface and a real PowerDNS server.
 //! Nothing is skipped: a missing component, `pdns_server` or `dig` fails with what to install.
 
+use crate::first_party::component;
 use porthole::config::{
     PluginConfig, PluginLimits, PluginTlsConfig, PluginWorld, ResolvedPlugin, Secret,
 };
@@ -10,7 +11,7 @@ use porthole::plugins::{
     WebhookRequest, check_file,
 };
 use porthole_sim::{SimConfig, SimHandle, Simulator};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -19,19 +20,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// The release component of a first-party plugin package.
-fn component(package: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../plugins/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", package.replace('-', "_")));
-    assert!(
-        path.exists(),
-        "{} is missing: build the first-party plugins with `cargo xtask plugins`",
-        path.display()
-    );
-    path
-}
 
 /// What a plugin manifest says, minus the file: world, reachable origins and settings.
 struct Manifest<'a> {
@@ -44,9 +32,7 @@ struct Manifest<'a> {
 
 impl Manifest<'_> {
     fn resolve(self) -> ResolvedPlugin {
-        let path = component(self.package);
-        let bytes = std::fs::read(&path).unwrap();
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let (path, sha256) = component(self.package);
         // Only loopback is listed, and only because the test's servers live there.
         let allowed_addresses = if self.allowed_hosts.is_empty() {
             vec![]
@@ -143,7 +129,7 @@ async fn first_party_plugins_pass_plugin_check() {
         ("billing-stripe", PluginWorld::BillingAdapter),
     ];
     for (package, world) in expected {
-        let (inspection, verdict) = check_file(&component(package), None).unwrap();
+        let (inspection, verdict) = check_file(&component(package).0, None).unwrap();
         assert_eq!(
             verdict.ok(),
             Some(world),
