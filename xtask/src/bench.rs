@@ -15,7 +15,8 @@ pub fn run(root: &Path, what: Option<&str>) -> anyhow::Result<()> {
     match what {
         Some("plugins") => plugins(root),
         Some("console") => crate::bench_console::run(root),
-        _ => bail!("usage: cargo xtask bench plugins|console"),
+        Some("orders") => crate::bench_orders::run(root),
+        _ => bail!("usage: cargo xtask bench plugins|console|orders"),
     }
 }
 

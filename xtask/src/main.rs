@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_console;
+mod bench_orders;
 mod plugins;
 mod run;
 mod trim_schema;
@@ -14,6 +15,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   bench plugins               measure plugin calls (fresh instance per call) against native; append to docs/benchmarks.md
   bench console               measure the console relay beside websockify; append to docs/benchmarks.md
+  bench orders                200 concurrent orders on the simulator: orders/minute, CPU per order; append to docs/benchmarks.md
   demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
   plugins                     build the first-party plugins as wasm32-wasip2 components; print path, size, sha256
   test                        everything CI checks: rustfmt, clippy -D warnings, every test
