@@ -320,6 +320,42 @@ pub async fn retry_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /jobs/{id}/cancel`: stops a waiting or parked job; a provision rolls back instead.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let outcome = state
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let outcome = job::cancel(&tx, id)?;
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let result = match outcome {
+        job::Cancelled::Refused(reason) => return Err(ApiError::Conflict(reason.into())),
+        job::Cancelled::Stopped => "cancelled",
+        job::Cancelled::RollingBack => "rolling_back",
+    };
+    state.lifecycle.wake();
+    crate::audit::record(
+        &state.store,
+        crate::audit::Entry {
+            actor: &admin.actor(),
+            action: "job.cancel",
+            target: Some(&format!("job:{id}")),
+            detail: json!({ "result": result }),
+            client: None,
+        },
+    )
+    .await;
+    Ok(Json(json!({ "result": result })))
+}
+
 pub async fn list_plans(State(state): State<AppState>, _: Identity) -> ApiResult<Json<Vec<Plan>>> {
     Ok(Json(state.store.call(|c| catalogue::plans(c)).await?))
 }

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/services/{id}/events", get(lifecycle::events))
         .route("/services/{id}/{action}", post(lifecycle::operate))
         .route("/jobs/{id}/retry", post(lifecycle::retry_job))
+        .route("/jobs/{id}/cancel", post(lifecycle::cancel_job))
         .route("/drift", get(lifecycle::drift).post(lifecycle::reconcile))
         .route("/plans", get(lifecycle::list_plans))
         .route("/plans/{name}", axum::routing::put(lifecycle::put_plan))

@@ -372,3 +372,55 @@ pub fn events_for_service(
     })?;
     rows.collect()
 }
+
+/// What an operator's cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job stopped where it was.
+    Stopped,
+    /// A provision rolls back instead, so nothing it created is left behind.
+    RollingBack,
+    /// Refused, with the reason.
+    Refused(&'static str),
+}
+
+/// Cancels a job that is not running a step right now. A provision is never just dropped: it
+/// rolls back what it created; a rollback itself cannot be cancelled.
+pub fn cancel(conn: &Connection, job_id: i64) -> rusqlite::Result<Option<Cancelled>> {
+    let Some(job) = get(conn, job_id)? else {
+        return Ok(None);
+    };
+    let leased: bool = conn.query_row(
+        "SELECT lease_until IS NOT NULL AND lease_until >= ?2 FROM jobs WHERE id = ?1",
+        params![job_id, now()],
+        |row| row.get(0),
+    )?;
+    let rollback = job.kind == JobKind::Provision
+        && (job.state == JobState::Compensating || job.data.failed_step.is_some());
+    let outcome = if job.state.is_finished() && job.state != JobState::Parked {
+        Cancelled::Refused("the job has finished")
+    } else if leased {
+        Cancelled::Refused("the job is running a step; cancel it while it waits or once it parks")
+    } else if rollback {
+        Cancelled::Refused("a rollback cannot be cancelled: it removes what the order created")
+    } else if job.kind == JobKind::Provision {
+        let mut data = job.data.clone();
+        data.failed_step = Some(job.step);
+        let first = super::steps::sequence(JobKind::Provision, JobState::Compensating)[0];
+        compensate(conn, job_id, first, &data, "cancelled by an operator")?;
+        requeue(conn, job_id, JobState::Compensating)?;
+        Cancelled::RollingBack
+    } else {
+        let error = Some("cancelled by an operator");
+        transition(
+            conn,
+            job_id,
+            JobState::Cancelled,
+            job.step,
+            &job.data,
+            error,
+        )?;
+        Cancelled::Stopped
+    };
+    Ok(Some(outcome))
+}

@@ -390,3 +390,68 @@ async fn customers_follow_their_own_services_but_cannot_operate_them() {
     }
     panel.demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_operator_cancels_a_parked_job_but_not_a_finished_one() {
+    let panel = Panel::start().await;
+    let (_, receipt) = panel.order("order-park", "park-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let provision = receipt["job_id"].as_i64().unwrap();
+    panel.settled(id).await;
+    panel.demo.sim().inject(Fault {
+        method: Some("DELETE".into()),
+        path: "/nodes/{node}/qemu/{vmid}".into(),
+        kind: FaultKind::Status {
+            code: 503,
+            message: "service unavailable".into(),
+        },
+        times: Times::ALWAYS,
+    });
+    let (_, terminate) = panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "t-park",
+            json!({}),
+        )
+        .await;
+    let view = panel.settled(id).await;
+    assert_eq!(view["jobs"][1]["state"], "parked", "{view}");
+
+    let job = terminate["job_id"].as_i64().unwrap();
+    let (status, body) = panel
+        .post(
+            "admin",
+            &format!("/api/v1/jobs/{job}/cancel"),
+            "c-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["result"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{body}"
+    );
+    assert_eq!(panel.service(id).await["jobs"][1]["state"], "cancelled");
+
+    let (status, body) = panel
+        .post(
+            "admin",
+            &format!("/api/v1/jobs/{provision}/cancel"),
+            "c-2",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = panel
+        .post(
+            "alice",
+            &format!("/api/v1/jobs/{job}/cancel"),
+            "c-3",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    panel.demo.sim().clear_faults();
+    panel.demo.stop().await.unwrap();
+}

@@ -166,9 +166,15 @@ function alertIn(err: unknown): void {
 
 async function showJobs(s: ServiceRow, into: HTMLElement): Promise<void> {
   const view = await api<{ jobs: Job[]; history: { job_id: number; step: string; status: string; message: string | null; at: number }[] }>('GET', `/services/${s.id}`);
-  const retry = (j: Job) => j.state === 'parked'
-    ? h('button', { type: 'button', class: 'small', onclick: async () => { try { await api('POST', `/jobs/${j.id}/retry`); await showJobs(s, into); } catch (err) { alertIn(err); } } }, 'Retry')
-    : '';
+  const act = (j: Job, action: 'retry' | 'cancel', label: string) =>
+    h('button', { type: 'button', class: 'small', onclick: async () => {
+      if (action === 'cancel' && !(await confirmDialog(`Cancel job ${j.id}? A provision rolls back what it created.`, 'Cancel job'))) return;
+      try { await api('POST', `/jobs/${j.id}/${action}`); await showJobs(s, into); } catch (err) { alertIn(err); }
+    } }, label);
+  const unfinished = (j: Job) => j.state === 'pending' || j.state === 'parked';
+  const retry = (j: Job) => h('span', {},
+    j.state === 'parked' ? act(j, 'retry', 'Retry') : '',
+    unfinished(j) ? act(j, 'cancel', 'Cancel') : '');
   into.replaceChildren(h('h2', {}, `Jobs of ${s.name}`),
     table(['Job', 'Kind', 'State', 'Step', 'Attempts', 'Last error', 'Updated', ''], view.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', String(j.attempts), j.last_error ?? '', time(j.updated_at), retry(j)])),
     table(['At', 'Job', 'Step', 'Status', 'Message'], (view.history ?? []).slice(-50).reverse().map((e) => [time(e.at), String(e.job_id), e.step, e.status, e.message ?? '']), 'History'));
