@@ -30,7 +30,7 @@ pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
     let ui = root.join("panel-ui");
     let lock = newest(&ui.join("package-lock.json"));
     if newest(&ui.join("node_modules/.package-lock.json")) < lock {
-        step(&ui, "npm", &["ci", "--no-audit", "--no-fund"])?;
+        install_locked(&ui)?;
     }
     let inputs = ["src", "index.html", "package.json", "vite.config.ts"];
     let sources = inputs
@@ -39,6 +39,23 @@ pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
         .chain(lock);
     if newest(&ui.join("dist/index.html")) < sources.max() {
         step(&ui, "npm", &["run", "build"])?;
+    }
+    Ok(())
+}
+
+/// Installs exactly what `package-lock.json` records. Not `npm ci`: the registry mirror this
+/// project builds from serves only this platform's optional packages (rollup's and esbuild's
+/// native binaries), so the lock lists only those and `npm ci` refuses it as incomplete.
+/// `npm install` follows the lock; the lock must come out unchanged, or the install is refused.
+fn install_locked(ui: &Path) -> anyhow::Result<()> {
+    let lock_file = ui.join("package-lock.json");
+    let before = std::fs::read(&lock_file)?;
+    step(ui, "npm", &["install", "--no-audit", "--no-fund"])?;
+    if std::fs::read(&lock_file)? != before {
+        std::fs::write(&lock_file, before)?;
+        anyhow::bail!(
+            "npm install wanted to change panel-ui/package-lock.json; update it on purpose"
+        );
     }
     Ok(())
 }
