@@ -12,7 +12,7 @@ const FAST_LIFECYCLE: &str = "
 [lifecycle]
 retry_initial_ms = 20
 retry_max_ms = 100
-max_attempts = 3
+max_attempts = 10
 ";
 
 struct Panel {
@@ -280,7 +280,8 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(panel.settled(id).await["service"]["state"], "suspended");
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "suspended", "{view}");
     assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("stopped"));
 
     panel
@@ -291,7 +292,8 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
             json!({}),
         )
         .await;
-    assert_eq!(panel.settled(id).await["service"]["state"], "active");
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
     assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
 
     panel
@@ -302,7 +304,8 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
             json!({}),
         )
         .await;
-    assert_eq!(panel.settled(id).await["service"]["state"], "terminated");
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "terminated", "{view}");
     assert_eq!(
         panel.demo.sim().vm_status(vmid),
         None,
