@@ -32,6 +32,7 @@ impl From<OrderError> for ApiError {
             OrderError::NotFound(_) => ApiError::NotFound,
             OrderError::Quota(quota) => ApiError::Conflict(quota.to_string()),
             OrderError::Conflict(message) => ApiError::Conflict(message),
+            err @ OrderError::KeyReused => ApiError::Unprocessable(err.to_string()),
             OrderError::Store(err) => err.into(),
         }
     }

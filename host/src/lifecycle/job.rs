@@ -110,9 +110,12 @@ pub struct Job {
     pub actor: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What was asked under the key (see `orders::digest`); none on jobs from before it existed.
+    #[serde(skip)]
+    pub request_digest: Option<String>,
 }
 
-const COLUMNS: &str = "id, service_id, kind, idempotency_key, state, step, data, attempts, last_error, actor, created_at, updated_at";
+const COLUMNS: &str = "id, service_id, kind, idempotency_key, state, step, data, attempts, last_error, actor, created_at, updated_at, request_digest";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let data: String = row.get(6)?;
@@ -131,6 +134,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         actor: row.get(9)?,
         created_at: row.get(10)?,
         updated_at: row.get(11)?,
+        request_digest: row.get(12)?,
     })
 }
 
@@ -147,6 +151,7 @@ pub struct NewJob<'a> {
     pub first_step: Step,
     pub data: &'a JobData,
     pub actor: &'a str,
+    pub request_digest: &'a str,
 }
 
 pub fn insert_or_get(conn: &Connection, job: &NewJob<'_>) -> rusqlite::Result<(Job, bool)> {
@@ -156,10 +161,10 @@ pub fn insert_or_get(conn: &Connection, job: &NewJob<'_>) -> rusqlite::Result<(J
     let now = now();
     let inserted = conn.query_row(
         &format!(
-            "INSERT INTO jobs (service_id, kind, idempotency_key, state, step, data, actor, next_run_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?7, ?7) RETURNING {COLUMNS}"
+            "INSERT INTO jobs (service_id, kind, idempotency_key, state, step, data, actor, request_digest, next_run_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?8, ?8) RETURNING {COLUMNS}"
         ),
-        params![job.service_id, job.kind.as_str(), job.key, job.first_step.as_str(), json(job.data)?, job.actor, now],
+        params![job.service_id, job.kind.as_str(), job.key, job.first_step.as_str(), json(job.data)?, job.actor, job.request_digest, now],
         from_row,
     )?;
     Ok((inserted, true))

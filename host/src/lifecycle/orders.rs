@@ -3,6 +3,7 @@
 use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::catalogue::{self, QuotaExceeded};
 use super::job::{self, JobData, JobKind, JobState, NewJob};
@@ -10,7 +11,7 @@ use super::{Lifecycle, OrderSpec, steps};
 use crate::store::services::{self, NewService, Service};
 
 /// What a caller asks of the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub enum Operation {
     /// Build a new VM for `customer` (a user id).
     Provision {
@@ -53,6 +54,9 @@ pub enum OrderError {
     Quota(#[from] QuotaExceeded),
     #[error("{0}")]
     Conflict(String),
+    /// The idempotency key was used before for a different request.
+    #[error("this Idempotency-Key was used for a different request")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -122,7 +126,15 @@ fn queue(
     actor: &str,
     operation: &Operation,
 ) -> rusqlite::Result<Queued> {
+    let digest = digest(operation);
     if let Some(existing) = job::by_key(conn, key)? {
+        if existing
+            .request_digest
+            .as_ref()
+            .is_some_and(|d| *d != digest)
+        {
+            return Ok(Err(OrderError::KeyReused));
+        }
         return Ok(Ok(receipt(&existing, false)));
     }
     let prepared = match operation {
@@ -151,9 +163,19 @@ fn queue(
             first_step: steps::first(kind),
             data: &data,
             actor,
+            request_digest: &digest,
         },
     )?;
     Ok(Ok(receipt(&job, created)))
+}
+
+/// A fingerprint of the request itself, so a key reused for another request is noticed.
+fn digest(operation: &Operation) -> String {
+    // Serialising plain data (strings, numbers, options) cannot fail; if it ever did, the
+    // fallback still fingerprints the request, just less canonically.
+    let bytes =
+        serde_json::to_vec(operation).unwrap_or_else(|_| format!("{operation:?}").into_bytes());
+    hex::encode(Sha256::digest(bytes))
 }
 
 enum Prepared {
@@ -210,6 +232,14 @@ fn prepare_provision(
     }
     if crate::store::users::get(conn, customer)?.is_none() {
         return Ok(Err(OrderError::NotFound("customer")));
+    }
+    // The hostname becomes a public DNS name: a second live service under it would take over
+    // the first one's record.
+    if services::live_with_hostname(conn, &order.hostname)?.is_some() {
+        return Ok(Err(OrderError::Conflict(format!(
+            "hostname {:?} is taken; choose another",
+            order.hostname
+        ))));
     }
     let existing = services::live_for_owner(conn, customer)?
         .into_iter()

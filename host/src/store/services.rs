@@ -159,6 +159,19 @@ pub fn set_plan(conn: &Connection, id: i64, plan: &str) -> rusqlite::Result<()> 
 }
 
 /// Services counting against a customer's quota: every one not terminated or failed.
+/// The live service (not terminated, not failed) that holds `hostname`, if any.
+pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result<Option<Service>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM services WHERE hostname = ?1 AND state NOT IN ('terminated', 'failed')
+             LIMIT 1"
+        ),
+        [hostname],
+        from_row,
+    )
+    .optional()
+}
+
 pub fn live_for_owner(conn: &Connection, owner: i64) -> rusqlite::Result<Vec<Service>> {
     let mut statement = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN ('terminated', 'failed')"

@@ -458,3 +458,79 @@ async fn an_operator_cancels_a_parked_job_but_not_a_finished_one() {
     panel.demo.sim().clear_faults();
     panel.demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reused_key_or_a_taken_hostname_is_refused_and_creates_nothing() {
+    let panel = Panel::start().await;
+    let (status, first) = panel.order("order-k", "shared-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let id = first["service_id"].as_i64().unwrap();
+
+    let (status, body) = panel.order("order-k", "other-1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Idempotency-Key"),
+        "{body}"
+    );
+    let (status, body) = panel.order("order-k2", "shared-1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("taken"), "{body}");
+    panel.settled(id).await;
+    assert_eq!(panel.clones(), 1);
+
+    // Once its service is gone, the hostname is free again.
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "t-k",
+            json!({}),
+        )
+        .await;
+    assert_eq!(panel.settled(id).await["service"]["state"], "terminated");
+    let (status, body) = panel.order("order-k3", "shared-1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_start_that_races_a_suspension_is_undone() {
+    let panel = Panel::start().await;
+    let (_, receipt) = panel.order("order-race", "race-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+    let power = format!("/api/v1/vms/{id}/power");
+    let (status, _) = panel
+        .post("alice", &power, "-", json!({ "action": "stop" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while panel.demo.sim().vm_status(vmid).as_deref() != Some("stopped") {
+        assert!(Instant::now() < deadline, "the VM did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The start reaches Proxmox only after the suspension has stopped the VM.
+    panel.demo.sim().inject(Fault {
+        method: Some("POST".into()),
+        path: "/nodes/{node}/qemu/{vmid}/status/start".into(),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: Times::ONCE,
+    });
+    let start = panel.post("alice", &power, "-", json!({ "action": "start" }));
+    let suspend = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let path = format!("/api/v1/services/{id}/suspend");
+        panel.post("admin", &path, "s-race", json!({})).await;
+        panel.settled(id).await
+    };
+    let ((status, body), view) = tokio::join!(start, suspend);
+    assert_eq!(view["service"]["state"], "suspended", "{view}");
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("suspended"),
+        "{body}"
+    );
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("stopped"));
+    panel.demo.stop().await.unwrap();
+}
