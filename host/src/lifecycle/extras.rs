@@ -1,7 +1,8 @@
 //! The steps that reach beyond Proxmox: the tunnel and its DNS records (through plugins), and
 //! cloud-init (rendered by the template's plugin, validated, delivered to the VM) — and their
 //! removal. Each resource is recorded in `service_resources` the moment it exists; removal
-//! works from those records only, so it removes exactly what this service created.
+//! works from those records, so it removes exactly what this service created. DNS records are
+//! also swept by name, for one the provider made but the engine never got to record.
 
 use std::path::{Path, PathBuf};
 
@@ -152,11 +153,7 @@ impl Extras<'_> {
         };
         let provider = self.lifecycle.inner.plugins.dns_provider(&plugin);
         for tunnel in self.recorded(ResourceKind::Tunnel).await? {
-            let records: Vec<DnsRecord> =
-                serde_json::from_value(tunnel.detail["dns_records"].clone()).map_err(|err| {
-                    StepError::Permanent(format!("recorded tunnel records: {err}"))
-                })?;
-            for record in records {
+            for record in tunnel_records(&tunnel)? {
                 let id = provider.upsert_record(&zone, &record).await?;
                 let detail = json!({ "zone": zone, "name": record.name, "kind": record.kind });
                 self.record(ResourceKind::DnsRecord, &plugin, &id, detail)
@@ -320,6 +317,48 @@ impl Extras<'_> {
             }
             self.forget(&record).await?;
         }
+        self.sweep_unrecorded_dns().await
+    }
+
+    /// Deletes records under the names this service's tunnel asked for that no row records: the
+    /// daemon died between the provider's answer and the insert, or a call timed out after the
+    /// provider acted. A live service's hostname is its own (orders refuse a taken one), so a
+    /// record under one of these names belongs to this service.
+    async fn sweep_unrecorded_dns(&self) -> Result<(), StepError> {
+        let config = &self.lifecycle.inner.provisioning;
+        let (Some(plugin), Some(zone)) = (config.dns_plugin.clone(), config.dns_zone.clone())
+        else {
+            return Ok(());
+        };
+        let mut wanted = Vec::new();
+        for tunnel in self.recorded(ResourceKind::Tunnel).await? {
+            wanted.extend(
+                tunnel_records(&tunnel)?
+                    .into_iter()
+                    .map(|r| (r.name, r.kind)),
+            );
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let provider = self.lifecycle.inner.plugins.dns_provider(&plugin);
+        for stored in provider.list_records(&zone).await? {
+            let entry = (stored.record.name, stored.record.kind);
+            if !wanted.contains(&entry) {
+                continue;
+            }
+            tracing::warn!(
+                service = self.service.id,
+                name = entry.0,
+                "removing an unrecorded DNS record"
+            );
+            match provider.delete_record(&zone, &stored.id).await {
+                Ok(()) => {}
+                Err(CallError::Plugin { failure, .. })
+                    if failure.kind == crate::plugins::FailureKind::NotFound => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
         Ok(())
     }
 
@@ -378,4 +417,10 @@ async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepError>
         |err: std::io::Error| StepError::Transient(format!("writing {}: {err}", path.display()));
     tokio::fs::write(&temporary, contents).await.map_err(fail)?;
     tokio::fs::rename(&temporary, path).await.map_err(fail)
+}
+
+/// The DNS records a recorded tunnel asked for.
+fn tunnel_records(tunnel: &Resource) -> Result<Vec<DnsRecord>, StepError> {
+    serde_json::from_value(tunnel.detail["dns_records"].clone())
+        .map_err(|err| StepError::Permanent(format!("recorded tunnel records: {err}")))
 }

@@ -288,14 +288,19 @@ fn collect_marked(value: &Value, marker: &str, found: &mut Vec<u64>) {
 /// A fault in the Cloudflare API, as the [`FaultProxy`] plays it.
 struct CloudflareFault {
     method: Method,
-    /// Matched against the end of the request path.
-    suffix: &'static str,
+    /// Matched against a part of the request path and query.
+    part: &'static str,
+    /// Matching calls let through before the fault starts firing.
+    skip: u32,
     /// Firings left; `None`: always.
     remaining: Option<u32>,
+    /// Forward the call, then answer 503 anyway: Cloudflare acted but the answer was lost.
+    lost_answer: bool,
 }
 
 /// Plain HTTP in front of the simulator's Cloudflare API that answers chosen calls with a 503
-/// (as Cloudflare's edge does now and then) and forwards everything else.
+/// (as Cloudflare's edge does now and then, before or after the call took effect) and forwards
+/// everything else.
 struct FaultProxy {
     addr: SocketAddr,
     faults: Arc<Mutex<Vec<CloudflareFault>>>,
@@ -337,11 +342,35 @@ impl FaultProxy {
         }
     }
 
-    fn inject(&self, method: Method, suffix: &'static str, times: Option<u32>) {
+    fn inject(&self, method: Method, part: &'static str, times: Option<u32>) {
         self.faults.lock().unwrap().push(CloudflareFault {
             method,
-            suffix,
+            part,
+            skip: 0,
             remaining: times,
+            lost_answer: false,
+        });
+    }
+
+    /// Lets the first `skip` matching calls through, then answers every one with a 503.
+    fn fail_after(&self, method: Method, part: &'static str, skip: u32) {
+        self.faults.lock().unwrap().push(CloudflareFault {
+            method,
+            part,
+            skip,
+            remaining: None,
+            lost_answer: false,
+        });
+    }
+
+    /// Every matching call takes effect, and its caller gets a 503.
+    fn lose_answers(&self, method: Method, part: &'static str) {
+        self.faults.lock().unwrap().push(CloudflareFault {
+            method,
+            part,
+            skip: 0,
+            remaining: None,
+            lost_answer: true,
         });
     }
 
@@ -357,28 +386,35 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // `Some(lost_answer)` when a fault fires.
     let fire = {
         let mut faults = state.faults.lock().unwrap();
+        let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         let hit = faults
             .iter()
-            .position(|f| f.method == method && uri.path().ends_with(f.suffix));
-        match hit {
-            Some(index) => {
-                if let Some(left) = &mut faults[index].remaining {
-                    *left -= 1;
-                    if *left == 0 {
-                        faults.remove(index);
-                    }
-                }
-                true
+            .position(|f| f.method == method && target.contains(f.part));
+        hit.and_then(|index| {
+            if faults[index].skip > 0 {
+                faults[index].skip -= 1;
+                return None;
             }
-            None => false,
-        }
+            let lost_answer = faults[index].lost_answer;
+            if let Some(left) = &mut faults[index].remaining {
+                *left -= 1;
+                if *left == 0 {
+                    faults.remove(index);
+                }
+            }
+            Some(lost_answer)
+        })
     };
-    if fire {
+    let unavailable = || {
         state.fired.fetch_add(1, Ordering::SeqCst);
         let envelope = json!({ "success": false, "errors": [{ "code": 10001, "message": "service unavailable" }], "messages": [], "result": null });
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(envelope)).into_response();
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(envelope)).into_response()
+    };
+    if fire == Some(false) {
+        return unavailable();
     }
     let target = format!(
         "{}{}",
@@ -392,6 +428,7 @@ async fn forward(
         }
     }
     match request.send().await {
+        Ok(_) if fire == Some(true) => unavailable(),
         Ok(answer) => {
             let status = answer.status();
             let content_type = answer.headers().get("content-type").cloned();
@@ -819,6 +856,28 @@ async fn a_step_failing_for_good_rolls_back_everything_created_before_it() {
     }
     assert!(lab.sim.cloudflare_dns_records(ZONE).is_empty());
     assert!(lab.sim.cloudflare_tunnels().iter().all(|t| t.deleted));
+    lab.stop().await;
+}
+
+#[tokio::test]
+async fn a_dns_record_whose_answer_was_lost_is_found_and_removed_by_the_rollback() {
+    let lab = Lab::start(true).await;
+    let proxy = lab.proxy.as_ref().unwrap();
+    // The record is created but the engine never hears its id, and every later lookup of it by
+    // name fails, so the provision rolls back with nothing recorded for the record.
+    proxy.lose_answers(Method::POST, "/dns_records");
+    proxy.fail_after(Method::GET, "/dns_records?type=", 1);
+    lab.deliver(&StripeEvent::checkout("evt_lost", "sub_lost", "lost1"))
+        .await;
+    let view = lab.settled("sub_lost").await;
+    assert_eq!(view["service"]["state"], "failed", "{view}");
+    assert!(
+        history(&view).contains(&("dns".to_owned(), "failed".to_owned())),
+        "{view}"
+    );
+    let id = lab.service("sub_lost").await.id;
+    assert_eq!(lab.leftovers(id, "lost1"), Leftovers::NONE, "{view}");
+    assert!(lab.sim.cloudflare_dns_records(ZONE).is_empty());
     lab.stop().await;
 }
 
