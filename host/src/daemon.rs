@@ -68,6 +68,7 @@ impl Daemon {
                 ui_dir: config.ui_dir.clone().unwrap_or_else(api::default_ui_dir),
             },
             login_limiter: LoginLimiter::new(Limits::default()),
+            webhooks: api::WebhookGate::new(config.webhooks.max_in_flight),
             started: Instant::now(),
         });
         let addr = listener.local_addr()?;

@@ -1,15 +1,55 @@
 //! `POST /hooks/billing/{plugin}`: a billing system's webhook, handed whole to that billing
 //! plugin. The plugin verifies it (signatures are its business) and says what to answer and which
 //! events to apply; we answer exactly what it said.
+//!
+//! Each plugin handles a bounded number of deliveries at once ([`WebhookGate`]): the plugin pool
+//! is shared, and a flood of webhooks must not starve the calls provisioning waits on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
+use crate::config::PluginWorld;
 use crate::plugins::WebhookRequest;
+
+/// Deliveries in flight per billing plugin.
+pub struct WebhookGate {
+    max_in_flight: usize,
+    /// One semaphore per plugin, made on its first delivery; only configured billing plugins get
+    /// one, so made-up names in URLs cannot grow the map.
+    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl WebhookGate {
+    pub fn new(max_in_flight: u32) -> Self {
+        Self {
+            max_in_flight: max_in_flight as usize,
+            gates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A permit for one delivery to `plugin`, or `None` when it has its fill.
+    fn enter(&self, plugin: &str) -> Option<OwnedSemaphorePermit> {
+        let semaphore = {
+            let mut gates = self
+                .gates
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            gates
+                .entry(plugin.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.max_in_flight)))
+                .clone()
+        };
+        semaphore.try_acquire_owned().ok()
+    }
+}
 
 pub async fn billing(
     State(state): State<AppState>,
@@ -19,6 +59,33 @@ pub async fn billing(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let is_billing_plugin = state
+        .plugins
+        .status()
+        .iter()
+        .any(|p| p.name == plugin && p.kind == PluginWorld::BillingAdapter);
+    if !is_billing_plugin {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "error": "no such billing plugin" })),
+        )
+            .into_response();
+    }
+    let Some(_permit) = state.webhooks.enter(&plugin) else {
+        tracing::warn!(
+            plugin,
+            "billing webhook refused: too many deliveries in flight"
+        );
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({ "error": "too many deliveries at once; deliver again later" })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
     let request = WebhookRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),

@@ -28,6 +28,7 @@ use url::Url;
 pub use accounts::create_user;
 pub use client_addr::client_addr;
 pub use error::{ApiError, ApiResult};
+pub use hooks::WebhookGate;
 pub use tokens::issue_token;
 pub use ui::default_dir as default_ui_dir;
 
@@ -46,6 +47,8 @@ pub struct Shared {
     pub plugins: crate::plugins::PluginRuntime,
     /// Live console sessions and their controls.
     pub console: Arc<crate::console::ConsoleHub>,
+    /// Billing webhook deliveries in flight, per plugin.
+    pub webhooks: hooks::WebhookGate,
     pub started: Instant,
 }
 

@@ -22,7 +22,7 @@ pub use error::ConfigError;
 pub use model::{
     CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
     Fingerprints, LifecycleConfig, PlanConfig, PluginConfig, PluginLimits, PluginTlsConfig,
-    PluginWorld, TemplateConfig, TlsTrustConfig,
+    PluginWorld, TemplateConfig, TlsTrustConfig, WebhooksConfig,
 };
 pub use secret::{DataKey, Secret, SecretSource};
 pub use validate::{ResolvedCluster, ResolvedConfig, ResolvedPlugin};

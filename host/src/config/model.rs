@@ -44,6 +44,25 @@ pub struct Config {
     /// The job engine and what provisioning uses; every key has a default.
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// Billing webhooks (`/hooks/billing/{plugin}`); every key has a default.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+}
+
+/// Billing webhooks (`[webhooks]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Deliveries one billing plugin handles at once; more are answered 429, which billing
+    /// systems deliver again later. Keeps a flood from taking the plugin pool that
+    /// provisioning's DNS, tunnel and cloud-init calls need.
+    pub max_in_flight: u32,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self { max_in_flight: 16 }
+    }
 }
 
 /// The job engine (`[lifecycle]`).

@@ -11,7 +11,7 @@ use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
     ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, PlanConfig,
-    PluginConfig, SettingValue, TemplateConfig, TlsTrustConfig,
+    PluginConfig, SettingValue, TemplateConfig, TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -30,6 +30,7 @@ pub struct ResolvedConfig {
     pub plugins: Vec<ResolvedPlugin>,
     pub console: ConsoleConfig,
     pub lifecycle: LifecycleConfig,
+    pub webhooks: WebhooksConfig,
     /// The built web panel, resolved against the configuration's directory.
     pub ui_dir: Option<PathBuf>,
 }
@@ -62,6 +63,7 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
     check_plans(&config, at)?;
     let plugins = resolve_plugins(&config.plugins, at, base)?;
     check_console(&config.console, at)?;
+    check_webhooks(&config.webhooks, at)?;
     check_lifecycle(&config.lifecycle, at)?;
     check_lifecycle_plugins(&config.lifecycle, &config.plugins, at)?;
     let mut lifecycle = config.lifecycle;
@@ -78,6 +80,7 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         plugins,
         console: config.console,
         lifecycle,
+        webhooks: config.webhooks,
         ui_dir: config.ui_dir.map(|dir| base.join(dir)),
     })
 }
@@ -513,6 +516,15 @@ fn check_console(console: &ConsoleConfig, at: &Locator<'_>) -> Checked<()> {
             &here("max_sessions_per_user"),
             "cannot exceed max_sessions_total",
         ));
+    }
+    Ok(())
+}
+
+fn check_webhooks(webhooks: &WebhooksConfig, at: &Locator<'_>) -> Checked<()> {
+    let slots = crate::plugins::POOL_SLOTS;
+    if !(1..=slots).contains(&webhooks.max_in_flight) {
+        let here = [Step::Key("webhooks"), Step::Key("max_in_flight")];
+        return Err(at.error(&here, format!("must be between 1 and {slots}")));
     }
     Ok(())
 }

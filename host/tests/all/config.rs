@@ -209,3 +209,21 @@ fn the_example_configuration_has_only_known_keys() {
     let parsed: Result<config::Config, _> = toml::from_str(&text);
     assert!(parsed.is_ok(), "{}", parsed.unwrap_err());
 }
+
+#[test]
+fn a_webhook_cap_of_zero_is_named_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let text = format!("{}\n[webhooks]\nmax_in_flight = 0\n", Fixture::valid());
+    let err = fixture.parse(&text).unwrap_err();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("max_in_flight"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        (err.key.as_deref(), err.line),
+        (Some("webhooks.max_in_flight"), Some(line)),
+        "{err}"
+    );
+    assert!(err.message.contains("between 1 and"), "{err}");
+}

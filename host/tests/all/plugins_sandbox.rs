@@ -757,3 +757,47 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_beyond_a_plugins_cap_are_refused_until_one_ends() {
+    use porthole::demo::{Demo, DemoSetup};
+    let file = wasm("slow-billing");
+    let extra = format!(
+        "\n[webhooks]\nmax_in_flight = 1\n\n[[plugins]]\nname = \"slow\"\npath = \"{}\"\nsha256 = \"{}\"\nworld = \"billing-adapter\"\n[plugins.limits]\ntimeout_ms = 1500\n",
+        file.display(),
+        sha256_of(&file)
+    );
+    let demo = Demo::start_with(DemoSetup {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: None,
+        sim: porthole_sim::SimConfig::default(),
+        extra_config: extra,
+        plugins_dir: None,
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let hook = format!("{}/hooks/billing/slow", demo.credentials().url);
+    let deliver = || http.post(&hook).body("{}").send();
+
+    let first = tokio::spawn(deliver());
+    // The first delivery holds the only place until its deadline stops the plugin.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = deliver().await.unwrap();
+    assert_eq!(second.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    // The place is free again: the next delivery reaches the plugin (and its deadline).
+    let third = deliver().await.unwrap();
+    assert_eq!(third.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+
+    let unknown = http
+        .post(format!("{}/hooks/billing/nope", demo.credentials().url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
+    demo.stop().await.unwrap();
+}
