@@ -44,7 +44,13 @@ export interface CustomerVm {
   cores: number | null;
   memory_bytes: number | null;
   disk_bytes: number | null;
-  hostname?: string | null;
+  /** Present once the VM's tunnel gives it a public name. */
+  ssh?: SshAccess | null;
+}
+
+export interface SshAccess {
+  user: string;
+  host: string;
 }
 
 export interface ConsoleTicket {

@@ -191,6 +191,10 @@ test('a customer order provisions and its progress shows', async () => {
   await waitFor(async () => (await page.locator('#vm-state').innerText()).includes('active'), 'the order to become active', 90_000);
   const steps = await page.locator('#progress li').allInnerTexts();
   assert.ok(steps.length >= 2, `progress shows ${steps.length} steps`);
+  // The tunnel gave the VM a public name: the page offers the SSH command for it.
+  const ssh = page.locator('#vm-ssh code');
+  await ssh.waitFor();
+  assert.match(await ssh.innerText(), /^ssh debian@ui-order\.[a-z0-9.-]+$/);
   await shot(page, 'order-progress', { fullPage: true });
   await page.context().close();
 });

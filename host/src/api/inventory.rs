@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
 use crate::auth::Identity;
 use crate::inventory::{Unreachable, VmView};
+use crate::lifecycle::access::{self, SshAccess};
 use crate::store::services::{self, Service};
 
 pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
@@ -40,6 +41,8 @@ pub struct CustomerVm {
     pub cores: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub disk_bytes: Option<u64>,
+    /// How to reach it over SSH, once its tunnel gives it a public name.
+    pub ssh: Option<SshAccess>,
 }
 
 /// An operator's view of a VM: what the cluster reports, with our service when there is one.
@@ -48,36 +51,62 @@ pub struct OperatorVm {
     #[serde(flatten)]
     pub vm: VmView,
     pub service: Option<Service>,
+    pub ssh: Option<SshAccess>,
 }
 
 pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
     if me.is_admin() {
         let gathered = state.inventory.vms().await;
-        let services = state.store.call(|c| services::list(c, None)).await?;
+        let services = services_with_access(&state, None).await?;
         let vms: Vec<OperatorVm> = gathered
             .items
             .into_iter()
             .map(|vm| {
-                let service = services
+                let found = services
                     .iter()
-                    .find(|s| s.cluster == vm.cluster && s.vmid == Some(vm.vmid))
+                    .find(|(s, _)| s.cluster == vm.cluster && s.vmid == Some(vm.vmid))
                     .cloned();
-                OperatorVm { vm, service }
+                let (service, ssh) = found.unzip();
+                OperatorVm {
+                    vm,
+                    service,
+                    ssh: ssh.flatten(),
+                }
             })
             .collect();
         return Ok(Json(
             json!({ "vms": vms, "unreachable": gathered.unreachable }),
         ));
     }
-    let owner = me.user.id;
-    let services = state
-        .store
-        .call(move |c| services::list(c, Some(owner)))
-        .await?;
-    let (live, _) = live_vms(&state, &services).await;
+    let services = services_with_access(&state, Some(me.user.id)).await?;
+    let plain: Vec<Service> = services.iter().map(|(s, _)| s.clone()).collect();
+    let (live, _) = live_vms(&state, &plain).await;
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
-    let vms: Vec<CustomerVm> = services.iter().map(|s| customer_vm(s, &live)).collect();
+    let vms: Vec<CustomerVm> = services
+        .into_iter()
+        .map(|(s, ssh)| customer_vm(&s, ssh, &live))
+        .collect();
     Ok(Json(json!({ "vms": vms })))
+}
+
+/// Services (all, or one owner's) with their SSH access, in one store call.
+async fn services_with_access(
+    state: &AppState,
+    owner: Option<i64>,
+) -> ApiResult<Vec<(Service, Option<SshAccess>)>> {
+    let found = state
+        .store
+        .call(move |c| {
+            services::list(c, owner)?
+                .into_iter()
+                .map(|s| {
+                    let ssh = access::ssh_access(c, s.id)?;
+                    Ok((s, ssh))
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(found)
 }
 
 pub async fn vm(
@@ -89,14 +118,15 @@ pub async fn vm(
     // Another customer's service and a missing one answer alike.
     let service = service.filter(|s| me.is_admin() || s.owner_id == me.user.id);
     let service = service.ok_or(ApiError::NotFound)?;
+    let ssh = state.store.call(move |c| access::ssh_access(c, id)).await?;
     let (live, _) = live_vms(&state, std::slice::from_ref(&service)).await;
     if me.is_admin() {
         let vm = live
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
-        return Ok(Json(json!({ "service": service, "vm": vm })));
+        return Ok(Json(json!({ "service": service, "vm": vm, "ssh": ssh })));
     }
-    Ok(Json(json!(customer_vm(&service, &live))))
+    Ok(Json(json!(customer_vm(&service, ssh, &live))))
 }
 
 type LiveVms = HashMap<(String, u32), VmView>;
@@ -126,7 +156,7 @@ async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unrea
     (live, unreachable)
 }
 
-fn customer_vm(service: &Service, live: &LiveVms) -> CustomerVm {
+fn customer_vm(service: &Service, ssh: Option<SshAccess>, live: &LiveVms) -> CustomerVm {
     let vm = service
         .vmid
         .and_then(|vmid| live.get(&(service.cluster.clone(), vmid)));
@@ -141,5 +171,6 @@ fn customer_vm(service: &Service, live: &LiveVms) -> CustomerVm {
         cores: vm.and_then(|vm| vm.cores),
         memory_bytes: vm.and_then(|vm| vm.memory_bytes),
         disk_bytes: vm.and_then(|vm| vm.disk_bytes),
+        ssh,
     }
 }

@@ -10,6 +10,7 @@
 //! created, in reverse; a VM is only ever stopped or destroyed when it carries this service's
 //! marker, so a reused VM id never costs someone else their VM.
 
+pub mod access;
 mod backoff;
 mod billing;
 pub mod catalogue;

@@ -133,4 +133,16 @@ async fn the_demo_serves_its_printed_accounts() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The tunnel gave it a public name; the customer sees how to reach it, and nothing more.
+    let vm: Value = get(alice_token, &format!("/api/v1/vms/{service}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        vm["ssh"],
+        serde_json::json!({ "user": "alice", "host": "lab-1.demo.porthole.test" }),
+        "{vm}"
+    );
 }

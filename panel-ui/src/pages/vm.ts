@@ -1,11 +1,11 @@
 // One VM: state, power actions (confirmed), console buttons, and provisioning progress (SSE).
-import { api, CustomerVm, explain } from '../api';
+import { api, CustomerVm, explain, SshAccess } from '../api';
 import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
 import { currentUser } from '../main';
 import { sshCommand } from './vms';
 
 interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error?: string | null; updated_at: number }
-interface ServiceView { service: { id: number; name: string; state: string; plan: string | null; hostname?: string | null }; jobs: Job[] }
+interface ServiceView { service: { id: number; name: string; state: string; plan: string | null }; jobs: Job[] }
 interface Progress { job: number; step: string; status: string; message: string | null; at: number }
 
 let timer: number | undefined;
@@ -31,13 +31,12 @@ async function load(id: number): Promise<{ vm: CustomerVm; service: ServiceView 
     api<ServiceView>('GET', `/services/${id}`),
   ]);
   const vm = currentUser()?.role === 'admin' ? fromAdminView(vmAnswer) : (vmAnswer as CustomerVm);
-  vm.hostname = service.service.hostname ?? null;
   return { vm, service };
 }
 
 function fromAdminView(answer: unknown): CustomerVm {
-  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null };
-  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null };
+  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null; ssh: SshAccess | null };
+  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null, ssh: a.ssh };
 }
 
 export async function vmPage(id: number): Promise<void> {
@@ -53,6 +52,7 @@ export async function vmPage(id: number): Promise<void> {
   }
   const stateCell = h('dd', { id: 'vm-state' });
   const powerCell = h('dd', { id: 'vm-power' });
+  const sshCell = h('dd', { id: 'vm-ssh' });
   const actionStatus = notice();
   const buttons = ACTIONS.map(([action, label, question]) =>
     h('button', { type: 'button', class: action === 'stop' ? 'danger' : 'secondary', 'data-action': action, onclick: () => void power(id, action, question, label, actionStatus) }, label));
@@ -65,6 +65,7 @@ export async function vmPage(id: number): Promise<void> {
   const paint = (vm: CustomerVm, service: ServiceView) => {
     stateCell.replaceChildren(badge(vm.state));
     powerCell.replaceChildren(badge(vm.power));
+    sshCell.replaceChildren(sshCommand(vm.ssh) || 'No public hostname yet');
     const active = vm.state === 'active';
     for (const b of buttons) b.disabled = !active;
     for (const a of [consoleLink, termLink]) {
@@ -85,7 +86,7 @@ export async function vmPage(id: number): Promise<void> {
       h('dt', {}, 'State'), stateCell,
       h('dt', {}, 'Power'), powerCell,
       h('dt', {}, 'Plan'), h('dd', {}, data.vm.plan ?? ''),
-      h('dt', {}, 'SSH'), h('dd', {}, sshCommand(data.vm.hostname) || 'No public hostname'),
+      h('dt', {}, 'SSH'), sshCell,
     ),
     h('section', { 'aria-labelledby': 'console-h' }, h('h2', { id: 'console-h' }, 'Console'), h('div', { class: 'actions' }, consoleLink, termLink), consoleNote),
     h('section', { 'aria-labelledby': 'power-h' }, h('h2', { id: 'power-h' }, 'Power'), h('div', { class: 'actions' }, ...buttons), actionStatus),

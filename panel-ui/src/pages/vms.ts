@@ -1,5 +1,5 @@
 // The customer's VM list (operators see every VM with its service).
-import { api, CustomerVm, explain } from '../api';
+import { api, CustomerVm, explain, SshAccess } from '../api';
 import { badge, h, mount, notice, table } from '../dom';
 import { currentUser } from '../main';
 
@@ -9,10 +9,10 @@ function bytes(n: number | null): string {
   return gib >= 1 ? `${gib.toFixed(gib % 1 ? 1 : 0)} GiB` : `${Math.round(n / 1024 ** 2)} MiB`;
 }
 
-/** `ssh user@host` through the tunnel, when the service has a public hostname. */
-export function sshCommand(hostname: string | null | undefined): HTMLElement | string {
-  if (!hostname) return '';
-  const command = `ssh ${hostname}`;
+/** `ssh user@host` through the tunnel, when the service has a public name. */
+export function sshCommand(ssh: SshAccess | null | undefined): HTMLElement | string {
+  if (!ssh) return '';
+  const command = `ssh ${ssh.user}@${ssh.host}`;
   const copy = h('button', { type: 'button', class: 'small secondary', 'aria-label': `Copy ${command}` }, 'Copy');
   copy.addEventListener('click', async () => {
     try {
@@ -43,7 +43,7 @@ export async function vmListPage(): Promise<void> {
       vm.plan ?? '',
       badge(vm.power),
       [vm.cores ? `${vm.cores} vCPU` : '', bytes(vm.memory_bytes)].filter(Boolean).join(', '),
-      sshCommand(vm.hostname),
+      sshCommand(vm.ssh),
     ]);
     mount(h('h1', {}, admin ? 'All VMs with a service' : 'My VMs'), table(['Name', 'State', 'Plan', 'Power', 'Size', 'SSH'], rows));
   } catch (err) {
@@ -56,13 +56,14 @@ interface AdminVm {
   status?: string;
   cores?: number;
   memory_bytes?: number;
-  service: { id: number; name: string; state: string; plan: string | null; hostname?: string | null } | null;
+  service: { id: number; name: string; state: string; plan: string | null } | null;
+  ssh: SshAccess | null;
 }
 
 function fromAdmin(vm: AdminVm): CustomerVm {
   const s = vm.service!;
   return {
     id: s.id, name: s.name, state: s.state, plan: s.plan, power: vm.status ?? 'unknown',
-    cores: vm.cores ?? null, memory_bytes: vm.memory_bytes ?? null, disk_bytes: null, hostname: s.hostname,
+    cores: vm.cores ?? null, memory_bytes: vm.memory_bytes ?? null, disk_bytes: null, ssh: vm.ssh,
   };
 }
