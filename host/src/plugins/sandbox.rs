@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -123,12 +123,24 @@ impl WasiView for CallState {
 }
 
 /// A fresh store for one call, with its limits, hostcall fuel and epoch deadline in place.
+///
+/// The guest yields to the async runtime at every epoch tick and traps once `deadline_ticks`
+/// have passed. Without the yields a guest that computes without calling the host would hold a
+/// runtime worker thread until its deadline, and a few such calls would stall every connection
+/// the daemon serves.
 pub fn new_store(engine: &Engine, setup: &CallSetup, deadline_ticks: u64) -> Store<CallState> {
     let mut store = Store::new(engine, CallState::new(setup));
     store.limiter(|state| &mut state.limits);
     store.set_hostcall_fuel(HOSTCALL_FUEL);
-    store.set_epoch_deadline(deadline_ticks);
-    store.epoch_deadline_trap();
+    store.set_epoch_deadline(1);
+    let mut ticks_left = deadline_ticks;
+    store.epoch_deadline_callback(move |_| {
+        if ticks_left <= 1 {
+            return Err(Trap::Interrupt.into());
+        }
+        ticks_left -= 1;
+        Ok(UpdateDeadline::Yield(1))
+    });
     store
 }
 
