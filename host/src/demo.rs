@@ -37,6 +37,9 @@ const CLUSTER: &str = "sim";
 pub struct Credentials {
     pub url: String,
     pub accounts: Vec<Account>,
+    /// The simulator's control API (faults, dropped consoles, recorded requests), for tests
+    /// and for trying failures by hand.
+    pub simulator_control_url: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,7 +125,11 @@ impl Demo {
         let config_path = write_config(&dir, addr, &sim, &(bundled + &extra_config))?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         let daemon = Daemon::start_on(config, listener).await?;
-        let credentials = seed(daemon.store(), &format!("http://{addr}")).await?;
+        let credentials = Credentials {
+            url: format!("http://{addr}"),
+            accounts: seed(daemon.store()).await?,
+            simulator_control_url: sim.control_url().to_string(),
+        };
         Ok(Self {
             daemon,
             sim,
@@ -353,7 +360,7 @@ storage = "local"
 }
 
 /// Creates the demo accounts, their tokens and their services.
-async fn seed(store: &Store, url: &str) -> anyhow::Result<Credentials> {
+async fn seed(store: &Store) -> anyhow::Result<Vec<Account>> {
     let mut accounts = Vec::new();
     for (username, role) in [
         ("admin", Role::Admin),
@@ -394,10 +401,7 @@ async fn seed(store: &Store, url: &str) -> anyhow::Result<Credentials> {
             vms,
         });
     }
-    Ok(Credentials {
-        url: url.to_owned(),
-        accounts,
-    })
+    Ok(accounts)
 }
 
 fn banner(credentials: &Credentials, config_path: &Path) -> String {

@@ -93,6 +93,23 @@ test('the VNC console shows the VM screen, which changes after typing', async ()
   await page.context().close();
 });
 
+test('a console the node drops reconnects by itself with a new token', async () => {
+  const page = await customerPage();
+  const id = demo.account('alice').vms[0];
+  await page.goto(`${demo.url}/vms/${id}/console`);
+  await page.locator('#console-screen[data-first-frame="drawn"]').waitFor({ timeout: 20_000 });
+  const opened = (await demo.adminApi('GET', '/console/sessions')).body.counters.opened;
+  const vmid = (await demo.adminApi('GET', `/vms/${id}`)).body.service.vmid;
+  const dropped = await fetch(`${demo.credentials.simulator_control_url}vms/${vmid}/consoles`, { method: 'DELETE' });
+  assert.equal(dropped.status, 200);
+  await page.locator('#console-screen[data-close-code="4010"]').waitFor({ timeout: 10_000 });
+  await page.locator('#console-screen[data-state="open"]').waitFor({ timeout: 20_000 });
+  const after = (await demo.adminApi('GET', '/console/sessions')).body;
+  assert.equal(after.counters.opened, opened + 1, JSON.stringify(after.counters));
+  await shot(page, 'vnc-reconnected');
+  await page.context().close();
+});
+
 test('the terminal echoes a typed line', async () => {
   const page = await customerPage();
   const id = demo.account('alice').vms[0];
