@@ -72,7 +72,8 @@ pub struct DemoSetup {
     pub listen: SocketAddr,
     pub data_dir: Option<PathBuf>,
     pub sim: SimConfig,
-    /// TOML appended to the generated configuration, e.g. a faster `[lifecycle]` for tests.
+    /// TOML merged into the generated configuration, e.g. a faster `[lifecycle]` for tests:
+    /// its keys join (or replace) the generated tables', its `[[plugins]]` join theirs.
     pub extra_config: String,
     /// Where the first-party plugin components are; with them the demo provisions for real
     /// (cloud-init, tunnels and DNS on the simulator's Cloudflare, Stripe webhooks).
@@ -122,7 +123,7 @@ impl Demo {
             Some(plugins) => bundled_plugins(&dir, &plugins, &sim)?,
             None => String::new(),
         };
-        let config_path = write_config(&dir, addr, &sim, &(bundled + &extra_config))?;
+        let config_path = write_config(&dir, addr, &sim, &bundled, &extra_config)?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = Credentials {
@@ -241,6 +242,7 @@ fn write_config(
     dir: &Path,
     addr: SocketAddr,
     sim: &SimHandle,
+    bundled: &str,
     extra: &str,
 ) -> anyhow::Result<PathBuf> {
     std::fs::write(
@@ -248,9 +250,8 @@ fn write_config(
         hex::encode(rand::random::<[u8; 32]>()),
     )?;
     std::fs::write(dir.join("pve-token"), sim.token_secret())?;
-    let text = format!(
-        r#"# Written by `porthole demo`: the panel on the Proxmox simulator.
-listen = "{addr}"
+    let generated = format!(
+        r#"listen = "{addr}"
 public_url = "http://{addr}"
 database = "porthole.db"
 data_key = {{ file = "data.key" }}
@@ -261,14 +262,48 @@ api_urls = ["{api_url}"]
 token_id = "{token_id}"
 token_secret = {{ file = "pve-token" }}
 tls = {{ fingerprint = "{fingerprint}" }}
-{extra}"#,
+{bundled}"#,
         api_url = sim.api_url(),
         token_id = sim.token_id(),
         fingerprint = sim.cert_fingerprint_sha256(),
     );
+    let text = format!(
+        "# Written by `porthole demo`: the panel on the Proxmox simulator.\n{}",
+        merged(&generated, extra)?
+    );
     let path = dir.join("porthole.toml");
     std::fs::write(&path, text).with_context(|| format!("while writing {}", path.display()))?;
     Ok(path)
+}
+
+/// The generated configuration with `extra` merged in key by key, so a caller can tune a table
+/// the demo writes (`[lifecycle] workers = 8`) as well as add its own. Arrays of tables
+/// (`[[plugins]]`) are appended to; any other value in `extra` replaces the generated one.
+fn merged(generated: &str, extra: &str) -> anyhow::Result<String> {
+    let mut base: toml::Table = generated
+        .parse()
+        .context("the generated demo configuration is not valid TOML")?;
+    let extra: toml::Table = extra
+        .parse()
+        .context("the demo's extra configuration is not valid TOML")?;
+    merge_tables(&mut base, extra);
+    toml::to_string(&base).context("while writing the demo configuration")
+}
+
+fn merge_tables(base: &mut toml::Table, extra: toml::Table) {
+    use toml::Value;
+    let tables = |values: &[Value]| values.iter().all(Value::is_table);
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(into)), Value::Table(from)) => merge_tables(into, from),
+            (Some(Value::Array(into)), Value::Array(from)) if tables(into) && tables(&from) => {
+                into.extend(from)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 /// The zone the demo's tunnels publish their records in, on the simulated Cloudflare.
@@ -438,4 +473,41 @@ fn banner(credentials: &Credentials, config_path: &Path) -> String {
         config = config_path.display(),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged;
+
+    #[test]
+    fn extra_configuration_joins_the_generated_tables() {
+        let generated = r#"
+listen = "127.0.0.1:1"
+[lifecycle]
+tunnel_plugin = "tunnel"
+[[plugins]]
+name = "first"
+"#;
+        let extra = r#"
+listen = "127.0.0.1:2"
+[lifecycle]
+workers = 8
+[[plugins]]
+name = "second"
+[plugins.limits]
+timeout_ms = 100
+"#;
+        let text = merged(generated, extra).unwrap();
+        let config: toml::Table = text.parse().unwrap();
+        assert_eq!(config["listen"].as_str(), Some("127.0.0.1:2"));
+        assert_eq!(
+            config["lifecycle"]["tunnel_plugin"].as_str(),
+            Some("tunnel")
+        );
+        assert_eq!(config["lifecycle"]["workers"].as_integer(), Some(8));
+        let plugins = config["plugins"].as_array().unwrap();
+        let names: Vec<_> = plugins.iter().map(|p| p["name"].as_str()).collect();
+        assert_eq!(names, [Some("first"), Some("second")]);
+        assert_eq!(plugins[1]["limits"]["timeout_ms"].as_integer(), Some(100));
+    }
 }

@@ -48,8 +48,7 @@ async fn measure(plugins: PathBuf) -> anyhow::Result<Value> {
         auth_failure_delay: Duration::from_millis(10),
         ..SimConfig::default()
     };
-    // The bundled-plugin configuration already has a `[lifecycle]` table (tunnel, DNS,
-    // cloud-init delivery), so it cannot be extended here: the job engine runs with its defaults.
+    // The job engine runs with its default workers, as a fresh installation would.
     let demo = Demo::start_with(DemoSetup {
         listen: "127.0.0.1:0".parse()?,
         data_dir: None,
