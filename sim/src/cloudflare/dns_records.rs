@@ -21,8 +21,12 @@ fn zone_mut<'a>(zones: &'a mut [Zone], zone_id: &str) -> Result<&'a mut Zone, Cf
         .ok_or_else(|| CfError::route(&format!("/zones/{zone_id}/dns_records")))
 }
 
-fn record_missing() -> CfError {
-    CfError::new(StatusCode::NOT_FOUND, 81044, "Record does not exist.")
+/// Where record `id` is in `zone`, or Cloudflare's "Record does not exist." answer.
+fn record_index(zone: &Zone, id: &str) -> Result<usize, CfError> {
+    zone.records
+        .iter()
+        .position(|r| r.id == id)
+        .ok_or_else(|| CfError::new(StatusCode::NOT_FOUND, 81044, "Record does not exist."))
 }
 
 pub async fn list(
@@ -54,12 +58,8 @@ pub async fn get_one(
 ) -> CfResult {
     let mut store = state.store();
     let zone = zone_mut(&mut store.zones, &zone_id)?;
-    let record = zone
-        .records
-        .iter()
-        .find(|r| r.id == record_id)
-        .ok_or_else(record_missing)?;
-    ok(record.to_json(zone))
+    let index = record_index(zone, &record_id)?;
+    ok(zone.records[index].to_json(zone))
 }
 
 pub async fn create(
@@ -115,11 +115,7 @@ fn overwrite(
     let fields = json_object(&body)?;
     let mut store = state.store();
     let zone = zone_mut(&mut store.zones, &zone_id)?;
-    let index = zone
-        .records
-        .iter()
-        .position(|r| r.id == record_id)
-        .ok_or_else(record_missing)?;
+    let index = record_index(zone, &record_id)?;
     let base = partial.then(|| &zone.records[index]);
     let wanted = Wanted::parse(&fields, base, &zone.name)?;
     check_conflicts(zone, &wanted, Some(&record_id))?;
@@ -139,11 +135,7 @@ pub async fn remove(
 ) -> CfResult {
     let mut store = state.store();
     let zone = zone_mut(&mut store.zones, &zone_id)?;
-    let index = zone
-        .records
-        .iter()
-        .position(|r| r.id == record_id)
-        .ok_or_else(record_missing)?;
+    let index = record_index(zone, &record_id)?;
     zone.records.remove(index);
     ok(json!({"id": record_id}))
 }
