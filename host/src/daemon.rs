@@ -75,6 +75,13 @@ impl Daemon {
         let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            // Consoles are interactive: a keystroke or a small RFB message must not wait for the
+            // previous segment's ACK (Nagle), which costs up to 40 ms a round.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot set TCP_NODELAY");
+                }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;

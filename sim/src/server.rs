@@ -53,6 +53,10 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, tls: TlsAcceptor, state: Arc<SimState>) {
+    // pveproxy's console WebSockets are interactive; small messages go out at once.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "cannot set TCP_NODELAY");
+    }
     let stream = match tls.accept(stream).await {
         Ok(stream) => stream,
         Err(err) => return tracing::debug!(%err, "TLS handshake failed"),
