@@ -119,3 +119,56 @@ macro_rules! wit_dns_glue {
         }
     };
 }
+
+/// A whole `dns-provider` component over `$provider` (in scope at the call), a type with
+/// `from_settings(&http, &settings)` and `upsert_record`, `delete_record` and `list_records` on
+/// [`crate::dns::DnsRecord`]s. Expanded in the plugin's bindings module, whose crate depends on
+/// `wit-bindgen` and keeps the WIT at `../../wit`.
+#[macro_export]
+macro_rules! dns_provider_component {
+    ($provider:ident) => {
+        use exports::porthole::plugin::dns::{Guest, RecordId, StoredRecord};
+        use porthole::plugin::types::{DnsRecord, PluginError};
+        use $crate::wasi_http::WasiHttp;
+
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "porthole:plugin/dns-provider",
+            generate_all,
+        });
+
+        $crate::wit_glue!();
+        $crate::wit_dns_glue!();
+
+        struct Provider;
+
+        impl Guest for Provider {
+            fn upsert_record(zone: String, entry: DnsRecord) -> Result<RecordId, PluginError> {
+                $provider::from_settings(&WasiHttp, &HostSettings)
+                    .and_then(|dns| dns.upsert_record(&zone, &record_from_wit(entry)))
+                    .map_err(to_wit_error)
+            }
+
+            fn delete_record(zone: String, id: RecordId) -> Result<(), PluginError> {
+                $provider::from_settings(&WasiHttp, &HostSettings)
+                    .and_then(|dns| dns.delete_record(&zone, &id))
+                    .map_err(to_wit_error)
+            }
+
+            fn list_records(zone: String) -> Result<Vec<StoredRecord>, PluginError> {
+                let records = $provider::from_settings(&WasiHttp, &HostSettings)
+                    .and_then(|dns| dns.list_records(&zone))
+                    .map_err(to_wit_error)?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| StoredRecord {
+                        id: r.id,
+                        entry: record_to_wit(r.entry),
+                    })
+                    .collect())
+            }
+        }
+
+        export!(Provider);
+    };
+}
