@@ -2,9 +2,12 @@
 //! reboots a VM. Ownership is checked like every VM endpoint, a suspended VM refuses, and each
 //! action is audited. Proxmox errors go to the log, never to the caller.
 //!
-//! A suspension can land while a start is on its way to Proxmox: the suspend job stops the VM,
-//! then the late start runs it again. So a start or reboot looks at the service once more after
-//! Proxmox took it, and if the service is no longer active it stops the VM itself and refuses.
+//! A suspension can land while a start is on its way or queued on the node: the suspend job finds
+//! the VM stopped (or stops it), then the start runs it again. So every start or reboot is
+//! followed by a guard that waits for the task to end, looks at the service again, and stops the
+//! VM if the service is no longer active. The guard lives in the daemon, not in the request, so
+//! a client that hangs up cannot cancel it; should the daemon die meanwhile, the reconciler
+//! reports the suspended VM that runs.
 
 use std::time::Duration;
 
@@ -22,8 +25,8 @@ use crate::auth::Identity;
 use crate::proxmox::{Client, Upid};
 use crate::store::services::{self, Service};
 
-/// How long a start that raced a suspension may take before the VM is stopped again.
-const UNDO_DEADLINE: Duration = Duration::from_secs(120);
+/// How long the guard after a start waits for the start, and then for its own stop.
+const GUARD_DEADLINE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,12 +71,16 @@ pub async fn power(
     let action = body.action;
     let client = cluster_client(&state, &service.cluster)?;
     let upid = send(client, &node, vmid, action).await?;
-    let undone = match action {
-        PowerAction::Start | PowerAction::Reboot => {
-            undo_if_suspended(&state, client, service.id, (&node, vmid), &upid).await?
-        }
-        PowerAction::Stop | PowerAction::Shutdown => false,
-    };
+    if matches!(action, PowerAction::Start | PowerAction::Reboot) {
+        let guard = SuspensionGuard {
+            state: state.clone(),
+            client: client.clone(),
+            service: service.id,
+            node,
+            vmid,
+        };
+        tokio::spawn(guard.after(upid));
+    }
     let client_addr = addr.to_string();
     audit::record(
         &state.store,
@@ -81,16 +88,11 @@ pub async fn power(
             actor: &me.actor(),
             action: "vm.power",
             target: Some(&format!("service:{id}")),
-            detail: json!({ "action": action.as_str(), "undone": undone }),
+            detail: json!({ "action": action.as_str() }),
             client: Some(&client_addr),
         },
     )
     .await;
-    if undone {
-        return Err(ApiError::Conflict(
-            "the VM was suspended meanwhile and is stopped".into(),
-        ));
-    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": id, "action": action.as_str() })),
@@ -132,36 +134,71 @@ async fn send(client: &Client, node: &str, vmid: u32, action: PowerAction) -> Ap
     })
 }
 
-/// Stops the VM again if its service stopped being active while the start was on its way.
-/// Waits for the start first: Proxmox runs a VM's tasks one at a time, but not necessarily in
-/// the order they were asked for.
-async fn undo_if_suspended(
-    state: &AppState,
-    client: &Client,
-    id: i64,
-    (node, vmid): (&str, u32),
-    started: &Upid,
-) -> ApiResult<bool> {
-    let now = state.store.call(move |c| services::get(c, id)).await?;
-    if now.is_some_and(|s| s.state == "active") {
-        return Ok(false);
+/// Keeps a suspended (or terminating) service's VM stopped after a start or reboot of it.
+struct SuspensionGuard {
+    state: AppState,
+    client: Client,
+    service: i64,
+    node: String,
+    vmid: u32,
+}
+
+impl SuspensionGuard {
+    /// Waits for the task `started` to end, then stops the VM if its service is no longer
+    /// active. Only then is the order settled: a suspension marked before this look is seen
+    /// here, and one marked after it finds the VM running and stops it itself.
+    async fn after(self, started: Upid) {
+        let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
+        // A start that failed, or whose end cannot be learnt, may still have run the VM: look
+        // at the service either way.
+        if let Err(err) = self.client.wait_task(&started, deadline).await {
+            tracing::debug!(service = self.service, error = %err, "power task did not end cleanly");
+        }
+        let id = self.service;
+        let state = match self.state.store.call(move |c| services::get(c, id)).await {
+            Ok(Some(service)) => service.state,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(service = id, error = %err, "cannot read the service after a start");
+                return;
+            }
+        };
+        if state == "active" {
+            return;
+        }
+        match self.stop(deadline).await {
+            Ok(()) => {
+                tracing::warn!(
+                    service = id,
+                    state,
+                    "a start raced a suspension; the VM was stopped again"
+                );
+                audit::record(
+                    &self.state.store,
+                    audit::Entry {
+                        actor: "system",
+                        action: "vm.power.undone",
+                        target: Some(&format!("service:{id}")),
+                        detail: json!({ "state": state }),
+                        client: None,
+                    },
+                )
+                .await;
+            }
+            Err(err) => tracing::error!(
+                service = id,
+                state,
+                error = %err,
+                "a start raced a suspension and the VM could not be stopped; it may be running"
+            ),
+        }
     }
-    let deadline = tokio::time::Instant::now() + UNDO_DEADLINE;
-    let undo = async {
-        // A start that failed leaves nothing to undo, but the stop below is harmless either way.
-        let _ = client.wait_task(started, deadline).await;
-        let stop = client.stop_vm(node, vmid).await?;
-        client.wait_task(&stop, deadline).await
-    };
-    undo.await.map_err(|err| {
-        ApiError::Internal(anyhow::anyhow!(
-            "stopping {}/{vmid} after a start raced its suspension: {err}",
-            client.cluster()
-        ))
-    })?;
-    tracing::warn!(
-        service = id,
-        "a start raced a suspension; the VM was stopped again"
-    );
-    Ok(true)
+
+    async fn stop(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), crate::proxmox::ProxmoxError> {
+        let stop = self.client.stop_vm(&self.node, self.vmid).await?;
+        self.client.wait_task(&stop, deadline).await.map(|_| ())
+    }
 }
