@@ -303,61 +303,54 @@ impl Extras<'_> {
     }
 
     async fn remove_dns(&self) -> Result<(), StepError> {
-        for record in self.recorded(ResourceKind::DnsRecord).await? {
+        let recorded = self.recorded(ResourceKind::DnsRecord).await?;
+        let mut unrecorded = self.tunnels_dns_records().await?;
+        unrecorded.retain(|wanted| !recorded.iter().any(|row| records_row(row, wanted)));
+        for record in recorded {
             let zone = record.detail["zone"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
             let provider = self.lifecycle.inner.plugins.dns_provider(&record.provider);
-            match provider.delete_record(&zone, &record.external_id).await {
-                Ok(()) => {}
-                Err(CallError::Plugin { failure, .. })
-                    if failure.kind == crate::plugins::FailureKind::NotFound => {}
-                Err(err) => return Err(err.into()),
-            }
+            delete_dns_record(&provider, &zone, &record.external_id).await?;
             self.forget(&record).await?;
         }
-        self.sweep_unrecorded_dns().await
+        self.sweep_unrecorded_dns(&unrecorded).await
     }
 
-    /// Deletes records under the names this service's tunnel asked for that no row records: the
-    /// daemon died between the provider's answer and the insert, or a call timed out after the
-    /// provider acted. A live service's hostname is its own (orders refuse a taken one), so a
-    /// record under one of these names belongs to this service.
-    async fn sweep_unrecorded_dns(&self) -> Result<(), StepError> {
+    /// The records this service's tunnels asked for.
+    async fn tunnels_dns_records(&self) -> Result<Vec<DnsRecord>, StepError> {
+        let mut records = Vec::new();
+        for tunnel in self.recorded(ResourceKind::Tunnel).await? {
+            records.extend(tunnel_records(&tunnel)?);
+        }
+        Ok(records)
+    }
+
+    /// Deletes `unrecorded`, records the tunnel asked for that no row records: the daemon died
+    /// between the provider's answer and the insert, or a call timed out after the provider
+    /// acted. Only an exact match (name, type and content, which for a tunnel's CNAME is that
+    /// tunnel's own address) is deleted, so an operator's record under the same name stays.
+    async fn sweep_unrecorded_dns(&self, unrecorded: &[DnsRecord]) -> Result<(), StepError> {
         let config = &self.lifecycle.inner.provisioning;
         let (Some(plugin), Some(zone)) = (config.dns_plugin.clone(), config.dns_zone.clone())
         else {
             return Ok(());
         };
-        let mut wanted = Vec::new();
-        for tunnel in self.recorded(ResourceKind::Tunnel).await? {
-            wanted.extend(
-                tunnel_records(&tunnel)?
-                    .into_iter()
-                    .map(|r| (r.name, r.kind)),
-            );
-        }
-        if wanted.is_empty() {
+        if unrecorded.is_empty() {
             return Ok(());
         }
         let provider = self.lifecycle.inner.plugins.dns_provider(&plugin);
         for stored in provider.list_records(&zone).await? {
-            let entry = (stored.record.name, stored.record.kind);
-            if !wanted.contains(&entry) {
+            if !unrecorded.iter().any(|r| same_record(r, &stored.record)) {
                 continue;
             }
             tracing::warn!(
                 service = self.service.id,
-                name = entry.0,
+                name = stored.record.name,
                 "removing an unrecorded DNS record"
             );
-            match provider.delete_record(&zone, &stored.id).await {
-                Ok(()) => {}
-                Err(CallError::Plugin { failure, .. })
-                    if failure.kind == crate::plugins::FailureKind::NotFound => {}
-                Err(err) => return Err(err.into()),
-            }
+            delete_dns_record(&provider, &zone, &stored.id).await?;
         }
         Ok(())
     }
@@ -423,4 +416,40 @@ async fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StepError>
 fn tunnel_records(tunnel: &Resource) -> Result<Vec<DnsRecord>, StepError> {
     serde_json::from_value(tunnel.detail["dns_records"].clone())
         .map_err(|err| StepError::Permanent(format!("recorded tunnel records: {err}")))
+}
+
+/// Whether `row` (a recorded DNS record) is `wanted`.
+fn records_row(row: &Resource, wanted: &DnsRecord) -> bool {
+    let kind = serde_json::to_value(wanted.kind).unwrap_or_default();
+    row.detail["kind"] == kind
+        && row.detail["name"]
+            .as_str()
+            .is_some_and(|name| same_name(name, &wanted.name))
+}
+
+/// The same record, however the provider spells its names (case, a trailing dot).
+fn same_record(a: &DnsRecord, b: &DnsRecord) -> bool {
+    a.kind == b.kind && same_name(&a.name, &b.name) && same_name(&a.content, &b.content)
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// Deletes record `id`; one already gone counts as deleted.
+async fn delete_dns_record(
+    provider: &crate::plugins::DnsProvider,
+    zone: &str,
+    id: &str,
+) -> Result<(), StepError> {
+    match provider.delete_record(zone, id).await {
+        Ok(()) => Ok(()),
+        Err(CallError::Plugin { failure, .. })
+            if failure.kind == crate::plugins::FailureKind::NotFound =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
 }
