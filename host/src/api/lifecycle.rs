@@ -22,7 +22,7 @@ use super::extract::{Admin, JsonBody};
 use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::job;
-use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec};
+use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
 use crate::store::services;
 
 impl From<OrderError> for ApiError {
@@ -105,6 +105,7 @@ pub async fn order(
             password_hash: body.password_hash,
         },
         external_ref: body.external_ref,
+        taken_hostname: TakenHostname::Refuse,
     };
     let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
     Ok((accepted(&receipt), Json(receipt)))

@@ -6,7 +6,7 @@
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Lifecycle, Operation, OrderError, OrderSpec};
+use super::{Lifecycle, Operation, OrderError, OrderSpec, TakenHostname};
 use crate::plugins::{BillingEvent, Order};
 use crate::store::services;
 use crate::store::users::{self, Role};
@@ -113,6 +113,7 @@ impl Lifecycle {
                 password_hash: None,
             },
             external_ref: Some(scoped_ref(plugin, &order.external_ref)),
+            taken_hostname: TakenHostname::PickFree,
         })
     }
 

@@ -32,7 +32,7 @@ use tokio::sync::{Notify, broadcast};
 pub use backoff::Backoff;
 pub use billing::Applied;
 pub use engine::Workers;
-pub use orders::{Operation, OrderError, OrderReceipt};
+pub use orders::{Operation, OrderError, OrderReceipt, TakenHostname};
 pub use reconcile::{Drift, DriftReport};
 
 use url::Url;

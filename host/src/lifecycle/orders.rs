@@ -18,6 +18,8 @@ pub enum Operation {
         customer: i64,
         order: OrderSpec,
         external_ref: Option<String>,
+        /// What to do when a live service holds the hostname.
+        taken_hostname: TakenHostname,
     },
     Suspend {
         service: i64,
@@ -32,6 +34,16 @@ pub enum Operation {
         service: i64,
         plan: String,
     },
+}
+
+/// When the hostname an order asks for is held by a live service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TakenHostname {
+    /// Refuse the order: its caller can choose another name.
+    Refuse,
+    /// Take the first free `name-2` … `name-99`: a billing webhook has no one to read a refusal,
+    /// and a paid order must become a VM.
+    PickFree,
 }
 
 /// The job an operation became (or already was, for a repeated key).
@@ -142,7 +154,14 @@ fn queue(
             customer,
             order,
             external_ref,
-        } => prepare_provision(conn, *customer, order, external_ref.as_deref())?,
+            taken_hostname,
+        } => prepare_provision(
+            conn,
+            *customer,
+            order,
+            external_ref.as_deref(),
+            *taken_hostname,
+        )?,
         Operation::ChangePlan { service, plan } => prepare_change(conn, *service, plan)?,
         Operation::Suspend { service }
         | Operation::Unsuspend { service }
@@ -198,6 +217,7 @@ fn prepare_provision(
     customer: i64,
     order: &OrderSpec,
     external_ref: Option<&str>,
+    taken_hostname: TakenHostname,
 ) -> rusqlite::Result<Result<Prepared, OrderError>> {
     // The same billing reference ordered again (under another key) is the same order.
     let existing = match external_ref {
@@ -235,12 +255,19 @@ fn prepare_provision(
     }
     // The hostname becomes a public DNS name: a second live service under it would take over
     // the first one's record.
-    if services::live_with_hostname(conn, &order.hostname)?.is_some() {
-        return Ok(Err(OrderError::Conflict(format!(
-            "hostname {:?} is taken; choose another",
-            order.hostname
-        ))));
-    }
+    let order = match free_hostname(conn, &order.hostname, taken_hostname)? {
+        Some(hostname) => OrderSpec {
+            hostname,
+            ..order.clone()
+        },
+        None => {
+            return Ok(Err(OrderError::Conflict(format!(
+                "hostname {:?} is taken; choose another",
+                order.hostname
+            ))));
+        }
+    };
+    let order = &order;
     let existing = services::live_for_owner(conn, customer)?
         .into_iter()
         .map(|s| {
@@ -274,6 +301,30 @@ fn prepare_provision(
         ..JobData::default()
     };
     Ok(Ok(Prepared::Queue(service, data)))
+}
+
+/// `wanted` if no live service holds it; else, when allowed, its first free numbered variant.
+fn free_hostname(
+    conn: &Connection,
+    wanted: &str,
+    taken: TakenHostname,
+) -> rusqlite::Result<Option<String>> {
+    if services::live_with_hostname(conn, wanted)?.is_none() {
+        return Ok(Some(wanted.to_owned()));
+    }
+    if taken == TakenHostname::Refuse {
+        return Ok(None);
+    }
+    // Room for "-99" within a DNS label's 63 characters, without a '-' before it.
+    let base: String = wanted.chars().take(60).collect();
+    let base = base.trim_end_matches('-');
+    for n in 2..=99 {
+        let candidate = format!("{base}-{n}");
+        if services::live_with_hostname(conn, &candidate)?.is_none() {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
 }
 
 fn prepare_change(

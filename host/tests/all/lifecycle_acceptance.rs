@@ -661,6 +661,25 @@ async fn a_signed_checkout_delivered_three_times_becomes_one_running_vm_with_tun
 }
 
 #[tokio::test]
+async fn a_paid_order_for_a_taken_hostname_gets_the_next_free_one() {
+    let lab = Lab::start(false).await;
+    for (event, sub) in [("evt_h1", "sub_h1"), ("evt_h2", "sub_h2")] {
+        lab.deliver(&StripeEvent::checkout(event, sub, "shop"))
+            .await;
+    }
+    for sub in ["sub_h1", "sub_h2"] {
+        let view = lab.settled(sub).await;
+        assert_eq!(view["service"]["state"], "active", "{view}");
+    }
+    let hostnames = [
+        lab.service("sub_h1").await.hostname,
+        lab.service("sub_h2").await.hostname,
+    ];
+    assert_eq!(hostnames, [Some("shop".into()), Some("shop-2".into())]);
+    lab.stop().await;
+}
+
+#[tokio::test]
 async fn payment_failure_suspends_payment_resumes_and_cancellation_removes_everything() {
     let lab = Lab::start(false).await;
     lab.deliver(&StripeEvent::checkout("evt_1", "sub_bo", "bo1"))
