@@ -384,6 +384,7 @@ templates = ["debian-12", "lab"]
 tunnel_plugin = "tunnel-cloudflare"
 dns_plugin = "dns-cloudflare"
 dns_zone = "{DEMO_ZONE}"
+ssh_proxy_command = "cloudflared access ssh --hostname %h"
 
 [lifecycle.cloud_init]
 delivery = "snippets"

@@ -51,6 +51,8 @@ export interface CustomerVm {
 export interface SshAccess {
   user: string;
   host: string;
+  /** What carries SSH through the tunnel provider, e.g. `cloudflared access ssh --hostname %h`. */
+  proxy_command?: string | null;
 }
 
 export interface ConsoleTicket {

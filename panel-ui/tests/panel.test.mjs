@@ -211,7 +211,7 @@ test('a customer order provisions and its progress shows', async () => {
   // The tunnel gave the VM a public name: the page offers the SSH command for it.
   const ssh = page.locator('#vm-ssh code');
   await ssh.waitFor();
-  assert.match(await ssh.innerText(), /^ssh debian@ui-order\.[a-z0-9.-]+$/);
+  assert.match(await ssh.innerText(), /^ssh -o ProxyCommand="cloudflared access ssh --hostname %h" debian@ui-order\.[a-z0-9.-]+$/);
   await shot(page, 'order-progress', { fullPage: true });
   await page.context().close();
 });

@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
 use crate::auth::Identity;
 use crate::inventory::{Unreachable, VmView};
-use crate::lifecycle::access::{self, SshAccess};
+use crate::lifecycle::access::{Services, SshAccess};
 use crate::store::services::{self, Service};
 
 pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
@@ -57,56 +57,37 @@ pub struct OperatorVm {
 pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
     if me.is_admin() {
         let gathered = state.inventory.vms().await;
-        let services = services_with_access(&state, None).await?;
+        let services = state.store.call(|c| services::list(c, None)).await?;
+        let mut access = state.lifecycle.ssh_access(Services::All).await?;
         let vms: Vec<OperatorVm> = gathered
             .items
             .into_iter()
             .map(|vm| {
-                let found = services
+                let service = services
                     .iter()
-                    .find(|(s, _)| s.cluster == vm.cluster && s.vmid == Some(vm.vmid))
+                    .find(|s| s.cluster == vm.cluster && s.vmid == Some(vm.vmid))
                     .cloned();
-                let (service, ssh) = found.unzip();
-                OperatorVm {
-                    vm,
-                    service,
-                    ssh: ssh.flatten(),
-                }
+                let ssh = service.as_ref().and_then(|s| access.remove(&s.id));
+                OperatorVm { vm, service, ssh }
             })
             .collect();
         return Ok(Json(
             json!({ "vms": vms, "unreachable": gathered.unreachable }),
         ));
     }
-    let services = services_with_access(&state, Some(me.user.id)).await?;
-    let plain: Vec<Service> = services.iter().map(|(s, _)| s.clone()).collect();
-    let (live, _) = live_vms(&state, &plain).await;
+    let owner = me.user.id;
+    let services = state
+        .store
+        .call(move |c| services::list(c, Some(owner)))
+        .await?;
+    let mut access = state.lifecycle.ssh_access(Services::OwnedBy(owner)).await?;
+    let (live, _) = live_vms(&state, &services).await;
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
     let vms: Vec<CustomerVm> = services
-        .into_iter()
-        .map(|(s, ssh)| customer_vm(&s, ssh, &live))
+        .iter()
+        .map(|s| customer_vm(s, access.remove(&s.id), &live))
         .collect();
     Ok(Json(json!({ "vms": vms })))
-}
-
-/// Services (all, or one owner's) with their SSH access, in one store call.
-async fn services_with_access(
-    state: &AppState,
-    owner: Option<i64>,
-) -> ApiResult<Vec<(Service, Option<SshAccess>)>> {
-    let found = state
-        .store
-        .call(move |c| {
-            services::list(c, owner)?
-                .into_iter()
-                .map(|s| {
-                    let ssh = access::ssh_access(c, s.id)?;
-                    Ok((s, ssh))
-                })
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
-    Ok(found)
 }
 
 pub async fn vm(
@@ -118,7 +99,11 @@ pub async fn vm(
     // Another customer's service and a missing one answer alike.
     let service = service.filter(|s| me.is_admin() || s.owner_id == me.user.id);
     let service = service.ok_or(ApiError::NotFound)?;
-    let ssh = state.store.call(move |c| access::ssh_access(c, id)).await?;
+    let ssh = state
+        .lifecycle
+        .ssh_access(Services::One(id))
+        .await?
+        .remove(&id);
     let (live, _) = live_vms(&state, std::slice::from_ref(&service)).await;
     if me.is_admin() {
         let vm = live

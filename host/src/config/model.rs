@@ -87,6 +87,9 @@ pub struct LifecycleConfig {
     pub dns_zone: Option<String>,
     /// VMs are named `<hostname>.<domain>`; defaults to `dns_zone`.
     pub domain: Option<String>,
+    /// What customers' SSH clients run to pass through the tunnel provider, shown in the
+    /// panel's SSH command, e.g. `cloudflared access ssh --hostname %h` for Cloudflare.
+    pub ssh_proxy_command: Option<String>,
     /// How rendered user-data reaches the VM.
     pub cloud_init: CloudInitDelivery,
     /// How often the reconciler compares services with the clusters; 0: only when asked.
@@ -134,6 +137,7 @@ impl Default for LifecycleConfig {
             dns_plugin: None,
             dns_zone: None,
             domain: None,
+            ssh_proxy_command: None,
             cloud_init: CloudInitDelivery::default(),
             reconcile_secs: 300,
         }

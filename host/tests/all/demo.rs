@@ -140,9 +140,29 @@ async fn the_demo_serves_its_printed_accounts() {
         .json()
         .await
         .unwrap();
+    let mut keys: Vec<&str> = vm.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cores",
+            "disk_bytes",
+            "id",
+            "memory_bytes",
+            "name",
+            "plan",
+            "power",
+            "ssh",
+            "state"
+        ]
+    );
     assert_eq!(
         vm["ssh"],
-        serde_json::json!({ "user": "alice", "host": "lab-1.demo.porthole.test" }),
+        serde_json::json!({
+            "user": "alice",
+            "host": "lab-1.demo.porthole.test",
+            "proxy_command": "cloudflared access ssh --hostname %h"
+        }),
         "{vm}"
     );
 }

@@ -12,7 +12,8 @@ function bytes(n: number | null): string {
 /** `ssh user@host` through the tunnel, when the service has a public name. */
 export function sshCommand(ssh: SshAccess | null | undefined): HTMLElement | string {
   if (!ssh) return '';
-  const command = `ssh ${ssh.user}@${ssh.host}`;
+  const proxy = ssh.proxy_command ? `-o ProxyCommand="${ssh.proxy_command}" ` : '';
+  const command = `ssh ${proxy}${ssh.user}@${ssh.host}`;
   const copy = h('button', { type: 'button', class: 'small secondary', 'aria-label': `Copy ${command}` }, 'Copy');
   copy.addEventListener('click', async () => {
     try {
