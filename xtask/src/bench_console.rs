@@ -116,6 +116,26 @@ fn markdown(report: &Value, machine: &str, date: &str) -> String {
             verdict(ratio >= GOAL_THROUGHPUT_RATIO)
         ));
     }
+    for (label, key) in [
+        (
+            "CPU per GB VM → browser, process of the path (s)",
+            "cpu_s_per_gb_down",
+        ),
+        (
+            "CPU per GB browser → VM, process of the path (s)",
+            "cpu_s_per_gb_up",
+        ),
+    ] {
+        let (relay, direct, wsk) = (
+            n(&[key, "relay"]),
+            n(&[key, "direct"]),
+            n(&[key, "websockify"]),
+        );
+        out.push_str(&format!(
+            "| {label} | {relay:.2} | {direct:.2} | {wsk:.2} | {:.2}× |\n",
+            relay / wsk
+        ));
+    }
     for q in ["p50", "p99"] {
         let (relay, direct, wsk) = (
             n(&["latency_us", "relay", q]),
@@ -138,6 +158,17 @@ fn markdown(report: &Value, machine: &str, date: &str) -> String {
             relay / wsk
         ));
     }
+    let daemon_cpu = |key| n(&[key, "relay"]) - n(&[key, "direct"]);
+    let (down, up) = (
+        daemon_cpu("cpu_s_per_gb_down"),
+        daemon_cpu("cpu_s_per_gb_up"),
+    );
+    out.push_str(&format!(
+        "\nCPU the daemon spends per GB (relay − node alone): {down:.2} s VM → browser, {up:.2} s \
+         browser → VM; websockify spends {:.2}× and {:.2}× that.\n",
+        n(&["cpu_s_per_gb_down", "websockify"]) / down,
+        n(&["cpu_s_per_gb_up", "websockify"]) / up,
+    ));
     let added = |q| n(&["latency_us", "relay", q]) - n(&["latency_us", "direct", q]);
     let wsk_added = |q| n(&["latency_us", "websockify", q]) - n(&["latency_us", "tcp", q]);
     out.push_str(&format!(

@@ -123,12 +123,16 @@ async fn drive(
     tokio::pin!(lifetime);
     let mut phase = Phase::Opening;
     let work = async {
-        let mut upstream = match open_upstream(request).await {
+        // Opening (an API call, TLS, two handshakes) and greeting are boxed so that their large
+        // state is freed once they are done, instead of sizing the task that holds an idle
+        // session for its whole life.
+        let mut upstream = match Box::pin(open_upstream(request)).await {
             Ok(upstream) => upstream,
             Err(reason) => return reason,
         };
         phase = Phase::Greeting;
-        let browser_leftover = match greet_browser(request, browser_tx, browser_rx).await {
+        let greeting = Box::pin(greet_browser(request, browser_tx, browser_rx));
+        let browser_leftover = match greeting.await {
             Ok(leftover) => leftover,
             Err(reason) => return reason,
         };

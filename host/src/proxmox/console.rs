@@ -13,17 +13,14 @@ use serde::de::Deserializer;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Error as WsError};
+use tokio_tungstenite::tungstenite;
 use url::Url;
 
 use super::api::{check_vm, vm_segments};
 use super::client::{ApiRequest, Client, api_url};
+use super::console_socket;
 use super::error::{CallContext, ProxmoxError};
+use super::ws_upgrade::{self, UpgradeError, UpgradeRequest};
 
 /// pveproxy refuses WebSocket frames above 128 KiB; nothing larger is sent or accepted.
 pub const MAX_FRAME_BYTES: usize = 128 * 1024;
@@ -32,7 +29,7 @@ pub const MAX_FRAME_BYTES: usize = 128 * 1024;
 pub const SUBPROTOCOL: &str = "binary";
 
 /// An open `vncwebsocket` to a node.
-pub type ConsoleSocket = WebSocketStream<TlsStream<TcpStream>>;
+pub type ConsoleSocket = console_socket::ConsoleSocket<TlsStream<TcpStream>>;
 
 /// A secret from Proxmox (a console ticket or VNC password). `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -204,39 +201,30 @@ impl Client {
             .map_err(|e| ctx.transient(format!("connect: {e}")))?;
         // Keystrokes and small screen updates should not wait for Nagle.
         let _ = tcp.set_nodelay(true);
-        let tls = TlsConnector::from(self.tls_config())
+        let mut tls = TlsConnector::from(self.tls_config())
             .connect(server_name, tcp)
             .await
             .map_err(|e| tls_error(ctx, e))?;
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ctx.invalid_request(describe_ws_error(&e)))?;
-        let headers = request.headers_mut();
-        headers.insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
-        for (name, value) in self.auth_header_pairs().await? {
-            headers.insert(name, value);
-        }
-        let (socket, _response) =
-            tokio_tungstenite::client_async_with_config(request, tls, Some(socket_config()))
-                .await
-                .map_err(|e| handshake_error(ctx, e))?;
-        Ok(socket)
+        let host = match endpoint.port() {
+            Some(port) => format!("{}:{port}", endpoint.host_str().unwrap_or_default()),
+            None => endpoint.host_str().unwrap_or_default().to_owned(),
+        };
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let headers = self.auth_header_pairs().await?;
+        let request = UpgradeRequest {
+            host: &host,
+            target: &target,
+            protocol: SUBPROTOCOL,
+            headers: &headers,
+        };
+        let leftover = ws_upgrade::upgrade(&mut tls, &request)
+            .await
+            .map_err(|e| handshake_error(ctx, e))?;
+        Ok(ConsoleSocket::new(tls, leftover))
     }
-}
-
-/// Limits for both ends of the relay: pveproxy's frame cap, and small eager buffers so that an
-/// idle console costs little memory (tungstenite allocates the read buffer up front).
-pub fn socket_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(4 * MAX_FRAME_BYTES)
-        .max_frame_size(Some(MAX_FRAME_BYTES))
-        .max_message_size(Some(MAX_FRAME_BYTES))
 }
 
 fn socket_url(endpoint: &Url, node: &str, vmid: u32, port: u16, ticket: &Sensitive) -> Url {
@@ -282,25 +270,31 @@ fn tls_error(ctx: &CallContext, error: std::io::Error) -> ProxmoxError {
 }
 
 /// Turns a failed upgrade into the error pveproxy's HTTP answer stands for (401 → unauthorized,
-/// 5xx → transient, …). The request URL carries the ticket, so it is never part of the message.
-fn handshake_error(ctx: &CallContext, error: WsError) -> ProxmoxError {
+/// 5xx → transient, …), with the message from its body, else its reason phrase. The request
+/// URL carries the ticket, so it is never part of the message.
+fn handshake_error(ctx: &CallContext, error: UpgradeError) -> ProxmoxError {
     match error {
-        WsError::Http(response) => {
-            let status = response.status().as_u16();
-            let message = response
-                .body()
-                .as_deref()
-                .and_then(body_message)
-                .or_else(|| response.status().canonical_reason().map(str::to_owned))
+        UpgradeError::Refused {
+            status,
+            reason,
+            body,
+        } => {
+            let message = body_message(&body)
+                .or(reason.filter(|r| !r.trim().is_empty()))
+                .or_else(|| {
+                    reqwest::StatusCode::from_u16(status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .map(str::to_owned)
+                })
                 .unwrap_or_default();
             ctx.http_error(status, message, Default::default())
         }
-        other => ctx.transient(format!("WebSocket upgrade: {}", describe_ws_error(&other))),
+        other => ctx.transient(format!("WebSocket upgrade: {other}")),
     }
 }
 
-/// pveproxy's JSON error body carries the message (tungstenite drops the reason phrase where
-/// pveproxy also puts it); anything else is quoted as text, shortened.
+/// pveproxy's JSON error body carries the message; anything else is quoted as text, shortened.
 fn body_message(body: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct ErrorBody {
@@ -312,14 +306,6 @@ fn body_message(body: &[u8]) -> Option<String> {
     };
     let message = message.trim().to_owned();
     (!message.is_empty()).then_some(message)
-}
-
-fn describe_ws_error(error: &WsError) -> String {
-    match error {
-        // `Url` errors can quote the URL, which holds the ticket.
-        WsError::Url(_) => "invalid WebSocket URL".to_owned(),
-        other => other.to_string(),
-    }
 }
 
 /// Re-exported for the relay, so that it need not name tungstenite's paths itself.

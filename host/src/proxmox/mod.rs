@@ -19,12 +19,14 @@ mod api;
 mod auth;
 mod client;
 mod console;
+mod console_socket;
 mod error;
 mod task;
 pub mod tls;
 mod types;
 mod update;
 mod upid;
+mod ws_upgrade;
 
 pub use auth::Credentials;
 pub use client::{
@@ -33,8 +35,9 @@ pub use client::{
 };
 pub use console::{
     ConsoleSocket, MAX_FRAME_BYTES, SUBPROTOCOL, Sensitive, TermProxyTicket, UpstreamCloseFrame,
-    UpstreamMessage, VncProxyTicket, socket_config,
+    UpstreamMessage, VncProxyTicket,
 };
+pub use console_socket::SocketError;
 pub use error::{ProxmoxError, TlsFailure};
 pub use tls::{
     FingerprintParseError, TlsConfigError, TlsTrust, format_fingerprint, parse_fingerprint,

@@ -161,10 +161,26 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, V
     reader.read_exact(&mut mask).await?;
     let mut payload = vec![0u8; len as usize];
     reader.read_exact(&mut payload).await?;
-    for (i, byte) in payload.iter_mut().enumerate() {
-        *byte ^= mask[i % 4];
-    }
+    unmask(&mut payload, mask);
     Ok(Frame { opcode, payload })
+}
+
+/// XORs `payload` with the repeating 4-byte `mask`, eight bytes at a time: a byte-wise loop
+/// made this the simulator's largest cost per byte received.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut words = payload.chunks_exact_mut(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
+    }
+    // Each whole word consumed the mask twice, so the tail starts at mask offset 0.
+    for (byte, m) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= m;
+    }
 }
 
 /// Encodes a server frame (final, unmasked).
@@ -355,6 +371,22 @@ mod tests {
         let mut big = vec![0x82, 0xFF];
         big.extend_from_slice(&(MAX_FRAME + 1).to_be_bytes());
         assert!(matches!(read(big).await, Err(Violation::TooBig(_))));
+    }
+
+    #[test]
+    fn unmasking_matches_the_byte_wise_definition_for_every_length() {
+        let mask = [0x6d, 0xb6, 0xb2, 0x80];
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let expected: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            let mut actual = data.clone();
+            unmask(&mut actual, mask);
+            assert_eq!(actual, expected, "length {len}");
+        }
     }
 
     #[test]

@@ -65,9 +65,11 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
 async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
     let fd_limit = raise_fd_limit()?;
     let vnc = backend::start().await?;
-    let (_websockify, websockify) = start_websockify(websockify_bin, vnc).await?;
+    let (websockify_process, websockify) = start_websockify(websockify_bin, vnc).await?;
+    let websockify_pid = websockify_process.id().context("websockify has no pid")?;
 
     let (mut server, info) = spawn_server(vnc).await?;
+    let server_pid = server.id().context("the daemon's process has no pid")?;
     let panel = Panel::from_json(&info)?;
     let fast = Vm::from_json(&info["fast"])?;
     eprintln!("bench: latency");
@@ -77,14 +79,37 @@ async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
     latency["websockify"] = round_trips(client::open_websockify(websockify).await?).await?;
     latency["tcp"] = round_trips(client::open_tcp(vnc).await?).await?;
     eprintln!("bench: throughput");
-    let mut down = json!({});
-    down["relay"] = json!(stream_down(panel.open_relay(&fast).await?).await?);
-    down["direct"] = json!(stream_down(panel.open_direct(&fast).await?).await?);
-    down["websockify"] = json!(stream_down(client::open_websockify(websockify).await?).await?);
-    let mut up = json!({});
-    up["relay"] = json!(stream_up(panel.open_relay(&fast).await?).await?);
-    up["direct"] = json!(stream_up(panel.open_direct(&fast).await?).await?);
-    up["websockify"] = json!(stream_up(client::open_websockify(websockify).await?).await?);
+    let (mut down, mut up, mut down_cpu, mut up_cpu) = (json!({}), json!({}), json!({}), json!({}));
+    let (rate, cpu) = costed(server_pid, async {
+        stream_down(panel.open_relay(&fast).await?).await
+    })
+    .await?;
+    (down["relay"], down_cpu["relay"]) = (json!(rate), json!(cpu));
+    let (rate, cpu) = costed(server_pid, async {
+        stream_down(panel.open_direct(&fast).await?).await
+    })
+    .await?;
+    (down["direct"], down_cpu["direct"]) = (json!(rate), json!(cpu));
+    let (rate, cpu) = costed(websockify_pid, async {
+        stream_down(client::open_websockify(websockify).await?).await
+    })
+    .await?;
+    (down["websockify"], down_cpu["websockify"]) = (json!(rate), json!(cpu));
+    let (rate, cpu) = costed(server_pid, async {
+        stream_up(panel.open_relay(&fast).await?).await
+    })
+    .await?;
+    (up["relay"], up_cpu["relay"]) = (json!(rate), json!(cpu));
+    let (rate, cpu) = costed(server_pid, async {
+        stream_up(panel.open_direct(&fast).await?).await
+    })
+    .await?;
+    (up["direct"], up_cpu["direct"]) = (json!(rate), json!(cpu));
+    let (rate, cpu) = costed(websockify_pid, async {
+        stream_up(client::open_websockify(websockify).await?).await
+    })
+    .await?;
+    (up["websockify"], up_cpu["websockify"]) = (json!(rate), json!(cpu));
     eprintln!("bench: first framebuffer byte");
     let mut first = json!({});
     first["relay"] = first_bytes(|| panel.open_relay(&fast)).await?;
@@ -101,6 +126,8 @@ async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
         "latency_us": latency,
         "throughput_down_mb_s": down,
         "throughput_up_mb_s": up,
+        "cpu_s_per_gb_down": down_cpu,
+        "cpu_s_per_gb_up": up_cpu,
         "first_byte_ms": first,
         "idle_relay": relay_idle,
         "idle_direct": direct_idle,
@@ -123,8 +150,9 @@ async fn round_trips(mut link: Link) -> anyhow::Result<Value> {
     Ok(percentiles(&mut samples, 1e6))
 }
 
-/// VM → browser: 64 KiB framebuffer updates, `WINDOW` requests in flight. MB/s (10^6 bytes).
-async fn stream_down(mut link: Link) -> anyhow::Result<f64> {
+/// VM → browser: 64 KiB framebuffer updates, `WINDOW` requests in flight. MB/s (10^6 bytes), and
+/// the bytes moved including the warm-up.
+async fn stream_down(mut link: Link) -> anyhow::Result<(f64, usize)> {
     let update = usize::from(TILE) * usize::from(TILE) * 4;
     let (warm, total) = (THROUGHPUT_WARM_UP / update, THROUGHPUT_BYTES / update);
     for _ in 0..WINDOW {
@@ -144,12 +172,13 @@ async fn stream_down(mut link: Link) -> anyhow::Result<f64> {
     }
     let rate = bytes as f64 / start.elapsed().as_secs_f64() / 1e6;
     link.close().await;
-    Ok(rate)
+    Ok((rate, (warm + total) * update))
 }
 
 /// Browser → VM: 64 KiB frames of ClientCutText, then one small update request whose answer
-/// proves the VNC server has read everything before it. MB/s (10^6 bytes).
-async fn stream_up(mut link: Link) -> anyhow::Result<f64> {
+/// proves the VNC server has read everything before it. MB/s (10^6 bytes), and the bytes moved
+/// including the warm-up.
+async fn stream_up(mut link: Link) -> anyhow::Result<(f64, usize)> {
     let mut message = vec![6u8, 0, 0, 0];
     message.extend_from_slice(&((UP_FRAME - 8) as u32).to_be_bytes());
     message.resize(UP_FRAME, b'x');
@@ -167,7 +196,43 @@ async fn stream_up(mut link: Link) -> anyhow::Result<f64> {
     link.read_update().await?;
     let rate = THROUGHPUT_BYTES as f64 / start.elapsed().as_secs_f64() / 1e6;
     link.close().await;
-    Ok(rate)
+    let warm = THROUGHPUT_WARM_UP / UP_FRAME * UP_FRAME;
+    Ok((rate, warm + THROUGHPUT_BYTES / UP_FRAME * UP_FRAME))
+}
+
+/// Runs one throughput measurement and returns its rate with the CPU seconds per GB (10^9 bytes)
+/// that process `pid` spent on it. On a shared machine the rate depends on what else runs; the
+/// CPU per byte much less so, and it separates the daemon's work from the node's.
+async fn costed<F>(pid: u32, run: F) -> anyhow::Result<(f64, f64)>
+where
+    F: Future<Output = anyhow::Result<(f64, usize)>>,
+{
+    let before = cpu_seconds(pid)?;
+    let (rate, bytes) = run.await?;
+    // websockify forks per connection; its child's time counts once it has been reaped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = cpu_seconds(pid)?;
+    Ok((rate, (after - before) / (bytes as f64 / 1e9)))
+}
+
+/// User + system time of a process and of its children it has reaped, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .context("no command in /proc/PID/stat")?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14-17 of stat(5), 12-15 after the name and state.
+    let ticks: u64 = fields
+        .get(11..15)
+        .context("short /proc/PID/stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    // /proc reports clock ticks of USER_HZ, which is 100 on every Linux architecture we run on.
+    Ok(ticks as f64 / 100.0)
 }
 
 /// From asking for the console (a token, or `vncproxy`) to the first byte of the first
