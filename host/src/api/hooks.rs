@@ -19,9 +19,11 @@ use super::AppState;
 use crate::config::PluginWorld;
 use crate::plugins::WebhookRequest;
 
-/// Deliveries in flight per billing plugin.
+/// Deliveries in flight, per billing plugin and in all: at most half the plugin pool goes to
+/// webhooks, whatever the number of billing plugins, so provisioning's calls always find slots.
 pub struct WebhookGate {
     max_in_flight: usize,
+    all: Arc<Semaphore>,
     /// One semaphore per plugin, made on its first delivery; only configured billing plugins get
     /// one, so made-up names in URLs cannot grow the map.
     gates: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -31,12 +33,14 @@ impl WebhookGate {
     pub fn new(max_in_flight: u32) -> Self {
         Self {
             max_in_flight: max_in_flight as usize,
+            all: Arc::new(Semaphore::new(crate::plugins::POOL_SLOTS as usize / 2)),
             gates: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A permit for one delivery to `plugin`, or `None` when it has its fill.
-    fn enter(&self, plugin: &str) -> Option<OwnedSemaphorePermit> {
+    /// Permits for one delivery to `plugin`, or `None` when it, or webhooks in all, have their
+    /// fill.
+    fn enter(&self, plugin: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
         let semaphore = {
             let mut gates = self
                 .gates
@@ -47,7 +51,9 @@ impl WebhookGate {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.max_in_flight)))
                 .clone()
         };
-        semaphore.try_acquire_owned().ok()
+        let own = semaphore.try_acquire_owned().ok()?;
+        let shared = self.all.clone().try_acquire_owned().ok()?;
+        Some((own, shared))
     }
 }
 
@@ -59,12 +65,7 @@ pub async fn billing(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let is_billing_plugin = state
-        .plugins
-        .status()
-        .iter()
-        .any(|p| p.name == plugin && p.kind == PluginWorld::BillingAdapter);
-    if !is_billing_plugin {
+    if state.plugins.world_of(&plugin) != Some(PluginWorld::BillingAdapter) {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({ "error": "no such billing plugin" })),

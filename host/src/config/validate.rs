@@ -521,10 +521,11 @@ fn check_console(console: &ConsoleConfig, at: &Locator<'_>) -> Checked<()> {
 }
 
 fn check_webhooks(webhooks: &WebhooksConfig, at: &Locator<'_>) -> Checked<()> {
-    let slots = crate::plugins::POOL_SLOTS;
-    if !(1..=slots).contains(&webhooks.max_in_flight) {
+    // Webhooks in all get half the plugin pool; one plugin cannot be allowed more.
+    let most = crate::plugins::POOL_SLOTS / 2;
+    if !(1..=most).contains(&webhooks.max_in_flight) {
         let here = [Step::Key("webhooks"), Step::Key("max_in_flight")];
-        return Err(at.error(&here, format!("must be between 1 and {slots}")));
+        return Err(at.error(&here, format!("must be between 1 and {most}")));
     }
     Ok(())
 }

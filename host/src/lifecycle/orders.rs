@@ -142,8 +142,8 @@ fn queue(
     if let Some(existing) = job::by_key(conn, key)? {
         if existing
             .request_digest
-            .as_ref()
-            .is_some_and(|d| *d != digest)
+            .as_deref()
+            .is_some_and(|stored| contradicts(stored, &digest))
         {
             return Ok(Err(OrderError::KeyReused));
         }
@@ -188,13 +188,26 @@ fn queue(
     Ok(Ok(receipt(&job, created)))
 }
 
+/// How [`digest`] fingerprints a request. Bump it whenever `Operation`'s serialised form changes,
+/// so that a retry spanning the upgrade is compared with nothing rather than refused.
+const DIGEST_VERSION: &str = "v1";
+
 /// A fingerprint of the request itself, so a key reused for another request is noticed.
 fn digest(operation: &Operation) -> String {
     // Serialising plain data (strings, numbers, options) cannot fail; if it ever did, the
     // fallback still fingerprints the request, just less canonically.
     let bytes =
         serde_json::to_vec(operation).unwrap_or_else(|_| format!("{operation:?}").into_bytes());
-    hex::encode(Sha256::digest(bytes))
+    format!("{DIGEST_VERSION}:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Whether a stored fingerprint shows a different request. One made another way (an older
+/// version) cannot tell, and does not refuse.
+fn contradicts(stored: &str, digest: &str) -> bool {
+    let same_version = stored
+        .split_once(':')
+        .is_some_and(|(version, _)| version == DIGEST_VERSION);
+    same_version && stored != digest
 }
 
 enum Prepared {
@@ -421,6 +434,16 @@ fn validate_order(order: &OrderSpec) -> Result<(), OrderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_fingerprint_of_this_version_can_contradict_a_request() {
+        let digest = digest(&Operation::Suspend { service: 1 });
+        let other = super::digest(&Operation::Suspend { service: 2 });
+        assert!(!contradicts(&digest, &digest));
+        assert!(contradicts(&other, &digest));
+        assert!(!contradicts("v0:0123", &digest));
+        assert!(!contradicts("0123", &digest));
+    }
 
     fn order() -> OrderSpec {
         OrderSpec {

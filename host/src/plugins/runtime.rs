@@ -220,6 +220,11 @@ impl PluginRuntime {
         plugins.values().map(|entry| status_of(entry)).collect()
     }
 
+    /// The world plugin `name` is configured for, if it is configured.
+    pub fn world_of(&self, name: &str) -> Option<PluginWorld> {
+        self.entry(name).map(|entry| entry.config.config.world)
+    }
+
     /// Closes a tripped plugin's breaker. False when no such plugin is configured.
     pub async fn reset(&self, name: &str) -> bool {
         let Some(entry) = self.entry(name) else {

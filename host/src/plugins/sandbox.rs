@@ -124,10 +124,11 @@ impl WasiView for CallState {
 
 /// A fresh store for one call, with its limits, hostcall fuel and epoch deadline in place.
 ///
-/// The guest yields to the async runtime at every epoch tick and traps once `deadline_ticks`
-/// have passed. Without the yields a guest that computes without calling the host would hold a
-/// runtime worker thread until its deadline, and a few such calls would stall every connection
-/// the daemon serves.
+/// The guest yields to the async runtime at every epoch tick it runs through, and traps after
+/// `deadline_ticks` of them. Without the yields a guest that computes without calling the host
+/// would hold a runtime worker thread until its deadline, and a few such calls would stall every
+/// connection the daemon serves. Ticks spent waiting to be polled again are not counted here;
+/// the `tokio` timeout around the call bounds its wall time.
 pub fn new_store(engine: &Engine, setup: &CallSetup, deadline_ticks: u64) -> Store<CallState> {
     let mut store = Store::new(engine, CallState::new(setup));
     store.limiter(|state| &mut state.limits);

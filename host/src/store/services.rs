@@ -158,7 +158,6 @@ pub fn set_plan(conn: &Connection, id: i64, plan: &str) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Services counting against a customer's quota: every one not terminated or failed.
 /// The live service (not terminated, not failed) that holds `hostname`, if any.
 pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result<Option<Service>> {
     conn.query_row(
@@ -172,6 +171,7 @@ pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result
     .optional()
 }
 
+/// Services counting against a customer's quota: every one not terminated or failed.
 pub fn live_for_owner(conn: &Connection, owner: i64) -> rusqlite::Result<Vec<Service>> {
     let mut statement = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN ('terminated', 'failed')"

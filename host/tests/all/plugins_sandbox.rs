@@ -205,7 +205,7 @@ async fn each_plugin_reads_only_its_own_settings() {
     assert!(second.user_data.contains("content: \"hello\""));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread")]
 async fn infinite_loop_ends_in_a_timeout_while_other_plugins_keep_working() {
     let mut spin = template("spin", "spin-template");
     spin.config.limits.timeout_ms = 1_000;
@@ -777,7 +777,7 @@ async fn webhook_deliveries_beyond_a_plugins_cap_are_refused_until_one_ends() {
     use porthole::demo::{Demo, DemoSetup};
     let file = wasm("slow-billing");
     let extra = format!(
-        "\n[webhooks]\nmax_in_flight = 1\n\n[[plugins]]\nname = \"slow\"\npath = \"{}\"\nsha256 = \"{}\"\nworld = \"billing-adapter\"\n[plugins.limits]\ntimeout_ms = 1500\n",
+        "\n[webhooks]\nmax_in_flight = 1\n\n[[plugins]]\nname = \"slow\"\npath = \"{}\"\nsha256 = \"{}\"\nworld = \"billing-adapter\"\n[plugins.limits]\ntimeout_ms = 3000\n",
         file.display(),
         sha256_of(&file)
     );
@@ -792,19 +792,34 @@ async fn webhook_deliveries_beyond_a_plugins_cap_are_refused_until_one_ends() {
     .unwrap();
     let http = reqwest::Client::new();
     let hook = format!("{}/hooks/billing/slow", demo.credentials().url);
-    let deliver = || http.post(&hook).body("{}").send();
+    let deliver = || async {
+        let answer = http.post(&hook).body("{}").send().await.unwrap();
+        let retry_after = answer.headers().get("retry-after").cloned();
+        (answer.status(), retry_after)
+    };
 
-    let first = tokio::spawn(deliver());
-    // The first delivery holds the only place until its deadline stops the plugin.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = deliver().await.unwrap();
-    assert_eq!(second.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(second.headers()["retry-after"], "1");
-    let first = first.await.unwrap().unwrap();
-    assert_eq!(first.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
-    // The place is free again: the next delivery reaches the plugin (and its deadline).
-    let third = deliver().await.unwrap();
-    assert_eq!(third.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    // Whichever arrives first holds the only place until the deadline stops the plugin (3 s,
+    // far longer than the three take to arrive); the other two are turned away at once.
+    let (a, b, c) = tokio::join!(deliver(), deliver(), deliver());
+    let mut statuses = vec![a.0, b.0, c.0];
+    statuses.sort();
+    use reqwest::StatusCode;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
+    for (status, retry_after) in [a, b, c] {
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(retry_after.unwrap(), "1");
+        }
+    }
+    // The place is free again once the plugin's call has ended.
+    let (status, _) = deliver().await;
+    assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
 
     let unknown = http
         .post(format!("{}/hooks/billing/nope", demo.credentials().url))
