@@ -105,6 +105,9 @@ pub struct CloudInitDelivery {
     pub delivery: DeliveryKind,
     pub dir: Option<PathBuf>,
     pub storage: Option<String>,
+    /// A NoCloud seed not yet fetched stops answering this long after its VM is first seen
+    /// running: time enough to boot and run cloud-init, and no forgotten secret URL for ever.
+    pub seed_window_secs: u64,
 }
 
 impl Default for CloudInitDelivery {
@@ -113,6 +116,7 @@ impl Default for CloudInitDelivery {
             delivery: DeliveryKind::Nocloud,
             dir: None,
             storage: None,
+            seed_window_secs: 900,
         }
     }
 }

@@ -415,6 +415,14 @@ fn check_lifecycle(lifecycle: &LifecycleConfig, at: &Locator<'_>) -> Checked<()>
         ("max_attempts", lifecycle.max_attempts.into()),
         ("task_deadline_secs", lifecycle.task_deadline_secs),
     ];
+    if lifecycle.cloud_init.seed_window_secs == 0 {
+        let key = [
+            Step::Key("lifecycle"),
+            Step::Key("cloud_init"),
+            Step::Key("seed_window_secs"),
+        ];
+        return Err(at.error(&key, "must be greater than zero"));
+    }
     for (key, value) in positive {
         if value == 0 {
             return Err(at.error(&here(key), "must be greater than zero"));

@@ -1,10 +1,13 @@
 //! The NoCloud seed a VM fetches on first boot, at the secret URL in its SMBIOS serial.
 //!
-//! The seed answers until its user-data has been fetched once; after that every file of it
-//! answers "not found", so the URL is worthless to anyone who learns it later (the user-data may
-//! hold a tunnel token). Teardown removes it too.
+//! The seed answers until its user-data has been fetched once, and never longer than
+//! `seed_window_secs` after its VM is first seen running (a guest that boots without fetching
+//! it must not leave the URL alive for ever); after that every file of it answers "not found", so
+//! the URL is worthless to anyone who learns it later (the user-data may hold a tunnel token).
+//! Not at the moment the VM runs: Proxmox reports `running` as soon as QEMU starts, well before
+//! the guest's cloud-init asks for anything. Teardown removes the seed too.
 
-use crate::store::resources::{self, ResourceKind};
+use crate::store::resources::{self, Resource, ResourceKind};
 
 use super::Lifecycle;
 
@@ -20,6 +23,7 @@ impl Lifecycle {
         }
         let digest = hex::encode(crate::auth::secret_token::digest(secret));
         let spend = file == "user-data";
+        let window = self.seed_window();
         // Looking the seed up and spending it happen in one store call, so two fetches racing for
         // the user-data cannot both get it.
         let sealed = self
@@ -29,7 +33,7 @@ impl Lifecycle {
                 let Some(mut seed) = resources::find(c, ResourceKind::Seed, &digest)? else {
                     return Ok(None);
                 };
-                if seed.detail["spent"].as_bool() == Some(true) {
+                if !answers(&seed, window, crate::store::now()) {
                     return Ok(None);
                 }
                 let sealed = seed.detail["sealed"].as_str().map(str::to_owned);
@@ -41,12 +45,76 @@ impl Lifecycle {
                 Ok(sealed)
             })
             .await
+            .inspect_err(|err| tracing::warn!(error = %err, "could not read a NoCloud seed"))
             .ok()??;
-        let opened = crate::sealed::open(&self.inner.data_key, &sealed).ok()?;
+        let opened = crate::sealed::open(&self.inner.data_key, &sealed)
+            .inspect_err(|err| tracing::warn!(error = %err, "could not open a NoCloud seed"))
+            .ok()?;
         let documents: serde_json::Value = serde_json::from_slice(&opened).ok()?;
         match file {
             "vendor-data" => Some(String::new()),
             other => documents[other].as_str().map(str::to_owned),
         }
+    }
+
+    /// Starts the seed's window: called each time the service's VM is seen running, only the
+    /// first counts.
+    pub(super) async fn seed_vm_running(
+        &self,
+        service_id: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner
+            .store
+            .call(move |c| {
+                for mut seed in resources::of_kind(c, service_id, ResourceKind::Seed)? {
+                    if seed.detail.get("running_since").is_none() {
+                        seed.detail["running_since"] = crate::store::now().into();
+                        resources::record(c, &seed)?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    fn seed_window(&self) -> i64 {
+        let secs = self.inner.provisioning.cloud_init.seed_window_secs;
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+}
+
+/// Whether a seed still answers at `now`: not yet fetched, and its VM not running for longer
+/// than `window` seconds.
+fn answers(seed: &Resource, window: i64, now: i64) -> bool {
+    if seed.detail["spent"].as_bool() == Some(true) {
+        return false;
+    }
+    match seed.detail["running_since"].as_i64() {
+        Some(since) => now.saturating_sub(since) <= window,
+        None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed(detail: serde_json::Value) -> Resource {
+        Resource {
+            service_id: 1,
+            kind: ResourceKind::Seed,
+            provider: "nocloud".into(),
+            external_id: "digest".into(),
+            detail,
+        }
+    }
+
+    #[test]
+    fn a_seed_answers_until_fetched_or_until_its_window_after_the_vm_runs_has_passed() {
+        assert!(answers(&seed(json!({})), 900, 10_000), "VM not running yet");
+        assert!(answers(&seed(json!({"running_since": 1_000})), 900, 1_900));
+        assert!(!answers(&seed(json!({"running_since": 1_000})), 900, 1_901));
+        assert!(!answers(&seed(json!({"spent": true})), 900, 0));
     }
 }

@@ -368,7 +368,10 @@ impl StepContext<'_> {
             .vmid
             .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
         match self.client.vm_status(&node, vmid).await?.status {
-            VmPowerState::Running => Ok(()),
+            VmPowerState::Running => {
+                self.lifecycle.seed_vm_running(self.service.id).await?;
+                Ok(())
+            }
             other => Err(StepError::Transient(format!(
                 "VM {vmid} is {other:?}, not yet running"
             ))),

@@ -27,6 +27,11 @@ impl Panel {
 
     /// The panel on a simulator whose tasks (start, stop, …) take `task_duration`.
     async fn with_tasks_of(task_duration: Duration) -> Self {
+        Self::with(task_duration, "").await
+    }
+
+    /// The panel with `extra_config` added to the demo's configuration.
+    async fn with(task_duration: Duration, extra_config: &str) -> Self {
         let sim = SimConfig {
             auth_failure_delay: Duration::from_millis(10),
             task_duration,
@@ -37,7 +42,9 @@ impl Panel {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: None,
             sim,
-            extra_config: plugin_entry("cloudinit-basic", "cloud-init-template") + FAST_LIFECYCLE,
+            extra_config: plugin_entry("cloudinit-basic", "cloud-init-template")
+                + FAST_LIFECYCLE
+                + extra_config,
             plugins_dir: None,
         })
         .await
@@ -211,16 +218,7 @@ async fn an_order_delivered_three_times_builds_one_running_vm_marked_for_its_ser
     assert!(config["scsi0"].contains("size=20G"), "{}", config["scsi0"]);
 
     // The NoCloud seed named in the VM's SMBIOS serial serves the rendered user-data once.
-    let smbios = &config["smbios1"];
-    let serial = smbios
-        .split(',')
-        .find_map(|p| p.strip_prefix("serial="))
-        .unwrap();
-    let decoded = String::from_utf8(
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, serial).unwrap(),
-    )
-    .unwrap();
-    let seed_url = decoded.strip_prefix("ds=nocloud-net;s=").unwrap();
+    let seed_url = seed_url(&config);
     assert!(
         seed_url.starts_with(&panel.demo.credentials().url),
         "{seed_url}"
@@ -247,6 +245,45 @@ async fn an_order_delivered_three_times_builds_one_running_vm_marked_for_its_ser
         again.status(),
         StatusCode::NOT_FOUND,
         "a fetched seed is spent"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+/// The NoCloud seed URL a VM's SMBIOS serial names.
+fn seed_url(config: &std::collections::BTreeMap<String, String>) -> String {
+    let serial = config["smbios1"]
+        .split(',')
+        .find_map(|p| p.strip_prefix("serial="))
+        .unwrap();
+    let decoded = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, serial).unwrap(),
+    )
+    .unwrap();
+    decoded.strip_prefix("ds=nocloud-net;s=").unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_seed_never_fetched_stops_answering_once_its_vm_has_run_for_the_window() {
+    let panel = Panel::with(
+        Duration::from_millis(20),
+        "[lifecycle.cloud_init]\nseed_window_secs = 1\n",
+    )
+    .await;
+    let (status, receipt) = panel.order("order-1", "web-1").await;
+    assert!(status.is_success(), "{receipt}");
+    let view = panel.settled(receipt["service_id"].as_i64().unwrap()).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+    let seed_url = seed_url(&panel.demo.sim().vm_config("pve1", vmid).unwrap());
+    let fetch = |file: &'static str| panel.http.get(format!("{seed_url}{file}")).send();
+
+    // Within the window the guest may still fetch; meta-data does not spend the seed.
+    assert_eq!(fetch("meta-data").await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(
+        fetch("user-data").await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "a seed outlives its window"
     );
     panel.demo.stop().await.unwrap();
 }
