@@ -34,17 +34,15 @@ pub async fn login(
     JsonBody(body): JsonBody<Login>,
 ) -> ApiResult<Response> {
     refuse_foreign_origin(&headers, &state)?;
+    let began = Instant::now();
     state
         .login_limiter
-        .check(&body.username, client, Instant::now())
+        .begin(&body.username, client, began)
         .map_err(|wait| ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs(),
         })?;
     let user = verify_credentials(&state, &body).await?;
     let Some(user) = user else {
-        state
-            .login_limiter
-            .record_failure(&body.username, client, Instant::now());
         audit::record(
             &state.store,
             audit::Entry {
@@ -58,7 +56,7 @@ pub async fn login(
         .await;
         return Err(ApiError::WrongCredentials);
     };
-    state.login_limiter.record_success(&body.username);
+    state.login_limiter.succeeded(&body.username, client, began);
     let session = secret_token::generate();
     let digest = secret_token::digest(&session);
     let expires_at = crate::store::now() + SESSION_LIFETIME_SECS;

@@ -1,7 +1,10 @@
 //! Sign-in rate limits, per account and per client address.
 //!
 //! Failed attempts are counted in a sliding window; past the limit, further attempts are refused
-//! without checking the password until the window lets the oldest failure go. The per-address
+//! without checking the password until the window lets the oldest failure go. An attempt counts
+//! as failed from the moment it is let through, in the same lock as the check, and is taken back
+//! when its password proves right: password hashing is slow on purpose, so counting only after it
+//! would let a burst of parallel guesses all pass the check before the first one is counted. The per-address
 //! limit stops one client guessing across many accounts; the per-account limit stops many clients
 //! guessing one account. A success clears the account's count. State is in memory: a restart
 //! forgets it, which costs an attacker a restart they cannot cause.
@@ -47,8 +50,9 @@ impl LoginLimiter {
         }
     }
 
-    /// `Err(retry_after)` when this attempt must be refused before looking at the password.
-    pub fn check(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Lets an attempt through, counting it as failed until [`Self::succeeded`] says otherwise,
+    /// or `Err(retry_after)` when it must be refused before looking at the password.
+    pub fn begin(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut failures = self.lock();
         let window = self.limits.window;
         let account_wait = wait(
@@ -63,14 +67,9 @@ impl LoginLimiter {
             window,
             now,
         );
-        match account_wait.max(address_wait) {
-            Some(retry_after) => Err(retry_after),
-            None => Ok(()),
+        if let Some(retry_after) = account_wait.max(address_wait) {
+            return Err(retry_after);
         }
-    }
-
-    pub fn record_failure(&self, account: &str, address: IpAddr, now: Instant) {
-        let mut failures = self.lock();
         failures
             .by_account
             .entry(account.to_owned())
@@ -83,7 +82,6 @@ impl LoginLimiter {
             .push_back(now);
         // Bound memory under a spray of distinct usernames or addresses.
         if failures.by_account.len() > 100_000 || failures.by_address.len() > 100_000 {
-            let window = self.limits.window;
             failures
                 .by_account
                 .retain(|_, times| prune(times, window, now));
@@ -91,10 +89,19 @@ impl LoginLimiter {
                 .by_address
                 .retain(|_, times| prune(times, window, now));
         }
+        Ok(())
     }
 
-    pub fn record_success(&self, account: &str) {
-        self.lock().by_account.remove(account);
+    /// The attempt begun at `began` had the right password: the account's count is cleared and
+    /// the address no longer holds that attempt against it.
+    pub fn succeeded(&self, account: &str, address: IpAddr, began: Instant) {
+        let mut failures = self.lock();
+        failures.by_account.remove(account);
+        if let Some(times) = failures.by_address.get_mut(&address)
+            && let Some(at) = times.iter().position(|&t| t == began)
+        {
+            times.remove(at);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
@@ -154,20 +161,30 @@ mod tests {
         let limiter = limiter();
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check("alice", HOME, start).is_ok());
-            limiter.record_failure("alice", HOME, start);
+            assert!(limiter.begin("alice", HOME, start).is_ok());
         }
-        let retry = limiter.check("alice", HOME, start).unwrap_err();
+        let retry = limiter.begin("alice", HOME, start).unwrap_err();
         assert_eq!(retry, Duration::from_secs(60));
         assert!(
-            limiter.check("bob", HOME, start).is_ok(),
+            limiter.begin("bob", HOME, start).is_ok(),
             "other accounts stay open"
         );
         assert!(
             limiter
-                .check("alice", HOME, start + Duration::from_secs(61))
+                .begin("alice", HOME, start + Duration::from_secs(61))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn attempts_in_flight_count_before_their_passwords_are_checked() {
+        let limiter = limiter();
+        let now = Instant::now();
+        // Three guesses let through at once, none of them answered yet: the fourth waits.
+        for _ in 0..3 {
+            assert!(limiter.begin("alice", HOME, now).is_ok());
+        }
+        assert!(limiter.begin("alice", HOME, now).is_err());
     }
 
     #[test]
@@ -175,21 +192,28 @@ mod tests {
         let limiter = limiter();
         let now = Instant::now();
         for account in ["a", "b", "c", "d", "e"] {
-            limiter.record_failure(account, HOME, now);
+            assert!(limiter.begin(account, HOME, now).is_ok());
         }
-        assert!(limiter.check("fresh", HOME, now).is_err());
+        assert!(limiter.begin("fresh", HOME, now).is_err());
         let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
-        assert!(limiter.check("fresh", elsewhere, now).is_ok());
+        assert!(limiter.begin("fresh", elsewhere, now).is_ok());
     }
 
     #[test]
-    fn success_clears_the_account_count() {
+    fn success_clears_the_account_count_and_the_attempt_from_the_address() {
         let limiter = limiter();
         let now = Instant::now();
-        limiter.record_failure("alice", HOME, now);
-        limiter.record_failure("alice", HOME, now);
-        limiter.record_success("alice");
-        limiter.record_failure("alice", HOME, now);
-        assert!(limiter.check("alice", HOME, now).is_ok());
+        for _ in 0..2 {
+            assert!(limiter.begin("alice", HOME, now).is_ok());
+        }
+        let right = now + Duration::from_secs(1);
+        assert!(limiter.begin("alice", HOME, right).is_ok());
+        limiter.succeeded("alice", HOME, right);
+        for _ in 0..2 {
+            assert!(limiter.begin("alice", HOME, now).is_ok());
+        }
+        assert!(limiter.begin("alice", HOME, now).is_ok(), "count cleared");
+        // The address holds the four failures and the fifth attempt, not the right one.
+        assert!(limiter.begin("other", HOME, now).is_err());
     }
 }

@@ -285,6 +285,29 @@ async fn repeated_wrong_passwords_are_rate_limited_per_account() {
 }
 
 #[tokio::test]
+async fn a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit() {
+    let demo = demo().await;
+    let client = cookie_client();
+    // Password hashing takes long enough that all twelve are in flight at once.
+    let guesses = (0..12).map(|_| login(&demo, &client, "bob", "wrong password!"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .map(|response| response.status())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|&&s| s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|&&s| s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 7), "{statuses:?}");
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn admins_manage_users_and_bad_requests_say_why() {
     let demo = demo().await;
     let admin = token(&demo, "admin");

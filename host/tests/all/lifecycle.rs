@@ -259,7 +259,10 @@ fn seed_url(config: &std::collections::BTreeMap<String, String>) -> String {
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, serial).unwrap(),
     )
     .unwrap();
-    decoded.strip_prefix("ds=nocloud-net;s=").unwrap().to_owned()
+    decoded
+        .strip_prefix("ds=nocloud-net;s=")
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
