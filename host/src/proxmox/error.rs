@@ -64,6 +64,15 @@ pub enum ProxmoxError {
         call: String,
         message: String,
     },
+    /// The call clashed with a concurrent change: the VM id it creates was taken since `nextid`,
+    /// or the configuration changed since its digest was read. Reading again and retrying may
+    /// well succeed; repeating the same call as it is will not.
+    #[error("{cluster}: {call}: conflict: {message}")]
+    Conflict {
+        cluster: String,
+        call: String,
+        message: String,
+    },
     /// The cluster could not be reached or answered with a temporary failure, and retries (if
     /// the call was safe to retry) were used up. The call may or may not have taken effect.
     #[error("{cluster}: {call}: unavailable after {attempts} attempt(s): {message}")]
@@ -132,7 +141,10 @@ impl ProxmoxError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Transient { .. } | Self::Locked { .. } | Self::TaskTimeout { .. }
+            Self::Transient { .. }
+                | Self::Locked { .. }
+                | Self::Conflict { .. }
+                | Self::TaskTimeout { .. }
         )
     }
 
@@ -162,6 +174,7 @@ pub(crate) enum Class {
     Forbidden,
     NotFound,
     Locked,
+    Conflict,
     InvalidParameters,
     Transient,
     Api,
@@ -188,10 +201,15 @@ fn classify_500(message: &str) -> Class {
     let lower = message.to_ascii_lowercase();
     const NOT_FOUND: [&str; 3] = ["does not exist", "no such vm", "no such task"];
     const LOCKED: [&str; 3] = ["is locked", "can't lock file", "cfs-lock"];
+    // qemu-server's "unable to create VM N: config file already exists" / "VM N already exists
+    // on node 'x'", and the digest check of a config write.
+    const CONFLICT: [&str; 2] = ["already exists", "detected modified configuration"];
     if NOT_FOUND.iter().any(|p| lower.contains(p)) {
         Class::NotFound
     } else if LOCKED.iter().any(|p| lower.contains(p)) {
         Class::Locked
+    } else if CONFLICT.iter().any(|p| lower.contains(p)) {
+        Class::Conflict
     } else {
         Class::Api
     }
@@ -230,6 +248,11 @@ impl CallContext {
                 message,
             },
             Class::Locked => ProxmoxError::Locked {
+                cluster,
+                call,
+                message,
+            },
+            Class::Conflict => ProxmoxError::Conflict {
                 cluster,
                 call,
                 message,
@@ -303,6 +326,18 @@ mod tests {
         );
         let msg = "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout";
         assert_eq!(classify(500, msg, false), Class::Locked);
+    }
+
+    #[test]
+    fn clashes_with_concurrent_changes_are_conflicts() {
+        let taken = "unable to create VM 105: config file already exists";
+        assert_eq!(classify(500, taken, false), Class::Conflict);
+        assert_eq!(
+            classify(500, "VM 105 already exists on node 'pve2'", false),
+            Class::Conflict
+        );
+        let digest = "detected modified configuration - file changed by other user? Try again.";
+        assert_eq!(classify(500, digest, false), Class::Conflict);
     }
 
     #[test]

@@ -292,6 +292,54 @@ async fn a_seed_never_fetched_stops_answering_once_its_vm_has_run_for_the_window
 }
 
 #[tokio::test]
+async fn an_id_taken_by_another_client_before_the_clone_is_replaced_by_a_fresh_one() {
+    let panel = Panel::start().await;
+    // The clone request waits in the simulator long enough for someone else to create a VM
+    // with the id this service reserved.
+    panel.demo.sim().inject(Fault {
+        method: Some("POST".into()),
+        path: "/nodes/{node}/qemu/{vmid}/clone".into(),
+        kind: FaultKind::Latency { ms: 500 },
+        times: Times::ONCE,
+    });
+    let (_, receipt) = panel.order("order-race", "race-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reserved = loop {
+        if let Some(vmid) = panel.service(id).await["service"]["vmid"].as_u64() {
+            break vmid as u32;
+        }
+        assert!(Instant::now() < deadline, "no VM id reserved");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    panel
+        .demo
+        .sim()
+        .add_vm(porthole_sim::VmSeed {
+            node: "pve1".into(),
+            vmid: reserved,
+            name: "someone-elses".into(),
+            ..porthole_sim::VmSeed::default()
+        })
+        .unwrap();
+
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+    assert_ne!(vmid, reserved, "the service moved to a fresh id");
+    assert_eq!(
+        panel.demo.sim().vm_config("pve1", vmid).unwrap()["name"],
+        "race-1"
+    );
+    let foreign = panel.demo.sim().vm_config("pve1", reserved).unwrap();
+    assert_eq!(
+        foreign["name"], "someone-elses",
+        "the other VM is untouched"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_step_failing_once_with_a_5xx_is_retried_and_completes() {
     let panel = Panel::start().await;
     panel.demo.sim().inject(Fault {
