@@ -19,6 +19,8 @@ pub struct VmSeed {
     pub memory: u64,
     /// GiB of the `scsi0` disk.
     pub disk_gb: u64,
+    /// The storage holding the VM's disks: `local-lvm`, or the shared `ceph`.
+    pub storage: String,
     pub running: bool,
     pub template: bool,
     pub tags: Option<String>,
@@ -37,6 +39,7 @@ impl Default for VmSeed {
             cores: 1,
             memory: 2048,
             disk_gb: 8,
+            storage: "local-lvm".into(),
             running: false,
             template: false,
             tags: None,
@@ -120,6 +123,14 @@ impl Cluster {
                 content: "images,rootdir".into(),
                 shared: false,
                 maxdisk: 1024 * GIB,
+            },
+            // Shared by every node, so a template on it can be cloned to any of them.
+            Storage {
+                storage: "ceph".into(),
+                plugintype: "rbd".into(),
+                content: "images,rootdir".into(),
+                shared: true,
+                maxdisk: 4096 * GIB,
             },
         ];
         Self {
@@ -224,13 +235,13 @@ fn seed_config(seed: &VmSeed) -> BTreeMap<String, String> {
         (
             "scsi0".to_owned(),
             format!(
-                "local-lvm:{disk_prefix}-{}-disk-0,size={}G",
-                seed.vmid, seed.disk_gb
+                "{}:{disk_prefix}-{}-disk-0,size={}G",
+                seed.storage, seed.vmid, seed.disk_gb
             ),
         ),
         (
             "ide2".to_owned(),
-            format!("local-lvm:vm-{}-cloudinit,media=cdrom", seed.vmid),
+            format!("{}:vm-{}-cloudinit,media=cdrom", seed.storage, seed.vmid),
         ),
         (
             "net0".to_owned(),

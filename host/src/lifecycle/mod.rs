@@ -18,6 +18,7 @@ mod engine;
 mod extras;
 pub mod job;
 mod orders;
+mod placement;
 pub mod reconcile;
 mod seed;
 pub mod steps;

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::catalogue::{self, Plan, Template};
 use super::job::{Job, JobData};
+use super::placement::{self, Placement};
 use super::steps::Step;
 use super::{Lifecycle, OrderSpec, StepError};
 use crate::console::Revocation;
@@ -159,7 +160,7 @@ impl StepContext<'_> {
         Ok(())
     }
 
-    /// The template's node, if it is online and has memory for the plan.
+    /// A node of the plan's group with room for it (see [`placement`]).
     async fn place(&self, data: &JobData) -> Result<(), StepError> {
         let order = self.order(data)?;
         let plan = self.plan(&order.plan).await?;
@@ -168,35 +169,41 @@ impl StepContext<'_> {
             .client
             .cluster_resources(Some(ResourceKind::Node))
             .await?;
-        let node = nodes
-            .iter()
-            .find(|n| n.node.as_deref() == Some(template.node.as_str()))
-            .ok_or_else(|| {
-                StepError::Permanent(format!("node {:?} is not in the cluster", template.node))
-            })?;
-        if node.status.as_deref() != Some("online") {
-            return Err(StepError::Transient(format!(
-                "node {:?} is not online",
-                template.node
-            )));
-        }
-        let free = node.maxmem.unwrap_or(0).saturating_sub(used_memory(node));
+        let leaves_its_node = plan.nodes.iter().any(|n| *n != template.node);
+        let site = placement::TemplateSite {
+            node: &template.node,
+            on_shared_storage: leaves_its_node && self.on_shared_storage(&template).await?,
+        };
         let needed = plan.memory_mib * 1024 * 1024;
-        if free < needed {
-            return Err(StepError::Transient(format!(
-                "node {:?} has {} MiB free, the plan needs {}",
-                template.node,
-                free / (1024 * 1024),
-                plan.memory_mib
-            )));
-        }
-        let (id, node_name) = (self.service.id, template.node.clone());
+        let node_name = match placement::choose(&plan.nodes, &site, &nodes, needed) {
+            Placement::Node(name) => name,
+            Placement::NoRoomYet(why) => return Err(StepError::Transient(why)),
+            Placement::Impossible(why) => return Err(StepError::Permanent(why)),
+        };
+        let id = self.service.id;
         self.lifecycle
             .inner
             .store
             .call(move |c| services::set_node(c, id, &node_name))
             .await?;
         Ok(())
+    }
+
+    /// Whether every volume of the template is on storage that all nodes share.
+    async fn on_shared_storage(&self, template: &Template) -> Result<bool, StepError> {
+        let config = self.client.vm_config(&template.node, template.vmid).await?;
+        let storages = self
+            .client
+            .cluster_resources(Some(ResourceKind::Storage))
+            .await?;
+        let shared = |name: &String| {
+            storages.iter().any(|s| {
+                s.node.as_deref() == Some(template.node.as_str())
+                    && s.storage.as_ref() == Some(name)
+                    && s.extra.get("shared").and_then(serde_json::Value::as_u64) == Some(1)
+            })
+        };
+        Ok(config.volume_storages().iter().all(shared))
     }
 
     async fn reserve_vmid(&self) -> Result<(), StepError> {
@@ -253,6 +260,8 @@ impl StepContext<'_> {
         request.name = Some(order.hostname.clone());
         request.full = Some(true);
         request.description = Some(marker(self.service.id));
+        // Placement chose another node only for a template on shared storage.
+        request.target = (node != template.node).then(|| node.clone());
         let upid = self
             .client
             .clone_vm(&template.node, template.vmid, &request)
@@ -490,13 +499,6 @@ impl StepContext<'_> {
         )
         .await;
     }
-}
-
-fn used_memory(node: &crate::proxmox::ClusterResource) -> u64 {
-    node.extra
-        .get("mem")
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0)
 }
 
 /// The size in GiB of a disk line like `local-lvm:vm-100-disk-0,size=32G`.

@@ -159,6 +159,25 @@ impl VmConfig {
         self.values.get(key).map(String::as_str)
     }
 
+    /// The storages the VM's volumes live on (disks, EFI and TPM state, the cloud-init drive),
+    /// without duplicates; CD-ROMs holding an ISO image or nothing are not the VM's own.
+    pub fn volume_storages(&self) -> Vec<String> {
+        let mut storages: Vec<String> = self
+            .values
+            .iter()
+            .filter(|(key, _)| is_volume_key(key))
+            .filter_map(|(_, line)| {
+                let volume = line.split(',').next()?;
+                let is_iso_or_empty = line.contains("media=cdrom") && !volume.contains("cloudinit");
+                let (storage, _) = volume.split_once(':')?;
+                (!is_iso_or_empty).then(|| storage.to_owned())
+            })
+            .collect();
+        storages.sort();
+        storages.dedup();
+        storages
+    }
+
     /// The `sshkeys` value decoded from the percent-encoding Proxmox stores it in.
     pub fn sshkeys(&self) -> Option<String> {
         let raw = self.get("sshkeys")?;
@@ -173,6 +192,16 @@ impl VmConfig {
         let digest = values.remove("digest");
         Self { digest, values }
     }
+}
+
+/// `scsi0`, `virtio1`, `ide2`, `efidisk0`, …: keys whose value names a volume.
+fn is_volume_key(key: &str) -> bool {
+    let bus = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    bus.len() < key.len()
+        && matches!(
+            bus,
+            "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
+        )
 }
 
 fn value_text(value: Value) -> String {
@@ -282,6 +311,23 @@ mod tests {
         assert_eq!(r.template, Some(true));
         assert_eq!(r.maxcpu, Some(2.0));
         assert!(r.extra.contains_key("uptime"));
+    }
+
+    #[test]
+    fn volume_storages_are_the_vms_own_volumes_not_its_isos() {
+        let cfg = VmConfig::from_json(
+            serde_json::from_value(json!({
+                "scsi0": "ceph:base-9000-disk-0,size=8G",
+                "efidisk0": "ceph:base-9000-disk-1,efitype=4m",
+                "ide2": "local-lvm:vm-9000-cloudinit,media=cdrom",
+                "ide0": "local:iso/debian-12.iso,media=cdrom",
+                "ide1": "none,media=cdrom",
+                "net0": "virtio=BC:24:11:00:00:01,bridge=vmbr0",
+                "scsihw": "virtio-scsi-single"
+            }))
+            .unwrap(),
+        );
+        assert_eq!(cfg.volume_storages(), ["ceph", "local-lvm"]);
     }
 
     #[test]

@@ -340,6 +340,103 @@ async fn an_id_taken_by_another_client_before_the_clone_is_replaced_by_a_fresh_o
 }
 
 #[tokio::test]
+async fn a_plan_with_a_node_group_clones_to_the_roomiest_node_only_from_shared_storage() {
+    let panel = Panel::start().await;
+    let sim = panel.demo.sim();
+    sim.add_vm(porthole_sim::VmSeed {
+        node: "pve1".into(),
+        vmid: 9100,
+        name: "debian-12-ceph".into(),
+        storage: "ceph".into(),
+        template: true,
+        ..porthole_sim::VmSeed::default()
+    })
+    .unwrap();
+    // A running VM makes pve1 the busier node.
+    sim.add_vm(porthole_sim::VmSeed {
+        node: "pve1".into(),
+        vmid: 500,
+        memory: 16384,
+        running: true,
+        ..porthole_sim::VmSeed::default()
+    })
+    .unwrap();
+    panel.put("/api/v1/templates/debian-12-ceph", json!({
+        "name": "debian-12-ceph", "cluster": "sim", "node": "pve1", "vmid": 9100, "os": "debian",
+        "cloud_init": "cloudinit-basic"
+    })).await;
+    panel
+        .put(
+            "/api/v1/plans/spread",
+            json!({
+                "name": "spread", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+                "templates": ["debian-12", "debian-12-ceph"], "nodes": ["pve1", "pve2"]
+            }),
+        )
+        .await;
+    panel
+        .put(
+            "/api/v1/plans/elsewhere",
+            json!({
+                "name": "elsewhere", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+                "templates": ["debian-12"], "nodes": ["pve2"]
+            }),
+        )
+        .await;
+    let alice = panel.alice_id().await;
+    let order = |key: &'static str, plan: &'static str, template: &'static str| {
+        panel.post(
+            "admin",
+            "/api/v1/orders",
+            key,
+            json!({
+                "customer": alice, "plan": plan, "template": template, "hostname": key,
+                "username": "debian", "ssh_keys": []
+            }),
+        )
+    };
+
+    let (_, shared) = order("spread-ceph", "spread", "debian-12-ceph").await;
+    let (_, local) = order("spread-local", "spread", "debian-12").await;
+    let (_, stranded) = order("stranded", "elsewhere", "debian-12").await;
+
+    let view = panel.settled(shared["service_id"].as_i64().unwrap()).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+    assert!(
+        sim.vm_config("pve2", vmid).is_some(),
+        "cloned to the roomier pve2"
+    );
+    let view = panel.settled(local["service_id"].as_i64().unwrap()).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+    assert!(
+        sim.vm_config("pve1", vmid).is_some(),
+        "a template on local storage keeps its VMs on its own node"
+    );
+    let view = panel
+        .settled(stranded["service_id"].as_i64().unwrap())
+        .await;
+    assert_eq!(view["service"]["state"], "failed", "{view}");
+    let error = view["jobs"][0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("pve2") && error.contains("storage"),
+        "{view}"
+    );
+    let cross_node_clones = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/clone"))
+        .filter(|r| r.params.contains_key("target"))
+        .count();
+    assert_eq!(
+        cross_node_clones, 1,
+        "only the shared template crossed nodes"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_step_failing_once_with_a_5xx_is_retried_and_completes() {
     let panel = Panel::start().await;
     panel.demo.sim().inject(Fault {
