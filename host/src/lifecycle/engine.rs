@@ -7,6 +7,7 @@ use tokio::task::JoinHandle;
 
 use super::job::{self, Job, JobKind, JobState};
 use super::steps::{self, Step};
+use super::worker_id::ProcessId;
 use super::{Lifecycle, Progress, StepError};
 use crate::store::StoreError;
 
@@ -29,18 +30,28 @@ impl Workers {
 }
 
 impl Lifecycle {
-    /// Starts the workers. Unfinished jobs of a previous run are due at once: their leases have
-    /// expired or will, and they resume at their recorded step.
+    /// Starts the workers. Unfinished jobs of a previous run resume at their recorded step: at
+    /// once when that run died on this host, else when its leases run out.
     pub fn start_workers(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
+        let process = ProcessId::current();
         let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.settings.workers)
             .map(|n| {
                 let lifecycle = self.clone();
                 let stopped = stopped.clone();
-                let owner = format!("{}-{}-{n}", std::process::id(), rand::random::<u32>());
+                let owner = match &process {
+                    Some(process) => process.worker(n),
+                    None => format!("{}-{}-{n}", std::process::id(), rand::random::<u32>()),
+                };
                 tokio::spawn(async move { lifecycle.work(owner, stopped).await })
             })
             .collect();
+        if let Some(process) = process {
+            let lifecycle = self.clone();
+            tasks.push(tokio::spawn(async move {
+                lifecycle.take_back_jobs_of_dead_predecessors(process).await
+            }));
+        }
         if let Some(interval) = self.inner.settings.reconcile_interval {
             let (lifecycle, stopped) = (self.clone(), stopped.clone());
             tasks.push(tokio::spawn(async move {
@@ -51,6 +62,28 @@ impl Lifecycle {
             lifecycle: self.clone(),
             stop,
             tasks,
+        }
+    }
+
+    /// Releases the leases a crashed daemon on this host left, so its jobs resume now.
+    async fn take_back_jobs_of_dead_predecessors(&self, process: ProcessId) {
+        let released = self
+            .inner
+            .store
+            .call(move |c| job::release_leases_of(c, |owner| process.outlived(owner)))
+            .await;
+        match released {
+            Ok(0) => {}
+            Ok(jobs) => {
+                tracing::info!(
+                    jobs,
+                    "resuming jobs a stopped daemon on this host had leased"
+                );
+                self.wake();
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot release the leases of a stopped daemon")
+            }
         }
     }
 

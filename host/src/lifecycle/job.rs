@@ -233,6 +233,26 @@ pub fn claim(conn: &Connection, owner: &str, lease_secs: i64) -> rusqlite::Resul
     .optional()
 }
 
+/// Releases the leases of owners `gone` says are dead, so their jobs can be claimed at once.
+/// Returns how many jobs were released.
+pub fn release_leases_of(
+    conn: &Connection,
+    gone: impl Fn(&str) -> bool,
+) -> rusqlite::Result<usize> {
+    let owners: Vec<String> = conn
+        .prepare("SELECT DISTINCT lease_owner FROM jobs WHERE lease_owner IS NOT NULL")?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut released = 0;
+    for owner in owners.iter().filter(|o| gone(o)) {
+        released += conn.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?1",
+            [owner],
+        )?;
+    }
+    Ok(released)
+}
+
 /// Extends the lease while a long step (a clone) runs. False when the lease was lost.
 pub fn renew(conn: &Connection, id: i64, owner: &str, lease_secs: i64) -> rusqlite::Result<bool> {
     let now = now();

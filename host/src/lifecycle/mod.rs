@@ -23,6 +23,7 @@ pub mod reconcile;
 mod seed;
 pub mod steps;
 mod vm;
+mod worker_id;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1005,8 +1005,9 @@ async fn a_daemon_killed_at_random_moments_while_provisioning_finishes_every_job
         .local_addr()
         .unwrap();
     let route = CloudflareRoute::Direct { ca_file: &ca_file };
-    // A killed worker's jobs wait for its lease to run out before another claims them.
-    let config = write_config(dir.path(), addr, &sim, &route, &snippets, 2);
+    // Leases far longer than the test: the restarted daemon must see that their holder died
+    // on this host and take the jobs back at once, not wait for the leases to run out.
+    let config = write_config(dir.path(), addr, &sim, &route, &snippets, 600);
     let (database, log) = (
         dir.path().join("porthole.db"),
         dir.path().join("daemon.log"),
