@@ -81,6 +81,8 @@ pub struct Vm {
     pub node: String,
     /// Config keys and values exactly as PVE's config file holds them.
     pub config: BTreeMap<String, String>,
+    /// Values set while the VM ran that QEMU cannot take live; they apply at the next start.
+    pub pending: BTreeMap<String, String>,
     pub power: PowerState,
     #[serde(skip)]
     pub started_at: Option<Instant>,
@@ -188,6 +190,7 @@ impl Cluster {
             vmid: seed.vmid,
             node: seed.node.clone(),
             config: seed_config(seed),
+            pending: BTreeMap::new(),
             power: if seed.running && !seed.template {
                 PowerState::Running
             } else {
@@ -347,7 +350,12 @@ impl Vm {
         self.started_at.map(|t| t.elapsed().as_secs()).unwrap_or(0)
     }
 
+    /// A start (or reboot: a new QEMU process) takes the pending values.
     pub fn set_power(&mut self, power: PowerState) {
+        if power == PowerState::Running {
+            let pending = std::mem::take(&mut self.pending);
+            self.config.extend(pending);
+        }
         self.power = power;
         self.started_at = (power == PowerState::Running).then(Instant::now);
     }
@@ -356,6 +364,15 @@ impl Vm {
     pub fn disk_keys(&self) -> impl Iterator<Item = &String> {
         self.config.keys().filter(|k| is_disk_key(k))
     }
+}
+
+/// Keys a running VM cannot change without a restart, with PVE's default `hotplug`
+/// (`network,disk,usb`): these become pending.
+pub fn is_cold_key(key: &str) -> bool {
+    matches!(
+        key,
+        "cores" | "sockets" | "memory" | "cpu" | "numa" | "machine" | "bios" | "smbios1"
+    )
 }
 
 pub fn is_disk_key(key: &str) -> bool {

@@ -19,6 +19,7 @@ pub const SERVED: &[(&str, &str)] = &[
     ("DELETE", "/nodes/{node}/qemu/{vmid}"),
     ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
     ("GET", "/nodes/{node}/qemu/{vmid}/config"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/pending"),
     ("POST", "/nodes/{node}/qemu/{vmid}/config"),
     ("PUT", "/nodes/{node}/qemu/{vmid}/config"),
     ("POST", "/nodes/{node}/qemu/{vmid}/clone"),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::catalogue::{self, QuotaExceeded};
+use super::catalogue::{self, Plan, QuotaExceeded};
 use super::job::{self, JobData, JobKind, JobState, NewJob};
 use super::{Lifecycle, OrderSpec, steps};
 use crate::store::services::{self, NewService, Service};
@@ -281,21 +281,8 @@ fn prepare_provision(
         }
     };
     let order = &order;
-    let existing = services::live_for_owner(conn, customer)?
-        .into_iter()
-        .map(|s| {
-            let plan = s
-                .plan
-                .as_deref()
-                .map(|p| catalogue::plan(conn, p))
-                .transpose()?
-                .flatten();
-            Ok((s, plan))
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let quota = catalogue::quota(conn, customer)?.unwrap_or_default();
-    if let Err(err) = catalogue::check_quota(&existing, &plan, &quota) {
-        return Ok(Err(err.into()));
+    if let Err(err) = check_quota_with(conn, customer, None, &plan)? {
+        return Ok(Err(err));
     }
     let service = services::insert_provisioning(
         conn,
@@ -340,6 +327,31 @@ fn free_hostname(
     Ok(None)
 }
 
+/// Whether the customer's live services, `replacing` one of them, plus one on `plan` stay
+/// within the customer's quota.
+fn check_quota_with(
+    conn: &Connection,
+    customer: i64,
+    replacing: Option<i64>,
+    plan: &Plan,
+) -> rusqlite::Result<Result<(), OrderError>> {
+    let existing = services::live_for_owner(conn, customer)?
+        .into_iter()
+        .filter(|s| Some(s.id) != replacing)
+        .map(|s| {
+            let plan = s
+                .plan
+                .as_deref()
+                .map(|p| catalogue::plan(conn, p))
+                .transpose()?
+                .flatten();
+            Ok((s, plan))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let quota = catalogue::quota(conn, customer)?.unwrap_or_default();
+    Ok(catalogue::check_quota(&existing, plan, &quota).map_err(OrderError::from))
+}
+
 fn prepare_change(
     conn: &Connection,
     service_id: i64,
@@ -348,9 +360,9 @@ fn prepare_change(
     let Some(service) = services::get(conn, service_id)? else {
         return Ok(Err(OrderError::NotFound("service")));
     };
-    if catalogue::plan(conn, plan)?.is_none() {
+    let Some(new_plan) = catalogue::plan(conn, plan)? else {
         return Ok(Err(OrderError::NotFound("plan")));
-    }
+    };
     if matches!(
         service.state.as_str(),
         "terminating" | "terminated" | "failed"
@@ -359,6 +371,21 @@ fn prepare_change(
             "the service is {}",
             service.state
         ))));
+    }
+    let current = match service.plan.as_deref() {
+        Some(name) => catalogue::plan(conn, name)?,
+        None => None,
+    };
+    if let Some(current) = current
+        && new_plan.disk_gib < current.disk_gib
+    {
+        return Ok(Err(OrderError::Invalid(format!(
+            "plan {:?} has a {} GiB disk, smaller than the service's {} GiB: disks only grow",
+            new_plan.name, new_plan.disk_gib, current.disk_gib
+        ))));
+    }
+    if let Err(err) = check_quota_with(conn, service.owner_id, Some(service.id), &new_plan)? {
+        return Ok(Err(err));
     }
     let data = JobData {
         new_plan: Some(plan.to_owned()),

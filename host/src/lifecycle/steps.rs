@@ -43,6 +43,9 @@ pub enum Step {
     MarkFailed,
     /// Apply a new plan's cores, memory and (growing only) disk.
     Reconfigure,
+    /// Reboot a running VM whose new cores or memory wait for a restart; a stopped one takes
+    /// them at its next start.
+    RestartForPlan,
     Done,
 }
 
@@ -88,7 +91,7 @@ const TERMINATE: &[Step] = &[
     Step::MarkTerminated,
     Step::Done,
 ];
-const CHANGE_PLAN: &[Step] = &[Step::Reconfigure, Step::Done];
+const CHANGE_PLAN: &[Step] = &[Step::Reconfigure, Step::RestartForPlan, Step::Done];
 
 impl Step {
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl Step {
             Step::MarkTerminated => "mark_terminated",
             Step::MarkFailed => "mark_failed",
             Step::Reconfigure => "reconfigure",
+            Step::RestartForPlan => "restart_for_plan",
             Step::Done => "done",
         }
     }

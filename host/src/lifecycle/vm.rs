@@ -76,6 +76,7 @@ pub(super) async fn run(
         Step::StopVm => cx.stop(data).await,
         Step::DestroyVm => cx.destroy(data).await,
         Step::Reconfigure => cx.reconfigure(data).await,
+        Step::RestartForPlan => cx.restart_for_plan(data).await,
         Step::MarkActive => cx.mark("active", None).await,
         Step::MarkSuspended => cx.mark("suspended", Some(Revocation::Suspended)).await,
         Step::MarkTerminating => cx.mark("terminating", Some(Revocation::Terminated)).await,
@@ -461,12 +462,45 @@ impl StepContext<'_> {
             .memory_mib(plan.memory_mib);
         self.client.update_vm_config(&node, vmid, &update).await?;
         self.grow_disk(data, &node, vmid, plan.disk_gib).await?;
-        let id = self.service.id;
+        let (id, from) = (self.service.id, self.service.plan.clone());
+        let to = plan_name.clone();
         self.lifecycle
             .inner
             .store
             .call(move |c| services::set_plan(c, id, &plan_name))
             .await?;
+        self.audit("service.plan_changed", json!({ "from": from, "to": to }))
+            .await;
+        Ok(())
+    }
+
+    /// Reboots the VM if it runs with the new plan's cores or memory still pending: a customer
+    /// who paid for more expects to have it, not at some later reboot.
+    async fn restart_for_plan(&self, data: &mut JobData) -> Result<(), StepError> {
+        if self.finish_remembered_task(data).await? {
+            return Ok(());
+        }
+        let Some((node, vmid)) = self.owned_vm().await? else {
+            return Err(StepError::Permanent(
+                "the service's VM does not exist".into(),
+            ));
+        };
+        if self.client.vm_status(&node, vmid).await?.status != VmPowerState::Running {
+            return Ok(());
+        }
+        let pending = self.client.vm_pending(&node, vmid).await?;
+        let waiting = pending
+            .iter()
+            .any(|c| c.waits_for_restart() && matches!(c.key.as_str(), "cores" | "memory"));
+        if !waiting {
+            return Ok(());
+        }
+        let upid = self.client.reboot_vm(&node, vmid).await?;
+        self.remember_task(data, &upid).await?;
+        self.wait(&upid).await?;
+        data.upid = None;
+        self.audit("service.restarted", json!({ "why": "plan change" }))
+            .await;
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::client::{ApiRequest, Client, Repeat};
 use super::error::ProxmoxError;
 use super::types::{
-    ClusterResource, NodeInfo, ResourceKind, TaskStatus, VersionInfo, VmConfig, VmStatus,
-    parse_vmid,
+    ClusterResource, NodeInfo, PendingChange, ResourceKind, TaskStatus, VersionInfo, VmConfig,
+    VmStatus, parse_vmid,
 };
 use super::update::{CloneRequest, VmConfigUpdate};
 use super::upid::Upid;
@@ -155,6 +155,14 @@ impl Client {
         let request = ApiRequest::new(Method::GET, segments).check(check_vm(node, vmid));
         let data: BTreeMap<String, Value> = self.request(request).await?;
         Ok(VmConfig::from_json(data))
+    }
+
+    /// `GET /nodes/{node}/qemu/{vmid}/pending`: every key, with the value a restart will set
+    /// where that differs.
+    pub async fn vm_pending(&self, node: &str, vmid: u32) -> Result<Vec<PendingChange>> {
+        let segments = vm_segments(node, vmid, &["pending"]);
+        let request = ApiRequest::new(Method::GET, segments).check(check_vm(node, vmid));
+        self.request(request).await
     }
 
     /// `POST /nodes/{node}/qemu/{vmid}/config`: applies the update in a task (needed for

@@ -43,8 +43,8 @@ pub use tls::{
     FingerprintParseError, TlsConfigError, TlsTrust, format_fingerprint, parse_fingerprint,
 };
 pub use types::{
-    ClusterResource, NodeInfo, ResourceKind, TaskOutcome, TaskState, TaskStatus, VersionInfo,
-    VmConfig, VmPowerState, VmStatus,
+    ClusterResource, NodeInfo, PendingChange, ResourceKind, TaskOutcome, TaskState, TaskStatus,
+    VersionInfo, VmConfig, VmPowerState, VmStatus,
 };
 pub use update::{CloneRequest, VmConfigUpdate, encode_sshkeys};
 pub use upid::{Upid, UpidParseError};

@@ -260,6 +260,27 @@ fn lenient_number(value: Option<Value>) -> Option<f64> {
     }
 }
 
+/// One key of `GET …/pending`: its current value and what the next start of QEMU will set.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PendingChange {
+    pub key: String,
+    /// Numbers may come as JSON numbers or strings, so values stay raw.
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub pending: Option<Value>,
+    /// 1 (or 2, forced) when the key is to be deleted.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub delete: Option<u64>,
+}
+
+impl PendingChange {
+    /// Whether a restart of the VM will change this key.
+    pub fn waits_for_restart(&self) -> bool {
+        self.pending.is_some() || self.delete.is_some_and(|d| d > 0)
+    }
+}
+
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let value = Option::<Value>::deserialize(d)?;
     Ok(match value {

@@ -531,6 +531,92 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
 }
 
 #[tokio::test]
+async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
+    let panel = Panel::start().await;
+    let (_, receipt) = panel.order("order-grow", "grow-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+    panel.put("/api/v1/plans/large", json!({
+        "name": "large", "cores": 4, "memory_mib": 8192, "disk_gib": 40, "templates": ["debian-12"]
+    })).await;
+    panel.put("/api/v1/plans/tiny", json!({
+        "name": "tiny", "cores": 1, "memory_mib": 1024, "disk_gib": 10, "templates": ["debian-12"]
+    })).await;
+    let path = format!("/api/v1/services/{id}/change-plan");
+    let change = |key: &'static str, plan: &'static str| {
+        panel.post("admin", &path, key, json!({ "plan": plan }))
+    };
+
+    let (status, body) = change("c-tiny", "tiny").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("disks only grow"),
+        "{body}"
+    );
+    let alice = panel.alice_id().await;
+    panel
+        .put(
+            &format!("/api/v1/users/{alice}/quota"),
+            json!({ "max_vms": 5, "max_cores": 3, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
+        )
+        .await;
+    let (status, body) = change("c-large", "large").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cores"), "{body}");
+
+    panel
+        .put(
+            &format!("/api/v1/users/{alice}/quota"),
+            json!({ "max_vms": 5, "max_cores": 4, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
+        )
+        .await;
+    let (status, body) = change("c-large-2", "large").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["plan"], "large", "{view}");
+    // The sizes are the VM's current ones, not pending: the reboot applied them.
+    let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+    assert_eq!(
+        (config["cores"].as_str(), config["memory"].as_str()),
+        ("4", "8192")
+    );
+    assert!(config["scsi0"].contains("size=40G"), "{config:?}");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+    let reboots = |sim: &porthole_sim::SimHandle| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/status/reboot"))
+            .count()
+    };
+    assert_eq!(reboots(panel.demo.sim()), 1);
+    let changed = panel.audit("service.plan_changed").await;
+    assert_eq!(changed[0]["detail"]["to"], "large", "{changed:?}");
+
+    // Suspended, the VM is stopped: it takes a new plan at its next start, without a reboot.
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/suspend"),
+            "s-1",
+            json!({}),
+        )
+        .await;
+    panel.settled(id).await;
+    panel.put("/api/v1/plans/larger", json!({
+        "name": "larger", "cores": 4, "memory_mib": 16384, "disk_gib": 40, "templates": ["debian-12"]
+    })).await;
+    let (status, _) = change("c-larger", "larger").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    panel.settled(id).await;
+    assert_eq!(
+        panel.demo.sim().vm_config("pve1", vmid).unwrap()["memory"],
+        "16384"
+    );
+    assert_eq!(reboots(panel.demo.sim()), 1);
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_order_over_quota_is_refused_with_the_limit_and_creates_nothing() {
     let panel = Panel::start().await;
     let alice = panel.alice_id().await;

@@ -211,6 +211,38 @@ async fn config_updates_apply_synchronously_and_as_a_task() {
 }
 
 #[tokio::test]
+async fn cores_and_memory_changed_while_running_wait_for_a_restart() {
+    let sim = start_sim().await;
+    add_vm(&sim, 200, true).await;
+    let client = token_client(&sim);
+    let before = client.vm_status("pve1", 200).await.unwrap().cpus;
+
+    let update = VmConfigUpdate::new()
+        .cores(4)
+        .memory_mib(8192)
+        .name("grown");
+    client.update_vm_config("pve1", 200, &update).await.unwrap();
+    let waiting: Vec<String> = client
+        .vm_pending("pve1", 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.waits_for_restart())
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(waiting, ["cores", "memory"], "a name applies at once");
+    let shown = client.vm_config("pve1", 200).await.unwrap();
+    assert_eq!(shown.get("cores"), Some("4"), "config shows pending values");
+    assert_eq!(client.vm_status("pve1", 200).await.unwrap().cpus, before);
+
+    let upid = client.reboot_vm("pve1", 200).await.unwrap();
+    client.wait_task(&upid, soon()).await.unwrap();
+    let pending = client.vm_pending("pve1", 200).await.unwrap();
+    assert!(!pending.iter().any(|c| c.waits_for_restart()));
+    assert_eq!(client.vm_status("pve1", 200).await.unwrap().cpus, Some(4.0));
+}
+
+#[tokio::test]
 async fn sshkeys_travel_as_percent_20_and_arrive_with_spaces() {
     let sim = start_sim().await;
     add_vm(&sim, 200, false).await;

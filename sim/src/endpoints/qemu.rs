@@ -3,7 +3,8 @@
 
 use super::Call;
 use crate::cluster::{
-    Cluster, PowerState, Vm, disk_size, is_disk_key, parse_size, random_mac, random_uuid, with_size,
+    Cluster, PowerState, Vm, disk_size, is_cold_key, is_disk_key, parse_size, random_mac,
+    random_uuid, with_size,
 };
 use crate::error::ApiError;
 use crate::schema::split_list;
@@ -19,6 +20,7 @@ pub fn dispatch(template: &str, call: &Call<'_>) -> Result<Value, ApiError> {
         ("DELETE", "/{vmid}") => destroy(call),
         ("GET", "/{vmid}/status/current") => status_current(call),
         ("GET", "/{vmid}/config") => get_config(call),
+        ("GET", "/{vmid}/pending") => pending(call),
         ("POST", "/{vmid}/config") => update_config(call, true),
         ("PUT", "/{vmid}/config") => update_config(call, false),
         ("POST", "/{vmid}/clone") => clone(call),
@@ -92,12 +94,17 @@ fn status_current(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 /// The config with `digest`, typed as PVE returns it: numbers and booleans as JSON numbers.
+/// Pending values are shown in place of the current ones unless `current` is set.
 fn get_config(call: &Call<'_>) -> Result<Value, ApiError> {
     let cluster = call.cluster();
     let vm = cluster.vm(call.node(), call.number("vmid")?)?;
     let schema = call.state.schema.route("POST", "/nodes/n/qemu/100/config");
+    let mut values = vm.config.clone();
+    if !call.flag("current").unwrap_or(false) {
+        values.extend(vm.pending.clone());
+    }
     let mut config = serde_json::Map::new();
-    for (key, value) in &vm.config {
+    for (key, value) in &values {
         let ty = schema
             .as_ref()
             .and_then(|r| r.method.param_schema(key))
@@ -112,6 +119,26 @@ fn get_config(call: &Call<'_>) -> Result<Value, ApiError> {
     }
     config.insert("digest".into(), json!(vm.digest()));
     Ok(Value::Object(config))
+}
+
+/// `GET …/pending`: every key with its current value and, if a restart will change it, the
+/// pending one.
+fn pending(call: &Call<'_>) -> Result<Value, ApiError> {
+    let cluster = call.cluster();
+    let vm = cluster.vm(call.node(), call.number("vmid")?)?;
+    let keys: std::collections::BTreeSet<&String> =
+        vm.config.keys().chain(vm.pending.keys()).collect();
+    let entries = keys.into_iter().map(|key| {
+        let mut entry = json!({ "key": key });
+        if let Some(value) = vm.config.get(key) {
+            entry["value"] = json!(value);
+        }
+        if let Some(value) = vm.pending.get(key) {
+            entry["pending"] = json!(value);
+        }
+        entry
+    });
+    Ok(Value::Array(entries.collect()))
 }
 
 /// Parameters of `…/config` that steer the update rather than set a config key.
@@ -160,9 +187,16 @@ fn update_config(call: &Call<'_>, asynchronous: bool) -> Result<Value, ApiError>
         for key in &deletes {
             vm.config.remove(key);
         }
+        let running = vm.power == PowerState::Running;
         for (key, value) in sets {
             let value = normalize_config_value(vm, &key, value);
-            vm.config.insert(key, value);
+            // Like qemu-server's pending cleanup: a value equal to the current one is no change.
+            if running && is_cold_key(&key) && vm.config.get(&key) != Some(&value) {
+                vm.pending.insert(key, value);
+            } else {
+                vm.pending.remove(&key);
+                vm.config.insert(key, value);
+            }
         }
         Ok(())
     };
@@ -296,6 +330,7 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
             vmid: newid,
             node: target,
             config,
+            pending: BTreeMap::new(),
             power: PowerState::Stopped,
             started_at: None,
             vnc_backend: None,
