@@ -65,6 +65,18 @@ pub struct Gathered<T> {
     pub unreachable: Vec<Unreachable>,
 }
 
+/// Each cluster's `(node, status)` pairs in `nodes`, as the node store records them.
+pub fn reported_nodes(nodes: &[NodeView]) -> HashMap<String, Vec<(String, String)>> {
+    let mut by_cluster: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for node in nodes {
+        by_cluster
+            .entry(node.cluster.clone())
+            .or_default()
+            .push((node.node.clone(), node.status.clone()));
+    }
+    by_cluster
+}
+
 /// How long a status probe may take before the cluster counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 

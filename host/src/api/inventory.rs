@@ -24,9 +24,24 @@ pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
     }))
 }
 
-pub async fn nodes(State(state): State<AppState>, _: Admin) -> Json<Value> {
+/// The nodes of every cluster that answered; for one that did not, what it last reported.
+pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
     let gathered = state.inventory.nodes().await;
-    Json(json!({ "nodes": gathered.items, "unreachable": gathered.unreachable }))
+    let seen = crate::inventory::reported_nodes(&gathered.items);
+    let known = state
+        .store
+        .call(move |c| {
+            crate::store::nodes::record(c, &seen)?;
+            crate::store::nodes::known(c)
+        })
+        .await?;
+    let last_known: Vec<_> = known
+        .into_iter()
+        .filter(|n| gathered.unreachable.iter().any(|u| u.cluster == n.cluster))
+        .collect();
+    Ok(Json(json!({
+        "nodes": gathered.items, "unreachable": gathered.unreachable, "last_known": last_known
+    })))
 }
 
 /// A customer's VM: our service, with the power state the cluster reports.

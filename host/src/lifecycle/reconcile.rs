@@ -88,6 +88,7 @@ impl Lifecycle {
             })
             .await?;
         let (services, busy) = services;
+        self.remember_nodes().await;
         let gathered = self.inner.inventory.vms().await;
         let mut drift = compare(&services, &busy, &gathered.items, &gathered.unreachable);
         self.read_markers(&mut drift).await;
@@ -104,6 +105,20 @@ impl Lifecycle {
         }
         self.inner.drift.send_replace(Some(report.clone()));
         Ok(report)
+    }
+
+    /// Records the nodes each cluster reports, so their last known state outlives an outage.
+    async fn remember_nodes(&self) {
+        let nodes = self.inner.inventory.nodes().await;
+        let seen = crate::inventory::reported_nodes(&nodes.items);
+        let recorded = self
+            .inner
+            .store
+            .call(move |c| crate::store::nodes::record(c, &seen))
+            .await;
+        if let Err(err) = recorded {
+            tracing::warn!(error = %err, "cannot record the clusters' nodes");
+        }
     }
 
     /// For unknown VMs, reads their description for a service marker (which service built it).

@@ -15,6 +15,7 @@
 
 pub mod audit;
 mod migrations;
+pub mod nodes;
 pub use migrations::SCHEMA_VERSION;
 pub mod resources;
 pub mod services;

@@ -437,6 +437,48 @@ async fn a_plan_with_a_node_group_clones_to_the_roomiest_node_only_from_shared_s
 }
 
 #[tokio::test]
+async fn a_cluster_that_stops_answering_still_shows_its_nodes_as_last_reported() {
+    let panel = Panel::start().await;
+    let nodes = || async {
+        let answer = panel
+            .http
+            .get(panel.url("/api/v1/nodes"))
+            .bearer_auth(panel.token("admin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        answer.json::<Value>().await.unwrap()
+    };
+    let live = nodes().await;
+    assert_eq!(live["nodes"].as_array().unwrap().len(), 2, "{live}");
+    assert_eq!(live["last_known"], json!([]), "{live}");
+
+    panel.demo.sim().inject(Fault {
+        method: Some("GET".into()),
+        path: "/nodes".into(),
+        kind: FaultKind::Status {
+            code: 503,
+            message: "service unavailable".into(),
+        },
+        times: Times::ALWAYS,
+    });
+    let down = nodes().await;
+    assert_eq!(down["nodes"], json!([]), "{down}");
+    assert_eq!(down["unreachable"][0]["cluster"], "sim", "{down}");
+    let known = down["last_known"].as_array().unwrap();
+    let names: Vec<&str> = known.iter().filter_map(|n| n["node"].as_str()).collect();
+    assert_eq!(names, ["pve1", "pve2"], "{down}");
+    assert!(
+        known
+            .iter()
+            .all(|n| n["status"] == "online" && n["online_at"].is_i64()),
+        "{down}"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_step_failing_once_with_a_5xx_is_retried_and_completes() {
     let panel = Panel::start().await;
     panel.demo.sim().inject(Fault {
