@@ -45,6 +45,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database thread has stopped")]
     Closed,
+    /// The call panicked; the thread rolled its transaction back and serves the next call.
+    #[error("the database call failed unexpectedly and was rolled back")]
+    Aborted,
 }
 
 impl Store {
@@ -62,7 +65,7 @@ impl Store {
                         let _ = ready_tx.send(Ok(()));
                         // Runs until every `Store` handle is dropped.
                         for work in receiver {
-                            work(&mut connection);
+                            run_isolated(work, &mut connection);
                         }
                     }
                     Err(err) => {
@@ -91,7 +94,24 @@ impl Store {
             let _ = reply_tx.send(work(connection));
         });
         self.sender.send(work).map_err(|_| StoreError::Closed)?;
-        Ok(reply_rx.await.map_err(|_| StoreError::Closed)??)
+        // The thread outlives a panicking call, so a reply dropped unanswered means that call
+        // panicked (or the thread is gone, which the next send will tell).
+        Ok(reply_rx.await.map_err(|_| StoreError::Aborted)??)
+    }
+}
+
+/// Runs one call so that a panic in it (a bug, never input) costs that caller alone: it gets
+/// [`StoreError::Aborted`], a transaction it left open is rolled back, and the thread serves
+/// every other caller as before instead of taking the database away from the whole daemon.
+fn run_isolated(work: Work, connection: &mut Connection) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)));
+    if outcome.is_err() {
+        tracing::error!("a database call panicked; rolling back whatever it left open");
+        if !connection.is_autocommit()
+            && let Err(err) = connection.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %err, "cannot roll back after a panicked database call");
+        }
     }
 }
 

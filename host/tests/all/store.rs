@@ -119,3 +119,29 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
     }
     assert_eq!((foreign_keys, journal.as_str()), (1, "wal"));
 }
+
+#[tokio::test]
+async fn a_panicking_call_is_rolled_back_and_the_store_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("panic.db")).await.unwrap();
+    let failed = store
+        .call(|conn| -> rusqlite::Result<()> {
+            conn.execute_batch(
+                "BEGIN; INSERT INTO clusters (name, created_at) VALUES ('half-written', 0);",
+            )?;
+            panic!("a bug in a query");
+        })
+        .await;
+    assert!(
+        matches!(failed, Err(store::StoreError::Aborted)),
+        "{failed:?}"
+    );
+    let clusters: i64 = store
+        .call(|conn| conn.query_row("SELECT count(*) FROM clusters", [], |r| r.get(0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        clusters, 0,
+        "the panicked call's transaction was rolled back"
+    );
+}
