@@ -35,5 +35,5 @@ mod upstream;
 pub use close::{CloseReason, Revocation};
 pub use hub::{Admission, CapacityRefusal, ConsoleCounters, ConsoleHub, LiveSessionView};
 pub use limits::ConsoleLimits;
-pub use session::{SessionRequest, run_session};
+pub use session::{SessionRequest, close_at_once, run_session};
 pub use tokens::{ConsoleKind, Grant, IssuedToken, TokenRefusal};

@@ -111,6 +111,15 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     request.admission.count_close(&reason);
 }
 
+/// Closes an upgraded browser WebSocket at once with `reason`: for a refusal that the browser
+/// must be able to read. A refused upgrade is only an HTTP status, which a browser's WebSocket
+/// API never shows (it reports 1006), so a panel could not tell "limit reached" from a lost
+/// connection. The caller has audited the refusal; there is no session to record.
+pub async fn close_at_once(browser: WebSocket, reason: CloseReason) {
+    let (mut browser_tx, mut browser_rx) = browser.split();
+    close_browser(&mut browser_tx, &mut browser_rx, &reason).await;
+}
+
 /// Opens, greets and relays, racing every phase against the stop signal and the lifetime.
 async fn drive(
     request: &SessionRequest,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use porthole::console::Revocation;
+use porthole::console::records::{self, SessionRecord};
 use porthole::demo::{Demo, DemoSetup};
 use porthole::store::audit::{self, Record};
 use porthole_sim::rfb_client::{RfbClient, Security};
@@ -292,6 +293,17 @@ async fn audited(demo: &Demo, action: &'static str, reason: &str) -> Record {
     found.unwrap_or_else(|_| panic!("no {action} audit entry with reason {reason}"))
 }
 
+/// The `console_sessions` rows of a service, newest first.
+async fn session_rows(demo: &Demo, service_id: i64) -> Vec<SessionRecord> {
+    let reading = demo
+        .daemon()
+        .store()
+        .call(move |c| records::for_service(c, service_id));
+    within("reading the console sessions", reading)
+        .await
+        .unwrap()
+}
+
 async fn set_state(demo: &Demo, service_id: i64, state: &'static str) {
     let writing = demo.daemon().store().call(move |c| {
         c.execute(
@@ -435,6 +447,22 @@ async fn two_viewers_watch_one_vm_and_suspension_closes_both() {
     audited(&demo, "console.close", "suspended").await;
     let (status, body) = mint(&demo, "alice", vm, "vnc").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn termination_closes_live_consoles_with_a_code_and_text_of_its_own() {
+    let demo = demo().await;
+    let vm = service(&demo, "alice", 0);
+    let (mut viewer, closed, _) = vnc_viewer(&demo, "alice", vm).await;
+    within("a framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    set_state(&demo, vm, "terminating").await;
+    let revoking = demo.daemon().console().revoke(vm, Revocation::Terminated);
+    assert_eq!(within("revoking the VM's consoles", revoking).await, 1);
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!((code, reason.as_str()), (4005, "the VM was terminated"));
+    audited(&demo, "console.close", "terminated").await;
 }
 
 #[tokio::test]
@@ -633,6 +661,42 @@ async fn console_limits_live_sessions_per_user() {
     audited(&demo, "console.refused", "user_session_limit").await;
     let (bob, _) = mint(&demo, "bob", service(&demo, "bob", 0), "vnc").await;
     assert_eq!(bob, StatusCode::CREATED, "the cap is per user");
+}
+
+#[tokio::test]
+async fn a_cap_taken_between_minting_and_connecting_closes_the_socket_with_4029() {
+    let demo = demo_with(fast_sim(), "\n[console]\nmax_sessions_per_user = 1\n").await;
+    let vm = service(&demo, "alice", 0);
+    // Both tokens are minted while alice has no console, so both pass the check at minting.
+    let first = console_url(&demo, "alice", vm, "vnc").await;
+    let second = console_url(&demo, "alice", vm, "vnc").await;
+    let (socket, _) = open_ok(&demo, &first).await;
+    let (stream, _first_closed) = byte_stream(socket);
+    let connecting = RfbClient::connect(stream, Security::None);
+    let mut viewer = within("the RFB handshake", connecting).await.unwrap();
+
+    // A browser cannot read an HTTP refusal of a WebSocket, so the daemon upgrades to say why.
+    let (socket, _) = open_ok(&demo, &second).await;
+    let (_stream, closed) = byte_stream(socket);
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4029, "limit reached: you have too many consoles open")
+    );
+    audited(&demo, "console.refused", "user_session_limit").await;
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(
+        sessions.len(),
+        1,
+        "a refused socket is no session: {sessions:?}"
+    );
+    assert!(
+        within("the first console's update", viewer.refresh())
+            .await
+            .unwrap()
+            > 0,
+        "the first console is untouched"
+    );
 }
 
 #[tokio::test]
