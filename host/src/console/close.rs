@@ -31,6 +31,9 @@ impl Revocation {
 pub enum CloseReason {
     /// The browser closed the WebSocket (or its connection went away).
     BrowserClosed,
+    /// The browser answered no ping, and sent nothing else, within the pong timeout: it is gone
+    /// without its TCP connection having closed (a sleeping laptop, a dropped network path).
+    BrowserUnresponsive,
     /// The node ended the console (the VM stopped, the proxy exited, the connection dropped).
     UpstreamClosed(String),
     /// The node refused our credentials for `vncproxy`/`termproxy` or the WebSocket.
@@ -69,6 +72,7 @@ impl CloseReason {
             Self::Idle => 4008,
             Self::Lifetime => 4009,
             Self::UpstreamClosed(_) => 4010,
+            Self::BrowserUnresponsive => 4011,
             Self::LimitReached(_) => 4029,
         }
     }
@@ -77,6 +81,7 @@ impl CloseReason {
     pub fn browser_text(&self) -> &'static str {
         match self {
             Self::BrowserClosed => "closed",
+            Self::BrowserUnresponsive => "the browser stopped answering",
             Self::Shutdown => "the panel is restarting",
             Self::BrowserProtocol(_) => "unsupported console protocol",
             Self::UpstreamFailed(_) | Self::UpstreamUnauthorized(_) => {
@@ -101,6 +106,7 @@ impl CloseReason {
     pub fn label(&self) -> &'static str {
         match self {
             Self::BrowserClosed => "browser_closed",
+            Self::BrowserUnresponsive => "browser_unresponsive",
             Self::Shutdown => "shutdown",
             Self::BrowserProtocol(_) => "browser_protocol",
             Self::UpstreamFailed(_) => "upstream_failed",
@@ -147,6 +153,7 @@ mod tests {
         // A close frame's reason is at most 123 bytes.
         let reasons = [
             CloseReason::BrowserClosed,
+            CloseReason::BrowserUnresponsive,
             CloseReason::Shutdown,
             CloseReason::Revoked(Revocation::Suspended),
             CloseReason::Revoked(Revocation::Terminated),
@@ -170,7 +177,8 @@ mod tests {
             CloseReason::Idle.code(),
             CloseReason::Lifetime.code(),
             CloseReason::UpstreamClosed(String::new()).code(),
+            CloseReason::BrowserUnresponsive.code(),
         ];
-        assert_eq!(codes, [4003, 4005, 4029, 4004, 4008, 4009, 4010]);
+        assert_eq!(codes, [4003, 4005, 4029, 4004, 4008, 4009, 4010, 4011]);
     }
 }

@@ -47,6 +47,9 @@ pub struct SessionStats {
     to_browser: AtomicU64,
     /// Milliseconds after `started` of the last data either way.
     last_activity_ms: AtomicU64,
+    /// Milliseconds after `started` of the last frame of any kind from the browser, pongs
+    /// included: its sign of life, which unlike activity a keepalive renews.
+    browser_heard_ms: AtomicU64,
 }
 
 impl SessionStats {
@@ -56,6 +59,7 @@ impl SessionStats {
             to_vm: AtomicU64::new(0),
             to_browser: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
+            browser_heard_ms: AtomicU64::new(0),
         }
     }
 
@@ -70,13 +74,30 @@ impl SessionStats {
     }
 
     fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_activity_ms.store(now, Ordering::Relaxed);
+        self.last_activity_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// The browser sent a frame, data or control.
+    pub fn heard_from_browser(&self) {
+        self.browser_heard_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     pub fn last_activity(&self) -> Instant {
-        let ms = self.last_activity_ms.load(Ordering::Relaxed);
-        self.started + std::time::Duration::from_millis(ms)
+        self.at(&self.last_activity_ms)
+    }
+
+    pub fn browser_last_heard(&self) -> Instant {
+        self.at(&self.browser_heard_ms)
+    }
+
+    fn at(&self, ms: &AtomicU64) -> Instant {
+        self.started + std::time::Duration::from_millis(ms.load(Ordering::Relaxed))
     }
 
     pub fn started(&self) -> Instant {

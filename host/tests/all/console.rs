@@ -532,6 +532,45 @@ async fn operators_see_live_sessions_and_can_close_one() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Keepalive, idle timeout and lifetime
+// ---------------------------------------------------------------------------------------------
+
+/// Pings every second, and a browser silent for a second after one is gone.
+const FAST_KEEPALIVE: &str = "\n[console]\nkeepalive_secs = 1\npong_timeout_secs = 1\n";
+
+#[tokio::test]
+async fn a_browser_that_stops_answering_pings_is_closed_and_its_session_ended() {
+    let demo = demo_with(fast_sim(), FAST_KEEPALIVE).await;
+    let vm = service(&demo, "alice", 0);
+    let url = console_url(&demo, "alice", vm, "term").await;
+    // Never read again: like a browser behind a dead half-open connection, it answers no ping.
+    let (_unread, _) = open_ok(&demo, &url).await;
+    let entry = audited(&demo, "console.close", "browser_unresponsive").await;
+    assert_eq!(entry.detail["code"], 4011);
+    let sessions = session_rows(&demo, vm).await;
+    assert!(sessions[0].ended_at.is_some(), "{sessions:?}");
+    assert_eq!(
+        sessions[0].close_reason.as_deref(),
+        Some("browser_unresponsive")
+    );
+    assert_eq!(demo.daemon().console().counters().live, 0);
+}
+
+#[tokio::test]
+async fn a_browser_that_answers_pings_keeps_a_quiet_console_open() {
+    let demo = demo_with(fast_sim(), FAST_KEEPALIVE).await;
+    let url = console_url(&demo, "alice", service(&demo, "alice", 0), "term").await;
+    let (socket, _) = open_ok(&demo, &url).await;
+    // The byte stream keeps reading, so the WebSocket library answers every ping.
+    let (mut stream, closed) = byte_stream(socket);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut output = Vec::new();
+    type_into(&mut stream, &input("echo still-here\r")).await;
+    read_until(&mut stream, &mut output, "\r\nstill-here").await;
+    drop(closed);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refusals: each answers with a reason and leaves an audit entry
 // ---------------------------------------------------------------------------------------------
 
@@ -866,6 +905,16 @@ fn console_limits_out_of_range_are_named_with_key_and_line() {
     let err = porthole::config::parse(&text, "porthole.toml", fixture.dir.path()).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("console.token_ttl_secs"), "{err}");
     assert!(err.line.is_some(), "{err}");
+    let silent = format!(
+        "{}\n[console]\npong_timeout_secs = 0\n",
+        super::config::Fixture::valid()
+    );
+    let err = porthole::config::parse(&silent, "porthole.toml", fixture.dir.path()).unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("console.pong_timeout_secs"),
+        "{err}"
+    );
     let fine = format!(
         "{}\n[console]\nidle_timeout_secs = 60\n",
         super::config::Fixture::valid()
@@ -873,6 +922,13 @@ fn console_limits_out_of_range_are_named_with_key_and_line() {
     let config = porthole::config::parse(&fine, "porthole.toml", fixture.dir.path()).unwrap();
     assert_eq!(config.console.idle_timeout_secs, 60);
     assert_eq!(config.console.token_ttl_secs, 20);
+    assert_eq!(
+        (
+            config.console.keepalive_secs,
+            config.console.pong_timeout_secs
+        ),
+        (25, 20)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
