@@ -570,6 +570,69 @@ async fn a_browser_that_answers_pings_keeps_a_quiet_console_open() {
     drop(closed);
 }
 
+#[tokio::test]
+async fn a_console_without_traffic_is_closed_with_4008_after_the_idle_timeout() {
+    // Pings and pongs go back and forth meanwhile: they keep the connection, not the session.
+    let config = "\n[console]\nidle_timeout_secs = 3\nkeepalive_secs = 1\n";
+    let demo = demo_with(fast_sim(), config).await;
+    let vm = service(&demo, "alice", 0);
+    let (mut viewer, closed, _) = vnc_viewer(&demo, "alice", vm).await;
+    within("a framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    // The viewer keeps reading (and answering pings) but asks for nothing more.
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!((code, reason.as_str()), (4008, "closed after inactivity"));
+    let entry = audited(&demo, "console.close", "idle").await;
+    assert_eq!(entry.detail["code"], 4008);
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(sessions[0].close_reason.as_deref(), Some("idle"));
+    assert_eq!(sessions[0].close_code, Some(4008));
+}
+
+#[tokio::test]
+async fn a_busy_console_is_closed_with_4009_at_its_maximum_lifetime() {
+    let demo = demo_with(fast_sim(), "\n[console]\nmax_lifetime_secs = 2\n").await;
+    let vm = service(&demo, "alice", 0);
+    let url = console_url(&demo, "alice", vm, "term").await;
+    let (socket, _) = open_ok(&demo, &url).await;
+    let (mut stream, closed) = byte_stream(socket);
+    let typing = async {
+        let mut chunk = vec![0u8; 4096];
+        for line in 0u32.. {
+            // Errors only once the console is closed, which `closed` reports.
+            let _ = stream.write_all(&input(&format!("echo {line}\r"))).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut chunk)).await;
+        }
+    };
+    let ending = async {
+        tokio::select! {
+            ended = closed => ended,
+            () = typing => unreachable!("typing never ends"),
+        }
+    };
+    let (code, reason) = within("the lifetime ending a busy console", ending)
+        .await
+        .unwrap()
+        .expect("the console ended without a close frame");
+    assert_eq!(
+        (code, reason.as_str()),
+        (4009, "the session reached its maximum length")
+    );
+    let entry = audited(&demo, "console.close", "lifetime").await;
+    assert!(
+        entry.detail["bytes_to_vm"].as_u64().unwrap() > 0,
+        "{entry:?}"
+    );
+    assert!(
+        entry.detail["bytes_to_browser"].as_u64().unwrap() > 0,
+        "{entry:?}"
+    );
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(sessions[0].close_reason.as_deref(), Some("lifetime"));
+    assert_eq!(sessions[0].close_code, Some(4009));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Refusals: each answers with a reason and leaves an audit entry
 // ---------------------------------------------------------------------------------------------
