@@ -83,21 +83,33 @@ async fn mint_recorded(
     kind: &str,
     transcript: Option<&Transcript>,
 ) -> (StatusCode, Value) {
+    let bearer = token(demo, username);
+    mint_at(&origin(demo), bearer, service_id, kind, transcript).await
+}
+
+/// `POST /vms/{id}/console` to the daemon at `base` with the API token `bearer`.
+async fn mint_at(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+    kind: &str,
+    transcript: Option<&Transcript>,
+) -> (StatusCode, Value) {
     let request = reqwest::Client::new()
-        .post(format!("{}/api/v1/vms/{service_id}/console", origin(demo)))
-        .bearer_auth(token(demo, username))
+        .post(format!("{base}/api/v1/vms/{service_id}/console"))
+        .bearer_auth(bearer)
         .json(&json!({ "kind": kind }))
         .timeout(PATIENCE)
         .send();
     let response = request
         .await
-        .unwrap_or_else(|err| panic!("POST console for {username}: {err}"));
+        .unwrap_or_else(|err| panic!("POST console at {base}: {err}"));
     let status = response.status();
     let headers = format!("{:?}", response.headers());
     let body = response
         .bytes()
         .await
-        .unwrap_or_else(|err| panic!("console token answer for {username}: {err}"));
+        .unwrap_or_else(|err| panic!("console token answer from {base}: {err}"));
     if let Some(transcript) = transcript {
         let mut log = transcript.lock().unwrap();
         log.extend_from_slice(headers.as_bytes());
@@ -186,7 +198,7 @@ async fn open_ok(demo: &Demo, url: &str) -> (Socket, Transcript) {
 }
 
 /// The close code and reason a browser saw, or `None` if the connection just ended.
-type Closed = Option<(u16, String)>;
+pub(crate) type Closed = Option<(u16, String)>;
 
 /// Turns the WebSocket into a byte stream for the RFB and terminal clients, reporting how it was
 /// closed. Dropping the byte stream closes the WebSocket.
@@ -246,6 +258,23 @@ async fn wait_closed(closed: oneshot::Receiver<Closed>) -> (u16, String) {
         .expect("the console was not closed")
         .unwrap()
         .expect("the console ended without a close frame")
+}
+
+/// A terminal console of the daemon at `base` (`http://addr`), opened as the panel's page
+/// would: the token minted with the API token `bearer`, the WebSocket from the panel's origin.
+/// Returns the terminal's byte stream and how the console was closed.
+pub(crate) async fn terminal_at(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+) -> (DuplexStream, oneshot::Receiver<Closed>) {
+    let (status, body) = mint_at(base, bearer, service_id, "term", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let socket = open(url, Some(base), &Transcript::default())
+        .await
+        .expect("the console WebSocket should open");
+    byte_stream(socket)
 }
 
 /// A VNC viewer through the relay: security None, ServerInit read.
