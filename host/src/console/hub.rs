@@ -4,11 +4,12 @@
 //!
 //! Each session holds a `watch` receiver; [`ConsoleHub::revoke`] sends a [`CloseReason`] to every
 //! session of a service, which its relay task sees at once, and revokes the service's
-//! outstanding tokens in the database. The registry is per daemon: with several daemons, the
-//! lifecycle engine revokes on each, while the token table and the service state (checked again
-//! when a token is redeemed) already stop new sessions everywhere.
+//! outstanding tokens in the database. The registry is per daemon: with several daemons sharing
+//! a database, the token table and the service state (checked again when a token is redeemed)
+//! stop new sessions everywhere, and each daemon's [`super::watch`] task notices a revocation
+//! made elsewhere from the service's state and stops the sessions it relays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -149,6 +150,8 @@ struct Entry {
 struct Registry {
     next_key: u64,
     sessions: HashMap<u64, Entry>,
+    /// Whether the [`super::watch`] task runs; it does exactly while there are sessions.
+    watching: bool,
 }
 
 /// Live sessions and their controls. Shared by the API handlers, the relay tasks and (later) the
@@ -235,6 +238,9 @@ impl ConsoleHub {
                 stop,
             },
         );
+        if !registry.watching {
+            registry.watching = self.start_watching();
+        }
         Ok(Admission {
             hub: self.clone(),
             key,
@@ -248,10 +254,7 @@ impl ConsoleHub {
     /// revokes its outstanding tokens. Call it after the service's state has changed, so that a
     /// token redeemed concurrently meets the new state. Returns the number of sessions closed.
     pub async fn revoke(&self, service_id: i64, why: Revocation) -> usize {
-        let closed = self.signal(
-            |entry| entry.grant.service_id == service_id,
-            || CloseReason::Revoked(why),
-        );
+        let closed = self.stop_service(service_id, why);
         let now = store::now();
         let revoked = self
             .store
@@ -272,6 +275,49 @@ impl ConsoleHub {
             }
         }
         closed
+    }
+
+    /// Stops every live session of `service_id` that is not stopping yet; returns how many.
+    pub(super) fn stop_service(&self, service_id: i64, why: Revocation) -> usize {
+        self.signal(
+            |entry| entry.grant.service_id == service_id,
+            || CloseReason::Revoked(why),
+        )
+    }
+
+    /// The services of the sessions not stopping yet, for the watcher; `None` once no session
+    /// is left, which ends the watcher (the next admission starts a new one).
+    pub(super) fn watched_services(&self) -> Option<BTreeSet<i64>> {
+        let mut registry = self.registry();
+        if registry.sessions.is_empty() {
+            registry.watching = false;
+            return None;
+        }
+        let services = registry
+            .sessions
+            .values()
+            .filter(|entry| entry.stop.borrow().is_none())
+            .map(|entry| entry.grant.service_id)
+            .collect();
+        Some(services)
+    }
+
+    /// Starts the watcher on the current runtime; false if there is none to start it on.
+    fn start_watching(self: &Arc<Self>) -> bool {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(super::watch::watch_states(Arc::downgrade(self)));
+                true
+            }
+            Err(_) => {
+                tracing::warn!("no runtime: revocations by other daemons go unnoticed");
+                false
+            }
+        }
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Closes one session by its row id; false if no such session is live here.
@@ -430,6 +476,25 @@ mod tests {
             0,
             "already stopping"
         );
+    }
+
+    #[tokio::test]
+    async fn the_state_watcher_runs_only_while_there_are_sessions() {
+        let (_dir, hub) = hub(8, 8).await;
+        assert!(!hub.registry().watching);
+        let admission = hub.admit(grant(1, 10)).unwrap();
+        assert!(hub.registry().watching);
+        drop(admission);
+        let stopped = async {
+            while hub.registry().watching {
+                tokio::time::sleep(hub.limits().state_poll).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+            .await
+            .expect("the watcher ends with the last session");
+        let _again = hub.admit(grant(1, 10)).unwrap();
+        assert!(hub.registry().watching, "and starts with the next one");
     }
 
     #[tokio::test]

@@ -20,6 +20,10 @@ pub struct ConsoleLimits {
     pub pong_timeout: Duration,
     /// Deadline for `vncproxy`/`termproxy`, the upstream WebSocket and its handshake together.
     pub upstream_open_timeout: Duration,
+    /// How often a daemon with live sessions reads their services' states from the database,
+    /// to close consoles that another daemon revoked (see `watch`). A fraction of the second
+    /// within which a suspension must close them.
+    pub state_poll: Duration,
 }
 
 impl From<&ConsoleConfig> for ConsoleLimits {
@@ -34,6 +38,7 @@ impl From<&ConsoleConfig> for ConsoleLimits {
             keepalive: Duration::from_secs(config.keepalive_secs),
             pong_timeout: Duration::from_secs(config.pong_timeout_secs),
             upstream_open_timeout: Duration::from_secs(30),
+            state_poll: Duration::from_millis(250),
         }
     }
 }

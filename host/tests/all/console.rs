@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use porthole::console::Revocation;
 use porthole::console::records::{self, SessionRecord};
+use porthole::daemon::Daemon;
 use porthole::demo::{Demo, DemoSetup};
 use porthole::store::audit::{self, Record};
 use porthole_sim::rfb_client::{RfbClient, Security};
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, DuplexStream, ReadBuf,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -492,6 +493,78 @@ async fn termination_closes_live_consoles_with_a_code_and_text_of_its_own() {
     let (code, reason) = wait_closed(closed).await;
     assert_eq!((code, reason.as_str()), (4005, "the VM was terminated"));
     audited(&demo, "console.close", "terminated").await;
+}
+
+/// A second daemon on the demo's configuration, database and simulator, as behind a load
+/// balancer; only its own address differs. Returns it with its base URL.
+async fn second_daemon(data_dir: &std::path::Path) -> (Daemon, String) {
+    let mut config = porthole::config::load(&data_dir.join("porthole.toml")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    config.listen = listener.local_addr().unwrap();
+    config.public_url = base.parse().unwrap();
+    let starting = Daemon::start_on(config, listener);
+    let daemon = within("starting a second daemon", starting).await.unwrap();
+    (daemon, base)
+}
+
+/// A terminal console that has echoed a line: relaying, not still opening.
+async fn relaying_terminal(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+) -> (DuplexStream, oneshot::Receiver<Closed>) {
+    let (mut terminal, closed) = terminal_at(base, bearer, service_id).await;
+    type_into(&mut terminal, &input("echo relaying\r")).await;
+    read_until(&mut terminal, &mut Vec::new(), "\r\nrelaying").await;
+    (terminal, closed)
+}
+
+#[tokio::test]
+async fn revocations_made_by_another_daemon_on_the_same_database_close_consoles_within_a_second() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = within(
+        "starting the simulator and the first daemon",
+        Demo::start_with(DemoSetup {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(data.path().to_path_buf()),
+            sim: fast_sim(),
+            extra_config: String::new(),
+            plugins_dir: None,
+        }),
+    )
+    .await
+    .unwrap();
+    let (other, other_url) = second_daemon(data.path()).await;
+    let (alices, bobs) = (service(&demo, "alice", 0), service(&demo, "bob", 0));
+    let (_alice, alice_closed) = relaying_terminal(&other_url, token(&demo, "alice"), alices).await;
+    let (_bob, bob_closed) = relaying_terminal(&other_url, token(&demo, "bob"), bobs).await;
+
+    // The first daemon suspends one VM and terminates the other, as its lifecycle engine
+    // would: its own broadcast reaches no console, those live on the second daemon.
+    set_state(&demo, alices, "suspended").await;
+    set_state(&demo, bobs, "terminating").await;
+    let changed = tokio::time::Instant::now();
+    let hub = demo.daemon().console();
+    assert_eq!(hub.revoke(alices, Revocation::Suspended).await, 0);
+    assert_eq!(hub.revoke(bobs, Revocation::Terminated).await, 0);
+
+    let second = Duration::from_secs(1);
+    let within_a_second = |closed: oneshot::Receiver<Closed>| async move {
+        tokio::time::timeout_at(changed + second, closed)
+            .await
+            .expect("not closed within a second of the change")
+            .unwrap()
+            .expect("closed without a close frame")
+    };
+    let (alice, bob) = tokio::join!(within_a_second(alice_closed), within_a_second(bob_closed));
+    assert_eq!((alice.0, alice.1.as_str()), (4003, "the VM is suspended"));
+    assert_eq!((bob.0, bob.1.as_str()), (4005, "the VM was terminated"));
+    audited(&demo, "console.close", "suspended").await;
+    audited(&demo, "console.close", "terminated").await;
+    within("stopping the second daemon", other.stop())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
