@@ -18,7 +18,10 @@ use super::extract::{Admin, ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
 use crate::console::records::{self, Refusal};
-use crate::console::{ConsoleKind, Grant, SessionRequest, TokenRefusal, run_session, tokens};
+use crate::console::{
+    CloseReason, ConsoleKind, Grant, SessionRequest, TokenRefusal, close_at_once, run_session,
+    tokens,
+};
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL};
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
@@ -163,8 +166,14 @@ pub async fn socket(
     let admission = match state.console.admit(grant) {
         Ok(admission) => admission,
         Err(full) => {
+            // The cap was free when the token was minted and taken since. Upgrade only to say
+            // so with a close code the panel can explain (see `close_at_once`).
             let error = ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, full.to_string());
-            return Err(refuse(&state, Some(grant), full.label(), addr, error).await);
+            refuse(&state, Some(grant), full.label(), addr, error).await;
+            let reason = CloseReason::LimitReached(full);
+            return Ok(browser_upgrade(upgrade)
+                .on_failed_upgrade(|err| tracing::info!(error = %err, "console upgrade failed"))
+                .on_upgrade(move |socket| close_at_once(socket, reason)));
         }
     };
     let service = match allowed_service(&state, grant).await? {
@@ -197,16 +206,22 @@ pub async fn socket(
         limits: state.console.limits().clone(),
     };
     let store = state.store.clone();
-    let response = upgrade
+    let response = browser_upgrade(upgrade)
+        .on_failed_upgrade(|err| tracing::info!(error = %err, "console upgrade failed"))
+        .on_upgrade(move |socket| run_session(store, socket, request));
+    Ok(response)
+}
+
+/// The browser's WebSocket as the relay wants it: subprotocol `binary`, small buffers (an idle
+/// session should cost little), and pveproxy's frame cap in mind.
+fn browser_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
         .protocols([SUBPROTOCOL])
         .read_buffer_size(8 * 1024)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(4 * MAX_FRAME_BYTES)
         .max_frame_size(MAX_BROWSER_MESSAGE)
         .max_message_size(MAX_BROWSER_MESSAGE)
-        .on_failed_upgrade(|err| tracing::info!(error = %err, "console upgrade failed"))
-        .on_upgrade(move |socket| run_session(store, socket, request));
-    Ok(response)
 }
 
 /// `GET /console/sessions` (operators): live sessions on this daemon and the relay's counters.

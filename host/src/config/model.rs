@@ -162,6 +162,11 @@ pub struct ConsoleConfig {
     pub max_sessions_per_user: u32,
     /// Live sessions on this daemon.
     pub max_sessions_total: u32,
+    /// Interval of the WebSocket pings the relay sends on both legs of a session.
+    pub keepalive_secs: u64,
+    /// A browser that sends nothing, not even the answer to a ping, for this long after a ping
+    /// is taken to be gone (a half-open connection) and its session is ended.
+    pub pong_timeout_secs: u64,
 }
 
 impl Default for ConsoleConfig {
@@ -172,6 +177,8 @@ impl Default for ConsoleConfig {
             max_lifetime_secs: 8 * 60 * 60,
             max_sessions_per_user: 8,
             max_sessions_total: 2000,
+            keepalive_secs: 25,
+            pong_timeout_secs: 20,
         }
     }
 }

@@ -512,6 +512,14 @@ fn check_console(console: &ConsoleConfig, at: &Locator<'_>) -> Checked<()> {
         }
     }
     for (key, value) in [
+        ("keepalive_secs", console.keepalive_secs),
+        ("pong_timeout_secs", console.pong_timeout_secs),
+    ] {
+        if !(1..=3600).contains(&value) {
+            return Err(at.error(&here(key), "must be between 1 second and 1 hour"));
+        }
+    }
+    for (key, value) in [
         ("max_sessions_per_user", console.max_sessions_per_user),
         ("max_sessions_total", console.max_sessions_total),
     ] {

@@ -1,8 +1,13 @@
 //! Why a console session ended: the WebSocket close code and text the browser sees, and the
 //! label and detail the audit log keeps. The browser's text is fixed per reason, so no Proxmox
 //! message (which can name nodes) ever reaches it; the detail is for operators only.
+//!
+//! This is the one place close codes are chosen; the panel's `CLOSES` table
+//! (`panel-ui/src/pages/console.ts`) explains each 40xx code to the user and must follow it.
 
 use serde::Serialize;
+
+use super::hub::CapacityRefusal;
 
 /// Why a VM's consoles are being revoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +31,9 @@ impl Revocation {
 pub enum CloseReason {
     /// The browser closed the WebSocket (or its connection went away).
     BrowserClosed,
+    /// The browser answered no ping, and sent nothing else, within the pong timeout: it is gone
+    /// without its TCP connection having closed (a sleeping laptop, a dropped network path).
+    BrowserUnresponsive,
     /// The node ended the console (the VM stopped, the proxy exited, the connection dropped).
     UpstreamClosed(String),
     /// The node refused our credentials for `vncproxy`/`termproxy` or the WebSocket.
@@ -34,6 +42,9 @@ pub enum CloseReason {
     UpstreamFailed(String),
     /// The VM was suspended or terminated.
     Revoked(Revocation),
+    /// A session cap was reached between minting the token and opening the WebSocket (another
+    /// console of the user, or of anyone, took the last place).
+    LimitReached(CapacityRefusal),
     /// An operator closed this session.
     ClosedByOperator,
     /// No bytes either way for the configured idle timeout.
@@ -55,11 +66,14 @@ impl CloseReason {
             Self::Shutdown => 1001,
             Self::BrowserProtocol(_) => 1002,
             Self::UpstreamFailed(_) | Self::UpstreamUnauthorized(_) => 1011,
-            Self::Revoked(_) => 4003,
+            Self::Revoked(Revocation::Suspended) => 4003,
             Self::ClosedByOperator => 4004,
+            Self::Revoked(Revocation::Terminated) => 4005,
             Self::Idle => 4008,
             Self::Lifetime => 4009,
             Self::UpstreamClosed(_) => 4010,
+            Self::BrowserUnresponsive => 4011,
+            Self::LimitReached(_) => 4029,
         }
     }
 
@@ -67,6 +81,7 @@ impl CloseReason {
     pub fn browser_text(&self) -> &'static str {
         match self {
             Self::BrowserClosed => "closed",
+            Self::BrowserUnresponsive => "the browser stopped answering",
             Self::Shutdown => "the panel is restarting",
             Self::BrowserProtocol(_) => "unsupported console protocol",
             Self::UpstreamFailed(_) | Self::UpstreamUnauthorized(_) => {
@@ -74,6 +89,12 @@ impl CloseReason {
             }
             Self::Revoked(Revocation::Suspended) => "the VM is suspended",
             Self::Revoked(Revocation::Terminated) => "the VM was terminated",
+            Self::LimitReached(CapacityRefusal::PerUser(_)) => {
+                "limit reached: you have too many consoles open"
+            }
+            Self::LimitReached(CapacityRefusal::Total(_)) => {
+                "limit reached: the console service is at capacity"
+            }
             Self::ClosedByOperator => "closed by an operator",
             Self::Idle => "closed after inactivity",
             Self::Lifetime => "the session reached its maximum length",
@@ -85,12 +106,14 @@ impl CloseReason {
     pub fn label(&self) -> &'static str {
         match self {
             Self::BrowserClosed => "browser_closed",
+            Self::BrowserUnresponsive => "browser_unresponsive",
             Self::Shutdown => "shutdown",
             Self::BrowserProtocol(_) => "browser_protocol",
             Self::UpstreamFailed(_) => "upstream_failed",
             Self::UpstreamUnauthorized(_) => "upstream_unauthorized",
             Self::Revoked(Revocation::Suspended) => "suspended",
             Self::Revoked(Revocation::Terminated) => "terminated",
+            Self::LimitReached(refusal) => refusal.label(),
             Self::ClosedByOperator => "closed_by_operator",
             Self::Idle => "idle",
             Self::Lifetime => "lifetime",
@@ -130,14 +153,32 @@ mod tests {
         // A close frame's reason is at most 123 bytes.
         let reasons = [
             CloseReason::BrowserClosed,
+            CloseReason::BrowserUnresponsive,
             CloseReason::Shutdown,
             CloseReason::Revoked(Revocation::Suspended),
             CloseReason::Revoked(Revocation::Terminated),
+            CloseReason::LimitReached(CapacityRefusal::PerUser(8)),
+            CloseReason::LimitReached(CapacityRefusal::Total(2000)),
             CloseReason::ClosedByOperator,
             CloseReason::Idle,
             CloseReason::Lifetime,
             CloseReason::UpstreamClosed(String::new()),
         ];
         assert!(reasons.iter().all(|r| r.browser_text().len() <= 123));
+    }
+
+    #[test]
+    fn suspension_termination_and_limits_have_codes_of_their_own() {
+        let codes = [
+            CloseReason::Revoked(Revocation::Suspended).code(),
+            CloseReason::Revoked(Revocation::Terminated).code(),
+            CloseReason::LimitReached(CapacityRefusal::PerUser(1)).code(),
+            CloseReason::ClosedByOperator.code(),
+            CloseReason::Idle.code(),
+            CloseReason::Lifetime.code(),
+            CloseReason::UpstreamClosed(String::new()).code(),
+            CloseReason::BrowserUnresponsive.code(),
+        ];
+        assert_eq!(codes, [4003, 4005, 4029, 4004, 4008, 4009, 4010, 4011]);
     }
 }

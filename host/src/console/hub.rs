@@ -4,11 +4,12 @@
 //!
 //! Each session holds a `watch` receiver; [`ConsoleHub::revoke`] sends a [`CloseReason`] to every
 //! session of a service, which its relay task sees at once, and revokes the service's
-//! outstanding tokens in the database. The registry is per daemon: with several daemons, the
-//! lifecycle engine revokes on each, while the token table and the service state (checked again
-//! when a token is redeemed) already stop new sessions everywhere.
+//! outstanding tokens in the database. The registry is per daemon: with several daemons sharing
+//! a database, the token table and the service state (checked again when a token is redeemed)
+//! stop new sessions everywhere, and each daemon's [`super::watch`] task notices a revocation
+//! made elsewhere from the service's state and stops the sessions it relays.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -47,6 +48,9 @@ pub struct SessionStats {
     to_browser: AtomicU64,
     /// Milliseconds after `started` of the last data either way.
     last_activity_ms: AtomicU64,
+    /// Milliseconds after `started` of the last frame of any kind from the browser, pongs
+    /// included: its sign of life, which unlike activity a keepalive renews.
+    browser_heard_ms: AtomicU64,
 }
 
 impl SessionStats {
@@ -56,6 +60,7 @@ impl SessionStats {
             to_vm: AtomicU64::new(0),
             to_browser: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(0),
+            browser_heard_ms: AtomicU64::new(0),
         }
     }
 
@@ -70,13 +75,30 @@ impl SessionStats {
     }
 
     fn touch(&self) {
-        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_activity_ms.store(now, Ordering::Relaxed);
+        self.last_activity_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// The browser sent a frame, data or control.
+    pub fn heard_from_browser(&self) {
+        self.browser_heard_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     pub fn last_activity(&self) -> Instant {
-        let ms = self.last_activity_ms.load(Ordering::Relaxed);
-        self.started + std::time::Duration::from_millis(ms)
+        self.at(&self.last_activity_ms)
+    }
+
+    pub fn browser_last_heard(&self) -> Instant {
+        self.at(&self.browser_heard_ms)
+    }
+
+    fn at(&self, ms: &AtomicU64) -> Instant {
+        self.started + std::time::Duration::from_millis(ms.load(Ordering::Relaxed))
     }
 
     pub fn started(&self) -> Instant {
@@ -128,6 +150,8 @@ struct Entry {
 struct Registry {
     next_key: u64,
     sessions: HashMap<u64, Entry>,
+    /// Whether the [`super::watch`] task runs; it does exactly while there are sessions.
+    watching: bool,
 }
 
 /// Live sessions and their controls. Shared by the API handlers, the relay tasks and (later) the
@@ -214,6 +238,9 @@ impl ConsoleHub {
                 stop,
             },
         );
+        if !registry.watching {
+            registry.watching = self.start_watching();
+        }
         Ok(Admission {
             hub: self.clone(),
             key,
@@ -227,10 +254,7 @@ impl ConsoleHub {
     /// revokes its outstanding tokens. Call it after the service's state has changed, so that a
     /// token redeemed concurrently meets the new state. Returns the number of sessions closed.
     pub async fn revoke(&self, service_id: i64, why: Revocation) -> usize {
-        let closed = self.signal(
-            |entry| entry.grant.service_id == service_id,
-            || CloseReason::Revoked(why),
-        );
+        let closed = self.stop_service(service_id, why);
         let now = store::now();
         let revoked = self
             .store
@@ -251,6 +275,49 @@ impl ConsoleHub {
             }
         }
         closed
+    }
+
+    /// Stops every live session of `service_id` that is not stopping yet; returns how many.
+    pub(super) fn stop_service(&self, service_id: i64, why: Revocation) -> usize {
+        self.signal(
+            |entry| entry.grant.service_id == service_id,
+            || CloseReason::Revoked(why),
+        )
+    }
+
+    /// The services of the sessions not stopping yet, for the watcher; `None` once no session
+    /// is left, which ends the watcher (the next admission starts a new one).
+    pub(super) fn watched_services(&self) -> Option<BTreeSet<i64>> {
+        let mut registry = self.registry();
+        if registry.sessions.is_empty() {
+            registry.watching = false;
+            return None;
+        }
+        let services = registry
+            .sessions
+            .values()
+            .filter(|entry| entry.stop.borrow().is_none())
+            .map(|entry| entry.grant.service_id)
+            .collect();
+        Some(services)
+    }
+
+    /// Starts the watcher on the current runtime; false if there is none to start it on.
+    fn start_watching(self: &Arc<Self>) -> bool {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(super::watch::watch_states(Arc::downgrade(self)));
+                true
+            }
+            Err(_) => {
+                tracing::warn!("no runtime: revocations by other daemons go unnoticed");
+                false
+            }
+        }
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Closes one session by its row id; false if no such session is live here.
@@ -409,6 +476,25 @@ mod tests {
             0,
             "already stopping"
         );
+    }
+
+    #[tokio::test]
+    async fn the_state_watcher_runs_only_while_there_are_sessions() {
+        let (_dir, hub) = hub(8, 8).await;
+        assert!(!hub.registry().watching);
+        let admission = hub.admit(grant(1, 10)).unwrap();
+        assert!(hub.registry().watching);
+        drop(admission);
+        let stopped = async {
+            while hub.registry().watching {
+                tokio::time::sleep(hub.limits().state_poll).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+            .await
+            .expect("the watcher ends with the last session");
+        let _again = hub.admit(grant(1, 10)).unwrap();
+        assert!(hub.registry().watching, "and starts with the next one");
     }
 
     #[tokio::test]

@@ -12,11 +12,18 @@ pub struct ConsoleLimits {
     pub max_lifetime: Duration,
     pub max_sessions_per_user: usize,
     pub max_sessions_total: usize,
-    /// Interval of WebSocket pings on both legs; finds browsers that vanished without a close
-    /// and keeps middleboxes from dropping a quiet connection.
+    /// Interval of WebSocket pings on both legs; keeps middleboxes from dropping a quiet
+    /// connection, and asks the browser for a sign of life.
     pub keepalive: Duration,
+    /// How long after a ping a browser may stay silent (no pong, no data) before its session
+    /// is ended as gone: a vanished browser whose TCP connection never closed.
+    pub pong_timeout: Duration,
     /// Deadline for `vncproxy`/`termproxy`, the upstream WebSocket and its handshake together.
     pub upstream_open_timeout: Duration,
+    /// How often a daemon with live sessions reads their services' states from the database,
+    /// to close consoles that another daemon revoked (see `watch`). A fraction of the second
+    /// within which a suspension must close them.
+    pub state_poll: Duration,
 }
 
 impl From<&ConsoleConfig> for ConsoleLimits {
@@ -28,8 +35,10 @@ impl From<&ConsoleConfig> for ConsoleLimits {
             max_sessions_per_user: usize::try_from(config.max_sessions_per_user)
                 .unwrap_or(usize::MAX),
             max_sessions_total: usize::try_from(config.max_sessions_total).unwrap_or(usize::MAX),
-            keepalive: Duration::from_secs(25),
+            keepalive: Duration::from_secs(config.keepalive_secs),
+            pong_timeout: Duration::from_secs(config.pong_timeout_secs),
             upstream_open_timeout: Duration::from_secs(30),
+            state_poll: Duration::from_millis(250),
         }
     }
 }

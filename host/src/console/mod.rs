@@ -11,7 +11,8 @@
 //!    ([`rfb`]) or the termproxy preamble itself.
 //! 4. [`relay`]: the browser is offered VNC security type None, then bytes flow both ways with
 //!    backpressure, keepalive, idle and lifetime limits until one side ends, the VM is revoked
-//!    ([`ConsoleHub::revoke`]) or an operator closes the session.
+//!    ([`ConsoleHub::revoke`] on this daemon, or [`watch`] noticing another daemon's) or an
+//!    operator closes the session.
 //! 5. [`records`]: a `console_sessions` row per session and audit entries for every open, close
 //!    and refusal.
 //!
@@ -31,9 +32,10 @@ mod rfb;
 mod session;
 pub mod tokens;
 mod upstream;
+mod watch;
 
 pub use close::{CloseReason, Revocation};
 pub use hub::{Admission, CapacityRefusal, ConsoleCounters, ConsoleHub, LiveSessionView};
 pub use limits::ConsoleLimits;
-pub use session::{SessionRequest, run_session};
+pub use session::{SessionRequest, close_at_once, run_session};
 pub use tokens::{ConsoleKind, Grant, IssuedToken, TokenRefusal};

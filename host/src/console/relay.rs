@@ -132,6 +132,9 @@ where
     MI: Message,
     MO: Message,
 {
+    if direction == Direction::ToVm {
+        stats.heard_from_browser();
+    }
     let (data, text) = match message.into_frame() {
         Frame::Binary(data) => (data, false),
         Frame::Text(data) => (data, true),

@@ -111,6 +111,15 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     request.admission.count_close(&reason);
 }
 
+/// Closes an upgraded browser WebSocket at once with `reason`: for a refusal that the browser
+/// must be able to read. A refused upgrade is only an HTTP status, which a browser's WebSocket
+/// API never shows (it reports 1006), so a panel could not tell "limit reached" from a lost
+/// connection. The caller has audited the refusal; there is no session to record.
+pub async fn close_at_once(browser: WebSocket, reason: CloseReason) {
+    let (mut browser_tx, mut browser_rx) = browser.split();
+    close_browser(&mut browser_tx, &mut browser_rx, &reason).await;
+}
+
 /// Opens, greets and relays, racing every phase against the stop signal and the lifetime.
 async fn drive(
     request: &SessionRequest,
@@ -199,7 +208,8 @@ async fn greet_browser(
     }
 }
 
-/// Relays until one side ends or the session goes idle; returns why it ended.
+/// Relays until one side ends, the session goes idle or the browser stops answering pings;
+/// returns why it ended.
 async fn relay(
     request: &SessionRequest,
     upstream: &mut Upstream,
@@ -209,6 +219,9 @@ async fn relay(
 ) -> CloseReason {
     let stats: &SessionStats = &request.admission.stats;
     let keepalive = request.limits.keepalive;
+    // The handshake just heard from the browser (or, for a terminal, it has just connected);
+    // the pong deadline runs from here.
+    stats.heard_from_browser();
     let (mut up_tx, mut up_rx) = (&mut upstream.socket).split();
     if !upstream.leftover.is_empty() {
         stats.add_to_browser(upstream.leftover.len());
@@ -236,6 +249,9 @@ async fn relay(
             PumpEnd::SinkFailed(_) => CloseReason::BrowserClosed,
         },
         () = idle(stats, request.limits.idle_timeout) => CloseReason::Idle,
+        () = unanswered(stats, keepalive + request.limits.pong_timeout) => {
+            CloseReason::BrowserUnresponsive
+        }
     }
 }
 
@@ -257,6 +273,24 @@ fn describe_close(frame: Option<(u16, String)>) -> String {
 async fn idle(stats: &SessionStats, limit: Duration) {
     loop {
         let deadline = Instant::from_std(stats.last_activity() + limit);
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// Completes when the browser has sent nothing at all, not even a pong, for `limit`.
+///
+/// A ping goes out at least every `keepalive`, so with `limit` = keepalive + pong timeout a
+/// live browser is always heard in time, and a silent one is given at least the pong timeout
+/// after a ping. Unlike a per-ping timer this needs no bookkeeping in the pump: a pong is just
+/// one more frame heard, and a browser busy sending data needs no pong at all. It also ends a
+/// session whose browser stopped reading: once the send buffers are full the ping itself cannot
+/// go out, and nothing comes back either.
+async fn unanswered(stats: &SessionStats, limit: Duration) {
+    loop {
+        let deadline = Instant::from_std(stats.browser_last_heard() + limit);
         if Instant::now() >= deadline {
             return;
         }

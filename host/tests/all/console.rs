@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use porthole::console::Revocation;
+use porthole::console::records::{self, SessionRecord};
+use porthole::daemon::Daemon;
 use porthole::demo::{Demo, DemoSetup};
 use porthole::store::audit::{self, Record};
 use porthole_sim::rfb_client::{RfbClient, Security};
@@ -19,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, DuplexStream, ReadBuf,
 };
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -82,21 +84,33 @@ async fn mint_recorded(
     kind: &str,
     transcript: Option<&Transcript>,
 ) -> (StatusCode, Value) {
+    let bearer = token(demo, username);
+    mint_at(&origin(demo), bearer, service_id, kind, transcript).await
+}
+
+/// `POST /vms/{id}/console` to the daemon at `base` with the API token `bearer`.
+async fn mint_at(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+    kind: &str,
+    transcript: Option<&Transcript>,
+) -> (StatusCode, Value) {
     let request = reqwest::Client::new()
-        .post(format!("{}/api/v1/vms/{service_id}/console", origin(demo)))
-        .bearer_auth(token(demo, username))
+        .post(format!("{base}/api/v1/vms/{service_id}/console"))
+        .bearer_auth(bearer)
         .json(&json!({ "kind": kind }))
         .timeout(PATIENCE)
         .send();
     let response = request
         .await
-        .unwrap_or_else(|err| panic!("POST console for {username}: {err}"));
+        .unwrap_or_else(|err| panic!("POST console at {base}: {err}"));
     let status = response.status();
     let headers = format!("{:?}", response.headers());
     let body = response
         .bytes()
         .await
-        .unwrap_or_else(|err| panic!("console token answer for {username}: {err}"));
+        .unwrap_or_else(|err| panic!("console token answer from {base}: {err}"));
     if let Some(transcript) = transcript {
         let mut log = transcript.lock().unwrap();
         log.extend_from_slice(headers.as_bytes());
@@ -185,7 +199,7 @@ async fn open_ok(demo: &Demo, url: &str) -> (Socket, Transcript) {
 }
 
 /// The close code and reason a browser saw, or `None` if the connection just ended.
-type Closed = Option<(u16, String)>;
+pub(crate) type Closed = Option<(u16, String)>;
 
 /// Turns the WebSocket into a byte stream for the RFB and terminal clients, reporting how it was
 /// closed. Dropping the byte stream closes the WebSocket.
@@ -247,6 +261,23 @@ async fn wait_closed(closed: oneshot::Receiver<Closed>) -> (u16, String) {
         .expect("the console ended without a close frame")
 }
 
+/// A terminal console of the daemon at `base` (`http://addr`), opened as the panel's page
+/// would: the token minted with the API token `bearer`, the WebSocket from the panel's origin.
+/// Returns the terminal's byte stream and how the console was closed.
+pub(crate) async fn terminal_at(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+) -> (DuplexStream, oneshot::Receiver<Closed>) {
+    let (status, body) = mint_at(base, bearer, service_id, "term", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let socket = open(url, Some(base), &Transcript::default())
+        .await
+        .expect("the console WebSocket should open");
+    byte_stream(socket)
+}
+
 /// A VNC viewer through the relay: security None, ServerInit read.
 async fn vnc_viewer(
     demo: &Demo,
@@ -290,6 +321,17 @@ async fn audited(demo: &Demo, action: &'static str, reason: &str) -> Record {
     })
     .await;
     found.unwrap_or_else(|_| panic!("no {action} audit entry with reason {reason}"))
+}
+
+/// The `console_sessions` rows of a service, newest first.
+async fn session_rows(demo: &Demo, service_id: i64) -> Vec<SessionRecord> {
+    let reading = demo
+        .daemon()
+        .store()
+        .call(move |c| records::for_service(c, service_id));
+    within("reading the console sessions", reading)
+        .await
+        .unwrap()
 }
 
 async fn set_state(demo: &Demo, service_id: i64, state: &'static str) {
@@ -438,6 +480,94 @@ async fn two_viewers_watch_one_vm_and_suspension_closes_both() {
 }
 
 #[tokio::test]
+async fn termination_closes_live_consoles_with_a_code_and_text_of_its_own() {
+    let demo = demo().await;
+    let vm = service(&demo, "alice", 0);
+    let (mut viewer, closed, _) = vnc_viewer(&demo, "alice", vm).await;
+    within("a framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    set_state(&demo, vm, "terminating").await;
+    let revoking = demo.daemon().console().revoke(vm, Revocation::Terminated);
+    assert_eq!(within("revoking the VM's consoles", revoking).await, 1);
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!((code, reason.as_str()), (4005, "the VM was terminated"));
+    audited(&demo, "console.close", "terminated").await;
+}
+
+/// A second daemon on the demo's configuration, database and simulator, as behind a load
+/// balancer; only its own address differs. Returns it with its base URL.
+async fn second_daemon(data_dir: &std::path::Path) -> (Daemon, String) {
+    let mut config = porthole::config::load(&data_dir.join("porthole.toml")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    config.listen = listener.local_addr().unwrap();
+    config.public_url = base.parse().unwrap();
+    let starting = Daemon::start_on(config, listener);
+    let daemon = within("starting a second daemon", starting).await.unwrap();
+    (daemon, base)
+}
+
+/// A terminal console that has echoed a line: relaying, not still opening.
+async fn relaying_terminal(
+    base: &str,
+    bearer: &str,
+    service_id: i64,
+) -> (DuplexStream, oneshot::Receiver<Closed>) {
+    let (mut terminal, closed) = terminal_at(base, bearer, service_id).await;
+    type_into(&mut terminal, &input("echo relaying\r")).await;
+    read_until(&mut terminal, &mut Vec::new(), "\r\nrelaying").await;
+    (terminal, closed)
+}
+
+#[tokio::test]
+async fn revocations_made_by_another_daemon_on_the_same_database_close_consoles_within_a_second() {
+    let data = tempfile::tempdir().unwrap();
+    let demo = within(
+        "starting the simulator and the first daemon",
+        Demo::start_with(DemoSetup {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(data.path().to_path_buf()),
+            sim: fast_sim(),
+            extra_config: String::new(),
+            plugins_dir: None,
+        }),
+    )
+    .await
+    .unwrap();
+    let (other, other_url) = second_daemon(data.path()).await;
+    let (alices, bobs) = (service(&demo, "alice", 0), service(&demo, "bob", 0));
+    let (_alice, alice_closed) = relaying_terminal(&other_url, token(&demo, "alice"), alices).await;
+    let (_bob, bob_closed) = relaying_terminal(&other_url, token(&demo, "bob"), bobs).await;
+
+    // The first daemon suspends one VM and terminates the other, as its lifecycle engine
+    // would: its own broadcast reaches no console, those live on the second daemon.
+    set_state(&demo, alices, "suspended").await;
+    set_state(&demo, bobs, "terminating").await;
+    let changed = tokio::time::Instant::now();
+    let hub = demo.daemon().console();
+    assert_eq!(hub.revoke(alices, Revocation::Suspended).await, 0);
+    assert_eq!(hub.revoke(bobs, Revocation::Terminated).await, 0);
+
+    let second = Duration::from_secs(1);
+    let within_a_second = |closed: oneshot::Receiver<Closed>| async move {
+        tokio::time::timeout_at(changed + second, closed)
+            .await
+            .expect("not closed within a second of the change")
+            .unwrap()
+            .expect("closed without a close frame")
+    };
+    let (alice, bob) = tokio::join!(within_a_second(alice_closed), within_a_second(bob_closed));
+    assert_eq!((alice.0, alice.1.as_str()), (4003, "the VM is suspended"));
+    assert_eq!((bob.0, bob.1.as_str()), (4005, "the VM was terminated"));
+    audited(&demo, "console.close", "suspended").await;
+    audited(&demo, "console.close", "terminated").await;
+    within("stopping the second daemon", other.stop())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn suspension_revokes_tokens_already_handed_out() {
     let demo = demo().await;
     let vm = service(&demo, "alice", 0);
@@ -501,6 +631,108 @@ async fn operators_see_live_sessions_and_can_close_one() {
     let (code, reason) = wait_closed(closed).await;
     assert_eq!((code, reason.as_str()), (4004, "closed by an operator"));
     audited(&demo, "console.close", "closed_by_operator").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keepalive, idle timeout and lifetime
+// ---------------------------------------------------------------------------------------------
+
+/// Pings every second, and a browser silent for a second after one is gone.
+const FAST_KEEPALIVE: &str = "\n[console]\nkeepalive_secs = 1\npong_timeout_secs = 1\n";
+
+#[tokio::test]
+async fn a_browser_that_stops_answering_pings_is_closed_and_its_session_ended() {
+    let demo = demo_with(fast_sim(), FAST_KEEPALIVE).await;
+    let vm = service(&demo, "alice", 0);
+    let url = console_url(&demo, "alice", vm, "term").await;
+    // Never read again: like a browser behind a dead half-open connection, it answers no ping.
+    let (_unread, _) = open_ok(&demo, &url).await;
+    let entry = audited(&demo, "console.close", "browser_unresponsive").await;
+    assert_eq!(entry.detail["code"], 4011);
+    let sessions = session_rows(&demo, vm).await;
+    assert!(sessions[0].ended_at.is_some(), "{sessions:?}");
+    assert_eq!(
+        sessions[0].close_reason.as_deref(),
+        Some("browser_unresponsive")
+    );
+    assert_eq!(demo.daemon().console().counters().live, 0);
+}
+
+#[tokio::test]
+async fn a_browser_that_answers_pings_keeps_a_quiet_console_open() {
+    let demo = demo_with(fast_sim(), FAST_KEEPALIVE).await;
+    let url = console_url(&demo, "alice", service(&demo, "alice", 0), "term").await;
+    let (socket, _) = open_ok(&demo, &url).await;
+    // The byte stream keeps reading, so the WebSocket library answers every ping.
+    let (mut stream, closed) = byte_stream(socket);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut output = Vec::new();
+    type_into(&mut stream, &input("echo still-here\r")).await;
+    read_until(&mut stream, &mut output, "\r\nstill-here").await;
+    drop(closed);
+}
+
+#[tokio::test]
+async fn a_console_without_traffic_is_closed_with_4008_after_the_idle_timeout() {
+    // Pings and pongs go back and forth meanwhile: they keep the connection, not the session.
+    let config = "\n[console]\nidle_timeout_secs = 3\nkeepalive_secs = 1\n";
+    let demo = demo_with(fast_sim(), config).await;
+    let vm = service(&demo, "alice", 0);
+    let (mut viewer, closed, _) = vnc_viewer(&demo, "alice", vm).await;
+    within("a framebuffer update", viewer.refresh())
+        .await
+        .unwrap();
+    // The viewer keeps reading (and answering pings) but asks for nothing more.
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!((code, reason.as_str()), (4008, "closed after inactivity"));
+    let entry = audited(&demo, "console.close", "idle").await;
+    assert_eq!(entry.detail["code"], 4008);
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(sessions[0].close_reason.as_deref(), Some("idle"));
+    assert_eq!(sessions[0].close_code, Some(4008));
+}
+
+#[tokio::test]
+async fn a_busy_console_is_closed_with_4009_at_its_maximum_lifetime() {
+    let demo = demo_with(fast_sim(), "\n[console]\nmax_lifetime_secs = 2\n").await;
+    let vm = service(&demo, "alice", 0);
+    let url = console_url(&demo, "alice", vm, "term").await;
+    let (socket, _) = open_ok(&demo, &url).await;
+    let (mut stream, closed) = byte_stream(socket);
+    let typing = async {
+        let mut chunk = vec![0u8; 4096];
+        for line in 0u32.. {
+            // Errors only once the console is closed, which `closed` reports.
+            let _ = stream.write_all(&input(&format!("echo {line}\r"))).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut chunk)).await;
+        }
+    };
+    let ending = async {
+        tokio::select! {
+            ended = closed => ended,
+            () = typing => unreachable!("typing never ends"),
+        }
+    };
+    let (code, reason) = within("the lifetime ending a busy console", ending)
+        .await
+        .unwrap()
+        .expect("the console ended without a close frame");
+    assert_eq!(
+        (code, reason.as_str()),
+        (4009, "the session reached its maximum length")
+    );
+    let entry = audited(&demo, "console.close", "lifetime").await;
+    assert!(
+        entry.detail["bytes_to_vm"].as_u64().unwrap() > 0,
+        "{entry:?}"
+    );
+    assert!(
+        entry.detail["bytes_to_browser"].as_u64().unwrap() > 0,
+        "{entry:?}"
+    );
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(sessions[0].close_reason.as_deref(), Some("lifetime"));
+    assert_eq!(sessions[0].close_code, Some(4009));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,6 +865,42 @@ async fn console_limits_live_sessions_per_user() {
     audited(&demo, "console.refused", "user_session_limit").await;
     let (bob, _) = mint(&demo, "bob", service(&demo, "bob", 0), "vnc").await;
     assert_eq!(bob, StatusCode::CREATED, "the cap is per user");
+}
+
+#[tokio::test]
+async fn a_cap_taken_between_minting_and_connecting_closes_the_socket_with_4029() {
+    let demo = demo_with(fast_sim(), "\n[console]\nmax_sessions_per_user = 1\n").await;
+    let vm = service(&demo, "alice", 0);
+    // Both tokens are minted while alice has no console, so both pass the check at minting.
+    let first = console_url(&demo, "alice", vm, "vnc").await;
+    let second = console_url(&demo, "alice", vm, "vnc").await;
+    let (socket, _) = open_ok(&demo, &first).await;
+    let (stream, _first_closed) = byte_stream(socket);
+    let connecting = RfbClient::connect(stream, Security::None);
+    let mut viewer = within("the RFB handshake", connecting).await.unwrap();
+
+    // A browser cannot read an HTTP refusal of a WebSocket, so the daemon upgrades to say why.
+    let (socket, _) = open_ok(&demo, &second).await;
+    let (_stream, closed) = byte_stream(socket);
+    let (code, reason) = wait_closed(closed).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4029, "limit reached: you have too many consoles open")
+    );
+    audited(&demo, "console.refused", "user_session_limit").await;
+    let sessions = session_rows(&demo, vm).await;
+    assert_eq!(
+        sessions.len(),
+        1,
+        "a refused socket is no session: {sessions:?}"
+    );
+    assert!(
+        within("the first console's update", viewer.refresh())
+            .await
+            .unwrap()
+            > 0,
+        "the first console is untouched"
+    );
 }
 
 #[tokio::test]
@@ -802,6 +1070,16 @@ fn console_limits_out_of_range_are_named_with_key_and_line() {
     let err = porthole::config::parse(&text, "porthole.toml", fixture.dir.path()).unwrap_err();
     assert_eq!(err.key.as_deref(), Some("console.token_ttl_secs"), "{err}");
     assert!(err.line.is_some(), "{err}");
+    let silent = format!(
+        "{}\n[console]\npong_timeout_secs = 0\n",
+        super::config::Fixture::valid()
+    );
+    let err = porthole::config::parse(&silent, "porthole.toml", fixture.dir.path()).unwrap_err();
+    assert_eq!(
+        err.key.as_deref(),
+        Some("console.pong_timeout_secs"),
+        "{err}"
+    );
     let fine = format!(
         "{}\n[console]\nidle_timeout_secs = 60\n",
         super::config::Fixture::valid()
@@ -809,6 +1087,13 @@ fn console_limits_out_of_range_are_named_with_key_and_line() {
     let config = porthole::config::parse(&fine, "porthole.toml", fixture.dir.path()).unwrap();
     assert_eq!(config.console.idle_timeout_secs, 60);
     assert_eq!(config.console.token_ttl_secs, 20);
+    assert_eq!(
+        (
+            config.console.keepalive_secs,
+            config.console.pong_timeout_secs
+        ),
+        (25, 20)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

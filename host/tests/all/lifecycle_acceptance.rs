@@ -19,6 +19,7 @@ use porthole::store::services::{self, Service};
 use porthole_sim::{Fault, FaultKind, SimConfig, SimHandle, Simulator, Times};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
 const ZONE: &str = "lab.example.com";
@@ -580,9 +581,84 @@ impl Lab {
             .status()
     }
 
+    /// A terminal console on the service, open and working, watched for its close.
+    async fn live_console(&self, service_id: i64) -> LiveConsole {
+        let (mut terminal, closed) =
+            crate::console::terminal_at(&self.url, &self.admin_token, service_id).await;
+        let mut output = Vec::new();
+        let echo = async {
+            let line = "echo console-open\r";
+            let message = format!("0:{}:{line}", line.len());
+            terminal.write_all(message.as_bytes()).await.unwrap();
+            let mut chunk = [0u8; 4096];
+            while !String::from_utf8_lossy(&output).contains("\r\nconsole-open") {
+                let n = terminal.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the terminal closed");
+                output.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), echo)
+            .await
+            .expect("the console echoes a line");
+        // Noted the moment it arrives, whatever the test is doing meanwhile.
+        let closing = tokio::spawn(async move {
+            let closed = closed.await.ok().flatten();
+            (closed, Instant::now())
+        });
+        LiveConsole {
+            _terminal: terminal,
+            closing,
+        }
+    }
+
+    /// Waits until the service's state is one of `states`; returns (about) when it changed.
+    async fn turned(&self, service_id: i64, states: &[&str]) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found = self
+                .daemon
+                .store()
+                .call(move |c| services::get(c, service_id))
+                .await
+                .unwrap();
+            if found.is_some_and(|s| states.contains(&s.state.as_str())) {
+                return Instant::now();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service {service_id} never became {states:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     async fn stop(self) {
         self.daemon.stop().await.unwrap();
         self.sim.shutdown().await;
+    }
+}
+
+/// A console open in a browser, and when and how it was closed.
+struct LiveConsole {
+    _terminal: tokio::io::DuplexStream,
+    closing: tokio::task::JoinHandle<(crate::console::Closed, Instant)>,
+}
+
+impl LiveConsole {
+    /// The issue's requirement: a suspension or termination closes the VM's live consoles
+    /// within 1 s of the state change, with the code and text that say which.
+    async fn closed_within_a_second_of(self, changed_at: Instant, expected: (u16, &str)) {
+        let (closed, closed_at) = tokio::time::timeout(Duration::from_secs(20), self.closing)
+            .await
+            .expect("the console was not closed")
+            .unwrap();
+        let (code, reason) = closed.expect("the console ended without a close frame");
+        assert_eq!((code, reason.as_str()), expected);
+        let after = closed_at.saturating_duration_since(changed_at);
+        assert!(
+            after <= Duration::from_secs(1),
+            "closed {after:?} after the change"
+        );
     }
 }
 
@@ -689,12 +765,17 @@ async fn payment_failure_suspends_payment_resumes_and_cancellation_removes_every
     let vmid = service.vmid.unwrap();
     assert_eq!(lab.console(service.id).await, StatusCode::CREATED);
 
+    let console = lab.live_console(service.id).await;
     lab.deliver(&StripeEvent::invoice(
         "evt_2",
         "invoice.payment_failed",
         "sub_bo",
     ))
     .await;
+    let suspended_at = lab.turned(service.id, &["suspended"]).await;
+    console
+        .closed_within_a_second_of(suspended_at, (4003, "the VM is suspended"))
+        .await;
     let view = lab.settled("sub_bo").await;
     assert_eq!(view["service"]["state"], "suspended", "{view}");
     assert_eq!(lab.sim.vm_status(vmid).as_deref(), Some("stopped"));
@@ -707,7 +788,13 @@ async fn payment_failure_suspends_payment_resumes_and_cancellation_removes_every
     assert_eq!(lab.sim.vm_status(vmid).as_deref(), Some("running"));
     assert_eq!(lab.console(service.id).await, StatusCode::CREATED);
 
+    let console = lab.live_console(service.id).await;
     lab.deliver(&StripeEvent::subscription_deleted("evt_4", "sub_bo"))
+        .await;
+    // Terminating may pass before a poll sees it; terminated is later, so no earlier.
+    let terminating_at = lab.turned(service.id, &["terminating", "terminated"]).await;
+    console
+        .closed_within_a_second_of(terminating_at, (4005, "the VM was terminated"))
         .await;
     let view = lab.settled("sub_bo").await;
     assert_eq!(view["service"]["state"], "terminated", "{view}");

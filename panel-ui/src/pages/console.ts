@@ -14,9 +14,12 @@ type Kind = 'vnc' | 'term';
 const CLOSES: Record<number, [string, boolean]> = {
   4003: ['The VM was suspended, so its console closed.', false],
   4004: ['An operator closed this console session.', false],
+  4005: ['The VM was terminated, so its console closed.', false],
   4008: ['The console closed after a period without activity.', false],
   4009: ['The console session reached its time limit and expired.', false],
   4010: ['The VM\'s host closed the console.', true],
+  4011: ['The connection stopped answering.', true],
+  4029: ['Too many consoles are open (yours, or on the server). Close another console, then reconnect.', false],
   1011: ['The console could not be opened on the VM\'s host.', true],
   1006: ['The connection was lost.', true],
   1001: ['The server is restarting.', true],
