@@ -1,9 +1,9 @@
 // Browser tests of the web panel in Debian's Chromium against `porthole demo` (daemon +
 // Proxmox simulator). Screenshots are kept in panel-ui/test-results/.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launch, signIn, startDemo, waitFor } from './harness.mjs';
+import { artifacts, launch, recordCspViolations, signIn, startDemo, waitFor } from './harness.mjs';
 
 let demo;
 let browser;
@@ -18,10 +18,24 @@ after(async () => {
   await demo?.stop();
 });
 
-async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
+// Every page of every test is held to the daemon's Content-Security-Policy: a violation fails the
+// test that caused it.
+const cspViolations = [];
+afterEach(() => {
+  const found = cspViolations.splice(0);
+  assert.deepEqual(found, [], 'the panel broke its Content-Security-Policy');
+});
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  await recordCspViolations(page, cspViolations);
+  return page;
+}
+
+async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
+  const page = await newPage(viewport);
   await signIn(page, demo.url, demo.account(name));
   return page;
 }
@@ -42,8 +56,7 @@ test('a customer signs in with the keyboard and sees their VMs, at 1280 and 390 
 });
 
 test('sign-in and the VM list work with the keyboard alone', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  const page = await newPage();
   await page.goto(`${demo.url}/login`);
   // Presses Tab until the focused element satisfies `test` (run in the page with `arg`).
   const tabTo = async (what, test, arg) => {
@@ -64,7 +77,7 @@ test('sign-in and the VM list work with the keyboard alone', async () => {
   await tabTo('the first VM', (name) => document.activeElement?.textContent?.trim() === name, 'alice-web');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'alice-web' }).waitFor();
-  await context.close();
+  await page.context().close();
 });
 
 /** The VNC canvas' pixels, to compare screens. */
@@ -123,7 +136,30 @@ test('the terminal echoes a typed line', async () => {
     return (rows.match(/hello-from-chromium/g) ?? []).length >= 2 ? rows : null;
   }, 'the echoed line', 10_000);
   assert.match(text, /\nhello-from-chromium\s*\n/);
+  // xterm.js styles itself at runtime (theme, cell size, scrollbar) and paints a selection in
+  // 24-bit colour: all of it has to work under the strict CSP. Its rows are laid out by those
+  // runtime rules: spans are inline-block and the rows container has the theme's font.
+  const layout = await page.evaluate(() => {
+    const span = document.querySelector('.xterm-rows span');
+    const rows = document.querySelector('.xterm-rows');
+    return { display: span && getComputedStyle(span).display, font: getComputedStyle(rows).fontSize, pointer: getComputedStyle(rows).pointerEvents };
+  });
+  assert.deepEqual(layout, { display: 'inline-block', font: '14px', pointer: 'none' });
+  // The rows let pointer events through to xterm's screen, which selects the word under a double click.
+  const word = await page.locator('.xterm-rows').getByText('hello-from-chromium').last().boundingBox();
+  await page.mouse.dblclick(word.x + 10, word.y + word.height / 2);
+  const selected = await waitFor(() => page.evaluate(() => {
+    const cells = [...document.querySelectorAll('.xterm-rows span')].filter((s) => s.style.backgroundColor);
+    return cells.length ? cells.map((s) => s.textContent).join('') : null;
+  }), 'the selection to be painted', 5_000);
+  assert.match(selected, /hello/);
+  await page.waitForTimeout(300);
   await shot(page, 'terminal-echo');
+  // Leaving the page disposes of the terminal, and its stylesheets with it.
+  assert.ok(await page.evaluate(() => document.adoptedStyleSheets.length) > 0);
+  await page.getByRole('link', { name: /← / }).click();
+  await page.locator('#vm-state').waitFor();
+  assert.equal(await page.evaluate(() => document.adoptedStyleSheets.length), 0);
   await page.context().close();
 });
 
@@ -150,8 +186,7 @@ test("a suspended VM's console is disabled and the server refuses a token", asyn
 });
 
 test('an operator creates a plan', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  const page = await newPage();
   await signIn(page, demo.url, demo.account('admin'));
   await page.getByRole('link', { name: 'Plans' }).click();
   await page.getByLabel('Plan name').fill('tiny-ui');
@@ -171,7 +206,7 @@ test('an operator creates a plan', async () => {
     assert.equal(await page.locator('.notice.error').count(), 0, `${section} shows an error`);
     await shot(page, `operator-${section}`, { fullPage: true });
   }
-  await context.close();
+  await page.context().close();
 });
 
 test('a customer cannot reach operator pages or API', async () => {
