@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -358,8 +358,36 @@ pub async fn cancel_job(
     Ok(Json(json!({ "result": result })))
 }
 
-pub async fn list_plans(State(state): State<AppState>, _: Identity) -> ApiResult<Json<Vec<Plan>>> {
-    Ok(Json(state.store.call(|c| catalogue::plans(c)).await?))
+/// A plan as customers see it: what they buy, not the nodes it is placed on.
+#[derive(Serialize)]
+struct OfferedPlan {
+    name: String,
+    cores: u32,
+    memory_mib: u64,
+    disk_gib: u64,
+    templates: Vec<String>,
+}
+
+impl From<Plan> for OfferedPlan {
+    fn from(plan: Plan) -> Self {
+        Self {
+            name: plan.name,
+            cores: plan.cores,
+            memory_mib: plan.memory_mib,
+            disk_gib: plan.disk_gib,
+            templates: plan.templates,
+        }
+    }
+}
+
+/// Operators get each plan whole; customers get [`OfferedPlan`]s (node names are Proxmox detail).
+pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
+    let plans = state.store.call(|c| catalogue::plans(c)).await?;
+    if me.is_admin() {
+        return Ok(Json(json!(plans)));
+    }
+    let offered: Vec<OfferedPlan> = plans.into_iter().map(OfferedPlan::from).collect();
+    Ok(Json(json!(offered)))
 }
 
 pub async fn put_plan(
