@@ -626,3 +626,143 @@ async fn nothing_a_customer_can_read_names_a_node_a_vm_id_a_cluster_or_a_task() 
     assert_no_proxmox_detail(&path, &Value::from(progress), &demo, &ids);
     demo.stop().await.unwrap();
 }
+
+/// The account `username`'s id, as operators see it.
+async fn user_id(demo: &Demo, username: &str) -> i64 {
+    let (_, users) = get(demo, token(demo, "admin"), "/api/v1/users").await;
+    let users = users.as_array().unwrap();
+    let user = users.iter().find(|u| u["username"] == username).unwrap();
+    user["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn operators_list_services_with_owner_plan_and_last_job_by_state() {
+    let demo = demo_with_catalogue().await;
+    let admin = token(&demo, "admin");
+    let ordered = order(&demo, "bob", "svc-list").await;
+    service_becomes(&demo, ordered, "active").await;
+
+    let (status, all) = get(&demo, admin, "/api/v1/services").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all = all.as_array().unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["svc-list", "bob-lab", "alice-db", "alice-web"],
+        "newest first"
+    );
+    let new = &all[0];
+    assert_eq!(new["id"], ordered);
+    assert_eq!(
+        new["owner"],
+        json!({ "id": user_id(&demo, "bob").await, "username": "bob" })
+    );
+    assert_eq!(
+        (&new["plan"], &new["state"], &new["hostname"]),
+        (&json!("small"), &json!("active"), &json!("svc-list"))
+    );
+    assert_eq!(
+        (&new["last_job"]["kind"], &new["last_job"]["state"]),
+        (&json!("provision"), &json!("succeeded")),
+        "{new}"
+    );
+    assert_eq!(
+        all[3]["last_job"],
+        Value::Null,
+        "a seeded service never had a job"
+    );
+
+    let (_, suspended) = get(&demo, admin, "/api/v1/services?state=suspended").await;
+    assert_eq!(suspended, json!([]));
+    let alice_db = demo.account("alice").unwrap().vms[1];
+    let (status, _) = send(
+        &demo,
+        admin,
+        Method::POST,
+        &format!("/api/v1/services/{alice_db}/suspend"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    service_becomes(&demo, alice_db, "suspended").await;
+    let (_, suspended) = get(&demo, admin, "/api/v1/services?state=suspended").await;
+    let suspended = suspended.as_array().unwrap();
+    assert_eq!(suspended.len(), 1, "{suspended:?}");
+    assert_eq!(
+        (&suspended[0]["name"], &suspended[0]["owner"]["username"]),
+        (&json!("alice-db"), &json!("alice"))
+    );
+    assert_eq!(suspended[0]["last_job"]["kind"], "suspend");
+    let (_, active) = get(&demo, admin, "/api/v1/services?state=active").await;
+    assert_eq!(active.as_array().unwrap().len(), 3, "{active}");
+
+    let (status, refused) = get(&demo, admin, "/api/v1/services?state=asleep").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"].as_str().unwrap().contains("suspended"),
+        "{refused}"
+    );
+    for path in ["/api/v1/services", "/api/v1/services?state=active"] {
+        let (status, _) = get(&demo, token(&demo, "alice"), path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_reads_a_customers_quota_limits_and_usage() {
+    let demo = demo_with_catalogue().await;
+    let admin = token(&demo, "admin");
+    let alice = user_id(&demo, "alice").await;
+    let path = format!("/api/v1/users/{alice}/quota");
+    let ordered = order(&demo, "alice", "quota-use").await;
+    service_becomes(&demo, ordered, "active").await;
+
+    let (status, quota) = get(&demo, admin, &path).await;
+    assert_eq!(status, StatusCode::OK, "{quota}");
+    // The seeded VMs' plan is not in the catalogue: they count as VMs only, as for an order.
+    assert_eq!(
+        quota,
+        json!({
+            "user_id": alice,
+            "limits": { "max_vms": 5, "max_cores": 16, "max_memory_mib": 32768, "max_disk_gib": 500 },
+            "custom": false,
+            "usage": { "vms": 3, "cores": 2, "memory_mib": 2048, "disk_gib": 20 },
+        })
+    );
+    let limits =
+        json!({ "max_vms": 3, "max_cores": 4, "max_memory_mib": 4096, "max_disk_gib": 40 });
+    let (status, _) = send(&demo, admin, Method::PUT, &path, limits.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, quota) = get(&demo, admin, &path).await;
+    assert_eq!(
+        (&quota["limits"], &quota["custom"]),
+        (&limits, &json!(true))
+    );
+    // Terminated services no longer count.
+    let (status, _) = send(
+        &demo,
+        admin,
+        Method::POST,
+        &format!("/api/v1/services/{ordered}/terminate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    service_becomes(&demo, ordered, "terminated").await;
+    let (_, quota) = get(&demo, admin, &path).await;
+    assert_eq!(
+        quota["usage"],
+        json!({ "vms": 2, "cores": 0, "memory_mib": 0, "disk_gib": 0 })
+    );
+
+    let (status, _) = get(&demo, token(&demo, "alice"), &path).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "quotas are set and read by operators"
+    );
+    let (status, _) = get(&demo, admin, "/api/v1/users/999999/quota").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    demo.stop().await.unwrap();
+}
