@@ -198,12 +198,13 @@ test('an operator creates a plan', async () => {
   await page.getByLabel('vCPUs').fill('1');
   await page.getByLabel('Memory (MiB)').fill('512');
   await page.getByLabel('Disk (GiB)').fill('5');
+  await page.getByLabel('Node group').fill('pve1, pve2');
   await page.getByRole('button', { name: 'Save plan' }).click();
   await page.getByText('Plan tiny-ui saved.').waitFor();
   await page.getByRole('cell', { name: 'tiny-ui' }).waitFor();
   const plans = await demo.adminApi('GET', '/plans');
   const plan = plans.body.find((p) => p.name === 'tiny-ui');
-  assert.deepEqual([plan.cores, plan.memory_mib, plan.disk_gib], [1, 512, 5]);
+  assert.deepEqual([plan.cores, plan.memory_mib, plan.disk_gib, plan.nodes], [1, 512, 5, ['pve1', 'pve2']]);
   await shot(page, 'operator-plans', { fullPage: true });
   for (const section of ['nodes', 'plugins', 'audit', 'consoles', 'customers', 'services']) {
     await page.goto(`${demo.url}/admin/${section}`);
