@@ -6,7 +6,7 @@ import { loginPage } from './pages/login';
 import { vmListPage } from './pages/vms';
 import { vmPage } from './pages/vm';
 import { consolePage, stopConsole } from './pages/console';
-import { adminPage, ADMIN_SECTIONS } from './pages/admin';
+import { adminObjectPage, adminPage, ADMIN_SECTIONS } from './pages/admin';
 import { orderPage } from './pages/order';
 import { stopVmPage } from './pages/vm';
 
@@ -86,14 +86,14 @@ async function route(): Promise<void> {
   if (m) return vmPage(Number(m[1]));
   m = path.match(/^\/vms\/(\d+)\/(console|terminal)$/);
   if (m) return consolePage(Number(m[1]), m[2] === 'console' ? 'vnc' : 'term');
-  m = path.match(/^\/admin\/([a-z-]+)$/);
+  m = path.match(/^\/admin\/([a-z-]+)(?:\/(\d+))?$/);
   if (m) {
     if (me?.role !== 'admin') {
       mount(h('h1', {}, 'Operators only'), notice('error', 'This page is for operators only. You have been signed in as a customer.'), h('p', {}, h('a', { href: '/vms' }, 'Back to my VMs')));
       document.body.dataset.forbidden = 'true';
       return;
     }
-    return adminPage(m[1]);
+    return m[2] ? adminObjectPage(m[1], Number(m[2])) : adminPage(m[1]);
   }
   mount(h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '/vms' }, 'Back to my VMs')));
 }

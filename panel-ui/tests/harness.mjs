@@ -58,6 +58,23 @@ export async function startDemo() {
   return { url: credentials.url, credentials, account, adminApi, stop, log: () => log };
 }
 
+/**
+ * Records every Content-Security-Policy violation on `page`: the document's
+ * `securitypolicyviolation` events and Chromium's "Refused to …" console messages. The daemon's
+ * CSP allows no inline style or script, so anything here is a panel bug.
+ */
+export function recordCspViolations(page, into) {
+  page.on('console', (message) => {
+    if (/Refused to|Content Security Policy/.test(message.text())) into.push(`${page.url()}: ${message.text()}`);
+  });
+  page.on('pageerror', (err) => { if (/Content Security Policy/.test(err.message)) into.push(`${page.url()}: ${err.message}`); });
+  return page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`Content Security Policy violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sample})`);
+    });
+  });
+}
+
 export async function launch() {
   return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
 }

@@ -1,9 +1,9 @@
 // Browser tests of the web panel in Debian's Chromium against `porthole demo` (daemon +
 // Proxmox simulator). Screenshots are kept in panel-ui/test-results/.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { artifacts, launch, signIn, startDemo, waitFor } from './harness.mjs';
+import { artifacts, launch, recordCspViolations, signIn, startDemo, waitFor } from './harness.mjs';
 
 let demo;
 let browser;
@@ -18,10 +18,24 @@ after(async () => {
   await demo?.stop();
 });
 
-async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
+// Every page of every test is held to the daemon's Content-Security-Policy: a violation fails the
+// test that caused it.
+const cspViolations = [];
+afterEach(() => {
+  const found = cspViolations.splice(0);
+  assert.deepEqual(found, [], 'the panel broke its Content-Security-Policy');
+});
+
+async function newPage(viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  await recordCspViolations(page, cspViolations);
+  return page;
+}
+
+async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
+  const page = await newPage(viewport);
   await signIn(page, demo.url, demo.account(name));
   return page;
 }
@@ -41,30 +55,34 @@ test('a customer signs in with the keyboard and sees their VMs, at 1280 and 390 
   }
 });
 
+/** Presses Tab until the focused element satisfies `test` (run in the page with `arg`). */
+async function tabTo(page, what, test, arg) {
+  for (let i = 0; i < 60; i += 1) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(test, arg)) return;
+  }
+  throw new Error(`${what} cannot be reached with Tab`);
+}
+const labelled = (label) => document.activeElement?.labels?.[0]?.textContent?.includes(label) ?? false;
+const named = (name) => document.activeElement?.textContent?.trim() === name;
+
+/** How far the page is wider than its window (0 or less: it fits). */
+const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
 test('sign-in and the VM list work with the keyboard alone', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  const page = await newPage();
   await page.goto(`${demo.url}/login`);
-  // Presses Tab until the focused element satisfies `test` (run in the page with `arg`).
-  const tabTo = async (what, test, arg) => {
-    for (let i = 0; i < 40; i += 1) {
-      await page.keyboard.press('Tab');
-      if (await page.evaluate(test, arg)) return;
-    }
-    throw new Error(`${what} cannot be reached with Tab`);
-  };
-  const labelled = (label) => document.activeElement?.labels?.[0]?.textContent?.includes(label) ?? false;
   const account = demo.account('alice');
-  await tabTo('the username field', labelled, 'Username');
+  await tabTo(page, 'the username field', labelled, 'Username');
   await page.keyboard.type(account.username);
-  await tabTo('the password field', labelled, 'Password');
+  await tabTo(page, 'the password field', labelled, 'Password');
   await page.keyboard.type(account.password);
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: /VMs/ }).waitFor();
-  await tabTo('the first VM', (name) => document.activeElement?.textContent?.trim() === name, 'alice-web');
+  await tabTo(page, 'the first VM', named, 'alice-web');
   await page.keyboard.press('Enter');
   await page.getByRole('heading', { name: 'alice-web' }).waitFor();
-  await context.close();
+  await page.context().close();
 });
 
 /** The VNC canvas' pixels, to compare screens. */
@@ -123,7 +141,30 @@ test('the terminal echoes a typed line', async () => {
     return (rows.match(/hello-from-chromium/g) ?? []).length >= 2 ? rows : null;
   }, 'the echoed line', 10_000);
   assert.match(text, /\nhello-from-chromium\s*\n/);
+  // xterm.js styles itself at runtime (theme, cell size, scrollbar) and paints a selection in
+  // 24-bit colour: all of it has to work under the strict CSP. Its rows are laid out by those
+  // runtime rules: spans are inline-block and the rows container has the theme's font.
+  const layout = await page.evaluate(() => {
+    const span = document.querySelector('.xterm-rows span');
+    const rows = document.querySelector('.xterm-rows');
+    return { display: span && getComputedStyle(span).display, font: getComputedStyle(rows).fontSize, pointer: getComputedStyle(rows).pointerEvents };
+  });
+  assert.deepEqual(layout, { display: 'inline-block', font: '14px', pointer: 'none' });
+  // The rows let pointer events through to xterm's screen, which selects the word under a double click.
+  const word = await page.locator('.xterm-rows').getByText('hello-from-chromium').last().boundingBox();
+  await page.mouse.dblclick(word.x + 10, word.y + word.height / 2);
+  const selected = await waitFor(() => page.evaluate(() => {
+    const cells = [...document.querySelectorAll('.xterm-rows span')].filter((s) => s.style.backgroundColor);
+    return cells.length ? cells.map((s) => s.textContent).join('') : null;
+  }), 'the selection to be painted', 5_000);
+  assert.match(selected, /hello/);
+  await page.waitForTimeout(300);
   await shot(page, 'terminal-echo');
+  // Leaving the page disposes of the terminal, and its stylesheets with it.
+  assert.ok(await page.evaluate(() => document.adoptedStyleSheets.length) > 0);
+  await page.getByRole('link', { name: /← / }).click();
+  await page.locator('#vm-state').waitFor();
+  assert.equal(await page.evaluate(() => document.adoptedStyleSheets.length), 0);
   await page.context().close();
 });
 
@@ -150,20 +191,20 @@ test("a suspended VM's console is disabled and the server refuses a token", asyn
 });
 
 test('an operator creates a plan', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
+  const page = await newPage();
   await signIn(page, demo.url, demo.account('admin'));
   await page.getByRole('link', { name: 'Plans' }).click();
   await page.getByLabel('Plan name').fill('tiny-ui');
   await page.getByLabel('vCPUs').fill('1');
   await page.getByLabel('Memory (MiB)').fill('512');
   await page.getByLabel('Disk (GiB)').fill('5');
+  await page.getByLabel('Node group').fill('pve1, pve2');
   await page.getByRole('button', { name: 'Save plan' }).click();
   await page.getByText('Plan tiny-ui saved.').waitFor();
   await page.getByRole('cell', { name: 'tiny-ui' }).waitFor();
   const plans = await demo.adminApi('GET', '/plans');
   const plan = plans.body.find((p) => p.name === 'tiny-ui');
-  assert.deepEqual([plan.cores, plan.memory_mib, plan.disk_gib], [1, 512, 5]);
+  assert.deepEqual([plan.cores, plan.memory_mib, plan.disk_gib, plan.nodes], [1, 512, 5, ['pve1', 'pve2']]);
   await shot(page, 'operator-plans', { fullPage: true });
   for (const section of ['nodes', 'plugins', 'audit', 'consoles', 'customers', 'services']) {
     await page.goto(`${demo.url}/admin/${section}`);
@@ -171,7 +212,7 @@ test('an operator creates a plan', async () => {
     assert.equal(await page.locator('.notice.error').count(), 0, `${section} shows an error`);
     await shot(page, `operator-${section}`, { fullPage: true });
   }
-  await context.close();
+  await page.context().close();
 });
 
 test('a customer cannot reach operator pages or API', async () => {
@@ -181,7 +222,7 @@ test('a customer cannot reach operator pages or API', async () => {
   await page.getByRole('heading', { name: 'Operators only' }).waitFor();
   const statuses = await page.evaluate(async () => {
     const out = {};
-    for (const path of ['/plugins', '/users', '/nodes', '/audit', '/console/sessions']) out[path] = (await fetch(`/api/v1${path}`)).status;
+    for (const path of ['/plugins', '/users', '/nodes', '/audit', '/console/sessions', '/services', '/users/1/quota']) out[path] = (await fetch(`/api/v1${path}`)).status;
     out['PUT /plans/x'] = (await fetch('/api/v1/plans/x', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"name":"x","cores":1,"memory_mib":1,"disk_gib":1,"templates":[]}' })).status;
     return out;
   });
@@ -190,20 +231,20 @@ test('a customer cannot reach operator pages or API', async () => {
   await page.context().close();
 });
 
-test('a customer order provisions and its progress shows', async () => {
-  let plans = (await demo.adminApi('GET', '/plans')).body;
-  if (plans.length === 0) {
+test('a customer orders the plan an operator created, and the operator finds it among the services', async () => {
+  // The operator test above creates `tiny-ui` through the panel; alone, this test makes it itself.
+  if (!(await demo.adminApi('GET', '/plans')).body.some((p) => p.name === 'tiny-ui')) {
     const templates = (await demo.adminApi('GET', '/templates')).body;
-    assert.ok(templates.length > 0, 'the demo has neither plans nor templates to order from');
-    await demo.adminApi('PUT', '/plans/small', { name: 'small', cores: 1, memory_mib: 1024, disk_gib: 10, templates: [templates[0].name], nodes: [] });
-    plans = (await demo.adminApi('GET', '/plans')).body;
+    assert.ok(templates.length > 0, 'the demo has no templates to order from');
+    await demo.adminApi('PUT', '/plans/tiny-ui', { name: 'tiny-ui', cores: 1, memory_mib: 512, disk_gib: 5, templates: templates.map((t) => t.name), nodes: [] });
   }
   const page = await customerPage('bob');
   await page.getByRole('link', { name: 'Order' }).click();
-  await page.getByLabel('Plan').selectOption(plans.find((p) => p.templates.length > 0).name);
+  await page.getByLabel('Plan').selectOption('tiny-ui');
   await page.getByLabel('Hostname').fill('ui-order');
   await page.getByRole('button', { name: 'Order' }).click();
   await page.waitForURL(/\/vms\/\d+$/);
+  const id = Number(new URL(page.url()).pathname.split('/').pop());
   await page.locator('#progress li').first().waitFor({ timeout: 30_000 });
   await waitFor(async () => (await page.locator('#vm-state').innerText()).includes('active'), 'the order to become active', 90_000);
   const steps = await page.locator('#progress li').allInnerTexts();
@@ -214,4 +255,77 @@ test('a customer order provisions and its progress shows', async () => {
   assert.match(await ssh.innerText(), /^ssh -o ProxyCommand="cloudflared access ssh --hostname %h" debian@ui-order\.[a-z0-9.-]+$/);
   await shot(page, 'order-progress', { fullPage: true });
   await page.context().close();
+
+  const operator = await newPage();
+  await signIn(operator, demo.url, demo.account('admin'));
+  await operator.getByRole('link', { name: 'Services' }).click();
+  const row = operator.getByRole('row').filter({ has: operator.getByRole('link', { name: 'ui-order' }) });
+  await row.waitFor();
+  const cells = await row.getByRole('cell').allInnerTexts();
+  assert.deepEqual(cells.slice(0, 6).map((c) => c.trim()), ['ui-order', 'bob', 'tiny-ui', 'active', 'ui-order', 'provision succeeded']);
+  await shot(operator, 'operator-services-order', { fullPage: true });
+  await operator.getByRole('link', { name: 'ui-order' }).click();
+  await operator.getByRole('heading', { name: 'ui-order' }).waitFor();
+  assert.equal(new URL(operator.url()).pathname, `/admin/services/${id}`);
+  const job = operator.getByRole('table', { name: 'Jobs, newest first' }).getByRole('row').nth(1);
+  assert.deepEqual((await job.getByRole('cell').allInnerTexts()).slice(1, 3), ['provision', 'succeeded']);
+  assert.ok(await operator.getByRole('table', { name: 'Steps, newest first' }).getByRole('row').count() > 2, 'the history lists the steps');
+  await shot(operator, 'operator-service-order', { fullPage: true });
+  await operator.context().close();
+});
+
+test('an operator filters services, follows one to its customer and sets their quota, with the keyboard alone, at 1280 and 390 px', async () => {
+  const bob = (await demo.adminApi('GET', '/users')).body.find((u) => u.username === 'bob');
+  for (const [width, maxVms] of [[1280, 7], [390, 8]]) {
+    const page = await newPage({ width, height: 844 });
+    await signIn(page, demo.url, demo.account('admin'));
+    await tabTo(page, 'the Services link', named, 'Services');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Services' }).waitFor();
+    // Any state, pending, provisioning, active.
+    await tabTo(page, 'the state filter', labelled, 'State');
+    for (let i = 0; i < 3; i += 1) await page.keyboard.press('ArrowDown');
+    await tabTo(page, 'the Filter button', named, 'Filter');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/admin\/services\?state=active$/);
+    await page.locator('#services-count').getByText(/ active\.$/).waitFor();
+    const states = await page.getByRole('table', { name: 'Services' }).locator('tbody tr td:nth-child(4)').allInnerTexts();
+    assert.ok(states.length > 0 && states.every((t) => t.trim() === 'active'), `states shown: ${states}`);
+    assert.ok(await overflow(page) <= 0, `the services page is wider than ${width} px`);
+    await shot(page, `operator-services-active-${width}`, { fullPage: true });
+
+    await tabTo(page, "bob's seeded VM", named, 'bob-lab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'bob-lab' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Suspend' }).count(), 1);
+    assert.ok(await overflow(page) <= 0, `the service page is wider than ${width} px`);
+    await shot(page, `operator-service-${width}`, { fullPage: true });
+
+    await tabTo(page, 'the owner', named, 'bob');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'bob' }).waitFor();
+    const quota = (await demo.adminApi('GET', `/users/${bob.id}/quota`)).body;
+    const usage = page.getByRole('table', { name: 'Quota: usage and limits' });
+    const vms = await usage.getByRole('row').filter({ hasText: 'VMs' }).getByRole('cell').allInnerTexts();
+    assert.deepEqual(vms, ['VMs', String(quota.usage.vms), String(quota.limits.max_vms)]);
+    const memory = await usage.getByRole('row').filter({ hasText: 'Memory' }).getByRole('cell').allInnerTexts();
+    assert.deepEqual(memory, ['Memory', `${quota.usage.memory_mib} MiB`, `${quota.limits.max_memory_mib} MiB`]);
+    await tabTo(page, 'the Max VMs field', labelled, 'Max VMs');
+    await page.keyboard.press('ControlOrMeta+A');
+    await page.keyboard.type(String(maxVms));
+    await page.keyboard.press('Enter');
+    await page.getByText('Quota of bob saved.').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'quota-status');
+    assert.equal((await demo.adminApi('GET', `/users/${bob.id}/quota`)).body.limits.max_vms, maxVms);
+    assert.deepEqual(await usage.getByRole('row').filter({ hasText: 'VMs' }).getByRole('cell').allInnerTexts(), ['VMs', String(quota.usage.vms), String(maxVms)]);
+    assert.ok(await overflow(page) <= 0, `the customer page is wider than ${width} px`);
+    await shot(page, `operator-customer-${width}`, { fullPage: true });
+
+    await page.goto(`${demo.url}/admin/customers`);
+    const summary = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'bob', exact: true }) }).getByRole('cell').nth(3);
+    assert.match(await summary.innerText(), new RegExp(`VMs: ${quota.usage.vms} of ${maxVms}\n`));
+    assert.ok(await overflow(page) <= 0, `the customers page is wider than ${width} px`);
+    await shot(page, `operator-customers-${width}`, { fullPage: true });
+    await page.context().close();
+  }
 });

@@ -5,15 +5,16 @@
 //! is the same operation. Customers may order for themselves and follow their services; every
 //! other operation is an operator's.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -23,7 +24,8 @@ use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::job;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
-use crate::store::services;
+use crate::store::services::{self, Service};
+use crate::store::users;
 
 impl From<OrderError> for ApiError {
     fn from(err: OrderError) -> Self {
@@ -203,6 +205,103 @@ pub async fn service(
     Ok(Json(json!({ "service": service, "jobs": jobs })))
 }
 
+/// Every state a service can be in.
+const SERVICE_STATES: [&str; 7] = [
+    "pending",
+    "provisioning",
+    "active",
+    "suspended",
+    "terminating",
+    "terminated",
+    "failed",
+];
+
+#[derive(Deserialize)]
+pub struct ServicesQuery {
+    state: Option<String>,
+}
+
+/// One line of the operators' service list.
+#[derive(Serialize)]
+pub struct ServiceSummary {
+    #[serde(flatten)]
+    service: Service,
+    owner: Owner,
+    /// The newest job of the service, if it ever had one.
+    last_job: Option<JobSummary>,
+}
+
+#[derive(Serialize)]
+struct Owner {
+    id: i64,
+    /// `None` only if the account is gone.
+    username: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JobSummary {
+    id: i64,
+    kind: job::JobKind,
+    state: job::JobState,
+    step: crate::lifecycle::steps::Step,
+    attempts: u32,
+    last_error: Option<String>,
+    updated_at: i64,
+}
+
+/// `GET /services[?state=…]`: every service, newest first, with its owner and last job.
+pub async fn list_services(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<ServicesQuery>,
+) -> ApiResult<Json<Vec<ServiceSummary>>> {
+    let wanted = query.state.filter(|s| !s.is_empty());
+    if let Some(wanted) = &wanted
+        && !SERVICE_STATES.contains(&wanted.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "no service state {wanted:?}; one of {}",
+            SERVICE_STATES.join(", ")
+        )));
+    }
+    let summaries = state
+        .store
+        .call(move |c| {
+            let usernames: HashMap<i64, String> = users::list(c)?
+                .into_iter()
+                .map(|u| (u.id, u.username))
+                .collect();
+            let mut listed = services::list(c, None)?;
+            listed.retain(|s| wanted.as_ref().is_none_or(|w| &s.state == w));
+            listed.reverse();
+            listed
+                .into_iter()
+                .map(|service| {
+                    let last_job = job::for_service(c, service.id)?.pop().map(|j| JobSummary {
+                        id: j.id,
+                        kind: j.kind,
+                        state: j.state,
+                        step: j.step,
+                        attempts: j.attempts,
+                        last_error: j.last_error,
+                        updated_at: j.updated_at,
+                    });
+                    let owner = Owner {
+                        id: service.owner_id,
+                        username: usernames.get(&service.owner_id).cloned(),
+                    };
+                    Ok(ServiceSummary {
+                        service,
+                        owner,
+                        last_job,
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(Json(summaries))
+}
+
 /// A customer sees only their own services; others answer 404 like missing ones.
 async fn visible_service(state: &AppState, me: &Identity, id: i64) -> ApiResult<services::Service> {
     let service = state.store.call(move |c| services::get(c, id)).await?;
@@ -358,8 +457,36 @@ pub async fn cancel_job(
     Ok(Json(json!({ "result": result })))
 }
 
-pub async fn list_plans(State(state): State<AppState>, _: Identity) -> ApiResult<Json<Vec<Plan>>> {
-    Ok(Json(state.store.call(|c| catalogue::plans(c)).await?))
+/// A plan as customers see it: what they buy, not the nodes it is placed on.
+#[derive(Serialize)]
+struct OfferedPlan {
+    name: String,
+    cores: u32,
+    memory_mib: u64,
+    disk_gib: u64,
+    templates: Vec<String>,
+}
+
+impl From<Plan> for OfferedPlan {
+    fn from(plan: Plan) -> Self {
+        Self {
+            name: plan.name,
+            cores: plan.cores,
+            memory_mib: plan.memory_mib,
+            disk_gib: plan.disk_gib,
+            templates: plan.templates,
+        }
+    }
+}
+
+/// Operators get each plan whole; customers get [`OfferedPlan`]s (node names are Proxmox detail).
+pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
+    let plans = state.store.call(|c| catalogue::plans(c)).await?;
+    if me.is_admin() {
+        return Ok(Json(json!(plans)));
+    }
+    let offered: Vec<OfferedPlan> = plans.into_iter().map(OfferedPlan::from).collect();
+    Ok(Json(json!(offered)))
 }
 
 pub async fn put_plan(
@@ -442,6 +569,63 @@ pub async fn put_template(
     )
     .await;
     Ok(Json(template))
+}
+
+/// What a customer's live services take of their quota, counted as the order check counts it:
+/// every service not terminated or failed is a VM, sized by its plan (none if the plan is gone).
+#[derive(Debug, Default, Serialize)]
+struct QuotaUsage {
+    vms: u64,
+    cores: u64,
+    memory_mib: u64,
+    disk_gib: u64,
+}
+
+fn quota_usage(conn: &rusqlite::Connection, user: i64) -> rusqlite::Result<QuotaUsage> {
+    let mut usage = QuotaUsage::default();
+    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
+    for service in services::live_for_owner(conn, user)? {
+        usage.vms += 1;
+        let Some(name) = service.plan else { continue };
+        let plan = match plans.get(&name) {
+            Some(plan) => plan.clone(),
+            None => {
+                let plan = catalogue::plan(conn, &name)?;
+                plans.insert(name, plan.clone());
+                plan
+            }
+        };
+        if let Some(plan) = plan {
+            usage.cores += u64::from(plan.cores);
+            usage.memory_mib += plan.memory_mib;
+            usage.disk_gib += plan.disk_gib;
+        }
+    }
+    Ok(usage)
+}
+
+/// `GET /users/{id}/quota`: the limits (the defaults unless an operator set them) and the usage.
+pub async fn show_quota(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(user): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    let found = state
+        .store
+        .call(move |c| {
+            if users::get(c, user)?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some((catalogue::quota(c, user)?, quota_usage(c, user)?)))
+        })
+        .await?;
+    let (custom, usage) = found.ok_or(ApiError::NotFound)?;
+    Ok(Json(json!({
+        "user_id": user,
+        "limits": custom.unwrap_or_default(),
+        "custom": custom.is_some(),
+        "usage": usage,
+    })))
 }
 
 pub async fn put_quota(

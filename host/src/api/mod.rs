@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(console::close_session),
         )
         .route("/orders", post(lifecycle::order))
+        .route("/services", get(lifecycle::list_services))
         .route("/services/{id}", get(lifecycle::service))
         .route("/services/{id}/events", get(lifecycle::events))
         .route("/services/{id}/{action}", post(lifecycle::operate))
@@ -120,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/users/{id}/quota",
-            axum::routing::put(lifecycle::put_quota),
+            get(lifecycle::show_quota).put(lifecycle::put_quota),
         )
         .fallback(|| async { ApiError::NotFound });
     Router::new()

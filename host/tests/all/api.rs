@@ -1,10 +1,11 @@
 //! The HTTP API against a real daemon, the simulator and a real SQLite file, over loopback.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use porthole::demo::Demo;
+use crate::first_party::plugin_entry;
+use porthole::demo::{Demo, DemoSetup};
 use porthole_sim::SimConfig;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn demo() -> Demo {
@@ -15,6 +16,104 @@ async fn demo() -> Demo {
     Demo::start("127.0.0.1:0".parse().unwrap(), None, sim)
         .await
         .unwrap()
+}
+
+/// The demo with what an order needs: the basic cloud-init plugin, quick retries, a template on
+/// `pve1` (VM 9000) and the plan `small` on the node group `pve1`, `pve2`.
+async fn demo_with_catalogue() -> Demo {
+    let sim = SimConfig {
+        auth_failure_delay: Duration::from_millis(10),
+        task_duration: Duration::from_millis(20),
+        clone_duration: Duration::from_millis(100),
+        ..SimConfig::default()
+    };
+    let demo = Demo::start_with(DemoSetup {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: None,
+        sim,
+        extra_config: plugin_entry("cloudinit-basic", "cloud-init-template")
+            + "\n[lifecycle]\nretry_initial_ms = 20\nretry_max_ms = 100\nmax_attempts = 10\n",
+        plugins_dir: None,
+    })
+    .await
+    .unwrap();
+    let admin = token(&demo, "admin");
+    let template = json!({
+        "name": "debian-12", "cluster": "sim", "node": "pve1", "vmid": 9000, "os": "debian",
+        "cloud_init": "cloudinit-basic"
+    });
+    let (status, body) = send(
+        &demo,
+        admin,
+        Method::PUT,
+        "/api/v1/templates/debian-12",
+        template,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let plan = json!({
+        "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+        "templates": ["debian-12"], "nodes": ["pve1", "pve2"]
+    });
+    let (status, body) = send(&demo, admin, Method::PUT, "/api/v1/plans/small", plan).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    demo
+}
+
+/// `username` orders `small` from `debian-12` under `hostname`; answers the new service's id.
+async fn order(demo: &Demo, username: &str, hostname: &str) -> i64 {
+    let order = json!({
+        "plan": "small", "template": "debian-12", "hostname": hostname, "username": "debian"
+    });
+    let (status, receipt) = send(
+        demo,
+        token(demo, username),
+        Method::POST,
+        "/api/v1/orders",
+        order,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    receipt["service_id"].as_i64().unwrap()
+}
+
+/// Waits until the service `id` is `state`, as an operator sees it.
+async fn service_becomes(demo: &Demo, id: i64, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, view) = get(
+            demo,
+            token(demo, "admin"),
+            &format!("/api/v1/services/{id}"),
+        )
+        .await;
+        if view["service"]["state"] == state {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service {id} never became {state}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn send(
+    demo: &Demo,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, url(demo, path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn url(demo: &Demo, path: &str) -> String {
@@ -396,5 +495,274 @@ async fn an_api_token_is_shown_once_and_works_until_revoked() {
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     let (status, _) = get(&demo, new_token, "/api/v1/whoami").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn customers_see_plans_without_the_nodes_they_are_placed_on() {
+    let demo = demo_with_catalogue().await;
+    let (status, plans) = get(&demo, token(&demo, "admin"), "/api/v1/plans").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(plans[0]["nodes"], json!(["pve1", "pve2"]), "{plans}");
+    let (status, offered) = get(&demo, token(&demo, "alice"), "/api/v1/plans").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        offered,
+        json!([{
+            "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+            "templates": ["debian-12"]
+        }])
+    );
+    demo.stop().await.unwrap();
+}
+
+/// Fails when `value` names anything of Proxmox: a field for a node, VM id, cluster or task, an
+/// error text, a node name, a task id, the cluster's address or secret, or one of `ids`.
+fn assert_no_proxmox_detail(what: &str, value: &Value, demo: &Demo, ids: &[u64]) {
+    const FIELDS: [&str; 8] = [
+        "node",
+        "nodes",
+        "vmid",
+        "cluster",
+        "upid",
+        "api_url",
+        "last_error",
+        "message",
+    ];
+    let api = demo.sim().api_url();
+    let address = format!("{}:{}", api.host_str().unwrap(), api.port().unwrap());
+    let secret = demo.sim().token_secret();
+    let words = [
+        "pve1",
+        "pve2",
+        "UPID:",
+        "PVEAPIToken",
+        address.as_str(),
+        secret.as_str(),
+    ];
+    match value {
+        Value::Object(fields) => {
+            for (key, inner) in fields {
+                let empty = inner.is_null();
+                assert!(
+                    !FIELDS.contains(&key.as_str())
+                        || (empty && matches!(key.as_str(), "last_error" | "message")),
+                    "{what} answers {key:?} to a customer: {value}"
+                );
+                assert_no_proxmox_detail(what, inner, demo, ids);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                assert_no_proxmox_detail(what, item, demo, ids);
+            }
+        }
+        Value::String(text) => {
+            for word in words {
+                assert!(
+                    !text.contains(word),
+                    "{what} tells a customer {word:?}: {text:?}"
+                );
+            }
+        }
+        Value::Number(number) => {
+            assert!(
+                !number.as_u64().is_some_and(|n| ids.contains(&n)),
+                "{what} tells a customer a Proxmox VM id: {number}"
+            );
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// The Server-Sent Events a stream sends within `quiet` of the one before, as JSON.
+async fn events(demo: &Demo, token: &str, path: &str, quiet: Duration) -> Vec<Value> {
+    let mut response = reqwest::Client::new()
+        .get(url(demo, path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut text = String::new();
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(quiet, response.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn nothing_a_customer_can_read_names_a_node_a_vm_id_a_cluster_or_a_task() {
+    let demo = demo_with_catalogue().await;
+    let id = order(&demo, "alice", "leak-check").await;
+    let view = service_becomes(&demo, id, "active").await;
+    // What the operator sees, and the customer must not.
+    let vmid = view["service"]["vmid"].as_u64().unwrap();
+    assert!(view["service"]["node"].is_string(), "{view}");
+    let alice = token(&demo, "alice");
+    let seeded = demo.account("alice").unwrap().vms[0];
+    let paths = [
+        "/api/v1/whoami".to_owned(),
+        "/api/v1/tokens".to_owned(),
+        "/api/v1/plans".to_owned(),
+        "/api/v1/vms".to_owned(),
+        format!("/api/v1/vms/{id}"),
+        format!("/api/v1/vms/{seeded}"),
+        format!("/api/v1/services/{id}"),
+        format!("/api/v1/services/{seeded}"),
+    ];
+    let ids = [9000, 101, 102, vmid];
+    for path in &paths {
+        let (status, body) = get(&demo, alice, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_no_proxmox_detail(path, &body, &demo, &ids);
+    }
+    let path = format!("/api/v1/services/{id}/events");
+    let progress = events(&demo, alice, &path, Duration::from_millis(500)).await;
+    assert!(progress.len() >= 2, "{progress:?}");
+    assert_no_proxmox_detail(&path, &Value::from(progress), &demo, &ids);
+    demo.stop().await.unwrap();
+}
+
+/// The account `username`'s id, as operators see it.
+async fn user_id(demo: &Demo, username: &str) -> i64 {
+    let (_, users) = get(demo, token(demo, "admin"), "/api/v1/users").await;
+    let users = users.as_array().unwrap();
+    let user = users.iter().find(|u| u["username"] == username).unwrap();
+    user["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn operators_list_services_with_owner_plan_and_last_job_by_state() {
+    let demo = demo_with_catalogue().await;
+    let admin = token(&demo, "admin");
+    let ordered = order(&demo, "bob", "svc-list").await;
+    service_becomes(&demo, ordered, "active").await;
+
+    let (status, all) = get(&demo, admin, "/api/v1/services").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all = all.as_array().unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["svc-list", "bob-lab", "alice-db", "alice-web"],
+        "newest first"
+    );
+    let new = &all[0];
+    assert_eq!(new["id"], ordered);
+    assert_eq!(
+        new["owner"],
+        json!({ "id": user_id(&demo, "bob").await, "username": "bob" })
+    );
+    assert_eq!(
+        (&new["plan"], &new["state"], &new["hostname"]),
+        (&json!("small"), &json!("active"), &json!("svc-list"))
+    );
+    assert_eq!(
+        (&new["last_job"]["kind"], &new["last_job"]["state"]),
+        (&json!("provision"), &json!("succeeded")),
+        "{new}"
+    );
+    assert_eq!(
+        all[3]["last_job"],
+        Value::Null,
+        "a seeded service never had a job"
+    );
+
+    let (_, suspended) = get(&demo, admin, "/api/v1/services?state=suspended").await;
+    assert_eq!(suspended, json!([]));
+    let alice_db = demo.account("alice").unwrap().vms[1];
+    let (status, _) = send(
+        &demo,
+        admin,
+        Method::POST,
+        &format!("/api/v1/services/{alice_db}/suspend"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    service_becomes(&demo, alice_db, "suspended").await;
+    let (_, suspended) = get(&demo, admin, "/api/v1/services?state=suspended").await;
+    let suspended = suspended.as_array().unwrap();
+    assert_eq!(suspended.len(), 1, "{suspended:?}");
+    assert_eq!(
+        (&suspended[0]["name"], &suspended[0]["owner"]["username"]),
+        (&json!("alice-db"), &json!("alice"))
+    );
+    assert_eq!(suspended[0]["last_job"]["kind"], "suspend");
+    let (_, active) = get(&demo, admin, "/api/v1/services?state=active").await;
+    assert_eq!(active.as_array().unwrap().len(), 3, "{active}");
+
+    let (status, refused) = get(&demo, admin, "/api/v1/services?state=asleep").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"].as_str().unwrap().contains("suspended"),
+        "{refused}"
+    );
+    for path in ["/api/v1/services", "/api/v1/services?state=active"] {
+        let (status, _) = get(&demo, token(&demo, "alice"), path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_reads_a_customers_quota_limits_and_usage() {
+    let demo = demo_with_catalogue().await;
+    let admin = token(&demo, "admin");
+    let alice = user_id(&demo, "alice").await;
+    let path = format!("/api/v1/users/{alice}/quota");
+    let ordered = order(&demo, "alice", "quota-use").await;
+    service_becomes(&demo, ordered, "active").await;
+
+    let (status, quota) = get(&demo, admin, &path).await;
+    assert_eq!(status, StatusCode::OK, "{quota}");
+    // The seeded VMs' plan is not in the catalogue: they count as VMs only, as for an order.
+    assert_eq!(
+        quota,
+        json!({
+            "user_id": alice,
+            "limits": { "max_vms": 5, "max_cores": 16, "max_memory_mib": 32768, "max_disk_gib": 500 },
+            "custom": false,
+            "usage": { "vms": 3, "cores": 2, "memory_mib": 2048, "disk_gib": 20 },
+        })
+    );
+    let limits =
+        json!({ "max_vms": 3, "max_cores": 4, "max_memory_mib": 4096, "max_disk_gib": 40 });
+    let (status, _) = send(&demo, admin, Method::PUT, &path, limits.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, quota) = get(&demo, admin, &path).await;
+    assert_eq!(
+        (&quota["limits"], &quota["custom"]),
+        (&limits, &json!(true))
+    );
+    // Terminated services no longer count.
+    let (status, _) = send(
+        &demo,
+        admin,
+        Method::POST,
+        &format!("/api/v1/services/{ordered}/terminate"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    service_becomes(&demo, ordered, "terminated").await;
+    let (_, quota) = get(&demo, admin, &path).await;
+    assert_eq!(
+        quota["usage"],
+        json!({ "vms": 2, "cores": 0, "memory_mib": 0, "disk_gib": 0 })
+    );
+
+    let (status, _) = get(&demo, token(&demo, "alice"), &path).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "quotas are set and read by operators"
+    );
+    let (status, _) = get(&demo, admin, "/api/v1/users/999999/quota").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     demo.stop().await.unwrap();
 }

@@ -1,8 +1,10 @@
 // Operator pages: clusters and nodes, plans and templates, customers and quotas, services with
 // jobs, plugins, the audit log and live console sessions. Every one is one API listing plus the
-// actions on it.
+// actions on it; customers and services (with a page per object) have modules of their own.
 import { api, explain } from '../api';
 import { badge, confirmDialog, field, h, mount, notice, say, table, time } from '../dom';
+import { customerPage, customersPage } from './customers';
+import { servicePage, servicesPage } from './services';
 
 export const ADMIN_SECTIONS: [string, string][] = [
   ['nodes', 'Clusters'], ['plans', 'Plans'], ['customers', 'Customers'], ['services', 'Services'],
@@ -13,6 +15,14 @@ const PAGES: Record<string, () => Promise<void>> = {
   nodes: nodesPage, plans: plansPage, customers: customersPage, services: servicesPage,
   plugins: pluginsPage, audit: auditPage, consoles: consolesPage,
 };
+
+/** `/admin/services/{id}` and `/admin/customers/{id}`: one object of a section. */
+export async function adminObjectPage(section: string, id: number): Promise<void> {
+  mount(h('h1', {}, section === 'services' ? 'Service' : 'Customer'), notice('info', 'Loading…'));
+  if (section === 'services') return servicePage(id);
+  if (section === 'customers') return customerPage(id);
+  mount(h('h1', {}, 'Not found'));
+}
 
 export async function adminPage(section: string): Promise<void> {
   const page = PAGES[section];
@@ -57,11 +67,13 @@ async function plansPage(): Promise<void> {
   const cores = h('input', { name: 'cores', type: 'number', min: 1, value: 1, required: true });
   const memory = h('input', { name: 'memory_mib', type: 'number', min: 128, value: 1024, required: true });
   const disk = h('input', { name: 'disk_gib', type: 'number', min: 1, value: 10, required: true });
+  const nodes = h('input', { name: 'nodes', autocomplete: 'off', placeholder: 'e.g. pve1, pve2', 'aria-describedby': 'nodes-hint' });
   const boxes = templates.map((t) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'templates', value: t.name, checked: true }), ` ${t.name}`));
   const status = notice();
   const form = h('form', { class: 'card', 'aria-labelledby': 'new-plan' },
     h('h2', { id: 'new-plan' }, 'Create or update a plan'),
     field('Plan name', name), field('vCPUs', cores), field('Memory (MiB)', memory), field('Disk (GiB)', disk),
+    field('Node group', nodes), h('p', { class: 'hint', id: 'nodes-hint' }, 'Nodes a new VM may be placed on, separated by commas; empty: the template\'s node.'),
     h('fieldset', {}, h('legend', {}, 'Templates'), ...(boxes.length ? boxes : [h('p', {}, 'No templates yet.')])),
     status, h('button', { type: 'submit' }, 'Save plan'));
   form.addEventListener('submit', async (event) => {
@@ -69,7 +81,8 @@ async function plansPage(): Promise<void> {
     const chosen = boxes.map((b) => b.querySelector('input') as HTMLInputElement).filter((i) => i.checked).map((i) => i.value);
     try {
       await api('PUT', `/plans/${encodeURIComponent(name.value)}`, {
-        name: name.value, cores: Number(cores.value), memory_mib: Number(memory.value), disk_gib: Number(disk.value), templates: chosen, nodes: [],
+        name: name.value, cores: Number(cores.value), memory_mib: Number(memory.value), disk_gib: Number(disk.value), templates: chosen,
+        nodes: nodes.value.split(',').map((n) => n.trim()).filter(Boolean),
       });
       await plansPage();
       say(document.querySelector('#plans-status') as HTMLElement, `Plan ${name.value} saved.`, 'ok');
@@ -78,107 +91,9 @@ async function plansPage(): Promise<void> {
     }
   });
   mount(h('h1', {}, 'Plans and templates'), h('p', { class: 'notice ok', id: 'plans-status', role: 'status', hidden: true }),
-    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', ')]), 'Plans'),
+    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates', 'Node group'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', '), p.nodes.join(', ')]), 'Plans'),
     table(['Template', 'Cluster', 'Node', 'VM id', 'OS', 'Cloud-init'], templates.map((t) => [t.name, t.cluster, t.node, String(t.vmid), t.os, t.cloud_init]), 'Templates'),
     form);
-}
-
-interface User { id: number; username: string; role: string; disabled: boolean; created_at?: number }
-interface Quota { max_vms: number; max_cores: number; max_memory_mib: number; max_disk_gib: number }
-
-async function customersPage(): Promise<void> {
-  const users = await api<User[]>('GET', '/users');
-  const status = notice();
-  const rows = users.map((u) => [u.username, u.role, u.disabled ? badge('disabled') : badge('active'),
-    u.role === 'customer' ? quotaForm(u, status) : '',
-    h('button', { type: 'button', class: 'small secondary', onclick: () => void toggle(u) }, u.disabled ? 'Enable' : 'Disable')]);
-  const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
-  const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'new-password', minlength: 12 });
-  const role = h('select', { name: 'role' }, h('option', { value: 'customer' }, 'Customer'), h('option', { value: 'admin' }, 'Operator'));
-  const form = h('form', { class: 'card' }, h('h2', {}, 'New account'), field('Username', username), field('Password', password), field('Role', role), h('button', { type: 'submit' }, 'Create'));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    try {
-      await api('POST', '/users', { username: username.value, password: password.value, role: role.value });
-      await customersPage();
-    } catch (err) {
-      say(status, explain(err), 'error');
-    }
-  });
-  mount(h('h1', {}, 'Customers and quotas'), status, table(['User', 'Role', 'State', 'Quota (VMs / vCPUs / MiB / GiB)', ''], rows), form);
-}
-
-function quotaForm(user: User, status: HTMLElement): HTMLElement {
-  const input = (name: string, label: string, value: number) => h('input', { name, type: 'number', min: 0, value, 'aria-label': `${label} for ${user.username}`, class: 'tiny' });
-  const q = [input('max_vms', 'Max VMs', 5), input('max_cores', 'Max vCPUs', 16), input('max_memory_mib', 'Max memory MiB', 32768), input('max_disk_gib', 'Max disk GiB', 500)];
-  const form = h('form', { class: 'inline' }, ...q, h('button', { type: 'submit', class: 'small' }, 'Set'));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const body: Record<string, number> = {};
-    for (const i of q) body[i.name] = Number(i.value);
-    try {
-      await api('PUT', `/users/${user.id}/quota`, body as unknown as Quota);
-      say(status, `Quota of ${user.username} saved.`, 'ok');
-    } catch (err) {
-      say(status, explain(err), 'error');
-    }
-  });
-  return form;
-}
-
-async function toggle(user: User): Promise<void> {
-  if (!user.disabled && !(await confirmDialog(`Disable ${user.username}? They are signed out everywhere.`, 'Disable'))) return;
-  await api('PATCH', `/users/${user.id}`, { disabled: !user.disabled });
-  await customersPage();
-}
-
-interface ServiceRow { id: number; name: string; state: string; plan: string | null; owner_id: number; cluster: string; node: string | null; vmid: number | null }
-interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error: string | null; updated_at: number }
-
-async function servicesPage(): Promise<void> {
-  const answer = await api<{ vms: { service: ServiceRow | null; status?: string }[] }>('GET', '/vms');
-  const services = answer.vms.map((v) => v.service).filter((s): s is ServiceRow => !!s);
-  const detail = h('section', { id: 'service-detail', 'aria-live': 'polite' });
-  const rows = services.map((s) => [String(s.id), h('a', { href: `/vms/${s.id}` }, s.name), badge(s.state), s.plan ?? '', `${s.cluster}/${s.node ?? '?'}/${s.vmid ?? '?'}`,
-    h('button', { type: 'button', class: 'small secondary', onclick: () => void showJobs(s, detail) }, 'Jobs'),
-    serviceActions(s)]);
-  mount(h('h1', {}, 'Services'), table(['Id', 'Name', 'State', 'Plan', 'Where', 'History', 'Actions'], rows), detail);
-}
-
-function serviceActions(s: ServiceRow): HTMLElement {
-  const act = async (action: string) => {
-    if (!(await confirmDialog(`${action[0].toUpperCase()}${action.slice(1)} ${s.name}?`, action))) return;
-    try {
-      await api('POST', `/services/${s.id}/${action}`);
-      await servicesPage();
-    } catch (err) {
-      alertIn(err);
-    }
-  };
-  const buttons = s.state === 'suspended' ? ['unsuspend', 'terminate'] : s.state === 'active' ? ['suspend', 'terminate'] : [];
-  return h('div', { class: 'actions' }, ...buttons.map((a) => h('button', { type: 'button', class: a === 'terminate' ? 'small danger' : 'small secondary', 'data-action': a, onclick: () => void act(a) }, a)));
-}
-
-function alertIn(err: unknown): void {
-  const main = document.getElementById('main') as HTMLElement;
-  main.prepend(notice('error', explain(err)));
-}
-
-async function showJobs(s: ServiceRow, into: HTMLElement): Promise<void> {
-  const view = await api<{ jobs: Job[]; history: { job_id: number; step: string; status: string; message: string | null; at: number }[] }>('GET', `/services/${s.id}`);
-  const act = (j: Job, action: 'retry' | 'cancel', label: string) =>
-    h('button', { type: 'button', class: 'small', onclick: async () => {
-      if (action === 'cancel' && !(await confirmDialog(`Cancel job ${j.id}? A provision rolls back what it created.`, 'Cancel job'))) return;
-      try { await api('POST', `/jobs/${j.id}/${action}`); await showJobs(s, into); } catch (err) { alertIn(err); }
-    } }, label);
-  const unfinished = (j: Job) => j.state === 'pending' || j.state === 'parked';
-  const retry = (j: Job) => h('span', {},
-    j.state === 'parked' ? act(j, 'retry', 'Retry') : '',
-    unfinished(j) ? act(j, 'cancel', 'Cancel') : '');
-  into.replaceChildren(h('h2', {}, `Jobs of ${s.name}`),
-    table(['Job', 'Kind', 'State', 'Step', 'Attempts', 'Last error', 'Updated', ''], view.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', String(j.attempts), j.last_error ?? '', time(j.updated_at), retry(j)])),
-    table(['At', 'Job', 'Step', 'Status', 'Message'], (view.history ?? []).slice(-50).reverse().map((e) => [time(e.at), String(e.job_id), e.step, e.status, e.message ?? '']), 'History'));
-  (into.querySelector('h2') as HTMLElement).scrollIntoView();
 }
 
 interface Plugin { name: string; kind: string; sha256: string; allowed_hosts: string[]; allowed_addresses: string[]; state: { state: string; reason?: string; consecutive_failures?: number }; recent_errors: { at: number; message?: string; error?: string }[] }

@@ -7,6 +7,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import '@xterm/xterm/css/xterm.css';
 import { api, ApiError, ConsoleTicket, CustomerVm, explain } from '../api';
 import { h, mount, notice, say } from '../dom';
+import { openTerminal } from '../xterm-styles';
 
 type Kind = 'vnc' | 'term';
 
@@ -106,7 +107,7 @@ class Session {
     const term = new Terminal({ cursorBlink: true, fontSize: 14, convertEol: false, scrollback: 2000 });
     const fit = new FitAddon();
     term.loadAddon(fit);
-    term.open(this.screen);
+    openTerminal(term, this.screen);
     const encoder = new TextEncoder();
     term.onData((data) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(`0:${encoder.encode(data).length}:${data}`);
