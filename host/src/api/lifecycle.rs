@@ -571,39 +571,6 @@ pub async fn put_template(
     Ok(Json(template))
 }
 
-/// What a customer's live services take of their quota, counted as the order check counts it:
-/// every service not terminated or failed is a VM, sized by its plan (none if the plan is gone).
-#[derive(Debug, Default, Serialize)]
-struct QuotaUsage {
-    vms: u64,
-    cores: u64,
-    memory_mib: u64,
-    disk_gib: u64,
-}
-
-fn quota_usage(conn: &rusqlite::Connection, user: i64) -> rusqlite::Result<QuotaUsage> {
-    let mut usage = QuotaUsage::default();
-    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
-    for service in services::live_for_owner(conn, user)? {
-        usage.vms += 1;
-        let Some(name) = service.plan else { continue };
-        let plan = match plans.get(&name) {
-            Some(plan) => plan.clone(),
-            None => {
-                let plan = catalogue::plan(conn, &name)?;
-                plans.insert(name, plan.clone());
-                plan
-            }
-        };
-        if let Some(plan) = plan {
-            usage.cores += u64::from(plan.cores);
-            usage.memory_mib += plan.memory_mib;
-            usage.disk_gib += plan.disk_gib;
-        }
-    }
-    Ok(usage)
-}
-
 /// `GET /users/{id}/quota`: the limits (the defaults unless an operator set them) and the usage.
 pub async fn show_quota(
     State(state): State<AppState>,
@@ -616,7 +583,10 @@ pub async fn show_quota(
             if users::get(c, user)?.is_none() {
                 return Ok(None);
             }
-            Ok(Some((catalogue::quota(c, user)?, quota_usage(c, user)?)))
+            Ok(Some((
+                catalogue::quota(c, user)?,
+                catalogue::usage(c, user, None)?,
+            )))
         })
         .await?;
     let (custom, usage) = found.ok_or(ApiError::NotFound)?;

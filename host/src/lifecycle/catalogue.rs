@@ -1,10 +1,11 @@
 //! The catalogue: plans, templates and customer quotas, and the quota check for new orders.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PlanConfig, TemplateConfig};
-use crate::store::services::Service;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -234,30 +235,67 @@ pub struct QuotaExceeded {
     pub allowed: u64,
 }
 
-/// Checks that `existing` services plus one more on `plan` stay within `quota`. A service whose
-/// plan is unknown counts as nothing but a VM.
-pub fn check_quota(
-    existing: &[(Service, Option<Plan>)],
-    plan: &Plan,
-    quota: &Quota,
-) -> Result<(), QuotaExceeded> {
-    let sum = |f: fn(&Plan) -> u64| -> u64 {
-        existing
-            .iter()
-            .filter_map(|(_, p)| p.as_ref())
-            .map(f)
-            .sum::<u64>()
-            + f(plan)
-    };
+/// What a customer's live services take of their quota: every service not terminated or failed
+/// is a VM, sized by its plan (none if the plan is gone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QuotaUsage {
+    pub vms: u64,
+    pub cores: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+impl QuotaUsage {
+    /// One more VM on `plan`, if there is one.
+    fn plus(self, plan: Option<&Plan>) -> Self {
+        let (cores, memory_mib, disk_gib) =
+            plan.map_or((0, 0, 0), |p| (p.cores.into(), p.memory_mib, p.disk_gib));
+        Self {
+            vms: self.vms + 1,
+            cores: self.cores + cores,
+            memory_mib: self.memory_mib + memory_mib,
+            disk_gib: self.disk_gib + disk_gib,
+        }
+    }
+}
+
+/// The usage of `customer`'s live services, leaving out service `except` (one whose plan is
+/// about to change).
+pub fn usage(
+    conn: &Connection,
+    customer: i64,
+    except: Option<i64>,
+) -> rusqlite::Result<QuotaUsage> {
+    let mut usage = QuotaUsage::default();
+    let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
+    for service in crate::store::services::live_for_owner(conn, customer)? {
+        if Some(service.id) == except {
+            continue;
+        }
+        let plan = match service.plan {
+            Some(name) => match plans.get(&name) {
+                Some(plan) => plan.clone(),
+                None => {
+                    let found = plan(conn, &name)?;
+                    plans.insert(name, found.clone());
+                    found
+                }
+            },
+            None => None,
+        };
+        usage = usage.plus(plan.as_ref());
+    }
+    Ok(usage)
+}
+
+/// Checks that `usage` plus one more VM on `plan` stays within `quota`.
+pub fn check_quota(usage: QuotaUsage, plan: &Plan, quota: &Quota) -> Result<(), QuotaExceeded> {
+    let after = usage.plus(Some(plan));
     let checks = [
-        (
-            "VM count",
-            existing.len() as u64 + 1,
-            u64::from(quota.max_vms),
-        ),
-        ("cores", sum(|p| p.cores.into()), quota.max_cores.into()),
-        ("memory (MiB)", sum(|p| p.memory_mib), quota.max_memory_mib),
-        ("disk (GiB)", sum(|p| p.disk_gib), quota.max_disk_gib),
+        ("VM count", after.vms, u64::from(quota.max_vms)),
+        ("cores", after.cores, quota.max_cores.into()),
+        ("memory (MiB)", after.memory_mib, quota.max_memory_mib),
+        ("disk (GiB)", after.disk_gib, quota.max_disk_gib),
     ];
     for (limit, would_use, allowed) in checks {
         if would_use > allowed {
@@ -294,10 +332,10 @@ mod tests {
             max_memory_mib: 8192,
             max_disk_gib: 100,
         };
-        assert!(check_quota(&[], &plan(4, 8192, 100), &quota).is_ok());
-        let err = check_quota(&[], &plan(6, 1024, 10), &quota).unwrap_err();
+        assert!(check_quota(QuotaUsage::default(), &plan(4, 8192, 100), &quota).is_ok());
+        let err = check_quota(QuotaUsage::default(), &plan(6, 1024, 10), &quota).unwrap_err();
         assert_eq!((err.limit, err.would_use, err.allowed), ("cores", 6, 4));
-        let err = check_quota(&[], &plan(1, 9000, 10), &quota).unwrap_err();
+        let err = check_quota(QuotaUsage::default(), &plan(1, 9000, 10), &quota).unwrap_err();
         assert_eq!(err.limit, "memory (MiB)");
         assert!(err.to_string().contains("memory (MiB) limit"));
     }

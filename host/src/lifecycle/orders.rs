@@ -335,21 +335,9 @@ fn check_quota_with(
     replacing: Option<i64>,
     plan: &Plan,
 ) -> rusqlite::Result<Result<(), OrderError>> {
-    let existing = services::live_for_owner(conn, customer)?
-        .into_iter()
-        .filter(|s| Some(s.id) != replacing)
-        .map(|s| {
-            let plan = s
-                .plan
-                .as_deref()
-                .map(|p| catalogue::plan(conn, p))
-                .transpose()?
-                .flatten();
-            Ok((s, plan))
-        })
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let usage = catalogue::usage(conn, customer, replacing)?;
     let quota = catalogue::quota(conn, customer)?.unwrap_or_default();
-    Ok(catalogue::check_quota(&existing, plan, &quota).map_err(OrderError::from))
+    Ok(catalogue::check_quota(usage, plan, &quota).map_err(OrderError::from))
 }
 
 fn prepare_change(
