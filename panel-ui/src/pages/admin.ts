@@ -42,7 +42,11 @@ export async function adminPage(section: string): Promise<void> {
 async function nodesPage(): Promise<void> {
   const [status, nodes] = await Promise.all([
     api<{ version: string; uptime_secs: number; clusters: { name: string; reachable?: boolean; error?: string | null }[] }>('GET', '/status'),
-    api<{ nodes: { cluster: string; node: string; status: string; cores: number | null; memory_bytes: number | null; memory_used_bytes: number | null; uptime_secs: number | null }[]; unreachable: { cluster: string; error: string }[] }>('GET', '/nodes'),
+    api<{
+      nodes: { cluster: string; node: string; status: string; cores: number | null; memory_bytes: number | null; memory_used_bytes: number | null; uptime_secs: number | null }[];
+      unreachable: { cluster: string; error: string }[];
+      last_known: { cluster: string; node: string; status: string; last_seen: number; online_at: number | null }[];
+    }>('GET', '/nodes'),
   ]);
   const clusters = table(['Cluster', 'Reachable', 'Detail'], status.clusters.map((c) => [c.name, badge(c.reachable === false ? 'unreachable' : 'ok'), c.error ?? JSON.stringify(omit(c, ['name', 'reachable', 'error']))]), 'Clusters');
   const nodeRows = nodes.nodes.map((n) => [n.cluster, n.node, badge(n.status),
@@ -51,7 +55,10 @@ async function nodesPage(): Promise<void> {
     h('p', {}, `Porthole ${status.version}, up ${Math.round(status.uptime_secs / 60)} min.`),
     clusters,
     table(['Cluster', 'Node', 'Status', 'Cores', 'Memory used'], nodeRows, 'Nodes'),
-    nodes.unreachable.length ? notice('error', `Unreachable: ${nodes.unreachable.map((u) => `${u.cluster} (${u.error})`).join(', ')}`) : null);
+    nodes.unreachable.length ? notice('error', `Unreachable: ${nodes.unreachable.map((u) => `${u.cluster} (${u.error})`).join(', ')}`) : null,
+    nodes.last_known.length ? table(['Cluster', 'Node', 'Last status', 'Last reported', 'Last online'],
+      nodes.last_known.map((n) => [n.cluster, n.node, badge(n.status), time(n.last_seen), n.online_at ? time(n.online_at) : 'never']),
+      'Nodes of unreachable clusters, as last reported') : null);
 }
 
 function omit(o: object, keys: string[]): object {
