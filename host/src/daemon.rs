@@ -204,7 +204,7 @@ async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow::Res
 }
 
 /// Clusters named in the configuration get a row, so services can reference them.
-async fn register_clusters(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
+pub async fn register_clusters(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
     let names: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
     store
         .call(move |conn| {

@@ -125,10 +125,16 @@ impl Demo {
         };
         let config_path = write_config(&dir, addr, &sim, &bundled, &extra_config)?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
+        // Seeded before the daemon starts, so its first comparison with the cluster already
+        // finds the demo VMs' services.
+        let store = Store::open(&config.database).await?;
+        crate::daemon::register_clusters(&store, &config).await?;
+        let accounts = seed(&store).await?;
+        drop(store);
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = Credentials {
             url: format!("http://{addr}"),
-            accounts: seed(daemon.store()).await?,
+            accounts,
             simulator_control_url: sim.control_url().to_string(),
         };
         Ok(Self {
@@ -226,7 +232,8 @@ fn demo_vms() -> Vec<DemoVm> {
             memory,
             disk_gb: 20,
             running,
-            tags: Some("porthole".into()),
+            // Only the VMs that are customers' services carry the tag Porthole gives its own.
+            tags: owner.map(|_| "porthole".into()),
             ..VmSeed::default()
         },
     };
@@ -423,6 +430,7 @@ async fn seed(store: &Store) -> anyhow::Result<Vec<Account>> {
                             node: &seed.node,
                             vmid: seed.vmid,
                             plan: Some("demo"),
+                            stopped: !seed.running,
                         },
                     )
                 })

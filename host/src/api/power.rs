@@ -71,6 +71,13 @@ pub async fn power(
     let action = body.action;
     let client = cluster_client(&state, &service.cluster)?;
     let upid = send(client, &node, vmid, action).await?;
+    // The reconciler expects the VM in the state its owner last chose.
+    let stopped = matches!(action, PowerAction::Stop | PowerAction::Shutdown);
+    let service_id = service.id;
+    state
+        .store
+        .call(move |c| services::set_stopped_by_owner(c, service_id, stopped))
+        .await?;
     if matches!(action, PowerAction::Start | PowerAction::Reboot) {
         let guard = SuspensionGuard {
             state: state.clone(),

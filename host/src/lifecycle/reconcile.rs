@@ -221,11 +221,12 @@ fn compare(
             continue;
         };
         let actual = vm.status.clone().unwrap_or_default();
-        let expected = match service.state.as_str() {
-            "active" if actual != "running" => Some("running"),
-            "suspended" if actual != "stopped" => Some("stopped"),
-            _ => None,
+        // An active VM runs unless its owner chose to stop it; a suspended one never runs.
+        let wanted = match service.state.as_str() {
+            "active" if !service.stopped_by_owner => "running",
+            _ => "stopped",
         };
+        let expected = (actual != wanted).then_some(wanted);
         if let Some(expected) = expected {
             drift.push(Drift::PowerMismatch {
                 service_id: service.id,
@@ -269,6 +270,7 @@ mod tests {
             hostname: None,
             external_ref: None,
             created_at: 0,
+            stopped_by_owner: false,
         }
     }
 
@@ -288,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_unknown_and_mispowered_vms_are_reported_and_busy_or_gone_services_are_not() {
+    fn missing_unknown_and_mispowered_vms_are_reported_and_busy_gone_or_owner_stopped_are_not() {
         let services = [
             service(1, "active", Some(101)),
             service(2, "active", Some(102)),
@@ -296,12 +298,22 @@ mod tests {
             service(4, "suspended", Some(104)),
             service(5, "terminated", None),
             service(6, "active", Some(106)),
+            Service {
+                stopped_by_owner: true,
+                ..service(7, "active", Some(107))
+            },
+            Service {
+                stopped_by_owner: true,
+                ..service(8, "active", Some(108))
+            },
         ];
         let vms = [
             vm(101, "running", Some("porthole")),
             vm(103, "running", Some("porthole")),
             vm(104, "stopped", Some("porthole")),
             vm(106, "stopped", Some("porthole")),
+            vm(107, "stopped", Some("porthole")),
+            vm(108, "running", Some("porthole")),
             vm(200, "running", Some("web;porthole")),
             vm(201, "running", Some("other")),
         ];
@@ -321,6 +333,14 @@ mod tests {
                     state: "suspended".into(),
                     cluster: "c".into(),
                     vmid: 103,
+                    expected: "stopped",
+                    actual: "running".into()
+                },
+                Drift::PowerMismatch {
+                    service_id: 8,
+                    state: "active".into(),
+                    cluster: "c".into(),
+                    vmid: 108,
                     expected: "stopped",
                     actual: "running".into()
                 },

@@ -356,6 +356,13 @@ impl StepContext<'_> {
         if self.finish_remembered_task(data).await? {
             return Ok(());
         }
+        // Provisioned or unsuspended, the VM is meant to run whatever its owner chose before.
+        let id = self.service.id;
+        self.lifecycle
+            .inner
+            .store
+            .call(move |c| services::set_stopped_by_owner(c, id, false))
+            .await?;
         let Some((node, vmid)) = self.owned_vm().await? else {
             return Err(StepError::Permanent(
                 "the service's VM does not exist".into(),

@@ -18,9 +18,11 @@ pub struct Service {
     /// The billing system's reference for this service.
     pub external_ref: Option<String>,
     pub created_at: i64,
+    /// The owner's last power action on an active service was a stop or shutdown.
+    pub stopped_by_owner: bool,
 }
 
-const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, template, hostname, external_ref, created_at";
+const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, template, hostname, external_ref, created_at, stopped_by_owner";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
     Ok(Service {
@@ -36,6 +38,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
         hostname: row.get(9)?,
         external_ref: row.get(10)?,
         created_at: row.get(11)?,
+        stopped_by_owner: row.get(12)?,
     })
 }
 
@@ -48,16 +51,28 @@ pub struct ExistingVm<'a> {
     pub node: &'a str,
     pub vmid: u32,
     pub plan: Option<&'a str>,
+    /// The VM is off by its owner's choice.
+    pub stopped: bool,
 }
 
 pub fn insert_active(conn: &Connection, vm: &ExistingVm<'_>) -> rusqlite::Result<Service> {
     let now = super::now();
     conn.query_row(
         &format!(
-            "INSERT INTO services (owner_id, name, cluster, node, vmid, plan, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7) RETURNING {COLUMNS}"
+            "INSERT INTO services (owner_id, name, cluster, node, vmid, plan, state, created_at,
+                 updated_at, stopped_by_owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7, ?8) RETURNING {COLUMNS}"
         ),
-        params![vm.owner_id, vm.name, vm.cluster, vm.node, vm.vmid, vm.plan, now],
+        params![
+            vm.owner_id,
+            vm.name,
+            vm.cluster,
+            vm.node,
+            vm.vmid,
+            vm.plan,
+            now,
+            vm.stopped
+        ],
         from_row,
     )
 }
@@ -128,6 +143,15 @@ pub fn set_state(conn: &Connection, id: i64, state: &str) -> rusqlite::Result<()
     conn.execute(
         "UPDATE services SET state = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, state, super::now()],
+    )?;
+    Ok(())
+}
+
+/// Records whether the owner chose to have the VM off (a stop or shutdown) or on.
+pub fn set_stopped_by_owner(conn: &Connection, id: i64, stopped: bool) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE services SET stopped_by_owner = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, stopped, super::now()],
     )?;
     Ok(())
 }

@@ -83,6 +83,14 @@ async fn the_demo_serves_its_printed_accounts() {
         .await
         .unwrap();
     assert!(vms["vms"].as_array().unwrap().len() >= 4, "{vms}");
+    // The seeded services match the seeded VMs: a newcomer's first look shows no drift.
+    let drift: Value = get(admin, "/api/v1/drift")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(drift["drift"], serde_json::json!([]), "{drift}");
 
     let alice = account(&demo, "alice");
     let alice_token = alice["api_token"].as_str().unwrap();

@@ -659,6 +659,47 @@ async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
 }
 
 #[tokio::test]
+async fn a_vm_its_owner_stopped_is_not_drift_but_one_stopped_behind_our_back_is() {
+    let panel = Panel::start().await;
+    let (_, first) = panel.order("order-own", "own-1").await;
+    let (_, second) = panel.order("order-back", "back-1").await;
+    let own = first["service_id"].as_i64().unwrap();
+    let back = second["service_id"].as_i64().unwrap();
+    panel.settled(own).await;
+    let back_vmid = panel.settled(back).await["service"]["vmid"]
+        .as_u64()
+        .unwrap() as u32;
+
+    let (status, _) = panel
+        .post(
+            "alice",
+            &format!("/api/v1/vms/{own}/power"),
+            "p-1",
+            json!({ "action": "stop" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let own_vmid = panel.service(own).await["service"]["vmid"]
+        .as_u64()
+        .unwrap() as u32;
+    panel.vm_becomes(own_vmid, "stopped").await;
+    let stop = format!("/nodes/pve1/qemu/{back_vmid}/status/stop");
+    crate::lifecycle_acceptance::behind_our_back(panel.demo.sim(), reqwest::Method::POST, &stop)
+        .await;
+
+    let (_, report) = panel.post("admin", "/api/v1/drift", "r-1", json!({})).await;
+    let mismatched: Vec<i64> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "power_mismatch")
+        .filter_map(|d| d["service_id"].as_i64())
+        .collect();
+    assert_eq!(mismatched, [back], "{report}");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_order_over_quota_is_refused_with_the_limit_and_creates_nothing() {
     let panel = Panel::start().await;
     let alice = panel.alice_id().await;

@@ -1172,7 +1172,7 @@ async fn a_daemon_killed_at_random_moments_while_provisioning_finishes_every_job
 
 /// A call on the simulator's Proxmox API made behind the daemon's back (an operator in the
 /// Proxmox GUI); the task it starts is waited for.
-async fn behind_our_back(sim: &SimHandle, method: Method, path: &str) {
+pub(crate) async fn behind_our_back(sim: &SimHandle, method: Method, path: &str) {
     let certificate = reqwest::Certificate::from_pem(sim.cert_pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(certificate)
