@@ -529,6 +529,147 @@ async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
     ));
 }
 
+/// `context()` with `hostname` as the cue the `cue-template` plugin acts on.
+fn on_cue(cue: &str) -> RenderContext {
+    RenderContext {
+        hostname: cue.into(),
+        ..context()
+    }
+}
+
+/// A short cool-down, and a trip at the first misbehaviour, remembered in a database at `dir`.
+async fn breaker_options(dir: &Path) -> RuntimeOptions {
+    RuntimeOptions {
+        database: Some(
+            porthole::store::Store::open(&dir.join("porthole.db"))
+                .await
+                .unwrap(),
+        ),
+        breaker_threshold: 1,
+        breaker_cool_down: COOL_DOWN,
+        ..RuntimeOptions::default()
+    }
+}
+
+const COOL_DOWN: Duration = Duration::from_millis(500);
+
+fn is_tripped(outcome: &Result<impl std::fmt::Debug, CallError>) -> bool {
+    matches!(outcome, Err(CallError::Tripped { .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tripped_plugin_comes_back_through_one_trial_call_after_its_cool_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    let cue = runtime.cloud_init_template("cue");
+    let trapped = cue.render(&on_cue("trap")).await;
+    assert!(
+        matches!(trapped, Err(CallError::Trap { .. })),
+        "{trapped:?}"
+    );
+    assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+
+    tokio::time::sleep(COOL_DOWN).await;
+    // The trial computes for a while; once it is under way, every other call is still refused.
+    let slow = on_cue("slow-1500");
+    let mut trial = std::pin::pin!(cue.render(&slow));
+    let still_running = tokio::time::timeout(Duration::from_millis(200), &mut trial).await;
+    assert!(still_running.is_err(), "{still_running:?}");
+    for _ in 0..3 {
+        assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+    }
+    assert!(matches!(
+        state_of(&runtime, "cue"),
+        PluginState::Tripped { .. }
+    ));
+    trial.await.unwrap();
+
+    assert_eq!(state_of(&runtime, "cue"), PluginState::Loaded);
+    cue.render(&on_cue("fine")).await.unwrap();
+    // The successful trial cleared the remembered trip: a restart finds the plugin switched on.
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
+    restarted
+        .cloud_init_template("cue")
+        .render(&on_cue("fine"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_trial_switches_the_plugin_off_for_a_fresh_cool_down_that_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    let cue = runtime.cloud_init_template("cue");
+    assert!(cue.render(&on_cue("trap")).await.is_err());
+    tokio::time::sleep(COOL_DOWN).await;
+    let trial = cue.render(&on_cue("trap")).await;
+    assert!(matches!(trial, Err(CallError::Trap { .. })), "{trial:?}");
+    assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert!(matches!(
+        state_of(&restarted, "cue"),
+        PluginState::Tripped { .. }
+    ));
+    let status = restarted
+        .status()
+        .into_iter()
+        .find(|s| s.name == "cue")
+        .unwrap();
+    assert!(
+        status
+            .recent_errors
+            .iter()
+            .any(|e| e.message.contains("before a restart") && e.message.contains("crashed")),
+        "{:?}",
+        status.recent_errors
+    );
+    let again = restarted.cloud_init_template("cue");
+    assert!(is_tripped(&again.render(&on_cue("fine")).await));
+    tokio::time::sleep(COOL_DOWN).await;
+    again.render(&on_cue("fine")).await.unwrap();
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_trial_hands_the_trial_to_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime_with_options(
+        &[template("cue", "cue-template")],
+        breaker_options(dir.path()).await,
+    )
+    .await;
+    let cue = runtime.cloud_init_template("cue");
+    assert!(cue.render(&on_cue("trap")).await.is_err());
+    tokio::time::sleep(COOL_DOWN).await;
+    // The caller gives up on the trial (a client hanging up does this), dropping the call.
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(200), cue.render(&on_cue("slow-5000"))).await;
+    assert!(abandoned.is_err(), "{abandoned:?}");
+    cue.render(&on_cue("fine")).await.unwrap();
+    assert_eq!(state_of(&runtime, "cue"), PluginState::Loaded);
+}
+
+#[tokio::test]
+async fn an_operators_reset_also_clears_the_trip_a_restart_would_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert!(
+        runtime
+            .cloud_init_template("cue")
+            .render(&on_cue("trap"))
+            .await
+            .is_err()
+    );
+    assert!(runtime.reset("cue").await);
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
+}
+
 /// A tiny HTTP server on loopback that answers `hello` and counts connections.
 async fn hello_server() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
