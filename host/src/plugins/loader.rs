@@ -76,7 +76,7 @@ pub fn load(env: &Environment<'_>, plugin: &ResolvedPlugin) -> Result<Prepared, 
     }
     let component = env
         .compiler
-        .compile(env.engine, &actual, &bytes)
+        .compile(env.engine, &config.name, &actual, &bytes)
         .map_err(compile_error)?;
     let world = examine(env.engine, &component, Some(config.world))?;
     let pre = prepare(env.engine, &component, world)?;

@@ -902,7 +902,7 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entries[0], bytes).unwrap();
-    let third = runtime_with_options(&plugins, options).await;
+    let third = runtime_with_options(&plugins, options.clone()).await;
     assert_eq!(state_of(&third, "good"), PluginState::Loaded);
     assert!(
         third
@@ -911,6 +911,57 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
             .await
             .is_ok()
     );
+
+    // An entry in another layout (its version byte says so) is recompiled and rewritten.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let version = bytes[0];
+    bytes[0] = version.wrapping_add(1);
+    std::fs::write(&entries[0], bytes).unwrap();
+    let fourth = runtime_with_options(&plugins, options).await;
+    assert_eq!(state_of(&fourth, "good"), PluginState::Loaded);
+    assert_eq!(std::fs::read(&entries[0]).unwrap()[0], version);
+}
+
+#[tokio::test]
+async fn a_cached_artifact_copied_over_another_plugins_entry_is_recompiled_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache: Some((dir.path().to_path_buf(), [9; 32])),
+        ..RuntimeOptions::default()
+    };
+    let plugins = [
+        template("good", "good-template"),
+        template("yaml", "invalid-yaml"),
+    ];
+    runtime_with_options(&plugins, options.clone()).await;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let sealed: Vec<Vec<u8>> = entries.iter().map(|e| std::fs::read(e).unwrap()).collect();
+    // Each entry now holds the other plugin's artifact, genuinely sealed by this daemon.
+    std::fs::write(&entries[0], &sealed[1]).unwrap();
+    std::fs::write(&entries[1], &sealed[0]).unwrap();
+
+    let restarted = runtime_with_options(&plugins, options).await;
+    let good = restarted
+        .cloud_init_template("good")
+        .render(&context())
+        .await;
+    assert!(good.is_ok(), "the good plugin ran other code: {good:?}");
+    let yaml = restarted
+        .cloud_init_template("yaml")
+        .render(&context())
+        .await;
+    assert!(
+        matches!(yaml, Err(CallError::InvalidOutput { .. })),
+        "the invalid-yaml plugin ran other code: {yaml:?}"
+    );
+    for (entry, original) in entries.iter().zip(&sealed) {
+        assert_eq!(&std::fs::read(entry).unwrap(), original, "{entry:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
