@@ -18,7 +18,7 @@ use wasmtime::Store;
 
 use super::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use super::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
-use super::error::{CallError, LoadError, classify_trap};
+use super::error::{CallBudget, CallError, LoadError, classify_trap};
 use super::loader::{self, Environment, Prepared, WorldPre};
 use super::sandbox::{self, CallState};
 use super::worlds;
@@ -332,7 +332,15 @@ impl PluginRuntime {
                 name: name.to_owned(),
                 limit_ms,
             }),
-            Ok(Err(err)) => Err(classify_trap(name, limit_ms, &err)),
+            Ok(Err(err)) => Err(classify_trap(
+                name,
+                &CallBudget {
+                    timeout_ms: limit_ms,
+                    memory_bytes: plugin.setup.limits.memory_bytes,
+                    hostcall_bytes: sandbox::HOSTCALL_FUEL,
+                },
+                &err,
+            )),
             Ok(Ok(value)) => Ok(value),
         };
         if !denials.is_empty()

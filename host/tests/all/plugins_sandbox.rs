@@ -253,13 +253,48 @@ async fn memory_bomb_hits_the_memory_limit() {
         runtime.cloud_init_template("bomb").render(&context()),
     )
     .await;
-    assert!(
-        matches!(
-            outcome,
-            Err(CallError::ResourceLimit { .. } | CallError::Trap { .. })
-        ),
-        "{outcome:?}"
-    );
+    match outcome {
+        Err(CallError::ResourceLimit { detail, .. }) => {
+            assert_eq!(detail, "memory limit of 32 MiB reached")
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handing_the_host_too_much_data_in_one_call_is_a_limit_that_counts_against_the_plugin() {
+    let options = RuntimeOptions {
+        breaker_threshold: 1,
+        breaker_cool_down: Duration::from_secs(3600),
+        ..RuntimeOptions::default()
+    };
+    let runtime = runtime_with_options(
+        &[
+            template("good", "good-template"),
+            template("cue", "cue-template"),
+        ],
+        options,
+    )
+    .await;
+    // 9 MiB in one `host.log` call, past the 8 MiB one host call may carry.
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("cue").render(&on_cue("hog")),
+    )
+    .await;
+    match outcome {
+        Err(CallError::ResourceLimit { detail, .. }) => {
+            assert!(
+                detail.contains("more than 8 MiB in one host call"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected the hostcall data limit, got {other:?}"),
+    }
+    assert!(matches!(
+        state_of(&runtime, "cue"),
+        PluginState::Tripped { .. }
+    ));
 }
 
 #[tokio::test]
