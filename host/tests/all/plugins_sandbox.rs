@@ -337,6 +337,57 @@ async fn log_flood_is_capped_and_the_call_still_succeeds() {
     assert!(outcome.unwrap().user_data.contains("hostname: vm42"));
 }
 
+/// Everything the daemon logs on this thread while `f` runs, as plain text.
+async fn logged_during<T>(f: impl Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let value = {
+        let _on_this_thread = tracing::subscriber::set_default(subscriber);
+        f.await
+    };
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    (value, text)
+}
+
+// One thread, so that the subscriber set for it sees the call's output being logged.
+#[tokio::test(flavor = "current_thread")]
+async fn a_gigantic_stdout_line_is_cut_with_a_marker_and_the_call_still_succeeds() {
+    let runtime = runtime_with(&[template("cue", "cue-template")]).await;
+    // 32 MiB on stdout, one line with no newline.
+    let (outcome, log) =
+        logged_during(runtime.cloud_init_template("cue").render(&on_cue("shout"))).await;
+    assert!(outcome.unwrap().user_data.contains("hostname: shout"));
+    let line = log
+        .lines()
+        .find(|line| line.contains("stream=\"stdout\""))
+        .unwrap_or_else(|| panic!("no stdout line logged:\n{log}"));
+    assert!(line.contains(&"a".repeat(4096)), "{line:.200}");
+    assert!(!line.contains(&"a".repeat(4097)), "{line:.200}");
+    assert!(
+        line.contains(&format!(
+            "[… {} more bytes of this line cut]",
+            (32 << 20) - 4096
+        )),
+        "{line:.200}"
+    );
+    assert!(log.len() < 16 * 1024, "{} bytes logged", log.len());
+}
+
 #[tokio::test]
 async fn oversized_user_data_is_refused_by_the_facade() {
     let runtime = runtime_with(&[
