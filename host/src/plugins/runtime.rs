@@ -214,7 +214,9 @@ impl PluginRuntime {
             trip: None,
         };
         if let Some(trip) = self.persisted_trip(&name).await {
-            let ago = Duration::from_secs(unix_now().saturating_sub(trip.at));
+            // Both times are whole seconds, so the trip may be up to a second more recent than
+            // their difference says; count from the latest it can be, never cutting a cool-down.
+            let ago = Duration::from_secs(unix_now().saturating_sub(trip.at).saturating_sub(1));
             health.breaker.restore_trip(ago, Instant::now());
             health.note(format!("switched off before a restart: {}", trip.reason));
             health.trip = Some(trip);
