@@ -2,17 +2,19 @@
 //! cache of our own artifacts.
 //!
 //! Compiling a component takes a good fraction of a second; a restart should not pay it for every
-//! plugin. Compiled artifacts are cached under `plugin-cache/` beside the database, keyed by the
-//! component's SHA-256 and the engine's compatibility hash. Deserializing is only safe for bytes
-//! wasmtime itself produced, so each artifact is sealed with an HMAC-SHA256 under a key derived
-//! from the daemon's data key (`porthole-plugin-artifact`, the workspace's one `unsafe` call) and
-//! is deserialized only after the MAC verifies; anything else is recompiled.
+//! plugin. Compiled artifacts are cached under `plugin-cache/` beside the database, one file per
+//! plugin name, component SHA-256 and engine. Deserializing is only safe for bytes wasmtime itself
+//! produced, so each artifact is sealed with an HMAC-SHA256 under a key derived from the daemon's
+//! data key (`porthole-plugin-artifact`, the workspace's one `unsafe` call) that also binds the
+//! plugin's name, the component's digest and the engine's settings; it is deserialized only after
+//! the MAC verifies. Anything else, including a file in an older layout, is recompiled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use porthole_plugin_artifact::Binding;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -115,7 +117,7 @@ fn spawn_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) -> std::io:
     Ok(())
 }
 
-/// Compiled-artifact cache keyed by digest and engine; every entry sealed with a MAC.
+/// Compiled-artifact cache, one entry per plugin, component and engine, each sealed with a MAC.
 pub struct ArtifactCache {
     dir: PathBuf,
     key: [u8; 32],
@@ -134,19 +136,28 @@ impl ArtifactCache {
         }
     }
 
-    fn path_for(&self, engine: &Engine, sha256: &str) -> PathBuf {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+    /// The entry's file. The MAC, not the name, is what ties an entry to its plugin: the name
+    /// only keeps entries apart, so a configured name is cut to what is safe in a file name.
+    fn path_for(&self, engine: &Engine, binding: &Binding<'_>) -> PathBuf {
+        let plugin: String = binding
+            .plugin
+            .chars()
+            .take(64)
+            .map(|c| match c {
+                'a'..='z' | '0'..='9' | '-' | '_' => c,
+                _ => '_',
+            })
+            .collect();
+        let engine = hex::encode(&porthole_plugin_artifact::engine_fingerprint(engine)[..8]);
         self.dir
-            .join(format!("{sha256}-{:016x}.cwasm", hasher.finish()))
+            .join(format!("{plugin}-{}-{engine}.cwasm", binding.sha256))
     }
 
-    /// The cached component for `sha256`, if present and sealed by us.
-    fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
-        let path = self.path_for(engine, sha256);
+    /// The cached component for `binding`, if present and sealed by us for exactly that.
+    fn load(&self, engine: &Engine, binding: &Binding<'_>) -> Option<Component> {
+        let path = self.path_for(engine, binding);
         let sealed = std::fs::read(&path).ok()?;
-        match porthole_plugin_artifact::open(engine, &self.key, &sealed) {
+        match porthole_plugin_artifact::open(engine, &self.key, binding, &sealed) {
             Ok(component) => Some(component),
             Err(problem) => {
                 tracing::warn!(path = %path.display(), ?problem, "ignoring a plugin cache entry; recompiling");
@@ -155,17 +166,17 @@ impl ArtifactCache {
         }
     }
 
-    fn store(&self, engine: &Engine, sha256: &str, component: &Component) {
+    fn store(&self, engine: &Engine, binding: &Binding<'_>, component: &Component) {
         let result = (|| -> anyhow::Result<()> {
             let artifact = component
                 .serialize()
                 .map_err(|err| anyhow::anyhow!("{err:#}"))?;
             std::fs::create_dir_all(&self.dir)?;
-            let path = self.path_for(engine, sha256);
+            let path = self.path_for(engine, binding);
             let partial = path.with_extension("partial");
             std::fs::write(
                 &partial,
-                porthole_plugin_artifact::seal(&self.key, artifact),
+                porthole_plugin_artifact::seal(&self.key, engine, binding, &artifact),
             )?;
             std::fs::rename(partial, path)?;
             Ok(())
@@ -192,10 +203,11 @@ impl Compiler {
         }
     }
 
-    /// The component for `bytes`, whose SHA-256 (already verified) is `sha256`.
+    /// The component for plugin `plugin`'s `bytes`, whose SHA-256 (already verified) is `sha256`.
     pub fn compile(
         &self,
         engine: &Engine,
+        plugin: &str,
         sha256: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<Component> {
@@ -207,16 +219,17 @@ impl Compiler {
         {
             return Ok(component);
         }
+        let binding = Binding { plugin, sha256 };
         let component = match self
             .disk
             .as_ref()
-            .and_then(|disk| disk.load(engine, sha256))
+            .and_then(|disk| disk.load(engine, &binding))
         {
             Some(component) => component,
             None => {
                 let component = Component::new(engine, bytes)?;
                 if let Some(disk) = &self.disk {
-                    disk.store(engine, sha256, &component);
+                    disk.store(engine, &binding, &component);
                 }
                 component
             }

@@ -102,16 +102,39 @@ fn without_backtrace(detail: &str) -> String {
     }
 }
 
+/// The limits a call ran under, for naming the one it hit.
+#[derive(Debug, Clone, Copy)]
+pub struct CallBudget {
+    pub timeout_ms: u64,
+    pub memory_bytes: usize,
+    /// Bytes the guest may hand the host in one host call (wasmtime's hostcall fuel).
+    pub hostcall_bytes: usize,
+}
+
 /// Classifies a wasmtime error from instantiating or calling a plugin.
-pub fn classify_trap(name: &str, limit_ms: u64, error: &wasmtime::Error) -> CallError {
+///
+/// Everything the guest can cause is the plugin's fault and counts against its breaker; only an
+/// exhausted instance pool is the host's (`Busy`). A limit says which limit, in the operator's
+/// units, rather than wasmtime's wording.
+pub fn classify_trap(name: &str, budget: &CallBudget, error: &wasmtime::Error) -> CallError {
     let name = name.to_owned();
+    let limit = |detail: String| CallError::ResourceLimit {
+        name: name.clone(),
+        detail,
+    };
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         return match trap {
-            wasmtime::Trap::Interrupt => CallError::Timeout { name, limit_ms },
-            wasmtime::Trap::StackOverflow => CallError::ResourceLimit {
+            wasmtime::Trap::Interrupt => CallError::Timeout {
                 name,
-                detail: "call stack exhausted (recursion too deep)".into(),
+                limit_ms: budget.timeout_ms,
             },
+            wasmtime::Trap::StackOverflow => {
+                limit("call stack exhausted (recursion too deep)".into())
+            }
+            wasmtime::Trap::OutOfFuel => limit("instruction fuel exhausted".into()),
+            wasmtime::Trap::AllocationTooLarge => {
+                limit("asked for an allocation larger than any limit allows".into())
+            }
             other => CallError::Trap {
                 name,
                 detail: other.to_string(),
@@ -122,29 +145,115 @@ pub fn classify_trap(name: &str, limit_ms: u64, error: &wasmtime::Error) -> Call
         .downcast_ref::<wasmtime::component::ResourceTableError>()
         .is_some()
     {
-        return CallError::ResourceLimit {
-            name,
-            detail: "too many open resources".into(),
-        };
+        return limit("too many open resources".into());
     }
     let detail = without_backtrace(&format!("{error:#}"));
     let lower = detail.to_ascii_lowercase();
     if lower.contains("maximum concurrent") || lower.contains("pooling allocator") {
         return CallError::Busy;
     }
-    if lower.contains("growing memory")
-        || lower.contains("memory limit")
-        || lower.contains("hostcall fuel")
-        || lower.contains("resource limit")
-        || lower.contains("growing table")
-    {
-        return CallError::ResourceLimit {
-            name,
-            detail: super::host_api::truncate(&detail, MAX_DETAIL).to_owned(),
-        };
+    // wasmtime's own words for running out of hostcall fuel ("… fuel allocated for hostcalls has
+    // been exhausted"); its error type is private, so the message is all there is to match.
+    if lower.contains("fuel allocated for hostcalls") || lower.contains("hostcall fuel") {
+        return limit(format!(
+            "handed the host more than {} in one host call (the hostcall data limit)",
+            in_mib(budget.hostcall_bytes)
+        ));
+    }
+    if lower.contains("growing memory") || lower.contains("memory growth") {
+        return limit(format!(
+            "memory limit of {} reached",
+            in_mib(budget.memory_bytes)
+        ));
+    }
+    if lower.contains("growing table") || lower.contains("table growth") {
+        return limit("table size limit reached".into());
+    }
+    if lower.contains("resource limit") {
+        return limit(super::host_api::truncate(&detail, MAX_DETAIL).to_owned());
     }
     CallError::Trap {
         name,
         detail: super::host_api::truncate(&detail, MAX_DETAIL).to_owned(),
+    }
+}
+
+/// `bytes` as the operator's configuration states sizes.
+fn in_mib(bytes: usize) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib.fract() == 0.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUDGET: CallBudget = CallBudget {
+        timeout_ms: 1_500,
+        memory_bytes: 32 << 20,
+        hostcall_bytes: 8 << 20,
+    };
+
+    fn classify(error: wasmtime::Error) -> CallError {
+        classify_trap("p", &BUDGET, &error)
+    }
+
+    fn detail_of(error: CallError) -> String {
+        match error {
+            CallError::ResourceLimit { detail, .. } => detail,
+            other => panic!("expected a resource limit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_epoch_deadline_is_a_timeout_even_under_wasmtimes_context() {
+        let error = wasmtime::Error::from(wasmtime::Trap::Interrupt)
+            .context("wasm backtrace:\n    0: 0x1234 - <unknown>!render");
+        assert_eq!(
+            classify(error),
+            CallError::Timeout {
+                name: "p".into(),
+                limit_ms: 1_500
+            }
+        );
+    }
+
+    #[test]
+    fn limits_are_named_in_the_operators_units_and_count_as_misbehaviour() {
+        let memory = classify(wasmtime::format_err!(
+            "forcing trap when growing memory to 34078720 bytes"
+        ));
+        assert!(memory.is_misbehaviour());
+        assert_eq!(detail_of(memory), "memory limit of 32 MiB reached");
+
+        let fuel = classify(wasmtime::format_err!(
+            "too much data is being copied between the host and the guest: \
+             fuel allocated for hostcalls has been exhausted"
+        ));
+        assert!(fuel.is_misbehaviour());
+        assert!(detail_of(fuel).contains("more than 8 MiB in one host call"));
+
+        let stack = classify(wasmtime::Trap::StackOverflow.into());
+        assert!(detail_of(stack).contains("stack"));
+        let table = classify(wasmtime::format_err!(
+            "forcing trap when growing table to 200000 elements"
+        ));
+        assert!(detail_of(table).contains("table"));
+    }
+
+    #[test]
+    fn other_traps_are_crashes_and_an_exhausted_pool_is_the_hosts_problem() {
+        let crash = classify(wasmtime::Trap::UnreachableCodeReached.into());
+        assert!(matches!(&crash, CallError::Trap { detail, .. } if detail.contains("unreachable")));
+        assert!(crash.is_misbehaviour());
+        let busy = classify(wasmtime::format_err!(
+            "maximum concurrent component instance limit of 128 reached for pooling allocator"
+        ));
+        assert_eq!(busy, CallError::Busy);
+        assert!(!busy.is_misbehaviour());
     }
 }

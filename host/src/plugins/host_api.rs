@@ -13,7 +13,7 @@ use super::sandbox::CallState;
 use crate::config::Secret;
 
 /// Longest log line kept; the rest is cut.
-const MAX_LINE_BYTES: usize = 4 * 1024;
+pub const MAX_LINE_BYTES: usize = 4 * 1024;
 /// Log bytes one call may write through `host.log`.
 const MAX_LOG_BYTES_PER_CALL: usize = 64 * 1024;
 
@@ -62,8 +62,13 @@ impl host::Host for HostState {
             self.dropped_lines += 1;
             return Ok(());
         }
-        let line = truncate(&message, MAX_LINE_BYTES);
-        self.logged_bytes += line.len();
+        let kept = truncate(&message, MAX_LINE_BYTES);
+        self.logged_bytes += kept.len();
+        // Marked like a cut stdout line, so a reader never takes a cut message for the whole.
+        let line = match message.len() - kept.len() {
+            0 => std::borrow::Cow::Borrowed(kept),
+            cut => std::borrow::Cow::Owned(format!("{kept} [… {cut} more bytes of this line cut]")),
+        };
         let plugin = &*self.plugin;
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{line}"),
@@ -93,4 +98,46 @@ pub fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host::Host as _;
+
+    #[test]
+    fn a_cut_log_message_says_how_much_was_cut() -> wasmtime::Result<()> {
+        #[derive(Clone, Default)]
+        struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Log {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut log) = self.0.lock() {
+                    log.extend_from_slice(bytes);
+                }
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let mut state = HostState::new(Arc::from("p"), Arc::default());
+        {
+            let _here = tracing::subscriber::set_default(subscriber);
+            state.log(LogLevel::Info, "x".repeat(MAX_LINE_BYTES + 5))?;
+        }
+        let text = log.0.lock().map(|l| l.clone()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let cut = format!(
+            "{} [… 5 more bytes of this line cut]",
+            "x".repeat(MAX_LINE_BYTES)
+        );
+        assert!(text.contains(&cut), "{text}");
+        Ok(())
+    }
 }

@@ -74,10 +74,13 @@ pub fn load(env: &Environment<'_>, plugin: &ResolvedPlugin) -> Result<Prepared, 
             actual,
         });
     }
-    let component = env
-        .compiler
-        .compile(env.engine, &actual, &bytes)
-        .map_err(compile_error)?;
+    let component = compile_component(
+        || {
+            env.compiler
+                .compile(env.engine, &config.name, &actual, &bytes)
+        },
+        &bytes,
+    )?;
     let world = examine(env.engine, &component, Some(config.world))?;
     let pre = prepare(env.engine, &component, world)?;
     let tls = egress::client_config(plugin.ca_file.as_deref()).map_err(|err| LoadError::Tls {
@@ -117,9 +120,38 @@ pub fn load(env: &Environment<'_>, plugin: &ResolvedPlugin) -> Result<Prepared, 
 }
 
 fn compile_error(err: wasmtime::Error) -> LoadError {
+    // wasmparser's messages can span lines (byte dumps); a refusal is shown on one.
+    let detail = format!("{err:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     LoadError::Compile {
-        detail: super::host_api::truncate(&format!("{err:#}"), super::error::MAX_DETAIL).to_owned(),
+        detail: super::host_api::truncate(&detail, super::error::MAX_DETAIL).to_owned(),
     }
+}
+
+/// Compiles `bytes`, first telling apart the two mistakes operators make most, a file that is
+/// no WebAssembly at all and a core module not yet made a component, which the parser would
+/// only call a bad magic number or a parse failure.
+fn compile_component(
+    compile: impl FnOnce() -> wasmtime::Result<Component>,
+    bytes: &[u8],
+) -> Result<Component, LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        return Err(LoadError::Compile {
+            detail: "this is not a WebAssembly file (it does not start with \"\\0asm\")".into(),
+        });
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return Err(LoadError::Compile {
+            detail: "this is a core WebAssembly module; build it as a component (for \
+                     wasm32-wasip2, or with `wasm-tools component new`)"
+                .into(),
+        });
+    }
+    compile().map_err(compile_error)
 }
 
 /// Checks the component's exports and imports against `declared` (or the world it exports when
@@ -218,7 +250,7 @@ pub fn check_file(
     })?;
     let plugin_engine = engine::PluginEngine::new().map_err(compile_error)?;
     let engine = plugin_engine.engine();
-    let component = Component::new(engine, &bytes).map_err(compile_error)?;
+    let component = compile_component(|| Component::new(engine, &bytes), &bytes)?;
     let (imports, exports) = names(engine, &component);
     let mut inspection = Inspection {
         world: worlds::detect_world(exports.iter().map(String::as_str)),

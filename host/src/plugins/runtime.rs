@@ -16,9 +16,9 @@ use tokio::sync::Semaphore;
 use url::Url;
 use wasmtime::Store;
 
-use super::breaker::{Admission, Breaker};
+use super::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use super::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
-use super::error::{CallError, LoadError, classify_trap};
+use super::error::{CallBudget, CallError, LoadError, classify_trap};
 use super::loader::{self, Environment, Prepared, WorldPre};
 use super::sandbox::{self, CallState};
 use super::worlds;
@@ -92,6 +92,15 @@ struct Health {
     breaker: Breaker,
     failures_in_a_row: u32,
     recent: VecDeque<RecentError>,
+    /// The trip the database should hold: set when the breaker opens, cleared when it closes.
+    trip: Option<Trip>,
+}
+
+#[derive(Debug, Clone)]
+struct Trip {
+    /// Unix seconds.
+    at: u64,
+    reason: String,
 }
 
 impl Health {
@@ -112,6 +121,9 @@ struct Inner {
     options: RuntimeOptions,
     plugins: RwLock<BTreeMap<String, Arc<Entry>>>,
     slots: Semaphore,
+    /// Serialises writes of breaker state, each of which stores the state current at the time of
+    /// writing, so the last write always leaves the database agreeing with memory.
+    persisting: tokio::sync::Mutex<()>,
 }
 
 /// The plugin runtime; cheap to clone.
@@ -138,6 +150,7 @@ impl PluginRuntime {
                 options,
                 plugins: RwLock::default(),
                 slots: Semaphore::new(POOL_SLOTS as usize),
+                persisting: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -191,21 +204,27 @@ impl PluginRuntime {
                 tracing::error!(plugin = %name, %reason, "plugin refused; continuing without it")
             }
         }
-        let mut breaker = Breaker::new(
-            self.inner.options.breaker_threshold,
-            self.inner.options.breaker_cool_down,
-        );
-        if let Some(since) = self.persisted_trip(&name).await {
-            breaker.trip(since);
+        let mut health = Health {
+            breaker: Breaker::new(
+                self.inner.options.breaker_threshold,
+                self.inner.options.breaker_cool_down,
+            ),
+            failures_in_a_row: 0,
+            recent: VecDeque::new(),
+            trip: None,
+        };
+        if let Some(trip) = self.persisted_trip(&name).await {
+            // Both times are whole seconds, so the trip may be up to a second more recent than
+            // their difference says; count from the latest it can be, never cutting a cool-down.
+            let ago = Duration::from_secs(unix_now().saturating_sub(trip.at).saturating_sub(1));
+            health.breaker.restore_trip(ago, Instant::now());
+            health.note(format!("switched off before a restart: {}", trip.reason));
+            health.trip = Some(trip);
         }
         let entry = Arc::new(Entry {
             config,
             plugin,
-            health: Mutex::new(Health {
-                breaker,
-                failures_in_a_row: 0,
-                recent: VecDeque::new(),
-            }),
+            health: Mutex::new(health),
         });
         if let Ok(mut plugins) = self.inner.plugins.write() {
             plugins.insert(name, entry);
@@ -233,8 +252,9 @@ impl PluginRuntime {
         if let Ok(mut health) = entry.health.lock() {
             health.breaker.reset();
             health.failures_in_a_row = 0;
+            health.trip = None;
         }
-        self.persist_trip(name, None).await;
+        self.persist_breaker(name, &entry).await;
         tracing::info!(plugin = name, "plugin breaker reset by an operator");
         true
     }
@@ -280,7 +300,7 @@ impl PluginRuntime {
         let entry = self.entry(name).ok_or_else(|| CallError::Unknown {
             name: name.to_owned(),
         })?;
-        let plugin = admit(&entry, name, world)?;
+        let (plugin, mut admitted) = admit(&entry, name, world)?;
         let outcome = {
             let _slot = self
                 .inner
@@ -290,7 +310,9 @@ impl PluginRuntime {
                 .map_err(|_| CallError::Busy)?;
             self.run(name, &plugin, guest).await.and_then(check)
         };
-        self.record(name, &entry, &outcome).await;
+        if let Some(permit) = admitted.permit.take() {
+            self.record(name, &entry, permit, &outcome).await;
+        }
         outcome
     }
 
@@ -312,7 +334,15 @@ impl PluginRuntime {
                 name: name.to_owned(),
                 limit_ms,
             }),
-            Ok(Err(err)) => Err(classify_trap(name, limit_ms, &err)),
+            Ok(Err(err)) => Err(classify_trap(
+                name,
+                &CallBudget {
+                    timeout_ms: limit_ms,
+                    memory_bytes: plugin.setup.limits.memory_bytes,
+                    hostcall_bytes: sandbox::HOSTCALL_FUEL,
+                },
+                &err,
+            )),
             Ok(Ok(value)) => Ok(value),
         };
         if !denials.is_empty()
@@ -324,67 +354,120 @@ impl PluginRuntime {
         outcome
     }
 
-    async fn record(&self, name: &str, entry: &Entry, outcome: &Result<impl Sized, CallError>) {
-        let tripped = {
+    async fn record(
+        &self,
+        name: &str,
+        entry: &Arc<Entry>,
+        permit: Permit,
+        outcome: &Result<impl Sized, CallError>,
+    ) {
+        let transition = {
             let Ok(mut health) = entry.health.lock() else {
                 return;
             };
-            match outcome {
+            let verdict = match outcome {
                 Ok(_) => {
-                    health.breaker.record_success();
                     health.failures_in_a_row = 0;
-                    false
+                    Outcome::Success
                 }
                 Err(err) => {
                     tracing::warn!(plugin = name, error = %err, "plugin call failed");
                     health.note(err.to_string());
                     if err.is_misbehaviour() {
                         health.failures_in_a_row += 1;
-                        health.breaker.record_failure(Instant::now())
+                        Outcome::Misbehaviour
+                    } else if matches!(err, CallError::Plugin { .. }) {
+                        Outcome::ReportedError
                     } else {
-                        false
+                        Outcome::NoVerdict
                     }
                 }
+            };
+            let transition = health.breaker.settle(permit, verdict, Instant::now());
+            match (transition, outcome) {
+                (Transition::Opened, Err(err)) => {
+                    health.trip = Some(Trip {
+                        at: unix_now(),
+                        reason: err.to_string(),
+                    })
+                }
+                (Transition::Closed, _) => {
+                    health.trip = None;
+                    health.failures_in_a_row = 0;
+                }
+                _ => {}
             }
+            transition
         };
-        if tripped {
-            tracing::error!(plugin = name, "plugin switched off after repeated failures");
-            self.persist_trip(name, Some(unix_now())).await;
+        match transition {
+            Transition::None => return,
+            Transition::Opened if permit.is_trial() => tracing::error!(
+                plugin = name,
+                "plugin's trial call after its cool-down failed; switched off again"
+            ),
+            Transition::Opened => {
+                tracing::error!(plugin = name, "plugin switched off after repeated failures")
+            }
+            Transition::Closed => {
+                tracing::info!(
+                    plugin = name,
+                    "plugin's trial call succeeded; switched on again"
+                )
+            }
+        }
+        // Detached, so that a caller who stops waiting cannot leave the database behind memory;
+        // awaited, so that a restart right after this call finds the state it left.
+        let runtime = self.clone();
+        let (name, entry) = (name.to_owned(), entry.clone());
+        let write = tokio::spawn(async move { runtime.persist_breaker(&name, &entry).await });
+        if let Err(err) = write.await {
+            tracing::warn!(error = %err, "persisting a plugin's breaker state failed");
         }
     }
 
-    async fn persisted_trip(&self, name: &str) -> Option<Instant> {
+    async fn persisted_trip(&self, name: &str) -> Option<Trip> {
         let database = self.inner.options.database.as_ref()?;
         let plugin = name.to_owned();
-        let at: Option<i64> = database
+        let (at, reason): (Option<i64>, Option<String>) = database
             .call(move |conn| {
                 use rusqlite::OptionalExtension;
                 conn.query_row(
-                    "SELECT tripped_at FROM plugin_state WHERE plugin = ?1",
+                    "SELECT tripped_at, tripped_reason FROM plugin_state WHERE plugin = ?1",
                     [plugin],
-                    |row| row.get::<_, Option<i64>>(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
-                .map(Option::flatten)
             })
             .await
             .ok()
-            .flatten();
-        let ago = unix_now().saturating_sub(u64::try_from(at?).ok()?);
-        Instant::now().checked_sub(Duration::from_secs(ago))
+            .flatten()?;
+        Some(Trip {
+            at: u64::try_from(at?).ok()?,
+            reason: reason.unwrap_or_else(|| "repeated failures".to_owned()),
+        })
     }
 
-    async fn persist_trip(&self, name: &str, tripped_at: Option<u64>) {
+    /// Writes plugin `name`'s current trip (or its absence) to the database.
+    async fn persist_breaker(&self, name: &str, entry: &Entry) {
         let Some(database) = &self.inner.options.database else {
+            return;
+        };
+        let _turn = self.inner.persisting.lock().await;
+        let Ok(trip) = entry.health.lock().map(|health| health.trip.clone()) else {
             return;
         };
         let plugin = name.to_owned();
         let result = database
-            .call(move |conn| match tripped_at {
-                Some(at) => conn.execute(
-                    "INSERT INTO plugin_state (plugin, tripped_at) VALUES (?1, ?2)
-                     ON CONFLICT (plugin) DO UPDATE SET tripped_at = excluded.tripped_at",
-                    rusqlite::params![plugin, at as i64],
+            .call(move |conn| match trip {
+                Some(trip) => conn.execute(
+                    "INSERT INTO plugin_state (plugin, tripped_at, tripped_reason) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (plugin) DO UPDATE
+                     SET tripped_at = excluded.tripped_at, tripped_reason = excluded.tripped_reason",
+                    rusqlite::params![
+                        plugin,
+                        i64::try_from(trip.at).unwrap_or(i64::MAX),
+                        trip.reason
+                    ],
                 ),
                 None => conn.execute("DELETE FROM plugin_state WHERE plugin = ?1", [plugin]),
             })
@@ -395,7 +478,31 @@ impl PluginRuntime {
     }
 }
 
-fn admit(entry: &Entry, name: &str, world: PluginWorld) -> Result<Arc<Prepared>, CallError> {
+/// A breaker admission in hand. Dropped without its permit taken, which happens when the caller
+/// stops waiting mid-call, it settles the call as having no verdict, so a trial that is abandoned
+/// never holds its plugin half-open for good.
+struct Admitted {
+    entry: Arc<Entry>,
+    permit: Option<Permit>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take()
+            && let Ok(mut health) = self.entry.health.lock()
+        {
+            health
+                .breaker
+                .settle(permit, Outcome::NoVerdict, Instant::now());
+        }
+    }
+}
+
+fn admit(
+    entry: &Arc<Entry>,
+    name: &str,
+    world: PluginWorld,
+) -> Result<(Arc<Prepared>, Admitted), CallError> {
     let plugin = entry.plugin.as_ref().map_err(|reason| CallError::Refused {
         name: name.to_owned(),
         reason: reason.to_string(),
@@ -407,14 +514,19 @@ fn admit(entry: &Entry, name: &str, world: PluginWorld) -> Result<Arc<Prepared>,
             actual: worlds::world_name(plugin.world).to_owned(),
         });
     }
-    let mut health = entry.health.lock().map_err(|_| CallError::Tripped {
+    let tripped = || CallError::Tripped {
         name: name.to_owned(),
-    })?;
+    };
+    let mut health = entry.health.lock().map_err(|_| tripped())?;
     match health.breaker.admit(Instant::now()) {
-        Admission::Go => Ok(plugin.clone()),
-        Admission::Refused { .. } => Err(CallError::Tripped {
-            name: name.to_owned(),
-        }),
+        Admission::Go(permit) => Ok((
+            plugin.clone(),
+            Admitted {
+                entry: entry.clone(),
+                permit: Some(permit),
+            },
+        )),
+        Admission::Refused => Err(tripped()),
     }
 }
 
@@ -426,7 +538,7 @@ fn status_of(entry: &Entry) -> PluginStatus {
                 Err(reason) => PluginState::Refused {
                     reason: reason.to_string(),
                 },
-                Ok(_) if health.breaker.is_open() => PluginState::Tripped {
+                Ok(_) if health.breaker.is_tripped() => PluginState::Tripped {
                     consecutive_failures: health.failures_in_a_row,
                 },
                 Ok(_) => PluginState::Loaded,

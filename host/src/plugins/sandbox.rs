@@ -24,9 +24,12 @@ use crate::store::Store as Database;
 const STDIO_CAP: usize = 16 * 1024;
 /// Resources (streams, requests, fields…) a plugin may hold at once.
 const MAX_RESOURCES: usize = 1_000;
-/// Host calls per guest call; generous for real plugins, a ceiling for a plugin that loops on
-/// cheap host calls to burn host CPU between epoch checks.
-const HOSTCALL_FUEL: usize = 64 * 1024 * 1024;
+/// Bytes the guest may hand the host in one host call, and in the result of the call itself:
+/// wasmtime copies strings and lists out of guest memory into host allocations, so without this
+/// a guest could make the host allocate as much as its own memory limit in one go (wasmtime's
+/// default is 128 MiB). The largest thing a well-behaved plugin passes is an HTTP body chunk or a
+/// 64 KiB answer; 8 MiB leaves ample room and bounds the host's copy.
+pub(super) const HOSTCALL_FUEL: usize = 8 * 1024 * 1024;
 
 /// The per-call limits, from the manifest.
 #[derive(Debug, Clone, Copy)]

@@ -1,4 +1,5 @@
-//! `porthole admin …` against a real database file named by a configuration.
+//! The `porthole` binary itself: `admin …` against a real database file named by a
+//! configuration, and `plugin check` against real components.
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -114,4 +115,112 @@ fn admin_commands_create_an_account_and_a_token_that_the_store_knows() {
         "",
     );
     assert_eq!(bad_role.status.code(), Some(2), "bad usage");
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn plugin_check_describes_a_fit_first_party_component() {
+    for (package, world, import, export) in [
+        (
+            "cloudinit-basic",
+            "cloud-init-template",
+            "porthole:plugin/host@0.1.0",
+            "porthole:plugin/cloud-init@0.1.0",
+        ),
+        (
+            "dns-cloudflare",
+            "dns-provider",
+            "wasi:http/outgoing-handler@0.2.12",
+            "porthole:plugin/dns@0.1.0",
+        ),
+    ] {
+        let (path, sha256) = crate::first_party::component(package);
+        let size = std::fs::metadata(&path).unwrap().len();
+        let path = path.to_str().unwrap();
+        // With the world named, and without: the component's own exports say which it is.
+        for args in [
+            &["plugin", "check", path, "--world", world][..],
+            &["plugin", "check", path][..],
+        ] {
+            let checked = porthole(args, "");
+            let stdout = text(&checked.stdout);
+            assert_eq!(
+                checked.status.code(),
+                Some(0),
+                "{args:?}: {stdout}{}",
+                text(&checked.stderr)
+            );
+            let lines: Vec<&str> = stdout.lines().collect();
+            for expected in [
+                format!("world: {world}"),
+                format!("size: {size} bytes"),
+                format!("sha256: {sha256}"),
+                format!("import: {import}"),
+                format!("export: {export}"),
+            ] {
+                assert!(lines.contains(&expected.as_str()), "{expected}: {stdout}");
+            }
+            assert_eq!(lines.last(), Some(&"verdict: fit"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn plugin_check_refuses_a_component_for_another_world_and_names_it() {
+    let (path, _) = crate::first_party::component("cloudinit-basic");
+    let checked = porthole(
+        &[
+            "plugin",
+            "check",
+            path.to_str().unwrap(),
+            "--world",
+            "dns-provider",
+        ],
+        "",
+    );
+    assert_eq!(checked.status.code(), Some(1));
+    let (stdout, stderr) = (text(&checked.stdout), text(&checked.stderr));
+    assert!(
+        stderr.contains("world dns-provider") && stderr.contains("cloud-init-template"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("verdict: unfit"), "{stdout}");
+    assert!(!stdout.contains("verdict: fit"), "{stdout}");
+}
+
+#[test]
+fn plugin_check_refuses_a_file_that_is_no_component_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.wasm");
+    std::fs::write(&text_file, "not wasm at all\n").unwrap();
+    // A core module: the right magic, but not yet a component.
+    let core_module = dir.path().join("core.wasm");
+    std::fs::write(&core_module, b"\0asm\x01\x00\x00\x00").unwrap();
+    for (file, reason) in [
+        (&text_file, "not a WebAssembly file"),
+        (&core_module, "core WebAssembly module"),
+    ] {
+        let checked = porthole(&["plugin", "check", file.to_str().unwrap()], "");
+        let (stdout, stderr) = (text(&checked.stdout), text(&checked.stderr));
+        assert_eq!(checked.status.code(), Some(1), "{file:?}: {stderr}");
+        assert!(
+            stderr.contains("not a usable WebAssembly component") && stderr.contains(reason),
+            "{file:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!stdout.contains("verdict: fit"), "{stdout}");
+    }
+    let missing = porthole(
+        &[
+            "plugin",
+            "check",
+            dir.path().join("missing.wasm").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("cannot read"));
 }

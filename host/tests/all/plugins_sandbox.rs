@@ -253,13 +253,48 @@ async fn memory_bomb_hits_the_memory_limit() {
         runtime.cloud_init_template("bomb").render(&context()),
     )
     .await;
-    assert!(
-        matches!(
-            outcome,
-            Err(CallError::ResourceLimit { .. } | CallError::Trap { .. })
-        ),
-        "{outcome:?}"
-    );
+    match outcome {
+        Err(CallError::ResourceLimit { detail, .. }) => {
+            assert_eq!(detail, "memory limit of 32 MiB reached")
+        }
+        other => panic!("expected the memory limit, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn handing_the_host_too_much_data_in_one_call_is_a_limit_that_counts_against_the_plugin() {
+    let options = RuntimeOptions {
+        breaker_threshold: 1,
+        breaker_cool_down: Duration::from_secs(3600),
+        ..RuntimeOptions::default()
+    };
+    let runtime = runtime_with_options(
+        &[
+            template("good", "good-template"),
+            template("cue", "cue-template"),
+        ],
+        options,
+    )
+    .await;
+    // 9 MiB in one `host.log` call, past the 8 MiB one host call may carry.
+    let outcome = beside_good_plugin(
+        &runtime,
+        runtime.cloud_init_template("cue").render(&on_cue("hog")),
+    )
+    .await;
+    match outcome {
+        Err(CallError::ResourceLimit { detail, .. }) => {
+            assert!(
+                detail.contains("more than 8 MiB in one host call"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected the hostcall data limit, got {other:?}"),
+    }
+    assert!(matches!(
+        state_of(&runtime, "cue"),
+        PluginState::Tripped { .. }
+    ));
 }
 
 #[tokio::test]
@@ -300,6 +335,57 @@ async fn log_flood_is_capped_and_the_call_still_succeeds() {
     )
     .await;
     assert!(outcome.unwrap().user_data.contains("hostname: vm42"));
+}
+
+/// Everything the daemon logs on this thread while `f` runs, as plain text.
+async fn logged_during<T>(f: impl Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let value = {
+        let _on_this_thread = tracing::subscriber::set_default(subscriber);
+        f.await
+    };
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    (value, text)
+}
+
+// One thread, so that the subscriber set for it sees the call's output being logged.
+#[tokio::test(flavor = "current_thread")]
+async fn a_gigantic_stdout_line_is_cut_with_a_marker_and_the_call_still_succeeds() {
+    let runtime = runtime_with(&[template("cue", "cue-template")]).await;
+    // 32 MiB on stdout, one line with no newline.
+    let (outcome, log) =
+        logged_during(runtime.cloud_init_template("cue").render(&on_cue("shout"))).await;
+    assert!(outcome.unwrap().user_data.contains("hostname: shout"));
+    let line = log
+        .lines()
+        .find(|line| line.contains("stream=\"stdout\""))
+        .unwrap_or_else(|| panic!("no stdout line logged:\n{log}"));
+    assert!(line.contains(&"a".repeat(4096)), "{line:.200}");
+    assert!(!line.contains(&"a".repeat(4097)), "{line:.200}");
+    assert!(
+        line.contains(&format!(
+            "[… {} more bytes of this line cut]",
+            (32 << 20) - 4096
+        )),
+        "{line:.200}"
+    );
+    assert!(log.len() < 16 * 1024, "{} bytes logged", log.len());
 }
 
 #[tokio::test]
@@ -527,6 +613,147 @@ async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
         yaml.render(&context()).await,
         Err(CallError::InvalidOutput { .. })
     ));
+}
+
+/// `context()` with `hostname` as the cue the `cue-template` plugin acts on.
+fn on_cue(cue: &str) -> RenderContext {
+    RenderContext {
+        hostname: cue.into(),
+        ..context()
+    }
+}
+
+/// A short cool-down, and a trip at the first misbehaviour, remembered in a database at `dir`.
+async fn breaker_options(dir: &Path) -> RuntimeOptions {
+    RuntimeOptions {
+        database: Some(
+            porthole::store::Store::open(&dir.join("porthole.db"))
+                .await
+                .unwrap(),
+        ),
+        breaker_threshold: 1,
+        breaker_cool_down: COOL_DOWN,
+        ..RuntimeOptions::default()
+    }
+}
+
+const COOL_DOWN: Duration = Duration::from_millis(500);
+
+fn is_tripped(outcome: &Result<impl std::fmt::Debug, CallError>) -> bool {
+    matches!(outcome, Err(CallError::Tripped { .. }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tripped_plugin_comes_back_through_one_trial_call_after_its_cool_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    let cue = runtime.cloud_init_template("cue");
+    let trapped = cue.render(&on_cue("trap")).await;
+    assert!(
+        matches!(trapped, Err(CallError::Trap { .. })),
+        "{trapped:?}"
+    );
+    assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+
+    tokio::time::sleep(COOL_DOWN).await;
+    // The trial computes for a while; once it is under way, every other call is still refused.
+    let slow = on_cue("slow-1500");
+    let mut trial = std::pin::pin!(cue.render(&slow));
+    let still_running = tokio::time::timeout(Duration::from_millis(200), &mut trial).await;
+    assert!(still_running.is_err(), "{still_running:?}");
+    for _ in 0..3 {
+        assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+    }
+    assert!(matches!(
+        state_of(&runtime, "cue"),
+        PluginState::Tripped { .. }
+    ));
+    trial.await.unwrap();
+
+    assert_eq!(state_of(&runtime, "cue"), PluginState::Loaded);
+    cue.render(&on_cue("fine")).await.unwrap();
+    // The successful trial cleared the remembered trip: a restart finds the plugin switched on.
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
+    restarted
+        .cloud_init_template("cue")
+        .render(&on_cue("fine"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_trial_switches_the_plugin_off_for_a_fresh_cool_down_that_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    let cue = runtime.cloud_init_template("cue");
+    assert!(cue.render(&on_cue("trap")).await.is_err());
+    tokio::time::sleep(COOL_DOWN).await;
+    let trial = cue.render(&on_cue("trap")).await;
+    assert!(matches!(trial, Err(CallError::Trap { .. })), "{trial:?}");
+    assert!(is_tripped(&cue.render(&on_cue("fine")).await));
+
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert!(matches!(
+        state_of(&restarted, "cue"),
+        PluginState::Tripped { .. }
+    ));
+    let status = restarted
+        .status()
+        .into_iter()
+        .find(|s| s.name == "cue")
+        .unwrap();
+    assert!(
+        status
+            .recent_errors
+            .iter()
+            .any(|e| e.message.contains("before a restart") && e.message.contains("crashed")),
+        "{:?}",
+        status.recent_errors
+    );
+    let again = restarted.cloud_init_template("cue");
+    assert!(is_tripped(&again.render(&on_cue("fine")).await));
+    tokio::time::sleep(COOL_DOWN).await;
+    again.render(&on_cue("fine")).await.unwrap();
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_trial_hands_the_trial_to_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime_with_options(
+        &[template("cue", "cue-template")],
+        breaker_options(dir.path()).await,
+    )
+    .await;
+    let cue = runtime.cloud_init_template("cue");
+    assert!(cue.render(&on_cue("trap")).await.is_err());
+    tokio::time::sleep(COOL_DOWN).await;
+    // The caller gives up on the trial (a client hanging up does this), dropping the call.
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(200), cue.render(&on_cue("slow-5000"))).await;
+    assert!(abandoned.is_err(), "{abandoned:?}");
+    cue.render(&on_cue("fine")).await.unwrap();
+    assert_eq!(state_of(&runtime, "cue"), PluginState::Loaded);
+}
+
+#[tokio::test]
+async fn an_operators_reset_also_clears_the_trip_a_restart_would_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let runtime = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert!(
+        runtime
+            .cloud_init_template("cue")
+            .render(&on_cue("trap"))
+            .await
+            .is_err()
+    );
+    assert!(runtime.reset("cue").await);
+    let restarted = runtime_with_options(&plugins, breaker_options(dir.path()).await).await;
+    assert_eq!(state_of(&restarted, "cue"), PluginState::Loaded);
 }
 
 /// A tiny HTTP server on loopback that answers `hello` and counts connections.
@@ -761,7 +988,7 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&entries[0], bytes).unwrap();
-    let third = runtime_with_options(&plugins, options).await;
+    let third = runtime_with_options(&plugins, options.clone()).await;
     assert_eq!(state_of(&third, "good"), PluginState::Loaded);
     assert!(
         third
@@ -770,6 +997,57 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
             .await
             .is_ok()
     );
+
+    // An entry in another layout (its version byte says so) is recompiled and rewritten.
+    let mut bytes = std::fs::read(&entries[0]).unwrap();
+    let version = bytes[0];
+    bytes[0] = version.wrapping_add(1);
+    std::fs::write(&entries[0], bytes).unwrap();
+    let fourth = runtime_with_options(&plugins, options).await;
+    assert_eq!(state_of(&fourth, "good"), PluginState::Loaded);
+    assert_eq!(std::fs::read(&entries[0]).unwrap()[0], version);
+}
+
+#[tokio::test]
+async fn a_cached_artifact_copied_over_another_plugins_entry_is_recompiled_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache: Some((dir.path().to_path_buf(), [9; 32])),
+        ..RuntimeOptions::default()
+    };
+    let plugins = [
+        template("good", "good-template"),
+        template("yaml", "invalid-yaml"),
+    ];
+    runtime_with_options(&plugins, options.clone()).await;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let sealed: Vec<Vec<u8>> = entries.iter().map(|e| std::fs::read(e).unwrap()).collect();
+    // Each entry now holds the other plugin's artifact, genuinely sealed by this daemon.
+    std::fs::write(&entries[0], &sealed[1]).unwrap();
+    std::fs::write(&entries[1], &sealed[0]).unwrap();
+
+    let restarted = runtime_with_options(&plugins, options).await;
+    let good = restarted
+        .cloud_init_template("good")
+        .render(&context())
+        .await;
+    assert!(good.is_ok(), "the good plugin ran other code: {good:?}");
+    let yaml = restarted
+        .cloud_init_template("yaml")
+        .render(&context())
+        .await;
+    assert!(
+        matches!(yaml, Err(CallError::InvalidOutput { .. })),
+        "the invalid-yaml plugin ran other code: {yaml:?}"
+    );
+    for (entry, original) in entries.iter().zip(&sealed) {
+        assert_eq!(&std::fs::read(entry).unwrap(), original, "{entry:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
