@@ -7,7 +7,8 @@
 //! produced, so each artifact is sealed with an HMAC-SHA256 under a key derived from the daemon's
 //! data key (`porthole-plugin-artifact`, the workspace's one `unsafe` call) that also binds the
 //! plugin's name, the component's digest and the engine's settings; it is deserialized only after
-//! the MAC verifies. Anything else, including a file in an older layout, is recompiled.
+//! the MAC verifies. Anything else, including a file in an older layout, is recompiled. Once
+//! every configured plugin is loaded, entries none of them used are deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -121,6 +122,9 @@ fn spawn_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) -> std::io:
 pub struct ArtifactCache {
     dir: PathBuf,
     key: [u8; 32],
+    /// Entries this run looked for or wrote; the rest are left over from other components,
+    /// plugins or engine versions.
+    used: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 impl ArtifactCache {
@@ -133,6 +137,46 @@ impl ArtifactCache {
         Self {
             dir,
             key: hasher.finalize().into(),
+            used: Default::default(),
+        }
+    }
+
+    /// Deletes the entries no plugin of this run uses: a plugin upgraded, renamed or removed, or
+    /// a daemon upgraded, would otherwise leave its artifacts behind for ever.
+    pub fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let Ok(used) = self.used.lock() else {
+            return;
+        };
+        let stale = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|path| {
+                let ours = matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("cwasm" | "partial")
+                );
+                ours && !used.contains(path)
+            });
+        let mut removed = 0;
+        for path in stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "cannot remove a stale plugin cache entry")
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed stale plugin cache entries");
+        }
+    }
+
+    fn note_used(&self, path: &Path) {
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(path.to_owned());
         }
     }
 
@@ -156,6 +200,7 @@ impl ArtifactCache {
     /// The cached component for `binding`, if present and sealed by us for exactly that.
     fn load(&self, engine: &Engine, binding: &Binding<'_>) -> Option<Component> {
         let path = self.path_for(engine, binding);
+        self.note_used(&path);
         let sealed = std::fs::read(&path).ok()?;
         match porthole_plugin_artifact::open(engine, &self.key, binding, &sealed) {
             Ok(component) => Some(component),
@@ -173,6 +218,7 @@ impl ArtifactCache {
                 .map_err(|err| anyhow::anyhow!("{err:#}"))?;
             std::fs::create_dir_all(&self.dir)?;
             let path = self.path_for(engine, binding);
+            self.note_used(&path);
             let partial = path.with_extension("partial");
             std::fs::write(
                 &partial,
@@ -200,6 +246,13 @@ impl Compiler {
         Self {
             compiled: Default::default(),
             disk,
+        }
+    }
+
+    /// Deletes cached artifacts that no plugin compiled so far uses.
+    pub fn prune_cache(&self) {
+        if let Some(disk) = &self.disk {
+            disk.prune();
         }
     }
 

@@ -174,6 +174,7 @@ impl PluginRuntime {
                 Err(err) => tracing::error!(error = %err, "plugin loading task failed"),
             }
         }
+        self.inner.compiler.prune_cache();
     }
 
     fn prepare(

@@ -1003,9 +1003,18 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
     let version = bytes[0];
     bytes[0] = version.wrapping_add(1);
     std::fs::write(&entries[0], bytes).unwrap();
-    let fourth = runtime_with_options(&plugins, options).await;
+    let fourth = runtime_with_options(&plugins, options.clone()).await;
     assert_eq!(state_of(&fourth, "good"), PluginState::Loaded);
     assert_eq!(std::fs::read(&entries[0]).unwrap()[0], version);
+
+    // Entries no configured plugin uses any more (a removed plugin, an older component) go.
+    let stale = dir.path().join("gone-0000-1111.cwasm");
+    std::fs::write(&stale, b"left behind").unwrap();
+    let unrelated = dir.path().join("README");
+    std::fs::write(&unrelated, b"not ours").unwrap();
+    drop(runtime_with_options(&plugins, options).await);
+    assert!(!stale.exists(), "a stale entry was pruned");
+    assert!(entries[0].exists() && unrelated.exists());
 }
 
 #[tokio::test]
