@@ -317,6 +317,10 @@ pub struct PluginLimits {
     pub timeout_ms: u64,
     pub max_http_requests: u32,
     pub kv_quota_kib: u32,
+    /// Failed calls in a row that switch the plugin off (the runtime's default, 5, if unset).
+    pub failures_to_trip: Option<u32>,
+    /// How long a switched-off plugin stays off before a trial call (default 300 s).
+    pub cool_down_secs: Option<u64>,
 }
 
 impl Default for PluginLimits {
@@ -326,6 +330,8 @@ impl Default for PluginLimits {
             timeout_ms: 5_000,
             max_http_requests: 16,
             kv_quota_kib: 1024,
+            failures_to_trip: None,
+            cool_down_secs: None,
         }
     }
 }

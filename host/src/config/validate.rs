@@ -11,7 +11,7 @@ use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
     ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, PlanConfig,
-    PluginConfig, SettingValue, TemplateConfig, TlsTrustConfig, WebhooksConfig,
+    PluginConfig, PluginLimits, SettingValue, TemplateConfig, TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -355,6 +355,7 @@ fn resolve_plugins(
                 ];
                 check_origin(origin).map_err(|message| at.error(&path, message))?;
             }
+            check_plugin_limits(&plugin.limits, index, at)?;
             let settings = resolve_settings(plugin, index, at, base)?;
             Ok(ResolvedPlugin {
                 config: plugin.clone(),
@@ -364,6 +365,44 @@ fn resolve_plugins(
             })
         })
         .collect()
+}
+
+/// Each limit within what the sandbox can honour: a zero would make every call fail, and the
+/// upper bounds keep one plugin from holding the pool or the database.
+fn check_plugin_limits(limits: &PluginLimits, index: usize, at: &Locator<'_>) -> Checked<()> {
+    let most_memory = (crate::plugins::MAX_PLUGIN_MEMORY_BYTES >> 20) as u64;
+    let ranges = [
+        ("memory_mib", Some(limits.memory_mib.into()), 1, most_memory),
+        ("timeout_ms", Some(limits.timeout_ms), 1, 600_000),
+        (
+            "max_http_requests",
+            Some(limits.max_http_requests.into()),
+            0,
+            1_000,
+        ),
+        ("kv_quota_kib", Some(limits.kv_quota_kib.into()), 0, 1 << 20),
+        (
+            "failures_to_trip",
+            limits.failures_to_trip.map(u64::from),
+            1,
+            1_000,
+        ),
+        ("cool_down_secs", limits.cool_down_secs, 1, 86_400),
+    ];
+    for (key, value, least, most) in ranges {
+        if let Some(value) = value
+            && !(least..=most).contains(&value)
+        {
+            let path = [
+                Step::Key("plugins"),
+                Step::Index(index),
+                Step::Key("limits"),
+                Step::Key(key),
+            ];
+            return Err(at.error(&path, format!("must be between {least} and {most}")));
+        }
+    }
+    Ok(())
 }
 
 /// An allowed host is an origin: scheme, host and optional port, nothing else.

@@ -23,7 +23,8 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Upper bound on any one plugin's linear memory; manifests asking for more are clamped.
+/// Upper bound on any one plugin's linear memory; the config check refuses more, and the loader
+/// clamps to it as well.
 pub const MAX_PLUGIN_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
 /// Concurrent plugin instances the pool holds; further calls wait for a slot.

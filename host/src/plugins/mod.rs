@@ -28,7 +28,7 @@ pub mod validate;
 pub mod worlds;
 
 pub use data::*;
-pub use engine::{POOL_SLOTS, cache_dir_for};
+pub use engine::{MAX_PLUGIN_MEMORY_BYTES, POOL_SLOTS, cache_dir_for};
 pub use error::{CallError, LoadError};
 pub use facades::{BillingAdapter, CloudInitTemplate, DnsProvider, TunnelProvider};
 pub use loader::{Inspection, check_file};

@@ -205,10 +205,15 @@ impl PluginRuntime {
                 tracing::error!(plugin = %name, %reason, "plugin refused; continuing without it")
             }
         }
+        let limits = &config.config.limits;
         let mut health = Health {
             breaker: Breaker::new(
-                self.inner.options.breaker_threshold,
-                self.inner.options.breaker_cool_down,
+                limits
+                    .failures_to_trip
+                    .unwrap_or(self.inner.options.breaker_threshold),
+                limits
+                    .cool_down_secs
+                    .map_or(self.inner.options.breaker_cool_down, Duration::from_secs),
             ),
             failures_in_a_row: 0,
             recent: VecDeque::new(),

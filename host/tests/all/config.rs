@@ -227,3 +227,25 @@ fn a_webhook_cap_of_zero_is_named_with_its_key_and_line() {
     );
     assert!(err.message.contains("between 1 and"), "{err}");
 }
+
+#[test]
+fn a_plugin_limit_out_of_range_is_named_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let plugin = format!(
+        "\n[[plugins]]\nname = \"dns\"\npath = \"dns.wasm\"\nsha256 = \"{}\"\nworld = \"dns-provider\"\n[plugins.limits]\ntimeout_ms = 2000\ncool_down_secs = 0\n",
+        "ab".repeat(32)
+    );
+    let text = format!("{}{plugin}", Fixture::valid());
+    let err = fixture.parse(&text).unwrap_err();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("cool_down_secs"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        (err.key.as_deref(), err.line),
+        (Some("plugins[0].limits.cool_down_secs"), Some(line)),
+        "{err}"
+    );
+    assert!(err.message.contains("between 1 and 86400"), "{err}");
+}

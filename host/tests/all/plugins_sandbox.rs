@@ -88,6 +88,7 @@ fn manifest(name: &str, file: &Path, world: PluginWorld) -> ResolvedPlugin {
                 timeout_ms: 10_000,
                 max_http_requests: 4,
                 kv_quota_kib: 64,
+                ..PluginLimits::default()
             },
             settings: BTreeMap::new(),
         },
@@ -574,12 +575,10 @@ async fn calling_a_plugin_as_another_kind_is_refused() {
 
 #[tokio::test]
 async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
-    let options = RuntimeOptions {
-        breaker_threshold: 2,
-        breaker_cool_down: Duration::from_secs(3600),
-        ..RuntimeOptions::default()
-    };
-    let runtime = runtime_with_options(&[template("yaml", "invalid-yaml")], options).await;
+    // The plugin's own limit, not the runtime's default of 5.
+    let mut plugin = template("yaml", "invalid-yaml");
+    plugin.config.limits.failures_to_trip = Some(2);
+    let runtime = runtime_with(&[plugin]).await;
     let yaml = runtime.cloud_init_template("yaml");
     for _ in 0..2 {
         assert!(matches!(
