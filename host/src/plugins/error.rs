@@ -19,7 +19,7 @@ pub enum LoadError {
     DigestMismatch { expected: String, actual: String },
     #[error("not a usable WebAssembly component: {detail}")]
     Compile { detail: String },
-    #[error("the manifest says world {declared}, but the component exports {found}")]
+    #[error("expected world {declared}, but the component exports {found}")]
     WrongWorld { declared: String, found: String },
     #[error("the component {0}")]
     Import(String),
