@@ -277,7 +277,7 @@ pub async fn list_services(
             listed
                 .into_iter()
                 .map(|service| {
-                    let last_job = job::for_service(c, service.id)?.pop().map(|j| JobSummary {
+                    let last_job = job::latest_for_service(c, service.id)?.map(|j| JobSummary {
                         id: j.id,
                         kind: j.kind,
                         state: j.state,

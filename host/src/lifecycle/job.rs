@@ -196,6 +196,16 @@ pub fn for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<J
     rows.collect()
 }
 
+/// The service's newest job, if it has any.
+pub fn latest_for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Option<Job>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 ORDER BY id DESC LIMIT 1"),
+        [service_id],
+        from_row,
+    )
+    .optional()
+}
+
 /// An unfinished job of this service other than `except`, which a new operation must wait for.
 pub fn unfinished_for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Option<Job>> {
     conn.query_row(
