@@ -14,8 +14,10 @@ use porthole::console::records::{self, SessionRecord};
 use porthole::daemon::Daemon;
 use porthole::demo::{Demo, DemoSetup};
 use porthole::store::audit::{self, Record};
+use porthole::store::services::{self, ExistingVm};
+use porthole::store::users;
 use porthole_sim::rfb_client::{RfbClient, Security};
-use porthole_sim::{Fault, FaultKind, SimConfig, Times, VncPasswordMode};
+use porthole_sim::{Fault, FaultKind, SimConfig, Times, VmSeed, VncPasswordMode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{
@@ -26,6 +28,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::qemu::{Qemu, qemu_step};
 
 /// Generous bound for the test's own waiting; never an assertion about speed. Every wait in this
 /// file has it, so a stuck step (an unanswered HTTP call, a WebSocket handshake, an incremental
@@ -733,6 +737,105 @@ async fn a_busy_console_is_closed_with_4009_at_its_maximum_lifetime() {
     let sessions = session_rows(&demo, vm).await;
     assert_eq!(sessions[0].close_reason.as_deref(), Some("lifetime"));
     assert_eq!(sessions[0].close_code, Some(4009));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real VNC server: QEMU behind the simulator's vncproxy, as `qm vncproxy` fronts it
+// ---------------------------------------------------------------------------------------------
+
+/// Makes the simulator's VM `vm` a service of `username`'s, as an operator adopting it would.
+async fn adopt(demo: &Demo, username: &'static str, vm: VmSeed) -> i64 {
+    let adopting = demo.daemon().store().call(move |c| {
+        let (owner, _) = users::find_for_login(c, username)?.expect("a demo account");
+        services::insert_active(
+            c,
+            &ExistingVm {
+                owner_id: owner.id,
+                name: &vm.name,
+                cluster: "sim",
+                node: &vm.node,
+                vmid: vm.vmid,
+                plan: None,
+                stopped: !vm.running,
+            },
+        )
+    });
+    within("adding the service", adopting).await.unwrap().id
+}
+
+#[tokio::test]
+async fn vnc_console_relays_a_real_qemu_screen_and_takes_keys() {
+    let qemu = Qemu::start("porthole-qemu").await;
+    let vm = VmSeed {
+        node: "pve1".into(),
+        vmid: 150,
+        name: "alice-qemu".into(),
+        running: true,
+        tags: Some("porthole".into()),
+        vnc_backend: Some(qemu.vnc_backend()),
+        ..VmSeed::default()
+    };
+    let sim = SimConfig {
+        vms: vec![vm.clone()],
+        ..fast_sim()
+    };
+    let demo = demo_with(sim, "").await;
+    let service_id = adopt(&demo, "alice", vm).await;
+
+    // `vnc_viewer` chose security None, so the daemon offered it. QEMU's and the simulator's
+    // greetings end at the simulator and the daemon: what the browser reads is the daemon's.
+    let (mut viewer, _closed, transcript) = vnc_viewer(&demo, "alice", service_id).await;
+    let seen = transcript.lock().unwrap().clone();
+    assert!(
+        seen.windows(12).any(|w| w == b"RFB 003.008\n"),
+        "the daemon greets the browser with RFB 3.8"
+    );
+    assert_eq!(
+        viewer.name(),
+        "QEMU (porthole-qemu)",
+        "QEMU names its desktop after -name"
+    );
+    let desktop = qemu.desktop().await;
+    assert_eq!(
+        viewer.server_init(),
+        &desktop,
+        "the browser gets the ServerInit QEMU gives a direct client"
+    );
+    assert_eq!(demo.sim().console_sessions(150), 1, "through the simulator");
+
+    let screen = usize::from(desktop.width) * usize::from(desktop.height);
+    let rects = qemu_step("QEMU's full framebuffer update", viewer.refresh())
+        .await
+        .unwrap_or_else(|err| panic!("a full framebuffer update: {err}"));
+    assert!(rects > 0, "a framebuffer update with rectangles");
+    assert_eq!(
+        viewer.last_update_area(),
+        screen,
+        "the update covers QEMU's {}x{} screen",
+        desktop.width,
+        desktop.height
+    );
+    // Until SeaBIOS has written on it the screen may still be blank; QEMU answers an
+    // incremental request once something has changed.
+    let drawn = async {
+        while viewer.pixels().iter().all(|p| *p == viewer.pixels()[0]) {
+            let update = viewer.update(true).await;
+            update.unwrap_or_else(|err| panic!("an incremental update: {err}"));
+        }
+    };
+    qemu_step("SeaBIOS drawing on QEMU's screen", drawn).await;
+
+    qemu_step("a key press and release", viewer.type_text("\n"))
+        .await
+        .unwrap_or_else(|err| panic!("sending a key event: {err}"));
+    qemu_step("a full update after the key", viewer.refresh())
+        .await
+        .unwrap_or_else(|err| panic!("a full update after the key: {err}"));
+    assert_eq!(
+        viewer.last_update_area(),
+        screen,
+        "the console still relays QEMU's whole screen"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,4 +14,5 @@ mod lifecycle_acceptance;
 mod plugins_first_party;
 mod plugins_sandbox;
 mod proxmox_client;
+mod qemu;
 mod store;

@@ -548,7 +548,8 @@ impl PowerDns {
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// A program on `PATH`, or in the `sbin` directories where Debian puts daemons.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])

@@ -79,6 +79,8 @@ pub struct RfbClient<S> {
     init: ServerInit,
     /// 0x00RRGGBB, row-major, `width * height`.
     pixels: Vec<u32>,
+    /// Pixels the rectangles of the last FramebufferUpdate carried.
+    last_update_area: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> RfbClient<S> {
@@ -100,6 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RfbClient<S> {
             stream,
             init,
             pixels: vec![0; pixels],
+            last_update_area: 0,
         };
         client.set_encodings(&[ENCODING_RAW]).await?;
         Ok(client)
@@ -198,6 +201,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RfbClient<S> {
         &self.pixels
     }
 
+    /// How many pixels the rectangles of the last FramebufferUpdate carried: a full update of a
+    /// server that sends disjoint rectangles covers `width * height`.
+    pub fn last_update_area(&self) -> usize {
+        self.last_update_area
+    }
+
     /// SHA-256 of the framebuffer, hex: equal screens hash equal.
     pub fn framebuffer_hash(&self) -> String {
         let mut hasher = Sha256::new();
@@ -234,6 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RfbClient<S> {
         let bpp = format.bytes_per_pixel();
         let (fb_width, fb_height) = (usize::from(self.init.width), usize::from(self.init.height));
         let mut row = Vec::new();
+        self.last_update_area = 0;
         for _ in 0..count {
             let mut head = [0u8; 12];
             self.stream.read_exact(&mut head).await?;
@@ -248,6 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RfbClient<S> {
                     "rectangle {width}x{height}+{x}+{y} outside the screen"
                 )));
             }
+            self.last_update_area += width * height;
             row.resize(width * bpp, 0);
             for line in y..y + height {
                 self.stream.read_exact(&mut row).await?;
