@@ -84,6 +84,7 @@ pub async fn run(backend: &str) -> anyhow::Result<()> {
                         node: &seed.node,
                         vmid: seed.vmid,
                         plan: None,
+                        stopped: false,
                     },
                 )
             })
