@@ -11,12 +11,13 @@ use anyhow::{Context, bail};
 const GOAL_P50_US: f64 = 30.0;
 const GOAL_P99_US: f64 = 100.0;
 
-pub fn run(root: &Path, what: Option<&str>) -> anyhow::Result<()> {
-    match what {
-        Some("plugins") => plugins(root),
-        Some("console") => crate::bench_console::run(root),
-        Some("orders") => crate::bench_orders::run(root),
-        _ => bail!("usage: cargo xtask bench plugins|console|orders"),
+pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["plugins"] => plugins(root),
+        ["console"] => crate::bench_console::run(root, false),
+        ["console", "--only", "throughput"] => crate::bench_console::run(root, true),
+        ["orders"] => crate::bench_orders::run(root),
+        _ => bail!("usage: cargo xtask bench plugins|console [--only throughput]|orders"),
     }
 }
 

@@ -15,9 +15,16 @@ const GOAL_THROUGHPUT_RATIO: f64 = 3.0;
 const GOAL_ADDED_P99_US: f64 = 1000.0;
 const GOAL_KIB_PER_SESSION: f64 = 64.0;
 
-pub fn run(root: &Path) -> anyhow::Result<()> {
+/// `only_throughput`: the two throughput runs alone, printed as a table and not recorded (a
+/// before/after check while working on the relay).
+pub fn run(root: &Path, only_throughput: bool) -> anyhow::Result<()> {
     let websockify = websockify(root)?;
     eprintln!("xtask: building and running the console benchmark (several minutes)");
+    let scope: &[&str] = if only_throughput {
+        &["--only", "throughput"]
+    } else {
+        &[]
+    };
     let output = Command::new("cargo")
         .args([
             "run",
@@ -30,6 +37,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             "xtask/bench-plugins/target",
             "--",
         ])
+        .args(scope)
         .arg(&websockify)
         .current_dir(root)
         .stderr(std::process::Stdio::inherit())
@@ -40,6 +48,10 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     }
     let report: Value = serde_json::from_slice(&output.stdout)
         .context("the console benchmark printed no JSON report")?;
+    if only_throughput {
+        println!("{}", throughput_table(&report));
+        return Ok(());
+    }
     let section = markdown(&report, &machine(), &today());
     println!("{section}");
     append(&root.join("docs/benchmarks.md"), &section)
@@ -91,51 +103,7 @@ fn markdown(report: &Value, machine: &str, date: &str) -> String {
         version = report["websockify_version"].as_str().unwrap_or("unknown"),
         fds = n(&["fd_limit"]),
     );
-    out.push_str(
-        "| measure | relay (daemon + node) | node alone (direct) | websockify | relay / websockify |\n\
-         |---|---|---|---|---|\n",
-    );
-    for (label, key) in [
-        (
-            "throughput VM → browser, 64 KiB updates (MB/s)",
-            "throughput_down_mb_s",
-        ),
-        (
-            "throughput browser → VM, 64 KiB frames (MB/s)",
-            "throughput_up_mb_s",
-        ),
-    ] {
-        let (relay, direct, wsk) = (
-            n(&[key, "relay"]),
-            n(&[key, "direct"]),
-            n(&[key, "websockify"]),
-        );
-        let ratio = relay / wsk;
-        out.push_str(&format!(
-            "| {label} | {relay:.0} | {direct:.0} | {wsk:.0} | {ratio:.2}× ({} ≥ {GOAL_THROUGHPUT_RATIO}×) |\n",
-            verdict(ratio >= GOAL_THROUGHPUT_RATIO)
-        ));
-    }
-    for (label, key) in [
-        (
-            "CPU per GB VM → browser, process of the path (s)",
-            "cpu_s_per_gb_down",
-        ),
-        (
-            "CPU per GB browser → VM, process of the path (s)",
-            "cpu_s_per_gb_up",
-        ),
-    ] {
-        let (relay, direct, wsk) = (
-            n(&[key, "relay"]),
-            n(&[key, "direct"]),
-            n(&[key, "websockify"]),
-        );
-        out.push_str(&format!(
-            "| {label} | {relay:.2} | {direct:.2} | {wsk:.2} | {:.2}× |\n",
-            relay / wsk
-        ));
-    }
+    out.push_str(&throughput_table(report));
     for q in ["p50", "p99"] {
         let (relay, direct, wsk) = (
             n(&["latency_us", "relay", q]),
@@ -208,6 +176,58 @@ fn markdown(report: &Value, machine: &str, date: &str) -> String {
         {
             out.push_str(&format!("\nFirst errors ({key}): {errors:?}\n"));
         }
+    }
+    out
+}
+
+/// The header of the results table, with its throughput and CPU-per-GB rows.
+fn throughput_table(report: &Value) -> String {
+    let n = |path: &[&str]| number(report, path);
+    let mut out = String::new();
+    out.push_str(
+        "| measure | relay (daemon + node) | node alone (direct) | websockify | relay / websockify |\n\
+         |---|---|---|---|---|\n",
+    );
+    for (label, key) in [
+        (
+            "throughput VM → browser, 64 KiB updates (MB/s)",
+            "throughput_down_mb_s",
+        ),
+        (
+            "throughput browser → VM, 64 KiB frames (MB/s)",
+            "throughput_up_mb_s",
+        ),
+    ] {
+        let (relay, direct, wsk) = (
+            n(&[key, "relay"]),
+            n(&[key, "direct"]),
+            n(&[key, "websockify"]),
+        );
+        let ratio = relay / wsk;
+        out.push_str(&format!(
+            "| {label} | {relay:.0} | {direct:.0} | {wsk:.0} | {ratio:.2}× ({} ≥ {GOAL_THROUGHPUT_RATIO}×) |\n",
+            verdict(ratio >= GOAL_THROUGHPUT_RATIO)
+        ));
+    }
+    for (label, key) in [
+        (
+            "CPU per GB VM → browser, process of the path (s)",
+            "cpu_s_per_gb_down",
+        ),
+        (
+            "CPU per GB browser → VM, process of the path (s)",
+            "cpu_s_per_gb_up",
+        ),
+    ] {
+        let (relay, direct, wsk) = (
+            n(&[key, "relay"]),
+            n(&[key, "direct"]),
+            n(&[key, "websockify"]),
+        );
+        out.push_str(&format!(
+            "| {label} | {relay:.2} | {direct:.2} | {wsk:.2} | {:.2}× |\n",
+            relay / wsk
+        ));
     }
     out
 }

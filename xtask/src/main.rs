@@ -15,6 +15,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   bench plugins               measure plugin calls (fresh instance per call) against native; append to docs/benchmarks.md
   bench console               measure the console relay beside websockify; append to docs/benchmarks.md
+  bench console --only throughput
+                              the console's throughput runs alone, printed and not recorded
   bench orders                200 concurrent orders on the simulator: orders/minute, CPU per order; append to docs/benchmarks.md
   demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
   plugins                     build the first-party plugins as wasm32-wasip2 components; print path, size, sha256
@@ -32,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Some("test") => run::test(&workspace_root()),
-        Some("bench") => bench::run(&workspace_root(), args.get(1).map(String::as_str)),
+        Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("plugins") => plugins::build(&workspace_root()).map(drop),
         Some("demo") => run::demo(&workspace_root(), &args[1..]),
         Some("help" | "--help" | "-h") | None => {

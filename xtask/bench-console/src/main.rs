@@ -4,6 +4,8 @@
 //! docs/benchmarks.md.
 //!
 //! usage: porthole-bench-console WEBSOCKIFY-EXECUTABLE
+//!        porthole-bench-console --only throughput WEBSOCKIFY-EXECUTABLE
+//!            (the two throughput runs and their CPU per GB alone: a quick before/after check)
 //!        porthole-bench-console serve VNC-SERVER-ADDR   (the child process; see `server`)
 
 mod backend;
@@ -46,11 +48,16 @@ async fn main() -> anyhow::Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["serve", backend] => server::run(backend).await,
         [websockify] => {
-            let report = measure(websockify).await?;
+            let report = measure(websockify, Scope::All).await?;
             println!("{report}");
             Ok(())
         }
-        _ => bail!("usage: porthole-bench-console WEBSOCKIFY | serve VNC-ADDR"),
+        ["--only", "throughput", websockify] => {
+            let report = measure(websockify, Scope::Throughput).await?;
+            println!("{report}");
+            Ok(())
+        }
+        _ => bail!("usage: porthole-bench-console [--only throughput] WEBSOCKIFY | serve VNC-ADDR"),
     }
 }
 
@@ -62,7 +69,14 @@ pub fn raise_fd_limit() -> anyhow::Result<u64> {
     Ok(hard)
 }
 
-async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
+/// What a run measures: everything, or the throughput runs alone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    All,
+    Throughput,
+}
+
+async fn measure(websockify_bin: &str, scope: Scope) -> anyhow::Result<Value> {
     let fd_limit = raise_fd_limit()?;
     let vnc = backend::start().await?;
     let (websockify_process, websockify) = start_websockify(websockify_bin, vnc).await?;
@@ -72,12 +86,14 @@ async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
     let server_pid = server.id().context("the daemon's process has no pid")?;
     let panel = Panel::from_json(&info)?;
     let fast = Vm::from_json(&info["fast"])?;
-    eprintln!("bench: latency");
     let mut latency = json!({});
-    latency["relay"] = round_trips(panel.open_relay(&fast).await?).await?;
-    latency["direct"] = round_trips(panel.open_direct(&fast).await?).await?;
-    latency["websockify"] = round_trips(client::open_websockify(websockify).await?).await?;
-    latency["tcp"] = round_trips(client::open_tcp(vnc).await?).await?;
+    if scope == Scope::All {
+        eprintln!("bench: latency");
+        latency["relay"] = round_trips(panel.open_relay(&fast).await?).await?;
+        latency["direct"] = round_trips(panel.open_direct(&fast).await?).await?;
+        latency["websockify"] = round_trips(client::open_websockify(websockify).await?).await?;
+        latency["tcp"] = round_trips(client::open_tcp(vnc).await?).await?;
+    }
     eprintln!("bench: throughput");
     let (mut down, mut up, mut down_cpu, mut up_cpu) = (json!({}), json!({}), json!({}), json!({}));
     let (rate, cpu) = costed(server_pid, async {
@@ -110,6 +126,15 @@ async fn measure(websockify_bin: &str) -> anyhow::Result<Value> {
     })
     .await?;
     (up["websockify"], up_cpu["websockify"]) = (json!(rate), json!(cpu));
+    if scope == Scope::Throughput {
+        stop_server(&mut server).await;
+        return Ok(json!({
+            "throughput_down_mb_s": down,
+            "throughput_up_mb_s": up,
+            "cpu_s_per_gb_down": down_cpu,
+            "cpu_s_per_gb_up": up_cpu,
+        }));
+    }
     eprintln!("bench: first framebuffer byte");
     let mut first = json!({});
     first["relay"] = first_bytes(|| panel.open_relay(&fast)).await?;
