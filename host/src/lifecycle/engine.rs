@@ -35,13 +35,14 @@ impl Lifecycle {
     pub fn start_workers(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let process = ProcessId::current();
+        let run = rand::random::<u32>();
         let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.settings.workers)
             .map(|n| {
                 let lifecycle = self.clone();
                 let stopped = stopped.clone();
                 let owner = match &process {
-                    Some(process) => process.worker(n),
-                    None => format!("{}-{}-{n}", std::process::id(), rand::random::<u32>()),
+                    Some(process) => process.worker(run, n),
+                    None => format!("{}-{run}-{n}", std::process::id()),
                 };
                 tokio::spawn(async move { lifecycle.work(owner, stopped).await })
             })
@@ -136,7 +137,7 @@ impl Lifecycle {
                 );
                 return;
             }
-            match self.after_step(&mut job, outcome).await {
+            match self.after_step(&mut job, owner, outcome).await {
                 Ok(true) => continue,
                 Ok(false) => return,
                 Err(err) => {
@@ -183,16 +184,23 @@ impl Lifecycle {
     async fn after_step(
         &self,
         job: &mut Job,
+        owner: &str,
         outcome: Result<job::JobData, StepError>,
     ) -> Result<bool, StoreError> {
         match outcome {
             Ok(data) => {
                 let next = steps::next(job.kind, job.state, job.step);
-                let (snapshot, saved) = (job.clone(), data.clone());
-                self.inner
+                let (snapshot, saved, owner) = (job.clone(), data.clone(), owner.to_owned());
+                let advanced = self
+                    .inner
                     .store
-                    .call(move |c| job::advance(c, &snapshot, next, &saved))
+                    .call(move |c| job::advance(c, &snapshot, &owner, next, &saved))
                     .await?;
+                if !advanced {
+                    // Another worker holds the job: it resumes from the last committed step.
+                    tracing::warn!(job = job.id, "lost the job's lease before recording a step");
+                    return Ok(false);
+                }
                 self.event(job, "done", None).await;
                 job.step = next;
                 job.data = data;

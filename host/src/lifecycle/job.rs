@@ -273,13 +273,19 @@ pub fn renew(conn: &Connection, id: i64, owner: &str, lease_secs: i64) -> rusqli
 }
 
 /// Records a finished step: the next step, the data so far, attempts reset.
-pub fn advance(conn: &Connection, job: &Job, next: Step, data: &JobData) -> rusqlite::Result<()> {
-    conn.execute(
+/// Only while `owner` holds the lease: false when another worker took the job meanwhile.
+pub fn advance(
+    conn: &Connection,
+    job: &Job,
+    owner: &str,
+    next: Step,
+    data: &JobData,
+) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
         "UPDATE jobs SET step = ?2, data = ?3, attempts = 0, updated_at = ?4
-         WHERE id = ?1",
-        params![job.id, next.as_str(), json(data)?, now()],
-    )?;
-    Ok(())
+         WHERE id = ?1 AND lease_owner = ?5",
+        params![job.id, next.as_str(), json(data)?, now(), owner],
+    )? == 1)
 }
 
 /// Records data produced mid-step (a started task's UPID) without moving on.
