@@ -248,8 +248,19 @@ pub struct QuotaUsage {
 impl QuotaUsage {
     /// One more VM on `plan`, if there is one.
     fn plus(self, plan: Option<&Plan>) -> Self {
-        let (cores, memory_mib, disk_gib) =
-            plan.map_or((0, 0, 0), |p| (p.cores.into(), p.memory_mib, p.disk_gib));
+        self.plus_largest(plan.into_iter())
+    }
+
+    /// One more VM, sized by the largest of `plans` in each dimension: a VM whose plan is about
+    /// to change holds the larger of the two until the change is done.
+    fn plus_largest<'a>(self, plans: impl Iterator<Item = &'a Plan>) -> Self {
+        let (cores, memory_mib, disk_gib) = plans.fold((0, 0, 0), |(c, m, d), p| {
+            (
+                c.max(p.cores.into()),
+                m.max(p.memory_mib),
+                d.max(p.disk_gib),
+            )
+        });
         Self {
             vms: self.vms + 1,
             cores: self.cores + cores,
@@ -260,7 +271,8 @@ impl QuotaUsage {
 }
 
 /// The usage of `customer`'s live services, leaving out service `except` (one whose plan is
-/// about to change).
+/// about to change). A service with a change of plan queued counts as the larger of its plans,
+/// so two changes queued before either runs cannot together exceed the quota.
 pub fn usage(
     conn: &Connection,
     customer: i64,
@@ -272,18 +284,21 @@ pub fn usage(
         if Some(service.id) == except {
             continue;
         }
-        let plan = match service.plan {
-            Some(name) => match plans.get(&name) {
-                Some(plan) => plan.clone(),
-                None => {
-                    let found = plan(conn, &name)?;
-                    plans.insert(name, found.clone());
-                    found
-                }
-            },
-            None => None,
-        };
-        usage = usage.plus(plan.as_ref());
+        let names = service
+            .plan
+            .into_iter()
+            .chain(super::job::pending_plans(conn, service.id)?);
+        let mut sized = Vec::new();
+        for name in names {
+            if !plans.contains_key(&name) {
+                let found = plan(conn, &name)?;
+                plans.insert(name.clone(), found);
+            }
+            if let Some(Some(found)) = plans.get(&name) {
+                sized.push(found.clone());
+            }
+        }
+        usage = usage.plus_largest(sized.iter());
     }
     Ok(usage)
 }

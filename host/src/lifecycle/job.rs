@@ -196,6 +196,18 @@ pub fn for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<J
     rows.collect()
 }
 
+/// The plans unfinished change-plan jobs of the service will give it.
+pub fn pending_plans(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 AND kind = 'change_plan'
+           AND state IN ('pending', 'compensating') ORDER BY id"
+    ))?;
+    let jobs = statement.query_map([service_id], from_row)?;
+    jobs.map(|job| job.map(|j| j.data.new_plan))
+        .filter_map(Result::transpose)
+        .collect()
+}
+
 /// The service's newest job, if it has any.
 pub fn latest_for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Option<Job>> {
     conn.query_row(

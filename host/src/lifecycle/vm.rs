@@ -451,24 +451,25 @@ impl StepContext<'_> {
     }
 
     async fn reconfigure(&self, data: &mut JobData) -> Result<(), StepError> {
-        if self.finish_remembered_task(data).await? {
-            return Ok(());
-        }
         let plan_name = data
             .new_plan
             .clone()
             .ok_or_else(|| StepError::Permanent("no new plan".into()))?;
-        let plan = self.plan(&plan_name).await?;
-        let Some((node, vmid)) = self.owned_vm().await? else {
-            return Err(StepError::Permanent(
-                "the service's VM does not exist".into(),
-            ));
-        };
-        let update = VmConfigUpdate::new()
-            .cores(plan.cores)
-            .memory_mib(plan.memory_mib);
-        self.client.update_vm_config(&node, vmid, &update).await?;
-        self.grow_disk(data, &node, vmid, plan.disk_gib).await?;
+        // A resize remembered from before a crash or a time-out is the last of the changes:
+        // once it is done, only recording the plan is left.
+        if !self.finish_remembered_task(data).await? {
+            let plan = self.plan(&plan_name).await?;
+            let Some((node, vmid)) = self.owned_vm().await? else {
+                return Err(StepError::Permanent(
+                    "the service's VM does not exist".into(),
+                ));
+            };
+            let update = VmConfigUpdate::new()
+                .cores(plan.cores)
+                .memory_mib(plan.memory_mib);
+            self.client.update_vm_config(&node, vmid, &update).await?;
+            self.grow_disk(data, &node, vmid, plan.disk_gib).await?;
+        }
         let (id, from) = (self.service.id, self.service.plan.clone());
         let to = plan_name.clone();
         self.lifecycle
@@ -485,6 +486,8 @@ impl StepContext<'_> {
     /// who paid for more expects to have it, not at some later reboot.
     async fn restart_for_plan(&self, data: &mut JobData) -> Result<(), StepError> {
         if self.finish_remembered_task(data).await? {
+            self.audit("service.restarted", json!({ "why": "plan change" }))
+                .await;
             return Ok(());
         }
         let Some((node, vmid)) = self.owned_vm().await? else {

@@ -700,6 +700,51 @@ async fn a_vm_its_owner_stopped_is_not_drift_but_one_stopped_behind_our_back_is(
 }
 
 #[tokio::test]
+async fn two_plan_changes_queued_together_cannot_exceed_the_quota() {
+    let panel = Panel::start().await;
+    let (_, a) = panel.order("order-qa", "qa-1").await;
+    let (_, b) = panel.order("order-qb", "qb-1").await;
+    let (a, b) = (
+        a["service_id"].as_i64().unwrap(),
+        b["service_id"].as_i64().unwrap(),
+    );
+    panel.settled(a).await;
+    panel.settled(b).await;
+    let alice = panel.alice_id().await;
+    panel
+        .put(
+            &format!("/api/v1/users/{alice}/quota"),
+            json!({ "max_vms": 5, "max_cores": 8, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
+        )
+        .await;
+    panel.put("/api/v1/plans/six", json!({
+        "name": "six", "cores": 6, "memory_mib": 2048, "disk_gib": 20, "templates": ["debian-12"]
+    })).await;
+    // The first change is still on its way when the second is asked for.
+    panel.demo.sim().inject(Fault {
+        method: Some("PUT".into()),
+        path: "/nodes/{node}/qemu/{vmid}/config".into(),
+        kind: FaultKind::Latency { ms: 1500 },
+        times: Times::ONCE,
+    });
+    let (path_a, path_b) = (
+        format!("/api/v1/services/{a}/change-plan"),
+        format!("/api/v1/services/{b}/change-plan"),
+    );
+    let (status, body) = panel
+        .post("admin", &path_a, "c-a", json!({ "plan": "six" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = panel
+        .post("admin", &path_b, "c-b", json!({ "plan": "six" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cores"), "{body}");
+    assert_eq!(panel.settled(a).await["service"]["plan"], "six");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn an_order_over_quota_is_refused_with_the_limit_and_creates_nothing() {
     let panel = Panel::start().await;
     let alice = panel.alice_id().await;
