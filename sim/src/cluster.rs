@@ -359,11 +359,6 @@ impl Vm {
         self.power = power;
         self.started_at = (power == PowerState::Running).then(Instant::now);
     }
-
-    /// Which `<disk>N` keys hold real disks (not cloud-init or CD-ROM drives).
-    pub fn disk_keys(&self) -> impl Iterator<Item = &String> {
-        self.config.keys().filter(|k| is_disk_key(k))
-    }
 }
 
 /// Keys a running VM cannot change without a restart, with PVE's default `hotplug`

@@ -159,8 +159,10 @@ impl VmConfig {
         self.values.get(key).map(String::as_str)
     }
 
-    /// The storages the VM's volumes live on (disks, EFI and TPM state, the cloud-init drive),
-    /// without duplicates; CD-ROMs holding an ISO image or nothing are not the VM's own.
+    /// The storages the VM's volumes live on, without duplicates: disks, EFI and TPM state, the
+    /// cloud-init drive and an ISO in a CD-ROM drive, which qemu-server's clone check counts
+    /// alike. An empty drive (`none`) counts for nothing; the host's own drive (`cdrom`) and a
+    /// volume given as a path count as storages named so, which no storage list calls shared.
     pub fn volume_storages(&self) -> Vec<String> {
         let mut storages: Vec<String> = self
             .values
@@ -168,9 +170,11 @@ impl VmConfig {
             .filter(|(key, _)| is_volume_key(key))
             .filter_map(|(_, line)| {
                 let volume = line.split(',').next()?;
-                let is_iso_or_empty = line.contains("media=cdrom") && !volume.contains("cloudinit");
-                let (storage, _) = volume.split_once(':')?;
-                (!is_iso_or_empty).then(|| storage.to_owned())
+                match volume.split_once(':') {
+                    _ if volume == "none" => None,
+                    Some((storage, _)) if !volume.starts_with('/') => Some(storage.to_owned()),
+                    _ => Some(volume.to_owned()),
+                }
             })
             .collect();
         storages.sort();
@@ -335,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn volume_storages_are_the_vms_own_volumes_not_its_isos() {
+    fn volume_storages_count_isos_and_host_drives_but_not_empty_ones() {
         let cfg = VmConfig::from_json(
             serde_json::from_value(json!({
                 "scsi0": "ceph:base-9000-disk-0,size=8G",
@@ -348,7 +352,11 @@ mod tests {
             }))
             .unwrap(),
         );
-        assert_eq!(cfg.volume_storages(), ["ceph", "local-lvm"]);
+        assert_eq!(cfg.volume_storages(), ["ceph", "local", "local-lvm"]);
+        let host_drive = VmConfig::from_json(
+            serde_json::from_value(json!({ "ide2": "cdrom,media=cdrom" })).unwrap(),
+        );
+        assert_eq!(host_drive.volume_storages(), ["cdrom"]);
     }
 
     #[test]

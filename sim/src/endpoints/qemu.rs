@@ -361,7 +361,8 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
     Ok(json!(upid))
 }
 
-/// Cloning to another node needs the target storage shared; `local-lvm` is not.
+/// Cloning to another node needs every volume of the source, and the target storage if one is
+/// named, on shared storage; `local` and `local-lvm` are not.
 fn check_clone_target(
     cluster: &Cluster,
     source: &Vm,
@@ -384,13 +385,22 @@ fn check_clone_target(
             "no such cluster node '{target}'"
         )));
     }
-    let disk_storage = source
-        .disk_keys()
-        .filter_map(|k| source.config.get(k)?.split_once(':'))
-        .map(|(s, _)| s)
-        .next();
-    let storage = storage.or(disk_storage).unwrap_or("local-lvm");
-    if !cluster.storage(storage).is_some_and(|s| s.shared) {
+    // qemu-server's check_storage_access_clone: every volume (disks, the cloud-init drive, an
+    // ISO in a CD-ROM drive) must be on shared storage; an empty drive does not count.
+    let shared = |name: &str| cluster.storage(name).is_some_and(|s| s.shared);
+    let uses_local = source.config.iter().any(|(key, line)| {
+        let volume = line.split(',').next().unwrap_or_default();
+        let storage = volume.split_once(':').map_or(volume, |(s, _)| s);
+        is_disk_key(key) && volume != "none" && !shared(storage)
+    });
+    if uses_local {
+        return Err(ApiError::internal(format!(
+            "can't clone VM to node '{target}' (VM uses local storage)"
+        )));
+    }
+    if let Some(storage) = storage
+        && !shared(storage)
+    {
         return Err(ApiError::internal(format!(
             "can't clone to non-shared storage '{storage}'"
         )));

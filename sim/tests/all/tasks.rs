@@ -123,3 +123,41 @@ async fn templates_cannot_start_and_disks_cannot_shrink() {
         .unwrap_or_default();
     assert!(scsi0.ends_with("size=10G"), "{scsi0}");
 }
+
+#[tokio::test]
+async fn a_clone_crosses_nodes_only_when_every_volume_is_on_shared_storage() {
+    let sim = start().await;
+    let seed = |vmid, storage: &str| porthole_sim::VmSeed {
+        node: "pve1".into(),
+        vmid,
+        storage: storage.into(),
+        template: true,
+        ..porthole_sim::VmSeed::default()
+    };
+    sim.handle.add_vm(seed(9100, "ceph")).unwrap();
+    sim.handle.add_vm(seed(9101, "ceph")).unwrap();
+    // An ISO left in the second template's CD-ROM drive is on local storage.
+    let iso = [("ide0", "local:iso/debian-12.iso,media=cdrom")];
+    sim.ok(Method::PUT, "/nodes/pve1/qemu/9101/config", &iso)
+        .await;
+    let clone = |vmid: u32, newid: &'static str| {
+        let path = format!("/nodes/pve1/qemu/{vmid}/clone");
+        let sim = &sim;
+        async move {
+            let form = [("newid", newid), ("target", "pve2"), ("full", "1")];
+            body(sim.call(Method::POST, &path, Auth::Token, &form).await).await
+        }
+    };
+
+    let (status, upid) = clone(9100, "201").await;
+    assert_eq!(status, 200, "{upid}");
+    assert!(sim.handle.vm_config("pve2", 201).is_some());
+    for (vmid, newid) in [(9000, "202"), (9101, "203")] {
+        let (status, answer) = clone(vmid, newid).await;
+        assert_eq!(status, 500, "{answer}");
+        assert_eq!(
+            answer["message"],
+            "can't clone VM to node 'pve2' (VM uses local storage)\n"
+        );
+    }
+}
