@@ -286,21 +286,58 @@ impl StepContext<'_> {
             return Ok(None);
         };
         match self.client.vm_config(&node, vmid).await {
-            Ok(config) if config.get("lock") == Some("clone") => Err(StepError::Transient(
-                format!("VM {vmid} is still being cloned"),
-            )),
-            Ok(config) if self.is_ours(&config) => Ok(Some((node, vmid))),
-            Ok(_) => {
-                tracing::warn!(
-                    service = self.service.id,
-                    vmid,
-                    "VM id is held by a VM that is not this service's; leaving it alone"
-                );
-                Ok(None)
-            }
+            Ok(config) => self.judge(node, vmid, &config),
+            Err(ProxmoxError::NotFound { .. }) => self.owned_vm_elsewhere(&node, vmid).await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A VM cloned to another node lives on the template's node until its copy is done, and an
+    /// operator may migrate one: the cluster says where the id is now.
+    async fn owned_vm_elsewhere(
+        &self,
+        expected: &str,
+        vmid: u32,
+    ) -> Result<Option<(String, u32)>, StepError> {
+        let resources = self
+            .client
+            .cluster_resources(Some(ResourceKind::Vm))
+            .await?;
+        let elsewhere = resources
+            .into_iter()
+            .find(|r| r.vmid == Some(vmid) && r.node.as_deref() != Some(expected))
+            .and_then(|r| r.node);
+        let Some(node) = elsewhere else {
+            return Ok(None);
+        };
+        match self.client.vm_config(&node, vmid).await {
+            Ok(config) => self.judge(node, vmid, &config),
             Err(ProxmoxError::NotFound { .. }) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Whether VM `vmid` on `node`, with `config`, is this service's and ready to be worked on.
+    fn judge(
+        &self,
+        node: String,
+        vmid: u32,
+        config: &crate::proxmox::VmConfig,
+    ) -> Result<Option<(String, u32)>, StepError> {
+        if config.get("lock") == Some("clone") {
+            return Err(StepError::Transient(format!(
+                "VM {vmid} is still being cloned"
+            )));
+        }
+        if self.is_ours(config) {
+            return Ok(Some((node, vmid)));
+        }
+        tracing::warn!(
+            service = self.service.id,
+            vmid,
+            "VM id is held by a VM that is not this service's; leaving it alone"
+        );
+        Ok(None)
     }
 
     async fn configure(&self, data: &mut JobData) -> Result<(), StepError> {

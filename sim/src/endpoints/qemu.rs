@@ -324,11 +324,13 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
     }
     check_clone_target(&cluster, source, &node, &target, call.param("storage"))?;
     let config = clone_config(call, source, newid, full);
+    // Like qemu-server, the copy is made on the source node and its config moves to the target
+    // node only once the copy is done.
     cluster.vms.insert(
         newid,
         Vm {
             vmid: newid,
-            node: target,
+            node: node.clone(),
             config,
             pending: BTreeMap::new(),
             power: PowerState::Stopped,
@@ -354,6 +356,7 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
             }
             if let Some(vm) = cluster.vms.get_mut(&newid) {
                 vm.config.remove("lock");
+                vm.node = target;
             }
             Ok(())
         },

@@ -125,7 +125,7 @@ async fn templates_cannot_start_and_disks_cannot_shrink() {
 }
 
 #[tokio::test]
-async fn a_clone_crosses_nodes_only_when_every_volume_is_on_shared_storage() {
+async fn a_clone_crosses_nodes_after_its_copy_and_only_from_shared_storage() {
     let sim = start().await;
     let seed = |vmid, storage: &str| porthole_sim::VmSeed {
         node: "pve1".into(),
@@ -151,6 +151,12 @@ async fn a_clone_crosses_nodes_only_when_every_volume_is_on_shared_storage() {
 
     let (status, upid) = clone(9100, "201").await;
     assert_eq!(status, 200, "{upid}");
+    // The copy is made on the source node, locked, and moves to the target when done.
+    let copying = sim.handle.vm_config("pve1", 201).unwrap_or_default();
+    assert_eq!(copying.get("lock").map(String::as_str), Some("clone"));
+    sim.wait_task("pve1", upid["data"].as_str().unwrap_or_default())
+        .await;
+    assert!(sim.handle.vm_config("pve1", 201).is_none());
     assert!(sim.handle.vm_config("pve2", 201).is_some());
     for (vmid, newid) in [(9000, "202"), (9101, "203")] {
         let (status, answer) = clone(vmid, newid).await;
