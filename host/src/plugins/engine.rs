@@ -8,7 +8,7 @@
 //! data key (`porthole-plugin-artifact`, the workspace's one `unsafe` call) that also binds the
 //! plugin's name, the component's digest and the engine's settings; it is deserialized only after
 //! the MAC verifies. Anything else, including a file in an older layout, is recompiled. Once
-//! every configured plugin is loaded, entries none of them used are deleted.
+//! every configured plugin is loaded, entries none of them uses are deleted once a day old.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,8 +143,18 @@ impl ArtifactCache {
     }
 
     /// Deletes the entries no plugin of this run uses: a plugin upgraded, renamed or removed, or
-    /// a daemon upgraded, would otherwise leave its artifacts behind for ever.
+    /// a daemon upgraded, would otherwise leave its artifacts behind for ever. Entries written in
+    /// the last day stay, and so do files being written: another daemon sharing the directory
+    /// (a rolling upgrade) may be using them.
     pub fn prune(&self) {
+        const GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+        let recent = |path: &Path| {
+            std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_none_or(|age| age < GRACE)
+        };
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -155,11 +165,8 @@ impl ArtifactCache {
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|path| {
-                let ours = matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("cwasm" | "partial")
-                );
-                ours && !used.contains(path)
+                let ours = path.extension().and_then(|e| e.to_str()) == Some("cwasm");
+                ours && !used.contains(path) && !recent(path)
             });
         let mut removed = 0;
         for path in stale {

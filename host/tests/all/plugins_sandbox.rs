@@ -1009,11 +1009,21 @@ async fn compiled_artifacts_are_cached_and_a_tampered_entry_is_recompiled() {
     // Entries no configured plugin uses any more (a removed plugin, an older component) go.
     let stale = dir.path().join("gone-0000-1111.cwasm");
     std::fs::write(&stale, b"left behind").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    // Written a moment ago, perhaps by another daemon sharing the directory: kept.
+    let fresh = dir.path().join("other-2222-3333.cwasm");
+    std::fs::write(&fresh, b"another daemon's").unwrap();
     let unrelated = dir.path().join("README");
     std::fs::write(&unrelated, b"not ours").unwrap();
     drop(runtime_with_options(&plugins, options).await);
     assert!(!stale.exists(), "a stale entry was pruned");
-    assert!(entries[0].exists() && unrelated.exists());
+    assert!(entries[0].exists() && unrelated.exists() && fresh.exists());
 }
 
 #[tokio::test]
