@@ -28,13 +28,15 @@ pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
 pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
     let gathered = state.inventory.nodes().await;
     let seen = crate::inventory::reported_nodes(&gathered.items);
-    let known = state
+    // Remembering is a side effect of looking: if it fails, the answer is still worth giving.
+    let recorded = state
         .store
-        .call(move |c| {
-            crate::store::nodes::record(c, &seen)?;
-            crate::store::nodes::known(c)
-        })
-        .await?;
+        .call(move |c| crate::store::nodes::record(c, &seen))
+        .await;
+    if let Err(err) = recorded {
+        tracing::warn!(error = %err, "cannot record the clusters' nodes");
+    }
+    let known = state.store.call(|c| crate::store::nodes::known(c)).await?;
     let last_known: Vec<_> = known
         .into_iter()
         .filter(|n| gathered.unreachable.iter().any(|u| u.cluster == n.cluster))
