@@ -571,8 +571,15 @@ fn power(call: &Call<'_>, action: Power) -> Result<Value, ApiError> {
                 Power::Start if vm.power == PowerState::Running => {
                     Err(format!("VM {vmid} already running"))
                 }
-                Power::Start | Power::Reboot => {
+                Power::Start => {
                     vm.set_power(PowerState::Running);
+                    Ok(())
+                }
+                // `qm reboot` shuts the guest down and starts a new QEMU process: the pending
+                // changes apply, and the old process's console connections end.
+                Power::Reboot => {
+                    vm.set_power(PowerState::Running);
+                    state.consoles.cut_sessions(vmid);
                     Ok(())
                 }
                 // Stopping a stopped VM is a no-op that succeeds, as in qemu-server.
