@@ -111,6 +111,18 @@ impl Panel {
         .await
     }
 
+    /// Gives alice room for anything but `max_cores` cores.
+    async fn limit_alices_cores(&self, max_cores: u32) {
+        let alice = self.alice_id().await;
+        self.put(
+            &format!("/api/v1/users/{alice}/quota"),
+            json!({
+                "max_vms": 5, "max_cores": max_cores, "max_memory_mib": 65536, "max_disk_gib": 1000
+            }),
+        )
+        .await;
+    }
+
     async fn alice_id(&self) -> i64 {
         let whoami: Value = self
             .http
@@ -595,23 +607,12 @@ async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
         body["error"].as_str().unwrap().contains("disks only grow"),
         "{body}"
     );
-    let alice = panel.alice_id().await;
-    panel
-        .put(
-            &format!("/api/v1/users/{alice}/quota"),
-            json!({ "max_vms": 5, "max_cores": 3, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
-        )
-        .await;
+    panel.limit_alices_cores(3).await;
     let (status, body) = change("c-large", "large").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(body["error"].as_str().unwrap().contains("cores"), "{body}");
 
-    panel
-        .put(
-            &format!("/api/v1/users/{alice}/quota"),
-            json!({ "max_vms": 5, "max_cores": 4, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
-        )
-        .await;
+    panel.limit_alices_cores(4).await;
     let (status, body) = change("c-large-2", "large").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let view = panel.settled(id).await;
@@ -710,13 +711,7 @@ async fn two_plan_changes_queued_together_cannot_exceed_the_quota() {
     );
     panel.settled(a).await;
     panel.settled(b).await;
-    let alice = panel.alice_id().await;
-    panel
-        .put(
-            &format!("/api/v1/users/{alice}/quota"),
-            json!({ "max_vms": 5, "max_cores": 8, "max_memory_mib": 65536, "max_disk_gib": 1000 }),
-        )
-        .await;
+    panel.limit_alices_cores(8).await;
     panel.put("/api/v1/plans/six", json!({
         "name": "six", "cores": 6, "memory_mib": 2048, "disk_gib": 20, "templates": ["debian-12"]
     })).await;
@@ -747,15 +742,7 @@ async fn two_plan_changes_queued_together_cannot_exceed_the_quota() {
 #[tokio::test]
 async fn an_order_over_quota_is_refused_with_the_limit_and_creates_nothing() {
     let panel = Panel::start().await;
-    let alice = panel.alice_id().await;
-    panel
-        .put(
-            &format!("/api/v1/users/{alice}/quota"),
-            json!({
-                "max_vms": 5, "max_cores": 1, "max_memory_mib": 65536, "max_disk_gib": 1000
-            }),
-        )
-        .await;
+    panel.limit_alices_cores(1).await;
     let (status, body) = panel.order("order-big", "big-1").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(body["error"].as_str().unwrap().contains("cores"), "{body}");
