@@ -247,13 +247,10 @@ impl StepContext<'_> {
             .vmid
             .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
         match self.client.vm_config(&node, vmid).await {
-            Ok(config) if config.get("lock") == Some("clone") => {
-                return Err(StepError::Transient(format!(
-                    "VM {vmid} is still being cloned"
-                )));
-            }
-            Ok(config) if self.is_ours(&config) => return Ok(()),
-            Ok(_) => vmid = self.take_new_vmid().await?,
+            Ok(config) => match self.judge(node.clone(), vmid, &config)? {
+                Some(_) => return Ok(()),
+                None => vmid = self.take_new_vmid().await?,
+            },
             Err(ProxmoxError::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
         }
