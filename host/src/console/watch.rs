@@ -92,10 +92,7 @@ fn revoked_services(
     let ids = serde_json::to_string(services)
         .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
     let mut statement = conn.prepare_cached(
-        "SELECT id, state FROM services
-         WHERE id IN (SELECT value FROM json_each(?1))
-           AND state IN ('suspended', 'terminating', 'terminated', 'failed')
-         ORDER BY id",
+        "SELECT id, state FROM services WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
     )?;
     let rows = statement.query_map([ids], |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))

@@ -198,14 +198,14 @@ pub fn for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<J
 
 /// The plans unfinished change-plan jobs of the service will give it.
 pub fn pending_plans(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<String>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 AND kind = 'change_plan'
-           AND state IN ('pending', 'compensating') ORDER BY id"
-    ))?;
-    let jobs = statement.query_map([service_id], from_row)?;
-    jobs.map(|job| job.map(|j| j.data.new_plan))
-        .filter_map(Result::transpose)
-        .collect()
+    let mut statement = conn.prepare_cached(
+        "SELECT json_extract(data, '$.new_plan') FROM jobs
+         WHERE service_id = ?1 AND kind = 'change_plan' AND state IN ('pending', 'compensating')
+           AND json_extract(data, '$.new_plan') IS NOT NULL
+         ORDER BY id",
+    )?;
+    let plans = statement.query_map([service_id], |row| row.get(0))?;
+    plans.collect()
 }
 
 /// The service's newest job, if it has any.
