@@ -196,13 +196,24 @@ impl Panel {
         log.as_array().cloned().unwrap_or_default()
     }
 
+    /// An order placed and provisioned: its service id and VM id.
+    async fn provisioned(&self, key: &str, hostname: &str) -> (i64, u32) {
+        let (_, receipt) = self.order(key, hostname).await;
+        let id = receipt["service_id"].as_i64().unwrap();
+        let view = self.settled(id).await;
+        let vmid = view["service"]["vmid"].as_u64().unwrap();
+        (id, vmid as u32)
+    }
+
+    /// The POSTs the simulator answered whose path ends with `suffix`.
+    fn posts_to(&self, suffix: &str) -> Vec<porthole_sim::RecordedRequest> {
+        let mut requests = self.demo.sim().requests();
+        requests.retain(|r| r.method == "POST" && r.path.ends_with(suffix));
+        requests
+    }
+
     fn clones(&self) -> usize {
-        self.demo
-            .sim()
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/clone"))
-            .count()
+        self.posts_to("/clone").len()
     }
 }
 
@@ -435,10 +446,9 @@ async fn a_plan_with_a_node_group_clones_to_the_roomiest_node_only_from_shared_s
         error.contains("pve2") && error.contains("storage"),
         "{view}"
     );
-    let cross_node_clones = sim
-        .requests()
+    let clones = panel.posts_to("/clone");
+    let cross_node_clones = clones
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/clone"))
         .filter(|r| r.params.contains_key("target"))
         .count();
     assert_eq!(
@@ -537,9 +547,7 @@ async fn a_step_that_keeps_failing_rolls_back_and_leaves_no_vm() {
 #[tokio::test]
 async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
     let panel = Panel::start().await;
-    let (_, receipt) = panel.order("order-life", "life-1").await;
-    let id = receipt["service_id"].as_i64().unwrap();
-    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+    let (id, vmid) = panel.provisioned("order-life", "life-1").await;
 
     let (status, _) = panel
         .post(
@@ -587,9 +595,7 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
 #[tokio::test]
 async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
     let panel = Panel::start().await;
-    let (_, receipt) = panel.order("order-grow", "grow-1").await;
-    let id = receipt["service_id"].as_i64().unwrap();
-    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+    let (id, vmid) = panel.provisioned("order-grow", "grow-1").await;
     panel.put("/api/v1/plans/large", json!({
         "name": "large", "cores": 4, "memory_mib": 8192, "disk_gib": 40, "templates": ["debian-12"]
     })).await;
@@ -625,13 +631,7 @@ async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
     );
     assert!(config["scsi0"].contains("size=40G"), "{config:?}");
     assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
-    let reboots = |sim: &porthole_sim::SimHandle| {
-        sim.requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/status/reboot"))
-            .count()
-    };
-    assert_eq!(reboots(panel.demo.sim()), 1);
+    assert_eq!(panel.posts_to("/status/reboot").len(), 1);
     let changed = panel.audit("service.plan_changed").await;
     assert_eq!(changed[0]["detail"]["to"], "large", "{changed:?}");
 
@@ -655,21 +655,15 @@ async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
         panel.demo.sim().vm_config("pve1", vmid).unwrap()["memory"],
         "16384"
     );
-    assert_eq!(reboots(panel.demo.sim()), 1);
+    assert_eq!(panel.posts_to("/status/reboot").len(), 1);
     panel.demo.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_vm_its_owner_stopped_is_not_drift_but_one_stopped_behind_our_back_is() {
     let panel = Panel::start().await;
-    let (_, first) = panel.order("order-own", "own-1").await;
-    let (_, second) = panel.order("order-back", "back-1").await;
-    let own = first["service_id"].as_i64().unwrap();
-    let back = second["service_id"].as_i64().unwrap();
-    panel.settled(own).await;
-    let back_vmid = panel.settled(back).await["service"]["vmid"]
-        .as_u64()
-        .unwrap() as u32;
+    let (own, own_vmid) = panel.provisioned("order-own", "own-1").await;
+    let (back, back_vmid) = panel.provisioned("order-back", "back-1").await;
 
     let (status, _) = panel
         .post(
@@ -680,9 +674,6 @@ async fn a_vm_its_owner_stopped_is_not_drift_but_one_stopped_behind_our_back_is(
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let own_vmid = panel.service(own).await["service"]["vmid"]
-        .as_u64()
-        .unwrap() as u32;
     panel.vm_becomes(own_vmid, "stopped").await;
     let stop = format!("/nodes/pve1/qemu/{back_vmid}/status/stop");
     crate::lifecycle_acceptance::behind_our_back(panel.demo.sim(), reqwest::Method::POST, &stop)
@@ -703,14 +694,8 @@ async fn a_vm_its_owner_stopped_is_not_drift_but_one_stopped_behind_our_back_is(
 #[tokio::test]
 async fn two_plan_changes_queued_together_cannot_exceed_the_quota() {
     let panel = Panel::start().await;
-    let (_, a) = panel.order("order-qa", "qa-1").await;
-    let (_, b) = panel.order("order-qb", "qb-1").await;
-    let (a, b) = (
-        a["service_id"].as_i64().unwrap(),
-        b["service_id"].as_i64().unwrap(),
-    );
-    panel.settled(a).await;
-    panel.settled(b).await;
+    let (a, _) = panel.provisioned("order-qa", "qa-1").await;
+    let (b, _) = panel.provisioned("order-qb", "qb-1").await;
     panel.limit_alices_cores(8).await;
     panel.put("/api/v1/plans/six", json!({
         "name": "six", "cores": 6, "memory_mib": 2048, "disk_gib": 20, "templates": ["debian-12"]
@@ -915,9 +900,7 @@ async fn a_start_still_queued_when_a_suspension_lands_is_undone() {
     // Tasks take a second, so a start Proxmox has accepted has not run yet when the suspension
     // stops the VM: the suspension finds it stopped, then the start runs it.
     let panel = Panel::with_tasks_of(Duration::from_millis(1000)).await;
-    let (_, receipt) = panel.order("order-race", "race-1").await;
-    let id = receipt["service_id"].as_i64().unwrap();
-    let vmid = panel.settled(id).await["service"]["vmid"].as_u64().unwrap() as u32;
+    let (id, vmid) = panel.provisioned("order-race", "race-1").await;
     let power = format!("/api/v1/vms/{id}/power");
     let (status, _) = panel
         .post("alice", &power, "-", json!({ "action": "stop" }))
