@@ -28,6 +28,7 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
     let output = Command::new("cargo")
         .args([
             "run",
+            "--locked",
             "--release",
             "--quiet",
             "--manifest-path",

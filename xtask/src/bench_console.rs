@@ -1,5 +1,5 @@
-//! `cargo xtask bench console`: installs websockify (PyPI) into a venv under target/ if it is
-//! missing, builds the measuring program `xtask/bench-console` (release), runs it, and appends the
+//! `cargo xtask bench console`: installs websockify (PyPI, pinned) into a venv under target/ if it
+//! is missing, builds the measuring program `xtask/bench-console` (release), runs it, and appends the
 //! numbers with the machine and date to docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ pub fn run(root: &Path, only_throughput: bool) -> anyhow::Result<()> {
     let output = Command::new("cargo")
         .args([
             "run",
+            "--locked",
             "--release",
             "--quiet",
             "--manifest-path",
@@ -57,17 +58,22 @@ pub fn run(root: &Path, only_throughput: bool) -> anyhow::Result<()> {
     append(&root.join("docs/benchmarks.md"), &section)
 }
 
-/// `target/bench-console/venv/bin/websockify`, installed with numpy (websockify unmasks client
-/// frames with numpy when it can; without it, it would be measured at its slowest).
+/// `target/bench-console/venv/bin/websockify`, installed from `xtask/bench-console/requirements.txt`
+/// (every package pinned) and installed again whenever that file changes.
 fn websockify(root: &Path) -> anyhow::Result<PathBuf> {
+    let requirements_file = root.join("xtask/bench-console/requirements.txt");
+    let requirements = std::fs::read(&requirements_file)
+        .with_context(|| format!("while reading {}", requirements_file.display()))?;
     let venv = root.join("target/bench-console/venv");
     let bin = venv.join("bin/websockify");
-    if bin.exists() {
+    // The requirements the venv was last installed from, compared to decide whether it is current.
+    let installed = venv.join("porthole-requirements.txt");
+    if bin.exists() && std::fs::read(&installed).ok().as_deref() == Some(&requirements[..]) {
         return Ok(bin);
     }
     eprintln!("xtask: installing websockify into {}", venv.display());
     let status = Command::new("python3")
-        .args(["-m", "venv"])
+        .args(["-m", "venv", "--clear"])
         .arg(&venv)
         .status()
         .context("while running python3 -m venv")?;
@@ -75,12 +81,15 @@ fn websockify(root: &Path) -> anyhow::Result<PathBuf> {
         bail!("python3 -m venv failed");
     }
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "websockify", "numpy"])
+        .args(["install", "--quiet", "--no-deps", "--requirement"])
+        .arg(&requirements_file)
         .status()
         .context("while running pip")?;
     if !status.success() || !bin.exists() {
         bail!("pip install websockify failed");
     }
+    std::fs::write(&installed, &requirements)
+        .with_context(|| format!("while writing {}", installed.display()))?;
     Ok(bin)
 }
 

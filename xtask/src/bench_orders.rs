@@ -22,6 +22,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let output = Command::new("cargo")
         .args([
             "run",
+            "--locked",
             "--release",
             "--quiet",
             "--manifest-path",

@@ -36,6 +36,7 @@ pub fn build(root: &Path) -> anyhow::Result<Vec<Component>> {
     step(root, "rustup", &["target", "add", "wasm32-wasip2"])?;
     let mut args = vec![
         "build",
+        "--locked",
         "--manifest-path",
         "plugins/Cargo.toml",
         "--release",
@@ -90,6 +91,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
     let clippy = |target: Option<&'static str>| {
         let mut args = vec![
             "clippy",
+            "--locked",
             manifest[0],
             manifest[1],
             "--workspace",
@@ -98,6 +100,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
         if let Some(target) = target {
             args = vec![
                 "clippy",
+                "--locked",
                 manifest[0],
                 manifest[1],
                 "--workspace",
@@ -115,6 +118,6 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
     step(
         root,
         "cargo",
-        &["test", manifest[0], manifest[1], "--workspace"],
+        &["test", "--locked", manifest[0], manifest[1], "--workspace"],
     )
 }

@@ -30,7 +30,9 @@ pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
     let ui = root.join("panel-ui");
     let lock = newest(&ui.join("package-lock.json"));
     if newest(&ui.join("node_modules/.package-lock.json")) < lock {
-        install_locked(&ui)?;
+        // Exactly what the lock records: `npm ci` refuses a lock that no longer matches
+        // `package.json` rather than rewriting it, so a checkout stays clean.
+        step(&ui, "npm", &["ci", "--no-audit", "--no-fund"])?;
     }
     let inputs = ["src", "index.html", "package.json", "vite.config.ts"];
     let sources = inputs
@@ -39,23 +41,6 @@ pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
         .chain(lock);
     if newest(&ui.join("dist/index.html")) < sources.max() {
         step(&ui, "npm", &["run", "build"])?;
-    }
-    Ok(())
-}
-
-/// Installs exactly what `package-lock.json` records. Not `npm ci`: the registry mirror this
-/// project builds from serves only this platform's optional packages (rollup's and esbuild's
-/// native binaries), so the lock lists only those and `npm ci` refuses it as incomplete.
-/// `npm install` follows the lock; the lock must come out unchanged, or the install is refused.
-fn install_locked(ui: &Path) -> anyhow::Result<()> {
-    let lock_file = ui.join("package-lock.json");
-    let before = std::fs::read(&lock_file)?;
-    step(ui, "npm", &["install", "--no-audit", "--no-fund"])?;
-    if std::fs::read(&lock_file)? != before {
-        std::fs::write(&lock_file, before)?;
-        anyhow::bail!(
-            "npm install wanted to change panel-ui/package-lock.json; update it on purpose"
-        );
     }
     Ok(())
 }
@@ -82,6 +67,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         "cargo",
         &[
             "clippy",
+            "--locked",
             "--workspace",
             "--all-targets",
             "--",
@@ -95,13 +81,23 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     step(
         root,
         "cargo",
-        &["nextest", "run", "--workspace", "--no-fail-fast"],
+        &[
+            "nextest",
+            "run",
+            "--locked",
+            "--workspace",
+            "--no-fail-fast",
+        ],
     )?;
     // nextest does not run doctests.
-    step(root, "cargo", &["test", "--workspace", "--doc"])?;
+    step(root, "cargo", &["test", "--locked", "--workspace", "--doc"])?;
     // The web panel's browser tests drive Chromium against the demo built above.
     panel_ui(root)?;
-    step(root, "cargo", &["build", "--package", "porthole"])?;
+    step(
+        root,
+        "cargo",
+        &["build", "--locked", "--package", "porthole"],
+    )?;
     step(&root.join("panel-ui"), "npm", &["test"])
 }
 
@@ -111,7 +107,7 @@ pub fn demo(root: &Path, extra: &[String]) -> anyhow::Result<()> {
     panel_ui(root)?;
     // The demo provisions with the first-party plugins.
     crate::plugins::build(root)?;
-    let mut args = vec!["run", "--package", "porthole", "--", "demo"];
+    let mut args = vec!["run", "--locked", "--package", "porthole", "--", "demo"];
     args.extend(extra.iter().map(String::as_str));
     step(root, "cargo", &args)
 }

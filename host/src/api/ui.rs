@@ -101,7 +101,7 @@ fn with_headers(status: StatusCode, kind: &'static str, body: Vec<u8>, asset: bo
 fn not_built(dir: &Path) -> Response {
     let text = format!(
         "The Porthole web panel is not built ({} has no index.html).\n\
-         Build it with `npm install && npm run build` in panel-ui/, or run `cargo xtask demo`.\n\
+         Build it with `npm ci && npm run build` in panel-ui/, or run `cargo xtask demo`.\n\
          The JSON API is under /api/v1.\n",
         dir.display()
     );

@@ -36,6 +36,7 @@ fn built_plugins() -> &'static Path {
         let output = Command::new(cargo)
             .args([
                 "build",
+                "--locked",
                 "--release",
                 "--target",
                 "wasm32-wasip2",
