@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use crate::auth::secret_token;
 use crate::config;
 use crate::daemon::{Daemon, shutdown_signal};
+use crate::lifecycle::adopt::{Adoption, adopt};
+use crate::proxmox::Client;
 use crate::store::Store;
-use crate::store::services::{self, ExistingVm};
 use crate::store::users::Role;
 
 pub struct Options {
@@ -129,7 +130,11 @@ impl Demo {
         // finds the demo VMs' services.
         let store = Store::open(&config.database).await?;
         crate::daemon::register_clusters(&store, &config).await?;
-        let accounts = seed(&store).await?;
+        let inventory = crate::inventory::Inventory::from_config(&config.clusters)?;
+        let client = inventory
+            .client(CLUSTER)
+            .context("the demo's configuration has no simulated cluster")?;
+        let accounts = seed(&store, client).await?;
         drop(store);
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = Credentials {
@@ -232,8 +237,7 @@ fn demo_vms() -> Vec<DemoVm> {
             memory,
             disk_gb: 20,
             running,
-            // Only the VMs that are customers' services carry the tag Porthole gives its own.
-            tags: owner.map(|_| "porthole".into()),
+            // The customers' VMs are adopted at start, which tags and marks them as services.
             ..VmSeed::default()
         },
     };
@@ -402,8 +406,9 @@ storage = "local"
     Ok(text)
 }
 
-/// Creates the demo accounts, their tokens and their services.
-async fn seed(store: &Store) -> anyhow::Result<Vec<Account>> {
+/// Creates the demo accounts and their tokens, and adopts the customers' VMs as their services,
+/// as a provider moving to Porthole would.
+async fn seed(store: &Store, client: &Client) -> anyhow::Result<Vec<Account>> {
     let mut accounts = Vec::new();
     for (username, role) in [
         ("admin", Role::Admin),
@@ -418,23 +423,13 @@ async fn seed(store: &Store) -> anyhow::Result<Vec<Account>> {
             .into_iter()
             .filter(|vm| vm.owner == Some(username))
         {
-            let (owner_id, seed) = (user.id, demo.seed);
-            let service = store
-                .call(move |c| {
-                    services::insert_active(
-                        c,
-                        &ExistingVm {
-                            owner_id,
-                            name: &seed.name,
-                            cluster: CLUSTER,
-                            node: &seed.node,
-                            vmid: seed.vmid,
-                            plan: Some("demo"),
-                            stopped: !seed.running,
-                        },
-                    )
-                })
-                .await?;
+            let adoption = Adoption {
+                owner_id: user.id,
+                node: demo.seed.node,
+                vmid: demo.seed.vmid,
+                plan: Some("demo".into()),
+            };
+            let service = adopt(store, client, adoption).await?;
             vms.push(service.id);
         }
         accounts.push(Account {

@@ -16,4 +16,5 @@ pub mod logging;
 pub mod plugins;
 pub mod proxmox;
 pub mod sealed;
+pub mod service_state;
 pub mod store;

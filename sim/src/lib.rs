@@ -225,6 +225,12 @@ impl SimHandle {
         self.inner.state.vm_config(node, vmid)
     }
 
+    /// Edits one key of a VM's configuration behind the API's back (`None` removes it), as an
+    /// operator working on the node would; false when there is no such VM.
+    pub fn set_vm_config(&self, node: &str, vmid: u32, key: &str, value: Option<&str>) -> bool {
+        self.inner.state.set_vm_config(node, vmid, key, value)
+    }
+
     /// `"running"` or `"stopped"`.
     pub fn vm_status(&self, vmid: u32) -> Option<String> {
         self.inner.state.vm_status(vmid)

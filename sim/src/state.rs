@@ -120,6 +120,20 @@ impl SimState {
             .map(|vm| vm.config.clone())
     }
 
+    /// Sets (or with `None`, removes) one key of a VM's configuration, as an operator editing
+    /// the VM by hand would; false when there is no such VM.
+    pub fn set_vm_config(&self, node: &str, vmid: u32, key: &str, value: Option<&str>) -> bool {
+        let mut cluster = lock(&self.cluster);
+        let Ok(vm) = cluster.vm_mut(node, vmid) else {
+            return false;
+        };
+        match value {
+            Some(value) => vm.config.insert(key.to_owned(), value.to_owned()),
+            None => vm.config.remove(key),
+        };
+        true
+    }
+
     pub fn vm_status(&self, vmid: u32) -> Option<String> {
         let cluster = lock(&self.cluster);
         let vm = cluster.vms.get(&vmid)?;

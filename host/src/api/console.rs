@@ -280,16 +280,11 @@ async fn allowed_service(
     Ok(check_service(&service).map(|()| service))
 }
 
-/// Consoles are for active services only.
+/// Consoles are for active, provisioned services only.
 fn check_service(service: &Service) -> Result<(), (&'static str, ConsoleError)> {
     let conflict = |reason: &str| ConsoleError::refused(StatusCode::CONFLICT, reason);
-    match service.state.as_str() {
-        "active" => {}
-        "suspended" => return Err(("suspended", conflict("the VM is suspended"))),
-        "terminating" | "terminated" => {
-            return Err(("terminated", conflict("the VM is terminated")));
-        }
-        _ => return Err(("not_active", conflict("the VM is not active yet"))),
+    if let Err(refusal) = service.state.check_in_use() {
+        return Err((refusal.label, conflict(refusal.reason)));
     }
     if service.node.is_none() || service.vmid.is_none() {
         return Err(("not_active", conflict("the VM is not provisioned yet")));

@@ -14,6 +14,7 @@ use super::extract::Admin;
 use crate::auth::Identity;
 use crate::inventory::{Unreachable, VmView};
 use crate::lifecycle::access::{Services, SshAccess};
+use crate::service_state::ServiceState;
 use crate::store::services::{self, Service};
 
 pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
@@ -51,7 +52,7 @@ pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Va
 pub struct CustomerVm {
     pub id: i64,
     pub name: String,
-    pub state: String,
+    pub state: ServiceState,
     pub plan: Option<String>,
     /// `running`, `stopped`, or `unknown` when the cluster cannot be asked.
     pub power: String,
@@ -165,7 +166,7 @@ fn customer_vm(service: &Service, ssh: Option<SshAccess>, live: &LiveVms) -> Cus
     CustomerVm {
         id: service.id,
         name: service.name.clone(),
-        state: service.state.clone(),
+        state: service.state,
         plan: service.plan.clone(),
         power: vm
             .and_then(|vm| vm.status.clone())

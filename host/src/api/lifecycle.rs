@@ -24,6 +24,7 @@ use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::job;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
+use crate::service_state::ServiceState;
 use crate::store::services::{self, Service};
 use crate::store::users;
 
@@ -205,17 +206,6 @@ pub async fn service(
     Ok(Json(json!({ "service": service, "jobs": jobs })))
 }
 
-/// Every state a service can be in.
-const SERVICE_STATES: [&str; 7] = [
-    "pending",
-    "provisioning",
-    "active",
-    "suspended",
-    "terminating",
-    "terminated",
-    "failed",
-];
-
 #[derive(Deserialize)]
 pub struct ServicesQuery {
     state: Option<String>,
@@ -255,15 +245,16 @@ pub async fn list_services(
     _: Admin,
     Query(query): Query<ServicesQuery>,
 ) -> ApiResult<Json<Vec<ServiceSummary>>> {
-    let wanted = query.state.filter(|s| !s.is_empty());
-    if let Some(wanted) = &wanted
-        && !SERVICE_STATES.contains(&wanted.as_str())
-    {
-        return Err(ApiError::BadRequest(format!(
-            "no service state {wanted:?}; one of {}",
-            SERVICE_STATES.join(", ")
-        )));
-    }
+    let wanted = match query.state.filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(ServiceState::parse(&text).ok_or_else(|| {
+            let states: Vec<&str> = ServiceState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!(
+                "no service state {text:?}; one of {}",
+                states.join(", ")
+            ))
+        })?),
+    };
     let summaries = state
         .store
         .call(move |c| {
@@ -272,7 +263,7 @@ pub async fn list_services(
                 .map(|u| (u.id, u.username))
                 .collect();
             let mut listed = services::list(c, None)?;
-            listed.retain(|s| wanted.as_ref().is_none_or(|w| &s.state == w));
+            listed.retain(|s| wanted.is_none_or(|w| s.state == w));
             listed.reverse();
             listed
                 .into_iter()

@@ -108,10 +108,8 @@ pub async fn power(
 
 /// Only an active, provisioned service has power buttons.
 fn powerable(service: &Service) -> ApiResult<(String, u32)> {
-    match service.state.as_str() {
-        "active" => {}
-        "suspended" => return Err(ApiError::Conflict("the VM is suspended".into())),
-        _ => return Err(ApiError::Conflict("the VM is not active".into())),
+    if let Err(refusal) = service.state.check_in_use() {
+        return Err(ApiError::Conflict(refusal.reason.into()));
     }
     match (&service.node, service.vmid) {
         (Some(node), Some(vmid)) => Ok((node.clone(), vmid)),
@@ -170,14 +168,14 @@ impl SuspensionGuard {
                 return;
             }
         };
-        if state == "active" {
+        if state.check_in_use().is_ok() {
             return;
         }
         match self.stop(deadline).await {
             Ok(()) => {
                 tracing::warn!(
                     service = id,
-                    state,
+                    state = state.as_str(),
                     "a start raced a suspension; the VM was stopped again"
                 );
                 audit::record(
@@ -194,7 +192,7 @@ impl SuspensionGuard {
             }
             Err(err) => tracing::error!(
                 service = id,
-                state,
+                state = state.as_str(),
                 error = %err,
                 "a start raced a suspension and the VM could not be stopped; it may be running"
             ),

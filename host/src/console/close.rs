@@ -5,26 +5,8 @@
 //! This is the one place close codes are chosen; the panel's `CLOSES` table
 //! (`panel-ui/src/pages/console.ts`) explains each 40xx code to the user and must follow it.
 
-use serde::Serialize;
-
 use super::hub::CapacityRefusal;
-
-/// Why a VM's consoles are being revoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Revocation {
-    Suspended,
-    Terminated,
-}
-
-impl Revocation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Suspended => "suspended",
-            Self::Terminated => "terminated",
-        }
-    }
-}
+pub use crate::service_state::Revocation;
 
 /// How a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +93,7 @@ impl CloseReason {
             Self::BrowserProtocol(_) => "browser_protocol",
             Self::UpstreamFailed(_) => "upstream_failed",
             Self::UpstreamUnauthorized(_) => "upstream_unauthorized",
-            Self::Revoked(Revocation::Suspended) => "suspended",
-            Self::Revoked(Revocation::Terminated) => "terminated",
+            Self::Revoked(why) => why.as_str(),
             Self::LimitReached(refusal) => refusal.label(),
             Self::ClosedByOperator => "closed_by_operator",
             Self::Idle => "idle",

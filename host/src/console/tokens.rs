@@ -238,14 +238,27 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO users (id, username, role, password_hash, created_at, updated_at)
                VALUES (1, 'alice', 'customer', 'x', 0, 0);
-             INSERT INTO clusters (name, created_at) VALUES ('lab', 0);
-             INSERT INTO services (id, owner_id, name, cluster, node, vmid, state, created_at, updated_at)
-               VALUES (7, 1, 'web', 'lab', 'pve1', 101, 'active', 0, 0);",
+             INSERT INTO clusters (name, created_at) VALUES ('lab', 0);",
         )
         .unwrap();
+        let web = crate::store::services::ExistingVm {
+            owner_id: 1,
+            name: "web",
+            cluster: "lab",
+            node: "pve1",
+            vmid: 101,
+            plan: None,
+            stopped: false,
+        };
+        assert_eq!(
+            crate::store::services::insert_active(&conn, &web)
+                .unwrap()
+                .id,
+            1
+        );
         let grant = Grant {
             user_id: 1,
-            service_id: 7,
+            service_id: 1,
             kind: ConsoleKind::Vnc,
         };
         (dir, conn, grant)
@@ -278,7 +291,10 @@ mod tests {
         let (_dir, conn, grant) = database();
         let issued = issue(&conn, grant, None, 1000, 20).unwrap();
         assert_eq!(peek(&conn, &issued.token, 1001).unwrap(), Some(grant));
-        assert_eq!(revoke_for_service(&conn, 7, 1001).unwrap(), 1);
+        assert_eq!(
+            revoke_for_service(&conn, grant.service_id, 1001).unwrap(),
+            1
+        );
         assert_eq!(peek(&conn, &issued.token, 1001).unwrap(), None);
         assert_eq!(
             redeem(&conn, &issued.token, 1002).unwrap(),

@@ -31,6 +31,7 @@ use rusqlite::Connection;
 
 use super::close::Revocation;
 use super::hub::ConsoleHub;
+use crate::service_state::ServiceState;
 
 /// Runs until the hub is gone or has no live session left; see the module doc.
 pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
@@ -73,16 +74,6 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     }
 }
 
-/// What a service's state means for its consoles.
-fn revocation(state: &str) -> Option<Revocation> {
-    match state {
-        "suspended" => Some(Revocation::Suspended),
-        // A failed service is revoked as terminated by the lifecycle engine, too.
-        "terminating" | "terminated" | "failed" => Some(Revocation::Terminated),
-        _ => None,
-    }
-}
-
 /// Those of `services` whose consoles must close, and why. One statement whatever the number
 /// of services: their ids travel as one JSON array.
 fn revoked_services(
@@ -95,12 +86,12 @@ fn revoked_services(
         "SELECT id, state FROM services WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
     )?;
     let rows = statement.query_map([ids], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        Ok((row.get::<_, i64>(0)?, row.get::<_, ServiceState>(1)?))
     })?;
     let mut revoked = Vec::new();
     for row in rows {
         let (id, state) = row?;
-        if let Some(why) = revocation(&state) {
+        if let Some(why) = state.revocation() {
             revoked.push((id, why));
         }
     }
@@ -113,25 +104,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_suspension_and_the_way_out_close_consoles() {
-        assert_eq!(revocation("suspended"), Some(Revocation::Suspended));
-        for state in ["terminating", "terminated", "failed"] {
-            assert_eq!(revocation(state), Some(Revocation::Terminated), "{state}");
-        }
-        for state in ["active", "pending", "provisioning"] {
-            assert_eq!(revocation(state), None, "{state}");
-        }
-    }
-
-    #[test]
     fn the_states_of_many_services_are_read_in_one_statement() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE services (id INTEGER PRIMARY KEY, state TEXT NOT NULL);
-             INSERT INTO services VALUES (1, 'active'), (2, 'suspended'), (3, 'terminating'),
-                                         (4, 'suspended');",
-        )
-        .unwrap();
+        conn.execute_batch("CREATE TABLE services (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
+            .unwrap();
+        for (id, state) in [
+            (1, ServiceState::Active),
+            (2, ServiceState::Suspended),
+            (3, ServiceState::Terminating),
+            (4, ServiceState::Suspended),
+        ] {
+            conn.execute(
+                "INSERT INTO services VALUES (?1, ?2)",
+                rusqlite::params![id, state],
+            )
+            .unwrap();
+        }
         let watched: BTreeSet<i64> = [1, 2, 3, 99].into_iter().collect();
         let revoked = revoked_services(&conn, &watched).unwrap();
         assert_eq!(

@@ -289,6 +289,22 @@ impl Lifecycle {
         } else {
             tracing::error!(job = job.id, error = message, "job parked for an operator");
             self.event(job, "parked", Some(message)).await;
+            crate::audit::record(
+                &self.inner.store,
+                crate::audit::Entry {
+                    actor: &job.actor,
+                    action: "job.parked",
+                    target: Some(&format!("service:{}", job.service_id)),
+                    detail: serde_json::json!({
+                        "job": job.id,
+                        "kind": job.kind,
+                        "step": job.step,
+                        "reason": message,
+                    }),
+                    client: None,
+                },
+            )
+            .await;
             Ok(false)
         }
     }

@@ -11,6 +11,7 @@
 //! marker, so a reused VM id never costs someone else their VM.
 
 pub mod access;
+pub mod adopt;
 mod backoff;
 mod billing;
 pub mod catalogue;

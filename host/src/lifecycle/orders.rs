@@ -351,14 +351,8 @@ fn prepare_change(
     let Some(new_plan) = catalogue::plan(conn, plan)? else {
         return Ok(Err(OrderError::NotFound("plan")));
     };
-    if matches!(
-        service.state.as_str(),
-        "terminating" | "terminated" | "failed"
-    ) {
-        return Ok(Err(OrderError::Conflict(format!(
-            "the service is {}",
-            service.state
-        ))));
+    if let Err(reason) = service.state.accepts(JobKind::ChangePlan) {
+        return Ok(Err(OrderError::Conflict(reason)));
     }
     let current = match service.plan.as_deref() {
         Some(name) => catalogue::plan(conn, name)?,
@@ -390,16 +384,8 @@ fn prepare_power(
     let Some(service) = services::get(conn, service_id)? else {
         return Ok(Err(OrderError::NotFound("service")));
     };
-    let refused = match (kind, service.state.as_str()) {
-        (_, "terminated") => Some("the service is terminated"),
-        (_, "failed") => Some("the service failed to provision"),
-        (JobKind::Suspend | JobKind::Unsuspend, "terminating") => {
-            Some("the service is being terminated")
-        }
-        _ => None,
-    };
-    if let Some(reason) = refused {
-        return Ok(Err(OrderError::Conflict(reason.into())));
+    if let Err(reason) = service.state.accepts(kind) {
+        return Ok(Err(OrderError::Conflict(reason)));
     }
     Ok(Ok(Prepared::Queue(service, JobData::default())))
 }

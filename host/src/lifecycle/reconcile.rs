@@ -14,12 +14,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::Lifecycle;
+use super::vm::{TAG, marked_service};
 use crate::inventory::{Unreachable, VmView};
 use crate::proxmox::ProxmoxError;
+use crate::service_state::ServiceState;
 use crate::store::services::Service;
-
-/// The tag every VM the engine builds carries.
-const TAG: &str = "porthole";
 
 /// One difference between a service and its cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,7 +27,7 @@ pub enum Drift {
     /// An active or suspended service whose VM is not on its cluster.
     MissingVm {
         service_id: i64,
-        state: String,
+        state: ServiceState,
         cluster: String,
         vmid: Option<u32>,
     },
@@ -44,7 +43,7 @@ pub enum Drift {
     /// The VM's power state is not what the service's state says it should be.
     PowerMismatch {
         service_id: i64,
-        state: String,
+        state: ServiceState,
         cluster: String,
         vmid: u32,
         expected: &'static str,
@@ -172,14 +171,6 @@ impl Lifecycle {
     }
 }
 
-/// The service id in a description carrying `porthole-service:<id>`.
-fn marked_service(description: &str) -> Option<i64> {
-    description
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("porthole-service:"))
-        .and_then(|id| id.parse().ok())
-}
-
 fn tagged(vm: &VmView) -> bool {
     vm.tags
         .as_deref()
@@ -203,7 +194,7 @@ fn compare(
         .collect();
     let mut drift = Vec::new();
     for service in services {
-        let live = matches!(service.state.as_str(), "active" | "suspended");
+        let live = service.state.holds_vm();
         let answered = !unreachable.iter().any(|u| u.cluster == service.cluster);
         if !live || !answered || busy.contains(&service.id) {
             continue;
@@ -214,23 +205,23 @@ fn compare(
         let Some(vm) = vm else {
             drift.push(Drift::MissingVm {
                 service_id: service.id,
-                state: service.state.clone(),
+                state: service.state,
                 cluster: service.cluster.clone(),
                 vmid: service.vmid,
             });
             continue;
         };
         let actual = vm.status.clone().unwrap_or_default();
-        // An active VM runs unless its owner chose to stop it; a suspended one never runs.
-        let wanted = match service.state.as_str() {
-            "active" if !service.stopped_by_owner => "running",
-            _ => "stopped",
+        let wanted = if service.state.vm_should_run(service.stopped_by_owner) {
+            "running"
+        } else {
+            "stopped"
         };
         let expected = (actual != wanted).then_some(wanted);
         if let Some(expected) = expected {
             drift.push(Drift::PowerMismatch {
                 service_id: service.id,
-                state: service.state.clone(),
+                state: service.state,
                 cluster: service.cluster.clone(),
                 vmid: vm.vmid,
                 expected,
@@ -256,7 +247,7 @@ fn compare(
 mod tests {
     use super::*;
 
-    fn service(id: i64, state: &str, vmid: Option<u32>) -> Service {
+    fn service(id: i64, state: ServiceState, vmid: Option<u32>) -> Service {
         Service {
             id,
             owner_id: 1,
@@ -265,7 +256,7 @@ mod tests {
             node: Some("n".into()),
             vmid,
             plan: None,
-            state: state.into(),
+            state,
             template: None,
             hostname: None,
             external_ref: None,
@@ -292,19 +283,19 @@ mod tests {
     #[test]
     fn missing_unknown_and_mispowered_vms_are_reported_and_busy_gone_or_owner_stopped_are_not() {
         let services = [
-            service(1, "active", Some(101)),
-            service(2, "active", Some(102)),
-            service(3, "suspended", Some(103)),
-            service(4, "suspended", Some(104)),
-            service(5, "terminated", None),
-            service(6, "active", Some(106)),
+            service(1, ServiceState::Active, Some(101)),
+            service(2, ServiceState::Active, Some(102)),
+            service(3, ServiceState::Suspended, Some(103)),
+            service(4, ServiceState::Suspended, Some(104)),
+            service(5, ServiceState::Terminated, None),
+            service(6, ServiceState::Active, Some(106)),
             Service {
                 stopped_by_owner: true,
-                ..service(7, "active", Some(107))
+                ..service(7, ServiceState::Active, Some(107))
             },
             Service {
                 stopped_by_owner: true,
-                ..service(8, "active", Some(108))
+                ..service(8, ServiceState::Active, Some(108))
             },
         ];
         let vms = [
@@ -324,13 +315,13 @@ mod tests {
             vec![
                 Drift::MissingVm {
                     service_id: 2,
-                    state: "active".into(),
+                    state: ServiceState::Active,
                     cluster: "c".into(),
                     vmid: Some(102)
                 },
                 Drift::PowerMismatch {
                     service_id: 3,
-                    state: "suspended".into(),
+                    state: ServiceState::Suspended,
                     cluster: "c".into(),
                     vmid: 103,
                     expected: "stopped",
@@ -338,7 +329,7 @@ mod tests {
                 },
                 Drift::PowerMismatch {
                     service_id: 8,
-                    state: "active".into(),
+                    state: ServiceState::Active,
                     cluster: "c".into(),
                     vmid: 108,
                     expected: "stopped",
@@ -357,18 +348,11 @@ mod tests {
 
     #[test]
     fn an_unreachable_cluster_reports_nothing_missing() {
-        let services = [service(1, "active", Some(101))];
+        let services = [service(1, ServiceState::Active, Some(101))];
         let unreachable = [Unreachable {
             cluster: "c".into(),
             error: "timeout".into(),
         }];
         assert!(compare(&services, &HashSet::new(), &[], &unreachable).is_empty());
-    }
-
-    #[test]
-    fn markers_name_their_service() {
-        assert_eq!(marked_service("built by porthole-service:42 ok"), Some(42));
-        assert_eq!(marked_service("porthole-service:x"), None);
-        assert_eq!(marked_service("nothing"), None);
     }
 }

@@ -6,15 +6,18 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::catalogue::{self, Plan, Template};
-use super::job::{Job, JobData};
+use super::job::{Job, JobData, JobKind};
 use super::placement::{self, Placement};
 use super::steps::Step;
 use super::{Lifecycle, OrderSpec, StepError};
-use crate::console::Revocation;
 use crate::proxmox::{
     Client, CloneRequest, ProxmoxError, ResourceKind, Upid, VmConfig, VmConfigUpdate, VmPowerState,
 };
+use crate::service_state::ServiceState;
 use crate::store::services::{self, Service};
+
+/// The tag every VM of ours carries, so operators and the reconciler can tell them apart.
+pub(super) const TAG: &str = "porthole";
 
 /// The marker in a VM's description that says which service it belongs to. Nothing is stopped
 /// or destroyed without it.
@@ -22,11 +25,29 @@ pub fn marker(service_id: i64) -> String {
     format!("porthole-service:{service_id}")
 }
 
+/// The service a description's marker names, if it carries one.
+pub(super) fn marked_service(description: &str) -> Option<i64> {
+    description
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("porthole-service:"))
+        .and_then(|id| id.parse().ok())
+}
+
 /// True when `description` carries exactly this service's marker: `porthole-service:1` must not
 /// match the description of service 12's VM.
 pub fn carries_marker(description: &str, service_id: i64) -> bool {
     let marker = marker(service_id);
     description.split_whitespace().any(|token| token == marker)
+}
+
+/// What a service's recorded VM id holds on the cluster.
+enum Holder {
+    /// This service's VM, on this node.
+    Ours(String, u32),
+    /// No VM: none was ever created, or it is gone.
+    Nothing,
+    /// A VM without this service's marker: never ours to touch.
+    Stranger(u32),
 }
 
 /// The disk a plan's size applies to.
@@ -77,11 +98,11 @@ pub(super) async fn run(
         Step::DestroyVm => cx.destroy(data).await,
         Step::Reconfigure => cx.reconfigure(data).await,
         Step::RestartForPlan => cx.restart_for_plan(data).await,
-        Step::MarkActive => cx.mark("active", None).await,
-        Step::MarkSuspended => cx.mark("suspended", Some(Revocation::Suspended)).await,
-        Step::MarkTerminating => cx.mark("terminating", Some(Revocation::Terminated)).await,
-        Step::MarkTerminated => cx.mark("terminated", None).await,
-        Step::MarkFailed => cx.mark("failed", Some(Revocation::Terminated)).await,
+        Step::MarkActive => cx.mark(ServiceState::Active).await,
+        Step::MarkSuspended => cx.mark(ServiceState::Suspended).await,
+        Step::MarkTerminating => cx.mark(ServiceState::Terminating).await,
+        Step::MarkTerminated => cx.mark(ServiceState::Terminated).await,
+        Step::MarkFailed => cx.mark(ServiceState::Failed).await,
         Step::Tunnel
         | Step::Dns
         | Step::CloudInit
@@ -248,8 +269,8 @@ impl StepContext<'_> {
             .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
         match self.client.vm_config(&node, vmid).await {
             Ok(config) => match self.judge(node.clone(), vmid, &config)? {
-                Some(_) => return Ok(()),
-                None => vmid = self.take_new_vmid().await?,
+                Holder::Ours(..) => return Ok(()),
+                Holder::Nothing | Holder::Stranger(_) => vmid = self.take_new_vmid().await?,
             },
             Err(ProxmoxError::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
@@ -276,26 +297,21 @@ impl StepContext<'_> {
             .is_some_and(|d| carries_marker(d, self.service.id))
     }
 
-    /// The VM id of this service's VM when it exists and carries our marker. `None` when there
-    /// is nothing of ours to act on.
-    async fn owned_vm(&self) -> Result<Option<(String, u32)>, StepError> {
+    /// What the service's recorded VM id holds now, wherever in the cluster it is.
+    async fn holder(&self) -> Result<Holder, StepError> {
         let (Some(node), Some(vmid)) = (self.service.node.clone(), self.service.vmid) else {
-            return Ok(None);
+            return Ok(Holder::Nothing);
         };
         match self.client.vm_config(&node, vmid).await {
             Ok(config) => self.judge(node, vmid, &config),
-            Err(ProxmoxError::NotFound { .. }) => self.owned_vm_elsewhere(&node, vmid).await,
+            Err(ProxmoxError::NotFound { .. }) => self.holder_elsewhere(&node, vmid).await,
             Err(err) => Err(err.into()),
         }
     }
 
     /// A VM cloned to another node lives on the template's node until its copy is done, and an
     /// operator may migrate one: the cluster says where the id is now.
-    async fn owned_vm_elsewhere(
-        &self,
-        expected: &str,
-        vmid: u32,
-    ) -> Result<Option<(String, u32)>, StepError> {
+    async fn holder_elsewhere(&self, expected: &str, vmid: u32) -> Result<Holder, StepError> {
         let resources = self
             .client
             .cluster_resources(Some(ResourceKind::Vm))
@@ -305,36 +321,49 @@ impl StepContext<'_> {
             .find(|r| r.vmid == Some(vmid) && r.node.as_deref() != Some(expected))
             .and_then(|r| r.node);
         let Some(node) = elsewhere else {
-            return Ok(None);
+            return Ok(Holder::Nothing);
         };
         match self.client.vm_config(&node, vmid).await {
             Ok(config) => self.judge(node, vmid, &config),
-            Err(ProxmoxError::NotFound { .. }) => Ok(None),
+            Err(ProxmoxError::NotFound { .. }) => Ok(Holder::Nothing),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// Whether VM `vmid` on `node`, with `config`, is this service's and ready to be worked on.
-    fn judge(
-        &self,
-        node: String,
-        vmid: u32,
-        config: &crate::proxmox::VmConfig,
-    ) -> Result<Option<(String, u32)>, StepError> {
+    /// Whose VM `vmid` on `node`, with `config`, is; a VM still being cloned is waited for.
+    fn judge(&self, node: String, vmid: u32, config: &VmConfig) -> Result<Holder, StepError> {
         if config.get("lock") == Some("clone") {
             return Err(StepError::Transient(format!(
                 "VM {vmid} is still being cloned"
             )));
         }
         if self.is_ours(config) {
-            return Ok(Some((node, vmid)));
+            return Ok(Holder::Ours(node, vmid));
         }
         tracing::warn!(
             service = self.service.id,
             vmid,
             "VM id is held by a VM that is not this service's; leaving it alone"
         );
-        Ok(None)
+        Ok(Holder::Stranger(vmid))
+    }
+
+    /// The service's VM, for a step that acts on it; `None` when there is none to act on. A VM
+    /// that is not the service's is left alone either way, but only a provision's rollback takes
+    /// that as "nothing to undo" (its id was taken before its clone ran): any other job was
+    /// promised this service's VM, and parks with the reason rather than report what it did not
+    /// do.
+    async fn owned_vm(&self) -> Result<Option<(String, u32)>, StepError> {
+        match self.holder().await? {
+            Holder::Ours(node, vmid) => Ok(Some((node, vmid))),
+            Holder::Nothing => Ok(None),
+            Holder::Stranger(_) if self.job.kind == JobKind::Provision => Ok(None),
+            Holder::Stranger(vmid) => Err(StepError::Permanent(format!(
+                "VM {vmid} is not this service's: its description lacks {:?}; \
+                 nothing was done to it",
+                marker(self.service.id)
+            ))),
+        }
     }
 
     async fn configure(&self, data: &mut JobData) -> Result<(), StepError> {
@@ -352,7 +381,7 @@ impl StepContext<'_> {
             .cores(plan.cores)
             .memory_mib(plan.memory_mib)
             .name(order.hostname.clone())
-            .tags(["porthole"])
+            .tags([TAG])
             .description(marker(self.service.id))
             .ciuser(order.username.clone())
             .ipconfig(0, "ip=dhcp");
@@ -548,16 +577,22 @@ impl StepContext<'_> {
         Ok(())
     }
 
-    /// Sets the service's state; with a revocation, also closes its live consoles and tokens
-    /// (after the state change, so a token redeemed meanwhile meets the new state).
-    async fn mark(&self, state: &'static str, revoke: Option<Revocation>) -> Result<(), StepError> {
-        let id = self.service.id;
+    /// Moves the service to `state`, if the state it is in may become that one; a state that
+    /// revokes consoles closes its live consoles and tokens after the change, so a token redeemed
+    /// meanwhile meets the new state.
+    async fn mark(&self, state: ServiceState) -> Result<(), StepError> {
+        let (id, from) = (self.service.id, self.service.state);
+        if !from.may_become(state) {
+            return Err(StepError::Permanent(format!(
+                "the service is {from}; it cannot become {state}"
+            )));
+        }
         self.lifecycle
             .inner
             .store
             .call(move |c| services::set_state(c, id, state))
             .await?;
-        if let Some(why) = revoke {
+        if let Some(why) = state.revocation() {
             self.lifecycle.inner.console.revoke(id, why).await;
         }
         self.audit(&format!("service.{state}"), json!({})).await;
@@ -612,6 +647,13 @@ mod tests {
         ));
         assert!(!carries_marker("porthole-service:12", 1));
         assert!(!carries_marker("porthole-service:1x", 1));
+    }
+
+    #[test]
+    fn markers_name_their_service() {
+        assert_eq!(marked_service("built by porthole-service:42 ok"), Some(42));
+        assert_eq!(marked_service("porthole-service:x"), None);
+        assert_eq!(marked_service("nothing"), None);
     }
 
     #[test]

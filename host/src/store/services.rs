@@ -3,6 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use crate::service_state::ServiceState;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
     pub id: i64,
@@ -12,7 +14,7 @@ pub struct Service {
     pub node: Option<String>,
     pub vmid: Option<u32>,
     pub plan: Option<String>,
-    pub state: String,
+    pub state: ServiceState,
     pub template: Option<String>,
     pub hostname: Option<String>,
     /// The billing system's reference for this service.
@@ -61,7 +63,7 @@ pub fn insert_active(conn: &Connection, vm: &ExistingVm<'_>) -> rusqlite::Result
         &format!(
             "INSERT INTO services (owner_id, name, cluster, node, vmid, plan, state, created_at,
                  updated_at, stopped_by_owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7, ?8) RETURNING {COLUMNS}"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?8) RETURNING {COLUMNS}"
         ),
         params![
             vm.owner_id,
@@ -71,10 +73,18 @@ pub fn insert_active(conn: &Connection, vm: &ExistingVm<'_>) -> rusqlite::Result
             vm.vmid,
             vm.plan,
             now,
-            vm.stopped
+            vm.stopped,
+            ServiceState::Active
         ],
         from_row,
     )
+}
+
+/// Forgets a service adopted a moment ago whose VM could not be marked as its own; nothing else
+/// refers to it yet.
+pub fn delete_adopted(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM services WHERE id = ?1", [id])?;
+    Ok(())
 }
 
 pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Service>> {
@@ -114,7 +124,7 @@ pub fn insert_provisioning(
     conn.query_row(
         &format!(
             "INSERT INTO services (owner_id, name, cluster, plan, template, hostname, external_ref, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'provisioning', ?8, ?8) RETURNING {COLUMNS}"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8, ?8) RETURNING {COLUMNS}"
         ),
         params![
             service.owner_id,
@@ -124,7 +134,8 @@ pub fn insert_provisioning(
             service.template,
             service.hostname,
             service.external_ref,
-            now
+            now,
+            ServiceState::Provisioning
         ],
         from_row,
     )
@@ -139,7 +150,7 @@ pub fn by_external_ref(conn: &Connection, external_ref: &str) -> rusqlite::Resul
     .optional()
 }
 
-pub fn set_state(conn: &Connection, id: i64, state: &str) -> rusqlite::Result<()> {
+pub fn set_state(conn: &Connection, id: i64, state: ServiceState) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE services SET state = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, state, super::now()],
@@ -186,10 +197,9 @@ pub fn set_plan(conn: &Connection, id: i64, plan: &str) -> rusqlite::Result<()> 
 pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result<Option<Service>> {
     conn.query_row(
         &format!(
-            "SELECT {COLUMNS} FROM services WHERE hostname = ?1 AND state NOT IN ('terminated', 'failed')
-             LIMIT 1"
+            "SELECT {COLUMNS} FROM services WHERE hostname = ?1 AND state NOT IN (?2, ?3) LIMIT 1"
         ),
-        [hostname],
+        params![hostname, ServiceState::ENDED[0], ServiceState::ENDED[1]],
         from_row,
     )
     .optional()
@@ -198,8 +208,11 @@ pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result
 /// Services counting against a customer's quota: every one not terminated or failed.
 pub fn live_for_owner(conn: &Connection, owner: i64) -> rusqlite::Result<Vec<Service>> {
     let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN ('terminated', 'failed')"
+        "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN (?2, ?3)"
     ))?;
-    let rows = statement.query_map([owner], from_row)?;
+    let rows = statement.query_map(
+        params![owner, ServiceState::ENDED[0], ServiceState::ENDED[1]],
+        from_row,
+    )?;
     rows.collect()
 }

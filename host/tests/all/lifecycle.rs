@@ -592,6 +592,83 @@ async fn suspend_stops_the_vm_unsuspend_starts_it_and_terminate_destroys_it() {
     panel.demo.stop().await.unwrap();
 }
 
+/// alice's first demo VM: adopted at start, running on pve1.
+const ALICE_WEB: u32 = 101;
+
+#[tokio::test]
+async fn an_adopted_vm_is_marked_as_its_service_and_suspends_unsuspends_and_terminates() {
+    let panel = Panel::start().await;
+    let id = panel.demo.account("alice").unwrap().vms[0];
+    let config = panel.demo.sim().vm_config("pve1", ALICE_WEB).unwrap();
+    assert!(
+        config["description"].contains(&format!("porthole-service:{id}")),
+        "{config:?}"
+    );
+    assert!(
+        config["tags"].split(';').any(|t| t == "porthole"),
+        "{config:?}"
+    );
+
+    for (operation, state, power) in [
+        ("suspend", "suspended", Some("stopped")),
+        ("unsuspend", "active", Some("running")),
+        ("terminate", "terminated", None),
+    ] {
+        let path = format!("/api/v1/services/{id}/{operation}");
+        let (status, body) = panel.post("admin", &path, operation, json!({})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{operation}: {body}");
+        let view = panel.settled(id).await;
+        assert_eq!(view["service"]["state"], state, "{view}");
+        let last = view["jobs"]
+            .as_array()
+            .and_then(|jobs| jobs.last())
+            .cloned();
+        assert_eq!(last.unwrap_or_default()["state"], "succeeded", "{view}");
+        assert_eq!(
+            panel.demo.sim().vm_status(ALICE_WEB).as_deref(),
+            power,
+            "{operation}"
+        );
+    }
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_vm_that_is_not_the_services_parks_the_job_with_the_reason_and_stays_untouched() {
+    let panel = Panel::start().await;
+    let id = panel.demo.account("alice").unwrap().vms[0];
+    // Someone edits the VM on the node and drops the marker: it is no longer provably ours.
+    assert!(
+        panel
+            .demo
+            .sim()
+            .set_vm_config("pve1", ALICE_WEB, "description", Some("web"))
+    );
+
+    let path = format!("/api/v1/services/{id}/suspend");
+    let (status, _) = panel.post("admin", &path, "s-stranger", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let view = panel.settled(id).await;
+    let job = &view["jobs"][0];
+    assert_eq!(job["state"], "parked", "{view}");
+    let reason = job["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("is not this service's"), "{reason}");
+    assert_eq!(
+        panel.demo.sim().vm_status(ALICE_WEB).as_deref(),
+        Some("running")
+    );
+    let parked = panel.audit("job.parked").await;
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert!(
+        parked[0]["detail"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not this service's"),
+        "{parked:?}"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_plan_change_grows_a_running_vm_and_reboots_it_into_the_new_size() {
     let panel = Panel::start().await;

@@ -1,0 +1,243 @@
+//! A service's state, and every rule that follows from it: which states may follow which, whether
+//! its VM may be powered or its console opened, what a state revokes, which billing operations it
+//! accepts. Handlers, jobs, the console watcher and the reconciler ask here; none decides for
+//! itself. The names are the ones stored in `services.state` and shown by the API.
+
+use std::fmt;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Deserialize, Serialize};
+
+use crate::lifecycle::job::JobKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Known, nothing built yet.
+    Pending,
+    /// A provision job is building it.
+    Provisioning,
+    /// Its VM is the customer's to use.
+    Active,
+    /// Billing stopped it: the VM is off and its consoles are closed.
+    Suspended,
+    /// A termination job is removing it.
+    Terminating,
+    /// Nothing of it is left.
+    Terminated,
+    /// Its provision gave up and rolled back: nothing of it is left.
+    Failed,
+}
+
+/// Why a VM's consoles are being revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    Suspended,
+    Terminated,
+}
+
+impl Revocation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suspended => "suspended",
+            Self::Terminated => "terminated",
+        }
+    }
+}
+
+/// Why the state refuses the VM to its owner: a label for counters and the audit log, and a
+/// sentence for the person asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub label: &'static str,
+    pub reason: &'static str,
+}
+
+impl ServiceState {
+    pub const ALL: [Self; 7] = [
+        Self::Pending,
+        Self::Provisioning,
+        Self::Active,
+        Self::Suspended,
+        Self::Terminating,
+        Self::Terminated,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Provisioning => "provisioning",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Terminating => "terminating",
+            Self::Terminated => "terminated",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// Whether a job may move a service from this state to `next`. Suspension and unsuspension
+    /// go back and forth; everything else moves forward only, and the two ends stay ended.
+    pub fn may_become(self, next: Self) -> bool {
+        use ServiceState::*;
+        match (self, next) {
+            (Pending, Provisioning) => true,
+            (Provisioning, Active | Failed) => true,
+            (Active, Suspended) | (Suspended, Active) => true,
+            (Active | Suspended | Provisioning, Terminating) => true,
+            (Terminating, Terminated) => true,
+            (same, next) => same == next && !self.is_ended(),
+        }
+    }
+
+    /// The states with no VM, no job, nothing left to do.
+    pub const ENDED: [Self; 2] = [Self::Terminated, Self::Failed];
+
+    pub fn is_ended(self) -> bool {
+        Self::ENDED.contains(&self)
+    }
+
+    /// Whether the service holds a VM the cluster should show (and the reconciler compares).
+    pub fn holds_vm(self) -> bool {
+        matches!(self, Self::Active | Self::Suspended)
+    }
+
+    /// Whether its VM may run: an active one runs unless its owner stopped it; no other does.
+    pub fn vm_should_run(self, stopped_by_owner: bool) -> bool {
+        self == Self::Active && !stopped_by_owner
+    }
+
+    /// Whether its owner may power the VM or open its console: only an active service's.
+    pub fn check_in_use(self) -> Result<(), Refusal> {
+        let (label, reason) = match self {
+            Self::Active => return Ok(()),
+            Self::Suspended => ("suspended", "the VM is suspended"),
+            Self::Terminating | Self::Terminated => ("terminated", "the VM is terminated"),
+            Self::Failed => ("failed", "the VM failed to provision"),
+            Self::Pending | Self::Provisioning => ("not_active", "the VM is not active yet"),
+        };
+        Err(Refusal { label, reason })
+    }
+
+    /// What reaching this state revokes: live consoles and unspent console tokens.
+    pub fn revocation(self) -> Option<Revocation> {
+        match self {
+            Self::Suspended => Some(Revocation::Suspended),
+            Self::Terminating | Self::Terminated | Self::Failed => Some(Revocation::Terminated),
+            Self::Pending | Self::Provisioning | Self::Active => None,
+        }
+    }
+
+    /// Whether a job of `kind` may be queued for a service in this state; the reason if not.
+    pub fn accepts(self, kind: JobKind) -> Result<(), String> {
+        let refused = match (kind, self) {
+            (_, Self::Terminated) => "the service is terminated",
+            (_, Self::Failed) => "the service failed to provision",
+            (JobKind::Provision, Self::Pending | Self::Provisioning) | (JobKind::Terminate, _) => {
+                return Ok(());
+            }
+            (JobKind::Provision, _) => "the service is already provisioned",
+            (_, Self::Terminating) => "the service is being terminated",
+            _ => return Ok(()),
+        };
+        Err(refused.to_owned())
+    }
+
+    /// Whether the service counts against its owner's quota: everything not ended holds, or
+    /// will hold, a VM.
+    pub fn counts_in_quota(self) -> bool {
+        !self.is_ended()
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql for ServiceState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for ServiceState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Self::parse(text).ok_or_else(|| {
+            FromSqlError::Other(format!("no service state {text:?} in the database").into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_itself() {
+        for state in ServiceState::ALL {
+            assert_eq!(ServiceState::parse(state.as_str()), Some(state));
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str());
+        }
+        assert_eq!(ServiceState::parse("Active"), None);
+    }
+
+    #[test]
+    fn only_an_active_service_lends_its_vm_to_its_owner() {
+        for state in ServiceState::ALL {
+            assert_eq!(
+                state.check_in_use().is_ok(),
+                state == ServiceState::Active,
+                "{state}"
+            );
+        }
+        assert_eq!(
+            ServiceState::Suspended.check_in_use().unwrap_err().reason,
+            "the VM is suspended"
+        );
+    }
+
+    #[test]
+    fn suspension_and_the_ways_out_revoke_consoles() {
+        use ServiceState::*;
+        assert_eq!(Suspended.revocation(), Some(Revocation::Suspended));
+        for state in [Terminating, Terminated, Failed] {
+            assert_eq!(state.revocation(), Some(Revocation::Terminated), "{state}");
+        }
+        for state in [Active, Pending, Provisioning] {
+            assert_eq!(state.revocation(), None, "{state}");
+        }
+    }
+
+    #[test]
+    fn the_ends_are_final_and_suspension_goes_both_ways() {
+        use ServiceState::*;
+        assert!(Active.may_become(Suspended) && Suspended.may_become(Active));
+        assert!(Suspended.may_become(Terminating) && Terminating.may_become(Terminated));
+        for end in [Terminated, Failed] {
+            for next in ServiceState::ALL {
+                assert!(!end.may_become(next), "{end} -> {next}");
+            }
+        }
+        assert!(!Terminating.may_become(Active));
+        assert!(!Active.may_become(Provisioning));
+    }
+
+    #[test]
+    fn billing_operations_are_refused_once_a_service_is_on_its_way_out() {
+        use ServiceState::*;
+        assert!(Suspended.accepts(JobKind::Unsuspend).is_ok());
+        assert!(Terminating.accepts(JobKind::Terminate).is_ok());
+        assert!(Terminating.accepts(JobKind::Suspend).is_err());
+        assert!(Terminated.accepts(JobKind::Terminate).is_err());
+        assert!(Failed.accepts(JobKind::ChangePlan).is_err());
+    }
+}
