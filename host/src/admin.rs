@@ -1,9 +1,14 @@
-//! Account operations shared by the `porthole admin` commands and the demo.
+//! Operations shared by the `porthole admin` commands and the demo: accounts, tokens, adopting
+//! a VM.
 
 use anyhow::Context as _;
 
 use crate::api::{self, ApiError};
+use crate::config::ResolvedConfig;
+use crate::inventory::Inventory;
+use crate::lifecycle::adopt::{Adoption, adopt};
 use crate::store::Store;
+use crate::store::services::Service;
 use crate::store::users::{self, Role, User};
 
 pub async fn create_user(
@@ -28,6 +33,43 @@ pub async fn create_token(store: &Store, username: &str, name: &str) -> anyhow::
         .await
         .map_err(describe)?;
     Ok(token)
+}
+
+/// Adopts an existing VM as an active service of the customer `username`: see
+/// [`crate::lifecycle::adopt`].
+pub async fn adopt_vm(
+    store: &Store,
+    config: &ResolvedConfig,
+    username: &str,
+    cluster: &str,
+    node: &str,
+    vmid: u32,
+    plan: Option<String>,
+) -> anyhow::Result<Service> {
+    crate::daemon::register_clusters(store, config).await?;
+    let inventory = Inventory::from_config(&config.clusters)?;
+    let client = inventory
+        .client(cluster)
+        .with_context(|| format!("the configuration has no cluster named {cluster:?}"))?;
+    let lookup = username.to_owned();
+    let (user, _) = store
+        .call(move |c| users::find_for_login(c, &lookup))
+        .await?
+        .with_context(|| format!("no user named {username:?}"))?;
+    if let Some(name) = plan.clone() {
+        let lookup = name.clone();
+        let known = store
+            .call(move |c| crate::lifecycle::catalogue::plan(c, &lookup))
+            .await?;
+        anyhow::ensure!(known.is_some(), "no plan named {name:?}");
+    }
+    let adoption = Adoption {
+        owner_id: user.id,
+        node: node.to_owned(),
+        vmid,
+        plan,
+    };
+    adopt(store, client, adoption).await
 }
 
 fn describe(err: ApiError) -> anyhow::Error {

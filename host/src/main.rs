@@ -96,6 +96,21 @@ enum AdminAction {
         #[arg(long, default_value = "automation")]
         name: String,
     },
+    /// Adopt a VM that already exists on a cluster as an active service of a customer, marking
+    /// it as that service's so that suspension and termination may act on it.
+    AdoptVm {
+        /// The customer who owns it from now on.
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        vmid: u32,
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -232,6 +247,21 @@ async fn admin(config: config::ResolvedConfig, action: AdminAction) -> anyhow::R
         AdminAction::CreateToken { username, name } => {
             let token = porthole::admin::create_token(&store, &username, &name).await?;
             println!("{token}");
+        }
+        AdminAction::AdoptVm {
+            username,
+            cluster,
+            node,
+            vmid,
+            plan,
+        } => {
+            let service =
+                porthole::admin::adopt_vm(&store, &config, &username, &cluster, &node, vmid, plan)
+                    .await?;
+            println!(
+                "adopted VM {vmid} as service {} of {username} ({}, {})",
+                service.id, service.name, service.state
+            );
         }
     }
     Ok(())

@@ -224,3 +224,86 @@ fn plugin_check_refuses_a_file_that_is_no_component_and_says_why() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("cannot read"));
 }
+
+/// `porthole admin adopt-vm` run beside a live demo, on its configuration and database.
+async fn adopt(config: &std::path::Path, vmid: u32, extra: &[&str]) -> Output {
+    let config = config.to_owned();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let vmid = vmid.to_string();
+        let config = config.to_str().unwrap();
+        let mut args = vec![
+            "admin",
+            "--config",
+            config,
+            "adopt-vm",
+            "--username",
+            "bob",
+            "--cluster",
+            "sim",
+            "--node",
+            "pve2",
+            "--vmid",
+            &vmid,
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        porthole(&args, "")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn adopting_a_vm_marks_it_as_the_new_service_and_a_second_adoption_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = porthole::demo::Demo::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Some(dir.path().to_owned()),
+        porthole_sim::SimConfig::default(),
+    )
+    .await
+    .unwrap();
+    let legacy = porthole_sim::VmSeed {
+        node: "pve2".into(),
+        vmid: 130,
+        name: "legacy".into(),
+        description: Some("moved from the old panel".into()),
+        ..porthole_sim::VmSeed::default()
+    };
+    demo.sim().add_vm(legacy).unwrap();
+    let config = dir.path().join("porthole.toml");
+
+    let unknown_plan = adopt(&config, 130, &["--plan", "gold"]).await;
+    let stderr = String::from_utf8_lossy(&unknown_plan.stderr);
+    assert!(stderr.contains("no plan named \"gold\""), "{stderr}");
+    let adopted = adopt(&config, 130, &[]).await;
+    let stdout = String::from_utf8_lossy(&adopted.stdout);
+    assert!(
+        adopted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&adopted.stderr)
+    );
+    let service: i64 = stdout
+        .split("as service ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no service id in {stdout:?}"));
+    let vm = demo.sim().vm_config("pve2", 130).unwrap();
+    assert_eq!(
+        vm["description"],
+        format!("moved from the old panel\nporthole-service:{service}")
+    );
+    assert_eq!(vm["tags"], "porthole");
+
+    let again = adopt(&config, 130, &[]).await;
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains(&format!("already marked as service {service}'s")),
+        "{stderr}"
+    );
+    let missing = adopt(&config, 131, &[]).await;
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no VM 131 on node \"pve2\""));
+    demo.stop().await.unwrap();
+}
