@@ -9,6 +9,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::job::JobKind;
+use crate::proxmox::VmPowerState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +53,90 @@ impl Revocation {
 pub struct Refusal {
     pub label: &'static str,
     pub reason: &'static str,
+}
+
+/// What an owner asks of a VM's power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerAction {
+    Start,
+    Stop,
+    Shutdown,
+    Reboot,
+}
+
+impl PowerAction {
+    pub const ALL: [Self; 4] = [Self::Start, Self::Shutdown, Self::Reboot, Self::Stop];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Shutdown => "shutdown",
+            Self::Reboot => "reboot",
+        }
+    }
+
+    /// Whether the action would do anything to a VM that is `power`; the reason if not. A power
+    /// state the cluster could not tell is left for Proxmox to judge.
+    pub fn check(self, power: VmPowerState) -> Result<(), &'static str> {
+        match (self, power) {
+            (Self::Start, VmPowerState::Running) => Err("the VM is already running"),
+            (Self::Stop | Self::Shutdown | Self::Reboot, VmPowerState::Stopped) => {
+                Err("the VM is not running")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the owner of a VM may do with it now: the panel enables exactly these buttons, and the
+/// API refuses the rest with the same reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VmActions {
+    /// The power actions that would do something now.
+    pub power: Vec<PowerAction>,
+    /// Whether a console can be opened now.
+    pub console: bool,
+    /// Why the console cannot be opened (or the VM used at all), for the person asking.
+    pub unavailable: Option<&'static str>,
+}
+
+impl VmActions {
+    /// For a service in `state` whose VM (`provisioned`: it has one) is `power`.
+    pub fn of(state: ServiceState, provisioned: bool, power: VmPowerState) -> Self {
+        let refused = |reason| Self {
+            power: Vec::new(),
+            console: false,
+            unavailable: Some(reason),
+        };
+        if let Err(refusal) = state.check_in_use() {
+            return refused(refusal.reason);
+        }
+        if !provisioned {
+            return refused(NOT_PROVISIONED);
+        }
+        let console = check_console(power);
+        Self {
+            power: PowerAction::ALL
+                .into_iter()
+                .filter(|action| action.check(power).is_ok())
+                .collect(),
+            console: console.is_ok(),
+            unavailable: console.err(),
+        }
+    }
+}
+
+/// The reason given for a service that has no VM yet.
+pub const NOT_PROVISIONED: &str = "the VM is not provisioned yet";
+
+/// Whether a console can reach a VM that is `power`: a stopped VM has no display or terminal.
+pub fn check_console(power: VmPowerState) -> Result<(), &'static str> {
+    match power {
+        VmPowerState::Stopped => Err("the VM is not running"),
+        VmPowerState::Running | VmPowerState::Unknown => Ok(()),
+    }
 }
 
 impl ServiceState {
@@ -203,6 +288,27 @@ mod tests {
             ServiceState::Suspended.check_in_use().unwrap_err().reason,
             "the VM is suspended"
         );
+    }
+
+    #[test]
+    fn the_owner_is_offered_only_what_would_do_something() {
+        use PowerAction::*;
+        let running = VmActions::of(ServiceState::Active, true, VmPowerState::Running);
+        assert_eq!(running.power, [Shutdown, Reboot, Stop]);
+        assert!(running.console && running.unavailable.is_none());
+        let stopped = VmActions::of(ServiceState::Active, true, VmPowerState::Stopped);
+        assert_eq!(stopped.power, [Start]);
+        assert_eq!(
+            (stopped.console, stopped.unavailable),
+            (false, Some("the VM is not running"))
+        );
+        let unknown = VmActions::of(ServiceState::Active, true, VmPowerState::Unknown);
+        assert_eq!(unknown.power, PowerAction::ALL);
+        let suspended = VmActions::of(ServiceState::Suspended, true, VmPowerState::Stopped);
+        assert!(suspended.power.is_empty() && !suspended.console);
+        assert_eq!(suspended.unavailable, Some("the VM is suspended"));
+        let building = VmActions::of(ServiceState::Active, false, VmPowerState::Unknown);
+        assert_eq!(building.unavailable, Some(NOT_PROVISIONED));
     }
 
     #[test]

@@ -46,6 +46,16 @@ export interface CustomerVm {
   disk_bytes: number | null;
   /** Present once the VM's tunnel gives it a public name. */
   ssh?: SshAccess | null;
+  actions: VmActions;
+}
+
+/** What the VM's owner may do with it now, as the daemon rules: the panel enables exactly these. */
+export interface VmActions {
+  /** The power actions that would do something now (`start`, `shutdown`, `reboot`, `stop`). */
+  power: string[];
+  console: boolean;
+  /** Why the console cannot be opened, or the VM used at all. */
+  unavailable: string | null;
 }
 
 export interface SshAccess {

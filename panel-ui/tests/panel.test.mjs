@@ -168,6 +168,37 @@ test('the terminal echoes a typed line', async () => {
   await page.context().close();
 });
 
+test('a stopped VM offers Start and no console, and its console page says why once, at 1280 and 390 px', async () => {
+  const id = demo.account('alice').vms[1];
+  for (const viewport of [{ width: 1280, height: 900 }, { width: 390, height: 844 }]) {
+    const page = await customerPage('alice', viewport);
+    await page.goto(`${demo.url}/vms/${id}`);
+    await page.locator('#vm-power').getByText('stopped').waitFor();
+    const enabled = async (action) => !(await page.locator(`button[data-action="${action}"]`).isDisabled());
+    assert.deepEqual(
+      [await enabled('start'), await enabled('shutdown'), await enabled('reboot'), await enabled('stop')],
+      [true, false, false, false],
+    );
+    assert.equal(await page.locator('#open-console').getAttribute('aria-disabled'), 'true');
+    assert.equal(await page.locator('#open-terminal').getAttribute('aria-disabled'), 'true');
+    assert.match(await page.locator('#console-note').innerText(), /not running/);
+    await shot(page, `stopped-vm-${viewport.width}`);
+    await page.context().close();
+  }
+
+  // Reached by its address anyway, the console explains and does not retry what cannot work.
+  const page = await customerPage();
+  await page.goto(`${demo.url}/vms/${id}/console`);
+  await page.getByText(/not running\. Start it/).waitFor();
+  await page.waitForTimeout(3000);
+  assert.equal(await page.getByText(/Reconnecting/).count(), 0);
+  const audit = async (action) => (await demo.adminApi('GET', `/audit?action=${action}`)).body
+    .filter((entry) => entry.target === `service:${id}`);
+  assert.equal((await audit('console.refused')).length, 1);
+  assert.equal((await audit('console.open')).length, 0);
+  await page.context().close();
+});
+
 test("a suspended VM's console is disabled and the server refuses a token", async () => {
   const id = demo.account('alice').vms[1];
   const suspended = await demo.adminApi('POST', `/services/${id}/suspend`);

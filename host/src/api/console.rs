@@ -22,7 +22,8 @@ use crate::console::{
     CloseReason, ConsoleKind, Grant, SessionRequest, TokenRefusal, close_at_once, run_session,
     tokens,
 };
-use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL};
+use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
+use crate::service_state::{NOT_PROVISIONED, check_console};
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
 
@@ -98,6 +99,10 @@ pub async fn create_token(
     };
     if let Err((label, error)) = check_service(&service) {
         return Err(refuse(label, error).await);
+    }
+    if let Err(reason) = check_console(power_of(&state, &service).await) {
+        let error = ConsoleError::refused(StatusCode::CONFLICT, reason);
+        return Err(refuse("not_running", error).await);
     }
     if let Err(full) = state.console.check_capacity(me.user.id) {
         let error = ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, full.to_string());
@@ -181,10 +186,7 @@ pub async fn socket(
         Err((label, error)) => return Err(refuse(&state, Some(grant), label, addr, error).await),
     };
     let (Some(node), Some(vmid)) = (service.node.clone(), service.vmid) else {
-        return Err(ConsoleError::refused(
-            StatusCode::CONFLICT,
-            "the VM is not provisioned yet",
-        ));
+        return Err(ConsoleError::refused(StatusCode::CONFLICT, NOT_PROVISIONED));
     };
     let client = state
         .inventory
@@ -287,9 +289,27 @@ fn check_service(service: &Service) -> Result<(), (&'static str, ConsoleError)> 
         return Err((refusal.label, conflict(refusal.reason)));
     }
     if service.node.is_none() || service.vmid.is_none() {
-        return Err(("not_active", conflict("the VM is not provisioned yet")));
+        return Err(("not_active", conflict(NOT_PROVISIONED)));
     }
     Ok(())
+}
+
+/// The power state of a provisioned service's VM; `Unknown` when the cluster cannot tell now
+/// (the session then finds out, and says so).
+async fn power_of(state: &AppState, service: &Service) -> VmPowerState {
+    let (Some(node), Some(vmid)) = (service.node.as_deref(), service.vmid) else {
+        return VmPowerState::Unknown;
+    };
+    let Some(client) = state.inventory.client(&service.cluster) else {
+        return VmPowerState::Unknown;
+    };
+    match client.vm_status(node, vmid).await {
+        Ok(status) => status.status,
+        Err(err) => {
+            tracing::debug!(service = service.id, error = %err, "cannot read the power state for a console");
+            VmPowerState::Unknown
+        }
+    }
 }
 
 /// Browsers send `Origin` on every WebSocket; only the panel's own pages may open a console.

@@ -14,7 +14,8 @@ use super::extract::Admin;
 use crate::auth::Identity;
 use crate::inventory::{Unreachable, VmView};
 use crate::lifecycle::access::{Services, SshAccess};
-use crate::service_state::ServiceState;
+use crate::proxmox::VmPowerState;
+use crate::service_state::{ServiceState, VmActions};
 use crate::store::services::{self, Service};
 
 pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
@@ -61,6 +62,8 @@ pub struct CustomerVm {
     pub disk_bytes: Option<u64>,
     /// How to reach it over SSH, once its tunnel gives it a public name.
     pub ssh: Option<SshAccess>,
+    /// What its owner may do with it now.
+    pub actions: VmActions,
 }
 
 /// An operator's view of a VM: what the cluster reports, with our service when there is one.
@@ -127,7 +130,10 @@ pub async fn vm(
         let vm = live
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
-        return Ok(Json(json!({ "service": service, "vm": vm, "ssh": ssh })));
+        let actions = actions(&service, vm.as_ref());
+        return Ok(Json(
+            json!({ "service": service, "vm": vm, "ssh": ssh, "actions": actions }),
+        ));
     }
     Ok(Json(json!(customer_vm(&service, ssh, &live))))
 }
@@ -175,5 +181,15 @@ fn customer_vm(service: &Service, ssh: Option<SshAccess>, live: &LiveVms) -> Cus
         memory_bytes: vm.and_then(|vm| vm.memory_bytes),
         disk_bytes: vm.and_then(|vm| vm.disk_bytes),
         ssh,
+        actions: actions(service, vm),
     }
+}
+
+/// What the owner may do with the service's VM, as the cluster last reported it.
+fn actions(service: &Service, vm: Option<&VmView>) -> VmActions {
+    let power = vm
+        .and_then(|vm| vm.status.as_deref())
+        .map_or(VmPowerState::Unknown, VmPowerState::from_status);
+    let provisioned = service.node.is_some() && service.vmid.is_some();
+    VmActions::of(service.state, provisioned, power)
 }

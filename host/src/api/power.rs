@@ -22,31 +22,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
-use crate::proxmox::{Client, Upid};
+use crate::proxmox::{Client, Upid, VmPowerState};
+use crate::service_state::{NOT_PROVISIONED, PowerAction};
 use crate::store::services::{self, Service};
 
 /// How long the guard after a start waits for the start, and then for its own stop.
 const GUARD_DEADLINE: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PowerAction {
-    Start,
-    Stop,
-    Shutdown,
-    Reboot,
-}
-
-impl PowerAction {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Start => "start",
-            Self::Stop => "stop",
-            Self::Shutdown => "shutdown",
-            Self::Reboot => "reboot",
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +51,7 @@ pub async fn power(
     let (node, vmid) = powerable(&service)?;
     let action = body.action;
     let client = cluster_client(&state, &service.cluster)?;
+    check_power(client, &node, vmid, action).await?;
     let upid = send(client, &node, vmid, action).await?;
     // The reconciler expects the VM in the state its owner last chose.
     let stopped = matches!(action, PowerAction::Stop | PowerAction::Shutdown);
@@ -113,8 +95,23 @@ fn powerable(service: &Service) -> ApiResult<(String, u32)> {
     }
     match (&service.node, service.vmid) {
         (Some(node), Some(vmid)) => Ok((node.clone(), vmid)),
-        _ => Err(ApiError::Conflict("the VM is not provisioned yet".into())),
+        _ => Err(ApiError::Conflict(NOT_PROVISIONED.into())),
     }
+}
+
+/// Refuses an action that would do nothing to the VM as it is now (a start of a running VM).
+async fn check_power(client: &Client, node: &str, vmid: u32, action: PowerAction) -> ApiResult<()> {
+    // A state the cluster cannot tell now leaves the action to Proxmox to judge.
+    let power = match client.vm_status(node, vmid).await {
+        Ok(status) => status.status,
+        Err(err) => {
+            tracing::debug!(vmid, error = %err, "cannot read the power state before an action");
+            VmPowerState::Unknown
+        }
+    };
+    action
+        .check(power)
+        .map_err(|reason| ApiError::Conflict(reason.into()))
 }
 
 fn cluster_client<'a>(state: &'a AppState, cluster: &str) -> ApiResult<&'a Client> {

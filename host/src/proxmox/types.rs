@@ -115,6 +115,17 @@ pub enum VmPowerState {
     Unknown,
 }
 
+impl VmPowerState {
+    /// The state a `status` field of Proxmox's answers names (`running`, `stopped`, …).
+    pub fn from_status(status: &str) -> Self {
+        match status {
+            "running" => Self::Running,
+            "stopped" => Self::Stopped,
+            _ => Self::Unknown,
+        }
+    }
+}
+
 /// `GET /nodes/{node}/qemu/{vmid}/status/current`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VmStatus {

@@ -766,3 +766,75 @@ async fn an_operator_reads_a_customers_quota_limits_and_usage() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn power_buttons_and_consoles_follow_the_vms_power_state() {
+    let demo = demo().await;
+    let alice = token(&demo, "alice");
+    let (web, db) = (
+        demo.account("alice").unwrap().vms[0],
+        demo.account("alice").unwrap().vms[1],
+    );
+    let (_, running) = get(&demo, alice, &format!("/api/v1/vms/{web}")).await;
+    assert_eq!(
+        running["actions"],
+        json!({ "power": ["shutdown", "reboot", "stop"], "console": true, "unavailable": null })
+    );
+    let (_, stopped) = get(&demo, alice, &format!("/api/v1/vms/{db}")).await;
+    assert_eq!(
+        stopped["actions"],
+        json!({ "power": ["start"], "console": false, "unavailable": "the VM is not running" })
+    );
+
+    let (status, body) = power(&demo, web, "start").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("the VM is already running"))
+    );
+    let (status, body) = power(&demo, db, "reboot").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("the VM is not running"))
+    );
+
+    let console = json!({ "kind": "vnc" });
+    let path = format!("/api/v1/vms/{db}/console");
+    let (status, body) = send(&demo, alice, Method::POST, &path, console.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("the VM is not running"))
+    );
+    let (_, audit) = get(
+        &demo,
+        token(&demo, "admin"),
+        "/api/v1/audit?action=console.refused",
+    )
+    .await;
+    let refusals: Vec<&Value> = audit.as_array().unwrap().iter().collect();
+    assert_eq!(refusals.len(), 1, "{audit}");
+    assert_eq!(refusals[0]["detail"]["reason"], "not_running", "{audit}");
+
+    let (status, body) = power(&demo, db, "start").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while demo.sim().vm_status(102).as_deref() != Some("running") {
+        assert!(Instant::now() < deadline, "VM 102 never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = send(&demo, alice, Method::POST, &path, console).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    demo.stop().await.unwrap();
+}
+
+/// alice asks for `action` on her VM `id`.
+async fn power(demo: &Demo, id: i64, action: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/vms/{id}/power");
+    send(
+        demo,
+        token(demo, "alice"),
+        Method::POST,
+        &path,
+        json!({ "action": action }),
+    )
+    .await
+}

@@ -153,6 +153,7 @@ async fn the_demo_serves_its_printed_accounts() {
     assert_eq!(
         keys,
         [
+            "actions",
             "cores",
             "disk_bytes",
             "id",

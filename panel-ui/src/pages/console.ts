@@ -45,6 +45,7 @@ document.addEventListener('click', (event) => {
 function refusal(err: unknown): string {
   if (err instanceof ApiError) {
     if (err.status === 409 && /suspended/.test(err.message)) return 'This VM is suspended, so its console is unavailable. Contact support to have it reactivated.';
+    if (err.status === 409 && /not running/.test(err.message)) return 'This VM is not running. Start it from its page, then open the console.';
     if (err.status === 409) return `The console is unavailable: ${err.message}.`;
     if (err.status === 429) return 'You have reached the limit of open consoles. Close another console window and try again.';
   }

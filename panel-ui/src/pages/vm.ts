@@ -1,5 +1,5 @@
 // One VM: state, power actions (confirmed), console buttons, and provisioning progress (SSE).
-import { api, CustomerVm, explain, SshAccess } from '../api';
+import { api, CustomerVm, explain, SshAccess, VmActions } from '../api';
 import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
 import { currentUser } from '../main';
 import { sshCommand } from './vms';
@@ -35,8 +35,8 @@ async function load(id: number): Promise<{ vm: CustomerVm; service: ServiceView 
 }
 
 function fromAdminView(answer: unknown): CustomerVm {
-  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null; ssh: SshAccess | null };
-  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null, ssh: a.ssh };
+  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null; ssh: SshAccess | null; actions: VmActions };
+  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null, ssh: a.ssh, actions: a.actions };
 }
 
 export async function vmPage(id: number): Promise<void> {
@@ -66,16 +66,15 @@ export async function vmPage(id: number): Promise<void> {
     stateCell.replaceChildren(badge(vm.state));
     powerCell.replaceChildren(badge(vm.power));
     sshCell.replaceChildren(sshCommand(vm.ssh) || 'No public hostname yet');
-    const active = vm.state === 'active';
-    for (const b of buttons) b.disabled = !active;
+    // The daemon decides what is possible now; the page only shows it.
+    const { actions } = vm;
+    for (const b of buttons) b.disabled = !actions.power.includes(b.dataset.action ?? '');
     for (const a of [consoleLink, termLink]) {
-      a.setAttribute('aria-disabled', String(!active));
-      a.classList.toggle('disabled', !active);
-      a.tabIndex = active ? 0 : -1;
+      a.setAttribute('aria-disabled', String(!actions.console));
+      a.classList.toggle('disabled', !actions.console);
+      a.tabIndex = actions.console ? 0 : -1;
     }
-    consoleNote.textContent = active ? '' : vm.state === 'suspended'
-      ? 'This VM is suspended, so its console is unavailable. Contact support.'
-      : `The console opens once the VM is active (now: ${vm.state}).`;
+    consoleNote.textContent = actions.console || !actions.unavailable ? '' : `The console is unavailable: ${actions.unavailable}.`;
     jobs.replaceChildren(service.jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
       service.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', time(j.updated_at)]), 'Jobs') : '');
   };

@@ -32,7 +32,7 @@ export async function vmListPage(): Promise<void> {
   try {
     const answer = await api<{ vms: unknown[] }>('GET', '/vms');
     const admin = currentUser()?.role === 'admin';
-    const vms = admin ? (answer.vms as AdminVm[]).filter((v) => v.service).map(fromAdmin) : (answer.vms as CustomerVm[]);
+    const vms: ListedVm[] = admin ? (answer.vms as AdminVm[]).filter((v) => v.service).map(fromAdmin) : (answer.vms as CustomerVm[]);
     status.hidden = true;
     if (vms.length === 0) {
       mount(h('h1', {}, 'My VMs'), h('p', {}, 'You have no VMs yet. ', h('a', { href: '/order' }, 'Order one.')));
@@ -61,7 +61,10 @@ interface AdminVm {
   ssh: SshAccess | null;
 }
 
-function fromAdmin(vm: AdminVm): CustomerVm {
+/** A row of the list: the list offers no actions, so operators' rows carry none. */
+type ListedVm = Omit<CustomerVm, 'actions'>;
+
+function fromAdmin(vm: AdminVm): ListedVm {
   const s = vm.service!;
   return {
     id: s.id, name: s.name, state: s.state, plan: s.plan, power: vm.status ?? 'unknown',
