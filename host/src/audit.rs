@@ -7,9 +7,18 @@ use crate::store::{Store, audit};
 
 pub use audit::{Entry, Record};
 
+/// The most of a target the log keeps: targets name objects, and an oversized one is an attack
+/// on the database's size.
+const MAX_TARGET_BYTES: usize = 256;
+
 pub async fn record(store: &Store, entry: audit::Entry<'_>) {
     let action = entry.action.to_owned();
-    let owned = OwnedEntry::from(&entry);
+    let mut owned = OwnedEntry::from(&entry);
+    if let Some(target) = &mut owned.target
+        && target.len() > MAX_TARGET_BYTES
+    {
+        *target = format!("{}…", crate::text::truncate(target, MAX_TARGET_BYTES));
+    }
     let result = store
         .call(move |conn| audit::record(conn, &owned.as_entry()))
         .await;

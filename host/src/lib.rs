@@ -18,3 +18,4 @@ pub mod proxmox;
 pub mod sealed;
 pub mod service_state;
 pub mod store;
+pub mod text;

@@ -230,6 +230,13 @@ test('an operator creates a plan', async () => {
   await page.getByLabel('Memory (MiB)').fill('512');
   await page.getByLabel('Disk (GiB)').fill('5');
   await page.getByLabel('Node group').fill('pve1, pve2');
+  // The browser checks names itself: the pattern is a valid expression for Chromium (v flag).
+  const mismatch = async (label, text) => {
+    await page.getByLabel(label).fill(text);
+    return page.getByLabel(label).evaluate((input) => input.validity.patternMismatch);
+  };
+  assert.equal(await mismatch('Plan name', 'Tiny_UI'), true);
+  assert.equal(await mismatch('Plan name', 'tiny-ui'), false);
   await page.getByRole('button', { name: 'Save plan' }).click();
   await page.getByText('Plan tiny-ui saved.').waitFor();
   await page.getByRole('cell', { name: 'tiny-ui' }).waitFor();
@@ -272,7 +279,10 @@ test('a customer orders the plan an operator created, and the operator finds it 
   const page = await customerPage('bob');
   await page.getByRole('link', { name: 'Order' }).click();
   await page.getByLabel('Plan').selectOption('tiny-ui');
+  await page.getByLabel('Hostname').fill('UI_order-');
+  assert.equal(await page.getByLabel('Hostname').evaluate((input) => input.validity.patternMismatch), true);
   await page.getByLabel('Hostname').fill('ui-order');
+  assert.equal(await page.getByLabel('Hostname').evaluate((input) => input.validity.patternMismatch), false);
   await page.getByRole('button', { name: 'Order' }).click();
   await page.waitForURL(/\/vms\/\d+$/);
   const id = Number(new URL(page.url()).pathname.split('/').pop());

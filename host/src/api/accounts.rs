@@ -87,7 +87,7 @@ pub async fn create_user(
         .ok_or_else(|| ApiError::Conflict(format!("the username {taken:?} is taken")))
 }
 
-fn check_username(username: &str) -> Result<(), String> {
+pub(super) fn check_username(username: &str) -> Result<(), String> {
     let fine = (1..=64).contains(&username.len())
         && username
             .chars()

@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::response::Response;
 use axum::routing::{get, post};
 use ipnet::IpNet;
 use url::Url;
@@ -123,12 +127,38 @@ pub fn router(state: AppState) -> Router {
             "/users/{id}/quota",
             get(lifecycle::show_quota).put(lifecycle::put_quota),
         )
-        .fallback(|| async { ApiError::NotFound });
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::map_response(no_store));
+    let transport_security = middleware::map_response_with_state(state.clone(), strict_transport);
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/seed/{secret}/{file}", get(lifecycle::seed))
+        // A seed holds a VM's user-data, tokens included.
+        .route(
+            "/seed/{secret}/{file}",
+            get(lifecycle::seed).layer(middleware::map_response(no_store)),
+        )
         .route("/hooks/billing/{plugin}", post(hooks::billing))
         .fallback(ui::serve)
+        .layer(transport_security)
         .with_state(state)
+}
+
+/// API answers carry accounts, tokens and VMs: no browser or proxy cache may keep them.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Browsers that reached the panel over TLS are told to never use plain HTTP for it again.
+async fn strict_transport(State(state): State<AppState>, mut response: Response) -> Response {
+    if state.web.secure_cookies() {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }

@@ -34,6 +34,9 @@ pub async fn login(
     JsonBody(body): JsonBody<Login>,
 ) -> ApiResult<Response> {
     refuse_foreign_origin(&headers, &state)?;
+    // What no account can have is refused before it costs a hash, a limiter entry or an audit row.
+    super::accounts::check_username(&body.username).map_err(ApiError::BadRequest)?;
+    password::check_length(&body.password).map_err(ApiError::BadRequest)?;
     let began = Instant::now();
     state
         .login_limiter

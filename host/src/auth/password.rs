@@ -7,6 +7,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 /// Shortest password accepted for a new or changed account.
 pub const MIN_LENGTH: usize = 10;
+/// Longer is refused before hashing: a megabyte "password" is an attack on the CPU, not a secret.
+pub const MAX_LENGTH: usize = 1024;
 
 /// Hashes with argon2id and the crate's recommended parameters (OWASP's minimum: m=19 MiB, t=2).
 pub fn hash(password: &str) -> anyhow::Result<String> {
@@ -41,6 +43,14 @@ pub fn check_strength(password: &str) -> Result<(), String> {
         return Err(format!(
             "the password must have at least {MIN_LENGTH} characters"
         ));
+    }
+    check_length(password)
+}
+
+/// Whether `password` is short enough to be hashed at all.
+pub fn check_length(password: &str) -> Result<(), String> {
+    if password.len() > MAX_LENGTH {
+        return Err(format!("the password must have at most {MAX_LENGTH} bytes"));
     }
     Ok(())
 }

@@ -170,11 +170,11 @@ pub fn classify_trap(name: &str, budget: &CallBudget, error: &wasmtime::Error) -
         return limit("table size limit reached".into());
     }
     if lower.contains("resource limit") {
-        return limit(super::host_api::truncate(&detail, MAX_DETAIL).to_owned());
+        return limit(crate::text::truncate(&detail, MAX_DETAIL).to_owned());
     }
     CallError::Trap {
         name,
-        detail: super::host_api::truncate(&detail, MAX_DETAIL).to_owned(),
+        detail: crate::text::truncate(&detail, MAX_DETAIL).to_owned(),
     }
 }
 

@@ -11,6 +11,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::bindings::host::{self, LogLevel};
 use super::sandbox::CallState;
 use crate::config::Secret;
+use crate::text::{escape_controls, truncate};
 
 /// Longest log line kept; the rest is cut.
 pub const MAX_LINE_BYTES: usize = 4 * 1024;
@@ -64,9 +65,11 @@ impl host::Host for HostState {
         }
         let kept = truncate(&message, MAX_LINE_BYTES);
         self.logged_bytes += kept.len();
+        let cut = message.len() - kept.len();
+        let kept = escape_controls(kept);
         // Marked like a cut stdout line, so a reader never takes a cut message for the whole.
-        let line = match message.len() - kept.len() {
-            0 => std::borrow::Cow::Borrowed(kept),
+        let line = match cut {
+            0 => kept,
             cut => std::borrow::Cow::Owned(format!("{kept} [… {cut} more bytes of this line cut]")),
         };
         let plugin = &*self.plugin;
@@ -88,38 +91,28 @@ impl host::Host for HostState {
     }
 }
 
-/// `text` cut to at most `max` bytes on a character boundary.
-pub fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use host::Host as _;
 
-    #[test]
-    fn a_cut_log_message_says_how_much_was_cut() -> wasmtime::Result<()> {
-        #[derive(Clone, Default)]
-        struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Log {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                if let Ok(mut log) = self.0.lock() {
-                    log.extend_from_slice(bytes);
-                }
-                Ok(bytes.len())
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut log) = self.0.lock() {
+                log.extend_from_slice(bytes);
             }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+            Ok(bytes.len())
         }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the daemon's log shows after the plugin logs `message`.
+    fn logged(message: String) -> wasmtime::Result<String> {
         let log = Log::default();
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -129,15 +122,31 @@ mod tests {
         let mut state = HostState::new(Arc::from("p"), Arc::default());
         {
             let _here = tracing::subscriber::set_default(subscriber);
-            state.log(LogLevel::Info, "x".repeat(MAX_LINE_BYTES + 5))?;
+            state.log(LogLevel::Info, message)?;
         }
         let text = log.0.lock().map(|l| l.clone()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    #[test]
+    fn a_cut_log_message_says_how_much_was_cut() -> wasmtime::Result<()> {
+        let text = logged("x".repeat(MAX_LINE_BYTES + 5))?;
         let cut = format!(
             "{} [… 5 more bytes of this line cut]",
             "x".repeat(MAX_LINE_BYTES)
         );
         assert!(text.contains(&cut), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_plugin_cannot_forge_a_line_of_the_daemons_log() -> wasmtime::Result<()> {
+        let text = logged("fine\n2026-12-03T00:00:00Z ERROR porthole: forged".into())?;
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("fine\\n2026-12-03T00:00:00Z ERROR porthole: forged"),
+            "{text}"
+        );
         Ok(())
     }
 }

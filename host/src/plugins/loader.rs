@@ -126,7 +126,7 @@ fn compile_error(err: wasmtime::Error) -> LoadError {
         .collect::<Vec<_>>()
         .join(" ");
     LoadError::Compile {
-        detail: super::host_api::truncate(&detail, super::error::MAX_DETAIL).to_owned(),
+        detail: crate::text::truncate(&detail, super::error::MAX_DETAIL).to_owned(),
     }
 }
 
@@ -220,7 +220,7 @@ fn prepare(
     world: PluginWorld,
 ) -> Result<WorldPre, LoadError> {
     let link_error = |err: wasmtime::Error| LoadError::Link {
-        detail: super::host_api::truncate(&format!("{err:#}"), super::error::MAX_DETAIL).to_owned(),
+        detail: crate::text::truncate(&format!("{err:#}"), super::error::MAX_DETAIL).to_owned(),
     };
     let linker = sandbox::linker(engine, world).map_err(link_error)?;
     let pre = linker.instantiate_pre(component).map_err(link_error)?;

@@ -130,6 +130,7 @@ impl CapturedOutput {
             (lines, dropped, captured.cap)
         };
         for line in &lines {
+            let line = crate::text::escape_controls(line);
             tracing::info!(plugin, stream, "{line}");
         }
         if dropped > 0 {

@@ -399,7 +399,7 @@ fn event(event: &BillingEvent) -> Result<(), Invalid> {
 }
 
 fn truncated(text: &str) -> &str {
-    super::host_api::truncate(text, 64)
+    crate::text::truncate(text, 64)
 }
 
 #[cfg(test)]

@@ -838,3 +838,72 @@ async fn power(demo: &Demo, id: i64, action: &str) -> (StatusCode, Value) {
     )
     .await
 }
+
+#[tokio::test]
+async fn a_username_no_account_can_have_is_refused_before_it_is_counted_or_logged() {
+    let demo = demo().await;
+    let client = cookie_client();
+    let huge = "a".repeat(100_000);
+    for _ in 0..30 {
+        let refused = login(&demo, &client, &huge, "whatever password").await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("1-64 characters"),
+            "{body}"
+        );
+    }
+    let long_password = "p".repeat(2000);
+    let refused = login(&demo, &client, "alice", &long_password).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let (_, failed) = get(
+        &demo,
+        token(&demo, "admin"),
+        "/api/v1/audit?action=auth.login_failed",
+    )
+    .await;
+    assert_eq!(failed, json!([]));
+    // None of it counted against the address: a right password still signs in at once.
+    let password = demo.account("alice").unwrap().password.clone();
+    assert_eq!(
+        login(&demo, &client, "alice", &password).await.status(),
+        StatusCode::OK
+    );
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn api_answers_are_never_cached_and_tls_sites_ask_for_tls_from_then_on() {
+    let demo = demo().await;
+    let response = reqwest::Client::new()
+        .get(url(&demo, "/api/v1/whoami"))
+        .bearer_auth(token(&demo, "alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none(),
+        "plain HTTP"
+    );
+    demo.stop().await.unwrap();
+
+    let demo = Demo::start_with(DemoSetup {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: None,
+        sim: SimConfig::default(),
+        extra_config: "public_url = \"https://panel.example.com\"\n".into(),
+        plugins_dir: None,
+    })
+    .await
+    .unwrap();
+    let response = reqwest::get(url(&demo, "/")).await.unwrap();
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    demo.stop().await.unwrap();
+}

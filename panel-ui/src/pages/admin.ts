@@ -70,7 +70,7 @@ interface Template { name: string; cluster: string; node: string; vmid: number; 
 
 async function plansPage(): Promise<void> {
   const [plans, templates] = await Promise.all([api<Plan[]>('GET', '/plans'), api<Template[]>('GET', '/templates')]);
-  const name = h('input', { name: 'name', required: true, pattern: '[a-z0-9][a-z0-9-]*' });
+  const name = h('input', { name: 'name', required: true, pattern: '[a-z0-9][a-z0-9\\-]*' });
   const cores = h('input', { name: 'cores', type: 'number', min: 1, value: 1, required: true });
   const memory = h('input', { name: 'memory_mib', type: 'number', min: 128, value: 1024, required: true });
   const disk = h('input', { name: 'disk_gib', type: 'number', min: 1, value: 10, required: true });

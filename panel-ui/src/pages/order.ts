@@ -26,7 +26,7 @@ export async function orderPage(): Promise<void> {
   };
   plan.addEventListener('change', fillTemplates);
   fillTemplates();
-  const hostname = h('input', { name: 'hostname', required: true, pattern: '[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?', autocomplete: 'off' });
+  const hostname = h('input', { name: 'hostname', required: true, pattern: '[a-z0-9]([a-z0-9\\-]{0,61}[a-z0-9])?', autocomplete: 'off' });
   const username = h('input', { name: 'username', required: true, value: 'debian', autocomplete: 'off' });
   const keys = h('textarea', { name: 'ssh_keys', rows: 3, placeholder: 'ssh-ed25519 AAAA… you@laptop' });
   const submit = h('button', { type: 'submit' }, 'Order');

@@ -16,7 +16,7 @@ pub use tunnel::TunnelProvider;
 use super::bindings::types as wit;
 use super::data::{DnsRecord, FailureKind, PluginFailure, RecordKind};
 use super::error::{CallError, MAX_DETAIL};
-use super::host_api::truncate;
+use crate::text::truncate;
 
 /// A plugin's own `plugin-error`, as a `CallError`.
 fn reported(name: &str, error: wit::PluginError) -> CallError {
