@@ -72,22 +72,11 @@ impl Daemon {
             started: Instant::now(),
         });
         let addr = listener.local_addr()?;
-        let app = api::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = api::router(state.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            // Consoles are interactive: a keystroke or a small RFB message must not wait for the
-            // previous segment's ACK (Nagle), which costs up to 40 ms a round.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "cannot set TCP_NODELAY");
-                }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let server = tokio::spawn(crate::http_server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
         let housekeeping = tokio::spawn(purge_expired_sessions(state.store.clone()));
         tracing::info!(%addr, "porthole is serving");
         Ok(Self {

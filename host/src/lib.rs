@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod demo;
+pub mod http_server;
 pub mod inventory;
 pub mod lifecycle;
 pub mod logging;

@@ -25,6 +25,8 @@ pub enum ApiError {
     /// Well-formed, but it contradicts what was asked before (a reused idempotency key).
     #[error("{0}")]
     Unprocessable(String),
+    #[error("the request body did not arrive within {0} s")]
+    BodyTooSlow(u64),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
     /// Something failed on our side; the details go to the log, not to the caller.
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

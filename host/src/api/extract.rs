@@ -1,6 +1,9 @@
 //! Request extractors: the caller's identity, their address, and JSON bodies with 4xx reasons.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::body::Bytes;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -131,17 +134,43 @@ pub fn check_same_origin(parts: &Parts, state: &AppState) -> Result<(), ApiError
     }
 }
 
-/// `Json<T>` whose rejections are our JSON errors with the parser's reason.
+/// How long a client has to send a request's whole body once its headers are in: a body that
+/// trickles in a byte at a time would otherwise hold its connection and task for ever.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `read` (which reads the body) within [`BODY_READ_TIMEOUT`].
+async fn within_body_deadline<T>(read: impl Future<Output = T>) -> Result<T, ApiError> {
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::BodyTooSlow(BODY_READ_TIMEOUT.as_secs()))
+}
+
+/// `Json<T>` whose rejections are our JSON errors with the parser's reason, read within the body
+/// deadline.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
+        match within_body_deadline(axum::Json::<T>::from_request(req, state)).await? {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(ApiError::BadRequest(rejection_reason(rejection))),
         }
+    }
+}
+
+/// The raw body, read within the body deadline.
+pub struct BodyBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for BodyBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        within_body_deadline(Bytes::from_request(req, state))
+            .await?
+            .map(BodyBytes)
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
 

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
+use super::extract::BodyBytes;
 use crate::config::PluginWorld;
 use crate::plugins::WebhookRequest;
 
@@ -63,7 +63,7 @@ pub async fn billing(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> Response {
     if state.plugins.world_of(&plugin) != Some(PluginWorld::BillingAdapter) {
         return (

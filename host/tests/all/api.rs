@@ -907,3 +907,43 @@ async fn api_answers_are_never_cached_and_tls_sites_ask_for_tls_from_then_on() {
     );
     demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_headers_or_a_body_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let demo = demo().await;
+    let addr = demo.daemon().addr();
+    let started = Instant::now();
+    // Headers begun and never finished: the connection is closed after the header deadline.
+    let headers = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: panel\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut answer));
+        assert!(
+            read.await.is_ok(),
+            "the connection was still open after 20 s"
+        );
+        started.elapsed()
+    };
+    // A body promised and sent in part: 408 after the body deadline.
+    let body = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: panel\r\nOrigin: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user",
+            demo.credentials().url
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(30), tcp.read(&mut answer));
+        let n = read.await.expect("no answer within 30 s").unwrap();
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    };
+    let (closed_after, answer) = tokio::join!(headers, body);
+    assert!(closed_after >= Duration::from_secs(9), "{closed_after:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    demo.stop().await.unwrap();
+}
