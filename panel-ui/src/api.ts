@@ -7,6 +7,13 @@ export class ApiError extends Error {
   }
 }
 
+let sessionEnded: () => void = () => {};
+
+/** What to do when the daemon no longer knows the browser's session (it expired, or was ended). */
+export function onSessionEnded(handler: () => void): void {
+  sessionEnded = handler;
+}
+
 export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
   if (body !== undefined) {
@@ -24,6 +31,8 @@ export async function api<T = unknown>(method: string, path: string, body?: unkn
   }
   if (!response.ok) {
     const reason = (data as { error?: string } | undefined)?.error ?? response.statusText;
+    // A wrong password at sign-in is a 401 too, and asking who is signed in is how we find out.
+    if (response.status === 401 && path !== '/auth/login' && path !== '/whoami') sessionEnded();
     throw new ApiError(response.status, reason);
   }
   return data as T;

@@ -1,6 +1,6 @@
 // Entry point: who is signed in, the navigation, and a small path router over the pages.
 import './style.css';
-import { api, ApiError, Me } from './api';
+import { api, ApiError, Me, onSessionEnded } from './api';
 import { h, mount, notice } from './dom';
 import { loginPage } from './pages/login';
 import { vmListPage } from './pages/vms';
@@ -21,6 +21,16 @@ export function go(path: string): void {
   history.pushState(null, '', path);
   void route();
 }
+
+// A session that ends under an open page leads to the sign-in form, which says so and comes back
+// to the page afterwards.
+onSessionEnded(() => {
+  if (!me) return;
+  me = null;
+  const back = location.pathname + location.search;
+  history.replaceState(null, '', `/login?expired=1&next=${encodeURIComponent(back)}`);
+  void route();
+});
 
 async function loadMe(): Promise<void> {
   try {
@@ -76,7 +86,7 @@ async function route(): Promise<void> {
   renderNav();
   const path = location.pathname;
   if (!me && path !== '/login') {
-    history.replaceState(null, '', '/login');
+    history.replaceState(null, '', `/login?next=${encodeURIComponent(path)}`);
     return route();
   }
   if (path === '/login') return loginPage();

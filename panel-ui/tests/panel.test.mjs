@@ -221,6 +221,23 @@ test("a suspended VM's console is disabled and the server refuses a token", asyn
   await page.context().close();
 });
 
+test('a session that ends under an open page leads to the sign-in form, and back to the page', async () => {
+  const id = demo.account('alice').vms[0];
+  const page = await customerPage();
+  await page.goto(`${demo.url}/vms/${id}`);
+  await page.locator('#vm-state').waitFor();
+  // The session ends on the server (as at expiry); the page finds out at its next refresh.
+  await page.evaluate(() => fetch('/api/v1/auth/logout', { method: 'POST' }));
+  await page.getByText('Your session has ended. Please sign in again.').waitFor({ timeout: 10_000 });
+  assert.equal(await page.getByRole('button', { name: 'Sign out' }).count(), 0, 'the header still shows the user');
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill(demo.account('alice').password);
+  await page.keyboard.press('Enter');
+  await page.locator('#vm-state').waitFor();
+  assert.equal(new URL(page.url()).pathname, `/vms/${id}`);
+  await page.context().close();
+});
+
 test('an operator creates a plan', async () => {
   const page = await newPage();
   await signIn(page, demo.url, demo.account('admin'));

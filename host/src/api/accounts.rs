@@ -105,6 +105,12 @@ pub async fn update(
     Path(id): Path<i64>,
     JsonBody(patch): JsonBody<UserPatch>,
 ) -> ApiResult<Json<User>> {
+    // Another operator can do it, and undo it; alone, an operator would be locked out.
+    if id == admin.user.id && (patch.disabled == Some(true) || patch.role == Some(Role::Customer)) {
+        return Err(ApiError::Conflict(
+            "you cannot disable your own account or take away your own operator role".into(),
+        ));
+    }
     let password_hash = match &patch.password {
         Some(new) => {
             password::check_strength(new).map_err(ApiError::BadRequest)?;

@@ -460,6 +460,26 @@ async fn admins_manage_users_and_bad_requests_say_why() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     let (status, _) = get(&demo, admin, &format!("/api/v1/users/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // An operator cannot lock themselves out, not even with another operator to come to help.
+    let me = user_id(&demo, "admin").await;
+    for lockout in [json!({ "disabled": true }), json!({ "role": "customer" })] {
+        let (status, body) = send(
+            &demo,
+            admin,
+            Method::PATCH,
+            &format!("/api/v1/users/{me}"),
+            lockout,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("your own"),
+            "{body}"
+        );
+    }
+    let (status, _) = get(&demo, admin, "/api/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK);
     demo.stop().await.unwrap();
 }
 
