@@ -183,7 +183,7 @@ async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result
 }
 
 /// The configuration's plans and templates, refreshed at every start.
-async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
+pub async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
     let (plans, templates) = (config.plans.clone(), config.templates.clone());
     store
         .call(move |conn| lifecycle::catalogue::import_config(conn, &plans, &templates))

@@ -53,9 +53,11 @@ pub struct Account {
     pub vms: Vec<i64>,
 }
 
-/// A VM the demo puts on the simulator, and who owns it (`None`: no customer, operators only).
+/// A VM the demo puts on the simulator, who owns it (`None`: no customer, operators only), and
+/// the plan of the demo's catalogue its size matches.
 struct DemoVm {
     owner: Option<&'static str>,
+    plan: &'static str,
     seed: VmSeed,
 }
 
@@ -130,6 +132,7 @@ impl Demo {
         // finds the demo VMs' services.
         let store = Store::open(&config.database).await?;
         crate::daemon::register_clusters(&store, &config).await?;
+        crate::daemon::import_catalogue(&store, &config).await?;
         let inventory = crate::inventory::Inventory::from_config(&config.clusters)?;
         let client = inventory
             .client(CLUSTER)
@@ -227,8 +230,9 @@ fn data_dir_or_temp(
 }
 
 fn demo_vms() -> Vec<DemoVm> {
-    let vm = |owner, node: &str, vmid, name: &str, cores, memory, running| DemoVm {
+    let vm = |owner, node: &str, vmid, name: &str, plan, cores, memory, running| DemoVm {
         owner,
+        plan,
         seed: VmSeed {
             node: node.into(),
             vmid,
@@ -242,10 +246,28 @@ fn demo_vms() -> Vec<DemoVm> {
         },
     };
     vec![
-        vm(Some("alice"), "pve1", 101, "alice-web", 2, 2048, true),
-        vm(Some("alice"), "pve2", 102, "alice-db", 4, 4096, false),
-        vm(Some("bob"), "pve1", 103, "bob-lab", 2, 2048, true),
-        vm(None, "pve2", 110, "ops-monitoring", 1, 1024, true),
+        vm(
+            Some("alice"),
+            "pve1",
+            101,
+            "alice-web",
+            "small",
+            2,
+            2048,
+            true,
+        ),
+        vm(
+            Some("alice"),
+            "pve2",
+            102,
+            "alice-db",
+            "medium",
+            4,
+            8192,
+            false,
+        ),
+        vm(Some("bob"), "pve1", 103, "bob-lab", "small", 2, 2048, true),
+        vm(None, "pve2", 110, "ops-monitoring", "small", 1, 1024, true),
     ]
 }
 
@@ -423,11 +445,16 @@ async fn seed(store: &Store, client: &Client) -> anyhow::Result<Vec<Account>> {
             .into_iter()
             .filter(|vm| vm.owner == Some(username))
         {
+            // The catalogue has the demo's plans only when it has the plugins they need.
+            let plan = demo.plan.to_owned();
+            let known = store
+                .call(move |c| crate::lifecycle::catalogue::plan(c, &plan))
+                .await?;
             let adoption = Adoption {
                 owner_id: user.id,
                 node: demo.seed.node,
                 vmid: demo.seed.vmid,
-                plan: Some("demo".into()),
+                plan: known.map(|plan| plan.name),
             };
             let service = adopt(store, client, adoption).await?;
             vms.push(service.id);

@@ -378,6 +378,13 @@ test('an operator filters services, follows one to its customer and sets their q
     assert.deepEqual(await usage.getByRole('row').filter({ hasText: 'VMs' }).getByRole('cell').allInnerTexts(), ['VMs', String(quota.usage.vms), String(maxVms)]);
     assert.ok(await overflow(page) <= 0, `the customer page is wider than ${width} px`);
     await shot(page, `operator-customer-${width}`, { fullPage: true });
+    // A limit below what bob already uses saves, and the page says what that means.
+    await page.getByLabel('Max VMs').fill('0');
+    await page.getByRole('button', { name: 'Save quota' }).click();
+    await page.getByText(`Quota of bob saved, below what is in use (VM count: ${quota.usage.vms} in use, 0 allowed)`, { exact: false }).waitFor();
+    await page.getByLabel('Max VMs').fill(String(maxVms));
+    await page.getByRole('button', { name: 'Save quota' }).click();
+    await page.getByText('Quota of bob saved.').waitFor();
 
     await page.goto(`${demo.url}/admin/customers`);
     const summary = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'bob', exact: true }) }).getByRole('cell').nth(3);

@@ -589,22 +589,25 @@ pub async fn show_quota(
     })))
 }
 
+/// `PUT /users/{id}/quota`: the new limits, and those of them the user's services already exceed.
 pub async fn put_quota(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(user): Path<i64>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<Quota>> {
-    let found = state
+) -> ApiResult<Json<Value>> {
+    let saved = quota;
+    let usage = state
         .store
         .call(move |c| match crate::store::users::get(c, user)? {
-            Some(_) => catalogue::put_quota(c, user, &quota).map(|()| true),
-            None => Ok(false),
+            Some(_) => {
+                catalogue::put_quota(c, user, &saved)?;
+                catalogue::usage(c, user, None).map(Some)
+            }
+            None => Ok(None),
         })
-        .await?;
-    if !found {
-        return Err(ApiError::NotFound);
-    }
+        .await?
+        .ok_or(ApiError::NotFound)?;
     crate::audit::record(
         &state.store,
         crate::audit::Entry {
@@ -616,7 +619,10 @@ pub async fn put_quota(
         },
     )
     .await;
-    Ok(Json(quota))
+    let over = catalogue::over_limits(usage, &quota);
+    let mut answer = json!(quota);
+    answer["over"] = json!(over);
+    Ok(Json(answer))
 }
 
 /// `GET /seed/{secret}/{file}`: a VM's NoCloud seed, without authentication (the VM has none);

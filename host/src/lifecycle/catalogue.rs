@@ -226,9 +226,7 @@ pub fn put_quota(conn: &Connection, user_id: i64, quota: &Quota) -> rusqlite::Re
 
 /// Why an order would exceed a customer's quota, naming the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the order exceeds the customer's {limit} limit: {would_use} would be used, {allowed} allowed"
-)]
+#[error("the order would exceed the {limit} limit: {would_use} would be in use, {allowed} allowed")]
 pub struct QuotaExceeded {
     pub limit: &'static str,
     pub would_use: u64,
@@ -303,25 +301,51 @@ pub fn usage(
     Ok(usage)
 }
 
+/// Each limit of `quota` beside what `usage` takes of it: `(name, in use, allowed)`.
+fn dimensions(usage: QuotaUsage, quota: &Quota) -> [(&'static str, u64, u64); 4] {
+    [
+        ("VM count", usage.vms, u64::from(quota.max_vms)),
+        ("cores", usage.cores, quota.max_cores.into()),
+        ("memory (MiB)", usage.memory_mib, quota.max_memory_mib),
+        ("disk (GiB)", usage.disk_gib, quota.max_disk_gib),
+    ]
+}
+
 /// Checks that `usage` plus one more VM on `plan` stays within `quota`.
 pub fn check_quota(usage: QuotaUsage, plan: &Plan, quota: &Quota) -> Result<(), QuotaExceeded> {
-    let after = usage.plus(Some(plan));
-    let checks = [
-        ("VM count", after.vms, u64::from(quota.max_vms)),
-        ("cores", after.cores, quota.max_cores.into()),
-        ("memory (MiB)", after.memory_mib, quota.max_memory_mib),
-        ("disk (GiB)", after.disk_gib, quota.max_disk_gib),
-    ];
-    for (limit, would_use, allowed) in checks {
-        if would_use > allowed {
-            return Err(QuotaExceeded {
-                limit,
-                would_use,
-                allowed,
-            });
-        }
+    let over = dimensions(usage.plus(Some(plan)), quota)
+        .into_iter()
+        .find(|(_, would_use, allowed)| would_use > allowed);
+    match over {
+        Some((limit, would_use, allowed)) => Err(QuotaExceeded {
+            limit,
+            would_use,
+            allowed,
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// A limit that what is in use already exceeds (after an operator lowered it): nothing is taken
+/// away, but orders are refused until the use is back within it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverLimit {
+    pub limit: &'static str,
+    pub in_use: u64,
+    pub allowed: u64,
+}
+
+/// The limits of `quota` that `usage` already exceeds.
+pub fn over_limits(usage: QuotaUsage, quota: &Quota) -> Vec<OverLimit> {
+    dimensions(usage, quota)
+        .into_iter()
+        .filter(|(_, in_use, allowed)| in_use > allowed)
+        .map(|(limit, in_use, allowed)| OverLimit {
+            limit,
+            in_use,
+            allowed,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -752,8 +752,17 @@ async fn an_operator_reads_a_customers_quota_limits_and_usage() {
     );
     let limits =
         json!({ "max_vms": 3, "max_cores": 4, "max_memory_mib": 4096, "max_disk_gib": 40 });
-    let (status, _) = send(&demo, admin, Method::PUT, &path, limits.clone()).await;
+    // A limit below what is in use saves, and says so.
+    let below = json!({ "max_vms": 2, "max_cores": 4, "max_memory_mib": 4096, "max_disk_gib": 40 });
+    let (status, saved) = send(&demo, admin, Method::PUT, &path, below).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        saved["over"],
+        json!([{ "limit": "VM count", "in_use": 3, "allowed": 2 }])
+    );
+    let (status, saved) = send(&demo, admin, Method::PUT, &path, limits.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(saved["over"], json!([]));
     let (_, quota) = get(&demo, admin, &path).await;
     assert_eq!(
         (&quota["limits"], &quota["custom"]),

@@ -6,6 +6,7 @@ import { badge, confirmDialog, field, h, mount, notice, say, table, time } from 
 interface User { id: number; username: string; role: string; disabled: boolean; created_at?: number }
 interface Limits { max_vms: number; max_cores: number; max_memory_mib: number; max_disk_gib: number }
 interface Usage { vms: number; cores: number; memory_mib: number; disk_gib: number }
+interface OverLimit { limit: string; in_use: number; allowed: number }
 interface QuotaView { user_id: number; limits: Limits; custom: boolean; usage: Usage }
 interface OwnedService { id: number; name: string; state: string; plan: string | null; owner: { id: number } }
 
@@ -86,8 +87,11 @@ export async function customerPage(id: number, said?: string): Promise<void> {
     event.preventDefault();
     const limits = Object.fromEntries(inputs.map(([name, input]) => [name, Number(input.value)])) as unknown as Limits;
     try {
-      await api('PUT', `/users/${id}/quota`, limits);
-      await customerPage(id, `Quota of ${user.username} saved.`);
+      const saved = await api<{ over: OverLimit[] }>('PUT', `/users/${id}/quota`, limits);
+      const over = saved.over.map((o) => `${o.limit}: ${o.in_use} in use, ${o.allowed} allowed`).join('; ');
+      await customerPage(id, over
+        ? `Quota of ${user.username} saved, below what is in use (${over}). Nothing is taken away; new orders are refused until the use is within the limits.`
+        : `Quota of ${user.username} saved.`);
       document.getElementById('quota-status')?.focus();
     } catch (err) {
       say(status, explain(err), 'error');
