@@ -172,7 +172,9 @@ async fn process(
         Ok(params) => params,
         Err(err) => return (Err(err), BTreeMap::new()),
     };
-    params.extend(route.path_params.clone());
+    if let Err(err) = merge_path_params(&mut params, &route.path_params) {
+        return (Err(err), params);
+    }
     let identity = if route.method.world {
         None
     } else {
@@ -222,6 +224,27 @@ fn check_proxy_target(
         Some(n) if !n.online => Err(ApiError::new(595, "No route to host")),
         Some(_) => Ok(()),
     }
+}
+
+/// Adds the parameters the path defines; one also given in the query or body with another value
+/// is refused, as pveproxy refuses it.
+fn merge_path_params(
+    params: &mut BTreeMap<String, String>,
+    path_params: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let conflicting: BTreeMap<String, String> = path_params
+        .iter()
+        .filter(|(name, value)| params.get(*name).is_some_and(|given| given != *value))
+        .map(|(name, _)| {
+            let why = "duplicate parameter (already defined in URI) with conflicting values!";
+            (name.clone(), why.to_owned())
+        })
+        .collect();
+    if !conflicting.is_empty() {
+        return Err(ApiError::params(conflicting));
+    }
+    params.extend(path_params.clone());
+    Ok(())
 }
 
 /// Query string, then the body (form-encoded or JSON) on top, as pveproxy merges them.

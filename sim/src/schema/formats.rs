@@ -153,10 +153,11 @@ fn is_cidr(value: &str, v4: bool) -> bool {
     let Ok(bits) = bits.parse::<u8>() else {
         return false;
     };
+    // pve-common's CIDR checks take prefixes from 8 up, like qemu-server's ipconfig.
     if v4 {
-        addr.parse::<std::net::Ipv4Addr>().is_ok() && bits <= 32
+        addr.parse::<std::net::Ipv4Addr>().is_ok() && (8..=32).contains(&bits)
     } else {
-        addr.parse::<std::net::Ipv6Addr>().is_ok() && bits <= 128
+        addr.parse::<std::net::Ipv6Addr>().is_ok() && (8..=128).contains(&bits)
     }
 }
 
@@ -247,6 +248,11 @@ pub fn parse_property_string(
     for (key, schema) in keys.iter().filter(|(_, s)| s.get("alias").is_none()) {
         let sub_path = format!("{path}.{key}");
         match parsed.get(key) {
+            // parse_property_string turns yes/on/true (any case) into 1 before checking.
+            Some(v) if schema.get("type").and_then(Value::as_str) == Some("boolean") => {
+                let normalised = parse_boolean(v).map_or(v.as_str(), |b| if b { "1" } else { "0" });
+                check_prop(schema, normalised, &sub_path, &mut errors);
+            }
             Some(v) => check_prop(schema, v, &sub_path, &mut errors),
             None if !super::truthy(schema.get("optional")) => {
                 errors.insert(

@@ -290,7 +290,9 @@ fn check_type(ty: &str, value: &str) -> Result<(), String> {
     let ok = match ty {
         "integer" => is_integer(value),
         "number" => is_number(value),
-        "boolean" => parse_boolean(value).is_some(),
+        // Top-level booleans are 1 or 0 only (pve-common's check_type); the other spellings
+        // parse_boolean knows are taken inside property strings, which normalise them first.
+        "boolean" => value == "1" || value == "0",
         _ => true,
     };
     if ok {

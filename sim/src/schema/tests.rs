@@ -59,7 +59,7 @@ fn valid_config_update_passes() {
         ("cicustom", "user=local:snippets/vm-100-user.yaml"),
         ("tags", "porthole;customer-7"),
         ("delete", "description,ide2"),
-        ("onboot", "yes"),
+        ("onboot", "1"),
     ];
     assert_eq!(errors("PUT", CONFIG, &params), ParamErrors::new());
 }
@@ -95,18 +95,49 @@ fn mistyped_integer_is_rejected() {
 }
 
 #[test]
-fn booleans_accept_pve_spellings() {
-    for value in ["0", "1", "true", "FALSE", "yes", "no", "on", "off"] {
+fn top_level_booleans_are_one_or_zero_as_pveproxy_checks_them() {
+    for value in ["0", "1"] {
         assert_eq!(
             error("PUT", CONFIG, &[("onboot", value)], "onboot"),
             None,
             "{value}"
         );
     }
-    assert_eq!(
-        error("PUT", CONFIG, &[("onboot", "maybe")], "onboot").as_deref(),
-        Some("type check ('boolean') failed - got 'maybe'")
-    );
+    for value in ["true", "FALSE", "yes", "no", "on", "off", "maybe"] {
+        assert_eq!(
+            error("PUT", CONFIG, &[("onboot", value)], "onboot"),
+            Some(format!("type check ('boolean') failed - got '{value}'")),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn booleans_inside_property_strings_take_every_pve_spelling() {
+    let serial = "serial=ZHM9bm9jbG91ZC1uZXQ=";
+    for value in ["1", "yes", "ON", "true"] {
+        let smbios = format!("{serial},base64={value}");
+        assert_eq!(
+            error("PUT", CONFIG, &[("smbios1", &smbios)], "smbios1"),
+            None,
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn ipconfig_prefixes_run_from_8() {
+    for (ip, fine) in [
+        ("ip=10.0.0.5/24,gw=10.0.0.1", true),
+        ("ip=10.0.0.5/8", true),
+        ("ip=10.0.0.5/7", false),
+        ("ip=10.0.0.5/33", false),
+        ("ip6=2001:db8::5/64", true),
+        ("ip6=2001:db8::5/4", false),
+    ] {
+        let error = error("PUT", CONFIG, &[("ipconfig0", ip)], "ipconfig0");
+        assert_eq!(error.is_none(), fine, "{ip}: {error:?}");
+    }
 }
 
 #[test]

@@ -180,3 +180,33 @@ async fn cluster_resources_have_pve_fields() {
             .is_some_and(|s| s.iter().any(|r| r["id"] == "storage/pve2/local-lvm"))
     );
 }
+
+#[tokio::test]
+async fn a_path_parameter_repeated_with_another_value_is_refused() {
+    let sim = start().await;
+    let path = "/nodes/pve1/qemu/9000/config";
+    let response = sim
+        .call(
+            Method::PUT,
+            path,
+            Auth::Token,
+            &[("vmid", "101"), ("cores", "4")],
+        )
+        .await;
+    let (status, body) = body(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["errors"]["vmid"],
+        "duplicate parameter (already defined in URI) with conflicting values!"
+    );
+    // The same value again is no conflict.
+    let response = sim
+        .call(
+            Method::PUT,
+            path,
+            Auth::Token,
+            &[("vmid", "9000"), ("cores", "4")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
