@@ -297,7 +297,14 @@ impl Extras<'_> {
             format!("ds=nocloud-net;s={url}"),
         );
         let (client, node, vmid) = self.vm()?;
-        let update = VmConfigUpdate::new().smbios1(format!("serial={serial},base64=1"));
+        // The PUT replaces all of smbios1: the UUID Proxmox gave the VM at its clone must stay,
+        // or the guest sees a new machine (and cloud-init a new instance) at every delivery.
+        let current = client.vm_config(&node, vmid).await?;
+        let smbios1 = match current.get("smbios1").and_then(smbios_uuid) {
+            Some(uuid) => format!("uuid={uuid},serial={serial},base64=1"),
+            None => format!("serial={serial},base64=1"),
+        };
+        let update = VmConfigUpdate::new().smbios1(smbios1);
         client.update_vm_config(&node, vmid, &update).await?;
         Ok(())
     }
@@ -452,4 +459,11 @@ async fn delete_dns_record(
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// The `uuid` of an `smbios1` property string such as `uuid=5c1e…,serial=…`.
+fn smbios_uuid(smbios1: &str) -> Option<&str> {
+    smbios1
+        .split(',')
+        .find_map(|part| part.strip_prefix("uuid="))
 }

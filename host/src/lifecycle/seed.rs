@@ -1,11 +1,14 @@
 //! The NoCloud seed a VM fetches on first boot, at the secret URL in its SMBIOS serial.
 //!
-//! The seed answers until its user-data has been fetched once, and never longer than
+//! The seed answers until the guest has read all of it, and never longer than
 //! `seed_window_secs` after its VM is first seen running (a guest that boots without fetching
 //! it must not leave the URL alive for ever); after that every file of it answers "not found", so
 //! the URL is worthless to anyone who learns it later (the user-data may hold a tunnel token).
-//! Not at the moment the VM runs: Proxmox reports `running` as soon as QEMU starts, well before
-//! the guest's cloud-init asks for anything. Teardown removes the seed too.
+//! "Read all of it" is cloud-init asking for `vendor-data` after it had the user-data: NoCloud
+//! reads meta-data, user-data, then vendor-data, so a guest whose user-data fetch broke off and
+//! is retried still gets it. Not at the moment the VM runs: Proxmox reports `running` as soon as
+//! QEMU starts, well before the guest's cloud-init asks for anything. Teardown removes the seed
+//! too.
 
 use crate::store::resources::{self, Resource, ResourceKind};
 
@@ -22,10 +25,10 @@ impl Lifecycle {
             return None;
         }
         let digest = hex::encode(crate::auth::secret_token::digest(secret));
-        let spend = file == "user-data";
+        let file_name = file.to_owned();
         let window = self.seed_window();
-        // Looking the seed up and spending it happen in one store call, so two fetches racing for
-        // the user-data cannot both get it.
+        // Looking the seed up and marking what was read happen in one store call, so a fetch
+        // racing the one that spends the seed cannot get it afterwards.
         let sealed = self
             .inner
             .store
@@ -37,10 +40,8 @@ impl Lifecycle {
                     return Ok(None);
                 }
                 let sealed = seed.detail["sealed"].as_str().map(str::to_owned);
-                if spend {
-                    seed.detail["spent"] = serde_json::Value::Bool(true);
+                if read(&mut seed, &file_name) {
                     resources::record(c, &seed)?;
-                    tracing::info!(service = seed.service_id, "cloud-init fetched its seed");
                 }
                 Ok(sealed)
             })
@@ -83,7 +84,25 @@ impl Lifecycle {
     }
 }
 
-/// Whether a seed still answers at `now`: not yet fetched, and its VM not running for longer
+/// Records that the guest read `file`; true when that changed the seed. The user-data read, a
+/// later `vendor-data` read means cloud-init has the whole seed: it is spent.
+fn read(seed: &mut Resource, file: &str) -> bool {
+    let user_data_read = seed.detail["user_data_read"].as_bool() == Some(true);
+    match file {
+        "user-data" if !user_data_read => {
+            seed.detail["user_data_read"] = serde_json::Value::Bool(true);
+            true
+        }
+        "vendor-data" if user_data_read => {
+            seed.detail["spent"] = serde_json::Value::Bool(true);
+            tracing::info!(service = seed.service_id, "cloud-init read its whole seed");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Whether a seed still answers at `now`: not yet read whole, and its VM not running for longer
 /// than `window` seconds.
 fn answers(seed: &Resource, window: i64, now: i64) -> bool {
     if seed.detail["spent"].as_bool() == Some(true) {
@@ -116,5 +135,25 @@ mod tests {
         assert!(answers(&seed(json!({"running_since": 1_000})), 900, 1_900));
         assert!(!answers(&seed(json!({"running_since": 1_000})), 900, 1_901));
         assert!(!answers(&seed(json!({"spent": true})), 900, 0));
+    }
+
+    #[test]
+    fn a_seed_is_spent_once_vendor_data_follows_the_user_data() {
+        let mut fetched = seed(json!({}));
+        assert!(
+            !read(&mut fetched, "vendor-data"),
+            "no user-data yet: a probe, not a boot"
+        );
+        assert!(read(&mut fetched, "user-data"));
+        assert!(
+            !read(&mut fetched, "user-data"),
+            "a retried fetch changes nothing"
+        );
+        assert!(
+            answers(&fetched, 900, 0),
+            "a broken-off fetch can be retried"
+        );
+        assert!(read(&mut fetched, "vendor-data"));
+        assert!(!answers(&fetched, 900, 0));
     }
 }

@@ -10,6 +10,7 @@ use super::job::{Job, JobData, JobKind};
 use super::placement::{self, Placement};
 use super::steps::Step;
 use super::{Lifecycle, OrderSpec, StepError};
+use crate::config::DeliveryKind;
 use crate::proxmox::{
     Client, CloneRequest, ProxmoxError, ResourceKind, Upid, VmConfig, VmConfigUpdate, VmPowerState,
 };
@@ -383,10 +384,15 @@ impl StepContext<'_> {
             .name(order.hostname.clone())
             .tags([TAG])
             .description(marker(self.service.id))
-            .ciuser(order.username.clone())
             .ipconfig(0, "ip=dhcp");
-        if !order.ssh_keys.is_empty() {
-            update = update.sshkeys(order.ssh_keys.iter().map(String::as_str));
+        // A snippet replaces the user-data Proxmox would build from ciuser and sshkeys (its
+        // `cicustom user=` wins), so they are sent only where they take effect.
+        let delivery = self.lifecycle.inner.provisioning.cloud_init.delivery;
+        if delivery != DeliveryKind::Snippets {
+            update = update.ciuser(order.username.clone());
+            if !order.ssh_keys.is_empty() {
+                update = update.sshkeys(order.ssh_keys.iter().map(String::as_str));
+            }
         }
         self.client.update_vm_config(&node, vmid, &update).await?;
         self.grow_disk(data, &node, vmid, plan.disk_gib).await

@@ -240,7 +240,13 @@ async fn an_order_delivered_three_times_builds_one_running_vm_marked_for_its_ser
     assert!(config["description"].contains(&format!("porthole-service:{}", ids[0])));
     assert!(config["scsi0"].contains("size=20G"), "{}", config["scsi0"]);
 
-    // The NoCloud seed named in the VM's SMBIOS serial serves the rendered user-data once.
+    // The NoCloud seed named in the VM's SMBIOS serial serves the rendered user-data once; the
+    // SMBIOS UUID Proxmox gave the clone stays.
+    assert!(
+        config["smbios1"].starts_with("uuid="),
+        "{}",
+        config["smbios1"]
+    );
     let seed_url = seed_url(&config);
     assert!(
         seed_url.starts_with(&panel.demo.credentials().url),
@@ -258,16 +264,14 @@ async fn an_order_delivered_three_times_builds_one_running_vm_marked_for_its_ser
         text.starts_with("#cloud-config") && text.contains("web-1"),
         "{text}"
     );
-    let again = panel
-        .http
-        .get(format!("{seed_url}user-data"))
-        .send()
-        .await
-        .unwrap();
+    // A fetch that broke off is retried and answered; vendor-data after it ends the seed.
+    let fetch = |file: &str| panel.http.get(format!("{seed_url}{file}")).send();
+    assert_eq!(fetch("user-data").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(fetch("vendor-data").await.unwrap().status(), StatusCode::OK);
     assert_eq!(
-        again.status(),
+        fetch("user-data").await.unwrap().status(),
         StatusCode::NOT_FOUND,
-        "a fetched seed is spent"
+        "a seed read whole is spent"
     );
     panel.demo.stop().await.unwrap();
 }

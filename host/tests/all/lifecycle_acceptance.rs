@@ -708,6 +708,11 @@ async fn a_signed_checkout_delivered_three_times_becomes_one_running_vm_with_tun
     let config = lab.sim.vm_config("pve1", vmid).unwrap();
     let snippet = format!("porthole-service-{}-user.yaml", service.id);
     assert_eq!(config["cicustom"], format!("user=local:snippets/{snippet}"));
+    // The snippet replaces what Proxmox would build from ciuser and sshkeys: neither is sent.
+    assert!(
+        !config.contains_key("ciuser") && !config.contains_key("sshkeys"),
+        "{config:?}"
+    );
     let user_data = std::fs::read_to_string(lab.snippets.join(&snippet)).unwrap();
     assert!(user_data.starts_with("#cloud-config\n"), "{user_data}");
     assert!(
