@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
-    /// Calls flow; `failures` misbehaviours in a row so far.
-    Closed { failures: u32 },
+    /// Calls flow; `failures` misbehaviours not yet forgiven, and `successes` good answers in a
+    /// row since the last of them.
+    Closed { failures: u32, successes: u32 },
     /// Calls are refused until `until`; the first call after it is the trial.
     Open { until: Instant },
     /// The one trial call is in flight; everyone else waits for its verdict.
@@ -26,6 +27,14 @@ pub enum BreakerState {
 }
 
 /// Leave to make one call, from [`Breaker::admit`]; hand it back with the call's [`Outcome`].
+impl BreakerState {
+    /// Closed with nothing held against the plugin.
+    pub const CLEAN: Self = Self::Closed {
+        failures: 0,
+        successes: 0,
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a permit must be settled, or a trial holds the breaker half-open"]
 pub struct Permit {
@@ -83,7 +92,7 @@ pub struct Breaker {
 impl Breaker {
     pub fn new(threshold: u32, cool_down: Duration) -> Self {
         Self {
-            state: BreakerState::Closed { failures: 0 },
+            state: BreakerState::CLEAN,
             generation: 0,
             threshold: threshold.max(1),
             cool_down,
@@ -113,17 +122,31 @@ impl Breaker {
             return Transition::None;
         }
         match (self.state, outcome) {
-            (BreakerState::Closed { .. }, Outcome::Success) => {
-                self.state = BreakerState::Closed { failures: 0 };
+            (
+                BreakerState::Closed {
+                    failures,
+                    successes,
+                },
+                Outcome::Success,
+            ) => {
+                self.state = if successes + 1 >= self.threshold {
+                    BreakerState::CLEAN
+                } else {
+                    BreakerState::Closed {
+                        failures,
+                        successes: successes + 1,
+                    }
+                };
                 Transition::None
             }
-            (BreakerState::Closed { failures }, Outcome::Misbehaviour) => {
+            (BreakerState::Closed { failures, .. }, Outcome::Misbehaviour) => {
                 if failures + 1 >= self.threshold {
                     self.open(now);
                     Transition::Opened
                 } else {
                     self.state = BreakerState::Closed {
                         failures: failures + 1,
+                        successes: 0,
                     };
                     Transition::None
                 }
@@ -132,7 +155,7 @@ impl Breaker {
                 Transition::None
             }
             (BreakerState::HalfOpen, Outcome::Success | Outcome::ReportedError) => {
-                self.enter(BreakerState::Closed { failures: 0 });
+                self.enter(BreakerState::CLEAN);
                 Transition::Closed
             }
             (BreakerState::HalfOpen, Outcome::Misbehaviour) => {
@@ -158,7 +181,7 @@ impl Breaker {
 
     /// An operator's reset.
     pub fn reset(&mut self) {
-        self.enter(BreakerState::Closed { failures: 0 });
+        self.enter(BreakerState::CLEAN);
     }
 
     /// Whether calls are being kept off (open, or waiting on the trial).
@@ -220,22 +243,42 @@ mod tests {
         assert_eq!(b.admit(now), Admission::Refused);
     }
 
+    /// Settles one call of each outcome in turn, returning the last transition.
+    fn calls(b: &mut Breaker, outcomes: &[Outcome], now: Instant) -> Transition {
+        outcomes.iter().fold(Transition::None, |_, &outcome| {
+            let permit = go(b, now);
+            b.settle(permit, outcome, now)
+        })
+    }
+
     #[test]
-    fn a_success_resets_the_count_and_a_reported_error_does_not_count() {
+    fn threshold_successes_in_a_row_forgive_and_a_reported_error_does_not_count() {
+        use Outcome::*;
         let now = Instant::now();
         let mut b = Breaker::new(2, COOL);
-        let permit = go(&mut b, now);
-        b.settle(permit, Outcome::Misbehaviour, now);
-        let permit = go(&mut b, now);
-        b.settle(permit, Outcome::Success, now);
-        let permit = go(&mut b, now);
+        calls(&mut b, &[Misbehaviour, Success, Success], now);
+        assert_eq!(b.state(), BreakerState::CLEAN);
         assert_eq!(
-            b.settle(permit, Outcome::Misbehaviour, now),
+            calls(&mut b, &[Misbehaviour, ReportedError], now),
             Transition::None
         );
-        let permit = go(&mut b, now);
-        b.settle(permit, Outcome::ReportedError, now);
-        assert_eq!(b.state(), BreakerState::Closed { failures: 1 });
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed {
+                failures: 1,
+                successes: 0
+            }
+        );
+    }
+
+    #[test]
+    fn failing_every_other_call_still_trips() {
+        use Outcome::*;
+        let now = Instant::now();
+        let mut b = Breaker::new(3, COOL);
+        let alternating = [Misbehaviour, Success, Misbehaviour, Success, Misbehaviour];
+        assert_eq!(calls(&mut b, &alternating, now), Transition::Opened);
+        assert_eq!(b.admit(now), Admission::Refused);
     }
 
     #[test]
@@ -330,7 +373,7 @@ mod tests {
         b.reset();
         assert!(!b.is_tripped());
         b.settle(before, Outcome::Misbehaviour, now);
-        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+        assert_eq!(b.state(), BreakerState::CLEAN);
     }
 
     #[test]
