@@ -81,7 +81,11 @@ impl CallState {
             wasi,
             table,
             http: WasiHttpCtx::new(),
-            egress: EgressHooks::new(setup.plugin.clone(), setup.egress.clone()),
+            egress: EgressHooks::new(
+                setup.plugin.clone(),
+                setup.egress.clone(),
+                setup.limits.memory_bytes,
+            ),
             host: HostState::new(setup.plugin.clone(), setup.settings.clone()),
             kv: KvState::new(
                 &setup.plugin,

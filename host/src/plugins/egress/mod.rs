@@ -28,6 +28,13 @@ use super::sandbox::CallState;
 /// The largest response body, summed over all requests of one call.
 pub const MAX_RESPONSE_BYTES_PER_CALL: u64 = 4 * 1024 * 1024;
 
+/// The most one write to an outgoing body may carry; wasmtime's default is 1 MiB.
+const OUTGOING_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Chunks an outgoing body holds on the host before the request is sent: the channel wasmtime
+/// builds has one more slot than it is told.
+const OUTGOING_BUFFERED_CHUNKS: usize = 2;
+
 /// One plugin's egress settings, prepared once at load.
 #[derive(Clone)]
 pub struct EgressConfig {
@@ -42,17 +49,23 @@ pub struct EgressHooks {
     config: EgressConfig,
     requests: u32,
     budget: Budget,
+    /// Host memory outgoing bodies may still hold: bodies a plugin writes into and never sends
+    /// sit on the host, outside the guest's own memory limit, so they are charged against a
+    /// budget of the same size.
+    body_buffer_left: usize,
     /// Refusals of this call, reported with the call's outcome.
     denials: Arc<Mutex<Vec<String>>>,
 }
 
 impl EgressHooks {
-    pub fn new(plugin: Arc<str>, config: EgressConfig) -> Self {
+    /// `body_buffers`: the host memory all outgoing bodies of the call may hold.
+    pub fn new(plugin: Arc<str>, config: EgressConfig, body_buffers: usize) -> Self {
         Self {
             plugin,
             config,
             requests: 0,
             budget: Budget::new(MAX_RESPONSE_BYTES_PER_CALL),
+            body_buffer_left: body_buffers,
             denials: Arc::default(),
         }
     }
@@ -104,6 +117,22 @@ impl WasiHttpHooks for EgressHooks {
         Arc::new(|name| policy::is_forbidden_request_header(name.as_str()))
     }
 
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BUFFERED_CHUNKS - 1
+    }
+
+    /// Asked once for every outgoing body the plugin creates: each gets its chunk size out of
+    /// the call's body budget, and once that is spent, one byte, so a plugin that opens body
+    /// after body can no longer park memory on the host (writing still works, only slowly).
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        let chunk =
+            (self.body_buffer_left / OUTGOING_BUFFERED_CHUNKS).clamp(1, OUTGOING_CHUNK_BYTES);
+        self.body_buffer_left = self
+            .body_buffer_left
+            .saturating_sub(chunk * OUTGOING_BUFFERED_CHUNKS);
+        chunk
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -136,6 +165,33 @@ impl WasiHttpHooks for EgressHooks {
             options: options.unwrap_or_default(),
         };
         Box::new(exchange.send(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outgoing_bodies_never_hold_more_host_memory_than_the_budget() {
+        let config = EgressConfig {
+            policy: Arc::new(EgressPolicy::default()),
+            tls: client_config(None).unwrap(),
+            max_requests: 16,
+        };
+        let budget = 1024 * 1024;
+        let mut hooks = EgressHooks::new(Arc::from("p"), config, budget);
+        let first = hooks.p2_outgoing_body_chunk_size();
+        assert_eq!(
+            first, OUTGOING_CHUNK_BYTES,
+            "a normal body writes in full chunks"
+        );
+        // A plugin opening a thousand bodies (the resource table's cap) and filling each one.
+        let held: usize = (1..1000)
+            .map(|_| hooks.p2_outgoing_body_chunk_size() * OUTGOING_BUFFERED_CHUNKS)
+            .sum::<usize>()
+            + first * OUTGOING_BUFFERED_CHUNKS;
+        assert!(held <= budget + 2 * 1000, "{held} bytes held on the host");
     }
 }
 
