@@ -168,6 +168,24 @@ impl WasiHttpHooks for EgressHooks {
     }
 }
 
+fn request_origin(uri: &http::Uri) -> Result<Origin, EgressDenied> {
+    let scheme_text = uri.scheme_str().unwrap_or("https");
+    let scheme = policy::Scheme::parse(scheme_text)
+        .ok_or_else(|| EgressDenied::Scheme(scheme_text.to_owned()))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| EgressDenied::BadUrl("no host".to_owned()))?;
+    // `http` keeps userinfo in the authority; a plugin has no use for it and it hides the host.
+    if authority.as_str().contains('@') {
+        return Err(EgressDenied::BadUrl("credentials in the URL".to_owned()));
+    }
+    Ok(Origin::of_request(
+        scheme,
+        authority.host(),
+        authority.port_u16(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,22 +211,4 @@ mod tests {
             + first * OUTGOING_BUFFERED_CHUNKS;
         assert!(held <= budget + 2 * 1000, "{held} bytes held on the host");
     }
-}
-
-fn request_origin(uri: &http::Uri) -> Result<Origin, EgressDenied> {
-    let scheme_text = uri.scheme_str().unwrap_or("https");
-    let scheme = policy::Scheme::parse(scheme_text)
-        .ok_or_else(|| EgressDenied::Scheme(scheme_text.to_owned()))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| EgressDenied::BadUrl("no host".to_owned()))?;
-    // `http` keeps userinfo in the authority; a plugin has no use for it and it hides the host.
-    if authority.as_str().contains('@') {
-        return Err(EgressDenied::BadUrl("credentials in the URL".to_owned()));
-    }
-    Ok(Origin::of_request(
-        scheme,
-        authority.host(),
-        authority.port_u16(),
-    ))
 }
