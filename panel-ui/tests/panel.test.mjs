@@ -246,6 +246,9 @@ test('an operator creates a plan', async () => {
   await page.getByLabel('vCPUs').fill('1');
   await page.getByLabel('Memory (MiB)').fill('512');
   await page.getByLabel('Disk (GiB)').fill('5');
+  await page.getByLabel('Node group').fill('pve1, pve9');
+  await page.getByRole('button', { name: 'Save plan' }).click();
+  await page.getByText(/Node "pve9" is not a node of cluster/).waitFor();
   await page.getByLabel('Node group').fill('pve1, pve2');
   // The browser checks names itself: the pattern is a valid expression for Chromium (v flag).
   const mismatch = async (label, text) => {

@@ -23,6 +23,7 @@ use super::extract::{Admin, JsonBody};
 use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::job;
+use crate::lifecycle::steps::Step;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
 use crate::service_state::ServiceState;
 use crate::store::services::{self, Service};
@@ -190,6 +191,7 @@ pub async fn service(
         .map(|j| json!({
             "id": j.id, "kind": j.kind, "state": j.state, "step": j.step, "attempts": j.attempts,
             "last_error": if me.is_admin() { j.last_error } else { None },
+            "failure": j.data.failed_step.map(Step::failure_for_customer),
             "created_at": j.created_at, "updated_at": j.updated_at,
         }))
         .collect();
@@ -470,13 +472,18 @@ impl From<Plan> for OfferedPlan {
     }
 }
 
-/// Operators get each plan whole; customers get [`OfferedPlan`]s (node names are Proxmox detail).
+/// Operators get each plan whole; customers get the [`OfferedPlan`]s still offered (node names
+/// are Proxmox detail).
 pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
     let plans = state.store.call(|c| catalogue::plans(c)).await?;
     if me.is_admin() {
         return Ok(Json(json!(plans)));
     }
-    let offered: Vec<OfferedPlan> = plans.into_iter().map(OfferedPlan::from).collect();
+    let offered: Vec<OfferedPlan> = plans
+        .into_iter()
+        .filter(|plan| !plan.retired)
+        .map(OfferedPlan::from)
+        .collect();
     Ok(Json(json!(offered)))
 }
 
@@ -492,23 +499,27 @@ pub async fn put_plan(
             "cores, memory_mib and disk_gib must be greater than zero".into(),
         ));
     }
-    let saved = plan.clone();
-    let unknown = state
+    let names = plan.templates.clone();
+    let templates = state
         .store
         .call(move |c| {
-            for t in &saved.templates {
-                if catalogue::template(c, t)?.is_none() {
-                    return Ok(Some(t.clone()));
+            let mut found = Vec::new();
+            for name in &names {
+                match catalogue::template(c, name)? {
+                    Some(template) => found.push(template),
+                    None => return Ok(Err(name.clone())),
                 }
             }
-            catalogue::put_plan(c, &saved, "api").map(|()| None)
+            Ok(Ok(found))
         })
+        .await?
+        .map_err(|name| ApiError::BadRequest(format!("no template named {name:?}")))?;
+    check_plan_nodes(&state, &plan, &templates).await?;
+    let saved = plan.clone();
+    state
+        .store
+        .call(move |c| catalogue::put_plan(c, &saved, "api"))
         .await?;
-    if let Some(template) = unknown {
-        return Err(ApiError::BadRequest(format!(
-            "no template named {template:?}"
-        )));
-    }
     crate::audit::record(
         &state.store,
         crate::audit::Entry {
@@ -521,6 +532,45 @@ pub async fn put_plan(
     )
     .await;
     Ok(Json(plan))
+}
+
+/// A plan's node group must name nodes of its templates' clusters: one that does not would be
+/// offered to customers whose every order then fails. A cluster that does not answer is checked
+/// against the nodes it last reported.
+async fn check_plan_nodes(state: &AppState, plan: &Plan, templates: &[Template]) -> ApiResult<()> {
+    if plan.nodes.is_empty() {
+        return Ok(());
+    }
+    let gathered = state.inventory.nodes().await;
+    let known = state.store.call(|c| crate::store::nodes::known(c)).await?;
+    for template in templates {
+        let cluster = template.cluster.as_str();
+        let mut nodes: Vec<&str> = gathered
+            .items
+            .iter()
+            .filter(|n| n.cluster == cluster)
+            .map(|n| n.node.as_str())
+            .collect();
+        if gathered.unreachable.iter().any(|u| u.cluster == cluster) {
+            nodes.extend(
+                known
+                    .iter()
+                    .filter(|n| n.cluster == cluster)
+                    .map(|n| n.node.as_str()),
+            );
+        }
+        if let Some(missing) = plan.nodes.iter().find(|n| !nodes.contains(&n.as_str())) {
+            nodes.sort_unstable();
+            nodes.dedup();
+            return Err(ApiError::BadRequest(format!(
+                "node {missing:?} is not a node of cluster {cluster:?}, where template {:?} is \
+                 (its nodes: {})",
+                template.name,
+                nodes.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub async fn list_templates(

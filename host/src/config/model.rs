@@ -246,6 +246,9 @@ pub struct PlanConfig {
     /// Nodes this plan may be placed on; empty means any node of the template's cluster.
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// Offered to no new order; the services on it keep it.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// A Proxmox template VM that orders are cloned from.

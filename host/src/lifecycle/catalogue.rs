@@ -18,6 +18,9 @@ pub struct Plan {
     /// Nodes the plan may be placed on; empty: the template's node.
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// Offered to no new order or change of plan; the services on it keep it.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,7 @@ fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<Plan> {
         disk_gib: row.get(3)?,
         templates: json_list(4, &row.get::<_, String>(4)?)?,
         nodes: json_list(5, &row.get::<_, String>(5)?)?,
+        retired: row.get(6)?,
     })
 }
 
@@ -89,7 +93,7 @@ fn template_from_row(row: &Row<'_>) -> rusqlite::Result<Template> {
 
 pub fn plan(conn: &Connection, name: &str) -> rusqlite::Result<Option<Plan>> {
     conn.query_row(
-        "SELECT name, cores, memory_mib, disk_gib, templates, nodes FROM plans WHERE name = ?1",
+        "SELECT name, cores, memory_mib, disk_gib, templates, nodes, retired FROM plans WHERE name = ?1",
         [name],
         plan_from_row,
     )
@@ -98,7 +102,7 @@ pub fn plan(conn: &Connection, name: &str) -> rusqlite::Result<Option<Plan>> {
 
 pub fn plans(conn: &Connection) -> rusqlite::Result<Vec<Plan>> {
     let mut statement = conn.prepare(
-        "SELECT name, cores, memory_mib, disk_gib, templates, nodes FROM plans ORDER BY name",
+        "SELECT name, cores, memory_mib, disk_gib, templates, nodes, retired FROM plans ORDER BY name",
     )?;
     let rows = statement.query_map([], plan_from_row)?;
     rows.collect()
@@ -107,10 +111,10 @@ pub fn plans(conn: &Connection) -> rusqlite::Result<Vec<Plan>> {
 /// Creates or replaces a plan.
 pub fn put_plan(conn: &Connection, plan: &Plan, source: &str) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source, retired)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (name) DO UPDATE SET cores = ?2, memory_mib = ?3, disk_gib = ?4,
-             templates = ?5, nodes = ?6, source = ?7",
+             templates = ?5, nodes = ?6, source = ?7, retired = ?8",
         params![
             plan.name,
             plan.cores,
@@ -118,7 +122,8 @@ pub fn put_plan(conn: &Connection, plan: &Plan, source: &str) -> rusqlite::Resul
             plan.disk_gib,
             to_json(&plan.templates),
             to_json(&plan.nodes),
-            source
+            source,
+            plan.retired
         ],
     )?;
     Ok(())
@@ -185,6 +190,7 @@ pub fn import_config(
             disk_gib: p.disk_gib.into(),
             templates: p.templates.clone(),
             nodes: p.nodes.clone(),
+            retired: p.retired,
         };
         put_plan(&tx, &plan, "config")?;
     }
@@ -360,6 +366,7 @@ mod tests {
             disk_gib,
             templates: vec![],
             nodes: vec![],
+            retired: false,
         }
     }
 

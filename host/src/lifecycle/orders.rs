@@ -254,6 +254,9 @@ fn prepare_provision(
     let Some(plan) = catalogue::plan(conn, &order.plan)? else {
         return Ok(Err(OrderError::NotFound("plan")));
     };
+    if plan.retired {
+        return Ok(Err(retired(&plan)));
+    }
     let Some(template) = catalogue::template(conn, &order.template)? else {
         return Ok(Err(OrderError::NotFound("template")));
     };
@@ -351,6 +354,9 @@ fn prepare_change(
     let Some(new_plan) = catalogue::plan(conn, plan)? else {
         return Ok(Err(OrderError::NotFound("plan")));
     };
+    if new_plan.retired {
+        return Ok(Err(retired(&new_plan)));
+    }
     if let Err(reason) = service.state.accepts(JobKind::ChangePlan) {
         return Ok(Err(OrderError::Conflict(reason)));
     }
@@ -388,6 +394,10 @@ fn prepare_power(
         return Ok(Err(OrderError::Conflict(reason)));
     }
     Ok(Ok(Prepared::Queue(service, JobData::default())))
+}
+
+fn retired(plan: &Plan) -> OrderError {
+    OrderError::Conflict(format!("plan {:?} is no longer offered", plan.name))
 }
 
 /// What Proxmox and cloud-init will accept, checked before anything is created.

@@ -94,6 +94,22 @@ const TERMINATE: &[Step] = &[
 const CHANGE_PLAN: &[Step] = &[Step::Reconfigure, Step::RestartForPlan, Step::Done];
 
 impl Step {
+    /// Why a provision that failed at this step failed, in words for the customer: nothing about
+    /// nodes, storages or tasks, which are the operator's to read in the job's error.
+    pub fn failure_for_customer(self) -> &'static str {
+        match self {
+            Step::Place => "no server had room for this plan",
+            Step::Tunnel => "its network tunnel could not be set up",
+            Step::Dns => "its host name could not be published",
+            Step::CloudInit => "its first-boot setup could not be prepared",
+            Step::ReserveVmid | Step::Clone | Step::Configure => {
+                "the VM could not be created on our servers"
+            }
+            Step::StartVm | Step::WaitRunning => "the VM could not be started",
+            _ => "it could not be completed",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Place => "place",

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_order_guards.sql"),
     include_str!("migrations/0006_node_health.sql"),
     include_str!("migrations/0007_owner_power.sql"),
+    include_str!("migrations/0008_plan_retired.sql"),
 ];
 
 /// The schema version a fully migrated database has.

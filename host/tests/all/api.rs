@@ -976,3 +976,60 @@ async fn a_client_that_trickles_headers_or_a_body_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_plan_must_name_nodes_of_its_cluster_and_a_retired_plan_takes_no_new_orders() {
+    let demo = demo_with_catalogue().await;
+    let admin = token(&demo, "admin");
+    let plan = |nodes: Value, retired: bool| {
+        json!({
+            "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+            "templates": ["debian-12"], "nodes": nodes, "retired": retired
+        })
+    };
+    let (status, body) = send(
+        &demo,
+        admin,
+        Method::PUT,
+        "/api/v1/plans/small",
+        plan(json!(["pve1", "pve9"]), false),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["error"],
+        "node \"pve9\" is not a node of cluster \"sim\", where template \"debian-12\" is (its nodes: pve1, pve2)"
+    );
+
+    let ordered = order(&demo, "alice", "before-retiring").await;
+    let (status, body) = send(
+        &demo,
+        admin,
+        Method::PUT,
+        "/api/v1/plans/small",
+        plan(json!(["pve1"]), true),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, offered) = get(&demo, token(&demo, "alice"), "/api/v1/plans").await;
+    assert_eq!(offered, json!([]), "a retired plan is not offered");
+    let (_, all) = get(&demo, admin, "/api/v1/plans").await;
+    assert_eq!(all[0]["retired"], true);
+    let again = json!({
+        "plan": "small", "template": "debian-12", "hostname": "after-retiring", "username": "debian"
+    });
+    let (status, body) = send(
+        &demo,
+        token(&demo, "alice"),
+        Method::POST,
+        "/api/v1/orders",
+        again,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "plan \"small\" is no longer offered");
+    // The service ordered before keeps its plan.
+    let view = service_becomes(&demo, ordered, "active").await;
+    assert_eq!(view["service"]["plan"], "small");
+    demo.stop().await.unwrap();
+}

@@ -545,6 +545,22 @@ async fn a_step_that_keeps_failing_rolls_back_and_leaves_no_vm() {
         !state.contains(&format!("porthole-service:{id}")),
         "a VM of the service is left: {state}"
     );
+    // Its owner reads why in plain words, and nothing of the node or the task.
+    let mine: Value = panel
+        .http
+        .get(panel.url(&format!("/api/v1/services/{id}")))
+        .bearer_auth(panel.token("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mine["jobs"][0]["failure"], "the VM could not be started",
+        "{mine}"
+    );
+    assert!(mine["jobs"][0]["last_error"].is_null(), "{mine}");
     panel.demo.stop().await.unwrap();
 }
 

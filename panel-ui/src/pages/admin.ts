@@ -65,7 +65,7 @@ function omit(o: object, keys: string[]): object {
   return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
 }
 
-interface Plan { name: string; cores: number; memory_mib: number; disk_gib: number; templates: string[]; nodes: string[] }
+interface Plan { name: string; cores: number; memory_mib: number; disk_gib: number; templates: string[]; nodes: string[]; retired: boolean }
 interface Template { name: string; cluster: string; node: string; vmid: number; os: string; cloud_init: string }
 
 async function plansPage(): Promise<void> {
@@ -75,6 +75,7 @@ async function plansPage(): Promise<void> {
   const memory = h('input', { name: 'memory_mib', type: 'number', min: 128, value: 1024, required: true });
   const disk = h('input', { name: 'disk_gib', type: 'number', min: 1, value: 10, required: true });
   const nodes = h('input', { name: 'nodes', autocomplete: 'off', placeholder: 'e.g. pve1, pve2', 'aria-describedby': 'nodes-hint' });
+  const retired = h('input', { type: 'checkbox', name: 'retired' });
   const boxes = templates.map((t) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'templates', value: t.name, checked: true }), ` ${t.name}`));
   const status = notice();
   const form = h('form', { class: 'card', 'aria-labelledby': 'new-plan' },
@@ -82,6 +83,7 @@ async function plansPage(): Promise<void> {
     field('Plan name', name), field('vCPUs', cores), field('Memory (MiB)', memory), field('Disk (GiB)', disk),
     field('Node group', nodes), h('p', { class: 'hint', id: 'nodes-hint' }, 'Nodes a new VM may be placed on, separated by commas; empty: the template\'s node.'),
     h('fieldset', {}, h('legend', {}, 'Templates'), ...(boxes.length ? boxes : [h('p', {}, 'No templates yet.')])),
+    h('label', { class: 'check' }, retired, ' Retired: offered to no new order; its services keep it'),
     status, h('button', { type: 'submit' }, 'Save plan'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -89,7 +91,7 @@ async function plansPage(): Promise<void> {
     try {
       await api('PUT', `/plans/${encodeURIComponent(name.value)}`, {
         name: name.value, cores: Number(cores.value), memory_mib: Number(memory.value), disk_gib: Number(disk.value), templates: chosen,
-        nodes: nodes.value.split(',').map((n) => n.trim()).filter(Boolean),
+        nodes: nodes.value.split(',').map((n) => n.trim()).filter(Boolean), retired: retired.checked,
       });
       await plansPage();
       say(document.querySelector('#plans-status') as HTMLElement, `Plan ${name.value} saved.`, 'ok');
@@ -98,7 +100,7 @@ async function plansPage(): Promise<void> {
     }
   });
   mount(h('h1', {}, 'Plans and templates'), h('p', { class: 'notice ok', id: 'plans-status', role: 'status', hidden: true }),
-    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates', 'Node group'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', '), p.nodes.join(', ')]), 'Plans'),
+    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates', 'Node group', 'Offered'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', '), p.nodes.join(', '), p.retired ? badge('retired') : 'yes']), 'Plans'),
     table(['Template', 'Cluster', 'Node', 'VM id', 'OS', 'Cloud-init'], templates.map((t) => [t.name, t.cluster, t.node, String(t.vmid), t.os, t.cloud_init]), 'Templates'),
     form);
 }

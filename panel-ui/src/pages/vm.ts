@@ -4,7 +4,7 @@ import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom
 import { currentUser } from '../main';
 import { sshCommand } from './vms';
 
-interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error?: string | null; updated_at: number }
+interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error?: string | null; failure?: string | null; updated_at: number }
 interface ServiceView { service: { id: number; name: string; state: string; plan: string | null }; jobs: Job[] }
 interface Progress { job: number; step: string; status: string; message: string | null; at: number }
 
@@ -59,6 +59,8 @@ export async function vmPage(id: number): Promise<void> {
   const consoleLink = h('a', { class: 'button', href: `/vms/${id}/console`, id: 'open-console' }, 'Console');
   const termLink = h('a', { class: 'button secondary', href: `/vms/${id}/terminal`, id: 'open-terminal' }, 'Terminal');
   const consoleNote = h('p', { class: 'hint', id: 'console-note' });
+  const failure = notice();
+  failure.id = 'failure';
   const progress = h('ol', { class: 'progress', 'aria-live': 'polite', id: 'progress' });
   const jobs = h('div', { id: 'jobs' });
 
@@ -75,12 +77,16 @@ export async function vmPage(id: number): Promise<void> {
       a.tabIndex = actions.console ? 0 : -1;
     }
     consoleNote.textContent = actions.console || !actions.unavailable ? '' : `The console is unavailable: ${actions.unavailable}.`;
+    const failed = service.jobs.find((j) => j.failure);
+    failure.hidden = !(vm.state === 'failed' && failed);
+    if (vm.state === 'failed' && failed) say(failure, `This order could not be completed: ${failed.failure}. Nothing of it was left behind and nothing runs. Contact support, or order again.`, 'error');
     jobs.replaceChildren(service.jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
       service.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', time(j.updated_at)]), 'Jobs') : '');
   };
   mount(
     h('p', { class: 'crumbs' }, h('a', { href: '/vms' }, '← My VMs')),
     h('h1', {}, data.vm.name),
+    failure,
     h('dl', { class: 'facts' },
       h('dt', {}, 'State'), stateCell,
       h('dt', {}, 'Power'), powerCell,
