@@ -138,9 +138,14 @@ impl Panel {
     }
 
     async fn service(&self, id: i64) -> Value {
+        self.service_as("admin", id).await
+    }
+
+    /// The service view `user` gets.
+    async fn service_as(&self, user: &str, id: i64) -> Value {
         self.http
             .get(self.url(&format!("/api/v1/services/{id}")))
-            .bearer_auth(self.token("admin"))
+            .bearer_auth(self.token(user))
             .send()
             .await
             .unwrap()
@@ -546,16 +551,7 @@ async fn a_step_that_keeps_failing_rolls_back_and_leaves_no_vm() {
         "a VM of the service is left: {state}"
     );
     // Its owner reads why in plain words, and nothing of the node or the task.
-    let mine: Value = panel
-        .http
-        .get(panel.url(&format!("/api/v1/services/{id}")))
-        .bearer_auth(panel.token("alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine = panel.service_as("alice", id).await;
     assert_eq!(
         mine["jobs"][0]["failure"], "the VM could not be started",
         "{mine}"
