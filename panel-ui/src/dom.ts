@@ -96,3 +96,24 @@ export function time(unixSecs: number | null | undefined): string {
 export function badge(text: string): HTMLElement {
   return h('span', { class: `badge b-${text.replace(/[^a-z_-]/gi, '')}` }, text);
 }
+
+/** A byte count in the largest unit that keeps it readable. */
+export function bytes(n: number | null): string {
+  if (!n) return '';
+  for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    const value = n / size;
+    if (value >= 1) return `${value.toFixed(value % 1 && value < 10 ? 1 : 0)} ${unit}`;
+  }
+  return `${n} B`;
+}
+
+/** A JSON object as a short list of `key: value` lines that wrap instead of running off the page. */
+export function details(value: unknown): HTMLElement | string {
+  if (value === null || typeof value !== 'object') return value === null || value === undefined ? '' : String(value);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length === 0) return '';
+  return h('dl', { class: 'details' }, ...entries.flatMap(([key, v]) => [
+    h('dt', {}, key.replace(/_/g, ' ')),
+    h('dd', {}, typeof v === 'string' ? v : JSON.stringify(v)),
+  ]));
+}

@@ -238,6 +238,37 @@ test('a session that ends under an open page leads to the sign-in form, and back
   await page.context().close();
 });
 
+test('the audit log filters by family, names its actors and wraps its details, and every table header says what its column is, at 1280 and 390 px', async () => {
+  // At least one console entry by alice: a console asked of her stopped VM is refused.
+  const alice = await customerPage();
+  await alice.evaluate((vm) => fetch(`/api/v1/vms/${vm}/console`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"kind":"vnc"}' }), demo.account('alice').vms[1]);
+  await alice.context().close();
+  for (const viewport of [{ width: 1280, height: 900 }, { width: 390, height: 844 }]) {
+    const page = await newPage(viewport);
+    await signIn(page, demo.url, demo.account('admin'));
+    await page.goto(`${demo.url}/admin/audit`);
+    await page.getByLabel('Action').fill('console');
+    await page.keyboard.press('Enter');
+    const rows = page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr');
+    await rows.first().waitFor();
+    const actions = await rows.locator('td:nth-child(3)').allInnerTexts();
+    assert.ok(actions.every((a) => a.startsWith('console.')), actions.join(', '));
+    const actors = await rows.locator('td:nth-child(2)').allInnerTexts();
+    assert.ok(actors.includes('alice') && actors.every((a) => !a.startsWith('user:')), actors.join(', '));
+    assert.equal(await page.locator('td code').count(), 0, 'no raw JSON');
+    assert.ok(await overflow(page) <= 0, `the audit page is wider than ${viewport.width} px`);
+    await shot(page, `audit-${viewport.width}`, { fullPage: true });
+    for (const section of ['audit', 'plugins', 'customers', 'services', 'consoles', 'nodes', 'plans']) {
+      await page.goto(`${demo.url}/admin/${section}`);
+      await page.locator('h1').waitFor();
+      await page.waitForLoadState('networkidle');
+      const empty = await page.locator('th').evaluateAll((ths) => ths.filter((th) => !th.textContent?.trim()).length);
+      assert.equal(empty, 0, `an empty table header on ${section}`);
+    }
+    await page.context().close();
+  }
+});
+
 test('an operator creates a plan', async () => {
   const page = await newPage();
   await signIn(page, demo.url, demo.account('admin'));

@@ -1,8 +1,9 @@
-//! `GET /api/v1/audit`: the audit trail for operators, newest first, optionally one action.
+//! `GET /api/v1/audit`: the audit trail for operators, newest first, optionally one action or
+//! family of actions, with each acting user's name beside their id.
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiResult;
@@ -18,17 +19,39 @@ pub struct AuditQuery {
     limit: Option<u32>,
 }
 
-/// `?action=console.opened&limit=100` (default 100, at most 1000).
+/// An entry with the name of the user its actor (`user:<id>`) is, while the account exists.
+#[derive(Serialize)]
+pub struct NamedRecord {
+    #[serde(flatten)]
+    record: Record,
+    actor_name: Option<String>,
+}
+
+/// `?action=console&limit=100` (default 100, at most 1000): `console` is every `console.*`.
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
     Query(query): Query<AuditQuery>,
-) -> ApiResult<Json<Vec<Record>>> {
+) -> ApiResult<Json<Vec<NamedRecord>>> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let action = query.action.filter(|a| !a.is_empty());
-    let records = state
+    let (records, names) = state
         .store
-        .call(move |c| crate::store::audit::recent(c, action.as_deref(), limit))
+        .call(move |c| {
+            let records = crate::store::audit::recent(c, action.as_deref(), limit)?;
+            Ok((records, super::user_names(c)?))
+        })
         .await?;
-    Ok(Json(records))
+    let named = records
+        .into_iter()
+        .map(|record| {
+            let actor_name = record
+                .actor
+                .strip_prefix("user:")
+                .and_then(|id| id.parse::<i64>().ok())
+                .and_then(|id| names.get(&id).cloned());
+            NamedRecord { record, actor_name }
+        })
+        .collect();
+    Ok(Json(named))
 }

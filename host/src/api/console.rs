@@ -227,11 +227,32 @@ fn browser_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 }
 
 /// `GET /console/sessions` (operators): live sessions on this daemon and the relay's counters.
-pub async fn sessions(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    Json(json!({
-        "sessions": state.console.live_sessions(),
+pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<Json<Value>> {
+    let live = state.console.live_sessions();
+    let (users, services) = state
+        .store
+        .call(|c| {
+            let services: std::collections::HashMap<i64, String> = services::list(c, None)?
+                .into_iter()
+                .map(|s| (s.id, s.name))
+                .collect();
+            Ok((super::user_names(c)?, services))
+        })
+        .await?;
+    // Names beside the ids, so the operators' page can say who is on which VM.
+    let sessions: Vec<Value> = live
+        .into_iter()
+        .map(|session| {
+            let mut view = json!(session);
+            view["username"] = json!(users.get(&session.user_id));
+            view["service_name"] = json!(services.get(&session.service_id));
+            view
+        })
+        .collect();
+    Ok(Json(json!({
+        "sessions": sessions,
         "counters": state.console.counters(),
-    }))
+    })))
 }
 
 /// `DELETE /console/sessions/{id}` (operators): closes one live session.

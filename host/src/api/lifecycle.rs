@@ -5,7 +5,6 @@
 //! is the same operation. Customers may order for themselves and follow their services; every
 //! other operation is an operator's.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -260,10 +259,7 @@ pub async fn list_services(
     let summaries = state
         .store
         .call(move |c| {
-            let usernames: HashMap<i64, String> = users::list(c)?
-                .into_iter()
-                .map(|u| (u.id, u.username))
-                .collect();
+            let usernames = super::user_names(c)?;
             let mut listed = services::list(c, None)?;
             listed.retain(|s| wanted.is_none_or(|w| s.state == w));
             listed.reverse();

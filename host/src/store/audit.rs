@@ -52,15 +52,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-/// The newest entries first, optionally only one action.
+/// The newest entries first, optionally only one action or one family of them: `console`
+/// matches `console.open`, `console.refused` and the rest, as `console.open` matches itself.
 pub fn recent(
     conn: &Connection,
     action: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Record>> {
+    // substr, not LIKE: a filter's `_` or `%` is text, not a wildcard.
     let mut statement = conn.prepare(
         "SELECT id, at, actor, action, target, detail, client FROM audit_log
-         WHERE ?1 IS NULL OR action = ?1 ORDER BY id DESC LIMIT ?2",
+         WHERE ?1 IS NULL OR action = ?1 OR substr(action, 1, length(?1) + 1) = ?1 || '.'
+         ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = statement.query_map(params![action, limit], from_row)?;
     rows.collect()

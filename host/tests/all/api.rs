@@ -842,6 +842,17 @@ async fn power_buttons_and_consoles_follow_the_vms_power_state() {
     let refusals: Vec<&Value> = audit.as_array().unwrap().iter().collect();
     assert_eq!(refusals.len(), 1, "{audit}");
     assert_eq!(refusals[0]["detail"]["reason"], "not_running", "{audit}");
+    assert_eq!(refusals[0]["actor_name"], "alice", "{audit}");
+    // A family of actions by its first word; a partial word matches nothing.
+    let (_, family) = get(&demo, token(&demo, "admin"), "/api/v1/audit?action=console").await;
+    assert_eq!(family, audit, "{family}");
+    let (_, partial) = get(
+        &demo,
+        token(&demo, "admin"),
+        "/api/v1/audit?action=console.ref",
+    )
+    .await;
+    assert_eq!(partial, json!([]));
 
     let (status, body) = power(&demo, db, "start").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

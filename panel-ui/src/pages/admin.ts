@@ -2,7 +2,7 @@
 // jobs, plugins, the audit log and live console sessions. Every one is one API listing plus the
 // actions on it; customers and services (with a page per object) have modules of their own.
 import { api, explain } from '../api';
-import { badge, confirmDialog, field, h, mount, notice, say, table, time } from '../dom';
+import { badge, bytes, confirmDialog, details, field, h, mount, notice, say, table, time } from '../dom';
 import { customerPage, customersPage } from './customers';
 import { servicePage, servicesPage } from './services';
 
@@ -117,19 +117,20 @@ async function pluginsPage(): Promise<void> {
     p.state.state === 'tripped' ? h('button', { type: 'button', class: 'small', onclick: async () => {
       try { await api('POST', `/plugins/${encodeURIComponent(p.name)}/reset`); await pluginsPage(); } catch (err) { say(status, explain(err), 'error'); }
     } }, 'Reset') : '']);
-  mount(h('h1', {}, 'Plugins'), status, plugins.length ? table(['Plugin', 'Kind', 'Digest', 'Allowed hosts', 'State', 'Recent errors', ''], rows) : h('p', {}, 'No plugins are configured.'));
+  mount(h('h1', {}, 'Plugins'), status, plugins.length ? table(['Plugin', 'Kind', 'Digest', 'Allowed hosts', 'State', 'Recent errors', 'Action'], rows, 'Plugins') : h('p', {}, 'No plugins are configured.'));
 }
 
-interface AuditRecord { id: number; at: number; actor: string; action: string; target: string | null; detail: unknown; client: string | null }
+interface AuditRecord { id: number; at: number; actor: string; actor_name: string | null; action: string; target: string | null; detail: unknown; client: string | null }
 
 async function auditPage(): Promise<void> {
   const params = new URLSearchParams(location.search);
-  const action = h('input', { name: 'action', value: params.get('action') ?? '', placeholder: 'e.g. console.opened' });
+  const action = h('input', { name: 'action', value: params.get('action') ?? '', placeholder: 'e.g. console or console.open', 'aria-describedby': 'action-hint' });
   const limit = h('select', { name: 'limit' }, ...['50', '100', '500'].map((n) => h('option', { value: n, selected: n === (params.get('limit') ?? '100') }, n)));
   const q = new URLSearchParams({ limit: limit.value });
   if (action.value) q.set('action', action.value);
   const records = await api<AuditRecord[]>('GET', `/audit?${q}`);
-  const form = h('form', { class: 'inline card', role: 'search' }, field('Action', action), field('Entries', limit), h('button', { type: 'submit' }, 'Filter'));
+  const form = h('form', { class: 'inline card', role: 'search' }, field('Action', action), field('Entries', limit), h('button', { type: 'submit' }, 'Filter'),
+    h('p', { class: 'hint', id: 'action-hint' }, 'An action (console.open) or a family of them (console).'));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     const next = new URLSearchParams({ limit: limit.value });
@@ -138,22 +139,28 @@ async function auditPage(): Promise<void> {
     void adminPage('audit');
   });
   mount(h('h1', {}, 'Audit log'), form,
-    table(['When', 'Actor', 'Action', 'Target', 'Client', 'Detail'], records.map((r) => [time(r.at), r.actor, r.action, r.target ?? '', r.client ?? '', h('code', {}, JSON.stringify(r.detail))])));
+    records.length ? table(['When', 'Actor', 'Action', 'Target', 'Client', 'Detail'],
+      records.map((r) => [time(r.at), r.actor_name ? h('span', { title: r.actor }, r.actor_name) : r.actor, r.action, r.target ?? '', r.client ?? '', details(r.detail)]), 'Audit entries')
+      : h('p', {}, 'No entries match.'));
 }
 
-interface LiveSession { id: number | null; user_id: number; service_id: number; kind: string; started_at: number; bytes_to_vm: number; bytes_to_browser: number }
+interface LiveSession { id: number | null; user_id: number; username: string | null; service_id: number; service_name: string | null; kind: string; started_at: number; bytes_to_vm: number; bytes_to_browser: number }
+interface ConsoleCounters { live: number; opened: number; refused: Record<string, number>; closed: Record<string, number> }
 
 async function consolesPage(): Promise<void> {
-  const answer = await api<{ sessions: LiveSession[]; counters: Record<string, unknown> }>('GET', '/console/sessions');
+  const answer = await api<{ sessions: LiveSession[]; counters: ConsoleCounters }>('GET', '/console/sessions');
   const status = notice();
-  const rows = answer.sessions.map((s) => [String(s.id ?? ''), String(s.user_id), h('a', { href: `/vms/${s.service_id}` }, String(s.service_id)), s.kind, time(s.started_at),
-    `${s.bytes_to_vm} B in / ${s.bytes_to_browser} B out`,
-    s.id === null ? '' : h('button', { type: 'button', class: 'small danger', 'data-session': String(s.id), onclick: async () => {
-      if (!(await confirmDialog(`Close console session ${s.id}?`, 'Close session'))) return;
+  const rows = answer.sessions.map((s) => [s.username ?? `user ${s.user_id}`, h('a', { href: `/admin/services/${s.service_id}` }, s.service_name ?? `service ${s.service_id}`),
+    s.kind === 'vnc' ? 'VNC' : 'Terminal', time(s.started_at), bytes(s.bytes_to_vm) || '0 B', bytes(s.bytes_to_browser) || '0 B',
+    s.id === null ? '' : h('button', { type: 'button', class: 'small danger', 'data-session': String(s.id), 'aria-label': `Close the console of ${s.username ?? 'user'} on ${s.service_name ?? 'this VM'}`, onclick: async () => {
+      if (!(await confirmDialog(`Close ${s.username ?? 'this user'}'s console on ${s.service_name ?? 'this VM'}?`, 'Close session'))) return;
       try { await api('DELETE', `/console/sessions/${s.id}`); await consolesPage(); } catch (err) { say(status, explain(err), 'error'); }
     } }, 'Close')]);
+  const c = answer.counters;
+  const reasons = (counts: Record<string, number>) => Object.entries(counts).map(([why, n]) => `${why.replace(/_/g, ' ')}: ${n}`).join('\n') || 'none';
   mount(h('h1', {}, 'Live console sessions'), status,
-    answer.sessions.length ? table(['Session', 'User', 'Service', 'Kind', 'Started', 'Traffic', ''], rows) : h('p', {}, 'No console is open right now.'),
-    h('h2', {}, 'Counters'), h('pre', {}, JSON.stringify(answer.counters, null, 2)),
+    answer.sessions.length ? table(['User', 'VM', 'Kind', 'Started', 'Sent to the VM', 'Sent to the browser', 'Action'], rows, 'Live sessions') : h('p', {}, 'No console is open right now.'),
+    h('h2', {}, 'Since the daemon started'),
+    table(['Open now', 'Opened', 'Refused, by reason', 'Ended, by reason'], [[String(c.live), String(c.opened), reasons(c.refused), reasons(c.closed)]], 'Console counters'),
     h('button', { type: 'button', class: 'secondary', onclick: () => void consolesPage() }, 'Refresh'));
 }

@@ -46,7 +46,7 @@ export async function customersPage(): Promise<void> {
       say(status, explain(err), 'error');
     }
   });
-  mount(h('h1', {}, 'Customers and quotas'), status, table(['Account', 'Role', 'State', 'Quota used', ''], rows, 'Accounts'), form);
+  mount(h('h1', {}, 'Customers and quotas'), status, table(['Account', 'Role', 'State', 'Quota used', 'Action'], rows, 'Accounts'), form);
 }
 
 async function toggle(user: User, status: HTMLElement): Promise<void> {

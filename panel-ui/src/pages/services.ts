@@ -107,7 +107,7 @@ export async function servicePage(id: number, said?: [string, 'ok' | 'error']): 
         h('button', { type: 'button', class: 'secondary', onclick: () => void servicePage(id) }, 'Refresh')),
       operations.length ? null : h('p', { class: 'hint' }, `No operation applies to a service that is ${s.state}.`)),
     h('section', { 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'),
-      jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Attempts', 'Last error', 'Updated', ''], jobs, 'Jobs, newest first') : h('p', {}, 'No jobs yet.')),
+      jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Attempts', 'Last error', 'Updated', 'Action'], jobs, 'Jobs, newest first') : h('p', {}, 'No jobs yet.')),
     h('section', { 'aria-labelledby': 'history-h' }, h('h2', { id: 'history-h' }, 'History'),
       historyRows.length ? table(['At', 'Job', 'Step', 'Status', 'Message'], historyRows, 'Steps, newest first') : h('p', {}, 'Nothing has happened to this service yet.')),
   );

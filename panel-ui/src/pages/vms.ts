@@ -1,13 +1,7 @@
 // The customer's VM list (operators see every VM with its service).
 import { api, CustomerVm, explain, SshAccess } from '../api';
-import { badge, h, mount, notice, table } from '../dom';
+import { badge, bytes, h, mount, notice, table } from '../dom';
 import { currentUser } from '../main';
-
-function bytes(n: number | null): string {
-  if (!n) return '';
-  const gib = n / 1024 ** 3;
-  return gib >= 1 ? `${gib.toFixed(gib % 1 ? 1 : 0)} GiB` : `${Math.round(n / 1024 ** 2)} MiB`;
-}
 
 /** `ssh user@host` through the tunnel, when the service has a public name. */
 export function sshCommand(ssh: SshAccess | null | undefined): HTMLElement | string {
