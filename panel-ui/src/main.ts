@@ -19,7 +19,20 @@ export function currentUser(): Me | null {
 /** Moves to a panel path without a page load. */
 export function go(path: string): void {
   history.pushState(null, '', path);
-  void route();
+  void navigate();
+}
+
+/**
+ * Shows the page for the current path, then does what a page load would: the title names the
+ * page, and focus, which the old page's link took away with it, starts at the new heading (where a
+ * screen reader announces it) unless the page put it somewhere itself.
+ */
+async function navigate(): Promise<void> {
+  await route();
+  const heading = document.querySelector<HTMLElement>('#main h1');
+  document.title = heading?.textContent ? `${heading.textContent} — Porthole` : 'Porthole';
+  const focused = document.activeElement;
+  if (heading && (!focused || focused === document.body || !focused.isConnected)) heading.focus();
 }
 
 // A session that ends under an open page leads to the sign-in form, which says so and comes back
@@ -29,7 +42,7 @@ onSessionEnded(() => {
   me = null;
   const back = location.pathname + location.search;
   history.replaceState(null, '', `/login?expired=1&next=${encodeURIComponent(back)}`);
-  void route();
+  void navigate();
 });
 
 async function loadMe(): Promise<void> {
@@ -117,7 +130,7 @@ document.addEventListener('click', (event) => {
   event.preventDefault();
   go(href);
 });
-window.addEventListener('popstate', () => void route());
+window.addEventListener('popstate', () => void navigate());
 
 async function start(): Promise<void> {
   try {
@@ -126,7 +139,7 @@ async function start(): Promise<void> {
     mount(h('h1', {}, 'Porthole'), notice('error', 'The panel cannot reach the server.'));
     return;
   }
-  await route();
+  await navigate();
 }
 
 void start();

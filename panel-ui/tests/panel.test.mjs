@@ -67,7 +67,38 @@ const labelled = (label) => document.activeElement?.labels?.[0]?.textContent?.in
 const named = (name) => document.activeElement?.textContent?.trim() === name;
 
 /** How far the page is wider than its window (0 or less: it fits). */
+/** How many light pixels `locator` shows on screen (decoded in a blank page, outside the CSP). */
+async function litPixels(page, locator) {
+  const png = (await locator.screenshot()).toString('base64');
+  const blank = await page.context().newPage();
+  const lit = await blank.evaluate(async (data) => {
+    const image = new Image();
+    image.src = `data:image/png;base64,${data}`;
+    await image.decode();
+    const canvas = document.createElement('canvas');
+    [canvas.width, canvas.height] = [image.width, image.height];
+    const context = canvas.getContext('2d');
+    context.drawImage(image, 0, 0);
+    const pixels = context.getImageData(0, 0, image.width, image.height).data;
+    let count = 0;
+    for (let i = 0; i < pixels.length; i += 4) if (pixels[i] + pixels[i + 1] + pixels[i + 2] > 384) count += 1;
+    return count;
+  }, png);
+  await blank.close();
+  return lit;
+}
+
 const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
+test('each page names itself in the title and starts focus at its heading', async () => {
+  const page = await customerPage();
+  assert.equal(await page.title(), 'My VMs — Porthole');
+  await page.getByRole('link', { name: 'alice-web' }).click();
+  await page.locator('#vm-state').waitFor();
+  await waitFor(async () => (await page.title()) === 'alice-web — Porthole', 'the title');
+  assert.deepEqual(await page.evaluate(() => [document.activeElement?.tagName, document.activeElement?.textContent]), ['H1', 'alice-web']);
+  await page.context().close();
+});
 
 test('sign-in and the VM list work with the keyboard alone', async () => {
   const page = await newPage();
@@ -141,6 +172,11 @@ test('the terminal echoes a typed line', async () => {
     return (rows.match(/hello-from-chromium/g) ?? []).length >= 2 ? rows : null;
   }, 'the echoed line', 10_000);
   assert.match(text, /\nhello-from-chromium\s*\n/);
+  // Underscores sit below the baseline: the rows must be tall enough to show them.
+  await page.keyboard.type('echo ________\n', { delay: 10 });
+  const row = page.locator('.xterm-rows > div').filter({ hasText: /^_+\s*$/ });
+  await row.waitFor();
+  assert.ok(await litPixels(page, row) > 20, 'the underscores are not drawn');
   // xterm.js styles itself at runtime (theme, cell size, scrollbar) and paints a selection in
   // 24-bit colour: all of it has to work under the strict CSP. Its rows are laid out by those
   // runtime rules: spans are inline-block and the rows container has the theme's font.
@@ -150,6 +186,11 @@ test('the terminal echoes a typed line', async () => {
     return { display: span && getComputedStyle(span).display, font: getComputedStyle(rows).fontSize, pointer: getComputedStyle(rows).pointerEvents };
   });
   assert.deepEqual(layout, { display: 'inline-block', font: '14px', pointer: 'none' });
+  // Tab is the shell's; a keyboard user leaves the terminal with Shift+Esc.
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.closest('.xterm') !== null), true);
+  await page.keyboard.press('Shift+Escape');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'paste');
   // The rows let pointer events through to xterm's screen, which selects the word under a double click.
   const word = await page.locator('.xterm-rows').getByText('hello-from-chromium').last().boundingBox();
   await page.mouse.dblclick(word.x + 10, word.y + word.height / 2);

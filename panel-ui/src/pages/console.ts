@@ -105,7 +105,9 @@ class Session {
   }
 
   private startTerm(socket: WebSocket): void {
-    const term = new Terminal({ cursorBlink: true, fontSize: 14, convertEol: false, scrollback: 2000 });
+    // At a line height of 1 the rows clip what hangs below the baseline: Debian's default monospace
+    // font draws `_` there, and `x86_64` read as `x86 64`.
+    const term = new Terminal({ cursorBlink: true, fontSize: 14, lineHeight: 1.2, convertEol: false, scrollback: 2000 });
     const fit = new FitAddon();
     term.loadAddon(fit);
     openTerminal(term, this.screen);
@@ -226,7 +228,15 @@ export async function consolePage(id: number, kind: Kind): Promise<void> {
     : h('button', { type: 'button', class: 'secondary', id: 'paste', onclick: () => void session.paste() }, 'Paste');
   const back = h('a', { href: `/vms/${id}` }, '← VM');
   const title = h('h1', {}, kind === 'vnc' ? 'Console' : 'Terminal');
-  mount(h('p', { class: 'crumbs' }, back), title, h('div', { class: 'actions toolbar' }, special, fullscreen, reconnect), status, frame);
+  const leave = h('p', { class: 'hint', id: 'console-keys' }, 'Shift+Esc leaves the screen for the buttons above; every other key goes to the VM.');
+  // Tab belongs to the VM (shell completion), so a keyboard user needs another way out.
+  screen.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape' || !event.shiftKey) return;
+    event.preventDefault();
+    event.stopPropagation();
+    special.focus();
+  }, true);
+  mount(h('p', { class: 'crumbs' }, back), title, h('div', { class: 'actions toolbar' }, special, fullscreen, reconnect), status, frame, leave);
   active = session;
   reconnect.addEventListener('click', () => session.retryNow());
   // The token request refuses a suspended or inactive VM in words; the name only decorates.
