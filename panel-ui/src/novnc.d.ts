@@ -2,6 +2,8 @@ declare module '@novnc/novnc' {
   export default class RFB extends EventTarget {
     constructor(target: HTMLElement, urlOrChannel: string | WebSocket, options?: { wsProtocols?: string[]; shared?: boolean });
     scaleViewport: boolean;
+    clipViewport: boolean;
+    dragViewport: boolean;
     resizeSession: boolean;
     viewOnly: boolean;
     focusOnClick: boolean;

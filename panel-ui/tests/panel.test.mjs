@@ -142,6 +142,29 @@ test('the VNC console shows the VM screen, which changes after typing', async ()
   await page.context().close();
 });
 
+test('on a phone the console shows the VM at its own size, fits on request, and the Keyboard button types into it', async () => {
+  const page = await customerPage('alice', { width: 390, height: 844 });
+  await page.goto(`${demo.url}/vms/${demo.account('alice').vms[0]}/console`);
+  await page.locator('#console-screen[data-first-frame="drawn"]').waitFor({ timeout: 20_000 });
+  // Canvas pixels per CSS pixel: 1 at the VM's own size, more when scaled down to fit.
+  const scale = () => page.evaluate(() => {
+    const canvas = document.querySelector('#console-screen canvas');
+    return canvas.width / canvas.clientWidth;
+  });
+  assert.ok(Math.abs(await scale() - 1) < 0.05, `scaled by ${await scale()} on a phone`);
+  await page.locator('#zoom').click();
+  await waitFor(async () => (await scale()) > 1.5, 'the screen to fit the frame');
+  await shot(page, 'vnc-phone-fitted');
+  await page.locator('#keyboard').click();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'vnc-keys');
+  const before = await canvasPixels(page);
+  await page.keyboard.type('root', { delay: 30 });
+  await waitFor(async () => (await canvasPixels(page)) !== before, 'the screen to change after typing', 10_000);
+  assert.equal(await page.locator('#vnc-keys').inputValue(), '', 'what is typed goes to the VM, not the field');
+  assert.ok(await overflow(page) <= 0, 'the console page is wider than 390 px');
+  await page.context().close();
+});
+
 test('a console the node drops reconnects by itself with a new token', async () => {
   const page = await customerPage();
   const id = demo.account('alice').vms[0];

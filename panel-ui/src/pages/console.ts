@@ -95,13 +95,45 @@ class Session {
 
   private startVnc(socket: WebSocket): void {
     const rfb = new RFB(this.screen, socket, { shared: true });
-    rfb.scaleViewport = true;
+    this.rfb = rfb;
+    this.fitToScreen(this.fitted);
     rfb.focusOnClick = true;
     rfb.addEventListener('connect', () => {
       rfb.focus();
       watchFirstFrame(this.screen);
     });
-    this.rfb = rfb;
+  }
+
+  /**
+   * Scaled to the frame, or at its own size and panned by dragging. A phone's frame is narrower
+   * than any VM's screen: scaled, its text is too small to read, so narrow screens start at the
+   * VM's own size.
+   */
+  fitted = window.matchMedia('(min-width: 700px)').matches;
+
+  fitToScreen(fit: boolean): void {
+    this.fitted = fit;
+    if (!this.rfb) return;
+    this.rfb.scaleViewport = fit;
+    this.rfb.clipViewport = !fit;
+    this.rfb.dragViewport = !fit;
+  }
+
+  /** Types what a phone's on-screen keyboard produced into the VM, one key at a time. */
+  typeText(text: string): void {
+    for (const char of text) {
+      const code = char.codePointAt(0) ?? 0;
+      // X keysyms: Latin-1 is its own code, the rest of Unicode is offset (RFB 6143, X11 keysyms).
+      this.rfb?.sendKey(code < 0x100 ? code : 0x01000000 + code, null);
+    }
+  }
+
+  /** The keys an on-screen keyboard sends as keydown only, as X keysyms. */
+  typeKey(key: string): boolean {
+    const keysym = ({ Backspace: 0xff08, Enter: 0xff0d, Tab: 0xff09, Escape: 0xff1b, ArrowLeft: 0xff51, ArrowUp: 0xff52, ArrowRight: 0xff53, ArrowDown: 0xff54 } as Record<string, number>)[key];
+    if (keysym === undefined || !this.rfb) return false;
+    this.rfb.sendKey(keysym, null);
+    return true;
   }
 
   private startTerm(socket: WebSocket): void {
@@ -215,6 +247,29 @@ function watchFirstFrame(screen: HTMLElement): void {
   requestAnimationFrame(check);
 }
 
+/**
+ * A phone's console: a button between fitting the screen and the VM's own size, and a button
+ * that brings up the on-screen keyboard (a canvas cannot; a text field can), whose typing goes to
+ * the VM.
+ */
+function vncControls(session: Session): HTMLElement[] {
+  const zoom = h('button', { type: 'button', class: 'secondary', id: 'zoom', 'aria-pressed': String(session.fitted) }, 'Fit to screen');
+  zoom.addEventListener('click', () => {
+    session.fitToScreen(!session.fitted);
+    zoom.setAttribute('aria-pressed', String(session.fitted));
+  });
+  const input = h('textarea', { id: 'vnc-keys', class: 'keyboard-input', 'aria-label': 'Type into the VM', autocapitalize: 'off', autocomplete: 'off', spellcheck: 'false' }) as HTMLTextAreaElement;
+  input.addEventListener('input', () => {
+    session.typeText(input.value);
+    input.value = '';
+  });
+  input.addEventListener('keydown', (event) => {
+    if (session.typeKey(event.key)) event.preventDefault();
+  });
+  const keyboard = h('button', { type: 'button', class: 'secondary', id: 'keyboard', onclick: () => input.focus() }, 'Keyboard');
+  return [zoom, keyboard, input];
+}
+
 export async function consolePage(id: number, kind: Kind): Promise<void> {
   stopConsole();
   const screen = h('div', { class: `screen ${kind}`, id: 'console-screen', 'aria-label': kind === 'vnc' ? 'VM display' : 'VM terminal', role: 'application' });
@@ -226,6 +281,7 @@ export async function consolePage(id: number, kind: Kind): Promise<void> {
   const special = kind === 'vnc'
     ? h('button', { type: 'button', class: 'secondary', id: 'ctrl-alt-del', onclick: () => session.sendCtrlAltDel() }, 'Ctrl-Alt-Del')
     : h('button', { type: 'button', class: 'secondary', id: 'paste', onclick: () => void session.paste() }, 'Paste');
+  const vncTools = kind === 'vnc' ? vncControls(session) : [];
   const back = h('a', { href: `/vms/${id}` }, '← VM');
   const title = h('h1', {}, kind === 'vnc' ? 'Console' : 'Terminal');
   const leave = h('p', { class: 'hint', id: 'console-keys' }, 'Shift+Esc leaves the screen for the buttons above; every other key goes to the VM.');
@@ -236,7 +292,7 @@ export async function consolePage(id: number, kind: Kind): Promise<void> {
     event.stopPropagation();
     special.focus();
   }, true);
-  mount(h('p', { class: 'crumbs' }, back), title, h('div', { class: 'actions toolbar' }, special, fullscreen, reconnect), status, frame, leave);
+  mount(h('p', { class: 'crumbs' }, back), title, h('div', { class: 'actions toolbar' }, special, ...vncTools, fullscreen, reconnect), status, frame, leave);
   active = session;
   reconnect.addEventListener('click', () => session.retryNow());
   // The token request refuses a suspended or inactive VM in words; the name only decorates.
