@@ -93,7 +93,7 @@ pub async fn create_token(
     let refuse =
         |label: &'static str, error: ConsoleError| refuse(&state, Some(grant), label, addr, error);
     let service = state.store.call(move |c| services::get(c, id)).await?;
-    let Some(service) = service.filter(|s| me.is_admin() || s.owner_id == me.user.id) else {
+    let Some(service) = service.filter(|s| me.user.may_use(s.owner_id)) else {
         // Another customer's VM and a missing one answer alike.
         return Err(refuse("not_found", ConsoleError::Api(ApiError::NotFound)).await);
     };
@@ -296,8 +296,7 @@ async fn allowed_service(
     let (Some(user), Some(service)) = found else {
         return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
     };
-    let is_admin = user.role == users::Role::Admin;
-    if user.disabled || !(is_admin || service.owner_id == user.id) {
+    if user.disabled || !user.may_use(service.owner_id) {
         return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
     }
     Ok(check_service(&service).map(|()| service))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use serde::de::DeserializeOwned;
@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::{AppState, client_addr};
 use crate::auth::{Credential, Identity, secret_token};
+use crate::store::services::{self, Service};
 use crate::store::{sessions, tokens};
 
 /// Name of the session cookie.
@@ -70,6 +71,32 @@ impl FromRequestParts<AppState> for Identity {
             user,
             credential: Credential::Session,
         })
+    }
+}
+
+/// The service the path's `{id}` names, for a caller who may use it (see
+/// [`crate::store::users::User::may_use`]). Another customer's service answers 404, exactly like a missing one, so
+/// its existence is not confirmed.
+pub struct VisibleService {
+    pub me: Identity,
+    pub service: Service,
+}
+
+impl FromRequestParts<AppState> for VisibleService {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let me = Identity::from_request_parts(parts, state).await?;
+        let Path(id) = Path::<i64>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        let service = state
+            .store
+            .call(move |c| services::get(c, id))
+            .await?
+            .filter(|s| me.user.may_use(s.owner_id))
+            .ok_or(ApiError::NotFound)?;
+        Ok(Self { me, service })
     }
 }
 

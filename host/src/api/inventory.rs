@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::extract::Admin;
+use super::error::ApiResult;
+use super::extract::{Admin, VisibleService};
 use crate::auth::Identity;
 use crate::inventory::{Unreachable, VmView};
 use crate::lifecycle::access::{Services, SshAccess};
@@ -113,13 +113,9 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
 
 pub async fn vm(
     State(state): State<AppState>,
-    me: Identity,
-    Path(id): Path<i64>,
+    VisibleService { me, service }: VisibleService,
 ) -> ApiResult<Json<Value>> {
-    let service = state.store.call(move |c| services::get(c, id)).await?;
-    // Another customer's service and a missing one answer alike.
-    let service = service.filter(|s| me.is_admin() || s.owner_id == me.user.id);
-    let service = service.ok_or(ApiError::NotFound)?;
+    let id = service.id;
     let ssh = state
         .lifecycle
         .ssh_access(Services::One(id))

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Admin, JsonBody};
+use super::extract::{Admin, JsonBody, VisibleService};
 use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::job;
@@ -177,10 +177,12 @@ pub async fn operate(
 /// The service (if the caller may see it), its jobs and their last errors.
 pub async fn service(
     State(state): State<AppState>,
-    me: Identity,
-    Path(id): Path<i64>,
+    VisibleService {
+        me,
+        service: owner_check,
+    }: VisibleService,
 ) -> ApiResult<Json<Value>> {
-    let owner_check = visible_service(&state, &me, id).await?;
+    let id = owner_check.id;
     let (jobs, history) = state
         .store
         .call(move |c| Ok((job::for_service(c, id)?, job::events_for_service(c, id, 0)?)))
@@ -291,22 +293,13 @@ pub async fn list_services(
     Ok(Json(summaries))
 }
 
-/// A customer sees only their own services; others answer 404 like missing ones.
-async fn visible_service(state: &AppState, me: &Identity, id: i64) -> ApiResult<services::Service> {
-    let service = state.store.call(move |c| services::get(c, id)).await?;
-    service
-        .filter(|s| me.is_admin() || s.owner_id == me.user.id)
-        .ok_or(ApiError::NotFound)
-}
-
 /// Server-Sent Events: the service's job history so far, then each step as it happens.
 pub async fn events(
     State(state): State<AppState>,
-    me: Identity,
-    Path(id): Path<i64>,
+    VisibleService { me, service }: VisibleService,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    visible_service(&state, &me, id).await?;
+    let id = service.id;
     // Subscribe before reading history so nothing falls between the two.
     let live = state.lifecycle.subscribe();
     let after = headers

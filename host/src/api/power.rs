@@ -12,16 +12,15 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ClientAddr, JsonBody};
+use super::extract::{ClientAddr, JsonBody, VisibleService};
 use crate::audit;
-use crate::auth::Identity;
 use crate::proxmox::{Client, Upid, VmPowerState};
 use crate::service_state::{NOT_PROVISIONED, PowerAction};
 use crate::store::services::{self, Service};
@@ -38,16 +37,11 @@ pub struct PowerRequest {
 /// Asks the cluster for the action and answers 202 once Proxmox accepted the task.
 pub async fn power(
     State(state): State<AppState>,
-    me: Identity,
+    VisibleService { me, service }: VisibleService,
     ClientAddr(addr): ClientAddr,
-    Path(id): Path<i64>,
     JsonBody(body): JsonBody<PowerRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = state.store.call(move |c| services::get(c, id)).await?;
-    // Another customer's VM and a missing one answer alike.
-    let service = service
-        .filter(|s| me.is_admin() || s.owner_id == me.user.id)
-        .ok_or(ApiError::NotFound)?;
+    let id = service.id;
     let (node, vmid) = powerable(&service)?;
     let action = body.action;
     let client = cluster_client(&state, &service.cluster)?;

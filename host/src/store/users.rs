@@ -41,6 +41,14 @@ pub struct User {
     pub created_at: i64,
 }
 
+impl User {
+    /// Whether this user may see and use a service owned by `owner_id`: its owner, or an
+    /// operator.
+    pub fn may_use(&self, owner_id: i64) -> bool {
+        self.role == Role::Admin || self.id == owner_id
+    }
+}
+
 const COLUMNS: &str = "id, username, role, disabled, created_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
