@@ -1,15 +1,6 @@
 //! `POST /api/v1/vms/{id}/power`: a customer (or an operator) starts, stops, shuts down or
-//! reboots a VM. Ownership is checked like every VM endpoint, a suspended VM refuses, and each
-//! action is audited. Proxmox errors go to the log, never to the caller.
-//!
-//! A suspension can land while a start is on its way or queued on the node: the suspend job finds
-//! the VM stopped (or stops it), then the start runs it again. So every start or reboot is
-//! followed by a guard that waits for the task to end, looks at the service again, and stops the
-//! VM if the service is no longer active. The guard lives in the daemon, not in the request, so
-//! a client that hangs up cannot cancel it; should the daemon die meanwhile, the reconciler
-//! reports the suspended VM that runs.
-
-use std::time::Duration;
+//! reboots a VM they may use; the rules and the sequence are the lifecycle's
+//! ([`crate::lifecycle::power`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -20,13 +11,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientAddr, JsonBody, VisibleService};
-use crate::audit;
-use crate::proxmox::{Client, Upid, VmPowerState};
-use crate::service_state::{NOT_PROVISIONED, PowerAction};
-use crate::store::services::{self, Service};
-
-/// How long the guard after a start waits for the start, and then for its own stop.
-const GUARD_DEADLINE: Duration = Duration::from_secs(300);
+use crate::lifecycle::power::PowerError;
+use crate::service_state::PowerAction;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,160 +27,17 @@ pub async fn power(
     ClientAddr(addr): ClientAddr,
     JsonBody(body): JsonBody<PowerRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = service.id;
-    let (node, vmid) = powerable(&service)?;
     let action = body.action;
-    let client = cluster_client(&state, &service.cluster)?;
-    check_power(client, &node, vmid, action).await?;
-    let upid = send(client, &node, vmid, action).await?;
-    // The reconciler expects the VM in the state its owner last chose.
-    let stopped = matches!(action, PowerAction::Stop | PowerAction::Shutdown);
-    let service_id = service.id;
     state
-        .store
-        .call(move |c| services::set_stopped_by_owner(c, service_id, stopped))
-        .await?;
-    if matches!(action, PowerAction::Start | PowerAction::Reboot) {
-        let guard = SuspensionGuard {
-            state: state.clone(),
-            client: client.clone(),
-            service: service.id,
-            node,
-            vmid,
-        };
-        tokio::spawn(guard.after(upid));
-    }
-    let client_addr = addr.to_string();
-    audit::record(
-        &state.store,
-        audit::Entry {
-            actor: &me.actor(),
-            action: "vm.power",
-            target: Some(&format!("service:{id}")),
-            detail: json!({ "action": action.as_str() }),
-            client: Some(&client_addr),
-        },
-    )
-    .await;
+        .lifecycle
+        .power(&service, action, &me.actor(), &addr.to_string())
+        .await
+        .map_err(|err| match err {
+            PowerError::Refused(reason) => ApiError::Conflict(reason),
+            PowerError::Failed(err) => ApiError::Internal(err),
+        })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "action": action.as_str() })),
+        Json(json!({ "id": service.id, "action": action.as_str() })),
     ))
-}
-
-/// Only an active, provisioned service has power buttons.
-fn powerable(service: &Service) -> ApiResult<(String, u32)> {
-    if let Err(refusal) = service.state.check_in_use() {
-        return Err(ApiError::Conflict(refusal.reason.into()));
-    }
-    match (&service.node, service.vmid) {
-        (Some(node), Some(vmid)) => Ok((node.clone(), vmid)),
-        _ => Err(ApiError::Conflict(NOT_PROVISIONED.into())),
-    }
-}
-
-/// Refuses an action that would do nothing to the VM as it is now (a start of a running VM).
-async fn check_power(client: &Client, node: &str, vmid: u32, action: PowerAction) -> ApiResult<()> {
-    // A state the cluster cannot tell now leaves the action to Proxmox to judge.
-    let power = match client.vm_status(node, vmid).await {
-        Ok(status) => status.status,
-        Err(err) => {
-            tracing::debug!(vmid, error = %err, "cannot read the power state before an action");
-            VmPowerState::Unknown
-        }
-    };
-    action
-        .check(power)
-        .map_err(|reason| ApiError::Conflict(reason.into()))
-}
-
-fn cluster_client<'a>(state: &'a AppState, cluster: &str) -> ApiResult<&'a Client> {
-    state.inventory.client(cluster).ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("service names unknown cluster {cluster:?}"))
-    })
-}
-
-async fn send(client: &Client, node: &str, vmid: u32, action: PowerAction) -> ApiResult<Upid> {
-    let result = match action {
-        PowerAction::Start => client.start_vm(node, vmid).await,
-        PowerAction::Stop => client.stop_vm(node, vmid).await,
-        PowerAction::Shutdown => client.shutdown_vm(node, vmid).await,
-        PowerAction::Reboot => client.reboot_vm(node, vmid).await,
-    };
-    result.map_err(|err| {
-        ApiError::Internal(anyhow::anyhow!(
-            "power {} of {}/{vmid}: {err}",
-            action.as_str(),
-            client.cluster()
-        ))
-    })
-}
-
-/// Keeps a suspended (or terminating) service's VM stopped after a start or reboot of it.
-struct SuspensionGuard {
-    state: AppState,
-    client: Client,
-    service: i64,
-    node: String,
-    vmid: u32,
-}
-
-impl SuspensionGuard {
-    /// Waits for the task `started` to end, then stops the VM if its service is no longer
-    /// active. Only then is the order settled: a suspension marked before this look is seen
-    /// here, and one marked after it finds the VM running and stops it itself.
-    async fn after(self, started: Upid) {
-        let deadline = tokio::time::Instant::now() + GUARD_DEADLINE;
-        // A start that failed, or whose end cannot be learnt, may still have run the VM: look
-        // at the service either way.
-        if let Err(err) = self.client.wait_task(&started, deadline).await {
-            tracing::debug!(service = self.service, error = %err, "power task did not end cleanly");
-        }
-        let id = self.service;
-        let state = match self.state.store.call(move |c| services::get(c, id)).await {
-            Ok(Some(service)) => service.state,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::error!(service = id, error = %err, "cannot read the service after a start");
-                return;
-            }
-        };
-        if state.check_in_use().is_ok() {
-            return;
-        }
-        match self.stop(deadline).await {
-            Ok(()) => {
-                tracing::warn!(
-                    service = id,
-                    state = state.as_str(),
-                    "a start raced a suspension; the VM was stopped again"
-                );
-                audit::record(
-                    &self.state.store,
-                    audit::Entry {
-                        actor: "system",
-                        action: "vm.power.undone",
-                        target: Some(&format!("service:{id}")),
-                        detail: json!({ "state": state }),
-                        client: None,
-                    },
-                )
-                .await;
-            }
-            Err(err) => tracing::error!(
-                service = id,
-                state = state.as_str(),
-                error = %err,
-                "a start raced a suspension and the VM could not be stopped; it may be running"
-            ),
-        }
-    }
-
-    async fn stop(
-        &self,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), crate::proxmox::ProxmoxError> {
-        let stop = self.client.stop_vm(&self.node, self.vmid).await?;
-        self.client.wait_task(&stop, deadline).await.map(|_| ())
-    }
 }

@@ -20,6 +20,7 @@ mod extras;
 pub mod job;
 mod orders;
 mod placement;
+pub mod power;
 pub mod reconcile;
 mod seed;
 pub mod steps;
