@@ -233,6 +233,17 @@ impl ServiceState {
         Err(refused.to_owned())
     }
 
+    /// The billing operations an operator is offered for a service in this state (the API takes
+    /// a repeated one too, as the same operation).
+    pub fn operations(self) -> &'static [JobKind] {
+        match self {
+            Self::Active => &[JobKind::Suspend, JobKind::Terminate],
+            Self::Suspended => &[JobKind::Unsuspend, JobKind::Terminate],
+            Self::Pending | Self::Provisioning => &[JobKind::Terminate],
+            Self::Terminating | Self::Terminated | Self::Failed => &[],
+        }
+    }
+
     /// Whether the service counts against its owner's quota: everything not ended holds, or
     /// will hold, a VM.
     pub fn counts_in_quota(self) -> bool {
@@ -335,6 +346,15 @@ mod tests {
         }
         assert!(!Terminating.may_become(Active));
         assert!(!Active.may_become(Provisioning));
+    }
+
+    #[test]
+    fn every_offered_operation_is_one_the_state_accepts() {
+        for state in ServiceState::ALL {
+            for kind in state.operations() {
+                assert!(state.accepts(*kind).is_ok(), "{state} offers {kind:?}");
+            }
+        }
     }
 
     #[test]

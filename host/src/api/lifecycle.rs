@@ -21,6 +21,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, JsonBody, VisibleService};
 use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
+use crate::lifecycle::control::ControlError;
 use crate::lifecycle::job;
 use crate::lifecycle::steps::Step;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
@@ -197,7 +198,9 @@ pub async fn service(
         }))
         .collect();
     let service = if me.is_admin() {
-        json!(owner_check)
+        let mut view = json!(owner_check);
+        view["operations"] = json!(owner_check.state.operations());
+        view
     } else {
         json!({ "id": owner_check.id, "name": owner_check.name, "state": owner_check.state, "plan": owner_check.plan, "hostname": owner_check.hostname })
     };
@@ -360,46 +363,17 @@ pub async fn reconcile(State(state): State<AppState>, _: Admin) -> ApiResult<Jso
     Ok(Json(json!(*report)))
 }
 
+/// `POST /jobs/{id}/retry`: runs a parked job again.
 pub async fn retry_job(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let requeued = state
-        .store
-        .call(move |c| match job::get(c, id)? {
-            Some(j) if j.state == job::JobState::Parked => {
-                let state = if j.kind == crate::lifecycle::job::JobKind::Provision
-                    && j.data.failed_step.is_some()
-                {
-                    job::JobState::Compensating
-                } else {
-                    job::JobState::Pending
-                };
-                job::requeue(c, id, state).map(Some)
-            }
-            Some(_) => Ok(Some(false)),
-            None => Ok(None),
-        })
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if !requeued {
-        return Err(ApiError::Conflict(
-            "only a parked job can be retried".into(),
-        ));
-    }
-    state.lifecycle.wake();
-    crate::audit::record(
-        &state.store,
-        crate::audit::Entry {
-            actor: &admin.actor(),
-            action: "job.retry",
-            target: Some(&format!("job:{id}")),
-            detail: json!({}),
-            client: None,
-        },
-    )
-    .await;
+    state
+        .lifecycle
+        .retry_job(id, &admin.actor())
+        .await
+        .map_err(control_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -409,34 +383,20 @@ pub async fn cancel_job(
     Admin(admin): Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    let outcome = state
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let outcome = job::cancel(&tx, id)?;
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let result = match outcome {
-        job::Cancelled::Refused(reason) => return Err(ApiError::Conflict(reason.into())),
-        job::Cancelled::Stopped => "cancelled",
-        job::Cancelled::RollingBack => "rolling_back",
-    };
-    state.lifecycle.wake();
-    crate::audit::record(
-        &state.store,
-        crate::audit::Entry {
-            actor: &admin.actor(),
-            action: "job.cancel",
-            target: Some(&format!("job:{id}")),
-            detail: json!({ "result": result }),
-            client: None,
-        },
-    )
-    .await;
+    let result = state
+        .lifecycle
+        .cancel_job(id, &admin.actor())
+        .await
+        .map_err(control_error)?;
     Ok(Json(json!({ "result": result })))
+}
+
+fn control_error(err: ControlError) -> ApiError {
+    match err {
+        ControlError::NotFound => ApiError::NotFound,
+        ControlError::Refused(reason) => ApiError::Conflict(reason.into()),
+        ControlError::Store(err) => err.into(),
+    }
 }
 
 /// A plan as customers see it: what they buy, not the nodes it is placed on.

@@ -15,6 +15,7 @@ pub mod adopt;
 mod backoff;
 mod billing;
 pub mod catalogue;
+pub mod control;
 mod engine;
 mod extras;
 pub mod job;

@@ -625,10 +625,22 @@ async fn an_adopted_vm_is_marked_as_its_service_and_suspends_unsuspends_and_term
         "{config:?}"
     );
 
-    for (operation, state, power) in [
-        ("suspend", "suspended", Some("stopped")),
-        ("unsuspend", "active", Some("running")),
-        ("terminate", "terminated", None),
+    let offered = panel.service(id).await["service"]["operations"].clone();
+    assert_eq!(offered, json!(["suspend", "terminate"]));
+    for (operation, state, power, next) in [
+        (
+            "suspend",
+            "suspended",
+            Some("stopped"),
+            json!(["unsuspend", "terminate"]),
+        ),
+        (
+            "unsuspend",
+            "active",
+            Some("running"),
+            json!(["suspend", "terminate"]),
+        ),
+        ("terminate", "terminated", None, json!([])),
     ] {
         let path = format!("/api/v1/services/{id}/{operation}");
         let (status, body) = panel.post("admin", &path, operation, json!({})).await;
@@ -645,6 +657,7 @@ async fn an_adopted_vm_is_marked_as_its_service_and_suspends_unsuspends_and_term
             power,
             "{operation}"
         );
+        assert_eq!(view["service"]["operations"], next, "{operation}");
     }
     panel.demo.stop().await.unwrap();
 }

@@ -14,7 +14,7 @@ interface ServiceSummary {
   owner: { id: number; username: string | null }; last_job: JobSummary | null;
 }
 
-interface Service { id: number; owner_id: number; name: string; state: string; plan: string | null; hostname: string | null; cluster: string; node: string | null; vmid: number | null; external_ref: string | null; created_at: number }
+interface Service { id: number; owner_id: number; name: string; state: string; operations?: string[]; plan: string | null; hostname: string | null; cluster: string; node: string | null; vmid: number | null; external_ref: string | null; created_at: number }
 interface HistoryEntry { job_id: number; step: string; status: string; message: string | null; at: number }
 
 /** Where a service's VM is: only operators see this. */
@@ -76,7 +76,8 @@ export async function servicePage(id: number, said?: [string, 'ok' | 'error']): 
       await reload(explain(err), 'error');
     }
   };
-  const operations = s.state === 'suspended' ? ['unsuspend', 'terminate'] : s.state === 'active' ? ['suspend', 'terminate'] : [];
+  // The daemon says which operations the service's state takes.
+  const operations = s.operations ?? [];
   const operationButtons = operations.map((op) => {
     const label = op.charAt(0).toUpperCase() + op.slice(1);
     const question = op === 'terminate' ? `Terminate ${s.name}? Its VM is destroyed with its disks.` : `${label} ${s.name}?`;
