@@ -91,6 +91,25 @@ async fn the_demo_serves_its_printed_accounts() {
         .await
         .unwrap();
     assert_eq!(drift["drift"], serde_json::json!([]), "{drift}");
+    // The seeded VMs are on the demo's plans (small, medium), so they count in their quotas.
+    let users: Value = get(admin, "/api/v1/users")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alice_id = users
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["username"] == "alice"))
+        .map(|u| u["id"].clone())
+        .unwrap();
+    let quota: Value = get(admin, &format!("/api/v1/users/{alice_id}/quota"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(quota["usage"]["cores"], 6, "{quota}");
 
     let alice = account(&demo, "alice");
     let alice_token = alice["api_token"].as_str().unwrap();
