@@ -982,7 +982,23 @@ async fn a_client_that_trickles_headers_or_a_body_is_cut_off() {
         let n = read.await.expect("no answer within 30 s").unwrap();
         String::from_utf8_lossy(&answer[..n]).into_owned()
     };
-    let (closed_after, answer) = tokio::join!(headers, body);
+    // A kept-alive connection left idle after its answer goes the same way.
+    let idle = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: panel\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = vec![0; 256];
+        let n = tcp.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut rest));
+        assert!(
+            read.await.is_ok(),
+            "the idle connection was still open after 20 s"
+        );
+    };
+    let (closed_after, answer, ()) = tokio::join!(headers, body, idle);
     assert!(closed_after >= Duration::from_secs(9), "{closed_after:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     demo.stop().await.unwrap();
