@@ -17,13 +17,12 @@ use super::error::ApiError;
 use super::extract::{Admin, ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
-use crate::console::records::{self, Refusal};
 use crate::console::{
-    CloseReason, ConsoleKind, Grant, SessionRequest, TokenRefusal, close_at_once, run_session,
-    tokens,
+    CloseReason, ConsoleKind, Grant, MintError, SessionRequest, TokenRefusal, check_service,
+    close_at_once, run_session, tokens,
 };
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
-use crate::service_state::{NOT_PROVISIONED, check_console};
+use crate::service_state::NOT_PROVISIONED;
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
 
@@ -90,30 +89,27 @@ pub async fn create_token(
         service_id: id,
         kind: body.kind,
     };
-    let refuse =
-        |label: &'static str, error: ConsoleError| refuse(&state, Some(grant), label, addr, error);
-    let service = state.store.call(move |c| services::get(c, id)).await?;
-    let Some(service) = service.filter(|s| me.user.may_use(s.owner_id)) else {
-        // Another customer's VM and a missing one answer alike.
-        return Err(refuse("not_found", ConsoleError::Api(ApiError::NotFound)).await);
-    };
-    if let Err((label, error)) = check_service(&service) {
-        return Err(refuse(label, error).await);
-    }
-    if let Err(reason) = check_console(power_of(&state, &service).await) {
-        let error = ConsoleError::refused(StatusCode::CONFLICT, reason);
-        return Err(refuse("not_running", error).await);
-    }
-    if let Err(full) = state.console.check_capacity(me.user.id) {
-        let error = ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, full.to_string());
-        return Err(refuse(full.label(), error).await);
-    }
-    let ttl = i64::try_from(state.console.limits().token_ttl.as_secs()).unwrap_or(30);
-    let client = addr.to_string();
-    let issued = state
+    let service = state
         .store
-        .call(move |c| tokens::issue(c, grant, Some(&client), store::now(), ttl))
-        .await?;
+        .call(move |c| services::get(c, id))
+        .await?
+        .filter(|s| me.user.may_use(s.owner_id));
+    let power = async {
+        match &service {
+            Some(service) => power_of(&state, service).await,
+            None => VmPowerState::Unknown,
+        }
+    };
+    let issued = state
+        .console
+        .issue_token(grant, service.as_ref(), power, addr)
+        .await
+        .map_err(|err| match err {
+            MintError::NotFound => ConsoleError::Api(ApiError::NotFound),
+            MintError::Conflict(reason) => ConsoleError::refused(StatusCode::CONFLICT, reason),
+            MintError::Busy(reason) => ConsoleError::refused(StatusCode::TOO_MANY_REQUESTS, reason),
+            MintError::Store(err) => ConsoleError::Api(err.into()),
+        })?;
     let url = socket_url(&state.web.public_url, &issued.token);
     Ok((
         StatusCode::CREATED,
@@ -299,19 +295,9 @@ async fn allowed_service(
     if user.disabled || !user.may_use(service.owner_id) {
         return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
     }
-    Ok(check_service(&service).map(|()| service))
-}
-
-/// Consoles are for active, provisioned services only.
-fn check_service(service: &Service) -> Result<(), (&'static str, ConsoleError)> {
-    let conflict = |reason: &str| ConsoleError::refused(StatusCode::CONFLICT, reason);
-    if let Err(refusal) = service.state.check_in_use() {
-        return Err((refusal.label, conflict(refusal.reason)));
-    }
-    if service.node.is_none() || service.vmid.is_none() {
-        return Err(("not_active", conflict(NOT_PROVISIONED)));
-    }
-    Ok(())
+    Ok(check_service(&service)
+        .map(|()| service)
+        .map_err(|(label, reason)| (label, ConsoleError::refused(StatusCode::CONFLICT, reason))))
 }
 
 /// The power state of a provisioned service's VM; `Unknown` when the cluster cannot tell now
@@ -362,18 +348,7 @@ async fn refuse(
     client: std::net::IpAddr,
     error: ConsoleError,
 ) -> ConsoleError {
-    state.console.count_refusal(label);
-    records::audit_refusal(
-        &state.store,
-        Refusal {
-            user_id: grant.map(|g| g.user_id),
-            service_id: grant.map(|g| g.service_id),
-            kind: grant.map(|g| g.kind),
-            reason: label,
-            client,
-        },
-    )
-    .await;
+    state.console.refused(grant, label, client).await;
     error
 }
 

@@ -24,6 +24,7 @@
 
 mod close;
 mod frames;
+mod grants;
 mod hub;
 mod limits;
 pub mod records;
@@ -35,6 +36,7 @@ mod upstream;
 mod watch;
 
 pub use close::{CloseReason, Revocation};
+pub use grants::{MintError, check_service};
 pub use hub::{Admission, CapacityRefusal, ConsoleCounters, ConsoleHub, LiveSessionView};
 pub use limits::ConsoleLimits;
 pub use session::{SessionRequest, close_at_once, run_session};
