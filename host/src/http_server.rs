@@ -59,6 +59,8 @@ pub async fn serve(
         };
         tokio::spawn(connection.run(&mut make_service));
     }
+    // No new connections while the old ones finish: the kernel would accept them unanswered.
+    drop(listener);
     let _ = stopping.send(true);
     drop(in_flight);
     while all_done.recv().await.is_some() {}

@@ -174,10 +174,18 @@ impl ServiceState {
             (Pending, Provisioning) => true,
             (Provisioning, Active | Failed) => true,
             (Active, Suspended) | (Suspended, Active) => true,
-            (Active | Suspended | Provisioning, Terminating) => true,
+            (Active | Suspended | Provisioning | Pending, Terminating) => true,
             (Terminating, Terminated) => true,
             (same, next) => same == next && !self.is_ended(),
         }
+    }
+
+    /// Whether a job that moves the service to `target` finds it there already: the same state
+    /// (the step runs again after a crash or a lost lease), or a service that ended before its
+    /// termination ran, which has nothing left to remove.
+    pub fn is_already(self, target: Self) -> bool {
+        self == target
+            || (self.is_ended() && matches!(target, Self::Terminating | Self::Terminated))
     }
 
     /// The states with no VM, no job, nothing left to do.
@@ -346,6 +354,18 @@ mod tests {
         }
         assert!(!Terminating.may_become(Active));
         assert!(!Active.may_become(Provisioning));
+    }
+
+    #[test]
+    fn a_step_run_again_or_a_late_termination_finds_the_service_where_it_wanted_it() {
+        use ServiceState::*;
+        for state in ServiceState::ALL {
+            assert!(state.is_already(state), "{state}");
+        }
+        assert!(Failed.is_already(Terminating) && Failed.is_already(Terminated));
+        assert!(Terminated.is_already(Terminating));
+        assert!(!Active.is_already(Suspended));
+        assert!(!Failed.is_already(Active));
     }
 
     #[test]

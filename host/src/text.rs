@@ -17,20 +17,26 @@ pub fn truncate(text: &str, max: usize) -> &str {
 
 /// `text` with every control character written as an escape (`\n`, `\u{1b}`), so what a plugin
 /// logs stays one line of the daemon's log and cannot forge another, move the cursor of the
-/// terminal reading it, or colour it.
+/// terminal reading it, or colour it. Unicode's line and paragraph separators and its
+/// direction overrides, which break or reorder a line on display, are escaped too.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut escaped = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if needs_escape(c) {
             escaped.extend(c.escape_default());
         } else {
             escaped.push(c);
         }
     }
     Cow::Owned(escaped)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]

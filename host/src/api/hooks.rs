@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::AppState;
 use super::extract::BodyBytes;
 use crate::config::PluginWorld;
+use crate::lifecycle::WebhookOutcome;
 use crate::plugins::WebhookRequest;
 
 /// Deliveries in flight, per billing plugin and in all: at most half the plugin pool goes to
@@ -97,44 +98,15 @@ pub async fn billing(
             .collect(),
         body: body.to_vec(),
     };
-    let outcome = match state
-        .plugins
-        .billing_adapter(&plugin)
-        .handle_webhook(&request)
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            tracing::warn!(plugin, error = %err, "billing webhook failed");
-            // A retryable 503 lets the billing system deliver again later.
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({ "error": "the webhook could not be handled" })),
-            )
-                .into_response();
-        }
-    };
-    let applied = state.lifecycle.apply_billing(&plugin, outcome.events).await;
-    crate::audit::record(
-        &state.store,
-        crate::audit::Entry {
-            actor: &format!("plugin:{plugin}"),
-            action: "billing.webhook",
-            target: None,
-            detail: json!({ "events": applied }),
-            client: None,
-        },
-    )
-    .await;
-    // The billing system retries a delivery we did not take; the event keys make that safe.
-    if applied.iter().any(|a| a.retry) {
-        return (
+    match state.lifecycle.handle_webhook(&plugin, &request).await {
+        WebhookOutcome::Answered(answer) => plugin_response(answer),
+        // A retryable 503: the billing system delivers again later.
+        WebhookOutcome::DeliverAgain => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "error": "try again later" })),
         )
-            .into_response();
+            .into_response(),
     }
-    plugin_response(outcome.response)
 }
 
 /// A webhook's own credentials are the plugin's business (a signature header); a browser's

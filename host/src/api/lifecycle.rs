@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Admin, JsonBody, VisibleService};
+use super::extract::{Admin, BodyBytes, JsonBody, VisibleService};
 use crate::auth::Identity;
 use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
 use crate::lifecycle::control::ControlError;
@@ -150,7 +150,7 @@ pub async fn operate(
     Admin(admin): Admin,
     Path((id, action)): Path<(i64, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    BodyBytes(body): BodyBytes,
 ) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
     let operation = match action.as_str() {
         "suspend" => Operation::Suspend { service: id },

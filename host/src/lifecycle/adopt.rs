@@ -75,16 +75,32 @@ pub async fn adopt(store: &Store, client: &Client, vm: Adoption) -> anyhow::Resu
         service.id,
     )
     .await;
-    if let Err(err) = marked {
-        // Unmarked, the service could never be suspended or terminated: it must not exist.
-        let id = service.id;
-        store
-            .call(move |c| services::delete_adopted(c, id))
-            .await
-            .context("while forgetting a service whose VM could not be marked")?;
-        return Err(err).context(format!("while marking VM {vmid} as service {id}'s"));
+    let Err(err) = marked else {
+        return Ok(service);
+    };
+    // An answer lost after Proxmox applied the change leaves the VM marked: then the service
+    // stands. Unmarked, it could never be suspended or terminated, and must not exist; its id
+    // may be given again, so a marker naming it must not stay behind either.
+    let id = service.id;
+    let landed = client
+        .vm_config(&node, vmid)
+        .await
+        .with_context(|| {
+            format!(
+                "VM {vmid} was recorded as service {id}, but whether it was marked as such could \
+                 not be read: check its description before suspending or terminating it"
+            )
+        })?
+        .get("description")
+        .is_some_and(|d| super::vm::carries_marker(d, id));
+    if landed {
+        return Ok(service);
     }
-    Ok(service)
+    store
+        .call(move |c| services::delete_adopted(c, id))
+        .await
+        .context("while forgetting a service whose VM could not be marked")?;
+    Err(err).context(format!("while marking VM {vmid} as service {id}'s"))
 }
 
 /// Appends the service's marker to the VM's description and our tag to its tags, keeping what

@@ -7,7 +7,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Lifecycle, Operation, OrderError, OrderSpec, TakenHostname};
-use crate::plugins::{BillingEvent, Order};
+use crate::plugins::{BillingEvent, Order, WebhookRequest, WebhookResponse};
 use crate::store::services;
 use crate::store::users::{self, Role};
 
@@ -23,7 +23,51 @@ pub struct Applied {
     pub retry: bool,
 }
 
+/// What a billing webhook came to.
+#[derive(Debug)]
+pub enum WebhookOutcome {
+    /// Handled: the plugin's own answer, to pass on to the billing system.
+    Answered(WebhookResponse),
+    /// The plugin failed, or an event cannot be taken yet: the billing system should deliver
+    /// the webhook again later (the event keys make that safe).
+    DeliverAgain,
+}
+
 impl Lifecycle {
+    /// Hands a webhook to billing plugin `plugin`, applies the events it returns and audits
+    /// them.
+    pub async fn handle_webhook(&self, plugin: &str, request: &WebhookRequest) -> WebhookOutcome {
+        let handled = self
+            .inner
+            .plugins
+            .billing_adapter(plugin)
+            .handle_webhook(request)
+            .await;
+        let outcome = match handled {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(plugin, error = %err, "billing webhook failed");
+                return WebhookOutcome::DeliverAgain;
+            }
+        };
+        let applied = self.apply_billing(plugin, outcome.events).await;
+        crate::audit::record(
+            &self.inner.store,
+            crate::audit::Entry {
+                actor: &format!("plugin:{plugin}"),
+                action: "billing.webhook",
+                target: None,
+                detail: serde_json::json!({ "events": applied }),
+                client: None,
+            },
+        )
+        .await;
+        if applied.iter().any(|a| a.retry) {
+            return WebhookOutcome::DeliverAgain;
+        }
+        WebhookOutcome::Answered(outcome.response)
+    }
+
     pub async fn apply_billing(&self, plugin: &str, events: Vec<BillingEvent>) -> Vec<Applied> {
         let mut applied = Vec::with_capacity(events.len());
         for event in events {

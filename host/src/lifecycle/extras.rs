@@ -298,7 +298,7 @@ impl Extras<'_> {
         );
         let (client, node, vmid) = self.vm()?;
         // The PUT replaces all of smbios1: the UUID Proxmox gave the VM at its clone must stay,
-        // or the guest sees a new machine (and cloud-init a new instance) at every delivery.
+        // or the guest's firmware reports another machine than the one Proxmox lists.
         let current = client.vm_config(&node, vmid).await?;
         let smbios1 = match current.get("smbios1").and_then(smbios_uuid) {
             Some(uuid) => format!("uuid={uuid},serial={serial},base64=1"),

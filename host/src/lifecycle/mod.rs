@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 
 pub use backoff::Backoff;
-pub use billing::Applied;
+pub use billing::{Applied, WebhookOutcome};
 pub use engine::Workers;
 pub use orders::{Operation, OrderError, OrderReceipt, TakenHostname};
 pub use reconcile::{Drift, DriftReport};

@@ -585,19 +585,29 @@ impl StepContext<'_> {
 
     /// Moves the service to `state`, if the state it is in may become that one; a state that
     /// revokes consoles closes its live consoles and tokens after the change, so a token redeemed
-    /// meanwhile meets the new state.
+    /// meanwhile meets the new state. A service already there (the step runs again, or it ended
+    /// before its termination ran) is left as it is.
     async fn mark(&self, state: ServiceState) -> Result<(), StepError> {
         let (id, from) = (self.service.id, self.service.state);
-        if !from.may_become(state) {
-            return Err(StepError::Permanent(format!(
-                "the service is {from}; it cannot become {state}"
-            )));
+        if !from.is_already(state) {
+            if !from.may_become(state) {
+                return Err(StepError::Permanent(format!(
+                    "the service is {from}; it cannot become {state}"
+                )));
+            }
+            let moved = self
+                .lifecycle
+                .inner
+                .store
+                .call(move |c| services::set_state(c, id, from, state))
+                .await?;
+            if !moved {
+                // Read again at the next attempt, and judged then.
+                return Err(StepError::Transient(format!(
+                    "the service left {from} while this job wanted it {state}"
+                )));
+            }
         }
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| services::set_state(c, id, state))
-            .await?;
         if let Some(why) = state.revocation() {
             self.lifecycle.inner.console.revoke(id, why).await;
         }

@@ -64,9 +64,10 @@ impl host::Host for HostState {
             return Ok(());
         }
         let kept = truncate(&message, MAX_LINE_BYTES);
-        self.logged_bytes += kept.len();
         let cut = message.len() - kept.len();
         let kept = escape_controls(kept);
+        // What reaches the log counts, escapes included.
+        self.logged_bytes += kept.len();
         // Marked like a cut stdout line, so a reader never takes a cut message for the whole.
         let line = match cut {
             0 => kept,

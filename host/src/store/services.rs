@@ -150,12 +150,19 @@ pub fn by_external_ref(conn: &Connection, external_ref: &str) -> rusqlite::Resul
     .optional()
 }
 
-pub fn set_state(conn: &Connection, id: i64, state: ServiceState) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE services SET state = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, state, super::now()],
+/// Moves the service from state `from` to `to`; false when it was no longer in `from` (another
+/// job changed it meanwhile), and nothing changed.
+pub fn set_state(
+    conn: &Connection,
+    id: i64,
+    from: ServiceState,
+    to: ServiceState,
+) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE services SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
+        params![id, from, to, super::now()],
     )?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// Records whether the owner chose to have the VM off (a stop or shutdown) or on.
