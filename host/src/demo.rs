@@ -230,7 +230,9 @@ fn data_dir_or_temp(
 }
 
 fn demo_vms() -> Vec<DemoVm> {
-    let vm = |owner, node: &str, vmid, name: &str, plan, cores, memory, running| DemoVm {
+    // The demo's plans, and the size a VM on each has.
+    let (small, medium) = (("small", 2, 2048), ("medium", 4, 8192));
+    let vm = |owner, node: &str, vmid, name: &str, (plan, cores, memory), running| DemoVm {
         owner,
         plan,
         seed: VmSeed {
@@ -246,28 +248,10 @@ fn demo_vms() -> Vec<DemoVm> {
         },
     };
     vec![
-        vm(
-            Some("alice"),
-            "pve1",
-            101,
-            "alice-web",
-            "small",
-            2,
-            2048,
-            true,
-        ),
-        vm(
-            Some("alice"),
-            "pve2",
-            102,
-            "alice-db",
-            "medium",
-            4,
-            8192,
-            false,
-        ),
-        vm(Some("bob"), "pve1", 103, "bob-lab", "small", 2, 2048, true),
-        vm(None, "pve2", 110, "ops-monitoring", "small", 1, 1024, true),
+        vm(Some("alice"), "pve1", 101, "alice-web", small, true),
+        vm(Some("alice"), "pve2", 102, "alice-db", medium, false),
+        vm(Some("bob"), "pve1", 103, "bob-lab", small, true),
+        vm(None, "pve2", 110, "ops-monitoring", small, true),
     ]
 }
 

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::config::ResolvedCluster;
-use crate::proxmox::{self, Client, ClusterResource, ProxmoxError, ResourceKind};
+use crate::proxmox::{self, Client, ClusterResource, ProxmoxError, ResourceKind, VmPowerState};
 
 /// One client per configured cluster. Clones share the clients' connections and logins.
 #[derive(Clone)]
@@ -102,6 +102,21 @@ impl Inventory {
             .iter()
             .find(|(name, _)| name == cluster)
             .map(|(_, client)| client)
+    }
+
+    /// The power state of VM `vmid` on `node` of `cluster`; `Unknown` when the cluster cannot
+    /// tell now (what is then asked of the VM finds out, and says so).
+    pub async fn power_state(&self, cluster: &str, node: &str, vmid: u32) -> VmPowerState {
+        let Some(client) = self.client(cluster) else {
+            return VmPowerState::Unknown;
+        };
+        match client.vm_status(node, vmid).await {
+            Ok(status) => status.status,
+            Err(err) => {
+                tracing::debug!(cluster, vmid, error = %err, "cannot read a VM's power state");
+                VmPowerState::Unknown
+            }
+        }
     }
 
     pub async fn status(&self) -> Vec<ClusterStatus> {

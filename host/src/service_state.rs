@@ -103,18 +103,14 @@ pub struct VmActions {
 }
 
 impl VmActions {
-    /// For a service in `state` whose VM (`provisioned`: it has one) is `power`.
-    pub fn of(state: ServiceState, provisioned: bool, power: VmPowerState) -> Self {
-        let refused = |reason| Self {
-            power: Vec::new(),
-            console: false,
-            unavailable: Some(reason),
-        };
-        if let Err(refusal) = state.check_in_use() {
-            return refused(refusal.reason);
-        }
-        if !provisioned {
-            return refused(NOT_PROVISIONED);
+    /// For a service whose VM is `usable` by its owner (see `Service::usable_vm`) and `power`.
+    pub fn of(usable: Result<(), Refusal>, power: VmPowerState) -> Self {
+        if let Err(refusal) = usable {
+            return Self {
+                power: Vec::new(),
+                console: false,
+                unavailable: Some(refusal.reason),
+            };
         }
         let console = check_console(power);
         Self {
@@ -128,8 +124,13 @@ impl VmActions {
     }
 }
 
-/// The reason given for a service that has no VM yet.
-pub const NOT_PROVISIONED: &str = "the VM is not provisioned yet";
+impl Refusal {
+    /// An active service that has no VM yet.
+    pub const NOT_PROVISIONED: Self = Self {
+        label: "not_active",
+        reason: "the VM is not provisioned yet",
+    };
+}
 
 /// Whether a console can reach a VM that is `power`: a stopped VM has no display or terminal.
 pub fn check_console(power: VmPowerState) -> Result<(), &'static str> {
@@ -312,22 +313,25 @@ mod tests {
     #[test]
     fn the_owner_is_offered_only_what_would_do_something() {
         use PowerAction::*;
-        let running = VmActions::of(ServiceState::Active, true, VmPowerState::Running);
+        let running = VmActions::of(Ok(()), VmPowerState::Running);
         assert_eq!(running.power, [Shutdown, Reboot, Stop]);
         assert!(running.console && running.unavailable.is_none());
-        let stopped = VmActions::of(ServiceState::Active, true, VmPowerState::Stopped);
+        let stopped = VmActions::of(Ok(()), VmPowerState::Stopped);
         assert_eq!(stopped.power, [Start]);
         assert_eq!(
             (stopped.console, stopped.unavailable),
             (false, Some("the VM is not running"))
         );
-        let unknown = VmActions::of(ServiceState::Active, true, VmPowerState::Unknown);
+        let unknown = VmActions::of(Ok(()), VmPowerState::Unknown);
         assert_eq!(unknown.power, PowerAction::ALL);
-        let suspended = VmActions::of(ServiceState::Suspended, true, VmPowerState::Stopped);
+        let suspended = VmActions::of(
+            ServiceState::Suspended.check_in_use(),
+            VmPowerState::Stopped,
+        );
         assert!(suspended.power.is_empty() && !suspended.console);
         assert_eq!(suspended.unavailable, Some("the VM is suspended"));
-        let building = VmActions::of(ServiceState::Active, false, VmPowerState::Unknown);
-        assert_eq!(building.unavailable, Some(NOT_PROVISIONED));
+        let building = VmActions::of(Err(Refusal::NOT_PROVISIONED), VmPowerState::Unknown);
+        assert_eq!(building.unavailable, Some(Refusal::NOT_PROVISIONED.reason));
     }
 
     #[test]

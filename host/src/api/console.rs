@@ -18,11 +18,10 @@ use super::extract::{Admin, ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
 use crate::console::{
-    CloseReason, ConsoleKind, Grant, MintError, SessionRequest, TokenRefusal, check_service,
-    close_at_once, run_session, tokens,
+    CloseReason, ConsoleKind, Grant, MintError, SessionRequest, TokenRefusal, close_at_once,
+    run_session, tokens,
 };
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
-use crate::service_state::NOT_PROVISIONED;
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
 
@@ -94,11 +93,18 @@ pub async fn create_token(
         .call(move |c| services::get(c, id))
         .await?
         .filter(|s| me.user.may_use(s.owner_id));
+    // Asked only once the service itself allows a console.
     let power = async {
-        match &service {
-            Some(service) => power_of(&state, service).await,
-            None => VmPowerState::Unknown,
-        }
+        let Some(service) = &service else {
+            return VmPowerState::Unknown;
+        };
+        let Ok((node, vmid)) = service.usable_vm() else {
+            return VmPowerState::Unknown;
+        };
+        state
+            .inventory
+            .power_state(&service.cluster, node, vmid)
+            .await
     };
     let issued = state
         .console
@@ -181,8 +187,9 @@ pub async fn socket(
         Ok(service) => service,
         Err((label, error)) => return Err(refuse(&state, Some(grant), label, addr, error).await),
     };
-    let (Some(node), Some(vmid)) = (service.node.clone(), service.vmid) else {
-        return Err(ConsoleError::refused(StatusCode::CONFLICT, NOT_PROVISIONED));
+    let (node, vmid) = match service.usable_vm() {
+        Ok((node, vmid)) => (node.to_owned(), vmid),
+        Err(refusal) => return Err(ConsoleError::refused(StatusCode::CONFLICT, refusal.reason)),
     };
     let client = state
         .inventory
@@ -225,14 +232,18 @@ fn browser_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
 /// `GET /console/sessions` (operators): live sessions on this daemon and the relay's counters.
 pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<Json<Value>> {
     let live = state.console.live_sessions();
+    // The names of the services with a session, not of every service.
+    let ids: std::collections::BTreeSet<i64> = live.iter().map(|s| s.service_id).collect();
     let (users, services) = state
         .store
-        .call(|c| {
-            let services: std::collections::HashMap<i64, String> = services::list(c, None)?
-                .into_iter()
-                .map(|s| (s.id, s.name))
-                .collect();
-            Ok((super::user_names(c)?, services))
+        .call(move |c| {
+            let mut names = std::collections::HashMap::new();
+            for id in ids {
+                if let Some(service) = services::get(c, id)? {
+                    names.insert(id, service.name);
+                }
+            }
+            Ok((super::user_names(c)?, names))
         })
         .await?;
     // Names beside the ids, so the operators' page can say who is on which VM.
@@ -295,27 +306,11 @@ async fn allowed_service(
     if user.disabled || !user.may_use(service.owner_id) {
         return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
     }
-    Ok(check_service(&service)
-        .map(|()| service)
-        .map_err(|(label, reason)| (label, ConsoleError::refused(StatusCode::CONFLICT, reason))))
-}
-
-/// The power state of a provisioned service's VM; `Unknown` when the cluster cannot tell now
-/// (the session then finds out, and says so).
-async fn power_of(state: &AppState, service: &Service) -> VmPowerState {
-    let (Some(node), Some(vmid)) = (service.node.as_deref(), service.vmid) else {
-        return VmPowerState::Unknown;
-    };
-    let Some(client) = state.inventory.client(&service.cluster) else {
-        return VmPowerState::Unknown;
-    };
-    match client.vm_status(node, vmid).await {
-        Ok(status) => status.status,
-        Err(err) => {
-            tracing::debug!(service = service.id, error = %err, "cannot read the power state for a console");
-            VmPowerState::Unknown
-        }
-    }
+    let usable = service.usable_vm().map(drop);
+    Ok(usable.map(|()| service).map_err(|refusal| {
+        let error = ConsoleError::refused(StatusCode::CONFLICT, refusal.reason);
+        (refusal.label, error)
+    }))
 }
 
 /// Browsers send `Origin` on every WebSocket; only the panel's own pages may open a console.

@@ -186,6 +186,5 @@ fn actions(service: &Service, vm: Option<&VmView>) -> VmActions {
     let power = vm
         .and_then(|vm| vm.status.as_deref())
         .map_or(VmPowerState::Unknown, VmPowerState::from_status);
-    let provisioned = service.node.is_some() && service.vmid.is_some();
-    VmActions::of(service.state, provisioned, power)
+    VmActions::of(service.usable_vm().map(drop), power)
 }

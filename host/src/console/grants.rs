@@ -1,7 +1,7 @@
 //! Who may open a console on which VM, now: the sequence of checks before a console token is
-//! issued, each refusal counted and audited once. The state rules themselves are
-//! [`crate::service_state`]'s; a token is checked again when it is redeemed
-//! ([`check_service`]), because the service may have changed in between.
+//! issued, each refusal counted and audited once. The rules themselves are
+//! [`crate::service_state`]'s and `Service::usable_vm`'s; a token is checked against them again
+//! when it is redeemed, because the service may have changed in between.
 
 use std::net::IpAddr;
 
@@ -9,7 +9,7 @@ use super::hub::ConsoleHub;
 use super::records::{self, Refusal};
 use super::tokens::{self, Grant, IssuedToken};
 use crate::proxmox::VmPowerState;
-use crate::service_state::{NOT_PROVISIONED, check_console};
+use crate::service_state::check_console;
 use crate::store::services::Service;
 use crate::store::{self, StoreError};
 
@@ -27,19 +27,6 @@ pub enum MintError {
     Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A console opens only on an active, provisioned service: the label the refusal is counted
-/// and audited under, and the reason.
-pub fn check_service(service: &Service) -> Result<(), (&'static str, &'static str)> {
-    service
-        .state
-        .check_in_use()
-        .map_err(|refusal| (refusal.label, refusal.reason))?;
-    if service.node.is_none() || service.vmid.is_none() {
-        return Err(("not_active", NOT_PROVISIONED));
-    }
-    Ok(())
 }
 
 impl ConsoleHub {
@@ -78,7 +65,9 @@ impl ConsoleHub {
         let Some(service) = service else {
             return Err(("not_found", MintError::NotFound));
         };
-        check_service(service).map_err(|(label, reason)| (label, MintError::Conflict(reason)))?;
+        service
+            .usable_vm()
+            .map_err(|refusal| (refusal.label, MintError::Conflict(refusal.reason)))?;
         check_console(power.await)
             .map_err(|reason| ("not_running", MintError::Conflict(reason)))?;
         self.check_capacity(grant.user_id)

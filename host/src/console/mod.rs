@@ -36,7 +36,7 @@ mod upstream;
 mod watch;
 
 pub use close::{CloseReason, Revocation};
-pub use grants::{MintError, check_service};
+pub use grants::MintError;
 pub use hub::{Admission, CapacityRefusal, ConsoleCounters, ConsoleHub, LiveSessionView};
 pub use limits::ConsoleLimits;
 pub use session::{SessionRequest, close_at_once, run_session};

@@ -15,8 +15,8 @@ use serde_json::json;
 
 use super::Lifecycle;
 use crate::audit;
-use crate::proxmox::{Client, Upid, VmPowerState};
-use crate::service_state::{NOT_PROVISIONED, PowerAction};
+use crate::proxmox::{Client, Upid};
+use crate::service_state::PowerAction;
 use crate::store::services::{self, Service};
 
 /// How long the guard after a start waits for the start, and then for its own stop.
@@ -43,7 +43,19 @@ impl Lifecycle {
         actor: &str,
         client_addr: &str,
     ) -> Result<(), PowerError> {
-        let (node, vmid) = powerable(service)?;
+        let (node, vmid) = service
+            .usable_vm()
+            .map_err(|refusal| PowerError::Refused(refusal.reason.into()))?;
+        let power = self
+            .inner
+            .inventory
+            .power_state(&service.cluster, node, vmid)
+            .await;
+        // An action that would do nothing to the VM as it is now (a start of a running VM) is
+        // refused; a state the cluster cannot tell leaves it to Proxmox to judge.
+        action
+            .check(power)
+            .map_err(|reason| PowerError::Refused(reason.into()))?;
         let client = self
             .inner
             .inventory
@@ -51,8 +63,7 @@ impl Lifecycle {
             .ok_or_else(|| {
                 anyhow::anyhow!("service names unknown cluster {:?}", service.cluster)
             })?;
-        check_power(client, &node, vmid, action).await?;
-        let upid = send(client, &node, vmid, action).await?;
+        let upid = send(client, node, vmid, action).await?;
         // The reconciler expects the VM in the state its owner last chose.
         let stopped = matches!(action, PowerAction::Stop | PowerAction::Shutdown);
         let id = service.id;
@@ -66,7 +77,7 @@ impl Lifecycle {
                 lifecycle: self.clone(),
                 client: client.clone(),
                 service: id,
-                node,
+                node: node.to_owned(),
                 vmid,
             };
             tokio::spawn(guard.after(upid));
@@ -84,37 +95,6 @@ impl Lifecycle {
         .await;
         Ok(())
     }
-}
-
-/// Only an active, provisioned service has power buttons.
-fn powerable(service: &Service) -> Result<(String, u32), PowerError> {
-    if let Err(refusal) = service.state.check_in_use() {
-        return Err(PowerError::Refused(refusal.reason.into()));
-    }
-    match (&service.node, service.vmid) {
-        (Some(node), Some(vmid)) => Ok((node.clone(), vmid)),
-        _ => Err(PowerError::Refused(NOT_PROVISIONED.into())),
-    }
-}
-
-/// Refuses an action that would do nothing to the VM as it is now (a start of a running VM).
-async fn check_power(
-    client: &Client,
-    node: &str,
-    vmid: u32,
-    action: PowerAction,
-) -> Result<(), PowerError> {
-    // A state the cluster cannot tell now leaves the action to Proxmox to judge.
-    let power = match client.vm_status(node, vmid).await {
-        Ok(status) => status.status,
-        Err(err) => {
-            tracing::debug!(vmid, error = %err, "cannot read the power state before an action");
-            VmPowerState::Unknown
-        }
-    };
-    action
-        .check(power)
-        .map_err(|reason| PowerError::Refused(reason.into()))
 }
 
 async fn send(

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use crate::service_state::ServiceState;
+use crate::service_state::{Refusal, ServiceState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Service {
@@ -22,6 +22,18 @@ pub struct Service {
     pub created_at: i64,
     /// The owner's last power action on an active service was a stop or shutdown.
     pub stopped_by_owner: bool,
+}
+
+impl Service {
+    /// The node and id of the VM its owner may power and open consoles on now: an active,
+    /// provisioned service's; otherwise why not.
+    pub fn usable_vm(&self) -> Result<(&str, u32), Refusal> {
+        self.state.check_in_use()?;
+        match (self.node.as_deref(), self.vmid) {
+            (Some(node), Some(vmid)) => Ok((node, vmid)),
+            _ => Err(Refusal::NOT_PROVISIONED),
+        }
+    }
 }
 
 const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, template, hostname, external_ref, created_at, stopped_by_owner";

@@ -67,58 +67,31 @@ async fn the_demo_serves_its_printed_accounts() {
             .bearer_auth(token.to_owned())
             .send()
     };
+    let json = async |token: &str, path: &str| -> Value {
+        get(token, path).await.unwrap().json().await.unwrap()
+    };
 
     let admin = account(&demo, "admin")["api_token"].as_str().unwrap();
-    let nodes: Value = get(admin, "/api/v1/nodes")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nodes = json(admin, "/api/v1/nodes").await;
     assert_eq!(nodes["nodes"].as_array().unwrap().len(), 2, "{nodes}");
-    let vms: Value = get(admin, "/api/v1/vms")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vms = json(admin, "/api/v1/vms").await;
     assert!(vms["vms"].as_array().unwrap().len() >= 4, "{vms}");
     // The seeded services match the seeded VMs: a newcomer's first look shows no drift.
-    let drift: Value = get(admin, "/api/v1/drift")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let drift = json(admin, "/api/v1/drift").await;
     assert_eq!(drift["drift"], serde_json::json!([]), "{drift}");
     // The seeded VMs are on the demo's plans (small, medium), so they count in their quotas.
-    let users: Value = get(admin, "/api/v1/users")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = json(admin, "/api/v1/users").await;
     let alice_id = users
         .as_array()
         .and_then(|users| users.iter().find(|u| u["username"] == "alice"))
         .map(|u| u["id"].clone())
         .unwrap();
-    let quota: Value = get(admin, &format!("/api/v1/users/{alice_id}/quota"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let quota = json(admin, &format!("/api/v1/users/{alice_id}/quota")).await;
     assert_eq!(quota["usage"]["cores"], 6, "{quota}");
 
     let alice = account(&demo, "alice");
     let alice_token = alice["api_token"].as_str().unwrap();
-    let own: Value = get(alice_token, "/api/v1/vms")
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let own = json(alice_token, "/api/v1/vms").await;
     assert_eq!(own["vms"].as_array().unwrap().len(), 2, "{own}");
     let bobs_vm = account(&demo, "bob")["vms"][0].as_i64().unwrap();
     let other = get(alice_token, &format!("/api/v1/vms/{bobs_vm}"))
@@ -143,12 +116,7 @@ async fn the_demo_serves_its_printed_accounts() {
     let service = receipt["service_id"].as_i64().expect("an order receipt");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = get(admin, &format!("/api/v1/services/{service}"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = json(admin, &format!("/api/v1/services/{service}")).await;
         match view["service"]["state"].as_str() {
             Some("active") => break,
             Some("provisioning") => {}
@@ -161,12 +129,7 @@ async fn the_demo_serves_its_printed_accounts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The tunnel gave it a public name; the customer sees how to reach it, and nothing more.
-    let vm: Value = get(alice_token, &format!("/api/v1/vms/{service}"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vm = json(alice_token, &format!("/api/v1/vms/{service}")).await;
     let mut keys: Vec<&str> = vm.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(
