@@ -169,14 +169,13 @@ async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result
         .map(|dir| dir.join("plugin-cache"))
         .unwrap_or_else(|| "plugin-cache".into());
     let runtime = PluginRuntime::new(RuntimeOptions {
-        database: Some(store.clone()),
         cache: Some((cache_dir, config.data_key.0)),
         protected_urls: config
             .clusters
             .iter()
             .flat_map(|c| c.api_urls.clone())
             .collect(),
-        ..RuntimeOptions::default()
+        ..crate::plugins::backed_by(store)
     })?;
     runtime.load_all(&config.plugins).await;
     Ok(runtime)

@@ -19,4 +19,4 @@ pub mod proxmox;
 pub mod sealed;
 pub mod service_state;
 pub mod store;
-pub mod text;
+pub use porthole_plugin_host::text;

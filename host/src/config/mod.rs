@@ -24,8 +24,9 @@ pub use model::{
     Fingerprints, LifecycleConfig, PlanConfig, PluginConfig, PluginLimits, PluginTlsConfig,
     PluginWorld, TemplateConfig, TlsTrustConfig, WebhooksConfig,
 };
+pub use porthole_plugin_host::PluginSpec;
 pub use secret::{DataKey, Secret, SecretSource};
-pub use validate::{ResolvedCluster, ResolvedConfig, ResolvedPlugin};
+pub use validate::{ResolvedCluster, ResolvedConfig};
 
 /// Reads, parses and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<ResolvedConfig, ConfigError> {

@@ -302,42 +302,7 @@ pub struct PluginTlsConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The WIT world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PluginWorld {
-    CloudInitTemplate,
-    DnsProvider,
-    TunnelProvider,
-    BillingAdapter,
-}
-
-/// Resource limits for one plugin call.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginLimits {
-    pub memory_mib: u32,
-    pub timeout_ms: u64,
-    pub max_http_requests: u32,
-    pub kv_quota_kib: u32,
-    /// Failed calls in a row that switch the plugin off (the runtime's default, 5, if unset).
-    pub failures_to_trip: Option<u32>,
-    /// How long a switched-off plugin stays off before a trial call (default 300 s).
-    pub cool_down_secs: Option<u64>,
-}
-
-impl Default for PluginLimits {
-    fn default() -> Self {
-        Self {
-            memory_mib: 64,
-            timeout_ms: 5_000,
-            max_http_requests: 16,
-            kv_quota_kib: 1024,
-            failures_to_trip: None,
-            cool_down_secs: None,
-        }
-    }
-}
+pub use porthole_plugin_host::{PluginLimits, PluginWorld};
 
 /// A plugin setting: plain text, or a secret read from a file or the environment.
 #[derive(Debug, Clone, Deserialize)]

@@ -45,29 +45,11 @@ impl SecretSource {
         if value.is_empty() {
             return Err(SecretError::Empty);
         }
-        Ok(Secret(value.to_owned()))
+        Ok(Secret::new(value))
     }
 }
 
-/// A secret string. `Debug` and `Display` redact it, so it cannot leak through a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
+pub use porthole_plugin_host::Secret;
 
 /// The 32-byte key for secrets at rest.
 #[derive(Clone)]

@@ -15,6 +15,7 @@ use super::model::{
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
+use porthole_plugin_host::PluginSpec;
 
 /// A configuration that passed every check, with its secrets read.
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ pub struct ResolvedConfig {
     pub clusters: Vec<ResolvedCluster>,
     pub plans: Vec<PlanConfig>,
     pub templates: Vec<TemplateConfig>,
-    pub plugins: Vec<ResolvedPlugin>,
+    pub plugins: Vec<PluginSpec>,
     pub console: ConsoleConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: WebhooksConfig,
@@ -42,15 +43,6 @@ pub struct ResolvedCluster {
     pub token_id: String,
     pub token_secret: Secret,
     pub trust: TlsTrust,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResolvedPlugin {
-    pub config: PluginConfig,
-    pub path: PathBuf,
-    /// `tls.ca_file`, resolved against the configuration's directory.
-    pub ca_file: Option<PathBuf>,
-    pub settings: BTreeMap<String, Secret>,
 }
 
 type Checked<T> = Result<T, ConfigError>;
@@ -329,7 +321,7 @@ fn resolve_plugins(
     plugins: &[PluginConfig],
     at: &Locator<'_>,
     base: &Path,
-) -> Checked<Vec<ResolvedPlugin>> {
+) -> Checked<Vec<PluginSpec>> {
     let mut seen = HashMap::new();
     plugins
         .iter()
@@ -357,10 +349,15 @@ fn resolve_plugins(
             }
             check_plugin_limits(&plugin.limits, index, at)?;
             let settings = resolve_settings(plugin, index, at, base)?;
-            Ok(ResolvedPlugin {
-                config: plugin.clone(),
+            Ok(PluginSpec {
+                name: plugin.name.clone(),
+                world: plugin.world,
                 path: base.join(&plugin.path),
+                sha256: plugin.sha256.clone(),
+                allowed_hosts: plugin.allowed_hosts.clone(),
+                allowed_addresses: plugin.allowed_addresses.clone(),
                 ca_file: plugin.tls.ca_file.as_ref().map(|file| base.join(file)),
+                limits: plugin.limits.clone(),
                 settings,
             })
         })

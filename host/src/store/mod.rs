@@ -16,6 +16,7 @@
 pub mod audit;
 mod migrations;
 pub mod nodes;
+mod plugin_data;
 pub use migrations::SCHEMA_VERSION;
 pub mod resources;
 pub mod services;

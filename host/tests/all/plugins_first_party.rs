@@ -3,16 +3,13 @@
 //! Nothing is skipped: a missing component, `pdns_server` or `dig` fails with what to install.
 
 use crate::first_party::component;
-use porthole::config::{
-    PluginConfig, PluginLimits, PluginTlsConfig, PluginWorld, ResolvedPlugin, Secret,
-};
+use porthole::config::{PluginLimits, PluginSpec, PluginWorld, Secret};
 use porthole::plugins::{
-    BillingEvent, DnsRecord, PluginRuntime, RecordKind, RenderContext, RuntimeOptions, TunnelSpec,
-    WebhookRequest, check_file,
+    BillingEvent, DnsRecord, PluginRuntime, RecordKind, RenderContext, TunnelSpec, WebhookRequest,
+    check_file,
 };
 use porthole_sim::{SimConfig, SimHandle, Simulator};
 use sha2::Sha256;
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +28,7 @@ struct Manifest<'a> {
 }
 
 impl Manifest<'_> {
-    fn resolve(self) -> ResolvedPlugin {
+    fn resolve(self) -> PluginSpec {
         let (path, sha256) = component(self.package);
         // Only loopback is listed, and only because the test's servers live there.
         let allowed_addresses = if self.allowed_hosts.is_empty() {
@@ -39,22 +36,15 @@ impl Manifest<'_> {
         } else {
             vec![LOOPBACK]
         };
-        ResolvedPlugin {
-            config: PluginConfig {
-                name: self.package.to_owned(),
-                path: path.clone(),
-                sha256,
-                world: self.world,
-                allowed_hosts: self.allowed_hosts,
-                allowed_addresses,
-                tls: PluginTlsConfig {
-                    ca_file: self.ca_file.clone(),
-                },
-                limits: PluginLimits::default(),
-                settings: BTreeMap::new(),
-            },
+        PluginSpec {
+            name: self.package.to_owned(),
+            world: self.world,
             path,
+            sha256,
+            allowed_hosts: self.allowed_hosts,
+            allowed_addresses,
             ca_file: self.ca_file,
+            limits: PluginLimits::default(),
             settings: self
                 .settings
                 .into_iter()
@@ -69,12 +59,8 @@ async fn runtime(dir: &TempDir, plugins: Vec<Manifest<'_>>) -> PluginRuntime {
     let database = porthole::store::Store::open(&dir.path().join("porthole.db"))
         .await
         .unwrap();
-    let runtime = PluginRuntime::new(RuntimeOptions {
-        database: Some(database),
-        ..RuntimeOptions::default()
-    })
-    .unwrap();
-    let resolved: Vec<ResolvedPlugin> = plugins.into_iter().map(Manifest::resolve).collect();
+    let runtime = PluginRuntime::new(porthole::plugins::backed_by(&database)).unwrap();
+    let resolved: Vec<PluginSpec> = plugins.into_iter().map(Manifest::resolve).collect();
     runtime.load_all(&resolved).await;
     for status in runtime.status() {
         assert_eq!(

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use porthole::config::{
-    PluginConfig, PluginLimits, PluginTlsConfig, PluginWorld, ResolvedPlugin, Secret,
-};
+use porthole::config::{PluginLimits, PluginSpec, PluginWorld, Secret};
 use porthole::plugins::{
     CallError, DnsRecord, FailureKind, PlanSize, PluginRuntime, PluginState, RecordKind,
     RenderContext, RuntimeOptions,
@@ -73,44 +71,36 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// A manifest for `file` as plugin `name`, with test-friendly limits.
-fn manifest(name: &str, file: &Path, world: PluginWorld) -> ResolvedPlugin {
-    ResolvedPlugin {
-        config: PluginConfig {
-            name: name.into(),
-            path: file.to_path_buf(),
-            sha256: sha256_of(file),
-            world,
-            allowed_hosts: Vec::new(),
-            allowed_addresses: Vec::new(),
-            tls: PluginTlsConfig::default(),
-            limits: PluginLimits {
-                memory_mib: 32,
-                // Generous: the sandbox, not a slow CI machine, should be what stops a plugin.
-                timeout_ms: 10_000,
-                max_http_requests: 4,
-                kv_quota_kib: 64,
-                ..PluginLimits::default()
-            },
-            settings: BTreeMap::new(),
-        },
+fn manifest(name: &str, file: &Path, world: PluginWorld) -> PluginSpec {
+    PluginSpec {
+        name: name.into(),
+        world,
         path: file.to_path_buf(),
+        sha256: sha256_of(file),
+        allowed_hosts: Vec::new(),
+        allowed_addresses: Vec::new(),
         ca_file: None,
+        limits: PluginLimits {
+            memory_mib: 32,
+            // Generous: the sandbox, not a slow CI machine, should be what stops a plugin.
+            timeout_ms: 10_000,
+            max_http_requests: 4,
+            kv_quota_kib: 64,
+            ..PluginLimits::default()
+        },
         settings: BTreeMap::new(),
     }
 }
 
-fn template(name: &str, crate_name: &str) -> ResolvedPlugin {
+fn template(name: &str, crate_name: &str) -> PluginSpec {
     manifest(name, &wasm(crate_name), PluginWorld::CloudInitTemplate)
 }
 
-async fn runtime_with(plugins: &[ResolvedPlugin]) -> PluginRuntime {
+async fn runtime_with(plugins: &[PluginSpec]) -> PluginRuntime {
     runtime_with_options(plugins, RuntimeOptions::default()).await
 }
 
-async fn runtime_with_options(
-    plugins: &[ResolvedPlugin],
-    options: RuntimeOptions,
-) -> PluginRuntime {
+async fn runtime_with_options(plugins: &[PluginSpec], options: RuntimeOptions) -> PluginRuntime {
     let runtime = PluginRuntime::new(options).unwrap();
     runtime.load_all(plugins).await;
     runtime
@@ -210,7 +200,7 @@ async fn each_plugin_reads_only_its_own_settings() {
 #[tokio::test(flavor = "current_thread")]
 async fn infinite_loop_ends_in_a_timeout_while_other_plugins_keep_working() {
     let mut spin = template("spin", "spin-template");
-    spin.config.limits.timeout_ms = 1_000;
+    spin.limits.timeout_ms = 1_000;
     let runtime = runtime_with(&[template("good", "good-template"), spin]).await;
     // One runtime thread: the good plugin's calls can only finish first if the looping guest
     // gives the thread back while it runs.
@@ -528,7 +518,7 @@ async fn component_with_several_memories_is_refused_at_load() {
 #[tokio::test]
 async fn digest_mismatch_refuses_the_plugin_and_the_status_says_why() {
     let mut tampered = template("tampered", "good-template");
-    tampered.config.sha256 = "0".repeat(64);
+    tampered.sha256 = "0".repeat(64);
     let runtime = runtime_with(&[tampered, template("good", "good-template")]).await;
     match state_of(&runtime, "tampered") {
         PluginState::Refused { reason } => assert!(reason.contains("SHA-256 mismatch"), "{reason}"),
@@ -578,7 +568,7 @@ async fn calling_a_plugin_as_another_kind_is_refused() {
 async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
     // The plugin's own limit, not the runtime's default of 5.
     let mut plugin = template("yaml", "invalid-yaml");
-    plugin.config.limits.failures_to_trip = Some(2);
+    plugin.limits.failures_to_trip = Some(2);
     let runtime = runtime_with(&[plugin]).await;
     let yaml = runtime.cloud_init_template("yaml");
     for _ in 0..2 {
@@ -625,15 +615,13 @@ fn on_cue(cue: &str) -> RenderContext {
 
 /// A short cool-down, and a trip at the first misbehaviour, remembered in a database at `dir`.
 async fn breaker_options(dir: &Path) -> RuntimeOptions {
+    let store = porthole::store::Store::open(&dir.join("porthole.db"))
+        .await
+        .unwrap();
     RuntimeOptions {
-        database: Some(
-            porthole::store::Store::open(&dir.join("porthole.db"))
-                .await
-                .unwrap(),
-        ),
         breaker_threshold: 1,
         breaker_cool_down: COOL_DOWN,
-        ..RuntimeOptions::default()
+        ..porthole::plugins::backed_by(&store)
     }
 }
 
@@ -785,13 +773,13 @@ async fn hello_server() -> (SocketAddr, Arc<AtomicUsize>) {
     (address, connections)
 }
 
-fn probe(name: &str, allowed_hosts: &[String], allowed_addresses: &[IpAddr]) -> ResolvedPlugin {
+fn probe(name: &str, allowed_hosts: &[String], allowed_addresses: &[IpAddr]) -> PluginSpec {
     let mut plugin = manifest(name, &wasm("egress-probe"), PluginWorld::DnsProvider);
-    plugin.config.allowed_hosts = allowed_hosts
+    plugin.allowed_hosts = allowed_hosts
         .iter()
         .map(|h| Url::parse(h).unwrap())
         .collect();
-    plugin.config.allowed_addresses = allowed_addresses.to_vec();
+    plugin.allowed_addresses = allowed_addresses.to_vec();
     plugin
 }
 
@@ -942,7 +930,7 @@ async fn plugin_may_make_only_its_quota_of_requests_per_call() {
     // The probe makes one request per call, so a quota of zero refuses it.
     let (address, connections) = hello_server().await;
     let mut plugin = probe("probe", &[format!("http://{address}")], &[LOOPBACK]);
-    plugin.config.limits.max_http_requests = 0;
+    plugin.limits.max_http_requests = 0;
     let runtime = runtime_with(&[plugin]).await;
     assert_refused(
         fetch(&runtime, "probe", &format!("http://{address}/")).await,

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use porthole::config::{PluginConfig, PluginLimits, PluginTlsConfig, PluginWorld, ResolvedPlugin};
-use porthole::plugins::{PlanSize, PluginRuntime, RenderContext, RuntimeOptions};
+use porthole_plugin_host::{
+    PlanSize, PluginLimits, PluginRuntime, PluginSpec, PluginWorld, RenderContext, RuntimeOptions,
+};
 use sha2::Digest;
 
 const WARM_UP: usize = 500;
@@ -78,20 +79,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ok_or("usage: porthole-bench-plugins COMPONENT.wasm")?,
     );
     let bytes = std::fs::read(&wasm)?;
-    let plugin = ResolvedPlugin {
-        config: PluginConfig {
-            name: "cloudinit-basic".into(),
-            path: wasm.clone(),
-            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
-            world: PluginWorld::CloudInitTemplate,
-            allowed_hosts: Vec::new(),
-            allowed_addresses: Vec::new(),
-            tls: PluginTlsConfig::default(),
-            limits: PluginLimits::default(),
-            settings: BTreeMap::new(),
-        },
+    let plugin = PluginSpec {
+        name: "cloudinit-basic".into(),
+        world: PluginWorld::CloudInitTemplate,
         path: wasm,
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        allowed_hosts: Vec::new(),
+        allowed_addresses: Vec::new(),
         ca_file: None,
+        limits: PluginLimits::default(),
         settings: BTreeMap::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -144,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let validation: Vec<Duration> = (0..SAMPLES)
             .map(|_| {
                 let start = Instant::now();
-                let checked = porthole::plugins::validate::rendered(std::hint::black_box(&doc));
+                let checked = porthole_plugin_host::validate::rendered(std::hint::black_box(&doc));
                 std::hint::black_box(checked.is_ok());
                 start.elapsed()
             })

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::data::{FailureKind, PluginFailure};
-use super::worlds::ImportRefused;
+use crate::data::{FailureKind, PluginFailure};
+use crate::worlds::ImportRefused;
 
 /// Why a plugin was not loaded. The daemon starts without it and shows this in the status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -13,12 +13,12 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::egress::{self, EgressConfig, EgressHooks};
-use super::host_api::{self, HostState};
-use super::kv::{self, KvState};
-use super::stdio::CapturedOutput;
-use crate::config::{PluginWorld, Secret};
-use crate::store::Store as Database;
+use crate::egress::{self, EgressConfig, EgressHooks};
+use crate::host_api::{self, HostState};
+use crate::kv::{self, KvState};
+use crate::stdio::CapturedOutput;
+use crate::store::KvStore;
+use crate::{PluginWorld, Secret};
 
 /// Bytes of stdout and of stderr kept per call.
 const STDIO_CAP: usize = 16 * 1024;
@@ -59,7 +59,7 @@ pub struct CallSetup {
     pub settings: Arc<BTreeMap<String, Secret>>,
     pub limits: CallLimits,
     pub egress: EgressConfig,
-    pub database: Option<Database>,
+    pub kv: Option<Arc<dyn KvStore>>,
 }
 
 impl CallState {
@@ -87,11 +87,7 @@ impl CallState {
                 setup.limits.memory_bytes,
             ),
             host: HostState::new(setup.plugin.clone(), setup.settings.clone()),
-            kv: KvState::new(
-                &setup.plugin,
-                setup.database.clone(),
-                setup.limits.kv_quota_kib,
-            ),
+            kv: KvState::new(&setup.plugin, setup.kv.clone(), setup.limits.kv_quota_kib),
             limits,
             stdout,
             stderr,

@@ -1,15 +1,15 @@
 //! `TunnelProvider`: creates and deletes outbound tunnels.
 
-use super::super::bindings::tunnel as wit;
-use super::super::bindings::worlds::TunnelProviderPre;
-use super::super::data::{TunnelInfo, TunnelSpec};
-use super::super::error::CallError;
-use super::super::loader::WorldPre;
-use super::super::runtime::PluginRuntime;
-use super::super::sandbox::CallState;
-use super::super::validate;
 use super::{invalid, record_from_wit, reported};
-use crate::config::PluginWorld;
+use crate::PluginWorld;
+use crate::bindings::tunnel as wit;
+use crate::bindings::worlds::TunnelProviderPre;
+use crate::data::{TunnelInfo, TunnelSpec};
+use crate::error::CallError;
+use crate::loader::WorldPre;
+use crate::runtime::PluginRuntime;
+use crate::sandbox::CallState;
+use crate::validate;
 
 /// A tunnel provider plugin, by name.
 #[derive(Clone)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::host::{self, LogLevel};
-use super::sandbox::CallState;
-use crate::config::Secret;
+use crate::Secret;
+use crate::bindings::host::{self, LogLevel};
+use crate::sandbox::CallState;
 use crate::text::{escape_controls, truncate};
 
 /// Longest log line kept; the rest is cut.
@@ -50,12 +50,12 @@ impl HostState {
 
 pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     host::add_to_linker::<CallState, HasSelf<HostState>>(linker, |state| &mut state.host)?;
-    super::bindings::types::add_to_linker::<CallState, HasSelf<HostState>>(linker, |state| {
+    crate::bindings::types::add_to_linker::<CallState, HasSelf<HostState>>(linker, |state| {
         &mut state.host
     })
 }
 
-impl super::bindings::types::Host for HostState {}
+impl crate::bindings::types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::data::{
+use crate::data::{
     BillingEvent, DnsRecord, RecordKind, RenderedCloudInit, TunnelInfo, WebhookOutcome,
 };
 
@@ -320,7 +320,7 @@ pub fn tunnel(info: &TunnelInfo, requested: &[String]) -> Result<(), Invalid> {
 /// Response headers a billing system may receive from us.
 fn response_header_allowed(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    !(super::egress::policy::is_forbidden_request_header(&lower)
+    !(crate::egress::policy::is_forbidden_request_header(&lower)
         || lower == "content-length"
         || lower == "set-cookie")
 }
@@ -404,8 +404,8 @@ fn truncated(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::super::data::{Customer, Order, ServiceRef, WebhookResponse};
     use super::*;
+    use crate::data::{Customer, Order, ServiceRef, WebhookResponse};
 
     fn doc(user_data: &str) -> RenderedCloudInit {
         RenderedCloudInit {

@@ -1,13 +1,13 @@
 //! `CloudInitTemplate`: renders a VM's first-boot documents.
 
-use super::super::bindings::cloud_init as wit;
-use super::super::data::{RenderContext, RenderedCloudInit};
-use super::super::error::CallError;
-use super::super::loader::WorldPre;
-use super::super::runtime::PluginRuntime;
-use super::super::validate;
 use super::{invalid, reported};
-use crate::config::PluginWorld;
+use crate::PluginWorld;
+use crate::bindings::cloud_init as wit;
+use crate::data::{RenderContext, RenderedCloudInit};
+use crate::error::CallError;
+use crate::loader::WorldPre;
+use crate::runtime::PluginRuntime;
+use crate::validate;
 
 /// A cloud-init template plugin, by name.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Longest line kept, the same as for `host.log`.
-pub const MAX_LINE_BYTES: usize = super::host_api::MAX_LINE_BYTES;
+pub const MAX_LINE_BYTES: usize = crate::host_api::MAX_LINE_BYTES;
 
 /// Shared buffer of one stream for one call.
 #[derive(Clone)]

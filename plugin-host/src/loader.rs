@@ -13,16 +13,16 @@ use url::Url;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::bindings::worlds::{
+use crate::bindings::worlds::{
     BillingAdapterPre, CloudInitTemplatePre, DnsProviderPre, TunnelProviderPre,
 };
-use super::egress::{self, EgressConfig, EgressPolicy, Origin};
-use super::engine::{self, Compiler, MAX_PLUGIN_MEMORY_BYTES};
-use super::error::LoadError;
-use super::sandbox::{self, CallLimits, CallSetup, CallState};
-use super::worlds;
-use crate::config::{PluginWorld, ResolvedPlugin};
-use crate::store::Store as Database;
+use crate::egress::{self, EgressConfig, EgressPolicy, Origin};
+use crate::engine::{self, Compiler, MAX_PLUGIN_MEMORY_BYTES};
+use crate::error::LoadError;
+use crate::sandbox::{self, CallLimits, CallSetup, CallState};
+use crate::store::KvStore;
+use crate::worlds;
+use crate::{PluginSpec, PluginWorld};
 
 /// A component's outline, as `porthole plugin check` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -55,14 +55,14 @@ pub struct Prepared {
 pub struct Environment<'a> {
     pub engine: &'a Engine,
     pub compiler: &'a Compiler,
-    pub database: Option<Database>,
+    pub kv: Option<Arc<dyn KvStore>>,
     pub protected_names: &'a [String],
     pub protected_addresses: &'a [IpAddr],
 }
 
 /// Loads `plugin`: read, verify the digest, compile, examine, link.
-pub fn load(env: &Environment<'_>, plugin: &ResolvedPlugin) -> Result<Prepared, LoadError> {
-    let config = &plugin.config;
+pub fn load(env: &Environment<'_>, plugin: &PluginSpec) -> Result<Prepared, LoadError> {
+    let config = plugin;
     let bytes = std::fs::read(&plugin.path).map_err(|err| LoadError::Read {
         path: plugin.path.display().to_string(),
         detail: err.to_string(),
@@ -113,7 +113,7 @@ pub fn load(env: &Environment<'_>, plugin: &ResolvedPlugin) -> Result<Prepared, 
                 tls,
                 max_requests: config.limits.max_http_requests,
             },
-            database: env.database.clone(),
+            kv: env.kv.clone(),
         },
         timeout: Duration::from_millis(config.limits.timeout_ms.max(1)),
     })
@@ -126,7 +126,7 @@ fn compile_error(err: wasmtime::Error) -> LoadError {
         .collect::<Vec<_>>()
         .join(" ");
     LoadError::Compile {
-        detail: crate::text::truncate(&detail, super::error::MAX_DETAIL).to_owned(),
+        detail: crate::text::truncate(&detail, crate::error::MAX_DETAIL).to_owned(),
     }
 }
 
@@ -220,7 +220,7 @@ fn prepare(
     world: PluginWorld,
 ) -> Result<WorldPre, LoadError> {
     let link_error = |err: wasmtime::Error| LoadError::Link {
-        detail: crate::text::truncate(&format!("{err:#}"), super::error::MAX_DETAIL).to_owned(),
+        detail: crate::text::truncate(&format!("{err:#}"), crate::error::MAX_DETAIL).to_owned(),
     };
     let linker = sandbox::linker(engine, world).map_err(link_error)?;
     let pre = linker.instantiate_pre(component).map_err(link_error)?;

@@ -1,18 +1,18 @@
 //! `BillingAdapter`: turns a billing system's webhook into lifecycle events.
 
-use super::super::bindings::billing as wit;
-use super::super::bindings::worlds::BillingAdapterPre;
-use super::super::data::{
+use super::{invalid, reported};
+use crate::PluginWorld;
+use crate::bindings::billing as wit;
+use crate::bindings::worlds::BillingAdapterPre;
+use crate::data::{
     BillingEvent, Customer, Order, PlanChange, ServiceRef, WebhookOutcome, WebhookRequest,
     WebhookResponse,
 };
-use super::super::error::CallError;
-use super::super::loader::WorldPre;
-use super::super::runtime::PluginRuntime;
-use super::super::sandbox::CallState;
-use super::super::validate;
-use super::{invalid, reported};
-use crate::config::PluginWorld;
+use crate::error::CallError;
+use crate::loader::WorldPre;
+use crate::runtime::PluginRuntime;
+use crate::sandbox::CallState;
+use crate::validate;
 
 /// A billing adapter plugin, by name.
 #[derive(Clone)]

@@ -1,14 +1,14 @@
 //! `DnsProvider`: keeps DNS records at a provider.
 
-use super::super::bindings::worlds::DnsProviderPre;
-use super::super::data::{DnsRecord, FailureKind, PluginFailure, StoredRecord};
-use super::super::error::CallError;
-use super::super::loader::WorldPre;
-use super::super::runtime::PluginRuntime;
-use super::super::sandbox::CallState;
-use super::super::validate;
 use super::{invalid, record_from_wit, record_to_wit, reported};
-use crate::config::PluginWorld;
+use crate::PluginWorld;
+use crate::bindings::worlds::DnsProviderPre;
+use crate::data::{DnsRecord, FailureKind, PluginFailure, StoredRecord};
+use crate::error::CallError;
+use crate::loader::WorldPre;
+use crate::runtime::PluginRuntime;
+use crate::sandbox::CallState;
+use crate::validate;
 
 /// A DNS provider plugin, by name.
 #[derive(Clone)]

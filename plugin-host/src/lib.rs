@@ -7,9 +7,10 @@
 //! per-call sandbox (`sandbox`), loading (`loader`), health (`breaker`), the typed facades and the
 //! validation of everything a plugin returns (`validate`).
 //!
-//! Never touches: `proxmox` types or credentials. Plugins see only their own settings and the
-//! arguments of a call, and the runtime's API is plain serde data (`data`) so it can move into a
-//! separate, locked-down process later.
+//! Never touches: the daemon's configuration, database or Proxmox client: this crate depends on
+//! none of them, so Cargo itself keeps plugins away from the hypervisor. The daemon maps its
+//! configuration into [`PluginSpec`] and lends its database through the traits in [`store`].
+//! Plugins see only their own settings and the arguments of a call.
 
 mod bindings;
 pub mod breaker;
@@ -23,7 +24,10 @@ mod kv;
 pub mod loader;
 mod runtime;
 mod sandbox;
+mod spec;
 mod stdio;
+pub mod store;
+pub mod text;
 pub mod validate;
 pub mod worlds;
 
@@ -33,3 +37,4 @@ pub use error::{CallError, LoadError};
 pub use facades::{BillingAdapter, CloudInitTemplate, DnsProvider, TunnelProvider};
 pub use loader::{Inspection, check_file};
 pub use runtime::{PluginRuntime, PluginState, PluginStatus, RecentError, RuntimeOptions};
+pub use spec::{PluginLimits, PluginSpec, PluginWorld, Secret};

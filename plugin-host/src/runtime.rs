@@ -16,14 +16,14 @@ use tokio::sync::Semaphore;
 use url::Url;
 use wasmtime::Store;
 
-use super::breaker::{Admission, Breaker, Outcome, Permit, Transition};
-use super::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
-use super::error::{CallBudget, CallError, LoadError, classify_trap};
-use super::loader::{self, Environment, Prepared, WorldPre};
-use super::sandbox::{self, CallState};
-use super::worlds;
-use crate::config::{PluginWorld, ResolvedPlugin};
-use crate::store::Store as Database;
+use crate::breaker::{Admission, Breaker, Outcome, Permit, Transition};
+use crate::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
+use crate::error::{CallBudget, CallError, LoadError, classify_trap};
+use crate::loader::{self, Environment, Prepared, WorldPre};
+use crate::sandbox::{self, CallState};
+use crate::store::{KvStore, Trip, TripStore};
+use crate::worlds;
+use crate::{PluginSpec, PluginWorld};
 
 /// How many errors each plugin's status keeps.
 const RECENT_ERRORS: usize = 10;
@@ -32,7 +32,9 @@ const RECENT_ERRORS: usize = 10;
 #[derive(Clone)]
 pub struct RuntimeOptions {
     /// Backs the plugins' `kv`; without it `kv` answers `unavailable`.
-    pub database: Option<Database>,
+    pub kv: Option<Arc<dyn KvStore>>,
+    /// Keeps breaker trips across restarts; without it a restart forgets them.
+    pub trips: Option<Arc<dyn TripStore>>,
     /// Directory for compiled artifacts and the daemon's data key that authenticates them.
     pub cache: Option<(PathBuf, [u8; 32])>,
     /// The Proxmox API URLs; plugins may never reach them unless listed exactly.
@@ -46,7 +48,8 @@ pub struct RuntimeOptions {
 impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
-            database: None,
+            kv: None,
+            trips: None,
             cache: None,
             protected_urls: Vec::new(),
             breaker_threshold: 5,
@@ -83,7 +86,7 @@ pub struct RecentError {
 }
 
 struct Entry {
-    config: ResolvedPlugin,
+    config: PluginSpec,
     plugin: Result<Arc<Prepared>, LoadError>,
     health: Mutex<Health>,
 }
@@ -94,13 +97,6 @@ struct Health {
     recent: VecDeque<RecentError>,
     /// The trip the database should hold: set when the breaker opens, cleared when it closes.
     trip: Option<Trip>,
-}
-
-#[derive(Debug, Clone)]
-struct Trip {
-    /// Unix seconds.
-    at: u64,
-    reason: String,
 }
 
 impl Health {
@@ -156,7 +152,7 @@ impl PluginRuntime {
     }
 
     /// Loads every plugin; a plugin that cannot be loaded is kept as refused, with the reason.
-    pub async fn load_all(&self, plugins: &[ResolvedPlugin]) {
+    pub async fn load_all(&self, plugins: &[PluginSpec]) {
         let (names, addresses) =
             loader::protected_endpoints(&self.inner.options.protected_urls).await;
         for plugin in plugins {
@@ -179,22 +175,22 @@ impl PluginRuntime {
 
     fn prepare(
         &self,
-        plugin: &ResolvedPlugin,
+        plugin: &PluginSpec,
         names: &[String],
         addresses: &[IpAddr],
     ) -> Result<Arc<Prepared>, LoadError> {
         let env = Environment {
             engine: self.inner.engine.engine(),
             compiler: &self.inner.compiler,
-            database: self.inner.options.database.clone(),
+            kv: self.inner.options.kv.clone(),
             protected_names: names,
             protected_addresses: addresses,
         };
         loader::load(&env, plugin).map(Arc::new)
     }
 
-    async fn install(&self, config: ResolvedPlugin, plugin: Result<Arc<Prepared>, LoadError>) {
-        let name = config.config.name.clone();
+    async fn install(&self, config: PluginSpec, plugin: Result<Arc<Prepared>, LoadError>) {
+        let name = config.name.clone();
         match &plugin {
             Ok(prepared) => tracing::info!(
                 plugin = %name,
@@ -205,7 +201,7 @@ impl PluginRuntime {
                 tracing::error!(plugin = %name, %reason, "plugin refused; continuing without it")
             }
         }
-        let limits = &config.config.limits;
+        let limits = &config.limits;
         let mut health = Health {
             breaker: Breaker::new(
                 limits
@@ -247,7 +243,7 @@ impl PluginRuntime {
 
     /// The world plugin `name` is configured for, if it is configured.
     pub fn world_of(&self, name: &str) -> Option<PluginWorld> {
-        self.entry(name).map(|entry| entry.config.config.world)
+        self.entry(name).map(|entry| entry.config.world)
     }
 
     /// Closes a tripped plugin's breaker. False when no such plugin is configured.
@@ -432,54 +428,27 @@ impl PluginRuntime {
     }
 
     async fn persisted_trip(&self, name: &str) -> Option<Trip> {
-        let database = self.inner.options.database.as_ref()?;
-        let plugin = name.to_owned();
-        let (at, reason): (Option<i64>, Option<String>) = database
-            .call(move |conn| {
-                use rusqlite::OptionalExtension;
-                conn.query_row(
-                    "SELECT tripped_at, tripped_reason FROM plugin_state WHERE plugin = ?1",
-                    [plugin],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-            })
-            .await
-            .ok()
-            .flatten()?;
-        Some(Trip {
-            at: u64::try_from(at?).ok()?,
-            reason: reason.unwrap_or_else(|| "repeated failures".to_owned()),
-        })
+        let trips = self.inner.options.trips.as_ref()?;
+        match trips.load(name).await {
+            Ok(trip) => trip,
+            Err(fault) => {
+                tracing::warn!(plugin = name, error = %fault, "cannot read the plugin's breaker state");
+                None
+            }
+        }
     }
 
     /// Writes plugin `name`'s current trip (or its absence) to the database.
     async fn persist_breaker(&self, name: &str, entry: &Entry) {
-        let Some(database) = &self.inner.options.database else {
+        let Some(trips) = &self.inner.options.trips else {
             return;
         };
         let _turn = self.inner.persisting.lock().await;
         let Ok(trip) = entry.health.lock().map(|health| health.trip.clone()) else {
             return;
         };
-        let plugin = name.to_owned();
-        let result = database
-            .call(move |conn| match trip {
-                Some(trip) => conn.execute(
-                    "INSERT INTO plugin_state (plugin, tripped_at, tripped_reason) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (plugin) DO UPDATE
-                     SET tripped_at = excluded.tripped_at, tripped_reason = excluded.tripped_reason",
-                    rusqlite::params![
-                        plugin,
-                        i64::try_from(trip.at).unwrap_or(i64::MAX),
-                        trip.reason
-                    ],
-                ),
-                None => conn.execute("DELETE FROM plugin_state WHERE plugin = ?1", [plugin]),
-            })
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(plugin = name, error = %err, "could not persist the plugin's breaker state");
+        if let Err(fault) = trips.save(name, trip).await {
+            tracing::warn!(plugin = name, error = %fault, "could not persist the plugin's breaker state");
         }
     }
 }
@@ -537,7 +506,7 @@ fn admit(
 }
 
 fn status_of(entry: &Entry) -> PluginStatus {
-    let config = &entry.config.config;
+    let config = &entry.config;
     let (state, recent_errors) = match entry.health.lock() {
         Ok(health) => {
             let state = match &entry.plugin {

@@ -7,7 +7,7 @@
 //! capture; an empty environment; clocks; randomness; a filesystem with nothing in it). Sockets
 //! are never granted: `wasi:http` through Porthole's checks is the only way out.
 
-use crate::config::PluginWorld;
+use crate::PluginWorld;
 
 /// Interfaces every world may import, without version.
 const INERT_WASI: &[&str] = &[
