@@ -71,6 +71,10 @@ mod cloud_init_template {
 
 pub use dns_provider::porthole::plugin::{host, kv, types};
 
+pub mod dns {
+    pub use super::dns_provider::exports::porthole::plugin::dns::StoredRecord;
+}
+
 pub mod worlds {
     pub use super::billing_adapter::BillingAdapterPre;
     pub use super::cloud_init_template::CloudInitTemplatePre;
@@ -79,17 +83,17 @@ pub mod worlds {
 }
 
 pub mod tunnel {
-    pub use super::tunnel_provider::exports::porthole::plugin::tunnel::TunnelSpec;
+    pub use super::tunnel_provider::exports::porthole::plugin::tunnel::{TunnelInfo, TunnelSpec};
 }
 
 pub mod billing {
     pub use super::billing_adapter::exports::porthole::plugin::billing::{
-        BillingEvent, ServiceRef, WebhookRequest,
+        BillingEvent, ServiceRef, WebhookOutcome, WebhookRequest,
     };
 }
 
 pub mod cloud_init {
     pub use super::cloud_init_template::exports::porthole::plugin::cloud_init::{
-        PlanSize, RenderContext,
+        PlanSize, RenderContext, Rendered,
     };
 }

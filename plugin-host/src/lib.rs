@@ -20,6 +20,7 @@ mod engine;
 pub mod error;
 mod facades;
 mod host_api;
+pub mod invoke;
 mod kv;
 pub mod loader;
 mod runtime;

@@ -7,20 +7,19 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use url::Url;
-use wasmtime::Store;
 
 use crate::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use crate::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
 use crate::error::{CallBudget, CallError, LoadError, classify_trap};
-use crate::loader::{self, Environment, Prepared, WorldPre};
-use crate::sandbox::{self, CallState};
+use crate::invoke::{Answer, Invocation, invoke};
+use crate::loader::{self, Environment, Prepared};
+use crate::sandbox;
 use crate::store::{KvStore, Trip, TripStore};
 use crate::worlds;
 use crate::{PluginSpec, PluginWorld};
@@ -127,9 +126,6 @@ struct Inner {
 pub struct PluginRuntime {
     inner: Arc<Inner>,
 }
-
-/// The guest part of a call, given the fresh store and the plugin's prepared instance.
-pub type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
@@ -268,36 +264,22 @@ impl PluginRuntime {
             .entry(name)
             .and_then(|entry| entry.plugin.as_ref().ok().map(|p| p.world))
             .unwrap_or(PluginWorld::CloudInitTemplate);
-        self.call(
-            name,
-            world,
-            |store, pre| {
-                Box::pin(async move {
-                    match pre {
-                        WorldPre::CloudInit(pre) => pre.instantiate_async(store).await.map(drop),
-                        WorldPre::Dns(pre) => pre.instantiate_async(store).await.map(drop),
-                        WorldPre::Tunnel(pre) => pre.instantiate_async(store).await.map(drop),
-                        WorldPre::Billing(pre) => pre.instantiate_async(store).await.map(drop),
-                    }
-                })
-            },
-            Ok,
-        )
-        .await
+        self.call(name, world, Invocation::Instantiate, drop_answer)
+            .await
     }
 
     fn entry(&self, name: &str) -> Option<Arc<Entry>> {
         self.inner.plugins.read().ok()?.get(name).cloned()
     }
 
-    /// Runs `guest` in a fresh sandbox of plugin `name`, which must implement `world`, then
-    /// `check` on its result. The outcome feeds the plugin's breaker.
-    pub(super) async fn call<R, T>(
+    /// Makes `invocation` in a fresh sandbox of plugin `name`, which must implement `world`,
+    /// then `check`s the answer. The outcome feeds the plugin's breaker.
+    pub(crate) async fn call<T>(
         &self,
         name: &str,
         world: PluginWorld,
-        guest: impl for<'a> FnOnce(&'a mut Store<CallState>, WorldPre) -> GuestCall<'a, R>,
-        check: impl FnOnce(R) -> Result<T, CallError>,
+        invocation: Invocation,
+        check: impl FnOnce(Answer) -> Result<T, CallError>,
     ) -> Result<T, CallError> {
         let entry = self.entry(name).ok_or_else(|| CallError::Unknown {
             name: name.to_owned(),
@@ -310,7 +292,7 @@ impl PluginRuntime {
                 .acquire()
                 .await
                 .map_err(|_| CallError::Busy)?;
-            self.run(name, &plugin, guest).await.and_then(check)
+            self.run(name, &plugin, invocation).await.and_then(check)
         };
         if let Some(permit) = admitted.permit.take() {
             self.record(name, &entry, permit, &outcome).await;
@@ -318,17 +300,20 @@ impl PluginRuntime {
         outcome
     }
 
-    async fn run<R>(
+    async fn run(
         &self,
         name: &str,
         plugin: &Prepared,
-        guest: impl for<'a> FnOnce(&'a mut Store<CallState>, WorldPre) -> GuestCall<'a, R>,
-    ) -> Result<R, CallError> {
+        invocation: Invocation,
+    ) -> Result<Answer, CallError> {
         let limit_ms = plugin.timeout.as_millis() as u64;
         let ticks = PluginEngine::ticks_for(plugin.timeout);
         let mut store = sandbox::new_store(self.inner.engine.engine(), &plugin.setup, ticks);
-        let result =
-            tokio::time::timeout(plugin.timeout, guest(&mut store, plugin.pre.clone())).await;
+        let result = tokio::time::timeout(
+            plugin.timeout,
+            invoke(&mut store, plugin.pre.clone(), invocation),
+        )
+        .await;
         let denials = store.data().finish();
         drop(store);
         let outcome = match result {
@@ -535,6 +520,11 @@ fn status_of(entry: &Entry) -> PluginStatus {
         state,
         recent_errors,
     }
+}
+
+fn drop_answer(answer: Answer) -> Result<(), CallError> {
+    drop(answer);
+    Ok(())
 }
 
 fn unix_now() -> u64 {

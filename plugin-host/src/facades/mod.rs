@@ -1,7 +1,8 @@
 //! Typed facades, one per world: plain data in, validated plain data out.
 //!
-//! Each converts its arguments to the generated WIT types, makes the call through
-//! `PluginRuntime::call`, and validates the result before anyone sees it.
+//! Each names its call as an [`Invocation`](crate::invoke::Invocation), makes it through
+//! `PluginRuntime::call`, and validates the answer before anyone sees it, whichever process the
+//! plugin ran in.
 
 mod billing;
 mod cloud_init;
@@ -13,27 +14,18 @@ pub use cloud_init::CloudInitTemplate;
 pub use dns::DnsProvider;
 pub use tunnel::TunnelProvider;
 
-use super::bindings::types as wit;
-use super::data::{DnsRecord, FailureKind, PluginFailure, RecordKind};
-use super::error::{CallError, MAX_DETAIL};
+use crate::data::PluginFailure;
+use crate::error::{CallError, MAX_DETAIL};
+use crate::invoke::Answer;
 use crate::text::truncate;
 
 /// A plugin's own `plugin-error`, as a `CallError`.
-fn reported(name: &str, error: wit::PluginError) -> CallError {
-    let kind = match error.kind {
-        wit::ErrorKind::InvalidInput => FailureKind::InvalidInput,
-        wit::ErrorKind::NotFound => FailureKind::NotFound,
-        wit::ErrorKind::Unauthorized => FailureKind::Unauthorized,
-        wit::ErrorKind::Conflict => FailureKind::Conflict,
-        wit::ErrorKind::RateLimited => FailureKind::RateLimited,
-        wit::ErrorKind::Upstream => FailureKind::Upstream,
-        wit::ErrorKind::Internal => FailureKind::Internal,
-    };
+fn reported(name: &str, failure: PluginFailure) -> CallError {
     CallError::Plugin {
         name: name.to_owned(),
         failure: PluginFailure {
-            kind,
-            message: truncate(&error.message, MAX_DETAIL).to_owned(),
+            kind: failure.kind,
+            message: truncate(&failure.message, MAX_DETAIL).to_owned(),
         },
     }
 }
@@ -45,32 +37,19 @@ fn invalid(name: &str, detail: String) -> CallError {
     }
 }
 
-fn record_to_wit(record: &DnsRecord) -> wit::DnsRecord {
-    wit::DnsRecord {
-        name: record.name.clone(),
-        kind: match record.kind {
-            RecordKind::A => wit::RecordKind::A,
-            RecordKind::Aaaa => wit::RecordKind::Aaaa,
-            RecordKind::Cname => wit::RecordKind::Cname,
-            RecordKind::Txt => wit::RecordKind::Txt,
-        },
-        content: record.content.clone(),
-        ttl: record.ttl,
-        proxied: record.proxied,
-    }
-}
-
-fn record_from_wit(record: wit::DnsRecord) -> DnsRecord {
-    DnsRecord {
-        name: record.name,
-        kind: match record.kind {
-            wit::RecordKind::A => RecordKind::A,
-            wit::RecordKind::Aaaa => RecordKind::Aaaa,
-            wit::RecordKind::Cname => RecordKind::Cname,
-            wit::RecordKind::Txt => RecordKind::Txt,
-        },
-        content: record.content,
-        ttl: record.ttl,
-        proxied: record.proxied,
-    }
+/// An answer to another call than the one made: only a runner that is not ours sends one.
+fn unexpected(name: &str, answer: &Answer) -> CallError {
+    let kind = match answer {
+        Answer::Instantiated => "instantiated",
+        Answer::Rendered(_) => "rendered",
+        Answer::RecordId(_) => "record-id",
+        Answer::Done(_) => "done",
+        Answer::Records(_) => "records",
+        Answer::Tunnel(_) => "tunnel",
+        Answer::Webhook(_) => "webhook",
+    };
+    invalid(
+        name,
+        format!("answered {kind:?}, which is not an answer to this call"),
+    )
 }
