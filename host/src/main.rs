@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// Serve one plugin for the daemon, over the channel it passes as standard input. Started by
+    /// the daemon itself, never by hand.
+    #[command(hide = true)]
+    PluginRunner {
+        /// The address space the runner limits itself to, in bytes.
+        address_space_bytes: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +130,14 @@ fn parse_role(text: &str) -> Result<Role, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything else: a runner locks itself down while it is still one thread with
+    // nothing open but its channel.
+    if let Command::PluginRunner {
+        address_space_bytes,
+    } = cli.command
+    {
+        return porthole::plugins::isolation::runner::main(address_space_bytes);
+    }
     porthole::logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -175,6 +190,8 @@ async fn run(command: Command) -> ExitCode {
             Ok(config) => admin(config, action).await,
             Err(err) => return config_error(&err),
         },
+        // Served by `main` before the runtime starts.
+        Command::PluginRunner { .. } => Err(anyhow::anyhow!("a plugin runner starts alone")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

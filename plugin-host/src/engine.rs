@@ -47,7 +47,31 @@ pub struct PluginEngine {
 
 impl PluginEngine {
     pub fn new() -> wasmtime::Result<Self> {
-        let engine = Engine::new(&engine_config())?;
+        Self::with(&engine_config())
+    }
+
+    /// The engine of a plugin runner, whose address space is limited to little more than the
+    /// plugin's memory: no pool (its slots reserve gigabytes), memories reserved at their size
+    /// and moved when they grow, no guard regions, no copy-on-write images (which need
+    /// `memfd_create`), and compilation on the calling thread (the runner makes no thread once
+    /// it serves).
+    pub fn for_runner() -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .max_wasm_stack(512 * 1024)
+            .memory_reservation(0)
+            .memory_reservation_for_growth(1024 * 1024)
+            .memory_guard_size(0)
+            .guard_before_linear_memory(false)
+            .memory_init_cow(false)
+            .parallel_compilation(false);
+        Self::with(&config)
+    }
+
+    fn with(config: &Config) -> wasmtime::Result<Self> {
+        let engine = Engine::new(config)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.weak(), ticker_stop.clone())?;
         Ok(Self {

@@ -27,6 +27,8 @@ pub enum LoadError {
     Link { detail: String },
     #[error("outbound TLS: {detail}")]
     Tls { detail: String },
+    #[error("its runner process: {detail}")]
+    Runner { detail: String },
 }
 
 impl From<ImportRefused> for LoadError {
@@ -66,6 +68,8 @@ pub enum CallError {
     },
     #[error("too many plugin calls are running; try again")]
     Busy,
+    #[error("plugin {name:?}'s process failed: {detail}")]
+    Runner { name: String, detail: String },
 }
 
 impl CallError {
@@ -75,7 +79,8 @@ impl CallError {
             Self::Timeout { .. }
             | Self::ResourceLimit { .. }
             | Self::Trap { .. }
-            | Self::InvalidOutput { .. } => true,
+            | Self::InvalidOutput { .. }
+            | Self::Runner { .. } => true,
             Self::Plugin { failure, .. } => failure.kind == FailureKind::Internal,
             _ => false,
         }

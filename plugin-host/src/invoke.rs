@@ -19,7 +19,7 @@ use crate::sandbox::CallState;
 
 /// What the daemon asks of a plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "call", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Invocation {
     /// Instantiate and call nothing: a probe, and the measure of the sandbox's own cost.
     Instantiate,
@@ -50,7 +50,7 @@ pub enum Invocation {
 
 /// What the guest returned, exactly as it returned it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "answer", content = "result", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Answer {
     Instantiated,
     Rendered(Result<RenderedCloudInit, PluginFailure>),

@@ -21,6 +21,7 @@ pub mod error;
 mod facades;
 mod host_api;
 pub mod invoke;
+pub mod isolation;
 mod kv;
 pub mod loader;
 mod runtime;

@@ -16,9 +16,11 @@ use wasmtime::component::Component;
 use crate::bindings::worlds::{
     BillingAdapterPre, CloudInitTemplatePre, DnsProviderPre, TunnelProviderPre,
 };
-use crate::egress::{self, EgressConfig, EgressPolicy, Origin};
+use crate::egress::{self, EgressConfig, EgressPolicy, Origin, Route};
 use crate::engine::{self, Compiler, MAX_PLUGIN_MEMORY_BYTES};
 use crate::error::LoadError;
+use crate::isolation::Supervisor;
+use crate::kv::KvBackend;
 use crate::sandbox::{self, CallLimits, CallSetup, CallState};
 use crate::store::KvStore;
 use crate::worlds;
@@ -49,6 +51,10 @@ pub struct Prepared {
     pub pre: WorldPre,
     pub setup: CallSetup,
     pub timeout: Duration,
+    /// The component itself, for a runner to compile.
+    pub component: Arc<Vec<u8>>,
+    /// The plugin's runner, when plugins run in processes of their own.
+    pub runner: Option<Arc<Supervisor>>,
 }
 
 /// What the runtime knows besides the manifest.
@@ -108,14 +114,16 @@ pub fn load(env: &Environment<'_>, plugin: &PluginSpec) -> Result<Prepared, Load
             plugin: Arc::from(config.name.as_str()),
             settings: Arc::new(plugin.settings.clone()),
             limits,
-            egress: EgressConfig {
+            egress: Route::Direct(EgressConfig {
                 policy: Arc::new(policy),
                 tls,
                 max_requests: config.limits.max_http_requests,
-            },
-            kv: env.kv.clone(),
+            }),
+            kv: KvBackend::Store(env.kv.clone()),
         },
         timeout: Duration::from_millis(config.limits.timeout_ms.max(1)),
+        component: Arc::new(bytes),
+        runner: None,
     })
 }
 
@@ -214,7 +222,7 @@ pub fn names(engine: &Engine, component: &Component) -> (Vec<String>, Vec<String
     (imports, exports)
 }
 
-fn prepare(
+pub(crate) fn prepare(
     engine: &Engine,
     component: &Component,
     world: PluginWorld,

@@ -18,6 +18,8 @@ use crate::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use crate::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
 use crate::error::{CallBudget, CallError, LoadError, classify_trap};
 use crate::invoke::{Answer, Invocation, invoke};
+use crate::isolation::supervisor::RunnerPlugin;
+use crate::isolation::{Isolation, RunnerStatus, Supervisor};
 use crate::loader::{self, Environment, Prepared};
 use crate::sandbox;
 use crate::store::{KvStore, Trip, TripStore};
@@ -42,6 +44,8 @@ pub struct RuntimeOptions {
     pub breaker_threshold: u32,
     /// How long a switched-off plugin stays off before one trial call.
     pub breaker_cool_down: Duration,
+    /// Where plugins run: in this process, or each in a locked-down runner.
+    pub isolation: Isolation,
 }
 
 impl Default for RuntimeOptions {
@@ -53,6 +57,7 @@ impl Default for RuntimeOptions {
             protected_urls: Vec::new(),
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(300),
+            isolation: Isolation::InProcess,
         }
     }
 }
@@ -67,6 +72,8 @@ pub struct PluginStatus {
     pub allowed_addresses: Vec<IpAddr>,
     pub state: PluginState,
     pub recent_errors: Vec<RecentError>,
+    /// Its runner process, when plugins run in processes of their own.
+    pub runner: Option<RunnerStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -162,7 +169,10 @@ impl PluginRuntime {
             })
             .await;
             match loaded {
-                Ok((plugin, outcome)) => self.install(plugin, outcome).await,
+                Ok((plugin, outcome)) => {
+                    let outcome = start_runner(outcome).await;
+                    self.install(plugin, outcome).await
+                }
                 Err(err) => tracing::error!(error = %err, "plugin loading task failed"),
             }
         }
@@ -182,7 +192,14 @@ impl PluginRuntime {
             protected_names: names,
             protected_addresses: addresses,
         };
-        loader::load(&env, plugin).map(Arc::new)
+        let mut prepared = loader::load(&env, plugin)?;
+        if let Isolation::Process(command) = &self.inner.options.isolation {
+            prepared.runner = Some(Arc::new(Supervisor::new(
+                command.clone(),
+                runner_plugin(plugin, &prepared),
+            )));
+        }
+        Ok(Arc::new(prepared))
     }
 
     async fn install(&self, config: PluginSpec, plugin: Result<Arc<Prepared>, LoadError>) {
@@ -306,6 +323,11 @@ impl PluginRuntime {
         plugin: &Prepared,
         invocation: Invocation,
     ) -> Result<Answer, CallError> {
+        if let Some(runner) = &plugin.runner {
+            let (outcome, denials) = runner.call(invocation).await;
+            self.note_denials(name, denials);
+            return outcome;
+        }
         let limit_ms = plugin.timeout.as_millis() as u64;
         let ticks = PluginEngine::ticks_for(plugin.timeout);
         let mut store = sandbox::new_store(self.inner.engine.engine(), &plugin.setup, ticks);
@@ -332,13 +354,17 @@ impl PluginRuntime {
             )),
             Ok(Ok(value)) => Ok(value),
         };
+        self.note_denials(name, denials);
+        outcome
+    }
+
+    fn note_denials(&self, name: &str, denials: Vec<String>) {
         if !denials.is_empty()
             && let Some(entry) = self.entry(name)
             && let Ok(mut health) = entry.health.lock()
         {
             denials.into_iter().for_each(|denial| health.note(denial));
         }
-        outcome
     }
 
     async fn record(
@@ -519,6 +545,51 @@ fn status_of(entry: &Entry) -> PluginStatus {
         allowed_addresses: config.allowed_addresses.clone(),
         state,
         recent_errors,
+        runner: entry
+            .plugin
+            .as_ref()
+            .ok()
+            .and_then(|plugin| plugin.runner.as_ref())
+            .map(|runner| runner.status()),
+    }
+}
+
+/// Starts a loaded plugin's runner, so a runner that cannot start refuses the plugin at once.
+async fn start_runner(
+    outcome: Result<Arc<Prepared>, LoadError>,
+) -> Result<Arc<Prepared>, LoadError> {
+    let prepared = outcome?;
+    if let Some(runner) = &prepared.runner {
+        runner
+            .ensure_started()
+            .await
+            .map_err(|detail| LoadError::Runner { detail })?;
+    }
+    Ok(prepared)
+}
+
+/// What plugin `spec`'s runner is given, and what the daemon keeps to serve it.
+fn runner_plugin(spec: &PluginSpec, prepared: &Prepared) -> RunnerPlugin {
+    let crate::egress::Route::Direct(egress) = &prepared.setup.egress else {
+        unreachable!("the loader always routes directly")
+    };
+    RunnerPlugin {
+        name: prepared.setup.plugin.clone(),
+        world: prepared.world,
+        component: prepared.component.clone(),
+        settings: spec
+            .settings
+            .iter()
+            .map(|(key, value)| (key.clone(), value.expose().to_owned()))
+            .collect(),
+        memory_bytes: prepared.setup.limits.memory_bytes,
+        timeout: prepared.timeout,
+        kv: match &prepared.setup.kv {
+            crate::kv::KvBackend::Store(store) => store.clone(),
+            crate::kv::KvBackend::Relayed(_) => None,
+        },
+        kv_quota_kib: prepared.setup.limits.kv_quota_kib,
+        egress: egress.clone(),
     }
 }
 

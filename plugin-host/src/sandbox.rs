@@ -13,11 +13,10 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use crate::egress::{self, EgressConfig, EgressHooks};
+use crate::egress::{self, EgressHooks, Route};
 use crate::host_api::{self, HostState};
-use crate::kv::{self, KvState};
+use crate::kv::{self, KvBackend, KvState};
 use crate::stdio::CapturedOutput;
-use crate::store::KvStore;
 use crate::{PluginWorld, Secret};
 
 /// Bytes of stdout and of stderr kept per call.
@@ -58,8 +57,8 @@ pub struct CallSetup {
     pub plugin: Arc<str>,
     pub settings: Arc<BTreeMap<String, Secret>>,
     pub limits: CallLimits,
-    pub egress: EgressConfig,
-    pub kv: Option<Arc<dyn KvStore>>,
+    pub egress: Route,
+    pub kv: KvBackend,
 }
 
 impl CallState {

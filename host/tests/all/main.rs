@@ -12,6 +12,8 @@ mod first_party;
 mod lifecycle;
 mod lifecycle_acceptance;
 mod plugins_first_party;
+mod plugins_isolation;
+mod plugins_runner;
 mod plugins_sandbox;
 mod proxmox_client;
 mod qemu;

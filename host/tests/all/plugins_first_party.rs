@@ -59,7 +59,8 @@ async fn runtime(dir: &TempDir, plugins: Vec<Manifest<'_>>) -> PluginRuntime {
     let database = porthole::store::Store::open(&dir.path().join("porthole.db"))
         .await
         .unwrap();
-    let runtime = PluginRuntime::new(porthole::plugins::backed_by(&database)).unwrap();
+    let options = crate::plugins_isolation::isolated(porthole::plugins::backed_by(&database));
+    let runtime = PluginRuntime::new(options).unwrap();
     let resolved: Vec<PluginSpec> = plugins.into_iter().map(Manifest::resolve).collect();
     runtime.load_all(&resolved).await;
     for status in runtime.status() {

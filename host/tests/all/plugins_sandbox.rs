@@ -62,7 +62,7 @@ fn built_plugins() -> &'static Path {
     }
 }
 
-fn wasm(crate_name: &str) -> PathBuf {
+pub(crate) fn wasm(crate_name: &str) -> PathBuf {
     built_plugins().join(format!("{}.wasm", crate_name.replace('-', "_")))
 }
 
@@ -71,7 +71,7 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// A manifest for `file` as plugin `name`, with test-friendly limits.
-fn manifest(name: &str, file: &Path, world: PluginWorld) -> PluginSpec {
+pub(crate) fn manifest(name: &str, file: &Path, world: PluginWorld) -> PluginSpec {
     PluginSpec {
         name: name.into(),
         world,
@@ -92,7 +92,7 @@ fn manifest(name: &str, file: &Path, world: PluginWorld) -> PluginSpec {
     }
 }
 
-fn template(name: &str, crate_name: &str) -> PluginSpec {
+pub(crate) fn template(name: &str, crate_name: &str) -> PluginSpec {
     manifest(name, &wasm(crate_name), PluginWorld::CloudInitTemplate)
 }
 
@@ -100,13 +100,16 @@ async fn runtime_with(plugins: &[PluginSpec]) -> PluginRuntime {
     runtime_with_options(plugins, RuntimeOptions::default()).await
 }
 
-async fn runtime_with_options(plugins: &[PluginSpec], options: RuntimeOptions) -> PluginRuntime {
-    let runtime = PluginRuntime::new(options).unwrap();
+pub(crate) async fn runtime_with_options(
+    plugins: &[PluginSpec],
+    options: RuntimeOptions,
+) -> PluginRuntime {
+    let runtime = PluginRuntime::new(crate::plugins_isolation::isolated(options)).unwrap();
     runtime.load_all(plugins).await;
     runtime
 }
 
-fn context() -> RenderContext {
+pub(crate) fn context() -> RenderContext {
     RenderContext {
         hostname: "vm42".into(),
         fqdn: "vm42.lab.example.com".into(),
@@ -606,7 +609,7 @@ async fn repeated_misbehaviour_trips_the_plugin_until_an_operator_resets_it() {
 }
 
 /// `context()` with `hostname` as the cue the `cue-template` plugin acts on.
-fn on_cue(cue: &str) -> RenderContext {
+pub(crate) fn on_cue(cue: &str) -> RenderContext {
     RenderContext {
         hostname: cue.into(),
         ..context()

@@ -8,6 +8,7 @@
 
 mod connect;
 pub mod policy;
+mod relay;
 mod tls;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use wasmtime_wasi_http::{
 
 pub use connect::Budget;
 pub use policy::{EgressDenied, EgressPolicy, Origin};
+pub use relay::serve;
 pub use tls::{TlsError, client_config};
 
 use super::sandbox::CallState;
@@ -43,10 +45,20 @@ pub struct EgressConfig {
     pub max_requests: u32,
 }
 
+/// Where a call's requests go.
+#[derive(Clone)]
+pub enum Route {
+    /// Out from here, under the plugin's policy.
+    Direct(EgressConfig),
+    /// To the daemon, which sends them under the policy it holds (from a plugin runner, which
+    /// can open no socket).
+    Relayed(crate::isolation::runner::Relay),
+}
+
 /// Per-call egress state: the hooks `wasmtime-wasi-http` calls into.
 pub struct EgressHooks {
     plugin: Arc<str>,
-    config: EgressConfig,
+    route: Route,
     requests: u32,
     budget: Budget,
     /// Host memory outgoing bodies may still hold: bodies a plugin writes into and never sends
@@ -59,10 +71,10 @@ pub struct EgressHooks {
 
 impl EgressHooks {
     /// `body_buffers`: the host memory all outgoing bodies of the call may hold.
-    pub fn new(plugin: Arc<str>, config: EgressConfig, body_buffers: usize) -> Self {
+    pub fn new(plugin: Arc<str>, route: Route, body_buffers: usize) -> Self {
         Self {
             plugin,
-            config,
+            route,
             requests: 0,
             budget: Budget::new(MAX_RESPONSE_BYTES_PER_CALL),
             body_buffer_left: body_buffers,
@@ -139,9 +151,13 @@ impl WasiHttpHooks for EgressHooks {
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendOutcome> + Send> {
+        let config = match &self.route {
+            Route::Direct(config) => config.clone(),
+            Route::Relayed(relay) => return Box::new(relay::send(relay.clone(), request, options)),
+        };
         self.requests += 1;
-        if self.requests > self.config.max_requests {
-            let error = self.deny(&EgressDenied::TooManyRequests(self.config.max_requests));
+        if self.requests > config.max_requests {
+            let error = self.deny(&EgressDenied::TooManyRequests(config.max_requests));
             return Box::new(async move { Err(error) });
         }
         let origin = match request_origin(request.uri()) {
@@ -151,15 +167,15 @@ impl WasiHttpHooks for EgressHooks {
                 return Box::new(async move { Err(error) });
             }
         };
-        if let Err(reason) = self.config.policy.check_origin(&origin) {
+        if let Err(reason) = config.policy.check_origin(&origin) {
             let error = self.deny(&reason);
             return Box::new(async move { Err(error) });
         }
         let exchange = connect::Exchange {
             plugin: self.plugin.clone(),
             origin,
-            policy: self.config.policy.clone(),
-            tls: self.config.tls.clone(),
+            policy: config.policy,
+            tls: config.tls,
             budget: self.budget.clone(),
             denials: self.denials.clone(),
             options: options.unwrap_or_default(),
@@ -198,7 +214,7 @@ mod tests {
             max_requests: 16,
         };
         let budget = 1024 * 1024;
-        let mut hooks = EgressHooks::new(Arc::from("p"), config, budget);
+        let mut hooks = EgressHooks::new(Arc::from("p"), Route::Direct(config), budget);
         let first = hooks.p2_outgoing_body_chunk_size();
         assert_eq!(
             first, OUTGOING_CHUNK_BYTES,
