@@ -11,10 +11,11 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, Shared, WebSettings};
 use crate::auth::login_limit::{Limits, LoginLimiter};
-use crate::config::ResolvedConfig;
+use crate::config::{IsolationMode, PluginIsolationConfig, ResolvedConfig};
 use crate::console::{ConsoleHub, ConsoleLimits};
 use crate::inventory::Inventory;
 use crate::lifecycle::{self, Lifecycle, Workers};
+use crate::plugins::isolation::{self, Isolation, RunnerCommand};
 use crate::plugins::{PluginRuntime, RuntimeOptions};
 use crate::store::Store;
 
@@ -161,8 +162,15 @@ async fn purge_expired_sessions(store: Store) {
 }
 
 /// The plugin runtime with every configured plugin loaded; a plugin that cannot load is kept as
-/// refused, with the reason, and the daemon starts without it.
+/// refused, with the reason, and the daemon starts without it. A kernel that cannot lock a
+/// plugin runner down stops the daemon, unless the operator chose in-process plugins.
 async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result<PluginRuntime> {
+    let isolation = if config.plugins.is_empty() {
+        // Nothing to isolate; the kernel's abilities do not matter.
+        Isolation::InProcess
+    } else {
+        plugin_isolation(&config.plugin_isolation).await?
+    };
     let cache_dir = config
         .database
         .parent()
@@ -175,10 +183,37 @@ async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result
             .iter()
             .flat_map(|c| c.api_urls.clone())
             .collect(),
+        isolation,
         ..crate::plugins::backed_by(store)
     })?;
     runtime.load_all(&config.plugins).await;
     Ok(runtime)
+}
+
+async fn plugin_isolation(config: &PluginIsolationConfig) -> anyhow::Result<Isolation> {
+    if config.mode == IsolationMode::InProcess {
+        tracing::warn!(
+            "plugins run inside the daemon's process ([plugin_isolation] mode = \"in-process\"): \
+             a WebAssembly runtime escape would reach every secret the daemon holds"
+        );
+        return Ok(Isolation::InProcess);
+    }
+    let program = match &config.runner {
+        Some(runner) => runner.clone(),
+        None => std::env::current_exe().context("cannot find this executable to run plugins")?,
+    };
+    let command = RunnerCommand {
+        program,
+        args: vec!["plugin-runner".into()],
+    };
+    let confinement = isolation::probe(&command).await.map_err(|reason| {
+        anyhow::anyhow!(
+            "plugins cannot be isolated here: {reason}. Set [plugin_isolation] mode = \
+             \"in-process\" to run them inside the daemon instead"
+        )
+    })?;
+    tracing::info!(?confinement, "plugins run in locked-down processes");
+    Ok(Isolation::Process(command))
 }
 
 /// The configuration's plans and templates, refreshed at every start.

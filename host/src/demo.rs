@@ -81,6 +81,9 @@ pub struct DemoSetup {
     /// Where the first-party plugin components are; with them the demo provisions for real
     /// (cloud-init, tunnels and DNS on the simulator's Cloudflare, Stripe webhooks).
     pub plugins_dir: Option<PathBuf>,
+    /// The `porthole` binary that runs plugins (`[plugin_isolation] runner`), for a demo
+    /// started inside another program, such as a test; this executable by default.
+    pub plugin_runner: Option<PathBuf>,
 }
 
 /// Where `cargo xtask plugins` puts the first-party components in this repository.
@@ -101,6 +104,7 @@ impl Demo {
             sim,
             extra_config: String::new(),
             plugins_dir: None,
+            plugin_runner: None,
         })
         .await
     }
@@ -112,6 +116,7 @@ impl Demo {
             mut sim,
             extra_config,
             plugins_dir,
+            plugin_runner,
         } = setup;
         let (temp, dir) = data_dir_or_temp(data_dir)?;
         sim.vms.extend(demo_vms().into_iter().map(|vm| vm.seed));
@@ -122,10 +127,14 @@ impl Demo {
             .await
             .with_context(|| format!("while binding {listen}"))?;
         let addr = listener.local_addr()?;
-        let bundled = match plugins_dir {
+        let mut bundled = match plugins_dir {
             Some(plugins) => bundled_plugins(&dir, &plugins, &sim)?,
             None => String::new(),
         };
+        if let Some(runner) = plugin_runner {
+            let runner = toml::Value::String(runner.display().to_string());
+            bundled.push_str(&format!("\n[plugin_isolation]\nrunner = {runner}\n"));
+        }
         let config_path = write_config(&dir, addr, &sim, &bundled, &extra_config)?;
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         // Seeded before the daemon starts, so its first comparison with the cluster already
@@ -198,6 +207,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         sim: SimConfig::default(),
         extra_config: String::new(),
         plugins_dir,
+        plugin_runner: None,
     })
     .await?;
     if let Some(path) = &options.credentials_file {

@@ -121,6 +121,23 @@ pub fn open(
     component.map_err(|err| OpenError::Incompatible(format!("{err:#}")))
 }
 
+/// The component in `artifact`, which a plugin runner received from its daemon.
+///
+/// A runner (`porthole plugin-runner`) gets its plugin already compiled, over the socket pair
+/// the daemon created for it and whose other end only the daemon holds; the daemon sends only
+/// what `Component::serialize` produced in its own engine, or what [`open`] verified. A runner
+/// therefore never compiles, and never deserializes bytes from anywhere else.
+pub fn from_daemon(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: the bytes come from the daemon that started this process, over a channel no
+    // other process holds, and are `Component::serialize` output of an engine configured as
+    // `engine` (the same build, the same settings); wasmtime checks that they match this
+    // engine's configuration and version, and refuses them otherwise.
+    #[allow(unsafe_code)]
+    unsafe {
+        Component::deserialize(engine, artifact)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,7 +54,7 @@ impl PluginEngine {
     /// plugin's memory: no pool (its slots reserve gigabytes), memories reserved at their size
     /// and moved when they grow, no guard regions, no copy-on-write images (which need
     /// `memfd_create`), and compilation on the calling thread (the runner makes no thread once
-    /// it serves).
+    /// it serves). The daemon compiles its runners' components in an engine like this one.
     pub fn for_runner() -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config

@@ -51,8 +51,8 @@ pub struct Prepared {
     pub pre: WorldPre,
     pub setup: CallSetup,
     pub timeout: Duration,
-    /// The component itself, for a runner to compile.
-    pub component: Arc<Vec<u8>>,
+    /// The compiled component, for a runner to run.
+    pub component: Component,
     /// The plugin's runner, when plugins run in processes of their own.
     pub runner: Option<Arc<Supervisor>>,
 }
@@ -122,7 +122,7 @@ pub fn load(env: &Environment<'_>, plugin: &PluginSpec) -> Result<Prepared, Load
             kv: KvBackend::Store(env.kv.clone()),
         },
         timeout: Duration::from_millis(config.limits.timeout_ms.max(1)),
-        component: Arc::new(bytes),
+        component,
         runner: None,
     })
 }
@@ -140,7 +140,8 @@ fn compile_error(err: wasmtime::Error) -> LoadError {
 
 /// Compiles `bytes`, first telling apart the two mistakes operators make most, a file that is
 /// no WebAssembly at all and a core module not yet made a component, which the parser would
-/// only call a bad magic number or a parse failure.
+/// only call a bad magic number or a parse failure. A component with more than one linear
+/// memory is refused here, whichever engine compiled it: the memory limit is per memory.
 fn compile_component(
     compile: impl FnOnce() -> wasmtime::Result<Component>,
     bytes: &[u8],
@@ -159,7 +160,16 @@ fn compile_component(
                 .into(),
         });
     }
-    compile().map_err(compile_error)
+    let component = compile().map_err(compile_error)?;
+    match component.resources_required() {
+        Some(required) if required.num_memories > 1 => Err(LoadError::Compile {
+            detail: format!(
+                "the component defines {} linear memories; a plugin may have one",
+                required.num_memories
+            ),
+        }),
+        _ => Ok(component),
+    }
 }
 
 /// Checks the component's exports and imports against `declared` (or the world it exports when

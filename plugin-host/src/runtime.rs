@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use url::Url;
@@ -72,6 +73,8 @@ pub struct PluginStatus {
     pub allowed_addresses: Vec<IpAddr>,
     pub state: PluginState,
     pub recent_errors: Vec<RecentError>,
+    /// `process` (each plugin in a locked-down runner) or `in-process`.
+    pub isolation: &'static str,
     /// Its runner process, when plugins run in processes of their own.
     pub runner: Option<RunnerStatus>,
 }
@@ -136,8 +139,12 @@ pub struct PluginRuntime {
 
 impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> anyhow::Result<Self> {
-        let engine =
-            PluginEngine::new().map_err(|err| anyhow::anyhow!("plugin engine: {err:#}"))?;
+        // With runners, the daemon compiles for them: in an engine configured as theirs.
+        let engine = match options.isolation {
+            Isolation::InProcess => PluginEngine::new(),
+            Isolation::Process(_) => PluginEngine::for_runner(),
+        }
+        .map_err(|err| anyhow::anyhow!("plugin engine: {err:#}"))?;
         let disk = options
             .cache
             .as_ref()
@@ -158,23 +165,31 @@ impl PluginRuntime {
     pub async fn load_all(&self, plugins: &[PluginSpec]) {
         let (names, addresses) =
             loader::protected_endpoints(&self.inner.options.protected_urls).await;
+        let mut loaded = Vec::with_capacity(plugins.len());
         for plugin in plugins {
             let runtime = self.clone();
             let plugin = plugin.clone();
             let (names, addresses) = (names.clone(), addresses.clone());
             // Compiling is CPU-bound and takes a while; keep it off the async workers.
-            let loaded = tokio::task::spawn_blocking(move || {
+            let prepared = tokio::task::spawn_blocking(move || {
                 let outcome = runtime.prepare(&plugin, &names, &addresses);
                 (plugin, outcome)
             })
             .await;
-            match loaded {
-                Ok((plugin, outcome)) => {
-                    let outcome = start_runner(outcome).await;
-                    self.install(plugin, outcome).await
-                }
+            match prepared {
+                Ok(prepared) => loaded.push(prepared),
                 Err(err) => tracing::error!(error = %err, "plugin loading task failed"),
             }
+        }
+        // Runners start side by side; each is refused on its own if it cannot.
+        let started = join_all(
+            loaded
+                .into_iter()
+                .map(|(plugin, outcome)| async { (plugin, start_runner(outcome).await) }),
+        )
+        .await;
+        for (plugin, outcome) in started {
+            self.install(plugin, outcome).await;
         }
         self.inner.compiler.prune_cache();
     }
@@ -251,7 +266,14 @@ impl PluginRuntime {
         let Ok(plugins) = self.inner.plugins.read() else {
             return Vec::new();
         };
-        plugins.values().map(|entry| status_of(entry)).collect()
+        let isolation = match self.inner.options.isolation {
+            Isolation::InProcess => "in-process",
+            Isolation::Process(_) => "process",
+        };
+        plugins
+            .values()
+            .map(|entry| status_of(entry, isolation))
+            .collect()
     }
 
     /// The world plugin `name` is configured for, if it is configured.
@@ -516,7 +538,7 @@ fn admit(
     }
 }
 
-fn status_of(entry: &Entry) -> PluginStatus {
+fn status_of(entry: &Entry, isolation: &'static str) -> PluginStatus {
     let config = &entry.config;
     let (state, recent_errors) = match entry.health.lock() {
         Ok(health) => {
@@ -545,6 +567,7 @@ fn status_of(entry: &Entry) -> PluginStatus {
         allowed_addresses: config.allowed_addresses.clone(),
         state,
         recent_errors,
+        isolation,
         runner: entry
             .plugin
             .as_ref()
@@ -573,10 +596,12 @@ fn runner_plugin(spec: &PluginSpec, prepared: &Prepared) -> RunnerPlugin {
     let crate::egress::Route::Direct(egress) = &prepared.setup.egress else {
         unreachable!("the loader always routes directly")
     };
+    // An artifact that cannot be serialized starts a runner that says so, once.
+    let artifact = prepared.component.serialize().unwrap_or_default();
     RunnerPlugin {
         name: prepared.setup.plugin.clone(),
         world: prepared.world,
-        component: prepared.component.clone(),
+        artifact: Arc::new(artifact),
         settings: spec
             .settings
             .iter()

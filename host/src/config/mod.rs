@@ -21,8 +21,8 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{
     CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
-    Fingerprints, LifecycleConfig, PlanConfig, PluginConfig, PluginLimits, PluginTlsConfig,
-    PluginWorld, TemplateConfig, TlsTrustConfig, WebhooksConfig,
+    Fingerprints, IsolationMode, LifecycleConfig, PlanConfig, PluginConfig, PluginIsolationConfig,
+    PluginLimits, PluginTlsConfig, PluginWorld, TemplateConfig, TlsTrustConfig, WebhooksConfig,
 };
 pub use porthole_plugin_host::PluginSpec;
 pub use secret::{DataKey, Secret, SecretSource};

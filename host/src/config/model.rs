@@ -47,6 +47,30 @@ pub struct Config {
     /// Billing webhooks (`/hooks/billing/{plugin}`); every key has a default.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// Where plugins run; every key has a default.
+    #[serde(default)]
+    pub plugin_isolation: PluginIsolationConfig,
+}
+
+/// Where plugins run (`[plugin_isolation]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginIsolationConfig {
+    pub mode: IsolationMode,
+    /// The program started as `<runner> plugin-runner`: this executable unless set (a test
+    /// harness or an unusual install names the `porthole` binary here).
+    pub runner: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationMode {
+    /// Each plugin in a locked-down process of its own; the daemon refuses to start where the
+    /// kernel cannot lock one down.
+    #[default]
+    Process,
+    /// In the daemon's process, sandboxed by wasmtime alone.
+    InProcess,
 }
 
 /// Billing webhooks (`[webhooks]`).

@@ -11,7 +11,8 @@ use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
     ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, PlanConfig,
-    PluginConfig, PluginLimits, SettingValue, TemplateConfig, TlsTrustConfig, WebhooksConfig,
+    PluginConfig, PluginIsolationConfig, PluginLimits, SettingValue, TemplateConfig,
+    TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -32,6 +33,7 @@ pub struct ResolvedConfig {
     pub console: ConsoleConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: WebhooksConfig,
+    pub plugin_isolation: PluginIsolationConfig,
     /// The built web panel, resolved against the configuration's directory.
     pub ui_dir: Option<PathBuf>,
 }
@@ -73,6 +75,13 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         console: config.console,
         lifecycle,
         webhooks: config.webhooks,
+        plugin_isolation: PluginIsolationConfig {
+            runner: config
+                .plugin_isolation
+                .runner
+                .map(|runner| base.join(runner)),
+            ..config.plugin_isolation
+        },
         ui_dir: config.ui_dir.map(|dir| base.join(dir)),
     })
 }

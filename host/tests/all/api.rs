@@ -34,6 +34,7 @@ async fn demo_with_catalogue() -> Demo {
         extra_config: plugin_entry("cloudinit-basic", "cloud-init-template")
             + "\n[lifecycle]\nretry_initial_ms = 20\nretry_max_ms = 100\nmax_attempts = 10\n",
         plugins_dir: None,
+        plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
     })
     .await
     .unwrap();
@@ -937,6 +938,7 @@ async fn api_answers_are_never_cached_and_tls_sites_ask_for_tls_from_then_on() {
         sim: SimConfig::default(),
         extra_config: "public_url = \"https://panel.example.com\"\n".into(),
         plugins_dir: None,
+        plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
     })
     .await
     .unwrap();

@@ -54,6 +54,7 @@ async fn demo_with(sim: SimConfig, extra_config: &str) -> Demo {
         sim,
         extra_config: extra_config.to_owned(),
         plugins_dir: None,
+        plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
     });
     within("starting the simulator and the daemon", starting)
         .await
@@ -535,6 +536,7 @@ async fn revocations_made_by_another_daemon_on_the_same_database_close_consoles_
             sim: fast_sim(),
             extra_config: String::new(),
             plugins_dir: None,
+            plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
         }),
     )
     .await

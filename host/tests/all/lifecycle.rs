@@ -46,6 +46,7 @@ impl Panel {
                 + FAST_LIFECYCLE
                 + extra_config,
             plugins_dir: None,
+            plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
         })
         .await
         .unwrap();

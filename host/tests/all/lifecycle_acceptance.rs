@@ -96,6 +96,9 @@ public_url = "http://{addr}"
 database = "porthole.db"
 data_key = {{ file = "data.key" }}
 
+[plugin_isolation]
+runner = "{runner}"
+
 [[clusters]]
 name = "sim"
 api_urls = ["{api_url}"]
@@ -133,6 +136,7 @@ dir = "{snippets}"
 storage = "local"
 "#,
         api_url = sim.api_url(),
+        runner = env!("CARGO_BIN_EXE_porthole"),
         token_id = sim.token_id(),
         fingerprint = sim.cert_fingerprint_sha256(),
         snippets = snippets.display(),

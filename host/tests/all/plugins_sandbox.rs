@@ -1075,6 +1075,7 @@ async fn webhook_deliveries_beyond_a_plugins_cap_are_refused_until_one_ends() {
         sim: porthole_sim::SimConfig::default(),
         extra_config: extra,
         plugins_dir: None,
+        plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
     })
     .await
     .unwrap();

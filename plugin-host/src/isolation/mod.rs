@@ -16,7 +16,7 @@ pub mod runner;
 pub(crate) mod supervisor;
 
 pub use protocol::Confinement;
-pub use supervisor::{RunnerCommand, RunnerStatus, Supervisor};
+pub use supervisor::{RunnerCommand, RunnerStatus, Supervisor, probe};
 
 /// Where plugins run.
 #[derive(Debug, Clone, Default)]

@@ -48,8 +48,9 @@ pub enum ToRunner {
 pub struct Start {
     pub plugin: String,
     pub world: PluginWorld,
+    /// The component as the daemon compiled it, in an engine configured as the runner's.
     #[serde(with = "serde_bytes")]
-    pub component: Vec<u8>,
+    pub artifact: Vec<u8>,
     /// That plugin's settings, and no other's.
     pub settings: BTreeMap<String, String>,
     pub memory_bytes: usize,
@@ -61,7 +62,7 @@ impl std::fmt::Debug for Start {
         f.debug_struct("Start")
             .field("plugin", &self.plugin)
             .field("world", &self.world)
-            .field("component_bytes", &self.component.len())
+            .field("artifact_bytes", &self.artifact.len())
             .finish_non_exhaustive()
     }
 }

@@ -14,7 +14,6 @@ use tokio::net::UnixStream;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::Engine;
-use wasmtime::component::Component;
 
 use super::lockdown;
 use super::protocol::{
@@ -198,8 +197,8 @@ struct Plugin {
 
 impl Plugin {
     fn prepare(engine: &Engine, start: Start) -> Result<Self, String> {
-        let component = Component::new(engine, &start.component)
-            .map_err(|err| format!("cannot compile the component: {err:#}"))?;
+        let component = porthole_plugin_artifact::from_daemon(engine, &start.artifact)
+            .map_err(|err| format!("cannot load the compiled component: {err:#}"))?;
         let world = loader::examine(engine, &component, Some(start.world))
             .map_err(|err| err.to_string())?;
         let pre = loader::prepare(engine, &component, world).map_err(|err| err.to_string())?;

@@ -64,7 +64,8 @@ pub struct RunnerStatus {
 pub struct RunnerPlugin {
     pub name: Arc<str>,
     pub world: PluginWorld,
-    pub component: Arc<Vec<u8>>,
+    /// The component, compiled by the daemon in an engine configured as the runner's.
+    pub artifact: Arc<Vec<u8>>,
     pub settings: BTreeMap<String, String>,
     pub memory_bytes: usize,
     pub timeout: Duration,
@@ -223,16 +224,7 @@ impl Supervisor {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()
             .map_err(|err| format!("cannot make the runner's channel: {err}"))?;
         let address_space = self.plugin.memory_bytes as u64 + ADDRESS_SPACE_OVERHEAD;
-        let mut child = tokio::process::Command::new(&self.command.program)
-            .args(&self.command.args)
-            .arg(address_space.to_string())
-            .env_clear()
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|err| format!("cannot start {}: {err}", self.command.program.display()))?;
+        let mut child = spawn(&self.command, theirs, address_space)?;
         let pid = child.id();
         let stream = ours
             .set_nonblocking(true)
@@ -295,7 +287,7 @@ impl Supervisor {
         let start = Start {
             plugin: self.plugin.name.to_string(),
             world: self.plugin.world,
-            component: self.plugin.component.as_ref().clone(),
+            artifact: self.plugin.artifact.as_ref().clone(),
             settings: self.plugin.settings.clone(),
             memory_bytes: self.plugin.memory_bytes,
             timeout_ms: self.plugin.timeout.as_millis() as u64,
@@ -324,6 +316,46 @@ impl Supervisor {
             confinement: live.map(|live| live.confinement.clone()),
         }
     }
+}
+
+/// Starts a runner without a plugin and reads what its lockdown achieved, so a daemon can
+/// refuse to start where the kernel cannot confine a plugin. The runner exits when the channel
+/// closes.
+pub async fn probe(command: &RunnerCommand) -> Result<Confinement, String> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|err| format!("cannot make a runner's channel: {err}"))?;
+    let mut child = spawn(command, theirs, ADDRESS_SPACE_OVERHEAD)?;
+    let stream = ours
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(ours))
+        .map_err(|err| format!("a runner's channel: {err}"))?;
+    let (mut reader, _writer) = stream.into_split();
+    let confined = tokio::time::timeout(START_TIMEOUT, next(&mut reader)).await;
+    let _ = child.kill().await;
+    match confined {
+        Ok(Ok(FromRunner::Confined(confinement))) => Ok(confinement),
+        Ok(Ok(other)) => Err(unexpected(&other)),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) => Err("the runner did not confine itself in time".into()),
+    }
+}
+
+/// Starts `command` as a runner whose only descriptor is `channel`, in an empty environment.
+fn spawn(
+    command: &RunnerCommand,
+    channel: std::os::unix::net::UnixStream,
+    address_space: u64,
+) -> Result<tokio::process::Child, String> {
+    tokio::process::Command::new(&command.program)
+        .args(&command.args)
+        .arg(address_space.to_string())
+        .env_clear()
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(channel)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| format!("cannot start {}: {err}", command.program.display()))
 }
 
 impl Live {

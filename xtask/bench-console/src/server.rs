@@ -62,6 +62,7 @@ pub async fn run(backend: &str) -> anyhow::Result<()> {
         sim,
         extra_config: extra.to_owned(),
         plugins_dir: None,
+        plugin_runner: None,
     })
     .await
     .context("while starting the simulator and the daemon")?;

@@ -27,9 +27,20 @@ const PLAN_MEMORY_MIB: u64 = 128;
 const PLAN_DISK_GIB: u64 = 20;
 const DEADLINE: Duration = Duration::from_secs(600);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The daemon starts its plugin runners by running this program again.
+    if let [command, address_space] = &args[..]
+        && command == "plugin-runner"
+    {
+        let address_space = address_space.parse().context("the runner's address space")?;
+        return Ok(porthole::plugins::isolation::runner::main(address_space));
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     let [plugins] = &args[..] else {
         bail!("usage: porthole-bench-orders PLUGINS-DIR");
     };
@@ -55,6 +66,8 @@ async fn measure(plugins: PathBuf) -> anyhow::Result<Value> {
         sim,
         extra_config: String::new(),
         plugins_dir: Some(plugins),
+        // This program, which serves as the runner too (see `main`).
+        plugin_runner: None,
     })
     .await
     .context("while starting the simulator and the daemon")?;
