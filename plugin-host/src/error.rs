@@ -70,6 +70,10 @@ pub enum CallError {
     Busy,
     #[error("plugin {name:?}'s process failed: {detail}")]
     Runner { name: String, detail: String },
+    /// The call was in flight when the plugin's process failed; that failure is counted
+    /// against the plugin once (as `Runner`, on one of its calls), not once per call.
+    #[error("plugin {name:?}'s process stopped during the call; try again")]
+    Interrupted { name: String },
 }
 
 impl CallError {
@@ -89,7 +93,7 @@ impl CallError {
     /// Whether trying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Busy | Self::Timeout { .. } => true,
+            Self::Busy | Self::Timeout { .. } | Self::Interrupted { .. } => true,
             Self::Plugin { failure, .. } => failure.kind.is_retryable(),
             _ => false,
         }

@@ -18,6 +18,8 @@ pub mod data;
 pub mod egress;
 mod engine;
 pub mod error;
+#[cfg(feature = "hostile-test-hooks")]
+mod escape_hooks;
 mod facades;
 mod host_api;
 pub mod invoke;

@@ -156,6 +156,8 @@ pub fn linker(engine: &Engine, world: PluginWorld) -> wasmtime::Result<Linker<Ca
         kv::link(&mut linker)?;
         egress::link(&mut linker)?;
     }
+    #[cfg(feature = "hostile-test-hooks")]
+    crate::escape_hooks::link(&mut linker)?;
     Ok(linker)
 }
 

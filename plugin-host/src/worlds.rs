@@ -115,6 +115,10 @@ pub enum ImportRefused {
 /// Checks one import name against `world`.
 pub fn check_import(world: PluginWorld, import: &str) -> Result<(), ImportRefused> {
     let (interface, version) = split_version(import);
+    #[cfg(feature = "hostile-test-hooks")]
+    if interface == crate::escape_hooks::IMPORT {
+        return Ok(());
+    }
     let in_base = INERT_WASI.contains(&interface) || PORTHOLE_BASE.contains(&interface);
     let in_network = NETWORKED.contains(&interface);
     if !in_base && !in_network {

@@ -89,6 +89,23 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             "--no-fail-fast",
         ],
     )?;
+    // The plugin suites ran their plugins in runner processes, as the daemon does by default;
+    // they run again inside the test's process, the daemon's `mode = "in-process"`.
+    eprintln!("xtask: the plugin suites again, with plugins in-process");
+    let status = Command::new("cargo")
+        .args(["nextest", "run", "--locked", "--package", "porthole"])
+        .args([
+            "--no-fail-fast",
+            "-E",
+            "test(/^plugins_(sandbox|first_party)::/)",
+        ])
+        .env("PORTHOLE_TEST_PLUGINS", "in-process")
+        .current_dir(root)
+        .status()
+        .context("while starting the in-process plugin suites")?;
+    if !status.success() {
+        bail!("the plugin suites failed with plugins in-process ({status})");
+    }
     // nextest does not run doctests.
     step(root, "cargo", &["test", "--locked", "--workspace", "--doc"])?;
     // The web panel's browser tests drive Chromium against the demo built above.

@@ -23,7 +23,12 @@ use crate::store::services::Service;
 impl From<CallError> for StepError {
     fn from(err: CallError) -> Self {
         let retry = match &err {
-            CallError::Busy | CallError::Timeout { .. } | CallError::Tripped { .. } => true,
+            CallError::Busy
+            | CallError::Timeout { .. }
+            | CallError::Tripped { .. }
+            // A plugin's process that died is started again at the next call.
+            | CallError::Runner { .. }
+            | CallError::Interrupted { .. } => true,
             CallError::Plugin { failure, .. } => failure.kind.is_retryable(),
             _ => false,
         };

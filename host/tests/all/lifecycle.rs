@@ -1035,3 +1035,47 @@ async fn a_start_still_queued_when_a_suspension_lands_is_undone() {
     assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("stopped"));
     panel.demo.stop().await.unwrap();
 }
+
+/// The runner of plugin `name`, as operators see it in `GET /plugins`.
+async fn runner_of(panel: &Panel, name: &str) -> Value {
+    let plugins: Value = panel
+        .http
+        .get(panel.url("/api/v1/plugins"))
+        .bearer_auth(panel.token("admin"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plugin = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no plugin {name}: {plugins}"));
+    assert_eq!(plugin["isolation"], "process", "{plugin}");
+    plugin["runner"].clone()
+}
+
+#[tokio::test]
+async fn an_order_after_its_plugins_runner_was_killed_provisions() {
+    let panel = Panel::start().await;
+    let runner = runner_of(&panel, "cloudinit-basic").await;
+    assert_eq!(runner["confinement"]["seccomp"], true, "{runner}");
+    let pid = runner["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    let (status, receipt) = panel.order("after-kill", "phoenix").await;
+    assert!(status.is_success(), "{receipt}");
+    let view = panel.settled(receipt["service_id"].as_i64().unwrap()).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    let restarted = runner_of(&panel, "cloudinit-basic").await;
+    assert_eq!(restarted["restarts"], 1, "{restarted}");
+    assert_ne!(restarted["pid"], runner["pid"], "{restarted}");
+    assert!(restarted["rss_kib"].as_u64().unwrap() > 0, "{restarted}");
+}

@@ -371,10 +371,18 @@ impl Live {
             Ok(mut calls) => calls.drain().map(|(_, pending)| pending).collect(),
             Err(_) => Vec::new(),
         };
+        // One failure of the plugin's, however many calls it cut short.
+        let mut counted = false;
         for pending in pending {
-            let _ = pending
-                .done
-                .send(Err(runner_error(&self.name, why.to_owned())));
+            let error = if counted {
+                CallError::Interrupted {
+                    name: self.name.to_string(),
+                }
+            } else {
+                runner_error(&self.name, why.to_owned())
+            };
+            counted = true;
+            let _ = pending.done.send(Err(error));
         }
     }
 }
@@ -427,7 +435,10 @@ async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer)
         let frame = match protocol::read_frame(&mut reader, protocol::MAX_FROM_RUNNER).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break "the runner stopped".to_owned(),
-            Err(err) => break format!("the runner sent a malformed frame ({err})"),
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                break format!("the runner sent a malformed frame ({err})");
+            }
+            Err(err) => break format!("the runner's channel failed ({err})"),
         };
         match frame {
             FromRunner::Done { call, outcome } => {
