@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 /// The goals from the issue, shown beside each run.
 const GOAL_P50_US: f64 = 30.0;
 const GOAL_P99_US: f64 = 100.0;
+const GOAL_RUNNER_P50_US: f64 = 45.0;
+const GOAL_RUNNER_P99_US: f64 = 150.0;
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -62,6 +64,8 @@ fn number(report: &serde_json::Value, path: &[&str]) -> f64 {
 fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
     let render_p50 = number(report, &["render_fresh_instance", "p50_us"]);
     let render_p99 = number(report, &["render_fresh_instance", "p99_us"]);
+    let runner_p50 = number(report, &["render_through_runner", "p50_us"]);
+    let runner_p99 = number(report, &["render_through_runner", "p99_us"]);
     let verdict = |value: f64, goal: f64| if value <= goal { "met" } else { "missed" };
     format!(
         "\n### Plugins: cloud-init render, {date}\n\n\
@@ -69,10 +73,19 @@ fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
          per call; {workers} tokio workers.\n\n\
          | measure | p50 | p99 |\n|---|---|---|\n\
          | render, fresh instance per call | {render_p50:.1} µs ({p50_verdict} ≤ {GOAL_P50_US} µs) | {render_p99:.1} µs ({p99_verdict} ≤ {GOAL_P99_US} µs) |\n\
+         | the same through a plugin runner process | {runner_p50:.1} µs ({runner_p50_verdict} ≤ {GOAL_RUNNER_P50_US} µs) | {runner_p99:.1} µs ({runner_p99_verdict} ≤ {GOAL_RUNNER_P99_US} µs) |\n\
+         | 64 bytes to another process and back, blocking (the floor under a runner's call) | {trip_p50:.1} µs | {trip_p99:.1} µs |\n\
          | instantiate only | {inst_p50:.1} µs | {inst_p99:.1} µs |\n\
          | output validation only (YAML parse, sizes) | {valid_p50:.1} µs | {valid_p99:.1} µs |\n\
          | same template, native Rust | {native_p50:.2} µs | {native_p99:.2} µs |\n\n\
-         Throughput: {calls:.0} renders/s on {workers} workers.\n",
+         Throughput: {calls:.0} renders/s on {workers} workers. Through a runner: {ratio:.2}× the \
+         in-process p50; the runner's resident memory {runner_rss:.0} KiB.\n",
+        ratio = runner_p50 / render_p50,
+        trip_p50 = number(report, &["process_round_trip", "p50_us"]),
+        trip_p99 = number(report, &["process_round_trip", "p99_us"]),
+        runner_rss = number(report, &["runner_rss_kib"]),
+        runner_p50_verdict = verdict(runner_p50, GOAL_RUNNER_P50_US),
+        runner_p99_verdict = verdict(runner_p99, GOAL_RUNNER_P99_US),
         bytes = number(report, &["component_bytes"]),
         workers = number(report, &["workers"]),
         p50_verdict = verdict(render_p50, GOAL_P50_US),

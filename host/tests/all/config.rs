@@ -249,3 +249,16 @@ fn a_plugin_limit_out_of_range_is_named_with_its_key_and_line() {
     );
     assert!(err.message.contains("between 1 and 86400"), "{err}");
 }
+
+#[test]
+fn plugin_isolation_defaults_to_processes_and_an_unknown_mode_is_named() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(&Fixture::valid()).unwrap();
+    assert_eq!(config.plugin_isolation.mode, config::IsolationMode::Process);
+
+    let text = Fixture::valid() + "\n[plugin_isolation]\nmode = \"container\"\n";
+    let err = fixture.parse(&text).unwrap_err();
+    assert!(err.to_string().contains("plugin_isolation.mode"), "{err}");
+    assert!(err.message.contains("in-process"), "{err}");
+    assert_eq!(err.line, Some(text.lines().count()), "{err}");
+}

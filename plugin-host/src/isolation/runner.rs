@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, oneshot};
 use wasmtime::Engine;
 
 use super::lockdown;
@@ -28,8 +28,8 @@ use crate::kv::KvBackend;
 use crate::loader::{self, WorldPre};
 use crate::sandbox::{self, CallLimits, CallSetup, HOSTCALL_FUEL};
 
-/// Frames waiting to be written to the daemon; a full queue slows the calls that write.
-const OUTGOING_FRAMES: usize = 256;
+/// Log lines waiting to be written to the daemon; more are dropped.
+const QUEUED_LOG_LINES: usize = 256;
 
 /// The runner's side of the daemon's capabilities for one call: asks, and waits for the reply.
 #[derive(Clone)]
@@ -49,13 +49,13 @@ impl Relay {
             request,
             ask,
         };
-        self.link.out.send(frame).await.ok()?;
+        self.link.outbox.send(frame).await.ok()?;
         answer.await.ok()
     }
 }
 
 struct Link {
-    out: mpsc::Sender<FromRunner>,
+    outbox: Arc<Outbox>,
     pending: Mutex<HashMap<u64, oneshot::Sender<HostReply>>>,
     next_request: AtomicU64,
 }
@@ -112,18 +112,15 @@ async fn serve(
     confinement: Confinement,
     forbidden: Result<(), lockdown::LockdownError>,
 ) -> Result<(), ()> {
-    let (mut reader, mut writer) = channel.into_split();
-    let (out, mut outgoing) = mpsc::channel::<FromRunner>(OUTGOING_FRAMES);
-    tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if protocol::write_frame(&mut writer, &frame).await.is_err() {
-                break;
-            }
-        }
+    let (mut reader, writer) = channel.into_split();
+    let outbox = Arc::new(Outbox {
+        writer: tokio::sync::Mutex::new(writer),
+        logs: Mutex::default(),
+        logged: Notify::new(),
     });
     let say = |frame| {
-        let out = out.clone();
-        async move { out.send(frame).await.map_err(drop) }
+        let outbox = outbox.clone();
+        async move { outbox.send(frame).await.map_err(drop) }
     };
     if let Err(err) = forbidden {
         let reason = err.to_string();
@@ -131,7 +128,8 @@ async fn serve(
         return Err(());
     }
     say(FromRunner::Confined(confinement)).await?;
-    forward_tracing(out.clone());
+    forward_tracing(outbox.clone());
+    tokio::spawn(flush_logs(outbox.clone()));
     let start = match protocol::read_frame::<ToRunner>(&mut reader, protocol::MAX_TO_RUNNER).await {
         Ok(Some(ToRunner::Start(start))) => start,
         _ => return Err(()),
@@ -145,12 +143,59 @@ async fn serve(
     };
     say(FromRunner::Ready).await?;
     let link = Arc::new(Link {
-        out,
+        outbox,
         pending: Mutex::default(),
         next_request: AtomicU64::new(0),
     });
     answer_calls(&mut reader, engine.engine(), &plugin, &link).await;
     Ok(())
+}
+
+/// Frames to the daemon, written by the task that has one: no hand-over to a writer task on the
+/// way. Log lines (queued by the log forwarder, which cannot wait) go out before any frame
+/// written after them, so a call's output always reaches the daemon before its answer.
+struct Outbox {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    logs: Mutex<Vec<FromRunner>>,
+    logged: Notify,
+}
+
+impl Outbox {
+    async fn send(&self, frame: FromRunner) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().await;
+        let logs = self.logs.lock().map(|mut logs| std::mem::take(&mut *logs));
+        for line in logs.unwrap_or_default() {
+            protocol::write_frame(&mut *writer, &line).await?;
+        }
+        protocol::write_frame(&mut *writer, &frame).await
+    }
+
+    /// Queues a log line; a full queue drops it (the log must never hold a call up).
+    fn log(&self, line: FromRunner) {
+        if let Ok(mut logs) = self.logs.lock()
+            && logs.len() < QUEUED_LOG_LINES
+        {
+            logs.push(line);
+            self.logged.notify_one();
+        }
+    }
+}
+
+/// Writes log lines that no other frame has taken along.
+async fn flush_logs(outbox: Arc<Outbox>) {
+    loop {
+        outbox.logged.notified().await;
+        let mut writer = outbox.writer.lock().await;
+        let logs = outbox
+            .logs
+            .lock()
+            .map(|mut logs| std::mem::take(&mut *logs));
+        for line in logs.unwrap_or_default() {
+            if protocol::write_frame(&mut *writer, &line).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Serves frames until the daemon closes the channel or sends one the runner cannot read.
@@ -168,7 +213,7 @@ async fn answer_calls(
                 let (engine, plugin, link) = (engine.clone(), plugin.clone(), link.clone());
                 tokio::spawn(async move {
                     let outcome = plugin.call(&engine, call, &link, invocation).await;
-                    let _ = link.out.send(FromRunner::Done { call, outcome }).await;
+                    let _ = link.outbox.send(FromRunner::Done { call, outcome }).await;
                 });
             }
             ToRunner::Reply { request, reply } => {
@@ -264,12 +309,12 @@ impl Plugin {
 }
 
 /// Sends every log event of the runtime to the daemon, which writes it as this plugin's.
-fn forward_tracing(out: mpsc::Sender<FromRunner>) {
-    let _ = tracing::subscriber::set_global_default(Forward { out });
+fn forward_tracing(outbox: Arc<Outbox>) {
+    let _ = tracing::subscriber::set_global_default(Forward { outbox });
 }
 
 struct Forward {
-    out: mpsc::Sender<FromRunner>,
+    outbox: Arc<Outbox>,
 }
 
 impl tracing::Subscriber for Forward {
@@ -298,8 +343,7 @@ impl tracing::Subscriber for Forward {
         };
         let mut text = Text::default();
         event.record(&mut text);
-        // A full queue drops the line: the log must never hold a call up.
-        let _ = self.out.try_send(FromRunner::Log {
+        self.outbox.log(FromRunner::Log {
             level,
             text: text.0,
         });

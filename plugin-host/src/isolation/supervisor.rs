@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
 use super::protocol::{self, Confinement, FromRunner, HostRequest, LogLevel, Start, ToRunner};
 use crate::PluginWorld;
@@ -35,6 +35,10 @@ const ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// The first wait before a restart, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Capabilities a runner may have asked for and not yet been answered; more is misbehaviour (a
+/// guest waits for each answer, so a runner whose calls are within their own limits needs
+/// few).
+const MAX_OPEN_REQUESTS: usize = 256;
 /// Log bytes a runner may send per minute; the rest is dropped and counted.
 const LOG_BYTES_PER_MINUTE: usize = 1024 * 1024;
 /// Longest log line kept from a runner.
@@ -98,7 +102,8 @@ struct Live {
     name: Arc<str>,
     pid: Option<u32>,
     confinement: Confinement,
-    out: mpsc::Sender<ToRunner>,
+    /// Written by the task with a frame to send, with no hand-over on the way.
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
     calls: Mutex<HashMap<u64, Pending>>,
     next_call: AtomicU64,
     alive: AtomicBool,
@@ -145,7 +150,7 @@ impl Supervisor {
             let egress = egress.clone();
             calls.insert(call, Pending { done, egress });
         }
-        let sent = live.out.send(ToRunner::Call { call, invocation }).await;
+        let sent = live.send(&ToRunner::Call { call, invocation }).await;
         let outcome = match sent {
             Err(_) => Err(runner_error(name, "the runner is gone".into())),
             Ok(()) => self.await_answer(&live, call, answer).await,
@@ -238,19 +243,17 @@ impl Supervisor {
             Ok(Err(reason)) => return Err(reason),
             Err(_) => return Err("the runner did not get ready in time".into()),
         };
-        let (out, outgoing) = mpsc::channel(256);
         let live = Arc::new(Live {
             name: self.plugin.name.clone(),
             pid,
             confinement,
-            out,
+            writer: tokio::sync::Mutex::new(writer),
             calls: Mutex::default(),
             next_call: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             kill: Notify::new(),
             started_at: Instant::now(),
         });
-        tokio::spawn(write_frames(writer, outgoing));
         let relay = Relayer {
             name: self.plugin.name.clone(),
             kv: self.plugin.kv.clone(),
@@ -359,6 +362,11 @@ fn spawn(
 }
 
 impl Live {
+    async fn send(&self, frame: &ToRunner) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().await;
+        protocol::write_frame(&mut *writer, frame).await
+    }
+
     /// Kills the runner; its calls fail.
     fn stop(&self) {
         self.alive.store(false, Ordering::Release);
@@ -412,14 +420,6 @@ fn unexpected(frame: &FromRunner) -> String {
     format!("the runner sent an unexpected {kind:?} frame")
 }
 
-async fn write_frames(mut writer: OwnedWriteHalf, mut outgoing: mpsc::Receiver<ToRunner>) {
-    while let Some(frame) = outgoing.recv().await {
-        if protocol::write_frame(&mut writer, &frame).await.is_err() {
-            break;
-        }
-    }
-}
-
 /// What the daemon performs for a runner.
 #[derive(Clone)]
 struct Relayer {
@@ -431,6 +431,7 @@ struct Relayer {
 /// Serves the runner's frames until it stops or misbehaves, then kills it.
 async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer) {
     let mut log = LogBudget::default();
+    let open_requests = Arc::new(Semaphore::new(MAX_OPEN_REQUESTS));
     let why = loop {
         let frame = match protocol::read_frame(&mut reader, protocol::MAX_FROM_RUNNER).await {
             Ok(Some(frame)) => frame,
@@ -454,13 +455,18 @@ async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer)
                     .ok()
                     .and_then(|calls| calls.get(&call).map(|p| p.egress.clone()));
                 // A request for a call that has ended is answered with nothing.
-                if let Some(egress) = egress {
-                    let (relay, out) = (relay.clone(), live.out.clone());
-                    tokio::spawn(async move {
-                        let reply = relay.perform(&egress, ask).await;
-                        let _ = out.send(ToRunner::Reply { request, reply }).await;
-                    });
-                }
+                let Some(egress) = egress else { continue };
+                let Ok(open) = open_requests.clone().try_acquire_owned() else {
+                    break format!(
+                        "the runner asked for more than {MAX_OPEN_REQUESTS} things at once"
+                    );
+                };
+                let (relay, live) = (relay.clone(), live.clone());
+                tokio::spawn(async move {
+                    let reply = relay.perform(&egress, ask).await;
+                    let _ = live.send(&ToRunner::Reply { request, reply }).await;
+                    drop(open);
+                });
             }
             FromRunner::Log { level, text } => log.write(&relay.name, level, &text),
             other => break unexpected(&other),

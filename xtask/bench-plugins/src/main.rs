@@ -1,5 +1,6 @@
-//! Measures a cloud-init render through the plugin runtime (fresh instance per call) against the
-//! same template logic compiled natively. Prints one JSON object; `cargo xtask bench plugins`
+//! Measures a cloud-init render through the plugin runtime (fresh instance per call), in the
+//! daemon's process and through a plugin runner, against the same template logic compiled
+//! natively. Prints one JSON object; `cargo xtask bench plugins`
 //! turns it into a row of docs/benchmarks.md.
 //!
 //! usage: porthole-bench-plugins COMPONENT.wasm
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use porthole_plugin_host::isolation::{Isolation, RunnerCommand};
 use porthole_plugin_host::{
     PlanSize, PluginLimits, PluginRuntime, PluginSpec, PluginWorld, RenderContext, RuntimeOptions,
 };
@@ -72,10 +74,28 @@ async fn timed<F: Future<Output = ()>>(mut f: impl FnMut() -> F, n: usize) -> Ve
     samples
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Renders through `plugins`, one at a time after a warm-up: the samples.
+async fn renders(plugins: &PluginRuntime) -> Vec<Duration> {
+    let template = plugins.cloud_init_template("cloudinit-basic");
+    let ctx = context();
+    timed(|| async { drop(template.render(&ctx).await) }, WARM_UP).await;
+    timed(|| async { drop(template.render(&ctx).await) }, SAMPLES).await
+}
+
+fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The runtime starts its plugin runners by running this program again.
+    if let [command, address_space] = &args[..]
+        && command == "plugin-runner"
+    {
+        let address_space = address_space.parse()?;
+        return Ok(porthole_plugin_host::isolation::runner::main(address_space));
+    }
+    if args.first().map(String::as_str) == Some("echo") {
+        return Ok(echo()?);
+    }
     let wasm = PathBuf::from(
-        std::env::args()
-            .nth(1)
+        args.first()
             .ok_or("usage: porthole-bench-plugins COMPONENT.wasm")?,
     );
     let bytes = std::fs::read(&wasm)?;
@@ -101,8 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ctx = context();
         template.render(&ctx).await?;
 
-        timed(|| async { drop(template.render(&ctx).await) }, WARM_UP).await;
-        let render = timed(|| async { drop(template.render(&ctx).await) }, SAMPLES).await;
+        let render = renders(&plugins).await;
         let instantiate = timed(
             || async { drop(plugins.instantiate_only("cloudinit-basic").await) },
             SAMPLES,
@@ -146,7 +165,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .collect();
 
+        // The same renders with the plugin in a runner process, measured in the same run.
+        let isolated = PluginRuntime::new(RuntimeOptions {
+            isolation: Isolation::Process(RunnerCommand {
+                program: std::env::current_exe()?,
+                args: vec!["plugin-runner".into()],
+            }),
+            ..RuntimeOptions::default()
+        })?;
+        isolated.load_all(std::slice::from_ref(&plugin)).await;
+        let through_runner = renders(&isolated).await;
+        let runner_rss_kib = isolated.status()[0]
+            .runner
+            .as_ref()
+            .and_then(|runner| runner.rss_kib);
+
         let report = serde_json::json!({
+            "process_round_trip": percentiles(round_trips()?),
+            "render_through_runner": percentiles(through_runner),
+            "runner_rss_kib": runner_rss_kib,
             "validation_only": percentiles(validation),
             "component_bytes": bytes.len(),
             "render_fresh_instance": percentiles(render),
@@ -157,5 +194,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         println!("{report}");
         Ok::<_, Box<dyn std::error::Error>>(())
-    })
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Echoes what arrives on standard input (a socket) back on it: the far end of [`round_trips`].
+fn echo() -> std::io::Result<std::process::ExitCode> {
+    use std::io::{Read, Write};
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut buffer = [0u8; 64];
+    loop {
+        let n = input.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        output.write_all(&buffer[..n])?;
+        output.flush()?;
+    }
+}
+
+/// The floor a runner's call stands on: 64 bytes to another process over a socket pair and back,
+/// blocking on both ends.
+fn round_trips() -> std::io::Result<Vec<Duration>> {
+    use std::io::{Read, Write};
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("echo")
+        .stdin(std::os::fd::OwnedFd::from(theirs.try_clone()?))
+        .stdout(std::os::fd::OwnedFd::from(theirs))
+        .spawn()?;
+    let mut buffer = [7u8; 64];
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..WARM_UP + SAMPLES {
+        let start = Instant::now();
+        ours.write_all(&buffer)?;
+        ours.read_exact(&mut buffer)?;
+        samples.push(start.elapsed());
+    }
+    drop(ours);
+    child.wait()?;
+    Ok(samples.split_off(WARM_UP))
 }
