@@ -254,3 +254,48 @@ async fn a_runner_that_garbles_its_channel_or_hangs_is_killed_and_replaced() {
     assert_ne!(pid(), after_garble);
     assert_eq!(runtime.status()[0].runner.clone().unwrap().restarts, 2);
 }
+
+/// The demo with the cloud-init plugin, its runners started as `runner`, and `extra` config.
+async fn demo_with_runner(runner: &str, extra: &str) -> anyhow::Result<porthole::demo::Demo> {
+    porthole::demo::Demo::start_with(porthole::demo::DemoSetup {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: None,
+        sim: porthole_sim::SimConfig::default(),
+        extra_config: crate::first_party::plugin_entry("cloudinit-basic", "cloud-init-template")
+            + extra,
+        plugins_dir: None,
+        plugin_runner: Some(runner.into()),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_daemon_that_cannot_confine_its_plugins_refuses_to_start_unless_told_in_process() {
+    // `/bin/false` stands for a kernel without Landlock or seccomp: no runner confines itself.
+    let refused = demo_with_runner("/bin/false", "").await;
+    let err = format!("{:#}", refused.err().expect("the daemon started"));
+    assert!(err.contains("plugins cannot be isolated here"), "{err}");
+    assert!(err.contains("mode = \"in-process\""), "{err}");
+
+    let demo = demo_with_runner(
+        "/bin/false",
+        "\n[plugin_isolation]\nmode = \"in-process\"\n",
+    )
+    .await
+    .unwrap();
+    let admin = demo.account("admin").unwrap().api_token.clone();
+    let plugins: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/plugins", demo.credentials().url))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plugin = &plugins[0];
+    assert_eq!(plugin["isolation"], "in-process", "{plugins}");
+    assert_eq!(plugin["state"]["state"], "loaded", "{plugins}");
+    assert!(plugin["runner"].is_null(), "{plugins}");
+    demo.stop().await.unwrap();
+}
