@@ -72,7 +72,7 @@ pub enum CallError {
     Runner { name: String, detail: String },
     /// The call was in flight when the plugin's process failed; that failure is counted
     /// against the plugin once (as `Runner`, on one of its calls), not once per call.
-    #[error("plugin {name:?}'s process stopped during the call; try again")]
+    #[error("plugin {name:?}'s process stopped during the call, or is starting again; try again")]
     Interrupted { name: String },
 }
 

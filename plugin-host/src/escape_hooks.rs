@@ -58,6 +58,10 @@ impl bindings::porthole::test::escape::Host for CallState {
                 std::process::Command::new("/bin/true").status().map(drop),
             ),
             outcome("ptrace", nix::sys::ptrace::attach(daemon).map_err(errno)),
+            outcome(
+                "signal",
+                nix::sys::signal::kill(daemon, None).map_err(errno),
+            ),
             outcome("process_vm_readv", read_memory(daemon)),
         ]
     }

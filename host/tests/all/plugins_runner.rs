@@ -139,6 +139,7 @@ async fn a_runtime_escape_inside_a_runner_can_open_connect_exec_or_trace_nothing
             "exec",
             "spawn",
             "ptrace",
+            "signal",
             "process_vm_readv"
         ]
     );

@@ -80,8 +80,12 @@ async fn send_relayed(
     let mut builder = http::Request::builder()
         .method(request.method.as_str())
         .uri(request.uri.as_str());
+    // The runner's own filter is not trusted: `Host`, `Cookie`, hop-by-hop headers and the like
+    // are dropped here again, so the request goes to the checked origin and nothing else.
     for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.as_slice());
+        if !super::policy::is_forbidden_request_header(name) {
+            builder = builder.header(name.as_str(), value.as_slice());
+        }
     }
     let body = Full::new(Bytes::from(request.body))
         .map_err(|never| match never {})

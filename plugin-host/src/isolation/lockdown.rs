@@ -138,7 +138,8 @@ fn restrict_filesystem() -> Result<u8, LockdownError> {
     }
 }
 
-/// The syscalls a runner makes once it serves calls. Everything else fails with `EPERM`:
+/// The syscalls a runner makes once it serves calls, those that name a process or a command
+/// only with the arguments that keep them inside the runner. Everything else fails with `EPERM`:
 /// among others `socket`, `connect`, `bind`, `open`/`openat`/`openat2`/`creat`, `execve`/
 /// `execveat`, `clone`/`clone3`/`fork`/`vfork`, `ptrace`, `process_vm_readv`/`writev`, `kill`,
 /// `unshare`, `setns`, `mount` and `memfd_create`.
@@ -155,7 +156,6 @@ fn allow_list() -> Result<BpfProgram, LockdownError> {
         libc::SYS_sendmsg,
         libc::SYS_shutdown,
         libc::SYS_close,
-        libc::SYS_fcntl,
         libc::SYS_epoll_wait,
         libc::SYS_epoll_pwait,
         libc::SYS_epoll_pwait2,
@@ -173,7 +173,6 @@ fn allow_list() -> Result<BpfProgram, LockdownError> {
         // Threads already running, time, randomness.
         libc::SYS_futex,
         libc::SYS_sched_yield,
-        libc::SYS_sched_getaffinity,
         libc::SYS_nanosleep,
         libc::SYS_clock_nanosleep,
         libc::SYS_clock_gettime,
@@ -188,28 +187,50 @@ fn allow_list() -> Result<BpfProgram, LockdownError> {
         libc::SYS_rt_sigprocmask,
         libc::SYS_rt_sigreturn,
         libc::SYS_sigaltstack,
-        libc::SYS_tgkill,
         libc::SYS_restart_syscall,
         libc::SYS_exit,
         libc::SYS_exit_group,
-        // Only ever lowers the limits set at start (a raise needs a privilege the runner lacks).
-        libc::SYS_prlimit64,
     ];
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = unconditional
         .into_iter()
         .map(|syscall| (syscall, Vec::new()))
         .collect();
-    // `ioctl` only to mark a descriptor non-blocking or close-on-exec.
-    let ioctl = [libc::FIONBIO, libc::FIOCLEX]
-        .into_iter()
-        .map(|request| {
-            let condition =
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
-                    .and_then(|c| SeccompRule::new(vec![c]));
-            condition.map_err(|err| LockdownError::Seccomp(err.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    rules.insert(libc::SYS_ioctl, ioctl);
+    // The rest only with arguments that reach nothing outside the runner: there is no PID
+    // namespace, so a pid would name the daemon or any other process of its user.
+    let own_pid = u64::from(std::process::id());
+    let argument_rules = [
+        // Non-blocking and close-on-exec marks.
+        (libc::SYS_ioctl, 1, &[libc::FIONBIO, libc::FIOCLEX][..]),
+        // Descriptor flags; never F_SETOWN/F_SETSIG, which would signal another process.
+        (
+            libc::SYS_fcntl,
+            1,
+            &[
+                libc::F_GETFL as u64,
+                libc::F_SETFL as u64,
+                libc::F_GETFD as u64,
+                libc::F_SETFD as u64,
+                libc::F_DUPFD_CLOEXEC as u64,
+            ][..],
+        ),
+        // An abort signals its own process only.
+        (libc::SYS_tgkill, 0, &[own_pid][..]),
+        // Its own limits (pid 0) only, and those only ever lower.
+        (libc::SYS_prlimit64, 0, &[0][..]),
+        // Its own CPU set (pid 0), which the standard library asks for.
+        (libc::SYS_sched_getaffinity, 0, &[0][..]),
+    ];
+    for (syscall, argument, allowed) in argument_rules {
+        let alternatives = allowed
+            .iter()
+            .map(|&value| {
+                SeccompCondition::new(argument, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+                    .and_then(|c| SeccompRule::new(vec![c]))
+                    .map_err(|err| LockdownError::Seccomp(err.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(syscall, alternatives);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),

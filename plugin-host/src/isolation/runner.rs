@@ -6,6 +6,7 @@
 //! forwarded line by line for the daemon to cap and write.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,7 +92,24 @@ fn run(address_space_bytes: u64) -> Result<(), ()> {
         return Err(());
     };
     let forbidden = lockdown::forbid_syscalls(&mut confinement);
+    report_panics();
     runtime.block_on(serve(channel, engine, confinement, forbidden))
+}
+
+/// A panic anywhere in the runner ends it, after telling the daemon why (its standard error
+/// goes nowhere). The frame may land amid another; the daemon then reads a malformed frame,
+/// which ends the runner just the same.
+fn report_panics() {
+    std::panic::set_hook(Box::new(|panic| {
+        let failed = FromRunner::Failed {
+            reason: format!("the runner panicked: {panic}"),
+        };
+        if let Ok(frame) = protocol::encode(&failed) {
+            let channel = std::io::stdin();
+            let _ = nix::unistd::write(channel.as_fd(), &frame);
+        }
+        std::process::abort();
+    }));
 }
 
 /// Tells the daemon why the runner cannot start.

@@ -13,12 +13,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use super::protocol::{self, Confinement, FromRunner, HostRequest, LogLevel, Start, ToRunner};
+use super::protocol::{
+    self, Confinement, FromRunner, HostReply, HostRequest, HttpFailure, KvRefusal, LogLevel, Start,
+    ToRunner,
+};
 use crate::PluginWorld;
+use crate::data::PluginFailure;
 use crate::egress::{self, EgressConfig, EgressHooks, Route};
-use crate::error::CallError;
+use crate::error::{CallError, MAX_DETAIL};
 use crate::invoke::{Answer, Invocation};
 use crate::kv;
 use crate::store::KvStore;
@@ -39,6 +43,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// guest waits for each answer, so a runner whose calls are within their own limits needs
 /// few).
 const MAX_OPEN_REQUESTS: usize = 256;
+/// Frames waiting to be written to a runner.
+const OUTGOING_FRAMES: usize = 256;
 /// Log bytes a runner may send per minute; the rest is dropped and counted.
 const LOG_BYTES_PER_MINUTE: usize = 1024 * 1024;
 /// Longest log line kept from a runner.
@@ -102,8 +108,9 @@ struct Live {
     name: Arc<str>,
     pid: Option<u32>,
     confinement: Confinement,
-    /// Written by the task with a frame to send, with no hand-over on the way.
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Frames to the runner, written by one task: a caller that gives up mid-send cannot
+    /// leave half a frame on the channel.
+    out: mpsc::Sender<ToRunner>,
     calls: Mutex<HashMap<u64, Pending>>,
     next_call: AtomicU64,
     alive: AtomicBool,
@@ -133,11 +140,15 @@ impl Supervisor {
     }
 
     /// Makes `invocation` in the runner. Returns the outcome and what the egress policy refused.
+    /// Everything, a runner starting again included, happens within the call's own time limit
+    /// (plus a grace for the channel): a runner that stalls cannot hold the caller longer.
     pub async fn call(&self, invocation: Invocation) -> (Result<Answer, CallError>, Vec<String>) {
         let name = &self.plugin.name;
-        let live = match self.live().await {
-            Ok(live) => live,
-            Err(detail) => return (Err(runner_error(name, detail)), Vec::new()),
+        let deadline = tokio::time::Instant::now() + self.plugin.timeout + ANSWER_GRACE;
+        let live = match tokio::time::timeout_at(deadline, self.live()).await {
+            Ok(Ok(live)) => live,
+            Ok(Err(detail)) => return (Err(runner_error(name, detail)), Vec::new()),
+            Err(_) => return (Err(interrupted(name)), Vec::new()),
         };
         let call = live.next_call.fetch_add(1, Ordering::Relaxed);
         let egress = Arc::new(Mutex::new(EgressHooks::new(
@@ -146,46 +157,42 @@ impl Supervisor {
             self.plugin.memory_bytes,
         )));
         let (done, answer) = oneshot::channel();
-        if let Ok(mut calls) = live.calls.lock() {
-            let egress = egress.clone();
-            calls.insert(call, Pending { done, egress });
+        match live.calls.lock() {
+            Ok(mut calls) => {
+                let egress = egress.clone();
+                calls.insert(call, Pending { done, egress });
+            }
+            Err(_) => return (Err(interrupted(name)), Vec::new()),
         }
-        let sent = live.send(&ToRunner::Call { call, invocation }).await;
-        let outcome = match sent {
-            Err(_) => Err(runner_error(name, "the runner is gone".into())),
-            Ok(()) => self.await_answer(&live, call, answer).await,
+        let frame = ToRunner::Call { call, invocation };
+        let outcome = match tokio::time::timeout_at(deadline, live.out.send(frame)).await {
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err(interrupted(name)),
+                Err(_) => Err(self.hung(&live, call)),
+            },
+            Ok(Err(_)) => {
+                live.forget(call);
+                Err(interrupted(name))
+            }
+            Err(_) => Err(self.hung(&live, call)),
         };
         let denials = egress.lock().map(|e| e.denials()).unwrap_or_default();
         (outcome, denials)
     }
 
-    async fn await_answer(
-        &self,
-        live: &Live,
-        call: u64,
-        answer: oneshot::Receiver<Result<Answer, CallError>>,
-    ) -> Result<Answer, CallError> {
+    /// A runner that did not answer call `call` in time: killed, the call timed out.
+    fn hung(&self, live: &Live, call: u64) -> CallError {
         let name = &self.plugin.name;
-        match tokio::time::timeout(self.plugin.timeout + ANSWER_GRACE, answer).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(runner_error(
-                name,
-                "the runner stopped during the call".into(),
-            )),
-            Err(_) => {
-                tracing::warn!(
-                    plugin = &**name,
-                    "plugin runner hangs past a call's deadline; killing it"
-                );
-                if let Ok(mut calls) = live.calls.lock() {
-                    calls.remove(&call);
-                }
-                live.stop();
-                Err(CallError::Timeout {
-                    name: name.to_string(),
-                    limit_ms: self.plugin.timeout.as_millis() as u64,
-                })
-            }
+        tracing::warn!(
+            plugin = &**name,
+            "plugin runner hangs past a call's deadline; killing it"
+        );
+        live.forget(call);
+        live.stop();
+        CallError::Timeout {
+            name: name.to_string(),
+            limit_ms: self.plugin.timeout.as_millis() as u64,
         }
     }
 
@@ -243,11 +250,13 @@ impl Supervisor {
             Ok(Err(reason)) => return Err(reason),
             Err(_) => return Err("the runner did not get ready in time".into()),
         };
+        let (out, outgoing) = mpsc::channel(OUTGOING_FRAMES);
+        tokio::spawn(write_frames(writer, outgoing));
         let live = Arc::new(Live {
             name: self.plugin.name.clone(),
             pid,
             confinement,
-            writer: tokio::sync::Mutex::new(writer),
+            out,
             calls: Mutex::default(),
             next_call: AtomicU64::new(0),
             alive: AtomicBool::new(true),
@@ -258,6 +267,7 @@ impl Supervisor {
             name: self.plugin.name.clone(),
             kv: self.plugin.kv.clone(),
             kv_quota_kib: self.plugin.kv_quota_kib,
+            timeout: self.plugin.timeout,
         };
         tokio::spawn(read_frames(reader, live.clone(), relay));
         let watched = live.clone();
@@ -361,10 +371,19 @@ fn spawn(
         .map_err(|err| format!("cannot start {}: {err}", command.program.display()))
 }
 
+async fn write_frames(mut writer: OwnedWriteHalf, mut outgoing: mpsc::Receiver<ToRunner>) {
+    while let Some(frame) = outgoing.recv().await {
+        if protocol::write_frame(&mut writer, &frame).await.is_err() {
+            break;
+        }
+    }
+}
+
 impl Live {
-    async fn send(&self, frame: &ToRunner) -> std::io::Result<()> {
-        let mut writer = self.writer.lock().await;
-        protocol::write_frame(&mut *writer, frame).await
+    fn forget(&self, call: u64) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.remove(&call);
+        }
     }
 
     /// Kills the runner; its calls fail.
@@ -383,9 +402,7 @@ impl Live {
         let mut counted = false;
         for pending in pending {
             let error = if counted {
-                CallError::Interrupted {
-                    name: self.name.to_string(),
-                }
+                interrupted(&self.name)
             } else {
                 runner_error(&self.name, why.to_owned())
             };
@@ -426,6 +443,8 @@ struct Relayer {
     name: Arc<str>,
     kv: Option<Arc<dyn KvStore>>,
     kv_quota_kib: u32,
+    /// No capability outlives the call that asked for it.
+    timeout: Duration,
 }
 
 /// Serves the runner's frames until it stops or misbehaves, then kills it.
@@ -445,6 +464,7 @@ async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer)
             FromRunner::Done { call, outcome } => {
                 let pending = live.calls.lock().ok().and_then(|mut c| c.remove(&call));
                 if let Some(pending) = pending {
+                    let outcome = outcome.map_err(|error| from_runner(&relay.name, error));
                     let _ = pending.done.send(outcome);
                 }
             }
@@ -461,14 +481,20 @@ async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer)
                         "the runner asked for more than {MAX_OPEN_REQUESTS} things at once"
                     );
                 };
-                let (relay, live) = (relay.clone(), live.clone());
+                let (relay, out) = (relay.clone(), live.out.clone());
                 tokio::spawn(async move {
                     let reply = relay.perform(&egress, ask).await;
-                    let _ = live.send(&ToRunner::Reply { request, reply }).await;
+                    let _ = out.send(ToRunner::Reply { request, reply }).await;
                     drop(open);
                 });
             }
             FromRunner::Log { level, text } => log.write(&relay.name, level, &text),
+            FromRunner::Failed { reason } => {
+                break format!(
+                    "the runner failed: {}",
+                    escape_controls(truncate(&reason, MAX_LOG_LINE))
+                );
+            }
             other => break unexpected(&other),
         }
     };
@@ -480,13 +506,22 @@ async fn read_frames(mut reader: OwnedReadHalf, live: Arc<Live>, relay: Relayer)
 }
 
 impl Relayer {
-    async fn perform(&self, egress: &Mutex<EgressHooks>, ask: HostRequest) -> protocol::HostReply {
-        match ask {
-            HostRequest::Http(request) => egress::serve(egress, request).await,
-            kv_request => {
-                kv::serve(&self.name, self.kv.clone(), self.kv_quota_kib, kv_request).await
+    async fn perform(&self, egress: &Mutex<EgressHooks>, ask: HostRequest) -> HostReply {
+        let too_late = match &ask {
+            HostRequest::Http(_) => HostReply::Http(Err(HttpFailure::ConnectionReadTimeout)),
+            _ => HostReply::Kv(Err(KvRefusal::Unavailable("the call's time is up".into()))),
+        };
+        let performed = async {
+            match ask {
+                HostRequest::Http(request) => egress::serve(egress, request).await,
+                kv_request => {
+                    kv::serve(&self.name, self.kv.clone(), self.kv_quota_kib, kv_request).await
+                }
             }
-        }
+        };
+        tokio::time::timeout(self.timeout, performed)
+            .await
+            .unwrap_or(too_late)
     }
 }
 
@@ -539,6 +574,46 @@ fn backoff(failures: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
+fn interrupted(name: &str) -> CallError {
+    CallError::Interrupted {
+        name: name.to_owned(),
+    }
+}
+
+/// A runner's own account of a failed call, rebuilt under the daemon's name for the plugin and
+/// cut to size: a runner is not trusted to report errors it cannot have (to dodge the breaker),
+/// or to speak for another plugin.
+fn from_runner(name: &str, error: CallError) -> CallError {
+    let cut = |text: &str| escape_controls(truncate(text, MAX_DETAIL)).into_owned();
+    let name = name.to_owned();
+    match error {
+        CallError::Timeout { limit_ms, .. } => CallError::Timeout { name, limit_ms },
+        CallError::ResourceLimit { detail, .. } => CallError::ResourceLimit {
+            name,
+            detail: cut(&detail),
+        },
+        CallError::Trap { detail, .. } => CallError::Trap {
+            name,
+            detail: cut(&detail),
+        },
+        CallError::InvalidOutput { detail, .. } => CallError::InvalidOutput {
+            name,
+            detail: cut(&detail),
+        },
+        CallError::Plugin { failure, .. } => CallError::Plugin {
+            name,
+            failure: PluginFailure {
+                kind: failure.kind,
+                message: truncate(&failure.message, MAX_DETAIL).to_owned(),
+            },
+        },
+        _ => CallError::InvalidOutput {
+            name,
+            detail: "the runner reported an error only the daemon can have".into(),
+        },
+    }
+}
+
 fn runner_error(name: &str, detail: String) -> CallError {
     CallError::Runner {
         name: name.to_owned(),
@@ -551,4 +626,34 @@ fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_cannot_dodge_the_breaker_speak_for_another_plugin_or_flood_the_status() {
+        let dodge = from_runner("dns", CallError::Busy);
+        assert!(
+            matches!(&dodge, CallError::InvalidOutput { name, .. } if name == "dns"),
+            "{dodge:?}"
+        );
+        assert!(dodge.is_misbehaviour());
+        let other = from_runner(
+            "dns",
+            CallError::Trap {
+                name: "billing".into(),
+                detail: "x\n".repeat(MAX_DETAIL),
+            },
+        );
+        let CallError::Trap { name, detail } = other else {
+            panic!("{other:?}");
+        };
+        assert_eq!(name, "dns");
+        assert!(
+            !detail.contains('\n') && detail.len() <= 2 * MAX_DETAIL,
+            "{detail}"
+        );
+    }
 }
