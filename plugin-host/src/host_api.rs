@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::Secret;
 use crate::bindings::host::{self, LogLevel};
+use crate::isolation::protocol::LogLevel as Level;
 use crate::sandbox::CallState;
 use crate::text::{escape_controls, truncate};
 
@@ -48,6 +49,17 @@ impl HostState {
     }
 }
 
+/// Writes `line`, already escaped and cut, as plugin `plugin`'s at `level`.
+pub(crate) fn write_log(plugin: &str, level: Level, line: &str) {
+    match level {
+        Level::Trace => tracing::trace!(plugin, "{line}"),
+        Level::Debug => tracing::debug!(plugin, "{line}"),
+        Level::Info => tracing::info!(plugin, "{line}"),
+        Level::Warn => tracing::warn!(plugin, "{line}"),
+        Level::Error => tracing::error!(plugin, "{line}"),
+    }
+}
+
 pub fn link(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     host::add_to_linker::<CallState, HasSelf<HostState>>(linker, |state| &mut state.host)?;
     crate::bindings::types::add_to_linker::<CallState, HasSelf<HostState>>(linker, |state| {
@@ -73,14 +85,14 @@ impl host::Host for HostState {
             0 => kept,
             cut => std::borrow::Cow::Owned(format!("{kept} [… {cut} more bytes of this line cut]")),
         };
-        let plugin = &*self.plugin;
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, "{line}"),
-            LogLevel::Debug => tracing::debug!(plugin, "{line}"),
-            LogLevel::Info => tracing::info!(plugin, "{line}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{line}"),
-            LogLevel::Error => tracing::error!(plugin, "{line}"),
-        }
+        let level = match level {
+            LogLevel::Trace => Level::Trace,
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+        };
+        write_log(&self.plugin, level, &line);
         Ok(())
     }
 

@@ -124,17 +124,21 @@ impl Panel {
         .await;
     }
 
-    async fn alice_id(&self) -> i64 {
-        let whoami: Value = self
-            .http
-            .get(self.url("/api/v1/whoami"))
-            .bearer_auth(self.token("alice"))
+    /// `GET path` as `user`, its JSON.
+    async fn get(&self, user: &str, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn alice_id(&self) -> i64 {
+        let whoami = self.get("alice", "/api/v1/whoami").await;
         whoami["user"]["id"].as_i64().unwrap()
     }
 
@@ -144,15 +148,7 @@ impl Panel {
 
     /// The service view `user` gets.
     async fn service_as(&self, user: &str, id: i64) -> Value {
-        self.http
-            .get(self.url(&format!("/api/v1/services/{id}")))
-            .bearer_auth(self.token(user))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(user, &format!("/api/v1/services/{id}")).await
     }
 
     /// Waits until the service's newest job has finished and returns the service view.
@@ -189,16 +185,9 @@ impl Panel {
 
     /// The audit log's entries of `action`.
     async fn audit(&self, action: &str) -> Vec<Value> {
-        let log: Value = self
-            .http
-            .get(self.url(&format!("/api/v1/audit?action={action}")))
-            .bearer_auth(self.token("admin"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let log = self
+            .get("admin", &format!("/api/v1/audit?action={action}"))
+            .await;
         log.as_array().cloned().unwrap_or_default()
     }
 
@@ -1038,16 +1027,7 @@ async fn a_start_still_queued_when_a_suspension_lands_is_undone() {
 
 /// The runner of plugin `name`, as operators see it in `GET /plugins`.
 async fn runner_of(panel: &Panel, name: &str) -> Value {
-    let plugins: Value = panel
-        .http
-        .get(panel.url("/api/v1/plugins"))
-        .bearer_auth(panel.token("admin"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plugins = panel.get("admin", "/api/v1/plugins").await;
     let plugin = plugins
         .as_array()
         .unwrap()

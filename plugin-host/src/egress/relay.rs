@@ -37,11 +37,7 @@ pub(super) async fn send(
     let relayed = HttpRequest {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body: body.to_vec(),
         connect_timeout_ms: millis(options.connect_timeout),
         first_byte_timeout_ms: millis(options.first_byte_timeout),
@@ -119,13 +115,16 @@ async fn send_relayed(
         .to_bytes();
     Ok(HttpResponse {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body: body.to_vec(),
     })
+}
+
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect()
 }
 
 fn from_error(error: &HttpError) -> HttpFailure {

@@ -558,13 +558,7 @@ impl LogBudget {
             return;
         }
         self.used += line.len();
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, "{line}"),
-            LogLevel::Debug => tracing::debug!(plugin, "{line}"),
-            LogLevel::Info => tracing::info!(plugin, "{line}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{line}"),
-            LogLevel::Error => tracing::error!(plugin, "{line}"),
-        }
+        crate::host_api::write_log(plugin, level, &line);
     }
 }
 
