@@ -17,8 +17,8 @@ use url::Url;
 
 use crate::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use crate::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
-use crate::error::{CallBudget, CallError, LoadError, classify_trap};
-use crate::invoke::{Answer, Invocation, invoke};
+use crate::error::{CallError, LoadError};
+use crate::invoke::{Answer, Invocation};
 use crate::isolation::supervisor::RunnerPlugin;
 use crate::isolation::{Isolation, RunnerStatus, Supervisor};
 use crate::loader::{self, Environment, Prepared};
@@ -350,32 +350,10 @@ impl PluginRuntime {
             self.note_denials(name, denials);
             return outcome;
         }
-        let limit_ms = plugin.timeout.as_millis() as u64;
-        let ticks = PluginEngine::ticks_for(plugin.timeout);
-        let mut store = sandbox::new_store(self.inner.engine.engine(), &plugin.setup, ticks);
-        let result = tokio::time::timeout(
-            plugin.timeout,
-            invoke(&mut store, plugin.pre.clone(), invocation),
-        )
-        .await;
-        let denials = store.data().finish();
-        drop(store);
-        let outcome = match result {
-            Err(_) => Err(CallError::Timeout {
-                name: name.to_owned(),
-                limit_ms,
-            }),
-            Ok(Err(err)) => Err(classify_trap(
-                name,
-                &CallBudget {
-                    timeout_ms: limit_ms,
-                    memory_bytes: plugin.setup.limits.memory_bytes,
-                    hostcall_bytes: sandbox::HOSTCALL_FUEL,
-                },
-                &err,
-            )),
-            Ok(Ok(value)) => Ok(value),
-        };
+        let engine = self.inner.engine.engine();
+        let pre = plugin.pre.clone();
+        let (outcome, denials) =
+            sandbox::run(engine, &plugin.setup, pre, plugin.timeout, invocation).await;
         self.note_denials(name, denials);
         outcome
     }

@@ -14,8 +14,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::egress::{self, EgressHooks, Route};
+use crate::engine::PluginEngine;
+use crate::error::{CallBudget, CallError, classify_trap};
 use crate::host_api::{self, HostState};
+use crate::invoke::{Answer, Invocation, invoke};
 use crate::kv::{self, KvBackend, KvState};
+use crate::loader::WorldPre;
 use crate::stdio::CapturedOutput;
 use crate::{PluginWorld, Secret};
 
@@ -145,6 +149,40 @@ pub fn new_store(engine: &Engine, setup: &CallSetup, deadline_ticks: u64) -> Sto
         Ok(UpdateDeadline::Yield(1))
     });
     store
+}
+
+/// Makes `invocation` of `pre` in a fresh store of `setup` within `timeout`, in whichever
+/// process the plugin runs: the outcome, each failure classified, and what the egress policy
+/// refused during the call.
+pub async fn run(
+    engine: &Engine,
+    setup: &CallSetup,
+    pre: WorldPre,
+    timeout: std::time::Duration,
+    invocation: Invocation,
+) -> (Result<Answer, CallError>, Vec<String>) {
+    let name = &*setup.plugin;
+    let limit_ms = timeout.as_millis() as u64;
+    let mut store = new_store(engine, setup, PluginEngine::ticks_for(timeout));
+    let result = tokio::time::timeout(timeout, invoke(&mut store, pre, invocation)).await;
+    let denials = store.data().finish();
+    drop(store);
+    let outcome = match result {
+        Err(_) => Err(CallError::Timeout {
+            name: name.to_owned(),
+            limit_ms,
+        }),
+        Ok(Err(err)) => {
+            let budget = CallBudget {
+                timeout_ms: limit_ms,
+                memory_bytes: setup.limits.memory_bytes,
+                hostcall_bytes: HOSTCALL_FUEL,
+            };
+            Err(classify_trap(name, &budget, &err))
+        }
+        Ok(Ok(answer)) => Ok(answer),
+    };
+    (outcome, denials)
 }
 
 /// The linker for `world`: exactly the world's interfaces plus inert WASI.

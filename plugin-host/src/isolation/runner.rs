@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Notify, oneshot};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot};
 use wasmtime::Engine;
 
 use super::lockdown;
@@ -23,14 +23,14 @@ use super::protocol::{
 use crate::Secret;
 use crate::egress::Route;
 use crate::engine::PluginEngine;
-use crate::error::{CallBudget, CallError, classify_trap};
-use crate::invoke::{Answer, Invocation, invoke};
+use crate::error::CallError;
+use crate::invoke::{Answer, Invocation};
 use crate::kv::KvBackend;
 use crate::loader::{self, WorldPre};
-use crate::sandbox::{self, CallLimits, CallSetup, HOSTCALL_FUEL};
+use crate::sandbox::{self, CallLimits, CallSetup};
 
-/// Log lines waiting to be written to the daemon; more are dropped.
-const QUEUED_LOG_LINES: usize = 256;
+/// Frames waiting to be written to the daemon; a log line that finds the queue full is dropped.
+const OUTGOING_FRAMES: usize = 256;
 
 /// The runner's side of the daemon's capabilities for one call: asks, and waits for the reply.
 #[derive(Clone)]
@@ -50,13 +50,13 @@ impl Relay {
             request,
             ask,
         };
-        self.link.outbox.send(frame).await.ok()?;
+        self.link.out.send(frame).await.ok()?;
         answer.await.ok()
     }
 }
 
 struct Link {
-    outbox: Arc<Outbox>,
+    out: mpsc::Sender<FromRunner>,
     pending: Mutex<HashMap<u64, oneshot::Sender<HostReply>>>,
     next_request: AtomicU64,
 }
@@ -130,15 +130,20 @@ async fn serve(
     confinement: Confinement,
     forbidden: Result<(), lockdown::LockdownError>,
 ) -> Result<(), ()> {
-    let (mut reader, writer) = channel.into_split();
-    let outbox = Arc::new(Outbox {
-        writer: tokio::sync::Mutex::new(writer),
-        logs: Mutex::default(),
-        logged: Notify::new(),
+    let (mut reader, mut writer) = channel.into_split();
+    // One task writes every frame: a call abandoned at its deadline mid-request cannot leave
+    // half a frame on the channel, and log lines queued during a call precede its answer.
+    let (out, mut outgoing) = mpsc::channel::<FromRunner>(OUTGOING_FRAMES);
+    tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if protocol::write_frame(&mut writer, &frame).await.is_err() {
+                break;
+            }
+        }
     });
     let say = |frame| {
-        let outbox = outbox.clone();
-        async move { outbox.send(frame).await.map_err(drop) }
+        let out = out.clone();
+        async move { out.send(frame).await.map_err(drop) }
     };
     if let Err(err) = forbidden {
         let reason = err.to_string();
@@ -146,8 +151,7 @@ async fn serve(
         return Err(());
     }
     say(FromRunner::Confined(confinement)).await?;
-    forward_tracing(outbox.clone());
-    tokio::spawn(flush_logs(outbox.clone()));
+    forward_tracing(out.clone());
     let start = match protocol::read_frame::<ToRunner>(&mut reader, protocol::MAX_TO_RUNNER).await {
         Ok(Some(ToRunner::Start(start))) => start,
         _ => return Err(()),
@@ -161,59 +165,12 @@ async fn serve(
     };
     say(FromRunner::Ready).await?;
     let link = Arc::new(Link {
-        outbox,
+        out,
         pending: Mutex::default(),
         next_request: AtomicU64::new(0),
     });
     answer_calls(&mut reader, engine.engine(), &plugin, &link).await;
     Ok(())
-}
-
-/// Frames to the daemon, written by the task that has one: no hand-over to a writer task on the
-/// way. Log lines (queued by the log forwarder, which cannot wait) go out before any frame
-/// written after them, so a call's output always reaches the daemon before its answer.
-struct Outbox {
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    logs: Mutex<Vec<FromRunner>>,
-    logged: Notify,
-}
-
-impl Outbox {
-    async fn send(&self, frame: FromRunner) -> std::io::Result<()> {
-        let mut writer = self.writer.lock().await;
-        let logs = self.logs.lock().map(|mut logs| std::mem::take(&mut *logs));
-        for line in logs.unwrap_or_default() {
-            protocol::write_frame(&mut *writer, &line).await?;
-        }
-        protocol::write_frame(&mut *writer, &frame).await
-    }
-
-    /// Queues a log line; a full queue drops it (the log must never hold a call up).
-    fn log(&self, line: FromRunner) {
-        if let Ok(mut logs) = self.logs.lock()
-            && logs.len() < QUEUED_LOG_LINES
-        {
-            logs.push(line);
-            self.logged.notify_one();
-        }
-    }
-}
-
-/// Writes log lines that no other frame has taken along.
-async fn flush_logs(outbox: Arc<Outbox>) {
-    loop {
-        outbox.logged.notified().await;
-        let mut writer = outbox.writer.lock().await;
-        let logs = outbox
-            .logs
-            .lock()
-            .map(|mut logs| std::mem::take(&mut *logs));
-        for line in logs.unwrap_or_default() {
-            if protocol::write_frame(&mut *writer, &line).await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// Serves frames until the daemon closes the channel or sends one the runner cannot read.
@@ -231,7 +188,7 @@ async fn answer_calls(
                 let (engine, plugin, link) = (engine.clone(), plugin.clone(), link.clone());
                 tokio::spawn(async move {
                     let outcome = plugin.call(&engine, call, &link, invocation).await;
-                    let _ = link.outbox.send(FromRunner::Done { call, outcome }).await;
+                    let _ = link.out.send(FromRunner::Done { call, outcome }).await;
                 });
             }
             ToRunner::Reply { request, reply } => {
@@ -302,37 +259,20 @@ impl Plugin {
             egress: Route::Relayed(relay.clone()),
             kv: KvBackend::Relayed(relay),
         };
-        let mut store = sandbox::new_store(engine, &setup, PluginEngine::ticks_for(self.timeout));
-        let guest = invoke(&mut store, self.pre.clone(), invocation);
-        let result = tokio::time::timeout(self.timeout, guest).await;
-        store.data().finish();
-        drop(store);
-        let limit_ms = self.timeout.as_millis() as u64;
-        match result {
-            Err(_) => Err(CallError::Timeout {
-                name: self.name.to_string(),
-                limit_ms,
-            }),
-            Ok(Err(err)) => {
-                let budget = CallBudget {
-                    timeout_ms: limit_ms,
-                    memory_bytes: self.memory_bytes,
-                    hostcall_bytes: HOSTCALL_FUEL,
-                };
-                Err(classify_trap(&self.name, &budget, &err))
-            }
-            Ok(Ok(answer)) => Ok(answer),
-        }
+        // What the egress policy refused is the daemon's to know: it applied the policy.
+        let (outcome, _) =
+            sandbox::run(engine, &setup, self.pre.clone(), self.timeout, invocation).await;
+        outcome
     }
 }
 
 /// Sends every log event of the runtime to the daemon, which writes it as this plugin's.
-fn forward_tracing(outbox: Arc<Outbox>) {
-    let _ = tracing::subscriber::set_global_default(Forward { outbox });
+fn forward_tracing(out: mpsc::Sender<FromRunner>) {
+    let _ = tracing::subscriber::set_global_default(Forward { out });
 }
 
 struct Forward {
-    outbox: Arc<Outbox>,
+    out: mpsc::Sender<FromRunner>,
 }
 
 impl tracing::Subscriber for Forward {
@@ -361,7 +301,8 @@ impl tracing::Subscriber for Forward {
         };
         let mut text = Text::default();
         event.record(&mut text);
-        self.outbox.log(FromRunner::Log {
+        // A full queue drops the line: the log must never hold a call up.
+        let _ = self.out.try_send(FromRunner::Log {
             level,
             text: text.0,
         });
