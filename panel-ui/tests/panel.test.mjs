@@ -92,7 +92,8 @@ const overflow = (page) => page.evaluate(() => document.documentElement.scrollWi
 
 test('each page names itself in the title and starts focus at its heading', async () => {
   const page = await customerPage();
-  assert.equal(await page.title(), 'My VMs — Porthole');
+  // The heading can be drawn a moment before the title is set.
+  await waitFor(async () => (await page.title()) === 'My VMs — Porthole', 'the title');
   await page.getByRole('link', { name: 'alice-web' }).click();
   await page.locator('#vm-state').waitFor();
   await waitFor(async () => (await page.title()) === 'alice-web — Porthole', 'the title');
