@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod authoring;
 pub mod config;
 pub mod console;
 pub mod daemon;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use porthole::store::users::Role;
-use porthole::{config, daemon, demo};
+use porthole::{authoring, config, daemon, demo};
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +76,76 @@ enum PluginAction {
         #[arg(long, value_parser = parse_world)]
         world: Option<config::PluginWorld>,
     },
+    /// Write the plugin contract (porthole.wit and the WASI files it uses) for building a
+    /// component from scratch.
+    Wit {
+        /// The directory to write into.
+        #[arg(long, default_value = "wit")]
+        out: PathBuf,
+    },
+    /// Run one call of a component in the daemon's sandbox and print its result, its log and
+    /// every HTTP request it made.
+    Call {
+        file: PathBuf,
+        /// The WIT function, e.g. upsert-record.
+        function: String,
+        /// The plugin's keys as in a [[plugins]] entry: settings, allowed_hosts,
+        /// allowed_addresses, tls, limits.
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
+        /// The function's parameters by their WIT names, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        /// Answer outgoing requests from these recorded exchanges (JSON) instead of the network.
+        #[arg(long, value_name = "FILE")]
+        http_fixtures: Option<PathBuf>,
+        /// Write the call's exchanges to this file, as fixtures for later calls and tests.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+        /// The SQLite file that keeps the plugin's kv between calls (default: discarded).
+        #[arg(long, value_name = "FILE")]
+        kv: Option<PathBuf>,
+        /// Unix seconds the plugin's wall clock reads.
+        #[arg(long)]
+        now: Option<u64>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a TOML file of test cases against a component: a PASS or FAIL line each, exit 1 on
+    /// any failure.
+    Test {
+        spec: PathBuf,
+        /// The component to test instead of the one the file names.
+        #[arg(long, value_name = "FILE")]
+        component: Option<PathBuf>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+/// Where `plugin call` and `plugin test` run the component.
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// Run the component inside this process, as `[plugin_isolation] mode = "in-process"` does,
+    /// instead of in a locked-down runner process.
+    #[arg(long)]
+    in_process: bool,
+    /// The program that serves as the runner (default: this one).
+    #[arg(long, value_name = "FILE", hide = true)]
+    runner: Option<PathBuf>,
+}
+
+impl SandboxArgs {
+    fn confinement(self) -> authoring::workbench::Confinement {
+        if self.in_process {
+            authoring::workbench::Confinement::InProcess
+        } else {
+            authoring::workbench::Confinement::Process(self.runner)
+        }
+    }
 }
 
 fn parse_world(text: &str) -> Result<config::PluginWorld, String> {
@@ -138,6 +208,10 @@ fn main() -> ExitCode {
     {
         return porthole::plugins::isolation::runner::main(address_space_bytes);
     }
+    // An author's call runs on one thread, so the plugin's log lines are collected from it.
+    if let Command::Plugin { action } = cli.command {
+        return plugin(action);
+    }
     porthole::logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -183,9 +257,8 @@ async fn run(command: Command) -> ExitCode {
             })
             .await
         }
-        Command::Plugin {
-            action: PluginAction::Check { file, world },
-        } => return plugin_check(&file, world),
+        // Served by `main` on a runtime of its own.
+        Command::Plugin { .. } => Err(anyhow::anyhow!("plugin commands run alone")),
         Command::Admin { config, action } => match config::load(&config) {
             Ok(config) => admin(config, action).await,
             Err(err) => return config_error(&err),
@@ -200,6 +273,135 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn plugin(action: PluginAction) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("porthole: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = match action {
+        PluginAction::Check { file, world } => return plugin_check(&file, world),
+        PluginAction::Wit { out } => authoring::contract::write(&out).map(|()| {
+            println!(
+                "wrote porthole:plugin@{} to {}",
+                authoring::contract::VERSION,
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }),
+        PluginAction::Call {
+            file,
+            function,
+            settings,
+            input,
+            http_fixtures,
+            record,
+            kv,
+            now,
+            sandbox,
+            json,
+        } => runtime.block_on(plugin_call(PluginCall {
+            file,
+            function,
+            settings,
+            input,
+            http_fixtures,
+            record,
+            kv,
+            now,
+            confinement: sandbox.confinement(),
+            json,
+        })),
+        PluginAction::Test {
+            spec,
+            component,
+            sandbox,
+        } => runtime
+            .block_on(authoring::spec_test::run(
+                &spec,
+                component.as_deref(),
+                sandbox.confinement(),
+            ))
+            .map(|summary| {
+                if summary.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }),
+    };
+    outcome.unwrap_or_else(|err| {
+        eprintln!("porthole: {err:#}");
+        ExitCode::from(2)
+    })
+}
+
+struct PluginCall {
+    file: PathBuf,
+    function: String,
+    settings: Option<PathBuf>,
+    input: String,
+    http_fixtures: Option<PathBuf>,
+    record: Option<PathBuf>,
+    kv: Option<PathBuf>,
+    now: Option<u64>,
+    confinement: authoring::workbench::Confinement,
+    json: bool,
+}
+
+/// One call; exit 0 when it succeeded, 1 when it failed, 2 when it could not be made.
+async fn plugin_call(call: PluginCall) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use authoring::workbench::{Checked, Setup, Workbench};
+
+    let input: serde_json::Value =
+        serde_json::from_str(&call.input).context("--input is not JSON")?;
+    let fixtures = match &call.http_fixtures {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let fixtures = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a list of fixtures", file.display()))?;
+            Some(fixtures)
+        }
+        None => None,
+    };
+    let checked = Checked::new(&call.file, call.settings.as_deref())?;
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let kv_file = call.kv.unwrap_or_else(|| scratch.path().join("kv.db"));
+    let workbench = Workbench::open(Setup {
+        spec: checked.spec,
+        kv_file: &kv_file,
+        confinement: call.confinement,
+        cache: None,
+    })
+    .await?;
+    workbench.harness.answer_with(fixtures);
+    workbench.harness.set_clock(call.now);
+    let report = workbench.call(&call.function, input).await?;
+    if let Some(file) = &call.record {
+        let fixtures: Vec<_> = report.http.iter().filter_map(|e| e.to_fixture()).collect();
+        let text = serde_json::to_string_pretty(&fixtures)?;
+        std::fs::write(file, text + "\n")
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    if call.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", authoring::render_report(&report));
+    }
+    Ok(if report.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Prints the component's outline; exit 0 when fit, 1 when unfit, 2 when it cannot be read.

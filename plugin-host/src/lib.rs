@@ -21,6 +21,7 @@ pub mod error;
 #[cfg(feature = "hostile-test-hooks")]
 mod escape_hooks;
 mod facades;
+pub mod harness;
 mod host_api;
 pub mod invoke;
 pub mod isolation;

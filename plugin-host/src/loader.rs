@@ -19,6 +19,7 @@ use crate::bindings::worlds::{
 use crate::egress::{self, EgressConfig, EgressPolicy, Origin, Route};
 use crate::engine::{self, Compiler, MAX_PLUGIN_MEMORY_BYTES};
 use crate::error::LoadError;
+use crate::harness::Harness;
 use crate::isolation::Supervisor;
 use crate::kv::KvBackend;
 use crate::sandbox::{self, CallLimits, CallSetup, CallState};
@@ -64,6 +65,7 @@ pub struct Environment<'a> {
     pub kv: Option<Arc<dyn KvStore>>,
     pub protected_names: &'a [String],
     pub protected_addresses: &'a [IpAddr],
+    pub harness: Option<Arc<Harness>>,
 }
 
 /// Loads `plugin`: read, verify the digest, compile, examine, link.
@@ -118,8 +120,10 @@ pub fn load(env: &Environment<'_>, plugin: &PluginSpec) -> Result<Prepared, Load
                 policy: Arc::new(policy),
                 tls,
                 max_requests: config.limits.max_http_requests,
+                harness: env.harness.clone(),
             }),
             kv: KvBackend::Store(env.kv.clone()),
+            harness: env.harness.clone(),
         },
         timeout: Duration::from_millis(config.limits.timeout_ms.max(1)),
         component,

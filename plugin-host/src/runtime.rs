@@ -18,6 +18,7 @@ use url::Url;
 use crate::breaker::{Admission, Breaker, Outcome, Permit, Transition};
 use crate::engine::{ArtifactCache, Compiler, POOL_SLOTS, PluginEngine};
 use crate::error::{CallError, LoadError};
+use crate::harness::Harness;
 use crate::invoke::{Answer, Invocation};
 use crate::isolation::supervisor::RunnerPlugin;
 use crate::isolation::{Isolation, RunnerStatus, Supervisor};
@@ -47,6 +48,8 @@ pub struct RuntimeOptions {
     pub breaker_cool_down: Duration,
     /// Where plugins run: in this process, or each in a locked-down runner.
     pub isolation: Isolation,
+    /// The author's workbench (`porthole plugin call`, `plugin test`); never in the daemon.
+    pub harness: Option<Arc<Harness>>,
 }
 
 impl Default for RuntimeOptions {
@@ -59,6 +62,7 @@ impl Default for RuntimeOptions {
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(300),
             isolation: Isolation::InProcess,
+            harness: None,
         }
     }
 }
@@ -206,6 +210,7 @@ impl PluginRuntime {
             kv: self.inner.options.kv.clone(),
             protected_names: names,
             protected_addresses: addresses,
+            harness: self.inner.options.harness.clone(),
         };
         let mut prepared = loader::load(&env, plugin)?;
         if let Isolation::Process(command) = &self.inner.options.isolation {

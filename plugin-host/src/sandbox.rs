@@ -16,6 +16,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::egress::{self, EgressHooks, Route};
 use crate::engine::PluginEngine;
 use crate::error::{CallBudget, CallError, classify_trap};
+use crate::harness::{FixedClock, Harness};
 use crate::host_api::{self, HostState};
 use crate::invoke::{Answer, Invocation, invoke};
 use crate::kv::{self, KvBackend, KvState};
@@ -63,13 +64,16 @@ pub struct CallSetup {
     pub limits: CallLimits,
     pub egress: Route,
     pub kv: KvBackend,
+    /// The author's workbench, whose clock the call reads when it is fixed; never in the daemon.
+    pub harness: Option<Arc<Harness>>,
 }
 
 impl CallState {
     fn new(setup: &CallSetup) -> Self {
         let stdout = CapturedOutput::new(STDIO_CAP);
         let stderr = CapturedOutput::new(STDIO_CAP);
-        let wasi = locked_down_wasi(&stdout, &stderr);
+        let clock = setup.harness.as_ref().and_then(|h| h.clock());
+        let wasi = locked_down_wasi(&stdout, &stderr, clock);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let limits = StoreLimitsBuilder::new()
@@ -107,16 +111,25 @@ impl CallState {
     }
 }
 
-/// No preopens, no environment, no arguments, no network, stdio captured.
-fn locked_down_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtx {
-    WasiCtx::builder()
+/// No preopens, no environment, no arguments, no network, stdio captured; the wall clock fixed
+/// at `clock` (Unix seconds) when an author's test asks.
+fn locked_down_wasi(
+    stdout: &CapturedOutput,
+    stderr: &CapturedOutput,
+    clock: Option<u64>,
+) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_ip_name_lookup(false)
         .allow_tcp(false)
         .allow_udp(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }))
-        .build()
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    if let Some(seconds) = clock {
+        builder.wall_clock(FixedClock(seconds));
+    }
+    builder.build()
 }
 
 impl WasiView for CallState {

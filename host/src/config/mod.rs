@@ -55,3 +55,56 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<ResolvedConfig, Conf
     let locator = locate::Locator::new(file, text, document);
     validate::resolve(config, &locator, base)
 }
+
+/// Who a plugin is, for [`parse_plugin_entry`]: what a `[[plugins]]` entry names besides grants.
+pub struct PluginIdentity {
+    pub name: String,
+    pub world: PluginWorld,
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+}
+
+/// Parses a plugin author's settings file: the keys of one `[[plugins]]` entry (`settings`,
+/// `allowed_hosts`, `allowed_addresses`, `tls`, `limits`) at the top level, checked exactly as
+/// the daemon checks them, so a file that works here works pasted into the configuration.
+pub fn parse_plugin_entry(
+    text: &str,
+    file: &str,
+    base: &Path,
+    identity: PluginIdentity,
+) -> Result<PluginSpec, ConfigError> {
+    use toml::Spanned;
+    use toml::de::DeValue;
+
+    let mut document = toml::de::DeTable::parse(text)
+        .map_err(|err| ConfigError::from_toml(file, text, None, &err))?;
+    let world = porthole_plugin_host::worlds::world_name(identity.world);
+    let path = identity.path.display().to_string();
+    for (key, value) in [
+        ("name", identity.name.as_str()),
+        ("world", world),
+        ("path", path.as_str()),
+        ("sha256", identity.sha256.as_str()),
+    ] {
+        let entry = Spanned::new(0..0, DeValue::String(value.to_owned().into()));
+        if document
+            .get_mut()
+            .insert(Spanned::new(0..0, key.to_owned().into()), entry)
+            .is_some()
+        {
+            return Err(ConfigError {
+                file: file.to_owned(),
+                line: None,
+                key: Some(key.to_owned()),
+                message: "comes from the command line, not from this file".to_owned(),
+            });
+        }
+    }
+    let deserializer = toml::de::Deserializer::from(document.clone());
+    let plugin: PluginConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = locate::display_path(err.path());
+        ConfigError::from_toml(file, text, Some(key), err.inner())
+    })?;
+    let locator = locate::Locator::new(file, text, document);
+    validate::resolve_plugin(&plugin, &[], &locator, base)
+}

@@ -336,46 +336,60 @@ fn resolve_plugins(
         .iter()
         .enumerate()
         .map(|(index, plugin)| {
-            let here = |key| [Step::Key("plugins"), Step::Index(index), Step::Key(key)];
-            check_name(&plugin.name, &here("name"), at)?;
+            let entry = [Step::Key("plugins"), Step::Index(index)];
+            check_name(&plugin.name, &under(&entry, &[Step::Key("name")]), at)?;
             if seen.insert(plugin.name.as_str(), index).is_some() {
                 return Err(at.error(
-                    &here("name"),
+                    &under(&entry, &[Step::Key("name")]),
                     format!("duplicate plugin name {:?}", plugin.name),
                 ));
             }
             if plugin.sha256.len() != 64 || hex::decode(&plugin.sha256).is_err() {
-                return Err(at.error(&here("sha256"), "must be 64 hexadecimal digits"));
+                return Err(at.error(
+                    &under(&entry, &[Step::Key("sha256")]),
+                    "must be 64 hexadecimal digits",
+                ));
             }
-            for (i, origin) in plugin.allowed_hosts.iter().enumerate() {
-                let path = [
-                    Step::Key("plugins"),
-                    Step::Index(index),
-                    Step::Key("allowed_hosts"),
-                    Step::Index(i),
-                ];
-                check_origin(origin).map_err(|message| at.error(&path, message))?;
-            }
-            check_plugin_limits(&plugin.limits, index, at)?;
-            let settings = resolve_settings(plugin, index, at, base)?;
-            Ok(PluginSpec {
-                name: plugin.name.clone(),
-                world: plugin.world,
-                path: base.join(&plugin.path),
-                sha256: plugin.sha256.clone(),
-                allowed_hosts: plugin.allowed_hosts.clone(),
-                allowed_addresses: plugin.allowed_addresses.clone(),
-                ca_file: plugin.tls.ca_file.as_ref().map(|file| base.join(file)),
-                limits: plugin.limits.clone(),
-                settings,
-            })
+            resolve_plugin(plugin, &entry, at, base)
         })
         .collect()
 }
 
+/// One plugin's grants, limits and settings, which live at `entry` in the text: a `[[plugins]]`
+/// entry of the configuration, or the root of an author's workbench file.
+pub(super) fn resolve_plugin(
+    plugin: &PluginConfig,
+    entry: &[Step<'_>],
+    at: &Locator<'_>,
+    base: &Path,
+) -> Checked<PluginSpec> {
+    for (i, origin) in plugin.allowed_hosts.iter().enumerate() {
+        let path = under(entry, &[Step::Key("allowed_hosts"), Step::Index(i)]);
+        check_origin(origin).map_err(|message| at.error(&path, message))?;
+    }
+    check_plugin_limits(&plugin.limits, entry, at)?;
+    let settings = resolve_settings(plugin, entry, at, base)?;
+    Ok(PluginSpec {
+        name: plugin.name.clone(),
+        world: plugin.world,
+        path: base.join(&plugin.path),
+        sha256: plugin.sha256.clone(),
+        allowed_hosts: plugin.allowed_hosts.clone(),
+        allowed_addresses: plugin.allowed_addresses.clone(),
+        ca_file: plugin.tls.ca_file.as_ref().map(|file| base.join(file)),
+        limits: plugin.limits.clone(),
+        settings,
+    })
+}
+
+/// `rest` below `prefix`.
+fn under<'a>(prefix: &[Step<'a>], rest: &[Step<'a>]) -> Vec<Step<'a>> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
 /// Each limit within what the sandbox can honour: a zero would make every call fail, and the
 /// upper bounds keep one plugin from holding the pool or the database.
-fn check_plugin_limits(limits: &PluginLimits, index: usize, at: &Locator<'_>) -> Checked<()> {
+fn check_plugin_limits(limits: &PluginLimits, entry: &[Step<'_>], at: &Locator<'_>) -> Checked<()> {
     let most_memory = (crate::plugins::MAX_PLUGIN_MEMORY_BYTES >> 20) as u64;
     let ranges = [
         ("memory_mib", Some(limits.memory_mib.into()), 1, most_memory),
@@ -399,12 +413,7 @@ fn check_plugin_limits(limits: &PluginLimits, index: usize, at: &Locator<'_>) ->
         if let Some(value) = value
             && !(least..=most).contains(&value)
         {
-            let path = [
-                Step::Key("plugins"),
-                Step::Index(index),
-                Step::Key("limits"),
-                Step::Key(key),
-            ];
+            let path = under(entry, &[Step::Key("limits"), Step::Key(key)]);
             return Err(at.error(&path, format!("must be between {least} and {most}")));
         }
     }
@@ -424,7 +433,7 @@ fn check_origin(url: &Url) -> Result<(), String> {
 
 fn resolve_settings(
     plugin: &PluginConfig,
-    index: usize,
+    entry: &[Step<'_>],
     at: &Locator<'_>,
     base: &Path,
 ) -> Checked<BTreeMap<String, Secret>> {
@@ -435,12 +444,7 @@ fn resolve_settings(
             let secret = match value {
                 SettingValue::Text(text) => Secret::new(text.clone()),
                 SettingValue::Secret(source) => source.read(base).map_err(|err| {
-                    let path = [
-                        Step::Key("plugins"),
-                        Step::Index(index),
-                        Step::Key("settings"),
-                        Step::Key(key),
-                    ];
+                    let path = under(entry, &[Step::Key("settings"), Step::Key(key)]);
                     at.error(&path, err.to_string())
                 })?,
             };

@@ -26,6 +26,7 @@ pub use relay::serve;
 pub use tls::{TlsError, client_config};
 
 use super::sandbox::CallState;
+use crate::harness::Harness;
 
 /// The largest response body, summed over all requests of one call.
 pub const MAX_RESPONSE_BYTES_PER_CALL: u64 = 4 * 1024 * 1024;
@@ -43,6 +44,9 @@ pub struct EgressConfig {
     pub policy: Arc<EgressPolicy>,
     pub tls: Arc<rustls::ClientConfig>,
     pub max_requests: u32,
+    /// The author's workbench, which journals (and may answer) every request; never in the
+    /// daemon.
+    pub harness: Option<Arc<Harness>>,
 }
 
 /// Where a call's requests go.
@@ -156,21 +160,23 @@ impl WasiHttpHooks for EgressHooks {
             Route::Relayed(relay) => return Box::new(relay::send(relay.clone(), request, options)),
         };
         self.requests += 1;
-        if self.requests > config.max_requests {
-            let error = self.deny(&EgressDenied::TooManyRequests(config.max_requests));
-            return Box::new(async move { Err(error) });
-        }
-        let origin = match request_origin(request.uri()) {
+        let checked = if self.requests > config.max_requests {
+            Err(EgressDenied::TooManyRequests(config.max_requests))
+        } else {
+            request_origin(request.uri())
+                .and_then(|origin| config.policy.check_origin(&origin).map(|()| origin))
+        };
+        let origin = match checked {
             Ok(origin) => origin,
             Err(reason) => {
+                if let Some(harness) = &config.harness {
+                    let (method, url) = (request.method().as_str(), request.uri().to_string());
+                    harness.note_refusal(method, &url, reason.to_string());
+                }
                 let error = self.deny(&reason);
                 return Box::new(async move { Err(error) });
             }
         };
-        if let Err(reason) = config.policy.check_origin(&origin) {
-            let error = self.deny(&reason);
-            return Box::new(async move { Err(error) });
-        }
         let exchange = connect::Exchange {
             plugin: self.plugin.clone(),
             origin,
@@ -180,7 +186,14 @@ impl WasiHttpHooks for EgressHooks {
             denials: self.denials.clone(),
             options: options.unwrap_or_default(),
         };
-        Box::new(exchange.send(request))
+        match config.harness {
+            None => Box::new(exchange.send(request)),
+            Some(harness) => Box::new(async move {
+                let response = harness.exchange(request, |r| exchange.send(r)).await?;
+                let io: Box<dyn Future<Output = _> + Send> = Box::new(async { Ok(()) });
+                Ok((response, io))
+            }),
+        }
     }
 }
 
@@ -212,6 +225,7 @@ mod tests {
             policy: Arc::new(EgressPolicy::default()),
             tls: client_config(None).unwrap(),
             max_requests: 16,
+            harness: None,
         };
         let budget = 1024 * 1024;
         let mut hooks = EgressHooks::new(Arc::from("p"), Route::Direct(config), budget);

@@ -35,12 +35,11 @@ pub enum ToRunner {
     Call {
         call: u64,
         invocation: Invocation,
+        /// Unix seconds the plugin's wall clock reads, when an author's test fixes it.
+        wall_clock: Option<u64>,
     },
     /// The answer to a runner's `Host` request.
-    Reply {
-        request: u64,
-        reply: HostReply,
-    },
+    Reply { request: u64, reply: HostReply },
 }
 
 /// The plugin a runner serves, and the limits of its calls.

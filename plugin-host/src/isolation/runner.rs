@@ -24,6 +24,7 @@ use crate::Secret;
 use crate::egress::Route;
 use crate::engine::PluginEngine;
 use crate::error::CallError;
+use crate::harness::Harness;
 use crate::invoke::{Answer, Invocation};
 use crate::kv::KvBackend;
 use crate::loader::{self, WorldPre};
@@ -184,10 +185,16 @@ async fn answer_calls(
         protocol::read_frame::<ToRunner>(reader, protocol::MAX_TO_RUNNER).await
     {
         match frame {
-            ToRunner::Call { call, invocation } => {
+            ToRunner::Call {
+                call,
+                invocation,
+                wall_clock,
+            } => {
                 let (engine, plugin, link) = (engine.clone(), plugin.clone(), link.clone());
                 tokio::spawn(async move {
-                    let outcome = plugin.call(&engine, call, &link, invocation).await;
+                    let outcome = plugin
+                        .call(&engine, call, &link, invocation, wall_clock)
+                        .await;
                     let _ = link.out.send(FromRunner::Done { call, outcome }).await;
                 });
             }
@@ -243,6 +250,7 @@ impl Plugin {
         call: u64,
         link: &Arc<Link>,
         invocation: Invocation,
+        wall_clock: Option<u64>,
     ) -> Result<Answer, CallError> {
         let relay = Relay {
             call,
@@ -258,6 +266,11 @@ impl Plugin {
             },
             egress: Route::Relayed(relay.clone()),
             kv: KvBackend::Relayed(relay),
+            harness: wall_clock.map(|seconds| {
+                let harness = Harness::new();
+                harness.set_clock(Some(seconds));
+                harness
+            }),
         };
         // What the egress policy refused is the daemon's to know: it applied the policy.
         let (outcome, _) =

@@ -164,7 +164,12 @@ impl Supervisor {
             }
             Err(_) => return (Err(interrupted(name)), Vec::new()),
         }
-        let frame = ToRunner::Call { call, invocation };
+        let wall_clock = self.plugin.egress.harness.as_ref().and_then(|h| h.clock());
+        let frame = ToRunner::Call {
+            call,
+            invocation,
+            wall_clock,
+        };
         let outcome = match tokio::time::timeout_at(deadline, live.out.send(frame)).await {
             Ok(Ok(())) => match tokio::time::timeout_at(deadline, answer).await {
                 Ok(Ok(outcome)) => outcome,
