@@ -76,6 +76,18 @@ enum PluginAction {
         #[arg(long, value_parser = parse_world)]
         world: Option<config::PluginWorld>,
     },
+    /// Write a new plugin project: the contract, a small working plugin, its settings and tests.
+    New {
+        /// The plugin's name: lower-case letters, digits and dashes.
+        name: String,
+        #[arg(long, value_parser = parse_world)]
+        world: config::PluginWorld,
+        #[arg(long, value_enum)]
+        lang: authoring::scaffold::Language,
+        /// The directory the project's own directory is made in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Write the plugin contract (porthole.wit and the WASI files it uses) for building a
     /// component from scratch.
     Wit {
@@ -288,6 +300,15 @@ fn plugin(action: PluginAction) -> ExitCode {
     };
     let outcome = match action {
         PluginAction::Check { file, world } => return plugin_check(&file, world),
+        PluginAction::New {
+            name,
+            world,
+            lang,
+            dir,
+        } => authoring::scaffold::create(&dir, &name, world, lang).map(|(root, build)| {
+            println!("wrote {}; build it there with: {build}", root.display());
+            ExitCode::SUCCESS
+        }),
         PluginAction::Wit { out } => authoring::contract::write(&out).map(|()| {
             println!(
                 "wrote porthole:plugin@{} to {}",

@@ -92,6 +92,8 @@ pub struct DnsRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     pub id: String,
+    /// Named as in the WIT contract, which authors read.
+    #[serde(rename = "entry")]
     pub record: DnsRecord,
 }
 

@@ -2,6 +2,7 @@
 //! (`plugin call`) and declarative tests (`plugin test`).
 
 pub mod contract;
+pub mod scaffold;
 pub mod spec_test;
 pub mod workbench;
 
