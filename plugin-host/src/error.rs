@@ -19,7 +19,10 @@ pub enum LoadError {
     DigestMismatch { expected: String, actual: String },
     #[error("not a usable WebAssembly component: {detail}")]
     Compile { detail: String },
-    #[error("expected world {declared}, but the component exports {found}")]
+    #[error(
+        "expected world {declared}, but the component exports {found}: build it for the \
+         {declared} world, or configure it as the world it implements"
+    )]
     WrongWorld { declared: String, found: String },
     #[error("the component {0}")]
     Import(String),

@@ -31,6 +31,8 @@ use crate::{PluginSpec, PluginWorld};
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub world: Option<PluginWorld>,
+    /// The porthole:plugin version its exports target, e.g. `0.1.0`.
+    pub contract: Option<String>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub size: usize,
@@ -184,6 +186,7 @@ pub fn examine(
     declared: Option<PluginWorld>,
 ) -> Result<PluginWorld, LoadError> {
     let (imports, exports) = names(engine, component);
+    worlds::check_contract(exports.iter().map(String::as_str))?;
     let found = worlds::detect_world(exports.iter().map(String::as_str));
     let world = match (declared, found) {
         (Some(declared), _)
@@ -276,6 +279,7 @@ pub fn check_file(
     let (imports, exports) = names(engine, &component);
     let mut inspection = Inspection {
         world: worlds::detect_world(exports.iter().map(String::as_str)),
+        contract: worlds::contract_version(exports.iter().map(String::as_str)).map(str::to_owned),
         imports,
         exports,
         size: bytes.len(),
@@ -292,8 +296,9 @@ pub fn check_file(
 /// The outline as `porthole plugin check` prints it, one `key: value` line each.
 pub fn describe(inspection: &Inspection) -> String {
     let mut text = format!(
-        "world: {}\nsize: {} bytes\nsha256: {}\n",
+        "world: {}\ncontract: porthole:plugin@{}\nsize: {} bytes\nsha256: {}\n",
         inspection.world.map_or("(none)", worlds::world_name),
+        inspection.contract.as_deref().unwrap_or("(none)"),
         inspection.size,
         inspection.sha256
     );

@@ -104,12 +104,48 @@ fn version_supported(interface: &str, version: Option<&str>) -> bool {
 /// Why an import is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportRefused {
-    #[error("imports {0}, which no Porthole plugin may use")]
+    #[error(
+        "imports {0}, which no Porthole plugin may use: remove what needs it (a plugin has no \
+         sockets and no files; HTTP goes through wasi:http/outgoing-handler)"
+    )]
     NeverGranted(String),
-    #[error("imports {import}, which the {world} world does not grant")]
+    #[error(
+        "imports {import}, which the {world} world does not grant (it has no network and no kv): \
+         remove what uses it"
+    )]
     OutsideWorld { import: String, world: &'static str },
-    #[error("imports {0}, a version this Porthole does not implement")]
+    #[error(
+        "imports {0}, a version this Porthole does not implement (it serves porthole:plugin \
+         0.1.x and WASI 0.2.x): rebuild for wasm32-wasip2 against the contract `porthole plugin \
+         wit` writes"
+    )]
     UnsupportedVersion(String),
+    #[error(
+        "targets porthole:plugin@{0}, which this Porthole does not implement (it accepts 0.1.x): \
+         upgrade Porthole, or rebuild against the contract `porthole plugin wit` writes"
+    )]
+    UnsupportedContract(String),
+}
+
+/// The porthole:plugin version the component's exports target, e.g. `0.1.0`.
+pub fn contract_version<'a>(exports: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    exports.into_iter().find_map(|export| {
+        let (interface, version) = split_version(export);
+        interface
+            .starts_with("porthole:plugin/")
+            .then_some(version)
+            .flatten()
+    })
+}
+
+/// Refuses a component whose exports target a contract version this host does not implement.
+pub fn check_contract<'a>(exports: impl IntoIterator<Item = &'a str>) -> Result<(), ImportRefused> {
+    match contract_version(exports) {
+        Some(version) if !version.starts_with(PORTHOLE_VERSION) => {
+            Err(ImportRefused::UnsupportedContract(version.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks one import name against `world`.
@@ -243,6 +279,18 @@ mod tests {
                 Err(ImportRefused::UnsupportedVersion(_))
             ));
         }
+    }
+
+    #[test]
+    fn a_newer_contract_is_named_with_what_to_do() {
+        assert_eq!(check_contract(["porthole:plugin/dns@0.1.7"]), Ok(()));
+        let refused = check_contract(["wasi:cli/run@0.2.0", "porthole:plugin/dns@0.2.0"]);
+        assert_eq!(
+            refused,
+            Err(ImportRefused::UnsupportedContract("0.2.0".into()))
+        );
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("upgrade Porthole"), "{message}");
     }
 
     #[test]
