@@ -5,7 +5,10 @@
 //! than failing later with a linker error. Besides the world's own interfaces, every world may
 //! import the inert part of WASI that language runtimes reference on start-up (stdio, which we
 //! capture; an empty environment; clocks; randomness; a filesystem with nothing in it). Sockets
-//! are never granted: `wasi:http` through Porthole's checks is the only way out.
+//! are never granted: `wasi:http` through Porthole's checks is the only way out. Language runtimes
+//! whose C library imports `wasi:sockets` whether or not the plugin opens a socket (CPython's,
+//! for one) may still import it: it is linked as functions that trap, so such a component loads
+//! and a socket call fails the call.
 
 use crate::PluginWorld;
 
@@ -32,6 +35,22 @@ const INERT_WASI: &[&str] = &[
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
 ];
+
+/// Interfaces a component may import but never use: each of their functions traps.
+const TRAPPED: &[&str] = &[
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/ip-name-lookup",
+];
+
+/// Whether `import` is linked as traps (see [`TRAPPED`]).
+pub fn is_trapped(import: &str) -> bool {
+    TRAPPED.contains(&split_version(import).0)
+}
 
 /// Porthole interfaces every world may import.
 const PORTHOLE_BASE: &[&str] = &["porthole:plugin/types", "porthole:plugin/host"];
@@ -155,7 +174,9 @@ pub fn check_import(world: PluginWorld, import: &str) -> Result<(), ImportRefuse
     if interface == crate::escape_hooks::IMPORT {
         return Ok(());
     }
-    let in_base = INERT_WASI.contains(&interface) || PORTHOLE_BASE.contains(&interface);
+    let in_base = INERT_WASI.contains(&interface)
+        || PORTHOLE_BASE.contains(&interface)
+        || TRAPPED.contains(&interface);
     let in_network = NETWORKED.contains(&interface);
     if !in_base && !in_network {
         return Err(ImportRefused::NeverGranted(import.to_owned()));
@@ -245,12 +266,23 @@ mod tests {
     }
 
     #[test]
-    fn sockets_and_unknown_interfaces_are_never_granted() {
+    fn sockets_may_be_imported_only_as_traps() {
         for world in ALL_WORLDS {
             for import in [
-                "wasi:sockets/tcp@0.2.0",
+                "wasi:sockets/tcp@0.2.9",
                 "wasi:sockets/ip-name-lookup@0.2.0",
-                "wasi:sockets/instance-network@0.2.0",
+            ] {
+                assert_eq!(check_import(world, import), Ok(()), "{world:?} {import}");
+                assert!(is_trapped(import));
+            }
+        }
+        assert!(!is_trapped("wasi:http/outgoing-handler@0.2.12"));
+    }
+
+    #[test]
+    fn unknown_interfaces_are_never_granted() {
+        for world in ALL_WORLDS {
+            for import in [
                 "wasi:http/incoming-handler@0.2.0",
                 "porthole:plugin/admin@0.1.0",
                 "evil:steal/secrets",

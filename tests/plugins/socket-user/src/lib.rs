@@ -1,5 +1,5 @@
-//! Hostile: opens a TCP socket directly. Such a component imports wasi:sockets, which no world
-//! grants, so loading must refuse it.
+//! Hostile: opens a TCP socket directly. Such a component imports wasi:sockets, which Porthole
+//! links only as traps: it loads, and the socket call fails the call.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "cloud-init-template" });
 
