@@ -160,19 +160,6 @@ pub fn classify_trap(name: &str, budget: &CallBudget, error: &wasmtime::Error) -
         return limit("too many open resources".into());
     }
     let detail = without_backtrace(&format!("{error:#}"));
-    // wasmtime's words for calling an import linked as a trap (`worlds::is_trapped`).
-    if let Some(at) = detail.find("`wasi:sockets/")
-        && detail.contains("has not been defined")
-    {
-        let function = detail[at..].split('`').nth(1).unwrap_or("wasi:sockets");
-        return CallError::Trap {
-            name,
-            detail: format!(
-                "called {function}, which no plugin may use: reach the network through \
-                 wasi:http/outgoing-handler"
-            ),
-        };
-    }
     let lower = detail.to_ascii_lowercase();
     if lower.contains("maximum concurrent") || lower.contains("pooling allocator") {
         return CallError::Busy;

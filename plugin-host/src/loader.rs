@@ -247,14 +247,7 @@ pub(crate) fn prepare(
     let link_error = |err: wasmtime::Error| LoadError::Link {
         detail: crate::text::truncate(&format!("{err:#}"), crate::error::MAX_DETAIL).to_owned(),
     };
-    let mut linker = sandbox::linker(engine, world).map_err(link_error)?;
-    // What the linker lacks is what `examine` let through as traps (`worlds::is_trapped`).
-    let (imports, _) = names(engine, component);
-    if imports.iter().any(|import| worlds::is_trapped(import)) {
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(link_error)?;
-    }
+    let linker = sandbox::linker(engine, world).map_err(link_error)?;
     let pre = linker.instantiate_pre(component).map_err(link_error)?;
     Ok(match world {
         PluginWorld::CloudInitTemplate => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -220,6 +220,7 @@ fn link_inert_wasi(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
     use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
     use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 
     let l = linker;
     wasmtime_wasi::p2::bindings::io::error::add_to_linker::<CallState, HasTable>(l, |s| {
@@ -260,6 +261,18 @@ fn link_inert_wasi(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         l,
         <CallState as WasiFilesystemView>::filesystem,
     )?;
+    // The context permits no TCP, no UDP and no name lookup: wasmtime-wasi checks that before it
+    // makes any socket, so each attempt answers `access-denied`.
+    let network_options = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<CallState, WasiSockets>(l, &network_options, |s| {
+        s.sockets()
+    })?;
+    sockets::instance_network::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
+    sockets::tcp_create_socket::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
+    sockets::tcp::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
+    sockets::udp_create_socket::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
+    sockets::udp::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
+    sockets::ip_name_lookup::add_to_linker::<CallState, WasiSockets>(l, |s| s.sockets())?;
     Ok(())
 }
 

@@ -7,8 +7,8 @@
 //! capture; an empty environment; clocks; randomness; a filesystem with nothing in it). Sockets
 //! are never granted: `wasi:http` through Porthole's checks is the only way out. Language runtimes
 //! whose C library imports `wasi:sockets` whether or not the plugin opens a socket (CPython's,
-//! for one) may still import it: it is linked as functions that trap, so such a component loads
-//! and a socket call fails the call.
+//! for one) may still import it: it is linked against a context that permits no use, so every
+//! attempt to make a socket or look up a name answers `access-denied` before any system call.
 
 use crate::PluginWorld;
 
@@ -36,8 +36,8 @@ const INERT_WASI: &[&str] = &[
     "wasi:filesystem/preopens",
 ];
 
-/// Interfaces a component may import but never use: each of their functions traps.
-const TRAPPED: &[&str] = &[
+/// Interfaces a component may import but never use: every use is denied.
+const DENIED: &[&str] = &[
     "wasi:sockets/network",
     "wasi:sockets/instance-network",
     "wasi:sockets/udp",
@@ -46,11 +46,6 @@ const TRAPPED: &[&str] = &[
     "wasi:sockets/tcp-create-socket",
     "wasi:sockets/ip-name-lookup",
 ];
-
-/// Whether `import` is linked as traps (see [`TRAPPED`]).
-pub fn is_trapped(import: &str) -> bool {
-    TRAPPED.contains(&split_version(import).0)
-}
 
 /// Porthole interfaces every world may import.
 const PORTHOLE_BASE: &[&str] = &["porthole:plugin/types", "porthole:plugin/host"];
@@ -176,7 +171,7 @@ pub fn check_import(world: PluginWorld, import: &str) -> Result<(), ImportRefuse
     }
     let in_base = INERT_WASI.contains(&interface)
         || PORTHOLE_BASE.contains(&interface)
-        || TRAPPED.contains(&interface);
+        || DENIED.contains(&interface);
     let in_network = NETWORKED.contains(&interface);
     if !in_base && !in_network {
         return Err(ImportRefused::NeverGranted(import.to_owned()));
@@ -266,17 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn sockets_may_be_imported_only_as_traps() {
+    fn sockets_may_be_imported_though_never_used() {
         for world in ALL_WORLDS {
             for import in [
                 "wasi:sockets/tcp@0.2.9",
                 "wasi:sockets/ip-name-lookup@0.2.0",
             ] {
                 assert_eq!(check_import(world, import), Ok(()), "{world:?} {import}");
-                assert!(is_trapped(import));
             }
         }
-        assert!(!is_trapped("wasi:http/outgoing-handler@0.2.12"));
     }
 
     #[test]

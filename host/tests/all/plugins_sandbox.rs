@@ -456,20 +456,21 @@ async fn environment_arguments_and_files_are_invisible_to_a_plugin() {
 }
 
 #[tokio::test]
-async fn a_component_that_opens_a_socket_loads_and_its_socket_call_traps() {
+async fn a_component_that_opens_a_socket_loads_and_is_denied_the_socket() {
     let runtime = runtime_with(&[template("socket", "socket-user")]).await;
     assert_eq!(state_of(&runtime, "socket"), PluginState::Loaded);
-    let call = runtime
+    let rendered = runtime
         .cloud_init_template("socket")
         .render(&context())
-        .await;
-    match call {
-        Err(CallError::Trap { detail, .. }) => {
-            assert!(detail.contains("called wasi:sockets/"), "{detail}");
-            assert!(detail.contains("wasi:http/outgoing-handler"), "{detail}");
-        }
-        other => panic!("expected the socket call to trap, got {other:?}"),
-    }
+        .await
+        .map(|r| r.user_data);
+    let Ok(user_data) = rendered else {
+        panic!("the plugin should see the refusal and answer: {rendered:?}");
+    };
+    assert!(
+        user_data.contains("socket: PermissionDenied"),
+        "{user_data}"
+    );
 }
 
 /// A component whose one core module declares three memories.

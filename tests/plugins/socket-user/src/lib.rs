@@ -1,5 +1,5 @@
 //! Hostile: opens a TCP socket directly. Such a component imports wasi:sockets, which Porthole
-//! links only as traps: it loads, and the socket call fails the call.
+//! links against a context that permits nothing: it loads, and the connection is refused.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "cloud-init-template" });
 
