@@ -31,14 +31,24 @@ macro_rules! files {
     };
 }
 
-const TEMPLATES: &[Template] = &[Template {
-    language: Language::Rust,
-    world: PluginWorld::DnsProvider,
-    build: "cargo build --release --target wasm32-wasip2",
-    files: files!("rust-dns-provider":
+const TEMPLATES: &[Template] = &[
+    Template {
+        language: Language::Rust,
+        world: PluginWorld::DnsProvider,
+        build: "cargo build --release --target wasm32-wasip2",
+        files: files!("rust-dns-provider":
         "Cargo.toml", ".gitignore", "README.md", "plugin.toml", "src/lib.rs", "src/http.rs",
         "tests/plugin-test.toml"),
-}];
+    },
+    Template {
+        language: Language::Python,
+        world: PluginWorld::BillingAdapter,
+        build: "./build.sh",
+        files: files!("python-billing-adapter":
+        "requirements.txt", "build.sh", ".gitignore", "README.md", "plugin.toml", "src/app.py",
+        "src/paddle.py", "tests/test_paddle.py", "tests/plugin-test.toml"),
+    },
+];
 
 /// The language and world pairs there are templates for, as `plugin new` lists them.
 pub fn available() -> String {
@@ -93,11 +103,17 @@ pub fn create(
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "sh") {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} executable", path.display()))?;
+    }
+    Ok(())
 }
 
 /// A name every toolchain accepts as a package name and Porthole as a plugin name.
