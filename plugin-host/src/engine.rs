@@ -54,8 +54,18 @@ impl PluginEngine {
     /// plugin's memory: no pool (its slots reserve gigabytes), memories reserved at their size
     /// and moved when they grow, no guard regions, no copy-on-write images (which need
     /// `memfd_create`), and compilation on the calling thread (the runner makes no thread once
-    /// it serves). The daemon compiles its runners' components in an engine like this one.
+    /// it serves). The daemon compiles its runners' components in [`Self::compiling_for_runners`].
     pub fn for_runner() -> wasmtime::Result<Self> {
+        Self::with(&Self::runner_config(false))
+    }
+
+    /// The daemon's engine when plugins run in runners: configured as theirs, so the artifacts it
+    /// compiles load there, but compiling on every core (which artifacts do not record).
+    pub fn compiling_for_runners() -> wasmtime::Result<Self> {
+        Self::with(&Self::runner_config(true))
+    }
+
+    fn runner_config(parallel_compilation: bool) -> Config {
         let mut config = Config::new();
         config
             .epoch_interruption(true)
@@ -66,8 +76,8 @@ impl PluginEngine {
             .memory_guard_size(0)
             .guard_before_linear_memory(false)
             .memory_init_cow(false)
-            .parallel_compilation(false);
-        Self::with(&config)
+            .parallel_compilation(parallel_compilation);
+        config
     }
 
     fn with(config: &Config) -> wasmtime::Result<Self> {

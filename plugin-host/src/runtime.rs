@@ -146,7 +146,7 @@ impl PluginRuntime {
         // With runners, the daemon compiles for them: in an engine configured as theirs.
         let engine = match options.isolation {
             Isolation::InProcess => PluginEngine::new(),
-            Isolation::Process(_) => PluginEngine::for_runner(),
+            Isolation::Process(_) => PluginEngine::compiling_for_runners(),
         }
         .map_err(|err| anyhow::anyhow!("plugin engine: {err:#}"))?;
         let disk = options

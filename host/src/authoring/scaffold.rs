@@ -41,6 +41,14 @@ const TEMPLATES: &[Template] = &[
         "tests/plugin-test.toml"),
     },
     Template {
+        language: Language::Js,
+        world: PluginWorld::DnsProvider,
+        build: "npm ci && npm run build",
+        files: files!("js-dns-provider":
+        "package.json", "package-lock.json", ".gitignore", "README.md", "plugin.toml",
+        "src/plugin.js", "tests/plugin-test.toml"),
+    },
+    Template {
         language: Language::Python,
         world: PluginWorld::BillingAdapter,
         build: "./build.sh",
