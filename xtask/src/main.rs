@@ -3,6 +3,7 @@
 mod bench;
 mod bench_console;
 mod bench_orders;
+mod examples;
 mod plugins;
 mod run;
 mod trim_schema;
@@ -19,6 +20,7 @@ commands:
                               the console's throughput runs alone, printed and not recorded
   bench orders                200 concurrent orders on the simulator: orders/minute, CPU per order; append to docs/benchmarks.md
   demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
+  examples                    build the plugin examples in examples/plugins with their own commands; check and test them
   plugins                     build the first-party plugins as wasm32-wasip2 components; print path, size, sha256
   test                        everything CI checks: rustfmt, clippy -D warnings, every test
   trim-schema <apidoc.json>   write sim/schema/pve-api.json, the part of the PVE API schema the simulator serves";
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         Some("test") => run::test(&workspace_root()),
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("plugins") => plugins::build(&workspace_root()).map(drop),
+        Some("examples") => run::examples(&workspace_root()),
         Some("demo") => run::demo(&workspace_root(), &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");

@@ -78,6 +78,8 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     // The daemon's tests run the first-party plugins' components, so they are built first.
     crate::plugins::build(root)?;
     crate::plugins::check(root)?;
+    // The daemon's end-to-end tests load the examples' components too.
+    examples(root)?;
     step(
         root,
         "cargo",
@@ -116,6 +118,17 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
         &["build", "--locked", "--package", "porthole"],
     )?;
     step(&root.join("panel-ui"), "npm", &["test"])
+}
+
+/// Builds the plugin examples with their own commands and tests them with `porthole`.
+pub fn examples(root: &Path) -> anyhow::Result<()> {
+    step(
+        root,
+        "cargo",
+        &["build", "--locked", "--package", "porthole"],
+    )?;
+    crate::examples::build(root)?;
+    crate::examples::test(root)
 }
 
 /// Builds and starts `porthole demo`, passing any extra arguments on.

@@ -37,7 +37,7 @@ const TEMPLATES: &[Template] = &[
         world: PluginWorld::DnsProvider,
         build: "cargo build --release --target wasm32-wasip2",
         files: files!("rust-dns-provider":
-        "Cargo.toml", ".gitignore", "README.md", "plugin.toml", "src/lib.rs", "src/http.rs",
+        "Cargo.toml", "Cargo.lock", ".gitignore", "README.md", "plugin.toml", "src/lib.rs", "src/http.rs",
         "tests/plugin-test.toml"),
     },
     Template {

@@ -86,7 +86,7 @@ pub fn load(file: &Path) -> anyhow::Result<Spec> {
     let spec: Spec = toml::from_str(&text).map_err(|err| {
         let line = err
             .span()
-            .map(|span| text[..span.start].lines().count().max(1));
+            .map(|span| text[..span.start].matches('\n').count() + 1);
         match line {
             Some(line) => anyhow::anyhow!("{}:{line}: {}", file.display(), err.message()),
             None => anyhow::anyhow!("{}: {}", file.display(), err.message()),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod authoring;
 mod cli;
 mod config;
 mod console;
