@@ -12,6 +12,7 @@ mod demo;
 mod first_party;
 mod lifecycle;
 mod lifecycle_acceptance;
+mod plugins_examples;
 mod plugins_first_party;
 mod plugins_isolation;
 mod plugins_runner;

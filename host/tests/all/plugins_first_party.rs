@@ -388,11 +388,11 @@ async fn billing_stripe_accepts_signed_webhooks_and_rejects_tampered_ones() {
 }
 
 /// A `pdns_server` with the gsqlite3 backend on loopback, killed on drop.
-struct PowerDns {
+pub(crate) struct PowerDns {
     child: Child,
     dns_port: u16,
-    api_url: String,
-    api_key: String,
+    pub api_url: String,
+    pub api_key: String,
     _dir: TempDir,
 }
 
@@ -425,7 +425,7 @@ fn free_tcp_port() -> u16 {
 }
 
 impl PowerDns {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let binary = which("pdns_server").unwrap_or_else(|| {
             panic!(
                 "pdns_server is not installed: apt-get install -y pdns-server pdns-backend-sqlite3"
@@ -492,7 +492,7 @@ impl PowerDns {
         panic!("the PowerDNS API did not come up on {}", self.api_url);
     }
 
-    async fn create_zone(&self, zone: &str) {
+    pub async fn create_zone(&self, zone: &str) {
         let response = reqwest::Client::new()
             .post(format!("{}/api/v1/servers/localhost/zones", self.api_url))
             .header("X-API-Key", &self.api_key)
@@ -509,7 +509,7 @@ impl PowerDns {
     }
 
     /// `dig +short` against this server.
-    fn dig(&self, name: &str, kind: &str) -> String {
+    pub fn dig(&self, name: &str, kind: &str) -> String {
         let output = Command::new("dig")
             .args([
                 "@127.0.0.1",
