@@ -28,6 +28,9 @@ pub struct Options {
     pub credentials_file: Option<PathBuf>,
     /// The first-party plugin components; default [`default_plugins_dir`].
     pub plugins_dir: Option<PathBuf>,
+    /// TOML merged into the generated configuration (see [`DemoSetup::extra_config`]): how a
+    /// plugin author loads their own plugin into the demo.
+    pub extra_config: Option<PathBuf>,
 }
 
 /// The name the demo's simulated cluster has in the configuration.
@@ -201,11 +204,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         );
         None
     };
+    let extra_config = match &options.extra_config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => String::new(),
+    };
     let demo = Demo::start_with(DemoSetup {
         listen: options.listen,
         data_dir: options.data_dir,
         sim: SimConfig::default(),
-        extra_config: String::new(),
+        extra_config,
         plugins_dir,
         plugin_runner: None,
     })

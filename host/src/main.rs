@@ -42,6 +42,10 @@ enum Command {
         /// The first-party plugin components (default: this repository's built plugins).
         #[arg(long, value_name = "DIR")]
         plugins_dir: Option<PathBuf>,
+        /// TOML merged into the demo's configuration: its [[plugins]] join the bundled ones, its
+        /// other keys replace the demo's (e.g. [lifecycle] dns_plugin = "my-dns").
+        #[arg(long, value_name = "FILE")]
+        extra_config: Option<PathBuf>,
     },
     /// Validate a configuration file without starting anything.
     CheckConfig { file: PathBuf },
@@ -260,12 +264,14 @@ async fn run(command: Command) -> ExitCode {
             data_dir,
             credentials_file,
             plugins_dir,
+            extra_config,
         } => {
             demo::run(demo::Options {
                 listen,
                 data_dir,
                 credentials_file,
                 plugins_dir,
+                extra_config,
             })
             .await
         }
