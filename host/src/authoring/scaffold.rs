@@ -50,6 +50,14 @@ const TEMPLATES: &[Template] = &[
     },
     Template {
         language: Language::Python,
+        world: PluginWorld::DnsProvider,
+        build: "./build.sh",
+        files: files!("python-dns-provider":
+        "requirements.txt", "build.sh", ".gitignore", "README.md", "plugin.toml", "src/app.py",
+        "src/httpclient.py", "tests/plugin-test.toml"),
+    },
+    Template {
+        language: Language::Python,
         world: PluginWorld::BillingAdapter,
         build: "./build.sh",
         files: files!("python-billing-adapter":
