@@ -1,6 +1,7 @@
-//! `cargo xtask bench plugins`: builds the first-party `cloudinit-basic` component and the
-//! measuring program (`xtask/bench-plugins`, release mode), runs it, and appends the numbers with
-//! the machine and date to docs/benchmarks.md.
+//! `cargo xtask bench plugins`: builds the first-party `cloudinit-basic` component, a DNS provider
+//! in each language from `porthole plugin new`'s templates, and the measuring program
+//! (`xtask/bench-plugins`, release mode), runs it, and appends the numbers with the machine and
+//! date to docs/benchmarks.md.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,24 @@ const GOAL_P50_US: f64 = 30.0;
 const GOAL_P99_US: f64 = 100.0;
 const GOAL_RUNNER_P50_US: f64 = 45.0;
 const GOAL_RUNNER_P99_US: f64 = 150.0;
+
+/// The languages of the DNS templates, how each is built and where its component lands, and
+/// the goal for its upsert's p50 in µs (Rust's: the cloud-init render's, unchanged).
+const DNS_TEMPLATES: &[(&str, &[&[&str]], &str, f64)] = &[
+    (
+        "rust",
+        &[&["cargo", "build", "--locked", "--release", "--target", "wasm32-wasip2"]],
+        "target/wasm32-wasip2/release/bench_dns_rust.wasm",
+        f64::NAN,
+    ),
+    (
+        "js",
+        &[&["npm", "ci", "--no-audit", "--no-fund"], &["npm", "run", "build"]],
+        "dist/bench-dns-js.wasm",
+        2_000.0,
+    ),
+    ("python", &[&["./build.sh"]], "dist/bench-dns-python.wasm", 5_000.0),
+];
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -26,6 +45,7 @@ pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 fn plugins(root: &Path) -> anyhow::Result<()> {
     crate::plugins::build(root)?;
     let component = crate::plugins::component_path(root, "cloudinit-basic");
+    let dns = dns_templates(root)?;
     eprintln!("xtask: measuring {}", component.display());
     let output = Command::new("cargo")
         .args([
@@ -38,6 +58,7 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
             "--",
         ])
         .arg(&component)
+        .args(&dns)
         .current_dir(root)
         .output()
         .context("while starting the plugin benchmark")?;
@@ -52,6 +73,30 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
     let section = markdown(&report, &machine(), &today());
     println!("{section}");
     append(&root.join("docs/benchmarks.md"), &section)
+}
+
+/// Writes each language's DNS template with `porthole plugin new` (under target/bench-dns) and
+/// builds it with its own command: `LANGUAGE=COMPONENT` arguments for the measuring program.
+fn dns_templates(root: &Path) -> anyhow::Result<Vec<String>> {
+    crate::run::step(root, "cargo", &["build", "--locked", "--package", "porthole"])?;
+    let porthole = root.join("target/debug/porthole");
+    let porthole = porthole.to_str().context("the repository's path is not UTF-8")?;
+    let dir = root.join("target/bench-dns");
+    std::fs::create_dir_all(&dir)?;
+    let mut components = Vec::new();
+    for (language, build, component, _) in DNS_TEMPLATES {
+        let name = format!("bench-dns-{language}");
+        let project = dir.join(&name);
+        if !project.exists() {
+            let args = ["plugin", "new", &name, "--world", "dns-provider", "--lang", language];
+            crate::run::step(&dir, porthole, &args)?;
+        }
+        for command in *build {
+            crate::run::step(&project, command[0], &command[1..])?;
+        }
+        components.push(format!("{language}={}", project.join(component).display()));
+    }
+    Ok(components)
 }
 
 fn number(report: &serde_json::Value, path: &[&str]) -> f64 {
@@ -79,7 +124,11 @@ fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
          | output validation only (YAML parse, sizes) | {valid_p50:.1} µs | {valid_p99:.1} µs |\n\
          | same template, native Rust | {native_p50:.2} µs | {native_p99:.2} µs |\n\n\
          Throughput: {calls:.0} renders/s on {workers} workers. Through a runner: {ratio:.2}× the \
-         in-process p50; the runner's resident memory {runner_rss:.0} KiB.\n",
+         in-process p50; the runner's resident memory {runner_rss:.0} KiB.\n\n\
+         The same DNS upsert (one PATCH, answered 204 on loopback) through each language's \
+         `plugin new` template, fresh instance per call, in the daemon's process:\n\n\
+         | language | component | p50 | p99 |\n|---|---|---|---|\n{dns_rows}",
+        dns_rows = dns_rows(report, render_p50),
         ratio = runner_p50 / render_p50,
         trip_p50 = number(report, &["process_round_trip", "p50_us"]),
         trip_p99 = number(report, &["process_round_trip", "p99_us"]),
@@ -98,6 +147,29 @@ fn markdown(report: &serde_json::Value, machine: &str, date: &str) -> String {
         native_p99 = number(report, &["native_render", "p99_us"]),
         calls = number(report, &["render_calls_per_s"]),
     )
+}
+
+/// One row per DNS template, with its goal: Rust's is to cost what a render does.
+fn dns_rows(report: &serde_json::Value, render_p50: f64) -> String {
+    DNS_TEMPLATES
+        .iter()
+        .map(|(language, _, _, goal)| {
+            let p50 = number(report, &["dns_upsert", language, "p50_us"]);
+            let p99 = number(report, &["dns_upsert", language, "p99_us"]);
+            let bytes = number(report, &["dns_upsert", language, "component_bytes"]);
+            let goal = match goal.is_nan() {
+                true => format!("a render's {render_p50:.1} µs plus the exchange"),
+                false if p50 <= *goal => format!("met ≤ {:.0} ms", goal / 1000.0),
+                false => format!("missed ≤ {:.0} ms", goal / 1000.0),
+            };
+            format!(
+                "| {language} | {:.1} MB | {:.2} ms ({goal}) | {:.2} ms |\n",
+                bytes / 1e6,
+                p50 / 1000.0,
+                p99 / 1000.0
+            )
+        })
+        .collect()
 }
 
 pub(crate) fn append(file: &Path, section: &str) -> anyhow::Result<()> {

@@ -1,9 +1,10 @@
 //! Measures a cloud-init render through the plugin runtime (fresh instance per call), in the
 //! daemon's process and through a plugin runner, against the same template logic compiled
-//! natively. Prints one JSON object; `cargo xtask bench plugins`
-//! turns it into a row of docs/benchmarks.md.
+//! natively; and the same DNS upsert through each language's DNS provider template, its HTTP
+//! answered by a server on loopback. Prints one JSON object; `cargo xtask bench plugins`
+//! turns it into rows of docs/benchmarks.md.
 //!
-//! usage: porthole-bench-plugins COMPONENT.wasm
+//! usage: porthole-bench-plugins COMPONENT.wasm [LANGUAGE=DNS-COMPONENT.wasm…]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use porthole_plugin_host::isolation::{Isolation, RunnerCommand};
 use porthole_plugin_host::{
-    PlanSize, PluginLimits, PluginRuntime, PluginSpec, PluginWorld, RenderContext, RuntimeOptions,
+    DnsRecord, PlanSize, PluginLimits, PluginRuntime, PluginSpec, PluginWorld, RecordKind,
+    RenderContext, RuntimeOptions, Secret,
 };
 use sha2::Digest;
 
@@ -19,6 +21,9 @@ const WARM_UP: usize = 500;
 const SAMPLES: usize = 10_000;
 const THROUGHPUT_CALLS: usize = 20_000;
 const WORKERS: usize = 2;
+/// Upserts measured per language: a JavaScript or Python call takes milliseconds.
+const DNS_WARM_UP: usize = 20;
+const DNS_SAMPLES: usize = 300;
 
 fn context() -> RenderContext {
     RenderContext {
@@ -180,7 +185,13 @@ fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
             .as_ref()
             .and_then(|runner| runner.rss_kib);
 
+        let mut dns = serde_json::Map::new();
+        for (language, component) in dns_components(&args[1..])? {
+            dns.insert(language, upserts(&component).await?);
+        }
+
         let report = serde_json::json!({
+            "dns_upsert": dns,
             "process_round_trip": percentiles(round_trips()?),
             "render_through_runner": percentiles(through_runner),
             "runner_rss_kib": runner_rss_kib,
@@ -196,6 +207,93 @@ fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `LANGUAGE=PATH` arguments.
+fn dns_components(args: &[String]) -> Result<Vec<(String, PathBuf)>, Box<dyn std::error::Error>> {
+    args.iter()
+        .map(|arg| {
+            let (language, path) = arg
+                .split_once('=')
+                .ok_or_else(|| format!("{arg}: expected LANGUAGE=DNS-COMPONENT.wasm"))?;
+            Ok((language.to_owned(), PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// The same upsert through the DNS provider at `wasm`, in a fresh instance per call, against a
+/// PowerDNS stand-in on loopback: its size and the call's percentiles.
+async fn upserts(wasm: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let api = answer_204s().await?;
+    let bytes = std::fs::read(wasm)?;
+    let url = format!("http://{api}");
+    let plugin = PluginSpec {
+        name: "dns".into(),
+        world: PluginWorld::DnsProvider,
+        path: wasm.to_path_buf(),
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        allowed_hosts: vec![url.parse()?],
+        allowed_addresses: vec![api.ip()],
+        ca_file: None,
+        limits: PluginLimits::default(),
+        settings: BTreeMap::from([
+            ("api_url".to_owned(), Secret::new(url)),
+            ("api_key".to_owned(), Secret::new("bench".to_owned())),
+        ]),
+    };
+    let plugins = PluginRuntime::new(RuntimeOptions::default())?;
+    plugins.load_all(std::slice::from_ref(&plugin)).await;
+    let dns = plugins.dns_provider("dns");
+    let record = DnsRecord {
+        name: "vm42.lab.example.com".into(),
+        kind: RecordKind::A,
+        content: "192.0.2.42".into(),
+        ttl: 300,
+        proxied: false,
+    };
+    dns.upsert_record("lab.example.com", &record).await?;
+    let upsert = || async { drop(dns.upsert_record("lab.example.com", &record).await) };
+    timed(upsert, DNS_WARM_UP).await;
+    let mut report = percentiles(timed(upsert, DNS_SAMPLES).await);
+    report["component_bytes"] = bytes.len().into();
+    Ok(report)
+}
+
+/// An HTTP server on loopback that answers every request `204 No Content` and closes.
+async fn answer_204s() -> std::io::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then as much body as Content-Length says.
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 /// Echoes what arrives on standard input (a socket) back on it: the far end of [`round_trips`].
