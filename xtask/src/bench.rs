@@ -19,17 +19,32 @@ const GOAL_RUNNER_P99_US: f64 = 150.0;
 const DNS_TEMPLATES: &[(&str, &[&[&str]], &str, f64)] = &[
     (
         "rust",
-        &[&["cargo", "build", "--locked", "--release", "--target", "wasm32-wasip2"]],
+        &[&[
+            "cargo",
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ]],
         "target/wasm32-wasip2/release/bench_dns_rust.wasm",
         f64::NAN,
     ),
     (
         "js",
-        &[&["npm", "ci", "--no-audit", "--no-fund"], &["npm", "run", "build"]],
+        &[
+            &["npm", "ci", "--no-audit", "--no-fund"],
+            &["npm", "run", "build"],
+        ],
         "dist/bench-dns-js.wasm",
         2_000.0,
     ),
-    ("python", &[&["./build.sh"]], "dist/bench-dns-python.wasm", 5_000.0),
+    (
+        "python",
+        &[&["./build.sh"]],
+        "dist/bench-dns-python.wasm",
+        5_000.0,
+    ),
 ];
 
 pub fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
@@ -78,9 +93,15 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
 /// Writes each language's DNS template with `porthole plugin new` (under target/bench-dns) and
 /// builds it with its own command: `LANGUAGE=COMPONENT` arguments for the measuring program.
 fn dns_templates(root: &Path) -> anyhow::Result<Vec<String>> {
-    crate::run::step(root, "cargo", &["build", "--locked", "--package", "porthole"])?;
+    crate::run::step(
+        root,
+        "cargo",
+        &["build", "--locked", "--package", "porthole"],
+    )?;
     let porthole = root.join("target/debug/porthole");
-    let porthole = porthole.to_str().context("the repository's path is not UTF-8")?;
+    let porthole = porthole
+        .to_str()
+        .context("the repository's path is not UTF-8")?;
     let dir = root.join("target/bench-dns");
     std::fs::create_dir_all(&dir)?;
     let mut components = Vec::new();
@@ -88,7 +109,15 @@ fn dns_templates(root: &Path) -> anyhow::Result<Vec<String>> {
         let name = format!("bench-dns-{language}");
         let project = dir.join(&name);
         if !project.exists() {
-            let args = ["plugin", "new", &name, "--world", "dns-provider", "--lang", language];
+            let args = [
+                "plugin",
+                "new",
+                &name,
+                "--world",
+                "dns-provider",
+                "--lang",
+                language,
+            ];
             crate::run::step(&dir, porthole, &args)?;
         }
         for command in *build {
