@@ -33,11 +33,14 @@ from wit_world.imports.porthole_plugin_types import ErrorKind, PluginError
 
 class Billing(exports.Billing):
     def handle_webhook(self, request: WebhookRequest) -> WebhookOutcome:
-        # An exception other than Err would crash the call; report it as the plugin's bug.
+        # Anything but the contract's own error would crash the call: report it as the plugin's
+        # bug.
         try:
             return handle(request)
-        except Err:
-            raise
+        except Err as err:
+            if isinstance(err.value, PluginError):
+                raise
+            raise Err(PluginError(kind=ErrorKind.INTERNAL, message=f"uncaught {err.value!r}"))
         except Exception as err:  # noqa: BLE001
             raise Err(PluginError(kind=ErrorKind.INTERNAL, message=f"{type(err).__name__}: {err}"))
 

@@ -27,12 +27,15 @@ def fail(kind: ErrorKind, message: str):
 
 
 def guarded(method):
-    """Anything raised that is not the contract's error (a bug) is reported as `internal`."""
+    """Anything raised that is not the contract's error (a bug, or an import's own error left
+    uncaught) is reported as `internal`: raised as it is, it would crash the call."""
     def call(self, *args):
         try:
             return method(self, *args)
-        except Err:
-            raise
+        except Err as err:
+            if isinstance(err.value, PluginError):
+                raise
+            fail(ErrorKind.INTERNAL, f"uncaught {err.value!r}")
         except Exception as err:  # noqa: BLE001
             fail(ErrorKind.INTERNAL, f"{type(err).__name__}: {err}")
     return call

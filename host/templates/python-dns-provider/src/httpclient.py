@@ -29,12 +29,13 @@ def send(method: str, url: str, headers: dict, body: bytes = b"") -> tuple:
     outgoing = request.body()
     try:
         future = outgoing_handler.handle(request, None)
-    except Err as refused:
-        raise HttpError(f"refused: {refused.value}") from None
-    with outgoing.write() as stream:
-        for start in range(0, len(body), 4096):
-            stream.blocking_write_and_flush(body[start:start + 4096])
-    http.OutgoingBody.finish(outgoing, None)
+        with outgoing.write() as stream:
+            for start in range(0, len(body), 4096):
+                stream.blocking_write_and_flush(body[start:start + 4096])
+        http.OutgoingBody.finish(outgoing, None)
+    except Err as failed:
+        # Refused by Porthole's egress policy, or the connection went away while sending.
+        raise HttpError(f"sending: {failed.value}") from None
     with future:
         with future.subscribe() as ready:
             ready.block()
