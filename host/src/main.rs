@@ -101,35 +101,7 @@ enum PluginAction {
     },
     /// Run one call of a component in the daemon's sandbox and print its result, its log and
     /// every HTTP request it made.
-    Call {
-        file: PathBuf,
-        /// The WIT function, e.g. upsert-record.
-        function: String,
-        /// The plugin's keys as in a [[plugins]] entry: settings, allowed_hosts,
-        /// allowed_addresses, tls, limits.
-        #[arg(long, value_name = "FILE")]
-        settings: Option<PathBuf>,
-        /// The function's parameters by their WIT names, as a JSON object.
-        #[arg(long, default_value = "{}")]
-        input: String,
-        /// Answer outgoing requests from these recorded exchanges (JSON) instead of the network.
-        #[arg(long, value_name = "FILE")]
-        http_fixtures: Option<PathBuf>,
-        /// Write the call's exchanges to this file, as fixtures for later calls and tests.
-        #[arg(long, value_name = "FILE")]
-        record: Option<PathBuf>,
-        /// The SQLite file that keeps the plugin's kv between calls (default: discarded).
-        #[arg(long, value_name = "FILE")]
-        kv: Option<PathBuf>,
-        /// Unix seconds the plugin's wall clock reads.
-        #[arg(long)]
-        now: Option<u64>,
-        #[command(flatten)]
-        sandbox: SandboxArgs,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Call(PluginCall),
     /// Run a TOML file of test cases against a component: a PASS or FAIL line each, exit 1 on
     /// any failure.
     Test {
@@ -140,6 +112,37 @@ enum PluginAction {
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct PluginCall {
+    file: PathBuf,
+    /// The WIT function, e.g. upsert-record.
+    function: String,
+    /// The plugin's keys as in a [[plugins]] entry: settings, allowed_hosts,
+    /// allowed_addresses, tls, limits.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// The function's parameters by their WIT names, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Answer outgoing requests from these recorded exchanges (JSON) instead of the network.
+    #[arg(long, value_name = "FILE")]
+    http_fixtures: Option<PathBuf>,
+    /// Write the call's exchanges to this file, as fixtures for later calls and tests.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// The SQLite file that keeps the plugin's kv between calls (default: discarded).
+    #[arg(long, value_name = "FILE")]
+    kv: Option<PathBuf>,
+    /// Unix seconds the plugin's wall clock reads.
+    #[arg(long)]
+    now: Option<u64>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where `plugin call` and `plugin test` run the component.
@@ -323,29 +326,7 @@ fn plugin(action: PluginAction) -> ExitCode {
             );
             ExitCode::SUCCESS
         }),
-        PluginAction::Call {
-            file,
-            function,
-            settings,
-            input,
-            http_fixtures,
-            record,
-            kv,
-            now,
-            sandbox,
-            json,
-        } => runtime.block_on(plugin_call(PluginCall {
-            file,
-            function,
-            settings,
-            input,
-            http_fixtures,
-            record,
-            kv,
-            now,
-            confinement: sandbox.confinement(),
-            json,
-        })),
+        PluginAction::Call(call) => runtime.block_on(plugin_call(call)),
         PluginAction::Test {
             spec,
             component,
@@ -368,19 +349,6 @@ fn plugin(action: PluginAction) -> ExitCode {
         eprintln!("porthole: {err:#}");
         ExitCode::from(2)
     })
-}
-
-struct PluginCall {
-    file: PathBuf,
-    function: String,
-    settings: Option<PathBuf>,
-    input: String,
-    http_fixtures: Option<PathBuf>,
-    record: Option<PathBuf>,
-    kv: Option<PathBuf>,
-    now: Option<u64>,
-    confinement: authoring::workbench::Confinement,
-    json: bool,
 }
 
 /// One call; exit 0 when it succeeded, 1 when it failed, 2 when it could not be made.
@@ -406,7 +374,7 @@ async fn plugin_call(call: PluginCall) -> anyhow::Result<ExitCode> {
     let workbench = Workbench::open(Setup {
         spec: checked.spec,
         kv_file: &kv_file,
-        confinement: call.confinement,
+        confinement: call.sandbox.confinement(),
         cache: None,
     })
     .await?;

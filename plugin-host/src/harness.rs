@@ -56,6 +56,22 @@ pub struct HttpExchange {
 }
 
 impl HttpExchange {
+    /// A request not yet answered.
+    fn new(method: &str, url: &str) -> Self {
+        Self {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            request_body: String::new(),
+            refused: None,
+            failed: None,
+            status: None,
+            response_headers: Vec::new(),
+            response_body: String::new(),
+            answered_by: "network",
+            elapsed_ms: 0,
+        }
+    }
+
     /// The exchange as a fixture that answers the same request the same way.
     pub fn to_fixture(&self) -> Option<HttpFixture> {
         Some(HttpFixture {
@@ -128,16 +144,9 @@ impl Harness {
 
     pub(crate) fn note_refusal(&self, method: &str, url: &str, reason: String) {
         self.state().journal.push(HttpExchange {
-            method: method.to_owned(),
-            url: url.to_owned(),
-            request_body: String::new(),
             refused: Some(reason),
-            failed: None,
-            status: None,
-            response_headers: Vec::new(),
-            response_body: String::new(),
             answered_by: "policy",
-            elapsed_ms: 0,
+            ..HttpExchange::new(method, url)
         });
     }
 
@@ -155,16 +164,8 @@ impl Harness {
         let (parts, body) = request.into_parts();
         let body = read_whole(body).await?;
         let mut entry = HttpExchange {
-            method: parts.method.to_string(),
-            url: parts.uri.to_string(),
             request_body: String::from_utf8_lossy(&body).into_owned(),
-            refused: None,
-            failed: None,
-            status: None,
-            response_headers: Vec::new(),
-            response_body: String::new(),
-            answered_by: "network",
-            elapsed_ms: 0,
+            ..HttpExchange::new(parts.method.as_str(), &parts.uri.to_string())
         };
         let answered = match self.fixture_for(&entry) {
             Some(Ok(fixture)) => {
@@ -322,18 +323,7 @@ mod tests {
             body: String::new(),
         };
         harness.answer_with(Some(vec![fixture(200), fixture(404)]));
-        let request = HttpExchange {
-            method: "get".into(),
-            url: "http://api.test/x".into(),
-            request_body: String::new(),
-            refused: None,
-            failed: None,
-            status: None,
-            response_headers: Vec::new(),
-            response_body: String::new(),
-            answered_by: "network",
-            elapsed_ms: 0,
-        };
+        let request = HttpExchange::new("get", "http://api.test/x");
         let statuses: Vec<_> = (0..3)
             .map(|_| harness.fixture_for(&request).map(|f| f.map(|f| f.status)))
             .collect();

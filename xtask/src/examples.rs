@@ -8,10 +8,29 @@ use anyhow::Context as _;
 
 use crate::run::step;
 
-/// One example: its directory, build steps and built component.
+/// How a project `porthole plugin new` writes in `language` is built, as its README says.
+pub fn build_steps(language: &str) -> &'static [&'static [&'static str]] {
+    match language {
+        "rust" => &[&[
+            "cargo",
+            "build",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ]],
+        "js" => &[
+            &["npm", "ci", "--no-audit", "--no-fund"],
+            &["npm", "run", "build"],
+        ],
+        _ => &[&["./build.sh"]],
+    }
+}
+
+/// One example: its directory, language and built component.
 struct Example {
     dir: &'static str,
-    build: &'static [&'static [&'static str]],
+    language: &'static str,
     /// Native tests of the plugin's logic, before the component's.
     native_tests: &'static [&'static str],
     component: &'static str,
@@ -20,29 +39,19 @@ struct Example {
 const EXAMPLES: &[Example] = &[
     Example {
         dir: "rust-dns-powerdns",
-        build: &[&[
-            "cargo",
-            "build",
-            "--locked",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-        ]],
+        language: "rust",
         native_tests: &[],
         component: "target/wasm32-wasip2/release/rust_dns_powerdns.wasm",
     },
     Example {
         dir: "js-dns-powerdns",
-        build: &[
-            &["npm", "ci", "--no-audit", "--no-fund"],
-            &["npm", "run", "build"],
-        ],
+        language: "js",
         native_tests: &[],
         component: "dist/js-dns-powerdns.wasm",
     },
     Example {
         dir: "python-billing-paddle",
-        build: &[&["./build.sh"]],
+        language: "python",
         native_tests: &["python3", "tests/test_paddle.py"],
         component: "dist/python-billing-paddle.wasm",
     },
@@ -58,7 +67,7 @@ impl Example {
 pub fn build(root: &Path) -> anyhow::Result<()> {
     for example in EXAMPLES {
         let dir = example.path(root);
-        for command in example.build {
+        for command in build_steps(example.language) {
             step(&dir, command[0], &command[1..])?;
         }
     }

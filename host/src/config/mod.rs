@@ -47,13 +47,22 @@ pub fn load(path: &Path) -> Result<ResolvedConfig, ConfigError> {
 pub fn parse(text: &str, file: &str, base: &Path) -> Result<ResolvedConfig, ConfigError> {
     let document = toml::de::DeTable::parse(text)
         .map_err(|err| ConfigError::from_toml(file, text, None, &err))?;
-    let deserializer = toml::de::Deserializer::from(document.clone());
-    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let key = locate::display_path(err.path());
-        ConfigError::from_toml(file, text, Some(key), err.inner())
-    })?;
+    let config: Config = typed(&document, file, text)?;
     let locator = locate::Locator::new(file, text, document);
     validate::resolve(config, &locator, base)
+}
+
+/// The first pass: `document` as `T`, an error naming the key the type refused.
+fn typed<T: serde::de::DeserializeOwned>(
+    document: &toml::Spanned<toml::de::DeTable<'_>>,
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let deserializer = toml::de::Deserializer::from(document.clone());
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = locate::display_path(err.path());
+        ConfigError::from_toml(file, text, Some(key), err.inner())
+    })
 }
 
 /// Who a plugin is, for [`parse_plugin_entry`]: what a `[[plugins]]` entry names besides grants.
@@ -100,11 +109,7 @@ pub fn parse_plugin_entry(
             });
         }
     }
-    let deserializer = toml::de::Deserializer::from(document.clone());
-    let plugin: PluginConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let key = locate::display_path(err.path());
-        ConfigError::from_toml(file, text, Some(key), err.inner())
-    })?;
+    let plugin: PluginConfig = typed(&document, file, text)?;
     let locator = locate::Locator::new(file, text, document);
     validate::resolve_plugin(&plugin, &[], &locator, base)
 }
