@@ -3,8 +3,9 @@
 //! fixtures instead of the network when the author asks, and a wall clock the author may fix.
 //!
 //! The daemon never builds a harness: [`crate::RuntimeOptions::harness`] is `None` there, and
-//! each hook below is then a no-op. The egress policy is applied before a fixture answers, so a
-//! request the daemon would refuse is refused here too.
+//! each hook below is then a no-op. The egress policy is applied before a fixture answers: the
+//! allow-list, the request cap, the response budget, and the address checks for a host given as
+//! an address (a host name is not resolved when fixtures answer, so its addresses go unchecked).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -15,8 +16,13 @@ use serde::{Deserialize, Serialize};
 use wasmtime_wasi::HostWallClock;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-/// The most of a request or response body the journal keeps, and a fixture may answer with.
-const MAX_JOURNAL_BODY: usize = 1024 * 1024;
+use crate::egress::{Budget, MAX_RESPONSE_BYTES_PER_CALL};
+
+/// The most of a request body the harness reads: what a runner relays at most.
+const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
+
+/// The most of each body the journal keeps as text (and `--record` writes).
+const MAX_JOURNAL_TEXT: usize = 1024 * 1024;
 
 /// One recorded exchange, as `--http-fixtures` reads it and `--record` writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +56,7 @@ pub struct HttpExchange {
     pub status: Option<u16>,
     pub response_headers: Vec<(String, String)>,
     pub response_body: String,
-    /// `network` or `fixture`.
+    /// `network`, `fixture`, or `nobody` (refused by the policy, or no fixture matched).
     pub answered_by: &'static str,
     pub elapsed_ms: u64,
 }
@@ -72,14 +78,22 @@ impl HttpExchange {
         }
     }
 
-    /// The exchange as a fixture that answers the same request the same way.
+    /// The exchange as a fixture that answers the same request the same way. Framing headers
+    /// are left out: a replayed body's length is its own.
     pub fn to_fixture(&self) -> Option<HttpFixture> {
+        let framing = |name: &str| {
+            name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+        };
         Some(HttpFixture {
             method: self.method.clone(),
             url: self.url.clone(),
             request_body: None,
             status: self.status?,
-            headers: self.response_headers.clone(),
+            headers: (self.response_headers.iter())
+                .filter(|(name, _)| !framing(name))
+                .cloned()
+                .collect(),
             body: self.response_body.clone(),
         })
     }
@@ -126,7 +140,7 @@ impl Harness {
         self.state().clock
     }
 
-    /// The exchanges since the last take, in the order they were made.
+    /// The exchanges since the last take, in the order they finished.
     pub fn take_journal(&self) -> Vec<HttpExchange> {
         std::mem::take(&mut self.state().journal)
     }
@@ -145,7 +159,7 @@ impl Harness {
     pub(crate) fn note_refusal(&self, method: &str, url: &str, reason: String) {
         self.state().journal.push(HttpExchange {
             refused: Some(reason),
-            answered_by: "policy",
+            answered_by: "nobody",
             ..HttpExchange::new(method, url)
         });
     }
@@ -155,6 +169,7 @@ impl Harness {
     pub(crate) async fn exchange<F, Io>(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
+        budget: Budget,
         send: impl FnOnce(http::Request<WasiBody>) -> F,
     ) -> wasmtime_wasi_http::Result<http::Response<WasiBody>>
     where
@@ -162,18 +177,32 @@ impl Harness {
     {
         let started = Instant::now();
         let (parts, body) = request.into_parts();
-        let body = read_whole(body).await?;
-        let mut entry = HttpExchange {
-            request_body: String::from_utf8_lossy(&body).into_owned(),
-            ..HttpExchange::new(parts.method.as_str(), &parts.uri.to_string())
+        let mut entry = HttpExchange::new(parts.method.as_str(), &parts.uri.to_string());
+        let body = match read_whole(body, MAX_REQUEST_BODY).await {
+            Ok(body) => body,
+            Err(_) => {
+                let error = HttpError::HttpRequestBodySize(Some(MAX_REQUEST_BODY as u64));
+                entry.failed = Some(error.to_string());
+                self.state().journal.push(entry);
+                return Err(error);
+            }
         };
+        entry.request_body = journal_text(&body);
         let answered = match self.fixture_for(&entry) {
             Some(Ok(fixture)) => {
                 entry.answered_by = "fixture";
-                fixture_response(&fixture)
+                // A fixture's body is charged to the call's response budget like the network's.
+                if budget.take(fixture.body.len() as u64) {
+                    fixture_response(&fixture)
+                } else {
+                    Err(HttpError::HttpResponseBodySize(Some(
+                        MAX_RESPONSE_BYTES_PER_CALL,
+                    )))
+                }
             }
             Some(Err(reason)) => {
                 entry.refused = Some(reason);
+                entry.answered_by = "nobody";
                 Err(HttpError::HttpRequestDenied)
             }
             None => {
@@ -182,7 +211,8 @@ impl Harness {
                     // The connection's driver (`_io`) lives until the body is read.
                     Ok((response, _io)) => {
                         let (parts, body) = response.into_parts();
-                        read_whole(body)
+                        // The call's response budget already bounds the body.
+                        read_whole(body, MAX_RESPONSE_BYTES_PER_CALL as usize)
                             .await
                             .map(|body| http::Response::from_parts(parts, body))
                     }
@@ -195,7 +225,7 @@ impl Harness {
             Ok(response) => {
                 entry.status = Some(response.status().as_u16());
                 entry.response_headers = header_pairs(response.headers());
-                entry.response_body = String::from_utf8_lossy(response.body()).into_owned();
+                entry.response_body = journal_text(response.body());
                 let (parts, body) = response.into_parts();
                 Ok(http::Response::from_parts(parts, full(body)))
             }
@@ -258,15 +288,21 @@ fn fixture_response(fixture: &HttpFixture) -> wasmtime_wasi_http::Result<http::R
         .map_err(|err| HttpError::InternalError(Some(format!("unusable fixture: {err}"))))
 }
 
-async fn read_whole(body: WasiBody) -> wasmtime_wasi_http::Result<Bytes> {
-    Limited::new(body, MAX_JOURNAL_BODY)
+async fn read_whole(body: WasiBody, limit: usize) -> wasmtime_wasi_http::Result<Bytes> {
+    Limited::new(body, limit)
         .collect()
         .await
         .map(|collected| collected.to_bytes())
         .map_err(|err| match err.downcast::<HttpError>() {
             Ok(err) => *err,
-            Err(_) => HttpError::HttpResponseBodySize(Some(MAX_JOURNAL_BODY as u64)),
+            Err(_) => HttpError::HttpResponseBodySize(Some(limit as u64)),
         })
+}
+
+/// A body as the journal keeps it: text, cut to [`MAX_JOURNAL_TEXT`].
+fn journal_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    crate::text::truncate(&text, MAX_JOURNAL_TEXT).to_owned()
 }
 
 fn full(bytes: Bytes) -> WasiBody {

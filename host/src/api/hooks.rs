@@ -90,7 +90,11 @@ pub async fn billing(
     };
     let request = WebhookRequest {
         method: method.to_string(),
-        path: uri.path().to_owned(),
+        // The contract's path is what follows the plugin's prefix, which the route matches
+        // exactly: `/`, with the query string if any.
+        path: uri
+            .query()
+            .map_or_else(|| "/".to_owned(), |query| format!("/?{query}")),
         headers: headers
             .iter()
             .filter(|(name, _)| forwardable(name.as_str()))

@@ -72,8 +72,13 @@ pub struct Case {
 pub struct Expect {
     /// The call succeeds with a value that matches this.
     pub result: Option<toml::Value>,
+    /// The call succeeds, whatever it returns (`delete-record` returns nothing, which TOML
+    /// cannot write).
+    #[serde(default)]
+    pub ok: bool,
     /// The call fails with this kind: the plugin's `error-kind` (`not-found`, `upstream`, …) or
-    /// the sandbox's (`timeout`, `resource-limit`, `trap`, `invalid-output`).
+    /// the sandbox's (`timeout`, `resource-limit`, `trap`, `invalid-output`, `refused`,
+    /// `runner`, `unavailable`).
     pub error: Option<String>,
     /// The failure's message contains this.
     pub message_contains: Option<String>,
@@ -93,9 +98,11 @@ pub fn load(file: &Path) -> anyhow::Result<Spec> {
         }
     })?;
     for case in &spec.cases {
-        if case.expect.result.is_some() == case.expect.error.is_some() {
+        let expect = &case.expect;
+        let named = [expect.result.is_some(), expect.ok, expect.error.is_some()];
+        if named.iter().filter(|named| **named).count() != 1 {
             anyhow::bail!(
-                "{}: case {:?}: expect names either `result` or `error`",
+                "{}: case {:?}: expect names one of `result`, `ok = true` or `error`",
                 file.display(),
                 case.name
             );
@@ -232,6 +239,7 @@ fn judge(expect: &Expect, report: &CallReport) -> Result<(), String> {
                 Err(format!("returned {actual}, expected {expected}"))
             }
         }
+        (Ok(_), Expect { ok: true, .. }) => Ok(()),
         (Ok(actual), _) => Err(format!(
             "returned {actual}, expected a failure of kind {}",
             expect.error.as_deref().unwrap_or("(any)")
@@ -273,7 +281,16 @@ fn matches(expected: &Value, actual: &Value) -> bool {
             expected.len() == actual.len()
                 && expected.iter().zip(actual).all(|(e, a)| matches(e, a))
         }
-        (Value::Number(expected), Value::Number(actual)) => expected.as_f64() == actual.as_f64(),
+        // Integers exactly; a float against an integer by value (TOML's `300.0` is JSON's `300`).
+        (Value::Number(expected), Value::Number(actual)) => {
+            match (expected.as_i64(), actual.as_i64()) {
+                (Some(expected), Some(actual)) => expected == actual,
+                _ => match (expected.as_u64(), actual.as_u64()) {
+                    (Some(expected), Some(actual)) => expected == actual,
+                    _ => expected.as_f64() == actual.as_f64(),
+                },
+            }
+        }
         _ => expected == actual,
     }
 }
@@ -309,6 +326,10 @@ mod tests {
         assert!(!matches(&j!({"response": {"status": 400}}), &actual));
         assert!(!matches(&j!({"events": [{"type": "suspend"}]}), &actual));
         assert!(matches(&j!(300), &j!(300.0)));
+        assert!(!matches(
+            &j!(9_007_199_254_740_993_u64),
+            &j!(9_007_199_254_740_992_u64)
+        ));
     }
 
     #[test]
@@ -320,7 +341,10 @@ mod tests {
             "component = \"x.wasm\"\n[[case]]\nname = \"a\"\nfunction = \"render\"\ninput = {}\nexpect = {}\n",
         )?;
         let err = load(&file).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("either `result` or `error`"), "{err}");
+        assert!(
+            err.contains("one of `result`, `ok = true` or `error`"),
+            "{err}"
+        );
         std::fs::write(&file, "component = \"x.wasm\"\n\n[[case]]\nnme = \"a\"\n")?;
         let err = load(&file).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("spec.toml:4"), "{err}");

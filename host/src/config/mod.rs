@@ -96,16 +96,15 @@ pub fn parse_plugin_entry(
         ("sha256", identity.sha256.as_str()),
     ] {
         let entry = Spanned::new(0..0, DeValue::String(value.to_owned().into()));
-        if document
+        let replaced = document
             .get_mut()
-            .insert(Spanned::new(0..0, key.to_owned().into()), entry)
-            .is_some()
-        {
+            .insert(Spanned::new(0..0, key.to_owned().into()), entry);
+        if let Some(written) = replaced {
             return Err(ConfigError {
                 file: file.to_owned(),
-                line: None,
+                line: Some(error::line_of(text, written.span().start)),
                 key: Some(key.to_owned()),
-                message: "comes from the command line, not from this file".to_owned(),
+                message: "is taken from the component, not from this file".to_owned(),
             });
         }
     }

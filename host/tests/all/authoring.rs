@@ -293,6 +293,23 @@ status = 401
         1,
     );
     std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
+    // The origin allowed, but not its loopback address: refused as the daemon would refuse it,
+    // though a fixture, not a connection, would answer.
+    let output = porthole(&["plugin", "test", "spec.toml"], dir.path());
+    let report = text(&output);
+    assert!(report.contains("FAIL listed"), "{report}");
+    assert!(
+        report.contains(
+            "-> refused: 127.0.0.1 is Loopback and not in the plugin's allowed_addresses"
+        ),
+        "{report}"
+    );
+
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        "allowed_hosts = [\"http://127.0.0.1:8081\"]\nallowed_addresses = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
     let output = porthole(&["plugin", "test", "spec.toml"], dir.path());
     let report = text(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");

@@ -38,7 +38,7 @@ impl Budget {
     }
 
     /// Takes `n` bytes; false when the budget cannot cover them.
-    fn take(&self, n: u64) -> bool {
+    pub(crate) fn take(&self, n: u64) -> bool {
         self.remaining
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
                 left.checked_sub(n)

@@ -189,7 +189,20 @@ impl WasiHttpHooks for EgressHooks {
         match config.harness {
             None => Box::new(exchange.send(request)),
             Some(harness) => Box::new(async move {
-                let response = harness.exchange(request, |r| exchange.send(r)).await?;
+                // Fixtures answer without connecting, so an address the host names is checked
+                // here; a name is resolved and checked only when the network answers.
+                if let Ok(address) = exchange.origin.host.parse::<std::net::IpAddr>()
+                    && let Err(reason) = exchange.policy.check_address(address)
+                {
+                    let url = request.uri().to_string();
+                    harness.note_refusal(request.method().as_str(), &url, reason.to_string());
+                    deny(&exchange.plugin, &exchange.denials, &reason);
+                    return Err(HttpError::DestinationIpProhibited);
+                }
+                let budget = exchange.budget.clone();
+                let response = harness
+                    .exchange(request, budget, |r| exchange.send(r))
+                    .await?;
                 let io: Box<dyn Future<Output = _> + Send> = Box::new(async { Ok(()) });
                 Ok((response, io))
             }),
