@@ -44,6 +44,12 @@ const EXAMPLES: &[Example] = &[
         component: "target/wasm32-wasip2/release/rust_dns_powerdns.wasm",
     },
     Example {
+        dir: "rust-billing-paddle",
+        language: "rust",
+        native_tests: &["cargo", "test", "--locked"],
+        component: "target/wasm32-wasip2/release/rust_billing_paddle.wasm",
+    },
+    Example {
         dir: "js-dns-powerdns",
         language: "js",
         native_tests: &[],

@@ -41,6 +41,14 @@ const TEMPLATES: &[Template] = &[
         "tests/plugin-test.toml"),
     },
     Template {
+        language: Language::Rust,
+        world: PluginWorld::BillingAdapter,
+        build: "cargo build --release --target wasm32-wasip2",
+        files: files!("rust-billing-adapter":
+        "Cargo.toml", "Cargo.lock", ".gitignore", "README.md", "plugin.toml", "src/lib.rs",
+        "src/paddle.rs", "src/component.rs", "tests/plugin-test.toml"),
+    },
+    Template {
         language: Language::Js,
         world: PluginWorld::DnsProvider,
         build: "npm ci && npm run build",

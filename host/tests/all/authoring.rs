@@ -62,6 +62,7 @@ fn plugin_new_writes_exactly_the_examples_that_are_built_and_tested() {
     let out = TempDir::new().unwrap();
     for (name, world, lang) in [
         ("rust-dns-powerdns", "dns-provider", "rust"),
+        ("rust-billing-paddle", "billing-adapter", "rust"),
         ("js-dns-powerdns", "dns-provider", "js"),
         ("python-billing-paddle", "billing-adapter", "python"),
     ] {

@@ -13,7 +13,12 @@ pub struct Response {
 }
 
 /// Sends one request with PowerDNS's `X-API-Key` header and a JSON body, and reads the answer.
-pub fn send(method: &str, url: &str, api_key: &str, body: Option<&str>) -> Result<Response, String> {
+pub fn send(
+    method: &str,
+    url: &str,
+    api_key: &str,
+    body: Option<&str>,
+) -> Result<Response, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url} is not an absolute URL"))?;
@@ -33,18 +38,34 @@ pub fn send(method: &str, url: &str, api_key: &str, body: Option<&str>) -> Resul
         "DELETE" => Method::Delete,
         other => Method::Other(other.to_owned()),
     };
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     let invalid = |what: &str| format!("invalid {what} in {url}");
-    request.set_method(&method).map_err(|()| invalid("method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
-    request.set_authority(Some(authority)).map_err(|()| invalid("host"))?;
+    request
+        .set_method(&method)
+        .map_err(|()| invalid("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| invalid("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| invalid("host"))?;
     let path = if path.is_empty() { "/" } else { path };
-    request.set_path_with_query(Some(path)).map_err(|()| invalid("path"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
 
-    let outgoing = request.body().map_err(|()| "request body taken".to_owned())?;
+    let outgoing = request
+        .body()
+        .map_err(|()| "request body taken".to_owned())?;
     let future = outgoing_handler::handle(request, None).map_err(|e| format!("refused: {e:?}"))?;
     {
-        let stream = outgoing.write().map_err(|()| "request stream taken".to_owned())?;
+        let stream = outgoing
+            .write()
+            .map_err(|()| "request stream taken".to_owned())?;
         for chunk in body.unwrap_or_default().as_bytes().chunks(4096) {
             stream
                 .blocking_write_and_flush(chunk)
@@ -60,8 +81,12 @@ pub fn send(method: &str, url: &str, api_key: &str, body: Option<&str>) -> Resul
         _ => return Err("no response".to_owned()),
     };
     let status = response.status();
-    let incoming = response.consume().map_err(|()| "response body taken".to_owned())?;
-    let stream = incoming.stream().map_err(|()| "response stream taken".to_owned())?;
+    let incoming = response
+        .consume()
+        .map_err(|()| "response body taken".to_owned())?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| "response stream taken".to_owned())?;
     let mut bytes = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
@@ -73,5 +98,8 @@ pub fn send(method: &str, url: &str, api_key: &str, body: Option<&str>) -> Resul
             return Err(format!("response larger than {MAX_BODY} bytes"));
         }
     }
-    Ok(Response { status, body: bytes })
+    Ok(Response {
+        status,
+        body: bytes,
+    })
 }

@@ -45,7 +45,10 @@ impl Guest for Provider {
             .rsplit_once('/')
             .ok_or_else(|| error(ErrorKind::InvalidInput, format!("bad record id {id:?}")))?;
         // Deleting an rrset that does not exist succeeds: PowerDNS ignores it.
-        api.patch_zone(&zone, json!({ "name": name, "type": kind, "changetype": "DELETE" }))
+        api.patch_zone(
+            &zone,
+            json!({ "name": name, "type": kind, "changetype": "DELETE" }),
+        )
     }
 
     fn list_records(zone: String) -> Result<Vec<StoredRecord>, PluginError> {
@@ -88,7 +91,10 @@ impl Api {
     fn from_settings() -> Result<Self, PluginError> {
         let required = |key: &str| {
             host::setting(key).ok_or_else(|| {
-                error(ErrorKind::InvalidInput, format!("the setting `{key}` is not set"))
+                error(
+                    ErrorKind::InvalidInput,
+                    format!("the setting `{key}` is not set"),
+                )
             })
         };
         Ok(Self {
@@ -99,7 +105,12 @@ impl Api {
     }
 
     fn zone_url(&self, zone: &str) -> String {
-        format!("{}/api/v1/servers/{}/zones/{}", self.url, self.server, absolute(zone))
+        format!(
+            "{}/api/v1/servers/{}/zones/{}",
+            self.url,
+            self.server,
+            absolute(zone)
+        )
     }
 
     fn patch_zone(&self, zone: &str, rrset: Value) -> Result<(), PluginError> {
@@ -113,8 +124,12 @@ impl Api {
         let response = http::send("GET", &self.zone_url(zone), &self.key, None)
             .map_err(|e| error(ErrorKind::Upstream, e))?;
         let body = check(response.status, &response.body)?;
-        serde_json::from_slice(body)
-            .map_err(|e| error(ErrorKind::Upstream, format!("PowerDNS sent unusable JSON: {e}")))
+        serde_json::from_slice(body).map_err(|e| {
+            error(
+                ErrorKind::Upstream,
+                format!("PowerDNS sent unusable JSON: {e}"),
+            )
+        })
     }
 }
 
