@@ -52,12 +52,6 @@ fn write_config(
     snippets: &Path,
     lease_secs: u64,
 ) -> PathBuf {
-    std::fs::write(
-        dir.join("data.key"),
-        hex::encode(rand::random::<[u8; 32]>()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("pve-token"), sim.token_secret()).unwrap();
     let cloudflare = sim.cloudflare_url();
     let (api_base, allowed_host, tls) = match route {
         CloudflareRoute::Direct { ca_file } => (
@@ -90,37 +84,9 @@ fn write_config(
             ),
         )
     };
-    let mut text = format!(
-        r#"listen = "{addr}"
-public_url = "http://{addr}"
-database = "porthole.db"
-data_key = {{ file = "data.key" }}
-
-[plugin_isolation]
-runner = "{runner}"
-
-[[clusters]]
-name = "sim"
-api_urls = ["{api_url}"]
-token_id = "{token_id}"
-token_secret = {{ file = "pve-token" }}
-tls = {{ fingerprint = "{fingerprint}" }}
-
-[[templates]]
-name = "debian-12"
-cluster = "sim"
-node = "pve1"
-vmid = 9000
-os = "debian"
-cloud_init = "cloudinit-lab"
-
-[[plans]]
-name = "small"
-cores = 2
-memory_mib = 1024
-disk_gib = 20
-templates = ["debian-12"]
-
+    let mut text = crate::first_party::simulator_config_head(dir, addr, sim);
+    text += &format!(
+        r#"
 [lifecycle]
 retry_initial_ms = 20
 retry_max_ms = 100
@@ -135,10 +101,6 @@ delivery = "snippets"
 dir = "{snippets}"
 storage = "local"
 "#,
-        api_url = sim.api_url(),
-        runner = env!("CARGO_BIN_EXE_porthole"),
-        token_id = sim.token_id(),
-        fingerprint = sim.cert_fingerprint_sha256(),
         snippets = snippets.display(),
     );
     text += &plugin("cloudinit-lab", "cloud-init-template", "");

@@ -19,20 +19,13 @@ use crate::plugins_first_party::PowerDns;
 const ZONE: &str = "lab.example.test";
 const PADDLE_SECRET: &str = "pdl_ntfset_end_to_end";
 
-/// An example's built component and its SHA-256; a missing one fails with what to run.
+/// An example's built component and its SHA-256.
 fn example(dir: &str, file: &str) -> (PathBuf, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/plugins")
         .join(dir)
         .join(file);
-    let bytes = std::fs::read(&path).unwrap_or_else(|err| {
-        panic!(
-            "{}: {err}; build the examples with `cargo xtask examples`",
-            path.display()
-        )
-    });
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    (path, sha256)
+    crate::first_party::built(path, "cargo xtask examples")
 }
 
 /// A Paddle Billing notification, signed as Paddle signs it.
@@ -58,12 +51,6 @@ fn config(
     sim: &porthole_sim::SimHandle,
     pdns: &PowerDns,
 ) -> String {
-    std::fs::write(
-        dir.join("data.key"),
-        hex::encode(rand::random::<[u8; 32]>()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("pve-token"), sim.token_secret()).unwrap();
     let ca_file = dir.join("sim-ca.pem");
     std::fs::write(&ca_file, sim.cert_pem()).unwrap();
     let snippets = dir.join("snippets");
@@ -71,37 +58,10 @@ fn config(
     let cloudflare = sim.cloudflare_url();
     let (js, js_sha) = example("js-dns-powerdns", "dist/js-dns-powerdns.wasm");
     let (py, py_sha) = example("python-billing-paddle", "dist/python-billing-paddle.wasm");
-    let mut text = format!(
-        r#"listen = "{addr}"
-public_url = "http://{addr}"
-database = "porthole.db"
-data_key = {{ file = "data.key" }}
-
-[plugin_isolation]
-runner = "{runner}"
-
-[[clusters]]
-name = "sim"
-api_urls = ["{api_url}"]
-token_id = "{token_id}"
-token_secret = {{ file = "pve-token" }}
-tls = {{ fingerprint = "{fingerprint}" }}
-
-[[templates]]
-name = "debian-12"
-cluster = "sim"
-node = "pve1"
-vmid = 9000
-os = "debian"
-cloud_init = "cloudinit-lab"
-
-[[plans]]
-name = "small"
-cores = 2
-memory_mib = 1024
-disk_gib = 20
-templates = ["debian-12"]
-
+    let (tunnel, tunnel_sha) = crate::first_party::component("tunnel-cloudflare");
+    let mut text = crate::first_party::simulator_config_head(dir, addr, sim);
+    text += &format!(
+        r#"
 [lifecycle]
 retry_initial_ms = 20
 retry_max_ms = 100
@@ -141,19 +101,12 @@ allowed_addresses = ["127.0.0.1"]
 tls = {{ ca_file = "{ca_file}" }}
 settings = {{ api_token = "{cf_token}", api_base = "{cloudflare}", account_id = "{cf_account}" }}
 "#,
-        runner = env!("CARGO_BIN_EXE_porthole"),
-        api_url = sim.api_url(),
-        token_id = sim.token_id(),
-        fingerprint = sim.cert_fingerprint_sha256(),
         snippets = snippets.display(),
         js = js.display(),
         py = py.display(),
         pdns_api = pdns.api_url,
         pdns_key = pdns.api_key,
-        tunnel = crate::first_party::component("tunnel-cloudflare")
-            .0
-            .display(),
-        tunnel_sha = crate::first_party::component("tunnel-cloudflare").1,
+        tunnel = tunnel.display(),
         cloudflare_origin = cloudflare.origin().ascii_serialization(),
         ca_file = ca_file.display(),
         cf_token = sim.cloudflare_token(),
