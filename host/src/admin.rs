@@ -25,8 +25,7 @@ pub async fn create_user(
 /// Creates an API token for `username` and returns the token itself.
 pub async fn create_token(store: &Store, username: &str, name: &str) -> anyhow::Result<String> {
     let lookup = username.to_owned();
-    let (user, _) = store
-        .call(move |c| users::find_for_login(c, &lookup))
+    let (user, _) = users::find_for_login(store, &lookup)
         .await?
         .with_context(|| format!("no user named {username:?}"))?;
     let (token, _) = api::issue_token(store, user.id, name)
@@ -52,15 +51,12 @@ pub async fn adopt_vm(
         .client(cluster)
         .with_context(|| format!("the configuration has no cluster named {cluster:?}"))?;
     let lookup = username.to_owned();
-    let (user, _) = store
-        .call(move |c| users::find_for_login(c, &lookup))
+    let (user, _) = users::find_for_login(store, &lookup)
         .await?
         .with_context(|| format!("no user named {username:?}"))?;
     if let Some(name) = plan.clone() {
         let lookup = name.clone();
-        let known = store
-            .call(move |c| crate::lifecycle::catalogue::plan(c, &lookup))
-            .await?;
+        let known = crate::store::catalogue::plan(store, &lookup).await?;
         anyhow::ensure!(known.is_some(), "no plan named {name:?}");
     }
     let adoption = Adoption {

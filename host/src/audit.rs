@@ -11,51 +11,15 @@ pub use audit::{Entry, Record};
 /// on the database's size.
 const MAX_TARGET_BYTES: usize = 256;
 
-pub async fn record(store: &Store, entry: audit::Entry<'_>) {
-    let action = entry.action.to_owned();
-    let mut owned = OwnedEntry::from(&entry);
-    if let Some(target) = &mut owned.target
+pub async fn record(store: &Store, mut entry: audit::Entry<'_>) {
+    let truncated;
+    if let Some(target) = entry.target
         && target.len() > MAX_TARGET_BYTES
     {
-        *target = format!("{}…", crate::text::truncate(target, MAX_TARGET_BYTES));
+        truncated = format!("{}…", crate::text::truncate(target, MAX_TARGET_BYTES));
+        entry.target = Some(&truncated);
     }
-    let result = store
-        .call(move |conn| audit::record(conn, &owned.as_entry()))
-        .await;
-    if let Err(err) = result {
-        tracing::error!(action, error = %err, "could not write an audit entry");
-    }
-}
-
-/// `Entry` borrows; the store thread needs owned data.
-struct OwnedEntry {
-    actor: String,
-    action: String,
-    target: Option<String>,
-    detail: serde_json::Value,
-    client: Option<String>,
-}
-
-impl From<&audit::Entry<'_>> for OwnedEntry {
-    fn from(entry: &audit::Entry<'_>) -> Self {
-        Self {
-            actor: entry.actor.to_owned(),
-            action: entry.action.to_owned(),
-            target: entry.target.map(str::to_owned),
-            detail: entry.detail.clone(),
-            client: entry.client.map(str::to_owned),
-        }
-    }
-}
-
-impl OwnedEntry {
-    fn as_entry(&self) -> audit::Entry<'_> {
-        audit::Entry {
-            actor: &self.actor,
-            action: &self.action,
-            target: self.target.as_deref(),
-            detail: self.detail.clone(),
-            client: self.client.as_deref(),
-        }
+    if let Err(err) = audit::record(store, &entry).await {
+        tracing::error!(action = entry.action, error = %err, "could not write an audit entry");
     }
 }

@@ -40,7 +40,7 @@ impl Daemon {
 
     /// Like [`Daemon::start`] on a listener bound already, e.g. to an ephemeral port.
     pub async fn start_on(config: ResolvedConfig, listener: TcpListener) -> anyhow::Result<Self> {
-        let store = Store::open(&config.database).await?;
+        let store = Store::connect(&config.database).await?;
         register_clusters(&store, &config).await?;
         let inventory = Inventory::from_config(&config.clusters)?;
         import_catalogue(&store, &config).await?;
@@ -150,10 +150,7 @@ async fn purge_expired_sessions(store: Store) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
     loop {
         every_hour.tick().await;
-        match store
-            .call(|c| crate::store::sessions::purge_expired(c))
-            .await
-        {
+        match crate::store::sessions::purge_expired(&store).await {
             Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired sessions"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
@@ -171,11 +168,7 @@ async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result
     } else {
         plugin_isolation(&config.plugin_isolation).await?
     };
-    let cache_dir = config
-        .database
-        .parent()
-        .map(|dir| dir.join("plugin-cache"))
-        .unwrap_or_else(|| "plugin-cache".into());
+    let cache_dir = config.state_dir.join("plugin-cache");
     let runtime = PluginRuntime::new(RuntimeOptions {
         cache: Some((cache_dir, config.data_key.0)),
         protected_urls: config
@@ -218,9 +211,7 @@ async fn plugin_isolation(config: &PluginIsolationConfig) -> anyhow::Result<Isol
 
 /// The configuration's plans and templates, refreshed at every start.
 pub async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
-    let (plans, templates) = (config.plans.clone(), config.templates.clone());
-    store
-        .call(move |conn| lifecycle::catalogue::import_config(conn, &plans, &templates))
+    lifecycle::catalogue::import_config(store, &config.plans, &config.templates)
         .await
         .context("while importing plans and templates")?;
     Ok(())
@@ -228,18 +219,7 @@ pub async fn import_catalogue(store: &Store, config: &ResolvedConfig) -> anyhow:
 
 /// Clusters named in the configuration get a row, so services can reference them.
 pub async fn register_clusters(store: &Store, config: &ResolvedConfig) -> anyhow::Result<()> {
-    let names: Vec<String> = config.clusters.iter().map(|c| c.name.clone()).collect();
-    store
-        .call(move |conn| {
-            let tx = conn.transaction()?;
-            for name in &names {
-                tx.execute(
-                    "INSERT INTO clusters (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    rusqlite::params![name, crate::store::now()],
-                )?;
-            }
-            tx.commit()
-        })
-        .await?;
+    let names: Vec<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+    crate::store::nodes::register_clusters(store, &names).await?;
     Ok(())
 }

@@ -142,7 +142,7 @@ impl Demo {
         let config = config::load(&config_path).map_err(|err| anyhow::anyhow!("{err}"))?;
         // Seeded before the daemon starts, so its first comparison with the cluster already
         // finds the demo VMs' services.
-        let store = Store::open(&config.database).await?;
+        let store = Store::connect(&config.database).await?;
         crate::daemon::register_clusters(&store, &config).await?;
         crate::daemon::import_catalogue(&store, &config).await?;
         let inventory = crate::inventory::Inventory::from_config(&config.clusters)?;
@@ -448,10 +448,7 @@ async fn seed(store: &Store, client: &Client) -> anyhow::Result<Vec<Account>> {
             .filter(|vm| vm.owner == Some(username))
         {
             // The catalogue has the demo's plans only when it has the plugins they need.
-            let plan = demo.plan.to_owned();
-            let known = store
-                .call(move |c| crate::lifecycle::catalogue::plan(c, &plan))
-                .await?;
+            let known = crate::store::catalogue::plan(store, demo.plan).await?;
             let adoption = Adoption {
                 owner_id: user.id,
                 node: demo.seed.node,

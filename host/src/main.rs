@@ -433,7 +433,7 @@ fn config_error(err: &config::ConfigError) -> ExitCode {
 }
 
 async fn admin(config: config::ResolvedConfig, action: AdminAction) -> anyhow::Result<()> {
-    let store = porthole::store::Store::open(&config.database).await?;
+    let store = porthole::store::Store::connect(&config.database).await?;
     match action {
         AdminAction::CreateUser {
             username,

@@ -5,11 +5,11 @@
 
 use std::fmt;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::job::JobKind;
 use crate::proxmox::VmPowerState;
+use crate::store::{FromValue, ToValue, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -266,18 +266,16 @@ impl fmt::Display for ServiceState {
     }
 }
 
-impl ToSql for ServiceState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+impl ToValue for ServiceState {
+    fn to_value(&self) -> Value {
+        Value::Text(self.as_str().to_owned())
     }
 }
 
-impl FromSql for ServiceState {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        Self::parse(text).ok_or_else(|| {
-            FromSqlError::Other(format!("no service state {text:?} in the database").into())
-        })
+impl FromValue for ServiceState {
+    fn from_value(value: &Value) -> Result<Self, String> {
+        let text = String::from_value(value)?;
+        Self::parse(&text).ok_or_else(|| format!("no service state {text:?} in the database"))
     }
 }
 

@@ -31,7 +31,7 @@ pub struct UserPatch {
 }
 
 pub async fn list(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(state.store.call(|c| users::list(c)).await?))
+    Ok(Json(users::list(&state.store).await?))
 }
 
 pub async fn show(
@@ -39,7 +39,7 @@ pub async fn show(
     _: Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<User>> {
-    let user = state.store.call(move |c| users::get(c, id)).await?;
+    let user = users::get(&state.store, id).await?;
     user.map(Json).ok_or(ApiError::NotFound)
 }
 
@@ -76,15 +76,12 @@ pub async fn create_user(
     let hash = tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|err| ApiError::Internal(err.into()))??;
-    let username = username.to_owned();
-    let taken = username.clone();
-    store
-        .call(move |c| match users::insert(c, &username, role, &hash) {
-            Err(err) if users::is_conflict(&err) => Ok(None),
-            other => other.map(Some),
-        })
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("the username {taken:?} is taken")))
+    match users::insert(store, username, role, &hash).await {
+        Err(err) if err.is_unique_violation() => Err(ApiError::Conflict(format!(
+            "the username {username:?} is taken"
+        ))),
+        other => Ok(other?),
+    }
 }
 
 pub(super) fn check_username(username: &str) -> Result<(), String> {
@@ -130,24 +127,23 @@ pub async fn update(
         disabled: patch.disabled,
     };
     let ends_sessions = changes.password_hash.is_some() || patch.disabled == Some(true);
+    let changes = &changes;
     let updated = state
         .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let updated = users::update(&tx, id, &changes)?;
+        .transaction(|tx| async move {
+            let updated = users::update(&tx, id, changes).await?;
             // Never leave the panel without an enabled administrator.
-            if demotes && users::count_admins(&tx)? == 0 {
-                return Ok(Err(ApiError::Conflict(
+            if demotes && users::count_admins(&tx).await? == 0 {
+                return Err(ApiError::Conflict(
                     "this would leave no enabled administrator".into(),
-                )));
+                ));
             }
             if ends_sessions {
-                sessions::delete_for_user(&tx, id)?;
+                sessions::delete_for_user(&tx, id).await?;
             }
-            tx.commit()?;
-            Ok(updated.ok_or(ApiError::NotFound))
+            updated.ok_or(ApiError::NotFound)
         })
-        .await??;
+        .await?;
     audit::record(&state.store, audit::Entry {
         actor: &admin.actor(),
         action: "user.update",
@@ -171,17 +167,14 @@ pub async fn remove(
             "you cannot delete your own account".into(),
         ));
     }
-    let removed = state
-        .store
-        .call(move |c| match users::delete(c, id) {
-            Err(err) if users::is_conflict(&err) => Ok(Err(ApiError::Conflict(
-                "this user still owns services; terminate them first".into(),
-            ))),
-            Ok(true) => Ok(Ok(())),
-            Ok(false) => Ok(Err(ApiError::NotFound)),
-            Err(err) => Err(err),
-        })
-        .await?;
+    let removed = match users::delete(&state.store, id).await {
+        Err(err) if err.is_foreign_key_violation() => Err(ApiError::Conflict(
+            "this user still owns services; terminate them first".into(),
+        )),
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ApiError::NotFound),
+        Err(err) => Err(err.into()),
+    };
     removed?;
     audit::record(
         &state.store,

@@ -35,13 +35,8 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<NamedRecord>>> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let action = query.action.filter(|a| !a.is_empty());
-    let (records, names) = state
-        .store
-        .call(move |c| {
-            let records = crate::store::audit::recent(c, action.as_deref(), limit)?;
-            Ok((records, super::user_names(c)?))
-        })
-        .await?;
+    let records = crate::store::audit::recent(&state.store, action.as_deref(), limit).await?;
+    let names = crate::store::users::names(&state.store).await?;
     let named = records
         .into_iter()
         .map(|record| {

@@ -88,9 +88,7 @@ pub async fn create_token(
         service_id: id,
         kind: body.kind,
     };
-    let service = state
-        .store
-        .call(move |c| services::get(c, id))
+    let service = services::get(&state.store, id)
         .await?
         .filter(|s| me.user.may_use(s.owner_id));
     // Asked only once the service itself allows a console.
@@ -139,13 +137,8 @@ pub async fn socket(
     let token = query.token.filter(|t| !t.is_empty());
     if let Err((label, error)) = check_origin(&headers, &state.web.origin()) {
         // Name the user behind the token, without spending it, if it is a live one.
-        let peeked = match token.clone() {
-            Some(token) => {
-                state
-                    .store
-                    .call(move |c| tokens::peek(c, &token, store::now()))
-                    .await?
-            }
+        let peeked = match &token {
+            Some(token) => tokens::peek(&state.store, token, store::now()).await?,
             None => None,
         };
         return Err(refuse(&state, peeked, label, addr, error).await);
@@ -157,11 +150,7 @@ pub async fn socket(
             ConsoleError::refused(StatusCode::UNAUTHORIZED, TokenRefusal::Missing.to_string());
         return Err(refuse(&state, None, TokenRefusal::Missing.label(), addr, error).await);
     };
-    let grant = match state
-        .store
-        .call(move |c| tokens::redeem(c, &token, store::now()))
-        .await?
-    {
+    let grant = match tokens::redeem(&state.store, &token, store::now()).await? {
         Ok(grant) => grant,
         Err(refusal) => {
             let error = ConsoleError::refused(StatusCode::UNAUTHORIZED, refusal.to_string());
@@ -234,18 +223,13 @@ pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<
     let live = state.console.live_sessions();
     // The names of the services with a session, not of every service.
     let ids: std::collections::BTreeSet<i64> = live.iter().map(|s| s.service_id).collect();
-    let (users, services) = state
-        .store
-        .call(move |c| {
-            let mut names = std::collections::HashMap::new();
-            for id in ids {
-                if let Some(service) = services::get(c, id)? {
-                    names.insert(id, service.name);
-                }
-            }
-            Ok((super::user_names(c)?, names))
-        })
-        .await?;
+    let mut services = std::collections::HashMap::new();
+    for id in ids {
+        if let Some(service) = services::get(&state.store, id).await? {
+            services.insert(id, service.name);
+        }
+    }
+    let users = users::names(&state.store).await?;
     // Names beside the ids, so the operators' page can say who is on which VM.
     let sessions: Vec<Value> = live
         .into_iter()
@@ -292,15 +276,9 @@ async fn allowed_service(
     state: &AppState,
     grant: Grant,
 ) -> ConsoleResult<Result<Service, (&'static str, ConsoleError)>> {
-    let found = state
-        .store
-        .call(move |c| {
-            let user = users::get(c, grant.user_id)?;
-            let service = services::get(c, grant.service_id)?;
-            Ok((user, service))
-        })
-        .await?;
-    let (Some(user), Some(service)) = found else {
+    let user = users::get(&state.store, grant.user_id).await?;
+    let service = services::get(&state.store, grant.service_id).await?;
+    let (Some(user), Some(service)) = (user, service) else {
         return Ok(Err(("not_found", ConsoleError::Api(ApiError::NotFound))));
     };
     if user.disabled || !user.may_use(service.owner_id) {

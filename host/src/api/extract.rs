@@ -46,10 +46,7 @@ impl FromRequestParts<AppState> for Identity {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = bearer_token(parts)? {
             let digest = secret_token::digest(token);
-            let found = state
-                .store
-                .call(move |c| tokens::authenticate_with_id(c, &digest))
-                .await?;
+            let found = tokens::authenticate_with_id(&state.store, &digest).await?;
             let (user, token_id) = found.ok_or(ApiError::Unauthenticated)?;
             return Ok(Identity {
                 user,
@@ -62,10 +59,7 @@ impl FromRequestParts<AppState> for Identity {
             check_same_origin(parts, state)?;
         }
         let digest = secret_token::digest(session);
-        let user = state
-            .store
-            .call(move |c| sessions::find_user(c, &digest))
-            .await?;
+        let user = sessions::find_user(&state.store, &digest).await?;
         let user = user.ok_or(ApiError::Unauthenticated)?;
         Ok(Identity {
             user,
@@ -90,9 +84,7 @@ impl FromRequestParts<AppState> for VisibleService {
         let Path(id) = Path::<i64>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        let service = state
-            .store
-            .call(move |c| services::get(c, id))
+        let service = services::get(&state.store, id)
             .await?
             .filter(|s| me.user.may_use(s.owner_id))
             .ok_or(ApiError::NotFound)?;

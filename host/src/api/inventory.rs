@@ -31,14 +31,10 @@ pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Va
     let gathered = state.inventory.nodes().await;
     let seen = crate::inventory::reported_nodes(&gathered.items);
     // Remembering is a side effect of looking: if it fails, the answer is still worth giving.
-    let recorded = state
-        .store
-        .call(move |c| crate::store::nodes::record(c, &seen))
-        .await;
-    if let Err(err) = recorded {
+    if let Err(err) = crate::store::nodes::record(&state.store, &seen).await {
         tracing::warn!(error = %err, "cannot record the clusters' nodes");
     }
-    let known = state.store.call(|c| crate::store::nodes::known(c)).await?;
+    let known = crate::store::nodes::known(&state.store).await?;
     let last_known: Vec<_> = known
         .into_iter()
         .filter(|n| gathered.unreachable.iter().any(|u| u.cluster == n.cluster))
@@ -78,7 +74,7 @@ pub struct OperatorVm {
 pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
     if me.is_admin() {
         let gathered = state.inventory.vms().await;
-        let services = state.store.call(|c| services::list(c, None)).await?;
+        let services = services::list(&state.store, None).await?;
         let mut access = state.lifecycle.ssh_access(Services::All).await?;
         let vms: Vec<OperatorVm> = gathered
             .items
@@ -97,10 +93,7 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
         ));
     }
     let owner = me.user.id;
-    let services = state
-        .store
-        .call(move |c| services::list(c, Some(owner)))
-        .await?;
+    let services = services::list(&state.store, Some(owner)).await?;
     let mut access = state.lifecycle.ssh_access(Services::OwnedBy(owner)).await?;
     let (live, _) = live_vms(&state, &services).await;
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.

@@ -5,6 +5,7 @@
 //! is the same operation. Customers may order for themselves and follow their services; every
 //! other operation is an operator's.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ use crate::lifecycle::job;
 use crate::lifecycle::steps::Step;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
 use crate::service_state::ServiceState;
+use crate::store::catalogue as store_catalogue;
 use crate::store::services::{self, Service};
-use crate::store::users;
+use crate::store::{StoreError, jobs, users};
 
 impl From<OrderError> for ApiError {
     fn from(err: OrderError) -> Self {
@@ -186,7 +188,11 @@ pub async fn service(
     let id = owner_check.id;
     let (jobs, history) = state
         .store
-        .call(move |c| Ok((job::for_service(c, id)?, job::events_for_service(c, id, 0)?)))
+        .transaction(|tx| async move {
+            let jobs = jobs::for_service(&tx, id).await?;
+            let history = jobs::events_for_service(&tx, id, 0).await?;
+            Ok::<_, StoreError>((jobs, history))
+        })
         .await?;
     let jobs: Vec<Value> = jobs
         .into_iter()
@@ -263,34 +269,40 @@ pub async fn list_services(
     };
     let summaries = state
         .store
-        .call(move |c| {
-            let usernames = super::user_names(c)?;
-            let mut listed = services::list(c, None)?;
+        .transaction(|tx| async move {
+            let usernames: HashMap<i64, String> = users::list(&tx)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.username))
+                .collect();
+            let mut listed = services::list(&tx, None).await?;
             listed.retain(|s| wanted.is_none_or(|w| s.state == w));
             listed.reverse();
-            listed
-                .into_iter()
-                .map(|service| {
-                    let last_job = job::latest_for_service(c, service.id)?.map(|j| JobSummary {
-                        id: j.id,
-                        kind: j.kind,
-                        state: j.state,
-                        step: j.step,
-                        attempts: j.attempts,
-                        last_error: j.last_error,
-                        updated_at: j.updated_at,
-                    });
-                    let owner = Owner {
-                        id: service.owner_id,
-                        username: usernames.get(&service.owner_id).cloned(),
-                    };
-                    Ok(ServiceSummary {
-                        service,
-                        owner,
-                        last_job,
-                    })
-                })
-                .collect::<rusqlite::Result<Vec<_>>>()
+            let mut summaries = Vec::with_capacity(listed.len());
+            for service in listed {
+                let last_job =
+                    jobs::latest_for_service(&tx, service.id)
+                        .await?
+                        .map(|j| JobSummary {
+                            id: j.id,
+                            kind: j.kind,
+                            state: j.state,
+                            step: j.step,
+                            attempts: j.attempts,
+                            last_error: j.last_error,
+                            updated_at: j.updated_at,
+                        });
+                let owner = Owner {
+                    id: service.owner_id,
+                    username: usernames.get(&service.owner_id).cloned(),
+                };
+                summaries.push(ServiceSummary {
+                    service,
+                    owner,
+                    last_job,
+                });
+            }
+            Ok::<_, StoreError>(summaries)
         })
         .await?;
     Ok(Json(summaries))
@@ -310,10 +322,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let history = state
-        .store
-        .call(move |c| job::events_for_service(c, id, after))
-        .await?;
+    let history = jobs::events_for_service(&state.store, id, after).await?;
     let admin = me.is_admin();
     let last = history.last().map(|e| e.id).unwrap_or(0);
     let live = futures_util::stream::unfold((live, last), move |(mut live, last)| async move {
@@ -424,7 +433,7 @@ impl From<Plan> for OfferedPlan {
 /// Operators get each plan whole; customers get the [`OfferedPlan`]s still offered (node names
 /// are Proxmox detail).
 pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
-    let plans = state.store.call(|c| catalogue::plans(c)).await?;
+    let plans = store_catalogue::plans(&state.store).await?;
     if me.is_admin() {
         return Ok(Json(json!(plans)));
     }
@@ -448,27 +457,17 @@ pub async fn put_plan(
             "cores, memory_mib and disk_gib must be greater than zero".into(),
         ));
     }
-    let names = plan.templates.clone();
-    let templates = state
-        .store
-        .call(move |c| {
-            let mut found = Vec::new();
-            for name in &names {
-                match catalogue::template(c, name)? {
-                    Some(template) => found.push(template),
-                    None => return Ok(Err(name.clone())),
-                }
+    let mut templates = Vec::with_capacity(plan.templates.len());
+    for name in &plan.templates {
+        match store_catalogue::template(&state.store, name).await? {
+            Some(template) => templates.push(template),
+            None => {
+                return Err(ApiError::BadRequest(format!("no template named {name:?}")));
             }
-            Ok(Ok(found))
-        })
-        .await?
-        .map_err(|name| ApiError::BadRequest(format!("no template named {name:?}")))?;
+        }
+    }
     check_plan_nodes(&state, &plan, &templates).await?;
-    let saved = plan.clone();
-    state
-        .store
-        .call(move |c| catalogue::put_plan(c, &saved, "api"))
-        .await?;
+    store_catalogue::put_plan(&state.store, &plan, "api").await?;
     crate::audit::record(
         &state.store,
         crate::audit::Entry {
@@ -491,7 +490,7 @@ async fn check_plan_nodes(state: &AppState, plan: &Plan, templates: &[Template])
         return Ok(());
     }
     let gathered = state.inventory.nodes().await;
-    let known = state.store.call(|c| crate::store::nodes::known(c)).await?;
+    let known = crate::store::nodes::known(&state.store).await?;
     for template in templates {
         let cluster = template.cluster.as_str();
         let mut nodes: Vec<&str> = gathered
@@ -526,7 +525,7 @@ pub async fn list_templates(
     State(state): State<AppState>,
     _: Admin,
 ) -> ApiResult<Json<Vec<Template>>> {
-    Ok(Json(state.store.call(|c| catalogue::templates(c)).await?))
+    Ok(Json(store_catalogue::templates(&state.store).await?))
 }
 
 pub async fn put_template(
@@ -542,11 +541,7 @@ pub async fn put_template(
             template.cluster
         )));
     }
-    let saved = template.clone();
-    state
-        .store
-        .call(move |c| catalogue::put_template(c, &saved, "api"))
-        .await?;
+    store_catalogue::put_template(&state.store, &template, "api").await?;
     crate::audit::record(
         &state.store,
         crate::audit::Entry {
@@ -569,13 +564,13 @@ pub async fn show_quota(
 ) -> ApiResult<Json<Value>> {
     let found = state
         .store
-        .call(move |c| {
-            if users::get(c, user)?.is_none() {
-                return Ok(None);
+        .transaction(|tx| async move {
+            if users::get(&tx, user).await?.is_none() {
+                return Ok::<_, StoreError>(None);
             }
             Ok(Some((
-                catalogue::quota(c, user)?,
-                catalogue::usage(c, user, None)?,
+                store_catalogue::quota(&tx, user).await?,
+                catalogue::usage(&tx, user, None).await?,
             )))
         })
         .await?;
@@ -595,15 +590,15 @@ pub async fn put_quota(
     Path(user): Path<i64>,
     JsonBody(quota): JsonBody<Quota>,
 ) -> ApiResult<Json<Value>> {
-    let saved = quota;
+    let saved = &quota;
     let usage = state
         .store
-        .call(move |c| match crate::store::users::get(c, user)? {
-            Some(_) => {
-                catalogue::put_quota(c, user, &saved)?;
-                catalogue::usage(c, user, None).map(Some)
+        .transaction(|tx| async move {
+            if users::get(&tx, user).await?.is_none() {
+                return Ok::<_, StoreError>(None);
             }
-            None => Ok(None),
+            store_catalogue::put_quota(&tx, user, saved).await?;
+            Ok(Some(catalogue::usage(&tx, user, None).await?))
         })
         .await?
         .ok_or(ApiError::NotFound)?;

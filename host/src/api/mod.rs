@@ -79,16 +79,6 @@ impl WebSettings {
 
 pub type AppState = Arc<Shared>;
 
-/// Every account's name by id, for answers that name the users behind ids.
-fn user_names(
-    conn: &rusqlite::Connection,
-) -> rusqlite::Result<std::collections::HashMap<i64, String>> {
-    Ok(crate::store::users::list(conn)?
-        .into_iter()
-        .map(|u| (u.id, u.username))
-        .collect())
-}
-
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/auth/login", post(session::login))

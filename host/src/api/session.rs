@@ -64,10 +64,14 @@ pub async fn login(
     let digest = secret_token::digest(&session);
     let expires_at = crate::store::now() + SESSION_LIFETIME_SECS;
     let (user_id, client_text) = (user.id, client.to_string());
-    state
-        .store
-        .call(move |c| sessions::insert(c, &digest, user_id, expires_at, Some(&client_text)))
-        .await?;
+    sessions::insert(
+        &state.store,
+        &digest,
+        user_id,
+        expires_at,
+        Some(&client_text),
+    )
+    .await?;
     audit::record(
         &state.store,
         audit::Entry {
@@ -91,10 +95,7 @@ pub async fn login(
 /// Checks the password, spending the same time whether or not the user exists.
 async fn verify_credentials(state: &AppState, body: &Login) -> ApiResult<Option<users::User>> {
     let username = body.username.clone();
-    let found = state
-        .store
-        .call(move |c| users::find_for_login(c, &username))
-        .await?;
+    let found = users::find_for_login(&state.store, &username).await?;
     let password = body.password.clone();
     let verified = tokio::task::spawn_blocking(move || match found {
         Some((user, hash)) if password::verify(&hash, &password) && !user.disabled => Some(user),
@@ -130,10 +131,7 @@ pub async fn logout(
     if identity.credential == Credential::Session {
         if let Some(session) = session_cookie(&parts) {
             let digest = secret_token::digest(session);
-            state
-                .store
-                .call(move |c| sessions::delete(c, &digest))
-                .await?;
+            sessions::delete(&state.store, &digest).await?;
         }
         audit::record(
             &state.store,

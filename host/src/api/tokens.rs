@@ -12,7 +12,6 @@ use super::extract::JsonBody;
 use crate::audit;
 use crate::auth::{Identity, secret_token};
 use crate::store::tokens::{self, ApiToken};
-use crate::store::users;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,12 +21,7 @@ pub struct NewToken {
 
 pub async fn list(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Vec<ApiToken>>> {
     let user_id = me.user.id;
-    Ok(Json(
-        state
-            .store
-            .call(move |c| tokens::list_for_user(c, user_id))
-            .await?,
-    ))
+    Ok(Json(tokens::list_for_user(&state.store, user_id).await?))
 }
 
 pub async fn create(
@@ -66,15 +60,12 @@ pub async fn issue_token(
 ) -> ApiResult<(String, ApiToken)> {
     let token = secret_token::generate_api_token();
     let digest = secret_token::digest(&token);
-    let name = name.to_owned();
-    let taken = name.clone();
-    let metadata = store
-        .call(move |c| match tokens::insert(c, user_id, &name, &digest) {
-            Err(err) if users::is_conflict(&err) => Ok(None),
-            other => other.map(Some),
-        })
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("you already have a token named {taken:?}")))?;
+    let metadata = match tokens::insert(store, user_id, name, &digest).await {
+        Err(err) if err.is_unique_violation() => Err(ApiError::Conflict(format!(
+            "you already have a token named {name:?}"
+        ))),
+        other => other.map_err(ApiError::from),
+    }?;
     Ok((token, metadata))
 }
 
@@ -84,10 +75,7 @@ pub async fn remove(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let user_id = me.user.id;
-    let removed = state
-        .store
-        .call(move |c| tokens::delete(c, user_id, id))
-        .await?;
+    let removed = tokens::delete(&state.store, user_id, id).await?;
     if !removed {
         return Err(ApiError::NotFound);
     }

@@ -10,6 +10,7 @@
 //! This module reads files and environment variables and nothing else: it never connects to a
 //! cluster or opens the database, so `porthole check-config` is safe to run anywhere.
 
+mod database;
 mod error;
 mod locate;
 mod model;
@@ -18,6 +19,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use database::{Database, PostgresConfig, PostgresTarget, is_postgres_url};
 pub use error::ConfigError;
 pub use model::{
     CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,

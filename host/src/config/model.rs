@@ -22,8 +22,15 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the peer address is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
-    /// SQLite database file; created and migrated at start.
-    pub database: PathBuf,
+    /// SQLite database file (created and migrated at start), or a `postgres://` URL.
+    pub database: String,
+    /// Where the daemon keeps files of its own (the plugin cache): by default the SQLite
+    /// database's directory, or the configuration's with PostgreSQL.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// How to reach a PostgreSQL `database`: password, TLS, pool.
+    #[serde(default)]
+    pub postgres: super::database::PostgresConfig,
     /// 32-byte key that encrypts secrets at rest in the database.
     pub data_key: DataKeySource,
     /// The Proxmox VE clusters this daemon drives.

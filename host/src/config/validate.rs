@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use url::Url;
 
+use super::database::Database;
 use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
@@ -24,7 +25,9 @@ pub struct ResolvedConfig {
     pub listen: SocketAddr,
     pub public_url: Url,
     pub trusted_proxies: Vec<IpNet>,
-    pub database: PathBuf,
+    pub database: Database,
+    /// Where the daemon keeps files of its own.
+    pub state_dir: PathBuf,
     pub data_key: DataKey,
     pub clusters: Vec<ResolvedCluster>,
     pub plans: Vec<PlanConfig>,
@@ -52,6 +55,13 @@ type Checked<T> = Result<T, ConfigError>;
 pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<ResolvedConfig> {
     check_public_url(&config.public_url, at)?;
     let data_key = read_data_key(&config.data_key, at, base)?;
+    let database =
+        Database::resolve(&config.database, &config.postgres, base).map_err(|(key, message)| {
+            match key.split_once('.') {
+                Some((table, key)) => at.error(&[Step::Key(table), Step::Key(key)], message),
+                None => at.error(&[Step::Key("database")], message),
+            }
+        })?;
     let clusters = resolve_clusters(&config.clusters, at, base)?;
     check_templates(&config, at)?;
     check_plans(&config, at)?;
@@ -66,7 +76,12 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         listen: config.listen,
         public_url: config.public_url,
         trusted_proxies: config.trusted_proxies,
-        database: base.join(&config.database),
+        state_dir: match (&config.state_dir, &database) {
+            (Some(dir), _) => base.join(dir),
+            (None, Database::Sqlite(file)) => file.parent().unwrap_or(base).to_path_buf(),
+            (None, Database::Postgres(_)) => base.to_path_buf(),
+        },
+        database,
         data_key,
         clusters,
         plans: config.plans,

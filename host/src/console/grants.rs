@@ -49,10 +49,7 @@ impl ConsoleHub {
         }
         let ttl = i64::try_from(self.limits().token_ttl.as_secs()).unwrap_or(30);
         let client = client.to_string();
-        let issued = self
-            .store()
-            .call(move |c| tokens::issue(c, grant, Some(&client), store::now(), ttl))
-            .await?;
+        let issued = tokens::issue(self.store(), grant, Some(&client), store::now(), ttl).await?;
         Ok(issued)
     }
 

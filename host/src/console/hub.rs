@@ -256,10 +256,7 @@ impl ConsoleHub {
     pub async fn revoke(&self, service_id: i64, why: Revocation) -> usize {
         let closed = self.stop_service(service_id, why);
         let now = store::now();
-        let revoked = self
-            .store
-            .call(move |c| tokens::revoke_for_service(c, service_id, now))
-            .await;
+        let revoked = tokens::revoke_for_service(&self.store, service_id, now).await;
         match revoked {
             Ok(tokens) => {
                 tracing::info!(
@@ -273,6 +270,12 @@ impl ConsoleHub {
             Err(err) => {
                 tracing::error!(service_id, error = %err, "could not revoke console tokens");
             }
+        }
+        // Other daemons relaying this service's consoles look at its state now rather than at
+        // their next sweep.
+        let notice = format!("{}{service_id}", super::watch::REVOKED);
+        if let Err(err) = self.store.notify(&notice).await {
+            tracing::warn!(service_id, error = %err, "could not tell other daemons of a revocation");
         }
         closed
     }

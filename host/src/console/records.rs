@@ -1,10 +1,10 @@
 //! What the relay writes down: a `console_sessions` row per session, and audit-log entries for
 //! every open, close and refusal (DESIGN invariant 4). Writing a record never fails the session
-//! it records: failures are logged, as in [`crate::audit`].
+//! it records: failures are logged, as in [`crate::audit`]. The rows' SQL is
+//! [`crate::store::console`]'s.
 
 use std::net::IpAddr;
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 use serde_json::json;
 
@@ -34,73 +34,6 @@ pub struct SessionRecord {
 pub struct Totals {
     pub bytes_to_vm: u64,
     pub bytes_to_browser: u64,
-}
-
-pub fn insert(
-    conn: &Connection,
-    grant: Grant,
-    client: &str,
-    started_at: i64,
-) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "INSERT INTO console_sessions (user_id, service_id, kind, client, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        params![
-            grant.user_id,
-            grant.service_id,
-            grant.kind.as_str(),
-            client,
-            started_at
-        ],
-        |row| row.get(0),
-    )
-}
-
-pub fn finish(
-    conn: &Connection,
-    id: i64,
-    ended_at: i64,
-    totals: Totals,
-    reason: &CloseReason,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE console_sessions SET ended_at = ?2, bytes_to_vm = ?3, bytes_to_browser = ?4,
-         close_code = ?5, close_reason = ?6 WHERE id = ?1",
-        params![
-            id,
-            ended_at,
-            i64::try_from(totals.bytes_to_vm).unwrap_or(i64::MAX),
-            i64::try_from(totals.bytes_to_browser).unwrap_or(i64::MAX),
-            reason.code(),
-            reason.label()
-        ],
-    )?;
-    Ok(())
-}
-
-/// Sessions of one service, newest first.
-pub fn for_service(conn: &Connection, service_id: i64) -> rusqlite::Result<Vec<SessionRecord>> {
-    let mut statement = conn.prepare(
-        "SELECT id, user_id, service_id, kind, client, started_at, ended_at, bytes_to_vm,
-                bytes_to_browser, close_code, close_reason
-         FROM console_sessions WHERE service_id = ?1 ORDER BY id DESC",
-    )?;
-    let rows = statement.query_map([service_id], |row| {
-        Ok(SessionRecord {
-            id: row.get(0)?,
-            user_id: row.get(1)?,
-            service_id: row.get(2)?,
-            kind: row.get(3)?,
-            client: row.get(4)?,
-            started_at: row.get(5)?,
-            ended_at: row.get(6)?,
-            bytes_to_vm: row.get(7)?,
-            bytes_to_browser: row.get(8)?,
-            close_code: row.get(9)?,
-            close_reason: row.get(10)?,
-        })
-    })?;
-    rows.collect()
 }
 
 /// Who was refused what, and why: before a session exists (token, origin, ownership, state,

@@ -60,10 +60,7 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     let client = request.client_addr.to_string();
     let (mut browser_tx, mut browser_rx) = browser.split();
     let started_at = store::now();
-    let row_client = client.clone();
-    let inserted = store
-        .call(move |c| records::insert(c, grant, &row_client, started_at))
-        .await;
+    let inserted = store::console::insert_session(&store, grant, &client, started_at).await;
     let session_id = match inserted {
         Ok(id) => id,
         Err(err) => {
@@ -94,10 +91,8 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
         bytes_to_browser,
     };
     let ended_at = store::now();
-    let finish_reason = reason.clone();
-    let finished = store
-        .call(move |c| records::finish(c, session_id, ended_at, totals, &finish_reason))
-        .await;
+    let finished =
+        store::console::finish_session(&store, session_id, ended_at, totals, &reason).await;
     if let Err(err) = finished {
         tracing::error!(session_id, error = %err, "could not record the end of a console session");
     }

@@ -13,10 +13,10 @@
 //!
 //! Never touches Proxmox or WebSockets: this is a small grant table and its rules.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::secret_token;
+use crate::store::{self, Db, StoreError};
 
 /// Which console a token opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,8 @@ impl ConsoleKind {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// `None` for a kind this version does not know.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "vnc" => Some(Self::Vnc),
             "term" => Some(Self::Term),
@@ -110,139 +111,56 @@ impl TokenRefusal {
 const KEEP_SPENT_SECS: i64 = 60 * 60;
 
 /// Stores a new token for `grant`, valid for `ttl_secs` from `now`, and purges long-dead ones.
-pub fn issue(
-    conn: &Connection,
+pub async fn issue(
+    db: &impl Db,
     grant: Grant,
     client: Option<&str>,
     now: i64,
     ttl_secs: i64,
-) -> rusqlite::Result<IssuedToken> {
+) -> Result<IssuedToken, StoreError> {
     let token = secret_token::generate();
     let expires_at = now + ttl_secs;
-    conn.execute(
-        "INSERT INTO console_tokens (token_hash, user_id, service_id, kind, client, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            secret_token::digest(&token).as_slice(),
-            grant.user_id,
-            grant.service_id,
-            grant.kind.as_str(),
-            client,
-            now,
-            expires_at
-        ],
-    )?;
-    conn.execute(
-        "DELETE FROM console_tokens WHERE expires_at < ?1",
-        [now - KEEP_SPENT_SECS],
-    )?;
+    let hash = secret_token::digest(&token);
+    store::console::insert_token(db, &hash, grant, client, now, expires_at).await?;
+    store::console::purge_tokens(db, now - KEEP_SPENT_SECS).await?;
     Ok(IssuedToken { token, expires_at })
 }
 
 /// Spends `token` if it is unused, unrevoked and unexpired at `now`: exactly one caller wins.
-pub fn redeem(
-    conn: &Connection,
+pub async fn redeem(
+    db: &impl Db,
     token: &str,
     now: i64,
-) -> rusqlite::Result<Result<Grant, TokenRefusal>> {
-    let hash = secret_token::digest(token);
-    let spent = conn
-        .query_row(
-            "UPDATE console_tokens SET used_at = ?2
-             WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2
-             RETURNING user_id, service_id, kind",
-            params![hash.as_slice(), now],
-            grant_from_row,
-        )
-        .optional()?;
-    if let Some(grant) = spent {
-        return Ok(grant.ok_or(TokenRefusal::Unknown));
-    }
-    why_refused(conn, &hash, now)
+) -> Result<Result<Grant, TokenRefusal>, StoreError> {
+    store::console::redeem_token(db, &secret_token::digest(token), now).await
 }
 
 /// The grant of a token that would still open a console, without spending it. Used to name the
 /// user in the audit entry when a request is refused before the token is redeemed.
-pub fn peek(conn: &Connection, token: &str, now: i64) -> rusqlite::Result<Option<Grant>> {
-    let hash = secret_token::digest(token);
-    let found = conn
-        .query_row(
-            "SELECT user_id, service_id, kind FROM console_tokens
-             WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
-            params![hash.as_slice(), now],
-            grant_from_row,
-        )
-        .optional()?;
-    Ok(found.flatten())
+pub async fn peek(db: &impl Db, token: &str, now: i64) -> Result<Option<Grant>, StoreError> {
+    store::console::live_token(db, &secret_token::digest(token), now).await
 }
 
 /// Revokes every outstanding token of a service; returns how many.
-pub fn revoke_for_service(conn: &Connection, service_id: i64, now: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE console_tokens SET revoked_at = ?2
-         WHERE service_id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
-        params![service_id, now],
-    )
-}
-
-fn why_refused(
-    conn: &Connection,
-    hash: &[u8; 32],
+pub async fn revoke_for_service(
+    db: &impl Db,
+    service_id: i64,
     now: i64,
-) -> rusqlite::Result<Result<Grant, TokenRefusal>> {
-    let row = conn
-        .query_row(
-            "SELECT user_id, service_id, kind, used_at IS NOT NULL, revoked_at IS NOT NULL, expires_at
-             FROM console_tokens WHERE token_hash = ?1",
-            [hash.as_slice()],
-            |row| {
-                Ok((
-                    grant_from_row(row)?,
-                    row.get::<_, bool>(3)?,
-                    row.get::<_, bool>(4)?,
-                    row.get::<_, i64>(5)?,
-                ))
-            },
-        )
-        .optional()?;
-    let refusal = match row {
-        Some((Some(grant), true, _, _)) => TokenRefusal::Replayed(grant),
-        Some((Some(grant), _, true, _)) => TokenRefusal::Revoked(grant),
-        Some((Some(grant), _, _, expires_at)) if expires_at <= now => TokenRefusal::Expired(grant),
-        _ => TokenRefusal::Unknown,
-    };
-    Ok(Err(refusal))
-}
-
-/// `None` for a kind this version does not know (a newer daemon's row).
-fn grant_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Grant>> {
-    let kind: String = row.get(2)?;
-    let Some(kind) = ConsoleKind::parse(&kind) else {
-        return Ok(None);
-    };
-    Ok(Some(Grant {
-        user_id: row.get(0)?,
-        service_id: row.get(1)?,
-        kind,
-    }))
+) -> Result<u64, StoreError> {
+    store::console::revoke_tokens_for_service(db, service_id, now).await
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::testing::{customer_on_a_cluster, on_both_backends};
+    use crate::store::{Store, params};
 
-    fn database() -> (tempfile::TempDir, Connection, Grant) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = crate::store::open_connection(&dir.path().join("t.db")).unwrap();
-        conn.execute_batch(
-            "INSERT INTO users (id, username, role, password_hash, created_at, updated_at)
-               VALUES (1, 'alice', 'customer', 'x', 0, 0);
-             INSERT INTO clusters (name, created_at) VALUES ('lab', 0);",
-        )
-        .unwrap();
+    async fn database(store: &Store) -> Grant {
+        let owner = customer_on_a_cluster(store).await.unwrap();
         let web = crate::store::services::ExistingVm {
-            owner_id: 1,
+            owner_id: owner,
             name: "web",
             cluster: "lab",
             node: "pve1",
@@ -250,70 +168,108 @@ mod tests {
             plan: None,
             stopped: false,
         };
-        assert_eq!(
-            crate::store::services::insert_active(&conn, &web)
-                .unwrap()
-                .id,
-            1
-        );
-        let grant = Grant {
-            user_id: 1,
-            service_id: 1,
-            kind: ConsoleKind::Vnc,
-        };
-        (dir, conn, grant)
-    }
-
-    #[test]
-    fn a_token_opens_once_and_a_replay_is_named_as_such() {
-        let (_dir, conn, grant) = database();
-        let issued = issue(&conn, grant, None, 1000, 20).unwrap();
-        assert_eq!(issued.expires_at, 1020);
-        assert_eq!(redeem(&conn, &issued.token, 1001).unwrap(), Ok(grant));
-        assert_eq!(
-            redeem(&conn, &issued.token, 1002).unwrap(),
-            Err(TokenRefusal::Replayed(grant))
-        );
-    }
-
-    #[test]
-    fn an_expired_token_is_refused_as_expired() {
-        let (_dir, conn, grant) = database();
-        let issued = issue(&conn, grant, None, 1000, 20).unwrap();
-        assert_eq!(
-            redeem(&conn, &issued.token, 1020).unwrap(),
-            Err(TokenRefusal::Expired(grant))
-        );
-    }
-
-    #[test]
-    fn revoked_tokens_stop_working_and_unknown_ones_say_so() {
-        let (_dir, conn, grant) = database();
-        let issued = issue(&conn, grant, None, 1000, 20).unwrap();
-        assert_eq!(peek(&conn, &issued.token, 1001).unwrap(), Some(grant));
-        assert_eq!(
-            revoke_for_service(&conn, grant.service_id, 1001).unwrap(),
-            1
-        );
-        assert_eq!(peek(&conn, &issued.token, 1001).unwrap(), None);
-        assert_eq!(
-            redeem(&conn, &issued.token, 1002).unwrap(),
-            Err(TokenRefusal::Revoked(grant))
-        );
-        assert_eq!(
-            redeem(&conn, "not-a-token", 1002).unwrap(),
-            Err(TokenRefusal::Unknown)
-        );
-    }
-
-    #[test]
-    fn tokens_are_stored_only_as_digests() {
-        let (_dir, conn, grant) = database();
-        let issued = issue(&conn, grant, None, 1000, 20).unwrap();
-        let stored: Vec<u8> = conn
-            .query_row("SELECT token_hash FROM console_tokens", [], |r| r.get(0))
+        let service = crate::store::services::insert_active(store, &web)
+            .await
             .unwrap();
-        assert_eq!(stored, secret_token::digest(&issued.token));
-        assert!(!format!("{issued:?}").contains(&issued.token));
+        Grant {
+            user_id: owner,
+            service_id: service.id,
+            kind: ConsoleKind::Vnc,
+        }
+    }
+
+    /// Several daemons on one PostgreSQL database each try every token at the same moment: each
+    /// token opens one console, wherever it is redeemed.
+    #[tokio::test]
+    async fn racing_daemons_redeem_each_token_once() -> anyhow::Result<()> {
+        let test = crate::store::testing::TestStore::postgres().await?;
+        let grant = database(&test.store).await;
+        let daemons = [
+            test.store.clone(),
+            test.another_daemon().await?,
+            test.another_daemon().await?,
+        ];
+        for _ in 0..20 {
+            let issued = issue(&daemons[0], grant, None, 1000, 20).await?;
+            let attempts = daemons.iter().map(|daemon| {
+                let (daemon, token) = (daemon.clone(), issued.token.clone());
+                tokio::spawn(async move { redeem(&daemon, &token, 1001).await })
+            });
+            let mut opened = 0;
+            for attempt in attempts.collect::<Vec<_>>() {
+                match attempt.await?? {
+                    Ok(_) => opened += 1,
+                    Err(refusal) => assert_eq!(refusal, TokenRefusal::Replayed(grant)),
+                }
+            }
+            assert_eq!(opened, 1);
+        }
+        Ok(())
+    }
+
+    on_both_backends! {
+        async fn a_token_opens_once_and_a_replay_is_named_as_such(store: Store) -> anyhow::Result<()> {
+            let grant = database(&store).await;
+            let issued = issue(&store, grant, None, 1000, 20).await.unwrap();
+            assert_eq!(issued.expires_at, 1020);
+            assert_eq!(
+                redeem(&store, &issued.token, 1001).await.unwrap(),
+                Ok(grant)
+            );
+            assert_eq!(
+                redeem(&store, &issued.token, 1002).await.unwrap(),
+                Err(TokenRefusal::Replayed(grant))
+            );
+            Ok(())
+        }
+
+        async fn an_expired_token_is_refused_as_expired(store: Store) -> anyhow::Result<()> {
+            let grant = database(&store).await;
+            let issued = issue(&store, grant, None, 1000, 20).await.unwrap();
+            assert_eq!(
+                redeem(&store, &issued.token, 1020).await.unwrap(),
+                Err(TokenRefusal::Expired(grant))
+            );
+            Ok(())
+        }
+
+        async fn revoked_tokens_stop_working_and_unknown_ones_say_so(store: Store) -> anyhow::Result<()> {
+            let grant = database(&store).await;
+            let issued = issue(&store, grant, None, 1000, 20).await.unwrap();
+            assert_eq!(
+                peek(&store, &issued.token, 1001).await.unwrap(),
+                Some(grant)
+            );
+            assert_eq!(
+                revoke_for_service(&store, grant.service_id, 1001)
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert_eq!(peek(&store, &issued.token, 1001).await.unwrap(), None);
+            assert_eq!(
+                redeem(&store, &issued.token, 1002).await.unwrap(),
+                Err(TokenRefusal::Revoked(grant))
+            );
+            assert_eq!(
+                redeem(&store, "not-a-token", 1002).await.unwrap(),
+                Err(TokenRefusal::Unknown)
+            );
+            Ok(())
+        }
+
+        async fn tokens_are_stored_only_as_digests(store: Store) -> anyhow::Result<()> {
+            let grant = database(&store).await;
+            let issued = issue(&store, grant, None, 1000, 20).await.unwrap();
+            let stored: Vec<u8> = store
+                .query_one("SELECT token_hash FROM console_tokens", params![])
+                .await
+                .unwrap()
+                .get(0)
+                .unwrap();
+            assert_eq!(stored, secret_token::digest(&issued.token));
+            assert!(!format!("{issued:?}").contains(&issued.token));
+            Ok(())
+        }
     }
 }

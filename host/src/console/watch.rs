@@ -14,34 +14,55 @@
 //!   `services.state` column already says.
 //! - *A query per session* costs in proportion to the sessions, thousands on a busy daemon.
 //!
-//! So a daemon runs one task that, every [`ConsoleLimits::state_poll`], reads the states of the
-//! services of its live sessions in a single primary-key lookup, and signals the sessions of
-//! any that are suspended or going away. The task is started by the first admission and ends
+//! So a daemon runs one task that reads the states of the services of its live sessions in a
+//! single primary-key lookup, and signals the sessions of any that are suspended or going away.
+//! It looks when a daemon that revoked a service says so ([`Store::notify`]: PostgreSQL's
+//! `NOTIFY` reaches every daemon at once), and every [`ConsoleLimits::state_poll`] regardless,
+//! because a notice can be missed (a listener reconnecting) or never sent (several processes on
+//! one SQLite file). The task is started by the first admission and ends
 //! when the last session does: a daemon with no console does no polling at all. The state is
 //! the truth the lifecycle engine writes before it revokes (see `lifecycle::vm::mark`), so this
 //! daemon's own revocations are seen here too, harmlessly: a session stops only once.
 //! Outstanding tokens need nothing here: they are rows in the shared database, revoked there.
 //!
 //! [`ConsoleLimits::state_poll`]: super::ConsoleLimits::state_poll
+//! [`Store::notify`]: crate::store::Store::notify
 
 use std::collections::BTreeSet;
 use std::sync::Weak;
 
-use rusqlite::Connection;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::close::Revocation;
 use super::hub::ConsoleHub;
-use crate::service_state::ServiceState;
+use crate::store::{self, Db, Notice, StoreError};
+
+/// The notice a daemon sends every daemon after it revoked a service's consoles:
+/// `revoked <service id>`.
+pub(super) const REVOKED: &str = "revoked ";
 
 /// Runs until the hub is gone or has no live session left; see the module doc.
 pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     let Some(every) = hub.upgrade().map(|hub| hub.limits().state_poll) else {
         return;
     };
+    let Some(mut notices) = hub.upgrade().map(|hub| hub.store().subscribe()) else {
+        return;
+    };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        // A revocation notice (or a gap in them) looks at once; the tick is the fallback for
+        // notices that never come: SQLite files shared between processes, a listener
+        // reconnecting.
+        tokio::select! {
+            _ = tick.tick() => {}
+            notice = notices.recv() => match notice {
+                Ok(Notice::Message(payload)) if !payload.starts_with(REVOKED) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+        }
         let Some(hub) = hub.upgrade() else { return };
         let Some(services) = hub.watched_services() else {
             return;
@@ -49,10 +70,7 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
         if services.is_empty() {
             continue;
         }
-        let reading = hub
-            .store()
-            .call(move |c| revoked_services(c, &services))
-            .await;
+        let reading = revoked_services(hub.store(), &services).await;
         match reading {
             Ok(revoked) => {
                 for (service_id, why) in revoked {
@@ -75,58 +93,51 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
 }
 
 /// Those of `services` whose consoles must close, and why. One statement whatever the number
-/// of services: their ids travel as one JSON array.
-fn revoked_services(
-    conn: &Connection,
+/// of services (see [`store::console::service_states`]).
+async fn revoked_services(
+    db: &impl Db,
     services: &BTreeSet<i64>,
-) -> rusqlite::Result<Vec<(i64, Revocation)>> {
-    let ids = serde_json::to_string(services)
-        .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
-    let mut statement = conn.prepare_cached(
-        "SELECT id, state FROM services WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-    )?;
-    let rows = statement.query_map([ids], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, ServiceState>(1)?))
-    })?;
-    let mut revoked = Vec::new();
-    for row in rows {
-        let (id, state) = row?;
-        if let Some(why) = state.revocation() {
-            revoked.push((id, why));
-        }
-    }
-    Ok(revoked)
+) -> Result<Vec<(i64, Revocation)>, StoreError> {
+    let states = store::console::service_states(db, services).await?;
+    Ok(states
+        .into_iter()
+        .filter_map(|(id, state)| state.revocation().map(|why| (id, why)))
+        .collect())
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::service_state::ServiceState;
+    use crate::store::params;
+    use crate::store::testing::{customer_on_a_cluster, on_both_backends};
 
-    #[test]
-    fn the_states_of_many_services_are_read_in_one_statement() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE services (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
-            .unwrap();
-        for (id, state) in [
-            (1, ServiceState::Active),
-            (2, ServiceState::Suspended),
-            (3, ServiceState::Terminating),
-            (4, ServiceState::Suspended),
-        ] {
-            conn.execute(
-                "INSERT INTO services VALUES (?1, ?2)",
-                rusqlite::params![id, state],
-            )
-            .unwrap();
+    on_both_backends! {
+        async fn the_states_of_many_services_are_read_in_one_statement(store: Store) -> anyhow::Result<()> {
+            let owner = customer_on_a_cluster(&store).await?;
+            for (id, state) in [
+                (1, ServiceState::Active),
+                (2, ServiceState::Suspended),
+                (3, ServiceState::Terminating),
+                (4, ServiceState::Suspended),
+            ] {
+                store
+                    .execute(
+                        "INSERT INTO services (id, owner_id, name, cluster, state, created_at, updated_at)
+                         VALUES (?1, ?2, 'vm', 'lab', ?3, 0, 0)",
+                        params![id, owner, state],
+                    )
+                    .await?;
+            }
+            let watched: BTreeSet<i64> = [1, 2, 3, 99].into_iter().collect();
+            let revoked = revoked_services(&store, &watched).await?;
+            assert_eq!(
+                revoked,
+                [(2, Revocation::Suspended), (3, Revocation::Terminated)]
+            );
+            let many: BTreeSet<i64> = (0..50_000).collect();
+            assert_eq!(revoked_services(&store, &many).await?.len(), 3);
+            Ok(())
         }
-        let watched: BTreeSet<i64> = [1, 2, 3, 99].into_iter().collect();
-        let revoked = revoked_services(&conn, &watched).unwrap();
-        assert_eq!(
-            revoked,
-            [(2, Revocation::Suspended), (3, Revocation::Terminated)]
-        );
-        let many: BTreeSet<i64> = (0..50_000).collect();
-        assert_eq!(revoked_services(&conn, &many).unwrap().len(), 3);
     }
 }

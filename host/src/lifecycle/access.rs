@@ -4,11 +4,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::Lifecycle;
-use crate::store::StoreError;
+use crate::store::{StoreError, access};
 
 /// `ssh [-o ProxyCommand="{proxy_command}"] {user}@{host}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,11 +33,14 @@ impl Lifecycle {
         services: Services,
     ) -> Result<HashMap<i64, SshAccess>, StoreError> {
         let proxy_command = self.inner.provisioning.ssh_proxy_command.clone();
-        let found = self
-            .inner
-            .store
-            .call(move |c| tunnel_logins(c, services))
-            .await?;
+        let (owner, id) = match services {
+            Services::All => (None, None),
+            Services::OwnedBy(owner) => (Some(owner), None),
+            Services::One(id) => (None, Some(id)),
+        };
+        // The first hostname of each service's recorded tunnel, and the user its provision
+        // order asked for.
+        let found = access::tunnel_logins(&self.inner.store, owner, id).await?;
         Ok(found
             .into_iter()
             .map(|(id, user, host)| {
@@ -54,42 +56,4 @@ impl Lifecycle {
             })
             .collect())
     }
-}
-
-/// `(service id, login user, public hostname)` in one query: the first hostname of the
-/// service's recorded tunnel and the user its provision order asked for.
-fn tunnel_logins(
-    conn: &Connection,
-    services: Services,
-) -> rusqlite::Result<Vec<(i64, String, String)>> {
-    let (owner, id) = match services {
-        Services::All => (None, None),
-        Services::OwnedBy(owner) => (Some(owner), None),
-        Services::One(id) => (None, Some(id)),
-    };
-    let mut statement = conn.prepare_cached(
-        "SELECT r.service_id,
-                (SELECT json_extract(j.data, '$.order.username') FROM jobs j
-                  WHERE j.service_id = r.service_id AND j.kind = 'provision'
-                  ORDER BY j.id LIMIT 1),
-                json_extract(r.detail, '$.hostnames[0]')
-           FROM service_resources r JOIN services s ON s.id = r.service_id
-          WHERE r.kind = 'tunnel'
-            AND (?1 IS NULL OR s.owner_id = ?1)
-            AND (?2 IS NULL OR s.id = ?2)",
-    )?;
-    let rows = statement.query_map(params![owner, id], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, Option<String>>(1)?,
-            row.get::<_, Option<String>>(2)?,
-        ))
-    })?;
-    let mut found = Vec::new();
-    for row in rows {
-        if let (id, Some(user), Some(host)) = row? {
-            found.push((id, user, host));
-        }
-    }
-    Ok(found)
 }

@@ -49,23 +49,20 @@ pub async fn adopt(store: &Store, client: &Client, vm: Adoption) -> anyhow::Resu
         .get("name")
         .map_or_else(|| format!("vm-{vmid}"), str::to_owned);
     let cluster = client.cluster().to_owned();
-    let service = store
-        .call(move |c| {
-            services::insert_active(
-                c,
-                &ExistingVm {
-                    owner_id: vm.owner_id,
-                    name: &name,
-                    cluster: &cluster,
-                    node: &vm.node,
-                    vmid: vm.vmid,
-                    plan: vm.plan.as_deref(),
-                    stopped: !running,
-                },
-            )
-        })
-        .await
-        .with_context(|| format!("while recording VM {vmid} as a service"))?;
+    let service = services::insert_active(
+        store,
+        &ExistingVm {
+            owner_id: vm.owner_id,
+            name: &name,
+            cluster: &cluster,
+            node: &vm.node,
+            vmid: vm.vmid,
+            plan: vm.plan.as_deref(),
+            stopped: !running,
+        },
+    )
+    .await
+    .with_context(|| format!("while recording VM {vmid} as a service"))?;
     let marked = mark(
         client,
         &node,
@@ -96,8 +93,7 @@ pub async fn adopt(store: &Store, client: &Client, vm: Adoption) -> anyhow::Resu
     if landed {
         return Ok(service);
     }
-    store
-        .call(move |c| services::delete_adopted(c, id))
+    services::delete_adopted(store, id)
         .await
         .context("while forgetting a service whose VM could not be marked")?;
     Err(err).context(format!("while marking VM {vmid} as service {id}'s"))

@@ -3,13 +3,12 @@
 //! nothing new; the `billing_events` table remembers every event applied, including ones that
 //! named a service we do not know.
 
-use rusqlite::params;
 use serde::Serialize;
 
 use super::{Lifecycle, Operation, OrderError, OrderSpec, TakenHostname};
 use crate::plugins::{BillingEvent, Order, WebhookRequest, WebhookResponse};
-use crate::store::services;
 use crate::store::users::{self, Role};
+use crate::store::{StoreError, billing, services};
 
 /// What became of one event.
 #[derive(Debug, Clone, Serialize)]
@@ -131,11 +130,7 @@ impl Lifecycle {
     /// billing plugin can never act on another's services.
     async fn service_for(&self, plugin: &str, external_ref: &str) -> Result<i64, OrderError> {
         let reference = scoped_ref(plugin, external_ref);
-        let service = self
-            .inner
-            .store
-            .call(move |c| services::by_external_ref(c, &reference))
-            .await?;
+        let service = services::by_external_ref(&self.inner.store, &reference).await?;
         service.map(|s| s.id).ok_or(OrderError::NotFound("service"))
     }
 
@@ -163,7 +158,7 @@ impl Lifecycle {
 
     /// The account for the billing system's customer, found by its external id or created with a
     /// random password the customer replaces (an operator or a reset flow hands it over). Lookup
-    /// and creation happen in one store call, so two webhooks for a new customer make one account.
+    /// and creation happen in one transaction, so two webhooks for a new customer make one account.
     async fn customer_account(&self, plugin: &str, order: &Order) -> Result<i64, OrderError> {
         let external_id = format!("{plugin}:{}", order.customer.external_id);
         let preferred = account_name(&order.customer.email, &order.customer.external_id);
@@ -173,58 +168,28 @@ impl Lifecycle {
             .await
             .map_err(|err| OrderError::Invalid(format!("hashing failed: {err}")))?
             .map_err(|err| OrderError::Invalid(err.to_string()))?;
+        let (external_id, preferred, fallback, hash) = (&external_id, &preferred, &fallback, &hash);
         let id = self
             .inner
             .store
-            .call(move |c| {
-                let tx = c.transaction()?;
-                let found = tx
-                    .query_row(
-                        "SELECT id FROM users WHERE external_id = ?1",
-                        [&external_id],
-                        |row| row.get::<_, i64>(0),
-                    )
-                    .map(Some)
-                    .or_else(|err| match err {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        other => Err(other),
-                    })?;
-                let id = match found {
-                    Some(id) => id,
-                    None => {
-                        // The e-mail may already name another account (an operator's, or one
-                        // from another billing system): then the billing id names this one.
-                        let taken = users::find_for_login(&tx, &preferred)?.is_some();
-                        let username = if taken { &fallback } else { &preferred };
-                        let user = users::insert(&tx, username, Role::Customer, &hash)?;
-                        tx.execute(
-                            "UPDATE users SET external_id = ?2 WHERE id = ?1",
-                            params![user.id, external_id],
-                        )?;
-                        user.id
-                    }
-                };
-                tx.commit()?;
-                Ok(id)
+            .transaction(|tx| async move {
+                if let Some(id) = billing::account_for(&tx, external_id).await? {
+                    return Ok::<_, StoreError>(id);
+                }
+                // The e-mail may already name another account (an operator's, or one from
+                // another billing system): then the billing id names this one.
+                let taken = users::find_for_login(&tx, preferred).await?.is_some();
+                let username = if taken { fallback } else { preferred };
+                let user = users::insert(&tx, username, Role::Customer, hash).await?;
+                billing::link_account(&tx, user.id, external_id).await?;
+                Ok(user.id)
             })
             .await?;
         Ok(id)
     }
 
     async fn remember_event(&self, plugin: &str, event_id: &str) {
-        let (plugin, event_id) = (plugin.to_owned(), event_id.to_owned());
-        let result = self
-            .inner
-            .store
-            .call(move |c| {
-                c.execute(
-                    "INSERT INTO billing_events (plugin, event_id, received_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
-                    params![plugin, event_id, crate::store::now()],
-                )
-            })
-            .await;
-        if let Err(err) = result {
+        if let Err(err) = billing::remember_event(&self.inner.store, plugin, event_id).await {
             tracing::warn!(error = %err, "could not record a billing event");
         }
     }

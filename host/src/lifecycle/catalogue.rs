@@ -1,11 +1,12 @@
-//! The catalogue: plans, templates and customer quotas, and the quota check for new orders.
+//! The catalogue: plans, templates and customer quotas, and the quota check for new orders
+//! (their rows: `store::catalogue`).
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{PlanConfig, TemplateConfig};
+use crate::store::{Db, Store, StoreError, catalogue, jobs, services};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -54,180 +55,40 @@ impl Default for Quota {
     }
 }
 
-fn json_list(column: usize, text: &str) -> rusqlite::Result<Vec<String>> {
-    serde_json::from_str(text).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Text,
-            Box::new(err),
-        )
-    })
-}
-
-fn to_json(list: &[String]) -> String {
-    serde_json::Value::from(list.to_vec()).to_string()
-}
-
-fn plan_from_row(row: &Row<'_>) -> rusqlite::Result<Plan> {
-    Ok(Plan {
-        name: row.get(0)?,
-        cores: row.get(1)?,
-        memory_mib: row.get(2)?,
-        disk_gib: row.get(3)?,
-        templates: json_list(4, &row.get::<_, String>(4)?)?,
-        nodes: json_list(5, &row.get::<_, String>(5)?)?,
-        retired: row.get(6)?,
-    })
-}
-
-fn template_from_row(row: &Row<'_>) -> rusqlite::Result<Template> {
-    Ok(Template {
-        name: row.get(0)?,
-        cluster: row.get(1)?,
-        node: row.get(2)?,
-        vmid: row.get(3)?,
-        os: row.get(4)?,
-        cloud_init: row.get(5)?,
-    })
-}
-
-pub fn plan(conn: &Connection, name: &str) -> rusqlite::Result<Option<Plan>> {
-    conn.query_row(
-        "SELECT name, cores, memory_mib, disk_gib, templates, nodes, retired FROM plans WHERE name = ?1",
-        [name],
-        plan_from_row,
-    )
-    .optional()
-}
-
-pub fn plans(conn: &Connection) -> rusqlite::Result<Vec<Plan>> {
-    let mut statement = conn.prepare(
-        "SELECT name, cores, memory_mib, disk_gib, templates, nodes, retired FROM plans ORDER BY name",
-    )?;
-    let rows = statement.query_map([], plan_from_row)?;
-    rows.collect()
-}
-
-/// Creates or replaces a plan.
-pub fn put_plan(conn: &Connection, plan: &Plan, source: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source, retired)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (name) DO UPDATE SET cores = ?2, memory_mib = ?3, disk_gib = ?4,
-             templates = ?5, nodes = ?6, source = ?7, retired = ?8",
-        params![
-            plan.name,
-            plan.cores,
-            plan.memory_mib,
-            plan.disk_gib,
-            to_json(&plan.templates),
-            to_json(&plan.nodes),
-            source,
-            plan.retired
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn template(conn: &Connection, name: &str) -> rusqlite::Result<Option<Template>> {
-    conn.query_row(
-        "SELECT name, cluster, node, vmid, os, cloud_init FROM templates WHERE name = ?1",
-        [name],
-        template_from_row,
-    )
-    .optional()
-}
-
-pub fn templates(conn: &Connection) -> rusqlite::Result<Vec<Template>> {
-    let mut statement = conn
-        .prepare("SELECT name, cluster, node, vmid, os, cloud_init FROM templates ORDER BY name")?;
-    let rows = statement.query_map([], template_from_row)?;
-    rows.collect()
-}
-
-pub fn put_template(conn: &Connection, template: &Template, source: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO templates (name, cluster, node, vmid, os, cloud_init, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (name) DO UPDATE SET cluster = ?2, node = ?3, vmid = ?4, os = ?5,
-             cloud_init = ?6, source = ?7",
-        params![
-            template.name,
-            template.cluster,
-            template.node,
-            template.vmid,
-            template.os,
-            template.cloud_init,
-            source
-        ],
-    )?;
-    Ok(())
-}
-
 /// Writes the configuration file's plans and templates, which win over API edits of the same name.
-pub fn import_config(
-    conn: &mut Connection,
+pub async fn import_config(
+    store: &Store,
     plans: &[PlanConfig],
     templates: &[TemplateConfig],
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    for t in templates {
-        let template = Template {
-            name: t.name.clone(),
-            cluster: t.cluster.clone(),
-            node: t.node.clone(),
-            vmid: t.vmid,
-            os: t.os.clone(),
-            cloud_init: t.cloud_init.clone(),
-        };
-        put_template(&tx, &template, "config")?;
-    }
-    for p in plans {
-        let plan = Plan {
-            name: p.name.clone(),
-            cores: p.cores.into(),
-            memory_mib: p.memory_mib.into(),
-            disk_gib: p.disk_gib.into(),
-            templates: p.templates.clone(),
-            nodes: p.nodes.clone(),
-            retired: p.retired,
-        };
-        put_plan(&tx, &plan, "config")?;
-    }
-    tx.commit()
-}
-
-pub fn quota(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<Quota>> {
-    conn.query_row(
-        "SELECT max_vms, max_cores, max_memory_mib, max_disk_gib FROM quotas WHERE user_id = ?1",
-        [user_id],
-        |row| {
-            Ok(Quota {
-                max_vms: row.get(0)?,
-                max_cores: row.get(1)?,
-                max_memory_mib: row.get(2)?,
-                max_disk_gib: row.get(3)?,
-            })
-        },
-    )
-    .optional()
-}
-
-pub fn put_quota(conn: &Connection, user_id: i64, quota: &Quota) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO quotas (user_id, max_vms, max_cores, max_memory_mib, max_disk_gib)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (user_id) DO UPDATE SET max_vms = ?2, max_cores = ?3, max_memory_mib = ?4,
-             max_disk_gib = ?5",
-        params![
-            user_id,
-            quota.max_vms,
-            quota.max_cores,
-            quota.max_memory_mib,
-            quota.max_disk_gib
-        ],
-    )?;
-    Ok(())
+) -> Result<(), StoreError> {
+    store
+        .transaction(|tx| async move {
+            for t in templates {
+                let template = Template {
+                    name: t.name.clone(),
+                    cluster: t.cluster.clone(),
+                    node: t.node.clone(),
+                    vmid: t.vmid,
+                    os: t.os.clone(),
+                    cloud_init: t.cloud_init.clone(),
+                };
+                catalogue::put_template(&tx, &template, "config").await?;
+            }
+            for p in plans {
+                let plan = Plan {
+                    name: p.name.clone(),
+                    cores: p.cores.into(),
+                    memory_mib: p.memory_mib.into(),
+                    disk_gib: p.disk_gib.into(),
+                    templates: p.templates.clone(),
+                    nodes: p.nodes.clone(),
+                    retired: p.retired,
+                };
+                catalogue::put_plan(&tx, &plan, "config").await?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Why an order would exceed a customer's quota, naming the limit.
@@ -277,25 +138,25 @@ impl QuotaUsage {
 /// The usage of `customer`'s live services, leaving out service `except` (one whose plan is
 /// about to change). A service with a change of plan queued counts as the larger of its plans,
 /// so two changes queued before either runs cannot together exceed the quota.
-pub fn usage(
-    conn: &Connection,
+pub async fn usage(
+    db: &impl Db,
     customer: i64,
     except: Option<i64>,
-) -> rusqlite::Result<QuotaUsage> {
+) -> Result<QuotaUsage, StoreError> {
     let mut usage = QuotaUsage::default();
     let mut plans: HashMap<String, Option<Plan>> = HashMap::new();
-    for service in crate::store::services::live_for_owner(conn, customer)? {
+    for service in services::live_for_owner(db, customer).await? {
         if Some(service.id) == except {
             continue;
         }
         let names = service
             .plan
             .into_iter()
-            .chain(super::job::pending_plans(conn, service.id)?);
+            .chain(jobs::pending_plans(db, service.id).await?);
         let mut sized = Vec::new();
         for name in names {
             if !plans.contains_key(&name) {
-                let found = plan(conn, &name)?;
+                let found = catalogue::plan(db, &name).await?;
                 plans.insert(name.clone(), found);
             }
             if let Some(Some(found)) = plans.get(&name) {

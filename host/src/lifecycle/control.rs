@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::Lifecycle;
 use super::job::{self, Cancelled, Job, JobKind, JobState};
-use crate::store::StoreError;
+use crate::store::{StoreError, jobs};
 
 /// Why an operator's retry or cancel did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -38,19 +38,17 @@ impl Lifecycle {
     pub async fn retry_job(&self, id: i64, actor: &str) -> Result<(), ControlError> {
         self.inner
             .store
-            .call(move |c| {
-                let Some(parked) = job::get(c, id)? else {
-                    return Ok(Err(ControlError::NotFound));
+            .transaction(|tx| async move {
+                let Some(parked) = jobs::get(&tx, id).await? else {
+                    return Err(ControlError::NotFound);
                 };
                 let Some(state) = resumes_as(&parked) else {
-                    return Ok(Err(ControlError::Refused(
-                        "only a parked job can be retried",
-                    )));
+                    return Err(ControlError::Refused("only a parked job can be retried"));
                 };
-                job::requeue(c, id, state)?;
-                Ok(Ok(()))
+                jobs::requeue(&tx, id, state).await?;
+                Ok(())
             })
-            .await??;
+            .await?;
         self.wake();
         self.audit_control(actor, "job.retry", id, json!({})).await;
         Ok(())
@@ -62,12 +60,7 @@ impl Lifecycle {
         let outcome = self
             .inner
             .store
-            .call(move |c| {
-                let tx = c.transaction()?;
-                let outcome = job::cancel(&tx, id)?;
-                tx.commit()?;
-                Ok(outcome)
-            })
+            .transaction(|tx| async move { job::cancel(&tx, id).await })
             .await?
             .ok_or(ControlError::NotFound)?;
         let result = match outcome {

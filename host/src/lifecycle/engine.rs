@@ -9,7 +9,7 @@ use super::job::{self, Job, JobKind, JobState};
 use super::steps::{self, Step};
 use super::worker_id::ProcessId;
 use super::{Lifecycle, Progress, StepError};
-use crate::store::StoreError;
+use crate::store::{StoreError, jobs};
 
 /// The running workers; dropping this does not stop them, [`Workers::stop`] does.
 pub struct Workers {
@@ -68,16 +68,13 @@ impl Lifecycle {
 
     /// Releases the leases a crashed daemon on this host left, so its jobs resume now.
     async fn take_back_jobs_of_dead_predecessors(&self, process: ProcessId) {
-        let released = self
-            .inner
-            .store
-            .call(move |c| job::release_leases_of(c, |owner| process.outlived(owner)))
-            .await;
+        let released =
+            jobs::release_leases_of(&self.inner.store, |owner| process.outlived(owner)).await;
         match released {
             Ok(0) => {}
-            Ok(jobs) => {
+            Ok(released) => {
                 tracing::info!(
-                    jobs,
+                    jobs = released,
                     "resuming jobs a stopped daemon on this host had leased"
                 );
                 self.wake();
@@ -96,12 +93,7 @@ impl Lifecycle {
     async fn work(&self, owner: String, mut stopped: watch::Receiver<bool>) {
         let lease = self.inner.settings.lease.as_secs().max(1) as i64;
         while !*stopped.borrow() {
-            let owner_for_claim = owner.clone();
-            let claimed = self
-                .inner
-                .store
-                .call(move |c| job::claim(c, &owner_for_claim, lease))
-                .await;
+            let claimed = jobs::claim(&self.inner.store, &owner, lease).await;
             match claimed {
                 Ok(Some(job)) => self.run(job, &owner).await,
                 Ok(None) => self.idle(&mut stopped).await,
@@ -153,23 +145,33 @@ impl Lifecycle {
     async fn run_step_leased(&self, job: &Job, owner: &str) -> Result<job::JobData, StepError> {
         let lease = self.inner.settings.lease;
         let lease_secs = lease.as_secs().max(1) as i64;
+        // Step and renewals are polled side by side, never one inside a `select!` arm while
+        // the other waits: a step suspended mid-query can hold the database's turn that a
+        // renewal waits for.
+        tokio::select! {
+            outcome = self.run_step(job) => outcome,
+            lost = self.keep_lease(job.id, owner, lease, lease_secs) => Err(lost),
+        }
+    }
+
+    /// Renews the lease every third of its length; returns only when another worker took it.
+    async fn keep_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: Duration,
+        lease_secs: i64,
+    ) -> StepError {
         // The first tick is immediate: every step starts with a fresh lease, so a run of steps
         // never outlives it between renewals.
         let mut renew = tokio::time::interval(lease / 3);
-        let step = self.run_step(job);
-        tokio::pin!(step);
         loop {
-            tokio::select! {
-                outcome = &mut step => return outcome,
-                _ = renew.tick() => {
-                    let (id, owner) = (job.id, owner.to_owned());
-                    match self.inner.store.call(move |c| job::renew(c, id, &owner, lease_secs)).await {
-                        Ok(true) => {}
-                        // Another worker holds the job now; this one must not touch it again.
-                        Ok(false) => return Err(StepError::LeaseLost),
-                        Err(err) => tracing::warn!(job = job.id, error = %err, "cannot renew a job lease"),
-                    }
-                }
+            renew.tick().await;
+            match jobs::renew(&self.inner.store, id, owner, lease_secs).await {
+                Ok(true) => {}
+                // Another worker holds the job now; this one must not touch it again.
+                Ok(false) => return StepError::LeaseLost,
+                Err(err) => tracing::warn!(job = id, error = %err, "cannot renew a job lease"),
             }
         }
     }
@@ -190,12 +192,7 @@ impl Lifecycle {
         match outcome {
             Ok(data) => {
                 let next = steps::next(job.kind, job.state, job.step);
-                let (snapshot, saved, owner) = (job.clone(), data.clone(), owner.to_owned());
-                let advanced = self
-                    .inner
-                    .store
-                    .call(move |c| job::advance(c, &snapshot, &owner, next, &saved))
-                    .await?;
+                let advanced = jobs::advance(&self.inner.store, job, owner, next, &data).await?;
                 if !advanced {
                     // Another worker holds the job: it resumes from the last committed step.
                     tracing::warn!(job = job.id, "lost the job's lease before recording a step");
@@ -225,11 +222,7 @@ impl Lifecycle {
             .backoff
             .delay(attempts, rand::random::<f64>());
         let due = crate::store::now() + delay.as_secs() as i64;
-        let (id, text) = (job.id, message.to_owned());
-        self.inner
-            .store
-            .call(move |c| job::retry_later(c, id, attempts, &text, due))
-            .await?;
+        jobs::retry_later(&self.inner.store, job.id, attempts, message, due).await?;
         self.event(job, "retrying", Some(message)).await;
         tracing::info!(
             job = job.id,
@@ -267,14 +260,11 @@ impl Lifecycle {
         if rolls_back {
             data.failed_step = Some(job.step);
         }
-        let (id, saved, text) = (job.id, data.clone(), message.to_owned());
-        self.inner
-            .store
-            .call(move |c| match rolls_back {
-                true => job::compensate(c, id, step, &saved, &text),
-                false => job::transition(c, id, state, step, &saved, Some(&text)),
-            })
-            .await?;
+        let store = &self.inner.store;
+        match rolls_back {
+            true => jobs::compensate(store, job.id, step, &data, message).await?,
+            false => jobs::transition(store, job.id, state, step, &data, Some(message)).await?,
+        }
         job.state = state;
         job.step = step;
         job.data = data;
@@ -315,12 +305,15 @@ impl Lifecycle {
         } else {
             JobState::Succeeded
         };
-        let (id, data) = (job.id, job.data.clone());
-        let result = self
-            .inner
-            .store
-            .call(move |c| job::transition(c, id, state, Step::Done, &data, None))
-            .await;
+        let result = jobs::transition(
+            &self.inner.store,
+            job.id,
+            state,
+            Step::Done,
+            &job.data,
+            None,
+        )
+        .await;
         if let Err(err) = result {
             tracing::error!(job = job.id, error = %err, "cannot record a finished job");
             return;
@@ -330,28 +323,8 @@ impl Lifecycle {
 
     /// Appends to the job's history and tells the panel.
     pub(super) async fn event(&self, job: &Job, status: &str, message: Option<&str>) {
-        let (id, step, status_text, text) = (
-            job.id,
-            job.step,
-            status.to_owned(),
-            message.map(str::to_owned),
-        );
-        let recorded = self
-            .inner
-            .store
-            .call(move |c| {
-                job::record_event(c, id, step, &status_text, text.as_deref())?;
-                let event_id = c.last_insert_rowid();
-                Ok(job::JobEvent {
-                    id: event_id,
-                    job_id: id,
-                    at: crate::store::now(),
-                    step: step.as_str().to_owned(),
-                    status: status_text,
-                    message: text,
-                })
-            })
-            .await;
+        let recorded =
+            jobs::record_event(&self.inner.store, job.id, job.step, status, message).await;
         match recorded {
             Ok(event) => {
                 let _ = self.inner.progress.send(Progress {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::catalogue::{self, Plan, Template};
+use super::catalogue::{Plan, Template};
 use super::job::{Job, JobData};
 use super::steps::Step;
 use super::{Lifecycle, OrderSpec, StepError};
@@ -17,6 +17,7 @@ use crate::plugins::{
     CallError, DnsRecord, PlanSize, RenderContext, RenderedCloudInit, TunnelInfo, TunnelSpec,
 };
 use crate::proxmox::VmConfigUpdate;
+use crate::store::catalogue;
 use crate::store::resources::{self, Resource, ResourceKind};
 use crate::store::services::Service;
 
@@ -95,31 +96,22 @@ impl Extras<'_> {
             external_id: external_id.to_owned(),
             detail,
         };
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| resources::record(c, &resource))
-            .await?;
+        resources::record(&self.lifecycle.inner.store, &resource).await?;
         Ok(())
     }
 
     async fn recorded(&self, kind: ResourceKind) -> Result<Vec<Resource>, StepError> {
-        let id = self.service.id;
-        Ok(self
-            .lifecycle
-            .inner
-            .store
-            .call(move |c| resources::of_kind(c, id, kind))
-            .await?)
+        Ok(resources::of_kind(&self.lifecycle.inner.store, self.service.id, kind).await?)
     }
 
     async fn forget(&self, resource: &Resource) -> Result<(), StepError> {
-        let (id, kind, external) = (self.service.id, resource.kind, resource.external_id.clone());
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| resources::forget(c, id, kind, &external))
-            .await?;
+        resources::forget(
+            &self.lifecycle.inner.store,
+            self.service.id,
+            resource.kind,
+            &resource.external_id,
+        )
+        .await?;
         Ok(())
     }
 
@@ -203,18 +195,11 @@ impl Extras<'_> {
     }
 
     async fn catalogue(&self, order: &OrderSpec) -> Result<(Plan, Template), StepError> {
-        let (plan, template) = (order.plan.clone(), order.template.clone());
-        let found = self
-            .lifecycle
-            .inner
-            .store
-            .call(move |c| {
-                Ok((
-                    catalogue::plan(c, &plan)?,
-                    catalogue::template(c, &template)?,
-                ))
-            })
-            .await?;
+        let store = &self.lifecycle.inner.store;
+        let found = (
+            catalogue::plan(store, &order.plan).await?,
+            catalogue::template(store, &order.template).await?,
+        );
         match found {
             (Some(plan), Some(template)) => Ok((plan, template)),
             _ => Err(StepError::Permanent(

@@ -1,6 +1,5 @@
 //! Turning an order or an operation into a job: validation, quota, idempotency.
 
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -9,6 +8,7 @@ use super::catalogue::{self, Plan, QuotaExceeded};
 use super::job::{self, JobData, JobKind, JobState, NewJob};
 use super::{Lifecycle, OrderSpec, steps};
 use crate::store::services::{self, NewService, Service};
+use crate::store::{Db, catalogue as store_catalogue, jobs, users};
 
 /// What a caller asks of the engine.
 #[derive(Debug, Clone, Serialize)]
@@ -73,12 +73,6 @@ pub enum OrderError {
     Store(#[from] crate::store::StoreError),
 }
 
-impl From<rusqlite::Error> for OrderError {
-    fn from(err: rusqlite::Error) -> Self {
-        OrderError::Store(err.into())
-    }
-}
-
 impl Lifecycle {
     /// Queues `operation` under `key`. The same key again returns the first receipt and starts
     /// nothing, so a billing system may retry freely.
@@ -88,19 +82,12 @@ impl Lifecycle {
         actor: &str,
         operation: Operation,
     ) -> Result<OrderReceipt, OrderError> {
-        let (key_owned, actor_owned, op) = (key.to_owned(), actor.to_owned(), operation.clone());
+        let op = &operation;
         let receipt = self
             .inner
             .store
-            .call(move |conn| {
-                let tx = conn.transaction()?;
-                let receipt = queue(&tx, &key_owned, &actor_owned, &op)?;
-                if receipt.is_ok() {
-                    tx.commit()?;
-                }
-                Ok(receipt)
-            })
-            .await??;
+            .transaction(|tx| async move { queue(&tx, key, actor, op).await })
+            .await?;
         if receipt.created {
             self.wake();
             crate::audit::record(
@@ -129,25 +116,24 @@ fn kind_of(operation: &Operation) -> JobKind {
     }
 }
 
-type Queued = Result<OrderReceipt, OrderError>;
-
-/// Everything in one transaction: either the service and its job exist, or neither does.
-fn queue(
-    conn: &Connection,
+/// Everything in one transaction (`db` is one): either the service and its job exist, or
+/// neither does. An error rolls it back.
+async fn queue(
+    db: &impl Db,
     key: &str,
     actor: &str,
     operation: &Operation,
-) -> rusqlite::Result<Queued> {
+) -> Result<OrderReceipt, OrderError> {
     let digest = digest(operation);
-    if let Some(existing) = job::by_key(conn, key)? {
+    if let Some(existing) = jobs::by_key(db, key).await? {
         if existing
             .request_digest
             .as_deref()
             .is_some_and(|stored| contradicts(stored, &digest))
         {
-            return Ok(Err(OrderError::KeyReused));
+            return Err(OrderError::KeyReused);
         }
-        return Ok(Ok(receipt(&existing, false)));
+        return Ok(receipt(&existing, false));
     }
     let prepared = match operation {
         Operation::Provision {
@@ -155,26 +141,30 @@ fn queue(
             order,
             external_ref,
             taken_hostname,
-        } => prepare_provision(
-            conn,
-            *customer,
-            order,
-            external_ref.as_deref(),
-            *taken_hostname,
-        )?,
-        Operation::ChangePlan { service, plan } => prepare_change(conn, *service, plan)?,
+        } => {
+            prepare_provision(
+                db,
+                *customer,
+                order,
+                external_ref.as_deref(),
+                *taken_hostname,
+            )
+            .await?
+        }
+        Operation::ChangePlan { service, plan } => prepare_change(db, *service, plan).await?,
         Operation::Suspend { service }
         | Operation::Unsuspend { service }
-        | Operation::Terminate { service } => prepare_power(conn, *service, kind_of(operation))?,
+        | Operation::Terminate { service } => {
+            prepare_power(db, *service, kind_of(operation)).await?
+        }
     };
     let (service, data) = match prepared {
-        Ok(Prepared::Queue(service, data)) => (service, data),
-        Ok(Prepared::Existing(job)) => return Ok(Ok(receipt(&job, false))),
-        Err(err) => return Ok(Err(err)),
+        Prepared::Queue(service, data) => (service, data),
+        Prepared::Existing(job) => return Ok(receipt(&job, false)),
     };
     let kind = kind_of(operation);
-    let (job, created) = job::insert_or_get(
-        conn,
+    let (job, created) = jobs::insert_or_get(
+        db,
         &NewJob {
             service_id: service.id,
             kind,
@@ -184,8 +174,9 @@ fn queue(
             actor,
             request_digest: &digest,
         },
-    )?;
-    Ok(Ok(receipt(&job, created)))
+    )
+    .await?;
+    Ok(receipt(&job, created))
 }
 
 /// How [`digest`] fingerprints a request. Bump it whenever `Operation`'s serialised form changes,
@@ -225,70 +216,66 @@ fn receipt(job: &job::Job, created: bool) -> OrderReceipt {
     }
 }
 
-fn prepare_provision(
-    conn: &Connection,
+async fn prepare_provision(
+    db: &impl Db,
     customer: i64,
     order: &OrderSpec,
     external_ref: Option<&str>,
     taken_hostname: TakenHostname,
-) -> rusqlite::Result<Result<Prepared, OrderError>> {
+) -> Result<Prepared, OrderError> {
     // The same billing reference ordered again (under another key) is the same order.
     let existing = match external_ref {
-        Some(reference) => services::by_external_ref(conn, reference)?,
+        Some(reference) => services::by_external_ref(db, reference).await?,
         None => None,
     };
     if let Some(existing) = existing {
         if existing.owner_id != customer {
-            return Ok(Err(OrderError::Conflict(
+            return Err(OrderError::Conflict(
                 "that billing reference belongs to another customer".into(),
-            )));
+            ));
         }
-        let jobs = job::for_service(conn, existing.id)?;
+        let jobs = jobs::for_service(db, existing.id).await?;
         if let Some(first) = jobs.into_iter().find(|j| j.kind == JobKind::Provision) {
-            return Ok(Ok(Prepared::Existing(first)));
+            return Ok(Prepared::Existing(first));
         }
     }
-    if let Err(err) = validate_order(order) {
-        return Ok(Err(err));
-    }
-    let Some(plan) = catalogue::plan(conn, &order.plan)? else {
-        return Ok(Err(OrderError::NotFound("plan")));
+    validate_order(order)?;
+    let Some(plan) = store_catalogue::plan(db, &order.plan).await? else {
+        return Err(OrderError::NotFound("plan"));
     };
     if plan.retired {
-        return Ok(Err(retired(&plan)));
+        return Err(retired(&plan));
     }
-    let Some(template) = catalogue::template(conn, &order.template)? else {
-        return Ok(Err(OrderError::NotFound("template")));
+    let Some(template) = store_catalogue::template(db, &order.template).await? else {
+        return Err(OrderError::NotFound("template"));
     };
     if !plan.templates.contains(&template.name) {
-        return Ok(Err(OrderError::Invalid(format!(
+        return Err(OrderError::Invalid(format!(
             "plan {:?} does not offer template {:?}",
             plan.name, template.name
-        ))));
+        )));
     }
-    if crate::store::users::get(conn, customer)?.is_none() {
-        return Ok(Err(OrderError::NotFound("customer")));
+    if users::get(db, customer).await?.is_none() {
+        return Err(OrderError::NotFound("customer"));
     }
     // The hostname becomes a public DNS name: a second live service under it would take over
     // the first one's record.
-    let order = match free_hostname(conn, &order.hostname, taken_hostname)? {
+    let order = match free_hostname(db, &order.hostname, taken_hostname).await? {
         Some(hostname) => OrderSpec {
             hostname,
             ..order.clone()
         },
         None => {
-            return Ok(Err(OrderError::Conflict(format!(
+            return Err(OrderError::Conflict(format!(
                 "hostname {:?} is taken; choose another",
                 order.hostname
-            ))));
+            )));
         }
     };
     let order = &order;
-    if let Err(err) = check_quota_with(conn, customer, None, &plan)? {
-        return Ok(Err(err));
-    }
+    check_quota_with(db, customer, None, &plan).await?;
     let service = services::insert_provisioning(
-        conn,
+        db,
         &NewService {
             owner_id: customer,
             name: &order.hostname,
@@ -298,21 +285,22 @@ fn prepare_provision(
             hostname: &order.hostname,
             external_ref,
         },
-    )?;
+    )
+    .await?;
     let data = JobData {
         order: Some(order.clone()),
         ..JobData::default()
     };
-    Ok(Ok(Prepared::Queue(service, data)))
+    Ok(Prepared::Queue(service, data))
 }
 
 /// `wanted` if no live service holds it; else, when allowed, its first free numbered variant.
-fn free_hostname(
-    conn: &Connection,
+async fn free_hostname(
+    db: &impl Db,
     wanted: &str,
     taken: TakenHostname,
-) -> rusqlite::Result<Option<String>> {
-    if services::live_with_hostname(conn, wanted)?.is_none() {
+) -> Result<Option<String>, OrderError> {
+    if services::live_with_hostname(db, wanted).await?.is_none() {
         return Ok(Some(wanted.to_owned()));
     }
     if taken == TakenHostname::Refuse {
@@ -323,7 +311,10 @@ fn free_hostname(
     let base = base.trim_end_matches('-');
     for n in 2..=99 {
         let candidate = format!("{base}-{n}");
-        if services::live_with_hostname(conn, &candidate)?.is_none() {
+        if services::live_with_hostname(db, &candidate)
+            .await?
+            .is_none()
+        {
             return Ok(Some(candidate));
         }
     }
@@ -332,68 +323,64 @@ fn free_hostname(
 
 /// Whether the customer's live services, `replacing` one of them, plus one on `plan` stay
 /// within the customer's quota.
-fn check_quota_with(
-    conn: &Connection,
+async fn check_quota_with(
+    db: &impl Db,
     customer: i64,
     replacing: Option<i64>,
     plan: &Plan,
-) -> rusqlite::Result<Result<(), OrderError>> {
-    let usage = catalogue::usage(conn, customer, replacing)?;
-    let quota = catalogue::quota(conn, customer)?.unwrap_or_default();
-    Ok(catalogue::check_quota(usage, plan, &quota).map_err(OrderError::from))
+) -> Result<(), OrderError> {
+    let usage = catalogue::usage(db, customer, replacing).await?;
+    let quota = store_catalogue::quota(db, customer)
+        .await?
+        .unwrap_or_default();
+    Ok(catalogue::check_quota(usage, plan, &quota)?)
 }
 
-fn prepare_change(
-    conn: &Connection,
-    service_id: i64,
-    plan: &str,
-) -> rusqlite::Result<Result<Prepared, OrderError>> {
-    let Some(service) = services::get(conn, service_id)? else {
-        return Ok(Err(OrderError::NotFound("service")));
+async fn prepare_change(db: &impl Db, service_id: i64, plan: &str) -> Result<Prepared, OrderError> {
+    let Some(service) = services::get(db, service_id).await? else {
+        return Err(OrderError::NotFound("service"));
     };
-    let Some(new_plan) = catalogue::plan(conn, plan)? else {
-        return Ok(Err(OrderError::NotFound("plan")));
+    let Some(new_plan) = store_catalogue::plan(db, plan).await? else {
+        return Err(OrderError::NotFound("plan"));
     };
     if new_plan.retired {
-        return Ok(Err(retired(&new_plan)));
+        return Err(retired(&new_plan));
     }
     if let Err(reason) = service.state.accepts(JobKind::ChangePlan) {
-        return Ok(Err(OrderError::Conflict(reason)));
+        return Err(OrderError::Conflict(reason));
     }
     let current = match service.plan.as_deref() {
-        Some(name) => catalogue::plan(conn, name)?,
+        Some(name) => store_catalogue::plan(db, name).await?,
         None => None,
     };
     if let Some(current) = current
         && new_plan.disk_gib < current.disk_gib
     {
-        return Ok(Err(OrderError::Invalid(format!(
+        return Err(OrderError::Invalid(format!(
             "plan {:?} has a {} GiB disk, smaller than the service's {} GiB: disks only grow",
             new_plan.name, new_plan.disk_gib, current.disk_gib
-        ))));
+        )));
     }
-    if let Err(err) = check_quota_with(conn, service.owner_id, Some(service.id), &new_plan)? {
-        return Ok(Err(err));
-    }
+    check_quota_with(db, service.owner_id, Some(service.id), &new_plan).await?;
     let data = JobData {
         new_plan: Some(plan.to_owned()),
         ..JobData::default()
     };
-    Ok(Ok(Prepared::Queue(service, data)))
+    Ok(Prepared::Queue(service, data))
 }
 
-fn prepare_power(
-    conn: &Connection,
+async fn prepare_power(
+    db: &impl Db,
     service_id: i64,
     kind: JobKind,
-) -> rusqlite::Result<Result<Prepared, OrderError>> {
-    let Some(service) = services::get(conn, service_id)? else {
-        return Ok(Err(OrderError::NotFound("service")));
+) -> Result<Prepared, OrderError> {
+    let Some(service) = services::get(db, service_id).await? else {
+        return Err(OrderError::NotFound("service"));
     };
     if let Err(reason) = service.state.accepts(kind) {
-        return Ok(Err(OrderError::Conflict(reason)));
+        return Err(OrderError::Conflict(reason));
     }
-    Ok(Ok(Prepared::Queue(service, JobData::default())))
+    Ok(Prepared::Queue(service, JobData::default()))
 }
 
 fn retired(plan: &Plan) -> OrderError {

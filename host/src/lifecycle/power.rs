@@ -67,9 +67,7 @@ impl Lifecycle {
         // The reconciler expects the VM in the state its owner last chose.
         let stopped = matches!(action, PowerAction::Stop | PowerAction::Shutdown);
         let id = service.id;
-        self.inner
-            .store
-            .call(move |c| services::set_stopped_by_owner(c, id, stopped))
+        services::set_stopped_by_owner(&self.inner.store, id, stopped)
             .await
             .map_err(anyhow::Error::from)?;
         if matches!(action, PowerAction::Start | PowerAction::Reboot) {
@@ -139,13 +137,7 @@ impl SuspensionGuard {
             tracing::debug!(service = self.service, error = %err, "power task did not end cleanly");
         }
         let id = self.service;
-        let state = match self
-            .lifecycle
-            .inner
-            .store
-            .call(move |c| services::get(c, id))
-            .await
-        {
+        let state = match services::get(&self.lifecycle.inner.store, id).await {
             Ok(Some(service)) => service.state,
             Ok(None) => return,
             Err(err) => {

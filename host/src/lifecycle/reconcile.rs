@@ -18,6 +18,7 @@ use super::vm::{TAG, marked_service};
 use crate::inventory::{Unreachable, VmView};
 use crate::proxmox::ProxmoxError;
 use crate::service_state::ServiceState;
+use crate::store::jobs;
 use crate::store::services::Service;
 
 /// One difference between a service and its cluster.
@@ -72,21 +73,23 @@ impl Lifecycle {
 
     /// Compares now, keeps the report as the last one and returns it.
     pub async fn reconcile(&self) -> Result<Arc<DriftReport>, crate::store::StoreError> {
-        let services = self
+        let (services, busy) = self
             .inner
             .store
-            .call(|c| {
-                let services = crate::store::services::list(c, None)?;
+            .transaction(|tx| async move {
+                let services = crate::store::services::list(&tx, None).await?;
                 let mut busy = HashSet::new();
                 for service in &services {
-                    if super::job::unfinished_for_service(c, service.id)?.is_some() {
+                    if jobs::unfinished_for_service(&tx, service.id)
+                        .await?
+                        .is_some()
+                    {
                         busy.insert(service.id);
                     }
                 }
-                Ok((services, busy))
+                Ok::<_, crate::store::StoreError>((services, busy))
             })
             .await?;
-        let (services, busy) = services;
         self.remember_nodes().await;
         let gathered = self.inner.inventory.vms().await;
         let mut drift = compare(&services, &busy, &gathered.items, &gathered.unreachable);
@@ -110,11 +113,7 @@ impl Lifecycle {
     async fn remember_nodes(&self) {
         let nodes = self.inner.inventory.nodes().await;
         let seen = crate::inventory::reported_nodes(&nodes.items);
-        let recorded = self
-            .inner
-            .store
-            .call(move |c| crate::store::nodes::record(c, &seen))
-            .await;
+        let recorded = crate::store::nodes::record(&self.inner.store, &seen).await;
         if let Err(err) = recorded {
             tracing::warn!(error = %err, "cannot record the clusters' nodes");
         }

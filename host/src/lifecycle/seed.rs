@@ -10,6 +10,7 @@
 //! QEMU starts, well before the guest's cloud-init asks for anything. Teardown removes the seed
 //! too.
 
+use crate::store::StoreError;
 use crate::store::resources::{self, Resource, ResourceKind};
 
 use super::Lifecycle;
@@ -25,23 +26,23 @@ impl Lifecycle {
             return None;
         }
         let digest = hex::encode(crate::auth::secret_token::digest(secret));
-        let file_name = file.to_owned();
+        let digest = digest.as_str();
         let window = self.seed_window();
-        // Looking the seed up and marking what was read happen in one store call, so a fetch
+        // Looking the seed up and marking what was read happen in one transaction, so a fetch
         // racing the one that spends the seed cannot get it afterwards.
         let sealed = self
             .inner
             .store
-            .call(move |c| {
-                let Some(mut seed) = resources::find(c, ResourceKind::Seed, &digest)? else {
-                    return Ok(None);
+            .transaction(|tx| async move {
+                let Some(mut seed) = resources::find(&tx, ResourceKind::Seed, digest).await? else {
+                    return Ok::<_, StoreError>(None);
                 };
                 if !answers(&seed, window, crate::store::now()) {
                     return Ok(None);
                 }
                 let sealed = seed.detail["sealed"].as_str().map(str::to_owned);
-                if read(&mut seed, &file_name) {
-                    resources::record(c, &seed)?;
+                if read(&mut seed, file) {
+                    resources::record(&tx, &seed).await?;
                 }
                 Ok(sealed)
             })
@@ -60,17 +61,14 @@ impl Lifecycle {
 
     /// Starts the seed's window: called each time the service's VM is seen running, only the
     /// first counts.
-    pub(super) async fn seed_vm_running(
-        &self,
-        service_id: i64,
-    ) -> Result<(), crate::store::StoreError> {
+    pub(super) async fn seed_vm_running(&self, service_id: i64) -> Result<(), StoreError> {
         self.inner
             .store
-            .call(move |c| {
-                for mut seed in resources::of_kind(c, service_id, ResourceKind::Seed)? {
+            .transaction(|tx| async move {
+                for mut seed in resources::of_kind(&tx, service_id, ResourceKind::Seed).await? {
                     if seed.detail.get("running_since").is_none() {
                         seed.detail["running_since"] = crate::store::now().into();
-                        resources::record(c, &seed)?;
+                        resources::record(&tx, &seed).await?;
                     }
                 }
                 Ok(())

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::catalogue::{self, Plan, Template};
+use super::catalogue::{Plan, Template};
 use super::job::{Job, JobData, JobKind};
 use super::placement::{self, Placement};
 use super::steps::Step;
@@ -16,6 +16,7 @@ use crate::proxmox::{
 };
 use crate::service_state::ServiceState;
 use crate::store::services::{self, Service};
+use crate::store::{catalogue, jobs};
 
 /// The tag every VM of ours carries, so operators and the reconciler can tell them apart.
 pub(super) const TAG: &str = "porthole";
@@ -68,10 +69,7 @@ pub(super) async fn run(
     data: &mut JobData,
 ) -> Result<(), StepError> {
     let service_id = job.service_id;
-    let service = lifecycle
-        .inner
-        .store
-        .call(move |c| services::get(c, service_id))
+    let service = services::get(&lifecycle.inner.store, service_id)
         .await?
         .ok_or_else(|| StepError::Permanent(format!("service {service_id} no longer exists")))?;
     let client = lifecycle
@@ -129,36 +127,21 @@ impl StepContext<'_> {
     }
 
     async fn plan(&self, name: &str) -> Result<Plan, StepError> {
-        let name = name.to_owned();
-        let missing = format!("plan {name:?} no longer exists");
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| catalogue::plan(c, &name))
+        catalogue::plan(&self.lifecycle.inner.store, name)
             .await?
-            .ok_or(StepError::Permanent(missing))
+            .ok_or_else(|| StepError::Permanent(format!("plan {name:?} no longer exists")))
     }
 
     async fn template(&self, name: &str) -> Result<Template, StepError> {
-        let name = name.to_owned();
-        let missing = format!("template {name:?} no longer exists");
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| catalogue::template(c, &name))
+        catalogue::template(&self.lifecycle.inner.store, name)
             .await?
-            .ok_or(StepError::Permanent(missing))
+            .ok_or_else(|| StepError::Permanent(format!("template {name:?} no longer exists")))
     }
 
     /// Records a started task before waiting on it, so a resumed step waits on the same task.
     async fn remember_task(&self, data: &mut JobData, upid: &Upid) -> Result<(), StepError> {
         data.upid = Some(upid.as_str().to_owned());
-        let (id, saved) = (self.job.id, data.clone());
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| super::job::save_data(c, id, &saved))
-            .await?;
+        jobs::save_data(&self.lifecycle.inner.store, self.job.id, data).await?;
         Ok(())
     }
 
@@ -203,12 +186,7 @@ impl StepContext<'_> {
             Placement::NoRoomYet(why) => return Err(StepError::Transient(why)),
             Placement::Impossible(why) => return Err(StepError::Permanent(why)),
         };
-        let id = self.service.id;
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| services::set_node(c, id, &node_name))
-            .await?;
+        services::set_node(&self.lifecycle.inner.store, self.service.id, &node_name).await?;
         Ok(())
     }
 
@@ -240,18 +218,12 @@ impl StepContext<'_> {
     /// race worth retrying.
     async fn take_new_vmid(&self) -> Result<u32, StepError> {
         let vmid = self.client.next_vmid().await?;
-        let id = self.service.id;
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| match services::set_vmid(c, id, Some(vmid)) {
-                Err(err) if crate::store::users::is_conflict(&err) => Ok(Err(
-                    StepError::Transient(format!("VM id {vmid} was taken by another service")),
-                )),
-                other => other.map(Ok),
-            })
-            .await??;
-        Ok(vmid)
+        match services::set_vmid(&self.lifecycle.inner.store, self.service.id, Some(vmid)).await {
+            Err(err) if err.is_unique_violation() => Err(StepError::Transient(format!(
+                "VM id {vmid} was taken by another service"
+            ))),
+            other => Ok(other.map(|()| vmid)?),
+        }
     }
 
     /// A full clone named and marked for the service. Re-entrant: a clone already started (by
@@ -426,12 +398,7 @@ impl StepContext<'_> {
             return Ok(());
         }
         // Provisioned or unsuspended, the VM is meant to run whatever its owner chose before.
-        let id = self.service.id;
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| services::set_stopped_by_owner(c, id, false))
-            .await?;
+        services::set_stopped_by_owner(&self.lifecycle.inner.store, self.service.id, false).await?;
         let Some((node, vmid)) = self.owned_vm().await? else {
             return Err(StepError::Permanent(
                 "the service's VM does not exist".into(),
@@ -510,12 +477,7 @@ impl StepContext<'_> {
 
     /// The id is free for the cluster again; forget it so another service may hold it.
     async fn forget_vmid(&self) -> Result<(), StepError> {
-        let id = self.service.id;
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| services::set_vmid(c, id, None))
-            .await?;
+        services::set_vmid(&self.lifecycle.inner.store, self.service.id, None).await?;
         Ok(())
     }
 
@@ -540,14 +502,12 @@ impl StepContext<'_> {
             self.grow_disk(data, &node, vmid, plan.disk_gib).await?;
         }
         let (id, from) = (self.service.id, self.service.plan.clone());
-        let to = plan_name.clone();
-        self.lifecycle
-            .inner
-            .store
-            .call(move |c| services::set_plan(c, id, &plan_name))
-            .await?;
-        self.audit("service.plan_changed", json!({ "from": from, "to": to }))
-            .await;
+        services::set_plan(&self.lifecycle.inner.store, id, &plan_name).await?;
+        self.audit(
+            "service.plan_changed",
+            json!({ "from": from, "to": plan_name }),
+        )
+        .await;
         Ok(())
     }
 
@@ -595,12 +555,7 @@ impl StepContext<'_> {
                     "the service is {from}; it cannot become {state}"
                 )));
             }
-            let moved = self
-                .lifecycle
-                .inner
-                .store
-                .call(move |c| services::set_state(c, id, from, state))
-                .await?;
+            let moved = services::set_state(&self.lifecycle.inner.store, id, from, state).await?;
             if !moved {
                 // Read again at the next attempt, and judged then.
                 return Err(StepError::Transient(format!(

@@ -1,7 +1,8 @@
 //! The append-only audit log.
 
-use rusqlite::{Connection, Row, params};
 use serde::Serialize;
+
+use super::{Db, Row, StoreError, params};
 
 /// One audit entry to write. `actor` is `user:<id>`, `token:<id>`, `plugin:<name>` or `system`.
 pub struct Entry<'a> {
@@ -23,10 +24,10 @@ pub struct Record {
     pub client: Option<String>,
 }
 
-pub fn record(conn: &Connection, entry: &Entry<'_>) -> rusqlite::Result<i64> {
-    conn.execute(
+pub async fn record(db: &impl Db, entry: &Entry<'_>) -> Result<i64, StoreError> {
+    db.query_one(
         "INSERT INTO audit_log (at, actor, action, target, detail, client)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             super::now(),
             entry.actor,
@@ -35,11 +36,12 @@ pub fn record(conn: &Connection, entry: &Entry<'_>) -> rusqlite::Result<i64> {
             entry.detail.to_string(),
             entry.client
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+    )
+    .await?
+    .get(0)
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
+fn from_row(row: &Row) -> Result<Record, StoreError> {
     let detail: String = row.get(5)?;
     Ok(Record {
         id: row.get(0)?,
@@ -54,17 +56,20 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
 
 /// The newest entries first, optionally only one action or one family of them: `console`
 /// matches `console.open`, `console.refused` and the rest, as `console.open` matches itself.
-pub fn recent(
-    conn: &Connection,
+pub async fn recent(
+    db: &impl Db,
     action: Option<&str>,
     limit: u32,
-) -> rusqlite::Result<Vec<Record>> {
+) -> Result<Vec<Record>, StoreError> {
     // substr, not LIKE: a filter's `_` or `%` is text, not a wildcard.
-    let mut statement = conn.prepare(
+    db.query(
         "SELECT id, at, actor, action, target, detail, client FROM audit_log
          WHERE ?1 IS NULL OR action = ?1 OR substr(action, 1, length(?1) + 1) = ?1 || '.'
          ORDER BY id DESC LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![action, limit], from_row)?;
-    rows.collect()
+        params![action, limit],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }

@@ -1,147 +1,388 @@
-//! The SQLite database: connection, migrations, and one module of queries per table group.
+//! The database: SQLite (the embedded default) or PostgreSQL (several daemons, one database),
+//! and one module of queries per table group.
 //!
-//! # Why a dedicated thread
-//! SQLite calls block, and a blocked tokio worker stalls every connection it serves. The store
-//! therefore owns a single connection on a dedicated OS thread and async callers send it closures
-//! over a channel, awaiting the answer on a oneshot. One connection means writes are serialized in
-//! our process (so we never meet `SQLITE_BUSY` among ourselves, and transactions need no retry
-//! loop), and WAL mode keeps the file consistent for another process (an admin command) reading
-//! or writing beside the daemon, with `busy_timeout` covering that rare contention. A panel's
-//! query load is small and each query is short; if reads ever queue behind writes, a pool of
-//! read-only connections can sit beside this writer without changing the API.
-//!
-//! Query modules (`users`, `sessions`, …) are plain functions over `&Connection`, so they are
-//! equally usable inside a transaction and in tests.
+//! Query modules (`users`, `jobs`, …) are async functions over a [`Db`]: the [`Store`] itself
+//! for a single statement, or a [`Tx`] inside [`Store::transaction`]. They write SQL once, in the
+//! dialect both engines share (`?1` parameters, `RETURNING`, `ON CONFLICT`, `unixepoch()` for the
+//! database's clock, integers for booleans); where the engines differ (claiming a job) a query
+//! asks [`Db::dialect`] and says both. Nothing above this module knows which database it runs on.
 
+pub mod access;
 pub mod audit;
+pub mod billing;
+pub mod catalogue;
+pub mod console;
+pub mod jobs;
 mod migrations;
 pub mod nodes;
 mod plugin_data;
+mod postgres;
+mod sqlite;
+#[cfg(test)]
+pub(crate) mod testing;
+mod value;
 pub use migrations::SCHEMA_VERSION;
+pub use value::{FromValue, Row, ToValue, Value, params, serde_name};
 pub mod resources;
 pub mod services;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
 
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::broadcast;
+use tokio_postgres::error::SqlState;
 
-type Work = Box<dyn FnOnce(&mut Connection) + Send>;
+use crate::config::Database;
 
-/// Handle to the database thread; cheap to clone.
+/// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    sender: mpsc::Sender<Work>,
-    path: PathBuf,
+    backend: Backend,
+    notices: broadcast::Sender<Notice>,
+    /// Stops the PostgreSQL listener when the last handle goes.
+    _listener: Option<Arc<AbortOnDrop>>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// What [`Store::subscribe`] hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A payload some daemon sent with [`Store::notify`].
+    Message(String),
+    /// Notices may have been missed (the listener reconnected): look at the database again.
+    Resync,
+}
+
+/// The one channel daemons notify each other on; payloads say what happened.
+const NOTICE_CHANNEL: &str = "porthole";
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Which SQL a query must speak where the two engines differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// What a statement produced: its rows (for `SELECT` and `RETURNING`) and how many rows it
+/// changed.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub rows: Vec<Row>,
+    pub changed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no database connection: {0}")]
+    Pool(String),
     #[error("the database thread has stopped")]
     Closed,
-    /// The call panicked; the thread rolled its transaction back and serves the next call.
-    #[error("the database call failed unexpectedly and was rolled back")]
-    Aborted,
+    #[error("database column {column}: {reason}")]
+    Decode { column: usize, reason: String },
+    #[error("cannot store a value: {0}")]
+    Encode(String),
+    #[error("a transaction's handle outlived its body; its work was rolled back")]
+    TransactionKept,
 }
+
+impl StoreError {
+    /// A unique or primary key already taken.
+    pub fn is_unique_violation(&self) -> bool {
+        if let Some(code) = self.postgres_code() {
+            return *code == SqlState::UNIQUE_VIOLATION;
+        }
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
+                err.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
+            _ => false,
+        }
+    }
+
+    /// A row still referenced by another (deleting a user who owns services).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        if let Some(code) = self.postgres_code() {
+            return *code == SqlState::FOREIGN_KEY_VIOLATION;
+        }
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
+                err.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+            }
+            _ => false,
+        }
+    }
+
+    /// A transaction that lost a race with another and may simply run again.
+    fn is_retryable(&self) -> bool {
+        self.postgres_code().is_some_and(|code| {
+            *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        })
+    }
+}
+
+/// Something statements run on: the store, or a transaction.
+pub trait Db: Send + Sync {
+    fn dialect(&self) -> Dialect;
+
+    fn run(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Answer, StoreError>> + Send;
+
+    /// The rows of a query.
+    fn query(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> + Send {
+        async move { Ok(self.run(sql, params).await?.rows) }
+    }
+
+    /// The first row of a query, if any.
+    fn query_opt(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Option<Row>, StoreError>> + Send {
+        async move { Ok(self.run(sql, params).await?.rows.into_iter().next()) }
+    }
+
+    /// The first row of a query that always has one (an aggregate, a `RETURNING` insert).
+    fn query_one(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<Row, StoreError>> + Send {
+        async move {
+            self.query_opt(sql, params)
+                .await?
+                .ok_or(StoreError::Decode {
+                    column: 0,
+                    reason: "the statement returned no row".into(),
+                })
+        }
+    }
+
+    /// Runs a statement and says how many rows it changed.
+    fn execute(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        async move { Ok(self.run(sql, params).await?.changed) }
+    }
+}
+
+/// Notices a slow subscriber may fall behind by before it hears [`broadcast`]'s `Lagged` (and
+/// resyncs).
+const NOTICE_BACKLOG: usize = 1024;
+
+/// A reference runs statements on what it refers to, so `&store` and `store` both do.
+impl<T: Db> Db for &T {
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
+    }
+
+    async fn run(&self, sql: &str, params: Vec<Value>) -> Result<Answer, StoreError> {
+        (**self).run(sql, params).await
+    }
+}
+
+/// How often a transaction that lost a race is run again before its error is returned.
+const TRANSACTION_ATTEMPTS: u32 = 8;
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`, and starts its thread.
+    /// Opens (creating a SQLite file if needed) and migrates the database.
+    pub async fn connect(database: &Database) -> anyhow::Result<Self> {
+        match database {
+            Database::Sqlite(path) => Self::open(path).await,
+            Database::Postgres(target) => {
+                let db = postgres::Postgres::open(target).await?;
+                let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
+                let listener = db.listen(NOTICE_CHANNEL, notices.clone());
+                Ok(Self {
+                    backend: Backend::Postgres(db),
+                    notices,
+                    _listener: Some(Arc::new(AbortOnDrop(listener))),
+                })
+            }
+        }
+    }
+
+    /// Opens (creating if needed) and migrates the SQLite database at `path`.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        let path = path.to_path_buf();
-        let (sender, receiver) = mpsc::channel::<Work>();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let thread_path = path.clone();
-        std::thread::Builder::new()
-            .name("porthole-store".into())
-            .spawn(move || {
-                match open_connection(&thread_path) {
-                    Ok(mut connection) => {
-                        let _ = ready_tx.send(Ok(()));
-                        // Runs until every `Store` handle is dropped.
-                        for work in receiver {
-                            run_isolated(work, &mut connection);
-                        }
-                    }
-                    Err(err) => {
-                        let _ = ready_tx.send(Err(err));
-                    }
-                }
-            })?;
-        ready_rx
-            .await
-            .map_err(|_| anyhow::anyhow!("the database thread died while opening"))??;
-        Ok(Self { sender, path })
+        Ok(Self {
+            backend: Backend::Sqlite(sqlite::Sqlite::open(path).await?),
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
+            _listener: None,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, when the store is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(db.path()),
+            Backend::Postgres(_) => None,
+        }
     }
 
-    /// Runs `work` on the database thread and returns its result.
-    pub async fn call<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// Tells every daemon on this database (this one included) `payload`. On SQLite only this
+    /// process hears it; other processes sharing the file rely on their periodic sweeps.
+    pub async fn notify(&self, payload: &str) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => {
+                let _ = self.notices.send(Notice::Message(payload.to_owned()));
+                Ok(())
+            }
+            Backend::Postgres(db) => {
+                db.run("SELECT pg_notify(?1, ?2)", params![NOTICE_CHANNEL, payload])
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Hears what [`Store::notify`] sends, from here on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Runs `body` in a transaction: committed when it returns `Ok`, rolled back when it returns
+    /// `Err` (or panics). A transaction that lost a race with another daemon's runs again from
+    /// the start, so `body` must do nothing but database work. `body` gets its own handle on the
+    /// transaction and must not keep it past its end.
+    pub async fn transaction<T, E, F, Fut>(&self, mut body: F) -> Result<T, E>
     where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        E: From<StoreError>,
+        F: FnMut(Tx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let work: Work = Box::new(move |connection| {
-            let _ = reply_tx.send(work(connection));
-        });
-        self.sender.send(work).map_err(|_| StoreError::Closed)?;
-        // The thread outlives a panicking call, so a reply dropped unanswered means that call
-        // panicked (or the thread is gone, which the next send will tell).
-        Ok(reply_rx.await.map_err(|_| StoreError::Aborted)??)
+        let mut attempt = 1;
+        loop {
+            let tx = self.begin().await?;
+            let outcome = body(tx.clone()).await;
+            let retry = attempt < TRANSACTION_ATTEMPTS && tx.lost_race();
+            match outcome {
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => return Ok(value),
+                    Err(err) if attempt < TRANSACTION_ATTEMPTS && err.is_retryable() => {}
+                    Err(err) => return Err(err.into()),
+                },
+                Err(_) if retry => drop(tx),
+                Err(err) => return Err(err),
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match &self.backend {
+            Backend::Sqlite(db) => TxInner::Sqlite(db.begin().await?),
+            Backend::Postgres(db) => TxInner::Postgres(db.begin().await?),
+        };
+        Ok(Tx {
+            shared: Arc::new(TxShared {
+                inner,
+                lost_race: AtomicBool::new(false),
+            }),
+        })
     }
 }
 
-/// Runs one call so that a panic in it (a bug, never input) costs that caller alone: it gets
-/// [`StoreError::Aborted`], a transaction it left open is rolled back, and the thread serves
-/// every other caller as before instead of taking the database away from the whole daemon.
-fn run_isolated(work: Work, connection: &mut Connection) {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(connection)));
-    if outcome.is_err() {
-        tracing::error!("a database call panicked; rolling back whatever it left open");
-        if !connection.is_autocommit()
-            && let Err(err) = connection.execute_batch("ROLLBACK")
-        {
-            tracing::error!(error = %err, "cannot roll back after a panicked database call");
+impl Db for Store {
+    fn dialect(&self) -> Dialect {
+        match &self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn run(&self, sql: &str, params: Vec<Value>) -> Result<Answer, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(db) => db.run(sql, params).await,
+            Backend::Postgres(db) => db.run(sql, params).await,
         }
     }
 }
 
-/// Opens a connection with the settings every Porthole connection needs, and migrates.
-pub fn open_connection(path: &Path) -> anyhow::Result<Connection> {
-    use anyhow::Context as _;
-    let mut connection = Connection::open(path)
-        .with_context(|| format!("while opening the database {}", path.display()))?;
-    configure(&connection).context("while configuring the database connection")?;
-    migrations::apply(&mut connection)
-        .with_context(|| format!("while migrating the database {}", path.display()))?;
-    Ok(connection)
+/// An open transaction (see [`Store::transaction`]); clones are handles on the same one.
+#[derive(Clone)]
+pub struct Tx {
+    shared: Arc<TxShared>,
 }
 
-fn configure(connection: &Connection) -> rusqlite::Result<()> {
-    connection.busy_timeout(Duration::from_secs(5))?;
-    // `journal_mode` answers with the mode in force; WAL survives a crash mid-write and lets an
-    // admin command read while the daemon writes.
-    let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(
-            mode,
-            "SQLite refused WAL mode; continuing with this journal mode"
-        );
+struct TxShared {
+    inner: TxInner,
+    /// Set when a statement failed because a concurrent transaction won, which makes the whole
+    /// transaction worth running again whatever the body made of that error.
+    lost_race: AtomicBool,
+}
+
+enum TxInner {
+    Sqlite(sqlite::Tx),
+    Postgres(postgres::Tx),
+}
+
+impl Tx {
+    fn lost_race(&self) -> bool {
+        self.shared.lost_race.load(Ordering::Relaxed)
     }
-    connection.execute_batch(
-        "PRAGMA foreign_keys = ON;
-         PRAGMA synchronous = NORMAL;",
-    )
+
+    /// Commits, when this is the last handle; a body that kept a handle gets its work rolled back.
+    async fn commit(self) -> Result<(), StoreError> {
+        let shared = Arc::into_inner(self.shared).ok_or(StoreError::TransactionKept)?;
+        match shared.inner {
+            TxInner::Sqlite(tx) => tx.commit().await,
+            TxInner::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl Db for Tx {
+    fn dialect(&self) -> Dialect {
+        match &self.shared.inner {
+            TxInner::Sqlite(_) => Dialect::Sqlite,
+            TxInner::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    async fn run(&self, sql: &str, params: Vec<Value>) -> Result<Answer, StoreError> {
+        let answer = match &self.shared.inner {
+            TxInner::Sqlite(tx) => tx.run(sql, params).await,
+            TxInner::Postgres(tx) => tx.run(sql, params).await,
+        };
+        if let Err(err) = &answer
+            && err.is_retryable()
+        {
+            self.shared.lost_race.store(true, Ordering::Relaxed);
+        }
+        answer
+    }
 }
 
 /// Seconds since the Unix epoch; every timestamp column holds this.

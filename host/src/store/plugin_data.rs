@@ -2,203 +2,232 @@
 //! (`plugin_state`), lent to the runtime through its `KvStore` and `TripStore` traits.
 
 use porthole_plugin_host::store::{KvStore, StoreFault, StoreFuture, Stored, Trip, TripStore};
-use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{Db, Store, StoreError, params};
 
-/// Runs `work` on the store's thread, as a future the runtime can hold.
+/// Runs a store future as one the runtime can hold.
 fn run<T: Send + 'static>(
-    store: &Store,
-    work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    work: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> StoreFuture<T> {
-    let store = store.clone();
-    Box::pin(async move {
-        store
-            .call(work)
-            .await
-            .map_err(|err: StoreError| StoreFault(err.to_string()))
-    })
+    Box::pin(async move { work.await.map_err(|err| StoreFault(err.to_string())) })
 }
 
 impl KvStore for Store {
     fn get(&self, namespace: &str, key: &str) -> StoreFuture<Option<Vec<u8>>> {
-        let (namespace, key) = (namespace.to_owned(), key.to_owned());
-        run(self, move |conn| get(conn, &namespace, &key))
+        let (store, namespace, key) = (self.clone(), namespace.to_owned(), key.to_owned());
+        run(async move { get(&store, &namespace, &key).await })
     }
 
     fn set(&self, namespace: &str, key: &str, value: Vec<u8>, quota: u64) -> StoreFuture<Stored> {
-        let (namespace, key) = (namespace.to_owned(), key.to_owned());
-        run(self, move |conn| set(conn, &namespace, &key, &value, quota))
+        let (store, namespace, key) = (self.clone(), namespace.to_owned(), key.to_owned());
+        run(async move { set(&store, &namespace, &key, &value, quota).await })
     }
 
     fn delete(&self, namespace: &str, key: &str) -> StoreFuture<()> {
-        let (namespace, key) = (namespace.to_owned(), key.to_owned());
-        run(self, move |conn| delete(conn, &namespace, &key))
+        let (store, namespace, key) = (self.clone(), namespace.to_owned(), key.to_owned());
+        run(async move { delete(&store, &namespace, &key).await })
     }
 
     fn list_keys(&self, namespace: &str, prefix: &str, limit: u32) -> StoreFuture<Vec<String>> {
-        let (namespace, prefix) = (namespace.to_owned(), prefix.to_owned());
-        run(self, move |conn| {
-            list_keys(conn, &namespace, &prefix, limit)
-        })
+        let (store, namespace, prefix) = (self.clone(), namespace.to_owned(), prefix.to_owned());
+        run(async move { list_keys(&store, &namespace, &prefix, limit).await })
     }
 }
 
 impl TripStore for Store {
     fn load(&self, plugin: &str) -> StoreFuture<Option<Trip>> {
-        let plugin = plugin.to_owned();
-        run(self, move |conn| load_trip(conn, &plugin))
+        let (store, plugin) = (self.clone(), plugin.to_owned());
+        run(async move { load_trip(&store, &plugin).await })
     }
 
     fn save(&self, plugin: &str, trip: Option<Trip>) -> StoreFuture<()> {
-        let plugin = plugin.to_owned();
-        run(self, move |conn| save_trip(conn, &plugin, trip.as_ref()))
+        let (store, plugin) = (self.clone(), plugin.to_owned());
+        run(async move { save_trip(&store, &plugin, trip.as_ref()).await })
     }
 }
 
-fn load_trip(conn: &Connection, plugin: &str) -> rusqlite::Result<Option<Trip>> {
-    let row: Option<(Option<i64>, Option<String>)> = conn
-        .query_row(
+async fn load_trip(db: &impl Db, plugin: &str) -> Result<Option<Trip>, StoreError> {
+    let Some(row) = db
+        .query_opt(
             "SELECT tripped_at, tripped_reason FROM plugin_state WHERE plugin = ?1",
-            [plugin],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            params![plugin],
         )
-        .optional()?;
-    Ok(row.and_then(|(at, reason)| {
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (at, reason): (Option<i64>, Option<String>) = (row.get(0)?, row.get(1)?);
+    Ok(at.and_then(|at| {
         Some(Trip {
-            at: u64::try_from(at?).ok()?,
+            at: u64::try_from(at).ok()?,
             reason: reason.unwrap_or_else(|| "repeated failures".to_owned()),
         })
     }))
 }
 
-fn save_trip(conn: &Connection, plugin: &str, trip: Option<&Trip>) -> rusqlite::Result<()> {
+async fn save_trip(db: &impl Db, plugin: &str, trip: Option<&Trip>) -> Result<(), StoreError> {
     match trip {
-        Some(trip) => conn.execute(
-            "INSERT INTO plugin_state (plugin, tripped_at, tripped_reason) VALUES (?1, ?2, ?3)
-             ON CONFLICT (plugin) DO UPDATE
-             SET tripped_at = excluded.tripped_at, tripped_reason = excluded.tripped_reason",
-            params![
-                plugin,
-                i64::try_from(trip.at).unwrap_or(i64::MAX),
-                trip.reason
-            ],
-        ),
-        None => conn.execute("DELETE FROM plugin_state WHERE plugin = ?1", [plugin]),
+        Some(trip) => {
+            db.execute(
+                "INSERT INTO plugin_state (plugin, tripped_at, tripped_reason) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin) DO UPDATE
+                 SET tripped_at = excluded.tripped_at, tripped_reason = excluded.tripped_reason",
+                params![plugin, trip.at, trip.reason],
+            )
+            .await
+        }
+        None => {
+            db.execute(
+                "DELETE FROM plugin_state WHERE plugin = ?1",
+                params![plugin],
+            )
+            .await
+        }
     }?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, namespace: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row(
+pub async fn get(db: &impl Db, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    db.query_opt(
         "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
         params![namespace, key],
-        |row| row.get(0),
     )
-    .optional()
+    .await?
+    .map(|row| row.get(0))
+    .transpose()
 }
 
 /// Stores `value` unless the namespace would then exceed `quota` bytes (keys plus values).
-pub fn set(
-    conn: &mut Connection,
+pub async fn set(
+    store: &Store,
     namespace: &str,
     key: &str,
     value: &[u8],
     quota: u64,
-) -> rusqlite::Result<Stored> {
-    let tx = conn.transaction()?;
-    let others: i64 = tx.query_row(
-        "SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(value)), 0)
-           FROM plugin_kv WHERE plugin = ?1 AND key <> ?2",
-        params![namespace, key],
-        |row| row.get(0),
-    )?;
-    let total = others.max(0) as u64 + key.len() as u64 + value.len() as u64;
-    if total > quota {
-        return Ok(Stored::OverQuota { total });
-    }
-    tx.execute(
-        "INSERT INTO plugin_kv (plugin, key, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
-        params![namespace, key, value],
-    )?;
-    tx.commit()?;
-    Ok(Stored::Yes)
+) -> Result<Stored, StoreError> {
+    store
+        .transaction(|tx| async move {
+            let others: i64 = tx
+                .query_one(
+                    "SELECT CAST(COALESCE(SUM(octet_length(key) + octet_length(value)), 0) AS BIGINT)
+                       FROM plugin_kv WHERE plugin = ?1 AND key <> ?2",
+                    params![namespace, key],
+                )
+                .await?
+                .get(0)?;
+            let total = others.max(0) as u64 + key.len() as u64 + value.len() as u64;
+            if total > quota {
+                return Ok(Stored::OverQuota { total });
+            }
+            tx.execute(
+                "INSERT INTO plugin_kv (plugin, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                params![namespace, key, value],
+            )
+            .await?;
+            Ok(Stored::Yes)
+        })
+        .await
 }
 
-pub fn delete(conn: &Connection, namespace: &str, key: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn delete(db: &impl Db, namespace: &str, key: &str) -> Result<(), StoreError> {
+    db.execute(
         "DELETE FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
         params![namespace, key],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
-pub fn list_keys(
-    conn: &Connection,
+pub async fn list_keys(
+    db: &impl Db,
     namespace: &str,
     prefix: &str,
     limit: u32,
-) -> rusqlite::Result<Vec<String>> {
+) -> Result<Vec<String>, StoreError> {
     // substr comparison rather than LIKE, so `%` and `_` in a prefix are not wildcards.
-    let mut statement = conn.prepare(
+    db.query(
         "SELECT key FROM plugin_kv
           WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2
           ORDER BY key LIMIT ?3",
-    )?;
-    statement
-        .query_map(params![namespace, prefix, limit], |row| row.get(0))?
-        .collect()
+        params![namespace, prefix, limit],
+    )
+    .await?
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::on_both_backends;
 
-    fn database() -> Option<(tempfile::TempDir, Connection)> {
-        let dir = tempfile::tempdir().ok()?;
-        let conn = crate::store::open_connection(&dir.path().join("kv.db")).ok()?;
-        Some((dir, conn))
-    }
-
-    #[test]
-    fn namespaces_do_not_see_each_other() -> anyhow::Result<()> {
-        let (_dir, mut conn) = database().ok_or_else(|| anyhow::anyhow!("no database"))?;
-        assert_eq!(
-            set(&mut conn, "alpha", "token", b"a-secret", 1024)?,
-            Stored::Yes
-        );
-        assert_eq!(get(&conn, "beta", "token")?, None);
-        assert_eq!(list_keys(&conn, "beta", "", 10)?, Vec::<String>::new());
-        delete(&conn, "beta", "token")?;
-        assert_eq!(get(&conn, "alpha", "token")?, Some(b"a-secret".to_vec()));
-        Ok(())
-    }
-
-    #[test]
-    fn quota_counts_keys_and_values_and_replacing_frees_the_old_value() -> anyhow::Result<()> {
-        let (_dir, mut conn) = database().ok_or_else(|| anyhow::anyhow!("no database"))?;
-        assert_eq!(set(&mut conn, "p", "k", &[0; 90], 100)?, Stored::Yes);
-        assert_eq!(
-            set(&mut conn, "p", "other", &[0; 20], 100)?,
-            Stored::OverQuota { total: 116 }
-        );
-        assert_eq!(set(&mut conn, "p", "k", &[0; 99], 100)?, Stored::Yes);
-        assert_eq!(
-            set(&mut conn, "p", "k", &[0; 100], 100)?,
-            Stored::OverQuota { total: 101 }
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn list_keys_matches_prefixes_literally() -> anyhow::Result<()> {
-        let (_dir, mut conn) = database().ok_or_else(|| anyhow::anyhow!("no database"))?;
-        for key in ["a%1", "ab", "a%2", "b"] {
-            assert_eq!(set(&mut conn, "p", key, b"", 1024)?, Stored::Yes);
+    on_both_backends! {
+        async fn namespaces_do_not_see_each_other(store: Store) -> anyhow::Result<()> {
+            let db = store;
+            assert_eq!(set(&db, "alpha", "token", b"a-secret", 1024).await?, Stored::Yes);
+            assert_eq!(get(&db, "beta", "token").await?, None);
+            assert_eq!(list_keys(&db, "beta", "", 10).await?, Vec::<String>::new());
+            delete(&db, "beta", "token").await?;
+            assert_eq!(get(&db, "alpha", "token").await?, Some(b"a-secret".to_vec()));
+            Ok(())
         }
-        assert_eq!(list_keys(&conn, "p", "a%", 10)?, vec!["a%1", "a%2"]);
-        assert_eq!(list_keys(&conn, "p", "", 2)?, vec!["a%1", "a%2"]);
+
+        async fn quota_counts_keys_and_values_and_replacing_frees_the_old_value(store: Store) -> anyhow::Result<()> {
+            let db = store;
+            assert_eq!(set(&db, "p", "k", &[0; 90], 100).await?, Stored::Yes);
+            assert_eq!(
+                set(&db, "p", "other", &[0; 20], 100).await?,
+                Stored::OverQuota { total: 116 }
+            );
+            assert_eq!(set(&db, "p", "k", &[0; 99], 100).await?, Stored::Yes);
+            assert_eq!(
+                set(&db, "p", "k", &[0; 100], 100).await?,
+                Stored::OverQuota { total: 101 }
+            );
+            Ok(())
+        }
+
+        async fn list_keys_matches_prefixes_literally(store: Store) -> anyhow::Result<()> {
+            let db = store;
+            for key in ["a%1", "ab", "a%2", "b"] {
+                assert_eq!(set(&db, "p", key, b"", 1024).await?, Stored::Yes);
+            }
+            assert_eq!(list_keys(&db, "p", "a%", 10).await?, vec!["a%1", "a%2"]);
+            assert_eq!(list_keys(&db, "p", "", 2).await?, vec!["a%1", "a%2"]);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::store::testing::TestStore;
+
+    /// Two daemons store different keys at once, each fitting the quota alone but not together:
+    /// the quota holds across daemons (the loser's transaction runs again and sees the winner's).
+    #[tokio::test]
+    async fn the_kv_quota_holds_across_racing_daemons() -> anyhow::Result<()> {
+        let test = TestStore::postgres().await?;
+        for round in 0..10 {
+            let namespace = format!("plugin{round}");
+            let daemons = [test.store.clone(), test.another_daemon().await?];
+            let writes = daemons.iter().enumerate().map(|(n, daemon)| {
+                let (daemon, namespace) = (daemon.clone(), namespace.clone());
+                tokio::spawn(async move {
+                    set(&daemon, &namespace, &format!("key{n}"), &[0; 60], 100).await
+                })
+            });
+            let mut stored = 0;
+            for write in writes.collect::<Vec<_>>() {
+                if write.await?? == Stored::Yes {
+                    stored += 1;
+                }
+            }
+            assert_eq!(stored, 1, "round {round}");
+        }
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! What a service owns outside its VM (tunnels, DNS records, cloud-init snippets and seeds),
 //! recorded the moment each exists so teardown can find all of it.
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
+
+use super::{Db, Row, StoreError, params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,8 +36,8 @@ pub struct Resource {
 }
 
 /// Records a resource; recording the same one twice is harmless (steps may run again).
-pub fn record(conn: &Connection, resource: &Resource) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn record(db: &impl Db, resource: &Resource) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO service_resources (service_id, kind, provider, external_id, detail, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (service_id, kind, external_id) DO UPDATE SET detail = ?5",
@@ -48,66 +49,77 @@ pub fn record(conn: &Connection, resource: &Resource) -> rusqlite::Result<()> {
             resource.detail.to_string(),
             super::now()
         ],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
+fn detail(row: &Row, column: usize) -> Result<serde_json::Value, StoreError> {
+    let text: String = row.get(column)?;
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
 /// The service's resources of `kind`, newest first (the order teardown removes them in).
-pub fn of_kind(
-    conn: &Connection,
+pub async fn of_kind(
+    db: &impl Db,
     service_id: i64,
     kind: ResourceKind,
-) -> rusqlite::Result<Vec<Resource>> {
-    let mut statement = conn.prepare(
+) -> Result<Vec<Resource>, StoreError> {
+    // `rowid` orders resources recorded within one second; PostgreSQL's table has the column too.
+    db.query(
         "SELECT provider, external_id, detail FROM service_resources
          WHERE service_id = ?1 AND kind = ?2 ORDER BY created_at DESC, rowid DESC",
-    )?;
-    let rows = statement.query_map(params![service_id, kind.as_str()], |row| {
-        let detail: String = row.get(2)?;
+        params![service_id, kind.as_str()],
+    )
+    .await?
+    .iter()
+    .map(|row| {
         Ok(Resource {
             service_id,
             kind,
             provider: row.get(0)?,
             external_id: row.get(1)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            detail: detail(row, 2)?,
         })
-    })?;
-    rows.collect()
+    })
+    .collect()
 }
 
-pub fn forget(
-    conn: &Connection,
+pub async fn forget(
+    db: &impl Db,
     service_id: i64,
     kind: ResourceKind,
     external_id: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<(), StoreError> {
+    db.execute(
         "DELETE FROM service_resources WHERE service_id = ?1 AND kind = ?2 AND external_id = ?3",
         params![service_id, kind.as_str(), external_id],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// The resource of `kind` with this external id, whichever service holds it.
-pub fn find(
-    conn: &Connection,
+pub async fn find(
+    db: &impl Db,
     kind: ResourceKind,
     external_id: &str,
-) -> rusqlite::Result<Option<Resource>> {
-    use rusqlite::OptionalExtension as _;
-    conn.query_row(
-        "SELECT service_id, provider, detail FROM service_resources WHERE kind = ?1 AND external_id = ?2",
-        params![kind.as_str(), external_id],
-        |row| {
-            let detail: String = row.get(2)?;
-            Ok(Resource {
-                service_id: row.get(0)?,
-                kind,
-                provider: row.get(1)?,
-                external_id: external_id.to_owned(),
-                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-            })
-        },
-    )
-    .optional()
+) -> Result<Option<Resource>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT service_id, provider, detail FROM service_resources
+             WHERE kind = ?1 AND external_id = ?2",
+            params![kind.as_str(), external_id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(Resource {
+            service_id: row.get(0)?,
+            kind,
+            provider: row.get(1)?,
+            external_id: external_id.to_owned(),
+            detail: detail(&row, 2)?,
+        })
+    })
+    .transpose()
 }

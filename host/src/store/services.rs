@@ -1,8 +1,8 @@
 //! Customers' VMs as Porthole knows them.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use super::{Db, Row, StoreError, params};
 use crate::service_state::{Refusal, ServiceState};
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +38,7 @@ impl Service {
 
 const COLUMNS: &str = "id, owner_id, name, cluster, node, vmid, plan, state, template, hostname, external_ref, created_at, stopped_by_owner";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
+fn from_row(row: &Row) -> Result<Service, StoreError> {
     Ok(Service {
         id: row.get(0)?,
         owner_id: row.get(1)?,
@@ -56,6 +56,26 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Service> {
     })
 }
 
+async fn one(
+    db: &impl Db,
+    sql: &str,
+    params: Vec<super::Value>,
+) -> Result<Option<Service>, StoreError> {
+    db.query_opt(sql, params)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+async fn all(
+    db: &impl Db,
+    sql: &str,
+    params: Vec<super::Value>,
+) -> Result<Vec<Service>, StoreError> {
+    db.query(sql, params).await?.iter().map(from_row).collect()
+}
+
 /// A service that already exists on a cluster, e.g. one adopted by an operator or seeded by the
 /// demo.
 pub struct ExistingVm<'a> {
@@ -69,52 +89,55 @@ pub struct ExistingVm<'a> {
     pub stopped: bool,
 }
 
-pub fn insert_active(conn: &Connection, vm: &ExistingVm<'_>) -> rusqlite::Result<Service> {
-    let now = super::now();
-    conn.query_row(
-        &format!(
-            "INSERT INTO services (owner_id, name, cluster, node, vmid, plan, state, created_at,
-                 updated_at, stopped_by_owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?8) RETURNING {COLUMNS}"
-        ),
-        params![
-            vm.owner_id,
-            vm.name,
-            vm.cluster,
-            vm.node,
-            vm.vmid,
-            vm.plan,
-            now,
-            vm.stopped,
-            ServiceState::Active
-        ],
-        from_row,
-    )
+pub async fn insert_active(db: &impl Db, vm: &ExistingVm<'_>) -> Result<Service, StoreError> {
+    let row = db
+        .query_one(
+            &format!(
+                "INSERT INTO services (owner_id, name, cluster, node, vmid, plan, state, created_at,
+                     updated_at, stopped_by_owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7, ?7, ?8) RETURNING {COLUMNS}"
+            ),
+            params![
+                vm.owner_id,
+                vm.name,
+                vm.cluster,
+                vm.node,
+                vm.vmid,
+                vm.plan,
+                super::now(),
+                vm.stopped,
+                ServiceState::Active
+            ],
+        )
+        .await?;
+    from_row(&row)
 }
 
 /// Forgets a service adopted a moment ago whose VM could not be marked as its own; nothing else
 /// refers to it yet.
-pub fn delete_adopted(conn: &Connection, id: i64) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM services WHERE id = ?1", [id])?;
+pub async fn delete_adopted(db: &impl Db, id: i64) -> Result<(), StoreError> {
+    db.execute("DELETE FROM services WHERE id = ?1", params![id])
+        .await?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Service>> {
-    conn.query_row(
+pub async fn get(db: &impl Db, id: i64) -> Result<Option<Service>, StoreError> {
+    one(
+        db,
         &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
-        [id],
-        from_row,
+        params![id],
     )
-    .optional()
+    .await
 }
 
 /// All services, or only `owner`'s.
-pub fn list(conn: &Connection, owner: Option<i64>) -> rusqlite::Result<Vec<Service>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM services WHERE ?1 IS NULL OR owner_id = ?1 ORDER BY id"
-    ))?;
-    let rows = statement.query_map([owner], from_row)?;
-    rows.collect()
+pub async fn list(db: &impl Db, owner: Option<i64>) -> Result<Vec<Service>, StoreError> {
+    all(
+        db,
+        &format!("SELECT {COLUMNS} FROM services WHERE ?1 IS NULL OR owner_id = ?1 ORDER BY id"),
+        params![owner],
+    )
+    .await
 }
 
 /// A service ordered but not yet built.
@@ -128,110 +151,121 @@ pub struct NewService<'a> {
     pub external_ref: Option<&'a str>,
 }
 
-pub fn insert_provisioning(
-    conn: &Connection,
+pub async fn insert_provisioning(
+    db: &impl Db,
     service: &NewService<'_>,
-) -> rusqlite::Result<Service> {
-    let now = super::now();
-    conn.query_row(
-        &format!(
-            "INSERT INTO services (owner_id, name, cluster, plan, template, hostname, external_ref, state, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8, ?8) RETURNING {COLUMNS}"
-        ),
-        params![
-            service.owner_id,
-            service.name,
-            service.cluster,
-            service.plan,
-            service.template,
-            service.hostname,
-            service.external_ref,
-            now,
-            ServiceState::Provisioning
-        ],
-        from_row,
-    )
+) -> Result<Service, StoreError> {
+    let row = db
+        .query_one(
+            &format!(
+                "INSERT INTO services (owner_id, name, cluster, plan, template, hostname, external_ref, state, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?8, ?8) RETURNING {COLUMNS}"
+            ),
+            params![
+                service.owner_id,
+                service.name,
+                service.cluster,
+                service.plan,
+                service.template,
+                service.hostname,
+                service.external_ref,
+                super::now(),
+                ServiceState::Provisioning
+            ],
+        )
+        .await?;
+    from_row(&row)
 }
 
-pub fn by_external_ref(conn: &Connection, external_ref: &str) -> rusqlite::Result<Option<Service>> {
-    conn.query_row(
+pub async fn by_external_ref(
+    db: &impl Db,
+    external_ref: &str,
+) -> Result<Option<Service>, StoreError> {
+    one(
+        db,
         &format!("SELECT {COLUMNS} FROM services WHERE external_ref = ?1"),
-        [external_ref],
-        from_row,
+        params![external_ref],
     )
-    .optional()
+    .await
 }
 
 /// Moves the service from state `from` to `to`; false when it was no longer in `from` (another
 /// job changed it meanwhile), and nothing changed.
-pub fn set_state(
-    conn: &Connection,
+pub async fn set_state(
+    db: &impl Db,
     id: i64,
     from: ServiceState,
     to: ServiceState,
-) -> rusqlite::Result<bool> {
-    let changed = conn.execute(
-        "UPDATE services SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
-        params![id, from, to, super::now()],
-    )?;
+) -> Result<bool, StoreError> {
+    let changed = db
+        .execute(
+            "UPDATE services SET state = ?3, updated_at = ?4 WHERE id = ?1 AND state = ?2",
+            params![id, from, to, super::now()],
+        )
+        .await?;
     Ok(changed == 1)
 }
 
 /// Records whether the owner chose to have the VM off (a stop or shutdown) or on.
-pub fn set_stopped_by_owner(conn: &Connection, id: i64, stopped: bool) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn set_stopped_by_owner(db: &impl Db, id: i64, stopped: bool) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE services SET stopped_by_owner = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, stopped, super::now()],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
-pub fn set_node(conn: &Connection, id: i64, node: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn set_node(db: &impl Db, id: i64, node: &str) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE services SET node = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, node, super::now()],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
-/// Records (or with `None`, forgets) the VM id reserved for a service. A UNIQUE violation means
+/// Records (or with `None`, forgets) the VM id reserved for a service. A unique violation means
 /// another service holds that id.
-pub fn set_vmid(conn: &Connection, id: i64, vmid: Option<u32>) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn set_vmid(db: &impl Db, id: i64, vmid: Option<u32>) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE services SET vmid = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, vmid, super::now()],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
-pub fn set_plan(conn: &Connection, id: i64, plan: &str) -> rusqlite::Result<()> {
-    conn.execute(
+pub async fn set_plan(db: &impl Db, id: i64, plan: &str) -> Result<(), StoreError> {
+    db.execute(
         "UPDATE services SET plan = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, plan, super::now()],
-    )?;
+    )
+    .await?;
     Ok(())
 }
 
 /// The live service (not terminated, not failed) that holds `hostname`, if any.
-pub fn live_with_hostname(conn: &Connection, hostname: &str) -> rusqlite::Result<Option<Service>> {
-    conn.query_row(
+pub async fn live_with_hostname(
+    db: &impl Db,
+    hostname: &str,
+) -> Result<Option<Service>, StoreError> {
+    one(
+        db,
         &format!(
             "SELECT {COLUMNS} FROM services WHERE hostname = ?1 AND state NOT IN (?2, ?3) LIMIT 1"
         ),
         params![hostname, ServiceState::ENDED[0], ServiceState::ENDED[1]],
-        from_row,
     )
-    .optional()
+    .await
 }
 
 /// Services counting against a customer's quota: every one not terminated or failed.
-pub fn live_for_owner(conn: &Connection, owner: i64) -> rusqlite::Result<Vec<Service>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN (?2, ?3)"
-    ))?;
-    let rows = statement.query_map(
+pub async fn live_for_owner(db: &impl Db, owner: i64) -> Result<Vec<Service>, StoreError> {
+    all(
+        db,
+        &format!("SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN (?2, ?3)"),
         params![owner, ServiceState::ENDED[0], ServiceState::ENDED[1]],
-        from_row,
-    )?;
-    rows.collect()
+    )
+    .await
 }

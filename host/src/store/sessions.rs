@@ -1,62 +1,55 @@
 //! Browser sessions, keyed by the SHA-256 of the cookie value.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::users::User;
+use super::{Db, StoreError, params};
 
-pub fn insert(
-    conn: &Connection,
+pub async fn insert(
+    db: &impl Db,
     id_hash: &[u8; 32],
     user_id: i64,
     expires_at: i64,
     client: Option<&str>,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, client)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            id_hash.as_slice(),
-            user_id,
-            super::now(),
-            expires_at,
-            client
-        ],
-    )?;
+        params![id_hash, user_id, super::now(), expires_at, client],
+    )
+    .await?;
     Ok(())
 }
 
 /// The enabled user holding an unexpired session with this hash.
-pub fn find_user(conn: &Connection, id_hash: &[u8; 32]) -> rusqlite::Result<Option<User>> {
-    let user_id: Option<i64> = conn
-        .query_row(
+pub async fn find_user(db: &impl Db, id_hash: &[u8; 32]) -> Result<Option<User>, StoreError> {
+    let row = db
+        .query_opt(
             "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND NOT u.disabled",
-            params![id_hash.as_slice(), super::now()],
-            |row| row.get(0),
+             WHERE s.id_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
+            params![id_hash, super::now()],
         )
-        .optional()?;
-    match user_id {
-        Some(id) => super::users::get(conn, id),
+        .await?;
+    match row {
+        Some(row) => super::users::get(db, row.get(0)?).await,
         None => Ok(None),
     }
 }
 
-pub fn delete(conn: &Connection, id_hash: &[u8; 32]) -> rusqlite::Result<()> {
-    conn.execute(
-        "DELETE FROM sessions WHERE id_hash = ?1",
-        [id_hash.as_slice()],
-    )?;
+pub async fn delete(db: &impl Db, id_hash: &[u8; 32]) -> Result<(), StoreError> {
+    db.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])
+        .await?;
     Ok(())
 }
 
 /// Ends every session of a user, e.g. when the password changes or the account is disabled.
-pub fn delete_for_user(conn: &Connection, user_id: i64) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+pub async fn delete_for_user(db: &impl Db, user_id: i64) -> Result<u64, StoreError> {
+    db.execute("DELETE FROM sessions WHERE user_id = ?1", params![user_id])
+        .await
 }
 
-pub fn purge_expired(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
+pub async fn purge_expired(db: &impl Db) -> Result<u64, StoreError> {
+    db.execute(
         "DELETE FROM sessions WHERE expires_at <= ?1",
-        [super::now()],
+        params![super::now()],
     )
+    .await
 }

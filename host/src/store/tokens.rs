@@ -1,9 +1,9 @@
 //! API tokens for provider automation, keyed by the SHA-256 of the token.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::users::User;
+use super::{Db, Row, StoreError, params};
 
 /// A token's metadata; the token itself is shown once at creation and never stored.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +17,7 @@ pub struct ApiToken {
 
 const COLUMNS: &str = "id, user_id, name, created_at, last_used_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
+fn from_row(row: &Row) -> Result<ApiToken, StoreError> {
     Ok(ApiToken {
         id: row.get(0)?,
         user_id: row.get(1)?,
@@ -27,52 +27,63 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
     })
 }
 
-pub fn insert(
-    conn: &Connection,
+/// A new token; a name the user already has fails with a unique violation.
+pub async fn insert(
+    db: &impl Db,
     user_id: i64,
     name: &str,
     token_hash: &[u8; 32],
-) -> rusqlite::Result<ApiToken> {
-    conn.query_row(
-        &format!(
-            "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)
-             RETURNING {COLUMNS}"
-        ),
-        params![user_id, name, token_hash.as_slice(), super::now()],
-        from_row,
-    )
+) -> Result<ApiToken, StoreError> {
+    let row = db
+        .query_one(
+            &format!(
+                "INSERT INTO api_tokens (user_id, name, token_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4) RETURNING {COLUMNS}"
+            ),
+            params![user_id, name, token_hash, super::now()],
+        )
+        .await?;
+    from_row(&row)
 }
 
 /// The enabled user owning the token with this hash, and the token's id, noting the use.
-pub fn authenticate_with_id(
-    conn: &Connection,
+pub async fn authenticate_with_id(
+    db: &impl Db,
     token_hash: &[u8; 32],
-) -> rusqlite::Result<Option<(User, i64)>> {
-    let found: Option<(i64, i64)> = conn
-        .query_row(
+) -> Result<Option<(User, i64)>, StoreError> {
+    let found = db
+        .query_opt(
             "UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1
-             AND user_id IN (SELECT id FROM users WHERE NOT disabled) RETURNING user_id, id",
-            params![token_hash.as_slice(), super::now()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+             AND user_id IN (SELECT id FROM users WHERE disabled = 0) RETURNING user_id, id",
+            params![token_hash, super::now()],
         )
-        .optional()?;
-    let Some((user_id, token_id)) = found else {
+        .await?;
+    let Some(found) = found else {
         return Ok(None);
     };
-    Ok(super::users::get(conn, user_id)?.map(|user| (user, token_id)))
+    let token_id: i64 = found.get(1)?;
+    Ok(super::users::get(db, found.get(0)?)
+        .await?
+        .map(|user| (user, token_id)))
 }
 
-pub fn list_for_user(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<ApiToken>> {
-    let mut statement = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 ORDER BY id"
-    ))?;
-    let rows = statement.query_map([user_id], from_row)?;
-    rows.collect()
+pub async fn list_for_user(db: &impl Db, user_id: i64) -> Result<Vec<ApiToken>, StoreError> {
+    db.query(
+        &format!("SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 ORDER BY id"),
+        params![user_id],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
-pub fn delete(conn: &Connection, user_id: i64, id: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM api_tokens WHERE id = ?1 AND user_id = ?2",
-        [id, user_id],
-    )? > 0)
+pub async fn delete(db: &impl Db, user_id: i64, id: i64) -> Result<bool, StoreError> {
+    Ok(db
+        .execute(
+            "DELETE FROM api_tokens WHERE id = ?1 AND user_id = ?2",
+            params![id, user_id],
+        )
+        .await?
+        > 0)
 }

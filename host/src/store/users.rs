@@ -1,6 +1,6 @@
 //! Accounts.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::{Db, Row, StoreError, params};
 use serde::{Deserialize, Serialize};
 
 /// What an account may do. Admins operate the panel; customers see only their own objects.
@@ -19,15 +19,11 @@ impl Role {
         }
     }
 
-    fn from_column(text: &str) -> rusqlite::Result<Self> {
+    fn from_column(text: &str) -> Result<Self, String> {
         match text {
             "admin" => Ok(Role::Admin),
             "customer" => Ok(Role::Customer),
-            other => Err(rusqlite::Error::InvalidColumnType(
-                0,
-                format!("role {other:?}"),
-                rusqlite::types::Type::Text,
-            )),
+            other => Err(format!("unknown role {other:?}")),
         }
     }
 }
@@ -51,60 +47,71 @@ impl User {
 
 const COLUMNS: &str = "id, username, role, disabled, created_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(row: &Row) -> Result<User, StoreError> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,
-        role: Role::from_column(&row.get::<_, String>(2)?)?,
+        role: row.parse(2, Role::from_column)?,
         disabled: row.get(3)?,
         created_at: row.get(4)?,
     })
 }
 
-/// Inserts a user; a taken username fails with a constraint violation (see [`is_conflict`]).
-pub fn insert(
-    conn: &Connection,
+/// Inserts a user; a taken username fails with a unique violation
+/// ([`StoreError::is_unique_violation`]).
+pub async fn insert(
+    db: &impl Db,
     username: &str,
     role: Role,
     password_hash: &str,
-) -> rusqlite::Result<User> {
-    let now = super::now();
-    conn.query_row(
-        &format!(
-            "INSERT INTO users (username, role, password_hash, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
-        ),
-        params![username, role.as_str(), password_hash, now],
-        from_row,
-    )
+) -> Result<User, StoreError> {
+    let row = db
+        .query_one(
+            &format!(
+                "INSERT INTO users (username, role, password_hash, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {COLUMNS}"
+            ),
+            params![username, role.as_str(), password_hash, super::now()],
+        )
+        .await?;
+    from_row(&row)
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<User>> {
-    conn.query_row(
+pub async fn get(db: &impl Db, id: i64) -> Result<Option<User>, StoreError> {
+    db.query_opt(
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
-        [id],
-        from_row,
+        params![id],
     )
-    .optional()
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 /// The user and their password hash, for sign-in.
-pub fn find_for_login(
-    conn: &Connection,
+pub async fn find_for_login(
+    db: &impl Db,
     username: &str,
-) -> rusqlite::Result<Option<(User, String)>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"),
-        [username],
-        |row| Ok((from_row(row)?, row.get(5)?)),
-    )
-    .optional()
+) -> Result<Option<(User, String)>, StoreError> {
+    let row = db
+        .query_opt(
+            &format!("SELECT {COLUMNS}, password_hash FROM users WHERE username = ?1"),
+            params![username],
+        )
+        .await?;
+    row.map(|row| Ok((from_row(&row)?, row.get(5)?)))
+        .transpose()
 }
 
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<User>> {
-    let mut statement = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY id"))?;
-    let rows = statement.query_map([], from_row)?;
-    rows.collect()
+pub async fn list(db: &impl Db) -> Result<Vec<User>, StoreError> {
+    db.query(
+        &format!("SELECT {COLUMNS} FROM users ORDER BY id"),
+        params![],
+    )
+    .await?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 /// Changes to an account; `None` leaves a field as it is.
@@ -115,8 +122,12 @@ pub struct UserChanges {
     pub disabled: Option<bool>,
 }
 
-pub fn update(conn: &Connection, id: i64, changes: &UserChanges) -> rusqlite::Result<Option<User>> {
-    conn.query_row(
+pub async fn update(
+    db: &impl Db,
+    id: i64,
+    changes: &UserChanges,
+) -> Result<Option<User>, StoreError> {
+    db.query_opt(
         &format!(
             "UPDATE users SET role = coalesce(?2, role), password_hash = coalesce(?3, password_hash),
                  disabled = coalesce(?4, disabled), updated_at = ?5
@@ -129,28 +140,34 @@ pub fn update(conn: &Connection, id: i64, changes: &UserChanges) -> rusqlite::Re
             changes.disabled,
             super::now()
         ],
-        from_row,
     )
-    .optional()
+    .await?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
-pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id])? > 0)
+pub async fn delete(db: &impl Db, id: i64) -> Result<bool, StoreError> {
+    Ok(db
+        .execute("DELETE FROM users WHERE id = ?1", params![id])
+        .await?
+        > 0)
 }
 
-pub fn count_admins(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled",
-        [],
-        |row| row.get(0),
+pub async fn count_admins(db: &impl Db) -> Result<i64, StoreError> {
+    db.query_one(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0",
+        params![],
     )
+    .await?
+    .get(0)
 }
 
-/// True when `err` is a UNIQUE or foreign-key violation: the caller's request conflicts with
-/// existing data rather than the database failing.
-pub fn is_conflict(err: &rusqlite::Error) -> bool {
-    matches!(
-        err.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::ConstraintViolation)
-    )
+/// Every account's name by id, for answers that name the users behind ids.
+pub async fn names(db: &impl Db) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    Ok(list(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.username))
+        .collect())
 }

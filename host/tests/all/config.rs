@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use porthole::config;
+use porthole::config::{self, Database};
 
 /// A directory holding a valid configuration's secret files.
 pub struct Fixture {
@@ -73,7 +73,11 @@ fn a_valid_file_loads_with_its_secrets_resolved() {
         config.clusters[0].token_secret.expose(),
         "6f1c8a2e-0000-4000-8000-000000000000"
     );
-    assert_eq!(config.database, fixture.dir.path().join("porthole.db"));
+    assert!(
+        matches!(&config.database, Database::Sqlite(path) if *path == fixture.dir.path().join("porthole.db")),
+        "{:?}",
+        config.database
+    );
     let (status, _) = check_config(&fixture.write(&Fixture::valid()));
     assert_eq!(status, 0);
 }
@@ -261,4 +265,57 @@ fn plugin_isolation_defaults_to_processes_and_an_unknown_mode_is_named() {
     assert!(err.to_string().contains("plugin_isolation.mode"), "{err}");
     assert!(err.message.contains("in-process"), "{err}");
     assert_eq!(err.line, Some(text.lines().count()), "{err}");
+}
+
+#[test]
+fn a_postgres_url_loads_with_its_password_from_a_file() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.dir.path().join("db-password"), "s3cret\n").unwrap();
+    let text = Fixture::valid().replace(
+        r#"database = "porthole.db""#,
+        "database = \"postgres://porthole@db.example.com/porthole\"\n\
+         postgres = { password = { file = \"db-password\" }, pool_size = 8 }",
+    );
+    let config = fixture.parse(&text).unwrap();
+    let Database::Postgres(target) = &config.database else {
+        panic!("{:?}", config.database);
+    };
+    assert_eq!(target.pool_size, 8);
+    assert_eq!(
+        target.display(),
+        "postgres://porthole@db.example.com:5432/porthole"
+    );
+    assert_eq!(target.connect_config().get_password(), Some(&b"s3cret"[..]));
+    // A remote server is reached over verified TLS unless the operator says otherwise.
+    assert_eq!(
+        target.connect_config().get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    );
+    assert!(!format!("{target:?}").contains("s3cret"));
+}
+
+#[test]
+fn a_password_in_the_postgres_url_is_refused_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(
+        r#"database = "porthole.db""#,
+        r#"database = "postgres://porthole:hunter2@db.example.com/porthole""#,
+    );
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+    assert!(err.message.contains("password"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_bad_postgres_setting_is_named_with_its_key() {
+    let fixture = Fixture::new();
+    let text = Fixture::valid().replace(
+        r#"database = "porthole.db""#,
+        "database = \"postgres://porthole@127.0.0.1/porthole\"\n\
+         postgres = { pool_size = 0 }",
+    );
+    let err = fixture.parse(&text).unwrap_err();
+    assert!(err.to_string().contains("postgres.pool_size"), "{err}");
+    assert_eq!(err.line, Some(5), "{err}");
 }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use porthole::console::Revocation;
-use porthole::console::records::{self, SessionRecord};
+use porthole::console::records::SessionRecord;
 use porthole::daemon::Daemon;
 use porthole::demo::{Demo, DemoSetup};
 use porthole::store::audit::{self, Record};
 use porthole::store::services::{self, ExistingVm};
-use porthole::store::users;
+use porthole::store::{Db as _, console, params, users};
 use porthole_sim::rfb_client::{RfbClient, Security};
 use porthole_sim::{Fault, FaultKind, SimConfig, Times, VmSeed, VncPasswordMode};
 use reqwest::StatusCode;
@@ -306,10 +306,7 @@ async fn vnc_viewer(
 }
 
 async fn audit_entries(demo: &Demo, action: &'static str) -> Vec<Record> {
-    let reading = demo
-        .daemon()
-        .store()
-        .call(move |c| audit::recent(c, Some(action), 100));
+    let reading = audit::recent(demo.daemon().store(), Some(action), 100);
     within("reading the audit log", reading).await.unwrap()
 }
 
@@ -330,22 +327,17 @@ async fn audited(demo: &Demo, action: &'static str, reason: &str) -> Record {
 
 /// The `console_sessions` rows of a service, newest first.
 async fn session_rows(demo: &Demo, service_id: i64) -> Vec<SessionRecord> {
-    let reading = demo
-        .daemon()
-        .store()
-        .call(move |c| records::for_service(c, service_id));
+    let reading = console::sessions_for_service(demo.daemon().store(), service_id);
     within("reading the console sessions", reading)
         .await
         .unwrap()
 }
 
 async fn set_state(demo: &Demo, service_id: i64, state: &'static str) {
-    let writing = demo.daemon().store().call(move |c| {
-        c.execute(
-            "UPDATE services SET state = ?2 WHERE id = ?1",
-            rusqlite::params![service_id, state],
-        )
-    });
+    let writing = demo.daemon().store().execute(
+        "UPDATE services SET state = ?2 WHERE id = ?1",
+        params![service_id, state],
+    );
     within("changing the service's state", writing)
         .await
         .unwrap();
@@ -747,10 +739,13 @@ async fn a_busy_console_is_closed_with_4009_at_its_maximum_lifetime() {
 
 /// Makes the simulator's VM `vm` a service of `username`'s, as an operator adopting it would.
 async fn adopt(demo: &Demo, username: &'static str, vm: VmSeed) -> i64 {
-    let adopting = demo.daemon().store().call(move |c| {
-        let (owner, _) = users::find_for_login(c, username)?.expect("a demo account");
+    let store = demo.daemon().store();
+    let adopting = async {
+        let (owner, _) = users::find_for_login(store, username)
+            .await?
+            .expect("a demo account");
         services::insert_active(
-            c,
+            store,
             &ExistingVm {
                 owner_id: owner.id,
                 name: &vm.name,
@@ -761,7 +756,8 @@ async fn adopt(demo: &Demo, username: &'static str, vm: VmSeed) -> i64 {
                 stopped: !vm.running,
             },
         )
-    });
+        .await
+    };
     within("adding the service", adopting).await.unwrap().id
 }
 
@@ -851,7 +847,7 @@ async fn console_refuses_an_expired_token() {
     let expiring = demo
         .daemon()
         .store()
-        .call(|c| c.execute("UPDATE console_tokens SET expires_at = 0", []));
+        .execute("UPDATE console_tokens SET expires_at = 0", params![]);
     within("expiring the token", expiring).await.unwrap();
     let refused = open(&url, Some(&origin(&demo)), &Transcript::default())
         .await

@@ -484,10 +484,7 @@ impl Lab {
     async fn service(&self, sub: &str) -> Service {
         // Billing references are kept scoped by the plugin that reported them.
         let reference = format!("billing-stripe:{sub}");
-        let service = self
-            .daemon
-            .store()
-            .call(move |c| services::by_external_ref(c, &reference))
+        let service = services::by_external_ref(self.daemon.store(), &reference)
             .await
             .unwrap();
         service.unwrap_or_else(|| panic!("no service for {sub}"))
@@ -581,10 +578,7 @@ impl Lab {
     async fn turned(&self, service_id: i64, states: &[&str]) -> Instant {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let found = self
-                .daemon
-                .store()
-                .call(move |c| services::get(c, service_id))
+            let found = services::get(self.daemon.store(), service_id)
                 .await
                 .unwrap();
             if found.is_some_and(|s| states.contains(&s.state.as_str())) {

@@ -163,8 +163,7 @@ async fn paddle_webhooks_through_the_python_example_provision_with_dns_from_the_
     let state = |reference: &'static str| {
         let store = daemon.store().clone();
         async move {
-            store
-                .call(move |c| services::by_external_ref(c, reference))
+            services::by_external_ref(&store, reference)
                 .await
                 .unwrap()
                 .map(|s| (s.state, s.vmid))

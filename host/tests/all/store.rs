@@ -4,7 +4,7 @@ use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use porthole::store::{self, Store, audit};
+use porthole::store::{self, Db as _, Store, audit, params};
 
 const WRITER_ENV: &str = "PORTHOLE_TEST_STORE_WRITER";
 
@@ -16,8 +16,7 @@ fn write_forever(path: &str) {
         let mut announced = false;
         for i in 0u64.. {
             store
-                .call(move |conn| {
-                    let tx = conn.transaction()?;
+                .transaction(|tx| async move {
                     for j in 0..20 {
                         audit::record(
                             &tx,
@@ -28,9 +27,10 @@ fn write_forever(path: &str) {
                                 detail: serde_json::json!({ "padding": "x".repeat(512) }),
                                 client: None,
                             },
-                        )?;
+                        )
+                        .await?;
                     }
-                    tx.commit()
+                    Ok::<_, store::StoreError>(())
                 })
                 .await
                 .unwrap();
@@ -69,7 +69,7 @@ fn a_writer_killed_mid_stream_leaves_a_database_that_opens_and_checks_clean() {
         child.kill().unwrap(); // SIGKILL: no destructors, no clean close.
         child.wait().unwrap();
 
-        let conn = store::open_connection(&path).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
             .unwrap();
@@ -90,20 +90,23 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
     let path = dir.path().join("fresh.db");
     drop(Store::open(&path).await.unwrap());
     let store = Store::open(&path).await.unwrap();
-    let (version, tables, foreign_keys, journal) = store
-        .call(|conn| {
-            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            let mut statement =
-                conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
-            let tables = statement
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let foreign_keys: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
-            let journal: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-            Ok((version, tables, foreign_keys, journal))
-        })
+    let one = |sql: &'static str| {
+        let store = store.clone();
+        async move { store.query_one(sql, params![]).await.unwrap() }
+    };
+    let version: i64 = one("PRAGMA user_version").await.get(0).unwrap();
+    let tables: Vec<String> = store
+        .query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+            params![],
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0).unwrap())
+        .collect();
+    let foreign_keys: i64 = one("PRAGMA foreign_keys").await.get(0).unwrap();
+    let journal: String = one("PRAGMA journal_mode").await.get(0).unwrap();
     assert_eq!(version as usize, store::SCHEMA_VERSION);
     for table in [
         "api_tokens",
@@ -121,27 +124,32 @@ async fn migrations_apply_once_and_the_schema_has_its_tables() {
 }
 
 #[tokio::test]
-async fn a_panicking_call_is_rolled_back_and_the_store_keeps_serving() {
+async fn a_panicking_transaction_is_rolled_back_and_the_store_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("panic.db")).await.unwrap();
-    let failed = store
-        .call(|conn| -> rusqlite::Result<()> {
-            conn.execute_batch(
-                "BEGIN; INSERT INTO clusters (name, created_at) VALUES ('half-written', 0);",
-            )?;
-            panic!("a bug in a query");
-        })
-        .await;
-    assert!(
-        matches!(failed, Err(store::StoreError::Aborted)),
-        "{failed:?}"
-    );
+    let panicking = store.clone();
+    let failed = tokio::spawn(async move {
+        panicking
+            .transaction(|tx| async move {
+                tx.execute(
+                    "INSERT INTO clusters (name, created_at) VALUES ('half-written', 0)",
+                    params![],
+                )
+                .await?;
+                if std::hint::black_box(true) {
+                    panic!("a bug in a query");
+                }
+                Ok::<_, store::StoreError>(())
+            })
+            .await
+    })
+    .await;
+    assert!(failed.is_err_and(|err| err.is_panic()));
     let clusters: i64 = store
-        .call(|conn| conn.query_row("SELECT count(*) FROM clusters", [], |r| r.get(0)))
+        .query_one("SELECT count(*) FROM clusters", params![])
         .await
+        .unwrap()
+        .get(0)
         .unwrap();
-    assert_eq!(
-        clusters, 0,
-        "the panicked call's transaction was rolled back"
-    );
+    assert_eq!(clusters, 0, "the panicked transaction was rolled back");
 }

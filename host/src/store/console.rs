@@ -1,0 +1,253 @@
+//! The console relay's tables: single-use console tokens (`console_tokens`, kept by their
+//! SHA-256 only) and a record of every console session (`console_sessions`); and the states of
+//! the services whose consoles a daemon relays, which its watcher polls.
+//!
+//! The rules (minting, hashing, what a refusal means) are [`crate::console`]'s; this is their SQL.
+
+use std::collections::BTreeSet;
+
+use super::{Db, Dialect, Row, StoreError, params};
+use crate::console::records::{SessionRecord, Totals};
+use crate::console::{CloseReason, ConsoleKind, Grant, TokenRefusal};
+use crate::service_state::ServiceState;
+
+/// Stores a new token, by its digest, for `grant` until `expires_at`.
+pub async fn insert_token(
+    db: &impl Db,
+    token_hash: &[u8; 32],
+    grant: Grant,
+    client: Option<&str>,
+    created_at: i64,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO console_tokens (token_hash, user_id, service_id, kind, client, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            token_hash,
+            grant.user_id,
+            grant.service_id,
+            grant.kind.as_str(),
+            client,
+            created_at,
+            expires_at
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the tokens, spent or not, that expired before `expired_before`; returns how many.
+pub async fn purge_tokens(db: &impl Db, expired_before: i64) -> Result<u64, StoreError> {
+    db.execute(
+        "DELETE FROM console_tokens WHERE expires_at < ?1",
+        params![expired_before],
+    )
+    .await
+}
+
+/// Spends the token with digest `token_hash` if it is unused, unrevoked and unexpired at `now`:
+/// exactly one caller wins. The spending is a single `UPDATE … RETURNING` whose `WHERE` checks
+/// `used_at IS NULL`, so of two concurrent redeemers (on this daemon, or on another sharing the
+/// database) the second finds the row already spent: on PostgreSQL it waits for the first's row
+/// lock and then evaluates its condition against the updated row. Do not split it into a
+/// `SELECT` and an `UPDATE`.
+pub async fn redeem_token(
+    db: &impl Db,
+    token_hash: &[u8; 32],
+    now: i64,
+) -> Result<Result<Grant, TokenRefusal>, StoreError> {
+    let spent = db
+        .query_opt(
+            "UPDATE console_tokens SET used_at = ?2
+             WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2
+             RETURNING user_id, service_id, kind",
+            params![token_hash, now],
+        )
+        .await?;
+    if let Some(row) = spent {
+        return Ok(grant_from_row(&row)?.ok_or(TokenRefusal::Unknown));
+    }
+    why_refused(db, token_hash, now).await
+}
+
+/// Why the token with digest `token_hash` could not be spent at `now`.
+async fn why_refused(
+    db: &impl Db,
+    token_hash: &[u8; 32],
+    now: i64,
+) -> Result<Result<Grant, TokenRefusal>, StoreError> {
+    // `used_at` and `revoked_at` themselves rather than `… IS NOT NULL`: that is a boolean in
+    // PostgreSQL, not an integer.
+    let row = db
+        .query_opt(
+            "SELECT user_id, service_id, kind, used_at, revoked_at, expires_at
+             FROM console_tokens WHERE token_hash = ?1",
+            params![token_hash],
+        )
+        .await?;
+    let row = match &row {
+        Some(row) => Some((
+            grant_from_row(row)?,
+            row.get::<Option<i64>>(3)?.is_some(),
+            row.get::<Option<i64>>(4)?.is_some(),
+            row.get::<i64>(5)?,
+        )),
+        None => None,
+    };
+    let refusal = match row {
+        Some((Some(grant), true, _, _)) => TokenRefusal::Replayed(grant),
+        Some((Some(grant), _, true, _)) => TokenRefusal::Revoked(grant),
+        Some((Some(grant), _, _, expires_at)) if expires_at <= now => TokenRefusal::Expired(grant),
+        _ => TokenRefusal::Unknown,
+    };
+    Ok(Err(refusal))
+}
+
+/// The grant of the token with digest `token_hash` if it would still open a console at `now`,
+/// without spending it.
+pub async fn live_token(
+    db: &impl Db,
+    token_hash: &[u8; 32],
+    now: i64,
+) -> Result<Option<Grant>, StoreError> {
+    let found = db
+        .query_opt(
+            "SELECT user_id, service_id, kind FROM console_tokens
+             WHERE token_hash = ?1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
+            params![token_hash, now],
+        )
+        .await?;
+    Ok(found.as_ref().map(grant_from_row).transpose()?.flatten())
+}
+
+/// Revokes every outstanding token of a service at `now`; returns how many.
+pub async fn revoke_tokens_for_service(
+    db: &impl Db,
+    service_id: i64,
+    now: i64,
+) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE console_tokens SET revoked_at = ?2
+         WHERE service_id = ?1 AND used_at IS NULL AND revoked_at IS NULL",
+        params![service_id, now],
+    )
+    .await
+}
+
+/// `None` for a kind this version does not know (a newer daemon's row).
+fn grant_from_row(row: &Row) -> Result<Option<Grant>, StoreError> {
+    let kind: String = row.get(2)?;
+    let Some(kind) = ConsoleKind::parse(&kind) else {
+        return Ok(None);
+    };
+    Ok(Some(Grant {
+        user_id: row.get(0)?,
+        service_id: row.get(1)?,
+        kind,
+    }))
+}
+
+/// Records a session that starts; returns its row id.
+pub async fn insert_session(
+    db: &impl Db,
+    grant: Grant,
+    client: &str,
+    started_at: i64,
+) -> Result<i64, StoreError> {
+    db.query_one(
+        "INSERT INTO console_sessions (user_id, service_id, kind, client, started_at)
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+        params![
+            grant.user_id,
+            grant.service_id,
+            grant.kind.as_str(),
+            client,
+            started_at
+        ],
+    )
+    .await?
+    .get(0)
+}
+
+/// Records how a session ended, with its totals (byte counts beyond `i64::MAX` are kept as
+/// that).
+pub async fn finish_session(
+    db: &impl Db,
+    id: i64,
+    ended_at: i64,
+    totals: Totals,
+    reason: &CloseReason,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE console_sessions SET ended_at = ?2, bytes_to_vm = ?3, bytes_to_browser = ?4,
+         close_code = ?5, close_reason = ?6 WHERE id = ?1",
+        params![
+            id,
+            ended_at,
+            i64::try_from(totals.bytes_to_vm).unwrap_or(i64::MAX),
+            i64::try_from(totals.bytes_to_browser).unwrap_or(i64::MAX),
+            reason.code(),
+            reason.label()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sessions of one service, newest first.
+pub async fn sessions_for_service(
+    db: &impl Db,
+    service_id: i64,
+) -> Result<Vec<SessionRecord>, StoreError> {
+    db.query(
+        "SELECT id, user_id, service_id, kind, client, started_at, ended_at, bytes_to_vm,
+                bytes_to_browser, close_code, close_reason
+         FROM console_sessions WHERE service_id = ?1 ORDER BY id DESC",
+        params![service_id],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(SessionRecord {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            service_id: row.get(2)?,
+            kind: row.get(3)?,
+            client: row.get(4)?,
+            started_at: row.get(5)?,
+            ended_at: row.get(6)?,
+            bytes_to_vm: row.get(7)?,
+            bytes_to_browser: row.get(8)?,
+            close_code: row.get(9)?,
+            close_reason: row.get(10)?,
+        })
+    })
+    .collect()
+}
+
+/// The states of those of `services` that exist, by id. One statement whatever the number of
+/// services: their ids travel as one JSON array, which each engine unpacks its own way.
+pub async fn service_states(
+    db: &impl Db,
+    services: &BTreeSet<i64>,
+) -> Result<Vec<(i64, ServiceState)>, StoreError> {
+    let ids = serde_json::to_string(services).map_err(|err| StoreError::Encode(err.to_string()))?;
+    let sql = match db.dialect() {
+        Dialect::Sqlite => {
+            "SELECT id, state FROM services WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+        }
+        // The parameter is cast to text first, so that it binds as the text it is.
+        Dialect::Postgres => {
+            "SELECT id, state FROM services
+             WHERE id IN (SELECT CAST(value AS BIGINT)
+                          FROM json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON)))
+             ORDER BY id"
+        }
+    };
+    db.query(sql, params![ids])
+        .await?
+        .iter()
+        .map(|row| Ok((row.get(0)?, row.get(1)?)))
+        .collect()
+}
