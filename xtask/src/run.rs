@@ -80,17 +80,20 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     crate::plugins::check(root)?;
     // The daemon's end-to-end tests load the examples' components too.
     examples(root)?;
-    step(
-        root,
-        "cargo",
-        &[
-            "nextest",
-            "run",
-            "--locked",
-            "--workspace",
-            "--no-fail-fast",
-        ],
-    )?;
+    // One PostgreSQL server for the whole run: each PostgreSQL test makes its own database on
+    // it instead of starting a server of its own.
+    let postgres = porthole_pg_fixture::TempPostgres::start()?;
+    eprintln!("xtask: cargo nextest run --locked --workspace --no-fail-fast");
+    let status = Command::new("cargo")
+        .args(["nextest", "run", "--locked", "--workspace", "--no-fail-fast"])
+        .env(porthole_pg_fixture::SERVER_ENV, postgres.url("postgres"))
+        .current_dir(root)
+        .status()
+        .context("while starting the test suites")?;
+    drop(postgres);
+    if !status.success() {
+        bail!("the test suites failed ({status})");
+    }
     // The plugin suites ran their plugins in runner processes, as the daemon does by default;
     // they run again inside the test's process, the daemon's `mode = "in-process"`.
     eprintln!("xtask: the plugin suites again, with plugins in-process");
