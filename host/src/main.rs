@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Move an installation's database.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -67,6 +72,30 @@ enum Command {
     PluginRunner {
         /// The address space the runner limits itself to, in bytes.
         address_space_bytes: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Copy a SQLite database into an empty PostgreSQL one (migrating both to this version),
+    /// then check every table's row count and checksum. Stop the daemon first.
+    Copy {
+        /// The SQLite file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The PostgreSQL database, e.g. postgres://porthole@db.lan/porthole (no password).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the PostgreSQL role's password.
+        #[arg(long, value_name = "FILE", conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// An environment variable holding the PostgreSQL role's password.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// The CA that signed the server's certificate (TLS is verified unless the server is on
+        /// loopback).
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -284,6 +313,7 @@ async fn run(command: Command) -> ExitCode {
             Ok(config) => admin(config, action).await,
             Err(err) => return config_error(&err),
         },
+        Command::Db { action } => db(action).await,
         // Served by `main` before the runtime starts.
         Command::PluginRunner { .. } => Err(anyhow::anyhow!("a plugin runner starts alone")),
     };
@@ -294,6 +324,46 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn db(action: DbAction) -> anyhow::Result<()> {
+    let DbAction::Copy {
+        from,
+        to,
+        password_file,
+        password_env,
+        ca_file,
+    } = action;
+    if !config::is_postgres_url(&to) {
+        anyhow::bail!("--to must be a postgres:// URL");
+    }
+    if !from.is_file() {
+        anyhow::bail!("{} is not a file", from.display());
+    }
+    let password =
+        (password_file.is_some() || password_env.is_some()).then_some(config::SecretSource {
+            file: password_file,
+            env: password_env,
+        });
+    let options = config::PostgresConfig {
+        password,
+        ca_file,
+        ..Default::default()
+    };
+    let cwd = std::env::current_dir()?;
+    let target = config::Database::resolve(&to, &options, &cwd)
+        .map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+    let source = porthole::store::Store::open(&from).await?;
+    let target = porthole::store::Store::connect(&target).await?;
+    let copied = porthole::store::copy::copy(&source, &target).await?;
+    for table in &copied {
+        println!(
+            "{:<20} {:>9} rows  sha256 {}",
+            table.table, table.rows, table.checksum
+        );
+    }
+    println!("copied and checked {} tables", copied.len());
+    Ok(())
 }
 
 fn plugin(action: PluginAction) -> ExitCode {

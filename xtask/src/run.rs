@@ -85,7 +85,13 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     let postgres = porthole_pg_fixture::TempPostgres::start()?;
     eprintln!("xtask: cargo nextest run --locked --workspace --no-fail-fast");
     let status = Command::new("cargo")
-        .args(["nextest", "run", "--locked", "--workspace", "--no-fail-fast"])
+        .args([
+            "nextest",
+            "run",
+            "--locked",
+            "--workspace",
+            "--no-fail-fast",
+        ])
         .env(porthole_pg_fixture::SERVER_ENV, postgres.url("postgres"))
         .current_dir(root)
         .status()

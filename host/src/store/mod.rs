@@ -12,6 +12,7 @@ pub mod audit;
 pub mod billing;
 pub mod catalogue;
 pub mod console;
+pub mod copy;
 pub mod jobs;
 mod migrations;
 pub mod nodes;

@@ -153,3 +153,133 @@ async fn a_panicking_transaction_is_rolled_back_and_the_store_keeps_serving() {
         .unwrap();
     assert_eq!(clusters, 0, "the panicked transaction was rolled back");
 }
+
+/// A SQLite installation with a little of everything in it.
+async fn populated(path: &std::path::Path) -> Store {
+    use porthole::store::{resources, services, users};
+    let store = Store::open(path).await.unwrap();
+    let alice = users::insert(&store, "alice", users::Role::Customer, "hash")
+        .await
+        .unwrap();
+    porthole::store::nodes::register_clusters(&store, &["lab"])
+        .await
+        .unwrap();
+    for n in 0..450 {
+        let name = format!("vm{n}");
+        let service = services::insert_active(
+            &store,
+            &services::ExistingVm {
+                owner_id: alice.id,
+                name: &name,
+                cluster: "lab",
+                node: "pve1",
+                vmid: 100 + n,
+                plan: None,
+                stopped: n % 2 == 0,
+            },
+        )
+        .await
+        .unwrap();
+        resources::record(
+            &store,
+            &resources::Resource {
+                service_id: service.id,
+                kind: resources::ResourceKind::DnsRecord,
+                provider: "dns".into(),
+                external_id: format!("record-{n}"),
+                detail: serde_json::json!({ "name": name, "ünïcode": "✓" }),
+            },
+        )
+        .await
+        .unwrap();
+        audit::record(
+            &store,
+            &audit::Entry {
+                actor: "system",
+                action: "test.copy",
+                target: Some(&name),
+                detail: serde_json::json!({ "n": n }),
+                client: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    store
+        .execute(
+            "INSERT INTO plugin_kv (plugin, key, value) VALUES ('dns', 'B', ?1), ('dns', 'a', ?2)",
+            params![vec![0u8, 255, 1], Vec::<u8>::new()],
+        )
+        .await
+        .unwrap();
+    store
+}
+
+#[tokio::test]
+async fn a_sqlite_installation_copies_into_postgres_with_every_table_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("porthole.db");
+    drop(populated(&file).await);
+    let database = tokio::task::spawn_blocking(porthole_pg_fixture::TestDatabase::create)
+        .await
+        .unwrap()
+        .unwrap();
+    let copy = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_porthole"))
+            .args(["db", "copy", "--from"])
+            .arg(file)
+            .args(["--to", database.url()])
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let copied = copy(&file);
+    let report = String::from_utf8_lossy(&copied.stdout);
+    assert!(
+        copied.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert!(report.contains("copied and checked 18 tables"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("services") && l.contains(" 450 rows")),
+        "{report}"
+    );
+
+    // The copy is a working installation: reads agree, and new rows get fresh ids.
+    let target = Store::connect(
+        &porthole::config::Database::resolve(
+            database.url(),
+            &Default::default(),
+            std::path::Path::new("/"),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let found = porthole::store::resources::find(
+        &target,
+        porthole::store::resources::ResourceKind::DnsRecord,
+        "record-7",
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(found.detail["ünïcode"], "✓");
+    let bob =
+        porthole::store::users::insert(&target, "bob", porthole::store::users::Role::Customer, "h")
+            .await
+            .unwrap();
+    assert_eq!(bob.id, 2);
+
+    // A second copy would mix two installations: refused, naming the table.
+    let again = copy(&file);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
