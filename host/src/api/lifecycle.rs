@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
@@ -29,7 +30,7 @@ use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHost
 use crate::service_state::ServiceState;
 use crate::store::catalogue as store_catalogue;
 use crate::store::services::{self, Service};
-use crate::store::{StoreError, jobs, users};
+use crate::store::{Notice, StoreError, jobs, users};
 
 impl From<OrderError> for ApiError {
     fn from(err: OrderError) -> Self {
@@ -316,7 +317,7 @@ pub async fn events(
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let id = service.id;
     // Subscribe before reading history so nothing falls between the two.
-    let live = state.lifecycle.subscribe();
+    let notices = state.store.subscribe();
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -324,19 +325,19 @@ pub async fn events(
         .unwrap_or(0);
     let history = jobs::events_for_service(&state.store, id, after).await?;
     let admin = me.is_admin();
-    let last = history.last().map(|e| e.id).unwrap_or(0);
-    let live = futures_util::stream::unfold((live, last), move |(mut live, last)| async move {
-        loop {
-            match live.recv().await {
-                Ok(progress) if progress.service_id == id && progress.event.id > last => {
-                    let next = progress.event.id;
-                    return Some((progress.event, (live, next)));
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+    let last = history.last().map(|e| e.id).unwrap_or(after);
+    let live = Progress {
+        store: state.store.clone(),
+        service_id: id,
+        notices,
+        fallback: tokio::time::interval(PROGRESS_FALLBACK),
+        last,
+    };
+    let live = futures_util::stream::unfold(live, |mut live| async move {
+        let events = live.next().await?;
+        Some((futures_util::stream::iter(events), live))
     });
+    let live = futures_util::StreamExt::flatten(live);
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter(history), live);
     let closing = state.lifecycle.clone();
     let stream = futures_util::StreamExt::take_until(
@@ -345,6 +346,47 @@ pub async fn events(
     );
     let stream = futures_util::StreamExt::map(stream, move |event| Ok(to_sse(&event, admin)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// How often a progress stream looks for new steps without being told: the job may run on a
+/// daemon whose notices cannot reach this one (another process on the same SQLite file), or a
+/// notice may have been lost while the database listener reconnected.
+const PROGRESS_FALLBACK: Duration = Duration::from_secs(2);
+
+/// A service's new job events as they are recorded, by whichever daemon runs the job: read from
+/// the database when a daemon announces one ([`crate::lifecycle::progress_notice`]) or at the
+/// fallback tick.
+struct Progress {
+    store: crate::store::Store,
+    service_id: i64,
+    notices: tokio::sync::broadcast::Receiver<Notice>,
+    fallback: tokio::time::Interval,
+    last: i64,
+}
+
+impl Progress {
+    /// The next events; `None` once the store is gone.
+    async fn next(&mut self) -> Option<Vec<job::JobEvent>> {
+        let mine = crate::lifecycle::progress_notice(self.service_id);
+        loop {
+            tokio::select! {
+                notice = self.notices.recv() => match notice {
+                    Ok(Notice::Message(payload)) if payload != mine => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = self.fallback.tick() => {}
+            }
+            match jobs::events_for_service(&self.store, self.service_id, self.last).await {
+                Ok(events) if events.is_empty() => {}
+                Ok(events) => {
+                    self.last = events.last().map_or(self.last, |e| e.id);
+                    return Some(events);
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot read a service's progress"),
+            }
+        }
+    }
 }
 
 fn to_sse(event: &job::JobEvent, admin: bool) -> Event {

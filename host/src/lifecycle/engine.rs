@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use super::job::{self, Job, JobKind, JobState};
 use super::steps::{self, Step};
 use super::worker_id::ProcessId;
-use super::{Lifecycle, Progress, StepError};
+use super::{Lifecycle, StepError};
 use crate::store::{StoreError, jobs};
 
 /// The running workers; dropping this does not stop them, [`Workers::stop`] does.
@@ -326,11 +326,11 @@ impl Lifecycle {
         let recorded =
             jobs::record_event(&self.inner.store, job.id, job.step, status, message).await;
         match recorded {
-            Ok(event) => {
-                let _ = self.inner.progress.send(Progress {
-                    service_id: job.service_id,
-                    event,
-                });
+            Ok(_) => {
+                let notice = super::progress_notice(job.service_id);
+                if let Err(err) = self.inner.store.notify(&notice).await {
+                    tracing::warn!(job = job.id, error = %err, "cannot announce a job event");
+                }
             }
             Err(err) => tracing::warn!(job = job.id, error = %err, "cannot record a job event"),
         }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 pub use backoff::Backoff;
 pub use billing::{Applied, WebhookOutcome};
@@ -111,11 +111,10 @@ impl Default for Settings {
     }
 }
 
-/// One step of progress, as streamed to the panel.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub service_id: i64,
-    pub event: job::JobEvent,
+/// The notice every daemon hears when a step of one of `service_id`'s jobs is recorded, so a
+/// progress stream on any daemon reads it at once.
+pub fn progress_notice(service_id: i64) -> String {
+    format!("job-event {service_id}")
 }
 
 /// Handle to the engine; cheap to clone.
@@ -150,7 +149,6 @@ struct Inner {
     public_url: Url,
     data_key: DataKey,
     wake: Notify,
-    progress: broadcast::Sender<Progress>,
     /// Set when the daemon stops, so long-lived progress streams end with it.
     closing: tokio::sync::watch::Sender<bool>,
     /// The reconciler's last report.
@@ -159,7 +157,6 @@ struct Inner {
 
 impl Lifecycle {
     pub fn new(parts: Parts) -> Self {
-        let (progress, _) = broadcast::channel(1024);
         let Parts {
             store,
             inventory,
@@ -181,16 +178,10 @@ impl Lifecycle {
                 public_url,
                 data_key,
                 wake: Notify::new(),
-                progress,
                 closing: tokio::sync::watch::Sender::new(false),
                 drift: tokio::sync::watch::Sender::new(None),
             }),
         }
-    }
-
-    /// Progress of every service, live; the API filters by service.
-    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
-        self.inner.progress.subscribe()
     }
 
     /// Resolves when the daemon is stopping.

@@ -215,10 +215,20 @@ impl StepContext<'_> {
     }
 
     /// Asks the cluster for a free id and records it; a UNIQUE clash with another service is a
-    /// race worth retrying.
+    /// race worth retrying. Proxmox's next free id is the same for every provision that asks
+    /// before the first of them clones, so with many at once (several daemons' workers) each
+    /// takes the first id after those already reserved here: the race then moves on instead of
+    /// everyone colliding on the same id again. An id beyond the cluster's that some VM outside
+    /// Porthole holds is found at the clone, which takes a fresh one.
     async fn take_new_vmid(&self) -> Result<u32, StepError> {
-        let vmid = self.client.next_vmid().await?;
-        match services::set_vmid(&self.lifecycle.inner.store, self.service.id, Some(vmid)).await {
+        let store = &self.lifecycle.inner.store;
+        let free = self.client.next_vmid().await?;
+        let reserved = services::highest_vmid(store, &self.service.cluster).await?;
+        let vmid = match reserved {
+            Some(highest) if highest >= free => highest.saturating_add(1),
+            _ => free,
+        };
+        match services::set_vmid(store, self.service.id, Some(vmid)).await {
             Err(err) if err.is_unique_violation() => Err(StepError::Transient(format!(
                 "VM id {vmid} was taken by another service"
             ))),

@@ -214,8 +214,17 @@ impl<T: Db> Db for &T {
     }
 }
 
-/// How often a transaction that lost a race is run again before its error is returned.
-const TRANSACTION_ATTEMPTS: u32 = 8;
+/// How often a transaction that lost a race is run again before its error is returned. Orders
+/// of one customer all read that customer's services (the quota), so a burst of them conflicts
+/// in turn; with the growing, jittered pause below even a burst of hundreds gets through.
+const TRANSACTION_ATTEMPTS: u32 = 40;
+
+/// The pause before attempt `attempt + 1`: random up to 2 ms doubling per attempt, at most
+/// 250 ms, so racing transactions spread out instead of colliding again.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    let ceiling = (2u64 << attempt.min(7)).min(250);
+    std::time::Duration::from_millis(rand::random_range(0..=ceiling))
+}
 
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates the database.
@@ -297,6 +306,7 @@ impl Store {
                 Err(_) if retry => drop(tx),
                 Err(err) => return Err(err),
             }
+            tokio::time::sleep(retry_pause(attempt)).await;
             attempt += 1;
         }
     }

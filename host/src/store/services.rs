@@ -236,6 +236,17 @@ pub async fn set_vmid(db: &impl Db, id: i64, vmid: Option<u32>) -> Result<(), St
     Ok(())
 }
 
+/// The highest VM id a service on `cluster` holds (whatever its state: a terminated service's
+/// VM may not be gone yet).
+pub async fn highest_vmid(db: &impl Db, cluster: &str) -> Result<Option<u32>, StoreError> {
+    db.query_one(
+        "SELECT max(vmid) FROM services WHERE cluster = ?1",
+        params![cluster],
+    )
+    .await?
+    .get(0)
+}
+
 pub async fn set_plan(db: &impl Db, id: i64, plan: &str) -> Result<(), StoreError> {
     db.execute(
         "UPDATE services SET plan = ?2, updated_at = ?3 WHERE id = ?1",

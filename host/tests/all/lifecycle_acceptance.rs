@@ -22,12 +22,12 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-const ZONE: &str = "lab.example.com";
+pub(crate) const ZONE: &str = "lab.example.com";
 const WEBHOOK_SECRET: &str = "whsec_acceptance";
 const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqAcceptanceKey ada@laptop";
 
 /// Tasks end quickly and a failed step is retried within milliseconds, three attempts at most.
-fn fast_sim() -> SimConfig {
+pub(crate) fn fast_sim() -> SimConfig {
     SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         task_duration: Duration::from_millis(10),
@@ -38,13 +38,13 @@ fn fast_sim() -> SimConfig {
 
 /// How the Cloudflare plugins reach the simulator: directly over HTTPS (trusting its
 /// certificate), or through a [`FaultProxy`] that fails chosen calls.
-enum CloudflareRoute<'a> {
+pub(crate) enum CloudflareRoute<'a> {
     Direct { ca_file: &'a Path },
     Proxy(SocketAddr),
 }
 
 /// Everything the daemon under test is configured with, written as a real configuration file.
-fn write_config(
+pub(crate) fn write_config(
     dir: &Path,
     addr: SocketAddr,
     sim: &SimHandle,
@@ -119,7 +119,7 @@ storage = "local"
 }
 
 /// A Stripe event as Stripe signs and sends it.
-struct StripeEvent {
+pub(crate) struct StripeEvent {
     body: Vec<u8>,
     signature: String,
 }
@@ -143,7 +143,7 @@ impl StripeEvent {
     }
 
     /// A paid checkout for subscription `sub`, naming the VM `hostname`.
-    fn checkout(event_id: &str, sub: &str, hostname: &str) -> Self {
+    pub(crate) fn checkout(event_id: &str, sub: &str, hostname: &str) -> Self {
         Self::new(json!({
             "id": event_id, "type": "checkout.session.completed",
             "data": { "object": {
@@ -168,7 +168,7 @@ impl StripeEvent {
         }))
     }
 
-    async fn deliver(&self, http: &reqwest::Client, base: &str) -> StatusCode {
+    pub(crate) async fn deliver(&self, http: &reqwest::Client, base: &str) -> StatusCode {
         http.post(format!("{base}/hooks/billing/billing-stripe"))
             .header("stripe-signature", &self.signature)
             .header("content-type", "application/json")
@@ -182,7 +182,7 @@ impl StripeEvent {
 
 /// What is left of one service in the simulators.
 #[derive(Debug, PartialEq, Eq)]
-struct Leftovers {
+pub(crate) struct Leftovers {
     vms: usize,
     tunnels: usize,
     dns_records: usize,
@@ -196,14 +196,14 @@ impl Leftovers {
         dns_records: 0,
         snippets: 0,
     };
-    const ONE_OF_EACH: Leftovers = Leftovers {
+    pub(crate) const ONE_OF_EACH: Leftovers = Leftovers {
         vms: 1,
         tunnels: 1,
         dns_records: 1,
         snippets: 1,
     };
 
-    fn of(sim: &SimHandle, snippets: &Path, service_id: i64, hostname: &str) -> Self {
+    pub(crate) fn of(sim: &SimHandle, snippets: &Path, service_id: i64, hostname: &str) -> Self {
         Self {
             vms: vms_marked(sim, service_id).len(),
             tunnels: sim
@@ -226,7 +226,7 @@ fn snippet_path(snippets: &Path, service_id: i64) -> PathBuf {
 }
 
 /// The VM ids in the simulator whose description carries the service's marker.
-fn vms_marked(sim: &SimHandle, service_id: i64) -> Vec<u64> {
+pub(crate) fn vms_marked(sim: &SimHandle, service_id: i64) -> Vec<u64> {
     let marker = format!("porthole-service:{service_id}");
     let state = sim.state_json();
     let mut found = Vec::new();
@@ -953,12 +953,12 @@ async fn a_dns_record_whose_answer_was_lost_is_found_and_removed_by_the_rollback
 }
 
 /// The daemon as its own process (`porthole serve`), so it can be killed like a real one.
-struct ChildDaemon {
+pub(crate) struct ChildDaemon {
     child: std::process::Child,
 }
 
 impl ChildDaemon {
-    async fn spawn(config: &Path, log: &Path, url: &str) -> Self {
+    pub(crate) async fn spawn(config: &Path, log: &Path, url: &str) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -997,7 +997,7 @@ impl ChildDaemon {
     }
 
     /// SIGKILL: no shutdown, no flushing, whatever step it was in.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

@@ -6,6 +6,7 @@
 mod api;
 mod authoring;
 mod cli;
+mod cluster;
 mod config;
 mod console;
 mod demo;
