@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use porthole::config::Database;
 use porthole::store::{Db as _, Store, params};
 use porthole_pg_fixture::TestDatabase;
-use porthole_sim::{SimHandle, Simulator};
+use porthole_sim::SimHandle;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::lifecycle_acceptance::{
-    ChildDaemon, CloudflareRoute, Leftovers, StripeEvent, ZONE, fast_sim, vms_marked, write_config,
+    ChildDaemon, CloudflareRoute, Leftovers, StripeEvent, simulator_with_cloudflare, vms_marked,
+    write_config,
 };
 
 /// nginx in front of the daemons, as a provider would run it: HTTP/1.1 to the upstreams with the
@@ -138,12 +139,7 @@ impl Cluster {
             .await
             .unwrap()
             .unwrap();
-        let sim = Simulator::start(fast_sim()).await.unwrap();
-        sim.cloudflare_zone(ZONE);
-        let ca_file = dir.path().join("sim-ca.pem");
-        std::fs::write(&ca_file, sim.cert_pem()).unwrap();
-        let snippets = dir.path().join("snippets");
-        std::fs::create_dir(&snippets).unwrap();
+        let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
         let addrs: Vec<SocketAddr> = (0..daemons).map(|_| free_addr()).collect();
         let nginx = Nginx::start(dir.path(), &addrs);
         let route = CloudflareRoute::Direct { ca_file: &ca_file };

@@ -36,6 +36,18 @@ pub(crate) fn fast_sim() -> SimConfig {
     }
 }
 
+/// The simulator with the provider's Cloudflare zone, its CA written to trust it by, and the
+/// snippets directory cloud-init delivery writes to.
+pub(crate) async fn simulator_with_cloudflare(dir: &Path) -> (SimHandle, PathBuf, PathBuf) {
+    let sim = Simulator::start(fast_sim()).await.unwrap();
+    sim.cloudflare_zone(ZONE);
+    let ca_file = dir.join("sim-ca.pem");
+    std::fs::write(&ca_file, sim.cert_pem()).unwrap();
+    let snippets = dir.join("snippets");
+    std::fs::create_dir(&snippets).unwrap();
+    (sim, ca_file, snippets)
+}
+
 /// How the Cloudflare plugins reach the simulator: directly over HTTPS (trusting its
 /// certificate), or through a [`FaultProxy`] that fails chosen calls.
 pub(crate) enum CloudflareRoute<'a> {
@@ -425,12 +437,7 @@ struct Lab {
 impl Lab {
     async fn start(with_fault_proxy: bool) -> Self {
         let dir = TempDir::new().unwrap();
-        let sim = Simulator::start(fast_sim()).await.unwrap();
-        sim.cloudflare_zone(ZONE);
-        let ca_file = dir.path().join("sim-ca.pem");
-        std::fs::write(&ca_file, sim.cert_pem()).unwrap();
-        let snippets = dir.path().join("snippets");
-        std::fs::create_dir(&snippets).unwrap();
+        let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
         let proxy = match with_fault_proxy {
             true => Some(FaultProxy::start(&sim).await),
             false => None,
@@ -1046,12 +1053,7 @@ async fn a_daemon_killed_at_random_moments_while_provisioning_finishes_every_job
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
     let dir = TempDir::new().unwrap();
-    let sim = Simulator::start(fast_sim()).await.unwrap();
-    sim.cloudflare_zone(ZONE);
-    let ca_file = dir.path().join("sim-ca.pem");
-    std::fs::write(&ca_file, sim.cert_pem()).unwrap();
-    let snippets = dir.path().join("snippets");
-    std::fs::create_dir(&snippets).unwrap();
+    let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
