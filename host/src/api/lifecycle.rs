@@ -187,14 +187,18 @@ pub async fn service(
     }: VisibleService,
 ) -> ApiResult<Json<Value>> {
     let id = owner_check.id;
-    let (jobs, history) = state
+    // The service is read again with its jobs, so the view never shows a finished job beside
+    // the state the service had before it finished.
+    let (owner_check, jobs, history) = state
         .store
         .transaction(|tx| async move {
+            let service = services::get(&tx, id).await?;
             let jobs = jobs::for_service(&tx, id).await?;
             let history = jobs::events_for_service(&tx, id, 0).await?;
-            Ok::<_, StoreError>((jobs, history))
+            Ok::<_, StoreError>((service, jobs, history))
         })
         .await?;
+    let owner_check = owner_check.ok_or(ApiError::NotFound)?;
     let jobs: Vec<Value> = jobs
         .into_iter()
         .map(|j| json!({
