@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::config::Fixture;
 
-fn porthole(args: &[&str], stdin: &str) -> Output {
+pub(crate) fn porthole(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_porthole"))
         .args(args)
         .env("RUST_LOG", "off")

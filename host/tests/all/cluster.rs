@@ -272,27 +272,9 @@ impl Cluster {
 
 /// The first operator and their API token, made with the CLI before any daemon runs.
 fn admin_token(config: &Path) -> String {
-    let run = |args: &[&str], input: Option<&str>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_porthole"))
-            .args(["admin", "--config"])
-            .arg(config)
-            .args(args)
-            .env("RUST_LOG", "off")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = input {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let output = child.wait_with_output().unwrap();
+    let config = config.to_str().unwrap();
+    let run = |args: &[&str], input: &str| {
+        let output = crate::cli::porthole(&[&["admin", "--config", config], args].concat(), input);
         assert!(
             output.status.success(),
             "{}",
@@ -309,9 +291,9 @@ fn admin_token(config: &Path) -> String {
             "admin",
             "--password-stdin",
         ],
-        Some("an-admin-password-1\n"),
+        "an-admin-password-1\n",
     );
-    run(&["create-token", "--username", "admin"], None)
+    run(&["create-token", "--username", "admin"], "")
         .trim()
         .to_owned()
 }
