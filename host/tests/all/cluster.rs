@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::lifecycle_acceptance::{
-    ChildDaemon, CloudflareRoute, Leftovers, StripeEvent, simulator_with_cloudflare, vms_marked,
-    write_config,
+    ChildDaemon, CloudflareRoute, Leftovers, LiveConsole, StripeEvent, ZONE,
+    simulator_with_cloudflare, vms_marked, write_config,
 };
 
 /// nginx in front of the daemons, as a provider would run it: HTTP/1.1 to the upstreams with the
@@ -98,8 +98,13 @@ http {{
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, a fast shutdown: a SIGKILLed master would leave its worker behind.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        use nix::sys::signal::{Signal, kill};
+        let master = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        if kill(master, Signal::SIGTERM).is_err() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -119,12 +124,20 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// One of the cluster's daemons: its process while it runs, and what restarts it.
+struct Member {
+    process: Option<ChildDaemon>,
+    url: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
 /// Three daemons on one PostgreSQL database behind nginx, with the lifecycle plugins.
 struct Cluster {
     sim: SimHandle,
     snippets: PathBuf,
     nginx: Nginx,
-    daemons: Vec<(ChildDaemon, String)>,
+    members: Vec<Member>,
     store: Store,
     admin_token: String,
     http: reqwest::Client,
@@ -133,7 +146,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(daemons: usize) -> Self {
+    /// `daemons` daemons whose job leases last `lease_secs`.
+    async fn start(daemons: usize, lease_secs: u64) -> Self {
         let dir = TempDir::new().unwrap();
         let database = tokio::task::spawn_blocking(TestDatabase::create)
             .await
@@ -145,7 +159,7 @@ impl Cluster {
         let route = CloudflareRoute::Direct { ca_file: &ca_file };
         // One configuration, as a provider would deploy it on every machine; each daemon gets
         // its own address and state directory.
-        let base = write_config(dir.path(), addrs[0], &sim, &route, &snippets, 5);
+        let base = write_config(dir.path(), addrs[0], &sim, &route, &snippets, lease_secs);
         let text = std::fs::read_to_string(&base).unwrap().replace(
             "database = \"porthole.db\"",
             &format!("database = \"{}\"", database.url()),
@@ -172,11 +186,17 @@ impl Cluster {
             })
             .collect();
         let admin_token = admin_token(&configs[0]);
-        let mut running = Vec::new();
-        for (n, (config, addr)) in configs.iter().zip(&addrs).enumerate() {
+        let mut members = Vec::new();
+        for (n, (config, addr)) in configs.into_iter().zip(&addrs).enumerate() {
             let log = dir.path().join(format!("daemon-{n}.log"));
             let url = format!("http://{addr}");
-            running.push((ChildDaemon::spawn(config, &log, &url).await, url));
+            let process = Some(ChildDaemon::spawn(&config, &log, &url).await);
+            members.push(Member {
+                process,
+                url,
+                config,
+                log,
+            });
         }
         let store = Store::connect(
             &Database::resolve(database.url(), &Default::default(), Path::new("/")).unwrap(),
@@ -187,7 +207,7 @@ impl Cluster {
             sim,
             snippets,
             nginx,
-            daemons: running,
+            members,
             store,
             admin_token,
             http: reqwest::Client::new(),
@@ -198,6 +218,52 @@ impl Cluster {
 
     fn url(&self) -> String {
         format!("http://{}", self.nginx.addr)
+    }
+
+    /// The daemons' own addresses, bypassing nginx.
+    fn direct_urls(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|member| member.url.as_str())
+    }
+
+    /// SIGKILLs daemon `n`: no shutdown, its leases and connections left as they were.
+    fn kill(&mut self, n: usize) {
+        if let Some(process) = self.members[n].process.take() {
+            process.kill();
+        }
+    }
+
+    /// The daemons holding a lease on an unfinished job now, in random order. A lease owner
+    /// names its process (`boot/namespace/pid/start/worker`).
+    async fn lease_holders(&self) -> Vec<usize> {
+        let owners: Vec<String> = self
+            .store
+            .query(
+                "SELECT lease_owner FROM jobs
+                 WHERE state IN ('pending', 'compensating') AND lease_owner IS NOT NULL
+                   AND lease_until > unixepoch()",
+                params![],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0).unwrap())
+            .collect();
+        let mut holders: Vec<usize> = (0..self.members.len())
+            .filter(|&n| {
+                let Some(process) = &self.members[n].process else {
+                    return false;
+                };
+                let pid = format!("/{}/", process.pid());
+                owners.iter().any(|owner| owner.contains(&pid))
+            })
+            .collect();
+        holders.sort_by_key(|_| rand::random::<u32>());
+        holders
+    }
+
+    async fn restart(&mut self, n: usize) {
+        let member = &mut self.members[n];
+        member.process = Some(ChildDaemon::spawn(&member.config, &member.log, &member.url).await);
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
@@ -262,9 +328,141 @@ impl Cluster {
             .collect()
     }
 
+    /// An active service of a customer of its own, ready for consoles.
+    async fn active_service(&self, hostname: &str) -> i64 {
+        let customer = self.customer(hostname, 1).await;
+        let order = json!({
+            "customer": customer, "plan": "small", "template": "debian-12",
+            "hostname": hostname, "username": "ada",
+        });
+        let (status, receipt) = self
+            .send(reqwest::Method::POST, "/api/v1/orders", order)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+        self.settled(Duration::from_secs(60)).await;
+        let (id, _) = self
+            .active_services()
+            .await
+            .pop()
+            .expect("the order's service");
+        id
+    }
+
+    /// A console URL minted with the operator's token by the daemon (or nginx) at `base`.
+    async fn console_url(&self, base: &str, service_id: i64) -> String {
+        let (status, body) =
+            crate::console::mint_at(base, &self.admin_token, service_id, "term", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["url"].as_str().unwrap().to_owned()
+    }
+
+    /// `url` (which names nginx, the panel's public address) sent to the daemon at `base`
+    /// instead, as nginx would have forwarded it.
+    fn at(&self, url: &str, base: &str) -> String {
+        let public = format!("ws://{}", self.nginx.addr);
+        let direct = base.replacen("http://", "ws://", 1);
+        assert!(url.starts_with(&public), "{url}");
+        url.replacen(&public, &direct, 1)
+    }
+
+    /// A working terminal console on `service_id`, minted through nginx and opened at `base`
+    /// (nginx or one daemon), from the panel's page.
+    async fn live_console(&self, service_id: i64, base: &str) -> LiveConsole {
+        let url = self.at(&self.console_url(&self.url(), service_id).await, base);
+        let socket = crate::console::open_from(&url, &self.url())
+            .await
+            .expect("the console opens");
+        let (terminal, closed) = crate::console::byte_stream(socket);
+        LiveConsole::working(terminal, closed).await
+    }
+
+    /// Waits until the service is in `state`; returns (about) when it changed.
+    async fn turned(&self, service_id: i64, state: &str) -> Instant {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self
+                .store
+                .query_one(
+                    "SELECT state FROM services WHERE id = ?1",
+                    params![service_id],
+                )
+                .await
+                .unwrap()
+                .get::<String>(0)
+                .unwrap();
+            if now == state {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "service {service_id} is {now}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until no job is pending or compensating.
+    async fn settled(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let unfinished = self
+                .count("SELECT count(*) FROM jobs WHERE state IN ('pending', 'compensating')")
+                .await;
+            if unfinished == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unfinished} jobs still unfinished"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every service is active with exactly one VM, tunnel, DNS record and snippet, and the
+    /// simulators hold nothing else: no second clone, no orphan of any kind.
+    async fn each_service_has_one_of_each_and_nothing_is_orphaned(&self, what: &str) {
+        let services = self.count("SELECT count(*) FROM services").await;
+        let active = self.active_services().await;
+        assert_eq!(
+            active.len() as i64,
+            services,
+            "{what}: every service active"
+        );
+        for (id, hostname) in &active {
+            assert_eq!(vms_marked(&self.sim, *id).len(), 1, "{what}: service {id}");
+            assert_eq!(
+                Leftovers::of(&self.sim, &self.snippets, *id, hostname),
+                Leftovers::ONE_OF_EACH,
+                "{what}: service {id}"
+            );
+        }
+        let live_tunnels = self
+            .sim
+            .cloudflare_tunnels()
+            .iter()
+            .filter(|t| !t.deleted)
+            .count();
+        assert_eq!(live_tunnels, active.len(), "{what}: no orphan tunnel");
+        assert_eq!(
+            self.sim.cloudflare_dns_records(ZONE).len(),
+            active.len(),
+            "{what}: no orphan DNS record"
+        );
+        assert_eq!(
+            std::fs::read_dir(&self.snippets).unwrap().count(),
+            active.len(),
+            "{what}: no orphan snippet"
+        );
+        let clones = self
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/clone") && r.status == 200)
+            .count();
+        assert_eq!(clones, active.len(), "{what}: one clone per service");
+    }
+
     async fn stop(self) {
-        for (daemon, _) in self.daemons {
-            daemon.kill();
+        for process in self.members.into_iter().filter_map(|m| m.process) {
+            process.kill();
         }
         self.sim.shutdown().await;
     }
@@ -305,7 +503,7 @@ fn admin_token(config: &Path) -> String {
 async fn two_hundred_concurrent_orders_over_three_daemons_each_become_one_vm() {
     const ORDERS: usize = 200;
     const CUSTOMERS: usize = 40;
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, 5).await;
     let mut customers = Vec::new();
     for n in 0..CUSTOMERS {
         customers.push(cluster.customer(&format!("bulk{n}"), 5).await);
@@ -326,34 +524,15 @@ async fn two_hundred_concurrent_orders_over_three_daemons_each_become_one_vm() {
     for (status, receipt) in futures_util::future::join_all(orders).await {
         assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let unfinished = cluster
-            .count("SELECT count(*) FROM jobs WHERE state IN ('pending', 'compensating')")
-            .await;
-        if unfinished == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{unfinished} jobs still unfinished"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster.settled(Duration::from_secs(300)).await;
     eprintln!(
         "{ORDERS} orders over 3 daemons took {:?}",
         started.elapsed()
     );
-    let active = cluster.active_services().await;
-    assert_eq!(active.len(), ORDERS);
-    for (id, hostname) in &active {
-        assert_eq!(vms_marked(&cluster.sim, *id).len(), 1, "service {id}");
-        assert_eq!(
-            Leftovers::of(&cluster.sim, &cluster.snippets, *id, hostname),
-            Leftovers::ONE_OF_EACH,
-            "service {id}"
-        );
-    }
+    assert_eq!(cluster.active_services().await.len(), ORDERS);
+    cluster
+        .each_service_has_one_of_each_and_nothing_is_orphaned("200 orders")
+        .await;
     cluster.stop().await;
 }
 
@@ -361,7 +540,7 @@ async fn two_hundred_concurrent_orders_over_three_daemons_each_become_one_vm() {
 /// the same moment. One service results.
 #[tokio::test]
 async fn the_same_webhook_delivered_to_three_daemons_at_once_creates_one_service() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::start(3, 5).await;
     for round in 0..5 {
         let event = StripeEvent::checkout(
             &format!("evt_race_{round}"),
@@ -369,9 +548,8 @@ async fn the_same_webhook_delivered_to_three_daemons_at_once_creates_one_service
             &format!("race{round}"),
         );
         let deliveries = cluster
-            .daemons
-            .iter()
-            .map(|(_, url)| event.deliver(&cluster.http, url));
+            .direct_urls()
+            .map(|url| event.deliver(&cluster.http, url));
         for status in futures_util::future::join_all(deliveries).await {
             assert_eq!(status, StatusCode::OK, "round {round}");
         }
@@ -385,6 +563,112 @@ async fn the_same_webhook_delivered_to_three_daemons_at_once_creates_one_service
     assert_eq!(cluster.count("SELECT count(*) FROM jobs").await, 5);
     for (id, _) in cluster.active_services().await {
         assert_eq!(vms_marked(&cluster.sim, id).len(), 1, "service {id}");
+    }
+    cluster.stop().await;
+}
+
+/// A machine lost mid-provisioning: one of three daemons is SIGKILLed at a random moment while
+/// orders are being provisioned, ten times over. The other two take its jobs over when their
+/// leases run out (they cannot see its process: to them it is on another machine), and every
+/// order ends as exactly one VM, tunnel, DNS record and snippet, with nothing orphaned.
+#[tokio::test]
+async fn a_daemon_killed_at_random_moments_leaves_its_jobs_to_the_others_ten_times_over() {
+    const RUNS: usize = 10;
+    const ORDERS: usize = 6;
+    let mut cluster = Cluster::start(3, 2).await;
+    let customer = cluster.customer("survivor", (RUNS * ORDERS) as u64).await;
+    let mut took_over = 0;
+    for run in 0..RUNS {
+        let orders = (0..ORDERS).map(|k| {
+            let body = json!({
+                "customer": customer, "plan": "small", "template": "debian-12",
+                "hostname": format!("kill{run}x{k}"), "username": "ada",
+            });
+            cluster.send(reqwest::Method::POST, "/api/v1/orders", body)
+        });
+        for (status, receipt) in futures_util::future::join_all(orders).await {
+            assert_eq!(status, StatusCode::ACCEPTED, "run {run}: {receipt}");
+        }
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..300))).await;
+        // A daemon in the middle of a job if there is one at this moment, so that most runs
+        // prove a takeover rather than a quiet death.
+        let holders = cluster.lease_holders().await;
+        let victim = holders
+            .first()
+            .copied()
+            .unwrap_or_else(|| rand::random_range(0..cluster.members.len()));
+        took_over += usize::from(!holders.is_empty());
+        cluster.kill(victim);
+        cluster.settled(Duration::from_secs(60)).await;
+        cluster
+            .each_service_has_one_of_each_and_nothing_is_orphaned(&format!(
+                "run {run}, daemon {victim} killed"
+            ))
+            .await;
+        cluster.restart(victim).await;
+    }
+    assert_eq!(
+        cluster
+            .count("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+            .await,
+        (RUNS * ORDERS) as i64
+    );
+    assert!(
+        took_over >= RUNS / 2,
+        "only {took_over} of {RUNS} kills hit a daemon holding a job"
+    );
+    cluster.stop().await;
+}
+
+/// A suspension is processed by whichever daemon claims its job; the VM's consoles are relayed
+/// by all three (one through nginx, one opened at each daemon), so most of them live on a
+/// daemon that learns of it only from the database. Every one is closed within a second.
+#[tokio::test]
+async fn consoles_on_every_daemon_close_within_a_second_of_a_suspension_made_by_any_of_them() {
+    let cluster = Cluster::start(3, 5).await;
+    let service = cluster.active_service("watched").await;
+    let mut consoles = vec![cluster.live_console(service, &cluster.url()).await];
+    for base in cluster.direct_urls() {
+        consoles.push(cluster.live_console(service, base).await);
+    }
+    let (status, receipt) = cluster
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/services/{service}/suspend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    let suspended_at = cluster.turned(service, "suspended").await;
+    for console in consoles {
+        console
+            .closed_within_a_second_of(suspended_at, (4003, "the VM is suspended"))
+            .await;
+    }
+    cluster.stop().await;
+}
+
+/// A token minted by one daemon opens a console at another, once; after that every daemon
+/// (and nginx, whichever daemon it picks) refuses it as already used.
+#[tokio::test]
+async fn a_console_token_minted_at_one_daemon_opens_at_another_once_and_nowhere_again() {
+    let cluster = Cluster::start(3, 5).await;
+    let service = cluster.active_service("tokens").await;
+    let daemons: Vec<&str> = cluster.direct_urls().collect();
+    for (n, minter) in daemons.iter().enumerate() {
+        let redeemer = daemons[(n + 1) % daemons.len()];
+        let url = cluster.console_url(minter, service).await;
+        let first = crate::console::open_from(&cluster.at(&url, redeemer), &cluster.url())
+            .await
+            .expect("the token opens a console at another daemon");
+        for base in daemons.iter().copied().chain([cluster.url().as_str()]) {
+            let refused = crate::console::open_from(&cluster.at(&url, base), &cluster.url())
+                .await
+                .expect_err("a spent token is refused");
+            assert_eq!(refused.status, 401, "at {base}: {}", refused.body);
+            assert!(refused.body.contains("already used"), "{}", refused.body);
+        }
+        drop(first);
     }
     cluster.stop().await;
 }

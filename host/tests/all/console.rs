@@ -94,7 +94,7 @@ async fn mint_recorded(
 }
 
 /// `POST /vms/{id}/console` to the daemon at `base` with the API token `bearer`.
-async fn mint_at(
+pub(crate) async fn mint_at(
     base: &str,
     bearer: &str,
     service_id: i64,
@@ -136,13 +136,18 @@ async fn console_url(demo: &Demo, username: &str, service_id: i64, kind: &str) -
 }
 
 /// A browser's WebSocket: every byte it reads is appended to a transcript.
-type Socket = WebSocketStream<Recording<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<Recording<TcpStream>>;
 
 /// An HTTP answer instead of an upgrade.
 #[derive(Debug)]
-struct Refused {
-    status: u16,
-    body: String,
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+/// Opens `url` as a browser on the panel's page at `origin` would.
+pub(crate) async fn open_from(url: &str, origin: &str) -> Result<Socket, Refused> {
+    open(url, Some(origin), &Transcript::default()).await
 }
 
 /// Opens `url` as a browser on the panel's page would (`Origin`, subprotocol `binary`).
@@ -208,7 +213,7 @@ pub(crate) type Closed = Option<(u16, String)>;
 
 /// Turns the WebSocket into a byte stream for the RFB and terminal clients, reporting how it was
 /// closed. Dropping the byte stream closes the WebSocket.
-fn byte_stream(socket: Socket) -> (DuplexStream, oneshot::Receiver<Closed>) {
+pub(crate) fn byte_stream(socket: Socket) -> (DuplexStream, oneshot::Receiver<Closed>) {
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
     let (closed_tx, closed_rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -1201,7 +1206,7 @@ fn console_limits_out_of_range_are_named_with_key_and_line() {
 
 /// A stream that appends everything read from it to a transcript.
 #[derive(Debug)]
-struct Recording<S> {
+pub(crate) struct Recording<S> {
     inner: S,
     log: Transcript,
 }

@@ -553,32 +553,9 @@ impl Lab {
 
     /// A terminal console on the service, open and working, watched for its close.
     async fn live_console(&self, service_id: i64) -> LiveConsole {
-        let (mut terminal, closed) =
+        let (terminal, closed) =
             crate::console::terminal_at(&self.url, &self.admin_token, service_id).await;
-        let mut output = Vec::new();
-        let echo = async {
-            let line = "echo console-open\r";
-            let message = format!("0:{}:{line}", line.len());
-            terminal.write_all(message.as_bytes()).await.unwrap();
-            let mut chunk = [0u8; 4096];
-            while !String::from_utf8_lossy(&output).contains("\r\nconsole-open") {
-                let n = terminal.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "the terminal closed");
-                output.extend_from_slice(&chunk[..n]);
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), echo)
-            .await
-            .expect("the console echoes a line");
-        // Noted the moment it arrives, whatever the test is doing meanwhile.
-        let closing = tokio::spawn(async move {
-            let closed = closed.await.ok().flatten();
-            (closed, Instant::now())
-        });
-        LiveConsole {
-            _terminal: terminal,
-            closing,
-        }
+        LiveConsole::working(terminal, closed).await
     }
 
     /// Waits until the service's state is one of `states`; returns (about) when it changed.
@@ -606,15 +583,50 @@ impl Lab {
 }
 
 /// A console open in a browser, and when and how it was closed.
-struct LiveConsole {
+pub(crate) struct LiveConsole {
     _terminal: tokio::io::DuplexStream,
     closing: tokio::task::JoinHandle<(crate::console::Closed, Instant)>,
 }
 
 impl LiveConsole {
+    /// Waits until the terminal echoes a line, then watches for its close.
+    pub(crate) async fn working(
+        mut terminal: tokio::io::DuplexStream,
+        closed: tokio::sync::oneshot::Receiver<crate::console::Closed>,
+    ) -> Self {
+        let mut output = Vec::new();
+        let echo = async {
+            let line = "echo console-open\r";
+            let message = format!("0:{}:{line}", line.len());
+            terminal.write_all(message.as_bytes()).await.unwrap();
+            let mut chunk = [0u8; 4096];
+            while !String::from_utf8_lossy(&output).contains("\r\nconsole-open") {
+                let n = terminal.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the terminal closed");
+                output.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), echo)
+            .await
+            .expect("the console echoes a line");
+        // Noted the moment it arrives, whatever the test is doing meanwhile.
+        let closing = tokio::spawn(async move {
+            let closed = closed.await.ok().flatten();
+            (closed, Instant::now())
+        });
+        Self {
+            _terminal: terminal,
+            closing,
+        }
+    }
+
     /// The issue's requirement: a suspension or termination closes the VM's live consoles
     /// within 1 s of the state change, with the code and text that say which.
-    async fn closed_within_a_second_of(self, changed_at: Instant, expected: (u16, &str)) {
+    pub(crate) async fn closed_within_a_second_of(
+        self,
+        changed_at: Instant,
+        expected: (u16, &str),
+    ) {
         let (closed, closed_at) = tokio::time::timeout(Duration::from_secs(20), self.closing)
             .await
             .expect("the console was not closed")
@@ -1001,6 +1013,10 @@ impl ChildDaemon {
             assert!(Instant::now() < deadline, "the daemon did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown, no flushing, whatever step it was in.
