@@ -78,8 +78,10 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     // The daemon's tests run the first-party plugins' components, so they are built first.
     crate::plugins::build(root)?;
     crate::plugins::check(root)?;
-    // The daemon's end-to-end tests load the examples' components too.
+    // The daemon's end-to-end tests load the examples' components too, and one cluster test
+    // drives the built panel in Chromium.
     examples(root)?;
+    panel_ui(root)?;
     // One PostgreSQL server for the whole run: each PostgreSQL test makes its own database on
     // it instead of starting a server of its own.
     let postgres = porthole_pg_fixture::TempPostgres::start()?;
@@ -120,7 +122,6 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     // nextest does not run doctests.
     step(root, "cargo", &["test", "--locked", "--workspace", "--doc"])?;
     // The web panel's browser tests drive Chromium against the demo built above.
-    panel_ui(root)?;
     step(
         root,
         "cargo",

@@ -672,3 +672,44 @@ async fn a_console_token_minted_at_one_daemon_opens_at_another_once_and_nowhere_
     }
     cluster.stop().await;
 }
+
+/// The daemon relaying a customer's console in Chromium is SIGKILLed: the panel's page
+/// reconnects by itself through nginx to a daemon still alive, and the terminal works again.
+/// The browser's side is `panel-ui/tests/cluster-reconnect.mjs`.
+#[tokio::test]
+async fn a_browser_whose_console_daemon_is_killed_reconnects_through_nginx() {
+    let panel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../panel-ui");
+    assert!(
+        panel.join("dist/index.html").exists()
+            && panel.join("node_modules/playwright-core").exists(),
+        "the panel is not built: run `npm ci && npm run build` in panel-ui (`cargo xtask test` does)"
+    );
+    let cluster = Cluster::start(3, 5).await;
+    let service = cluster.active_service("reconnect").await;
+    let daemons: Vec<Value> = cluster
+        .members
+        .iter()
+        .map(|m| json!({ "url": m.url, "pid": m.process.as_ref().map(ChildDaemon::pid) }))
+        .collect();
+    let setup = json!({
+        "panel": cluster.url(), "username": "reconnect", "password": "a-long-password-1",
+        "service": service, "admin_token": cluster.admin_token, "daemons": daemons,
+    });
+    let browser = tokio::process::Command::new("node")
+        .arg("tests/cluster-reconnect.mjs")
+        .current_dir(&panel)
+        .env("CLUSTER_RECONNECT", setup.to_string())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(100), browser)
+        .await
+        .expect("the browser test finished")
+        .expect("node runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    cluster.stop().await;
+}
