@@ -159,7 +159,7 @@ pub async fn socket(
     };
     // Admitted before the state check: a revocation from now on reaches this session, and one
     // before it has already changed the state checked below.
-    let admission = match state.console.admit(grant) {
+    let admission = match state.console.admit(grant, &addr.to_string()).await? {
         Ok(admission) => admission,
         Err(full) => {
             // The cap was free when the token was minted and taken since. Upgrade only to say

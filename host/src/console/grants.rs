@@ -40,7 +40,7 @@ impl ConsoleHub {
         power: impl Future<Output = VmPowerState>,
         client: IpAddr,
     ) -> Result<IssuedToken, MintError> {
-        match self.mint_check(grant, service, power).await {
+        match self.mint_check(grant, service, power).await? {
             Ok(()) => {}
             Err((label, error)) => {
                 self.refused(Some(grant), label, client).await;
@@ -58,17 +58,18 @@ impl ConsoleHub {
         grant: Grant,
         service: Option<&Service>,
         power: impl Future<Output = VmPowerState>,
-    ) -> Result<(), (&'static str, MintError)> {
+    ) -> Result<Result<(), (&'static str, MintError)>, StoreError> {
         let Some(service) = service else {
-            return Err(("not_found", MintError::NotFound));
+            return Ok(Err(("not_found", MintError::NotFound)));
         };
-        service
-            .usable_vm()
-            .map_err(|refusal| (refusal.label, MintError::Conflict(refusal.reason)))?;
-        check_console(power.await)
-            .map_err(|reason| ("not_running", MintError::Conflict(reason)))?;
-        self.check_capacity(grant.user_id)
-            .map_err(|full| (full.label(), MintError::Busy(full.to_string())))
+        if let Err(refusal) = service.usable_vm() {
+            return Ok(Err((refusal.label, MintError::Conflict(refusal.reason))));
+        }
+        if let Err(reason) = check_console(power.await) {
+            return Ok(Err(("not_running", MintError::Conflict(reason))));
+        }
+        let room = self.check_capacity(grant.user_id).await?;
+        Ok(room.map_err(|full| (full.label(), MintError::Busy(full.to_string()))))
     }
 
     /// Counts and audits a refusal before any session exists.

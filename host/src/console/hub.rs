@@ -2,6 +2,11 @@
 //! stop signal per session (revocation, operator close, shutdown), live byte counters, and the
 //! relay's counters for operators.
 //!
+//! The caps count the sessions of every daemon sharing the database: a session is admitted by
+//! writing its record in the same transaction that counts the live ones, and stays live while
+//! its daemon renews the record's `alive_until` (see [`super::watch`]), so the sessions of a
+//! daemon that died stop counting within [`ConsoleLimits::session_heartbeat`] × 3.
+//!
 //! Each session holds a `watch` receiver; [`ConsoleHub::revoke`] sends a [`CloseReason`] to every
 //! session of a service, which its relay task sees at once, and revokes the service's
 //! outstanding tokens in the database. The registry is per daemon: with several daemons sharing
@@ -10,7 +15,7 @@
 //! made elsewhere from the service's state and stops the sessions it relays.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -20,7 +25,8 @@ use tokio::sync::watch;
 use super::close::{CloseReason, Revocation};
 use super::limits::ConsoleLimits;
 use super::tokens::{self, ConsoleKind, Grant};
-use crate::store::{self, Store};
+use crate::store::console::Caps;
+use crate::store::{self, Store, StoreError};
 
 /// Why no further session fits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,8 +122,8 @@ impl SessionStats {
 /// A live session as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveSessionView {
-    /// The `console_sessions` row id; `None` for the instant before it is written.
-    pub id: Option<i64>,
+    /// The `console_sessions` row id.
+    pub id: i64,
     pub user_id: i64,
     pub service_id: i64,
     pub kind: ConsoleKind,
@@ -140,7 +146,7 @@ pub struct ConsoleCounters {
 
 struct Entry {
     grant: Grant,
-    session_id: Option<i64>,
+    session_id: i64,
     started_at: i64,
     stats: Arc<SessionStats>,
     stop: watch::Sender<Option<CloseReason>>,
@@ -165,26 +171,23 @@ pub struct ConsoleHub {
     closed: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-/// A reserved place for one session. Dropping it frees the place.
+/// A reserved place for one session, recorded in `console_sessions`. Dropping it frees the
+/// place; the record of a session that never opened goes with it.
 pub struct Admission {
     hub: Arc<ConsoleHub>,
     key: u64,
+    /// The session's `console_sessions` row.
+    pub session_id: i64,
     pub grant: Grant,
     pub stats: Arc<SessionStats>,
     pub stop: watch::Receiver<Option<CloseReason>>,
+    opened: AtomicBool,
 }
 
 impl Admission {
-    /// Records the session's row id, so operators can address it.
-    pub fn set_session_id(&self, id: i64) {
-        if let Some(entry) = self.hub.registry().sessions.get_mut(&self.key) {
-            entry.session_id = Some(id);
-        }
-    }
-}
-
-impl Admission {
+    /// The session opened: counted, and its record kept whatever happens next.
     pub(super) fn count_open(&self) {
+        self.opened.store(true, Ordering::Relaxed);
         self.hub.opened.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -196,6 +199,24 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.hub.registry().sessions.remove(&self.key);
+        if self.opened.load(Ordering::Relaxed) {
+            return;
+        }
+        // Left alone, the record would still count until its `alive_until` lapses.
+        let (store, id) = (self.hub.store.clone(), self.session_id);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(err) = store::console::discard_session(&store, id).await {
+                        tracing::warn!(session_id = id, error = %err, "could not discard an unopened console session");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                session_id = id,
+                "no runtime to discard an unopened console session"
+            ),
+        }
     }
 }
 
@@ -216,14 +237,32 @@ impl ConsoleHub {
     }
 
     /// Whether `user_id` could open one more session now (checked before minting a token).
-    pub fn check_capacity(&self, user_id: i64) -> Result<(), CapacityRefusal> {
-        capacity(&self.registry(), &self.limits, user_id)
+    pub async fn check_capacity(
+        &self,
+        user_id: i64,
+    ) -> Result<Result<(), CapacityRefusal>, StoreError> {
+        store::console::room_for(&self.store, user_id, self.caps()).await
     }
 
-    /// Reserves a place for `grant`'s session, or says which cap it hits.
-    pub fn admit(self: &Arc<Self>, grant: Grant) -> Result<Admission, CapacityRefusal> {
+    /// Reserves and records a place for `grant`'s session from `client`, or says which cap it
+    /// hits.
+    pub async fn admit(
+        self: &Arc<Self>,
+        grant: Grant,
+        client: &str,
+    ) -> Result<Result<Admission, CapacityRefusal>, StoreError> {
+        let (caps, alive_secs) = (self.caps(), self.limits.alive_secs());
+        let admitted = self
+            .store
+            .transaction(|tx| async move {
+                store::console::admit_session(&tx, grant, client, caps, alive_secs).await
+            })
+            .await?;
+        let session_id = match admitted {
+            Ok(id) => id,
+            Err(full) => return Ok(Err(full)),
+        };
         let mut registry = self.registry();
-        capacity(&registry, &self.limits, grant.user_id)?;
         let key = registry.next_key;
         registry.next_key += 1;
         let stats = Arc::new(SessionStats::new());
@@ -232,7 +271,7 @@ impl ConsoleHub {
             key,
             Entry {
                 grant,
-                session_id: None,
+                session_id,
                 started_at: store::now(),
                 stats: stats.clone(),
                 stop,
@@ -241,13 +280,22 @@ impl ConsoleHub {
         if !registry.watching {
             registry.watching = self.start_watching();
         }
-        Ok(Admission {
+        Ok(Ok(Admission {
             hub: self.clone(),
             key,
+            session_id,
             grant,
             stats,
             stop: stop_rx,
-        })
+            opened: AtomicBool::new(false),
+        }))
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            per_user: self.limits.max_sessions_per_user,
+            total: self.limits.max_sessions_total,
+        }
     }
 
     /// Closes every live console of `service_id` on this daemon (they see the reason at once) and
@@ -323,10 +371,19 @@ impl ConsoleHub {
         &self.store
     }
 
+    /// The records of this daemon's live sessions, whose liveness the watcher renews.
+    pub(super) fn session_ids(&self) -> BTreeSet<i64> {
+        self.registry()
+            .sessions
+            .values()
+            .map(|entry| entry.session_id)
+            .collect()
+    }
+
     /// Closes one session by its row id; false if no such session is live here.
     pub fn close_session(&self, session_id: i64) -> bool {
         self.signal(
-            |entry| entry.session_id == Some(session_id),
+            |entry| entry.session_id == session_id,
             || CloseReason::ClosedByOperator,
         ) > 0
     }
@@ -393,25 +450,6 @@ impl ConsoleHub {
     }
 }
 
-fn capacity(
-    registry: &Registry,
-    limits: &ConsoleLimits,
-    user_id: i64,
-) -> Result<(), CapacityRefusal> {
-    if registry.sessions.len() >= limits.max_sessions_total {
-        return Err(CapacityRefusal::Total(limits.max_sessions_total));
-    }
-    let mine = registry
-        .sessions
-        .values()
-        .filter(|entry| entry.grant.user_id == user_id)
-        .count();
-    if mine >= limits.max_sessions_per_user {
-        return Err(CapacityRefusal::PerUser(limits.max_sessions_per_user));
-    }
-    Ok(())
-}
-
 /// The registry's data stays consistent even if a holder panicked: every update is one insert,
 /// remove or field store.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -444,31 +482,55 @@ mod tests {
         }
     }
 
+    async fn admit(hub: &Arc<ConsoleHub>, grant: Grant) -> Result<Admission, CapacityRefusal> {
+        hub.admit(grant, "192.0.2.1").await.unwrap()
+    }
+
+    /// Lets the spawned discard of dropped admissions' records run.
+    async fn settle() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     #[tokio::test]
     async fn admission_respects_both_caps_and_frees_its_place_when_dropped() {
         let (_dir, hub) = hub(2, 3).await;
-        let a1 = hub.admit(grant(1, 10)).unwrap();
-        let _a2 = hub.admit(grant(1, 10)).unwrap();
+        let a1 = admit(&hub, grant(1, 10)).await.unwrap();
+        let _a2 = admit(&hub, grant(1, 10)).await.unwrap();
         assert_eq!(
-            hub.admit(grant(1, 11)).err(),
+            admit(&hub, grant(1, 11)).await.err(),
             Some(CapacityRefusal::PerUser(2))
         );
-        let _b1 = hub.admit(grant(2, 20)).unwrap();
+        let _b1 = admit(&hub, grant(2, 20)).await.unwrap();
         assert_eq!(
-            hub.admit(grant(3, 30)).err(),
+            admit(&hub, grant(3, 30)).await.err(),
             Some(CapacityRefusal::Total(3))
         );
         drop(a1);
-        assert!(hub.check_capacity(1).is_ok());
+        settle().await;
+        assert!(hub.check_capacity(1).await.unwrap().is_ok());
         assert_eq!(hub.counters().live, 2);
+    }
+
+    #[tokio::test]
+    async fn a_session_that_opened_keeps_its_record_when_it_ends() {
+        let (_dir, hub) = hub(8, 8).await;
+        let unopened = admit(&hub, grant(1, 10)).await.unwrap();
+        let opened = admit(&hub, grant(1, 10)).await.unwrap();
+        opened.count_open();
+        drop((unopened, opened));
+        settle().await;
+        let kept = store::console::sessions_for_service(&hub.store, 10)
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
     }
 
     #[tokio::test]
     async fn revoking_a_service_stops_its_sessions_only() {
         let (_dir, hub) = hub(8, 8).await;
-        let first = hub.admit(grant(1, 10)).unwrap();
-        let second = hub.admit(grant(2, 10)).unwrap();
-        let other = hub.admit(grant(1, 11)).unwrap();
+        let first = admit(&hub, grant(1, 10)).await.unwrap();
+        let second = admit(&hub, grant(2, 10)).await.unwrap();
+        let other = admit(&hub, grant(1, 11)).await.unwrap();
         assert_eq!(hub.revoke(10, Revocation::Suspended).await, 2);
         let suspended = Some(CloseReason::Revoked(Revocation::Suspended));
         assert_eq!(*first.stop.borrow(), suspended);
@@ -485,7 +547,7 @@ mod tests {
     async fn the_state_watcher_runs_only_while_there_are_sessions() {
         let (_dir, hub) = hub(8, 8).await;
         assert!(!hub.registry().watching);
-        let admission = hub.admit(grant(1, 10)).unwrap();
+        let admission = admit(&hub, grant(1, 10)).await.unwrap();
         assert!(hub.registry().watching);
         drop(admission);
         let stopped = async {
@@ -496,21 +558,59 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
             .await
             .expect("the watcher ends with the last session");
-        let _again = hub.admit(grant(1, 10)).unwrap();
+        let _again = admit(&hub, grant(1, 10)).await.unwrap();
         assert!(hub.registry().watching, "and starts with the next one");
     }
 
     #[tokio::test]
     async fn operators_close_a_session_by_its_record_id() {
         let (_dir, hub) = hub(8, 8).await;
-        let admission = hub.admit(grant(1, 10)).unwrap();
-        assert!(!hub.close_session(42));
-        admission.set_session_id(42);
-        assert_eq!(hub.live_sessions()[0].id, Some(42));
-        assert!(hub.close_session(42));
+        let admission = admit(&hub, grant(1, 10)).await.unwrap();
+        let id = admission.session_id;
+        assert!(!hub.close_session(id + 1));
+        assert_eq!(hub.live_sessions()[0].id, id);
+        assert!(hub.close_session(id));
         assert_eq!(
             *admission.stop.borrow(),
             Some(CloseReason::ClosedByOperator)
         );
+    }
+
+    /// Three daemons on one PostgreSQL database admit at once, far more than the caps allow:
+    /// exactly the caps' worth get in, whichever daemon they came to.
+    #[tokio::test]
+    async fn the_caps_count_the_sessions_of_every_daemon() {
+        let first = crate::store::testing::TestStore::postgres().await.unwrap();
+        let limits = ConsoleLimits {
+            max_sessions_per_user: 3,
+            max_sessions_total: 7,
+            ..ConsoleLimits::default()
+        };
+        let mut hubs = vec![ConsoleHub::new(first.store.clone(), limits.clone())];
+        for _ in 0..2 {
+            let store = first.another_daemon().await.unwrap();
+            hubs.push(ConsoleHub::new(store, limits.clone()));
+        }
+        let attempts = (0..30).map(|n| {
+            let hub = hubs[n % hubs.len()].clone();
+            // Users 0 and 1 try ten times each, users 2..12 once.
+            let user = if n < 20 { n as i64 % 2 } else { n as i64 - 18 };
+            async move { (user, admit(&hub, grant(user, 10)).await) }
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let admitted: Vec<i64> = results
+            .iter()
+            .filter(|(_, result)| result.is_ok())
+            .map(|(user, _)| *user)
+            .collect();
+        assert_eq!(admitted.len(), 7, "{admitted:?}");
+        for user in [0, 1] {
+            assert!(
+                admitted.iter().filter(|&&u| u == user).count() <= 3,
+                "{admitted:?}"
+            );
+        }
+        let live: usize = hubs.iter().map(|hub| hub.counters().live).sum();
+        assert_eq!(live, 7);
     }
 }

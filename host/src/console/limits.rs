@@ -24,6 +24,18 @@ pub struct ConsoleLimits {
     /// to close consoles that another daemon revoked (see `watch`). A fraction of the second
     /// within which a suspension must close them.
     pub state_poll: Duration,
+    /// How often a daemon renews the liveness of the sessions it relays in the database; a
+    /// session not renewed for three of these stops counting against the caps (its daemon
+    /// died).
+    pub session_heartbeat: Duration,
+}
+
+impl ConsoleLimits {
+    /// How long a renewal keeps a session counting: three heartbeats, so one late renewal
+    /// does not free its place.
+    pub fn alive_secs(&self) -> i64 {
+        i64::try_from(self.session_heartbeat.as_secs().saturating_mul(3)).unwrap_or(i64::MAX)
+    }
 }
 
 impl From<&ConsoleConfig> for ConsoleLimits {
@@ -39,6 +51,7 @@ impl From<&ConsoleConfig> for ConsoleLimits {
             pong_timeout: Duration::from_secs(config.pong_timeout_secs),
             upstream_open_timeout: Duration::from_secs(30),
             state_poll: Duration::from_millis(250),
+            session_heartbeat: Duration::from_secs(10),
         }
     }
 }

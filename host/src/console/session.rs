@@ -59,19 +59,7 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     let grant = request.admission.grant;
     let client = request.client_addr.to_string();
     let (mut browser_tx, mut browser_rx) = browser.split();
-    let started_at = store::now();
-    let inserted = store::console::insert_session(&store, grant, &client, started_at).await;
-    let session_id = match inserted {
-        Ok(id) => id,
-        Err(err) => {
-            // No record, no session: the audit trail is not optional.
-            tracing::error!(error = %err, "could not record a console session; refusing it");
-            let reason = CloseReason::Shutdown;
-            close_browser(&mut browser_tx, &mut browser_rx, &reason).await;
-            return;
-        }
-    };
-    request.admission.set_session_id(session_id);
+    let session_id = request.admission.session_id;
     request.admission.count_open();
     let hub_stats = request.admission.stats.clone();
     records::audit_open(&store, session_id, grant, &client).await;

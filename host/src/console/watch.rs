@@ -1,6 +1,7 @@
 //! Revocations made by another daemon: the states of the services this daemon relays consoles
 //! for, read from the shared database, fed to the same per-VM stop signal as
-//! [`ConsoleHub::revoke`].
+//! [`ConsoleHub::revoke`]. The same task renews its sessions' liveness, which keeps them
+//! counting against the cluster's session caps.
 //!
 //! # Why one poller per daemon, and only while it relays
 //! Behind a load balancer several daemons share one database. The lifecycle job that suspends a
@@ -49,13 +50,23 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     let Some(mut notices) = hub.upgrade().map(|hub| hub.store().subscribe()) else {
         return;
     };
+    let Some(heartbeat) = hub.upgrade().map(|hub| hub.limits().session_heartbeat) else {
+        return;
+    };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renew = tokio::time::interval(heartbeat);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // A revocation notice (or a gap in them) looks at once; the tick is the fallback for
         // notices that never come: SQLite files shared between processes, a listener
         // reconnecting.
         tokio::select! {
+            _ = renew.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                keep_sessions_alive(&hub).await;
+                continue;
+            }
             _ = tick.tick() => {}
             notice = notices.recv() => match notice {
                 Ok(Notice::Message(payload)) if !payload.starts_with(REVOKED) => continue,
@@ -89,6 +100,19 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
                 tracing::warn!(error = %err, "could not read the states of services with consoles");
             }
         }
+    }
+}
+
+/// Renews the liveness of this daemon's sessions, so that they keep counting against the caps
+/// on every daemon.
+async fn keep_sessions_alive(hub: &ConsoleHub) {
+    let ids = hub.session_ids();
+    if ids.is_empty() {
+        return;
+    }
+    let alive_secs = hub.limits().alive_secs();
+    if let Err(err) = store::console::keep_alive(hub.store(), &ids, alive_secs).await {
+        tracing::warn!(error = %err, "could not renew the liveness of console sessions");
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use super::{Db, Dialect, Row, StoreError, params};
 use crate::console::records::{SessionRecord, Totals};
-use crate::console::{CloseReason, ConsoleKind, Grant, TokenRefusal};
+use crate::console::{CapacityRefusal, CloseReason, ConsoleKind, Grant, TokenRefusal};
 use crate::service_state::ServiceState;
 
 /// Stores a new token, by its digest, for `grant` until `expires_at`.
@@ -148,26 +148,102 @@ fn grant_from_row(row: &Row) -> Result<Option<Grant>, StoreError> {
     }))
 }
 
-/// Records a session that starts; returns its row id.
-pub async fn insert_session(
+/// The session caps, as the relay's limits give them.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub per_user: usize,
+    pub total: usize,
+}
+
+/// Whether `user_id` may open one more session under `caps`, counting the live sessions of
+/// every daemon sharing the database.
+pub async fn room_for(
+    db: &impl Db,
+    user_id: i64,
+    caps: Caps,
+) -> Result<Result<(), CapacityRefusal>, StoreError> {
+    let row = db
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE user_id = ?1) FROM console_sessions
+             WHERE ended_at IS NULL AND alive_until > unixepoch()",
+            params![user_id],
+        )
+        .await?;
+    let count = |n: usize| -> Result<usize, StoreError> {
+        Ok(usize::try_from(row.get::<i64>(n)?).unwrap_or(0))
+    };
+    Ok(if count(0)? >= caps.total {
+        Err(CapacityRefusal::Total(caps.total))
+    } else if count(1)? >= caps.per_user {
+        Err(CapacityRefusal::PerUser(caps.per_user))
+    } else {
+        Ok(())
+    })
+}
+
+/// Records a session that starts if it fits under `caps`, alive for `alive_secs`; returns its
+/// row id. Run it in a transaction: the count and the insert must see the same sessions, which
+/// on PostgreSQL's serializable isolation means two daemons admitting the last place at once
+/// cannot both succeed.
+pub async fn admit_session(
     db: &impl Db,
     grant: Grant,
     client: &str,
-    started_at: i64,
-) -> Result<i64, StoreError> {
-    db.query_one(
-        "INSERT INTO console_sessions (user_id, service_id, kind, client, started_at)
-         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-        params![
-            grant.user_id,
-            grant.service_id,
-            grant.kind.as_str(),
-            client,
-            started_at
-        ],
+    caps: Caps,
+    alive_secs: i64,
+) -> Result<Result<i64, CapacityRefusal>, StoreError> {
+    if let Err(full) = room_for(db, grant.user_id, caps).await? {
+        return Ok(Err(full));
+    }
+    let id = db
+        .query_one(
+            "INSERT INTO console_sessions (user_id, service_id, kind, client, started_at, alive_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, unixepoch() + ?6) RETURNING id",
+            params![
+                grant.user_id,
+                grant.service_id,
+                grant.kind.as_str(),
+                client,
+                super::now(),
+                alive_secs
+            ],
+        )
+        .await?
+        .get(0)?;
+    Ok(Ok(id))
+}
+
+/// Keeps the live sessions `ids` counting for `alive_secs` more.
+pub async fn keep_alive(
+    db: &impl Db,
+    ids: &BTreeSet<i64>,
+    alive_secs: i64,
+) -> Result<(), StoreError> {
+    let ids = id_list(ids)?;
+    let sql = match db.dialect() {
+        Dialect::Sqlite => {
+            "UPDATE console_sessions SET alive_until = unixepoch() + ?2
+             WHERE ended_at IS NULL AND id IN (SELECT value FROM json_each(?1))"
+        }
+        Dialect::Postgres => {
+            "UPDATE console_sessions SET alive_until = unixepoch() + ?2
+             WHERE ended_at IS NULL AND id IN (SELECT CAST(value AS BIGINT)
+                 FROM json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON)))"
+        }
+    };
+    db.execute(sql, params![ids, alive_secs]).await?;
+    Ok(())
+}
+
+/// Removes the record of an admitted session that never opened (its upgrade failed, or a check
+/// after admission refused it): it was no session.
+pub async fn discard_session(db: &impl Db, id: i64) -> Result<(), StoreError> {
+    db.execute(
+        "DELETE FROM console_sessions WHERE id = ?1 AND ended_at IS NULL",
+        params![id],
     )
-    .await?
-    .get(0)
+    .await?;
+    Ok(())
 }
 
 /// Records how a session ended, with its totals (byte counts beyond `i64::MAX` are kept as
@@ -232,7 +308,7 @@ pub async fn service_states(
     db: &impl Db,
     services: &BTreeSet<i64>,
 ) -> Result<Vec<(i64, ServiceState)>, StoreError> {
-    let ids = serde_json::to_string(services).map_err(|err| StoreError::Encode(err.to_string()))?;
+    let ids = id_list(services)?;
     let sql = match db.dialect() {
         Dialect::Sqlite => {
             "SELECT id, state FROM services WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
@@ -250,4 +326,52 @@ pub async fn service_states(
         .iter()
         .map(|row| Ok((row.get(0)?, row.get(1)?)))
         .collect()
+}
+
+/// Ids as one JSON array, a single parameter that each engine unpacks its own way.
+fn id_list(ids: &BTreeSet<i64>) -> Result<String, StoreError> {
+    serde_json::to_string(ids).map_err(|err| StoreError::Encode(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::on_both_backends;
+
+    const CAPS: Caps = Caps {
+        per_user: 1,
+        total: 10,
+    };
+
+    fn grant(user_id: i64) -> Grant {
+        Grant {
+            user_id,
+            service_id: 10,
+            kind: ConsoleKind::Term,
+        }
+    }
+
+    on_both_backends! {
+        async fn a_session_whose_daemon_stopped_renewing_it_stops_counting(store: Store) -> anyhow::Result<()> {
+            let alive = admit_session(&store, grant(1), "192.0.2.1", CAPS, 1).await??;
+            let lapsing = admit_session(&store, grant(2), "192.0.2.1", CAPS, 1).await??;
+            assert_eq!(
+                room_for(&store, 1, CAPS).await?,
+                Err(CapacityRefusal::PerUser(1))
+            );
+            // Whole seconds in the database's clock: two of them pass any `alive_until` of 1 s.
+            for _ in 0..2 {
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+                keep_alive(&store, &[alive].into_iter().collect(), 1).await?;
+            }
+            assert_eq!(
+                room_for(&store, 1, CAPS).await?,
+                Err(CapacityRefusal::PerUser(1)),
+                "renewed"
+            );
+            assert_eq!(room_for(&store, 2, CAPS).await?, Ok(()), "lapsed");
+            assert!(lapsing != alive);
+            Ok(())
+        }
+    }
 }

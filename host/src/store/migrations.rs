@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0006_node_health"),
     migration!("0007_owner_power"),
     migration!("0008_plan_retired"),
+    migration!("0009_console_liveness"),
 ];
 
 /// The schema version a fully migrated database has.

@@ -1,0 +1,6 @@
+-- A console session counts against the caps while its daemon says it is alive: the daemon
+-- renews `alive_until` (unix seconds) while it relays the session, so the sessions of a daemon
+-- that died stop counting once it lapses. Sessions recorded before this have none and count no
+-- longer.
+ALTER TABLE console_sessions ADD COLUMN alive_until INTEGER;
+CREATE INDEX console_sessions_live ON console_sessions (user_id) WHERE ended_at IS NULL;
