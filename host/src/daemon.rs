@@ -57,6 +57,7 @@ impl Daemon {
             data_key: config.data_key.clone(),
         });
         let workers = lifecycle.start_workers();
+        let login_limiter = LoginLimiter::new(store.clone(), Limits::default());
         let state = Arc::new(Shared {
             console,
             lifecycle,
@@ -68,7 +69,7 @@ impl Daemon {
                 trusted_proxies: config.trusted_proxies.clone(),
                 ui_dir: config.ui_dir.clone().unwrap_or_else(api::default_ui_dir),
             },
-            login_limiter: LoginLimiter::new(Limits::default()),
+            login_limiter,
             webhooks: api::WebhookGate::new(config.webhooks.max_in_flight),
             started: Instant::now(),
         });

@@ -1,7 +1,5 @@
 //! Sign-in, sign-out and "who am I".
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -37,10 +35,10 @@ pub async fn login(
     // What no account can have is refused before it costs a hash, a limiter entry or an audit row.
     super::accounts::check_username(&body.username).map_err(ApiError::BadRequest)?;
     password::check_length(&body.password).map_err(ApiError::BadRequest)?;
-    let began = Instant::now();
-    state
+    let attempt = state
         .login_limiter
-        .begin(&body.username, client, began)
+        .begin(&body.username, client, crate::store::now())
+        .await?
         .map_err(|wait| ApiError::TooManyRequests {
             retry_after_secs: wait.as_secs(),
         })?;
@@ -59,7 +57,10 @@ pub async fn login(
         .await;
         return Err(ApiError::WrongCredentials);
     };
-    state.login_limiter.succeeded(&body.username, client, began);
+    state
+        .login_limiter
+        .succeeded(&body.username, attempt)
+        .await?;
     let session = secret_token::generate();
     let digest = secret_token::digest(&session);
     let expires_at = crate::store::now() + SESSION_LIFETIME_SECS;

@@ -1,18 +1,24 @@
-//! Sign-in rate limits, per account and per client address.
+//! Sign-in rate limits, per account and per client address, shared by every daemon on the
+//! database.
 //!
 //! Failed attempts are counted in a sliding window; past the limit, further attempts are refused
 //! without checking the password until the window lets the oldest failure go. An attempt counts
-//! as failed from the moment it is let through, in the same lock as the check, and is taken back
-//! when its password proves right: password hashing is slow on purpose, so counting only after it
-//! would let a burst of parallel guesses all pass the check before the first one is counted. The per-address
-//! limit stops one client guessing across many accounts; the per-account limit stops many clients
-//! guessing one account. A success clears the account's count. State is in memory: a restart
-//! forgets it, which costs an attacker a restart they cannot cause.
+//! as failed from the moment it is let through, in the same transaction as the check, and is
+//! taken back when its password proves right: password hashing is slow on purpose, so counting
+//! only after it would let a burst of parallel guesses all pass the check before the first one
+//! is counted. The per-address limit stops one client guessing across many accounts; the
+//! per-account limit stops many clients guessing one account. A success clears the account's
+//! count.
+//!
+//! The attempts are rows in the database ([`store::login_attempts`]), so guesses spread over
+//! the daemons behind a load balancer are counted together, and a restart forgets nothing. On
+//! PostgreSQL the check and the count are one serializable transaction: of parallel guesses at
+//! the last place, one gets it.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::store::{Store, StoreError, login_attempts};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -31,189 +37,174 @@ impl Default for Limits {
     }
 }
 
-#[derive(Default)]
-struct Failures {
-    by_account: HashMap<String, VecDeque<Instant>>,
-    by_address: HashMap<IpAddr, VecDeque<Instant>>,
+/// An attempt let through; hand it to [`LoginLimiter::succeeded`] when its password is right.
+#[derive(Debug)]
+#[must_use = "an attempt whose password was right must be reported, or it counts as failed"]
+pub struct Attempt {
+    id: i64,
 }
 
 pub struct LoginLimiter {
+    store: Store,
     limits: Limits,
-    failures: Mutex<Failures>,
 }
+
+/// Every this many attempts, those older than the window are deleted.
+const PURGE_EVERY: i64 = 64;
 
 impl LoginLimiter {
-    pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            failures: Mutex::new(Failures::default()),
-        }
+    pub fn new(store: Store, limits: Limits) -> Self {
+        Self { store, limits }
     }
 
-    /// Lets an attempt through, counting it as failed until [`Self::succeeded`] says otherwise,
-    /// or `Err(retry_after)` when it must be refused before looking at the password.
-    pub fn begin(&self, account: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut failures = self.lock();
-        let window = self.limits.window;
-        let account_wait = wait(
-            failures.by_account.get_mut(account),
-            self.limits.per_account,
-            window,
-            now,
-        );
-        let address_wait = wait(
-            failures.by_address.get_mut(&address),
-            self.limits.per_address,
-            window,
-            now,
-        );
-        if let Some(retry_after) = account_wait.max(address_wait) {
-            return Err(retry_after);
-        }
-        failures
-            .by_account
-            .entry(account.to_owned())
-            .or_default()
-            .push_back(now);
-        failures
-            .by_address
-            .entry(address)
-            .or_default()
-            .push_back(now);
-        // Bound memory under a spray of distinct usernames or addresses.
-        if failures.by_account.len() > 100_000 || failures.by_address.len() > 100_000 {
-            failures
-                .by_account
-                .retain(|_, times| prune(times, window, now));
-            failures
-                .by_address
-                .retain(|_, times| prune(times, window, now));
-        }
-        Ok(())
-    }
-
-    /// The attempt begun at `began` had the right password: the account's count is cleared and
-    /// the address no longer holds that attempt against it.
-    pub fn succeeded(&self, account: &str, address: IpAddr, began: Instant) {
-        let mut failures = self.lock();
-        failures.by_account.remove(account);
-        if let Some(times) = failures.by_address.get_mut(&address)
-            && let Some(at) = times.iter().position(|&t| t == began)
+    /// Lets an attempt made at `now` (unix seconds) through, counting it as failed until
+    /// [`Self::succeeded`] says otherwise, or `Err(retry_after)` when it must be refused before
+    /// looking at the password.
+    pub async fn begin(
+        &self,
+        account: &str,
+        address: IpAddr,
+        now: i64,
+    ) -> Result<Result<Attempt, Duration>, StoreError> {
+        let (limits, address) = (self.limits, address.to_string());
+        let window = i64::try_from(limits.window.as_secs()).unwrap_or(i64::MAX);
+        let since = now.saturating_sub(window);
+        let address = address.as_str();
+        let begun = self
+            .store
+            .transaction(|tx| async move {
+                let (by_account, by_address) =
+                    login_attempts::failures(&tx, account, address, since).await?;
+                let refused = wait(by_account, limits.per_account, window, now).max(wait(
+                    by_address,
+                    limits.per_address,
+                    window,
+                    now,
+                ));
+                if let Some(retry_after) = refused {
+                    return Ok::<_, StoreError>(Err(retry_after));
+                }
+                let id = login_attempts::insert(&tx, account, address, now).await?;
+                Ok(Ok(Attempt { id }))
+            })
+            .await?;
+        if let Ok(attempt) = &begun
+            && attempt.id % PURGE_EVERY == 0
         {
-            times.remove(at);
+            login_attempts::purge(&self.store, since).await?;
         }
+        Ok(begun)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
-        // The map holds counters only; after a panic elsewhere its contents are still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// `attempt` at `account` had the right password: the account's count is cleared and the
+    /// address no longer holds that attempt against it.
+    pub async fn succeeded(&self, account: &str, attempt: Attempt) -> Result<(), StoreError> {
+        login_attempts::succeeded(&self.store, attempt.id, account).await
     }
 }
 
-/// Drops failures older than the window; true while any remain.
-fn prune(times: &mut VecDeque<Instant>, window: Duration, now: Instant) -> bool {
-    while times
-        .front()
-        .is_some_and(|&t| now.duration_since(t) >= window)
-    {
-        times.pop_front();
-    }
-    !times.is_empty()
-}
-
-fn wait(
-    times: Option<&mut VecDeque<Instant>>,
-    limit: usize,
-    window: Duration,
-    now: Instant,
-) -> Option<Duration> {
-    let times = times?;
-    prune(times, window, now);
-    if times.len() < limit {
+/// How long until one of `counted`'s failures leaves the window, if they reach `limit`.
+fn wait(counted: login_attempts::Counted, limit: usize, window: i64, now: i64) -> Option<Duration> {
+    if counted.count < limit {
         return None;
     }
-    let oldest = *times.front()?;
-    Some(
-        window
-            .saturating_sub(now.duration_since(oldest))
-            .max(Duration::from_secs(1)),
-    )
+    let oldest = counted.oldest?;
+    let left = window.saturating_sub(now.saturating_sub(oldest)).max(1);
+    Some(Duration::from_secs(u64::try_from(left).unwrap_or(1)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::on_both_backends;
 
-    fn limiter() -> LoginLimiter {
-        LoginLimiter::new(Limits {
-            window: Duration::from_secs(60),
-            per_account: 3,
-            per_address: 5,
-        })
+    fn limiter(store: &Store) -> LoginLimiter {
+        LoginLimiter::new(
+            store.clone(),
+            Limits {
+                window: Duration::from_secs(60),
+                per_account: 3,
+                per_address: 5,
+            },
+        )
     }
 
     const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const START: i64 = 1_700_000_000;
 
-    #[test]
-    fn an_account_is_locked_after_its_limit_and_released_by_the_window() {
-        let limiter = limiter();
-        let start = Instant::now();
-        for _ in 0..3 {
-            assert!(limiter.begin("alice", HOME, start).is_ok());
-        }
-        let retry = limiter.begin("alice", HOME, start).unwrap_err();
-        assert_eq!(retry, Duration::from_secs(60));
-        assert!(
-            limiter.begin("bob", HOME, start).is_ok(),
-            "other accounts stay open"
-        );
-        assert!(
-            limiter
-                .begin("alice", HOME, start + Duration::from_secs(61))
-                .is_ok()
-        );
+    async fn let_through(limiter: &LoginLimiter, account: &str, address: IpAddr, now: i64) -> bool {
+        limiter.begin(account, address, now).await.unwrap().is_ok()
     }
 
-    #[test]
-    fn attempts_in_flight_count_before_their_passwords_are_checked() {
-        let limiter = limiter();
-        let now = Instant::now();
-        // Three guesses let through at once, none of them answered yet: the fourth waits.
-        for _ in 0..3 {
-            assert!(limiter.begin("alice", HOME, now).is_ok());
+    on_both_backends! {
+        async fn an_account_is_locked_after_its_limit_and_released_by_the_window(store: Store) -> anyhow::Result<()> {
+            let limiter = limiter(&store);
+            for _ in 0..3 {
+                assert!(let_through(&limiter, "alice", HOME, START).await);
+            }
+            let retry = limiter.begin("alice", HOME, START).await?.unwrap_err();
+            assert_eq!(retry, Duration::from_secs(60));
+            assert!(
+                let_through(&limiter, "bob", HOME, START).await,
+                "other accounts stay open"
+            );
+            assert!(let_through(&limiter, "alice", HOME, START + 61).await);
+            Ok(())
         }
-        assert!(limiter.begin("alice", HOME, now).is_err());
+
+        async fn one_address_guessing_many_accounts_is_stopped(store: Store) -> anyhow::Result<()> {
+            let limiter = limiter(&store);
+            for account in ["a", "b", "c", "d", "e"] {
+                assert!(let_through(&limiter, account, HOME, START).await);
+            }
+            assert!(!let_through(&limiter, "fresh", HOME, START).await);
+            let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
+            assert!(let_through(&limiter, "fresh", elsewhere, START).await);
+            Ok(())
+        }
+
+        async fn success_clears_the_account_count_and_the_attempt_from_the_address(store: Store) -> anyhow::Result<()> {
+            let limiter = limiter(&store);
+            for _ in 0..2 {
+                assert!(let_through(&limiter, "alice", HOME, START).await);
+            }
+            let right = limiter.begin("alice", HOME, START + 1).await?.unwrap();
+            limiter.succeeded("alice", right).await?;
+            for _ in 0..2 {
+                assert!(let_through(&limiter, "alice", HOME, START).await);
+            }
+            assert!(let_through(&limiter, "alice", HOME, START).await, "count cleared");
+            // The address holds the four failures and the fifth attempt, not the right one.
+            assert!(!let_through(&limiter, "other", HOME, START).await);
+            Ok(())
+        }
     }
 
-    #[test]
-    fn one_address_guessing_many_accounts_is_stopped() {
-        let limiter = limiter();
-        let now = Instant::now();
-        for account in ["a", "b", "c", "d", "e"] {
-            assert!(limiter.begin(account, HOME, now).is_ok());
-        }
-        assert!(limiter.begin("fresh", HOME, now).is_err());
-        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 7));
-        assert!(limiter.begin("fresh", elsewhere, now).is_ok());
-    }
-
-    #[test]
-    fn success_clears_the_account_count_and_the_attempt_from_the_address() {
-        let limiter = limiter();
-        let now = Instant::now();
+    /// Guesses at one account spread over three daemons, all at once: the account's limit
+    /// holds across them (the check and the count are one transaction).
+    #[tokio::test]
+    async fn parallel_guesses_over_three_daemons_are_counted_together() {
+        let first = crate::store::testing::TestStore::postgres().await.unwrap();
+        let mut limiters = vec![limiter(&first.store)];
         for _ in 0..2 {
-            assert!(limiter.begin("alice", HOME, now).is_ok());
+            limiters.push(limiter(&first.another_daemon().await.unwrap()));
         }
-        let right = now + Duration::from_secs(1);
-        assert!(limiter.begin("alice", HOME, right).is_ok());
-        limiter.succeeded("alice", HOME, right);
-        for _ in 0..2 {
-            assert!(limiter.begin("alice", HOME, now).is_ok());
-        }
-        assert!(limiter.begin("alice", HOME, now).is_ok(), "count cleared");
-        // The address holds the four failures and the fifth attempt, not the right one.
-        assert!(limiter.begin("other", HOME, now).is_err());
+        let guesses = (0..24).map(|n| {
+            let limiter = &limiters[n % limiters.len()];
+            let address = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, n as u8));
+            async move {
+                limiter
+                    .begin("alice", address, START)
+                    .await
+                    .unwrap()
+                    .is_ok()
+            }
+        });
+        let through = futures_util::future::join_all(guesses)
+            .await
+            .into_iter()
+            .filter(|&ok| ok)
+            .count();
+        assert_eq!(through, 3);
     }
 }

@@ -27,6 +27,7 @@ const TABLES: &[&str] = &[
     "quotas",
     "billing_events",
     "service_resources",
+    "login_attempts",
 ];
 
 /// Rows a single `INSERT` carries: few enough for PostgreSQL's 65535 parameters at any width.

@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0007_owner_power"),
     migration!("0008_plan_retired"),
     migration!("0009_console_liveness"),
+    migration!("0010_login_attempts"),
 ];
 
 /// The schema version a fully migrated database has.

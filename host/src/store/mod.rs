@@ -14,6 +14,7 @@ pub mod catalogue;
 pub mod console;
 pub mod copy;
 pub mod jobs;
+pub mod login_attempts;
 mod migrations;
 pub mod nodes;
 mod plugin_data;
