@@ -26,6 +26,7 @@ pub struct Daemon {
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
+    breakers: JoinHandle<()>,
     workers: Workers,
 }
 
@@ -80,6 +81,10 @@ impl Daemon {
             let _ = stopped.await;
         }));
         let housekeeping = tokio::spawn(purge_expired_sessions(state.store.clone()));
+        let breakers = tokio::spawn(crate::plugins::follow_breakers(
+            state.plugins.clone(),
+            state.store.clone(),
+        ));
         tracing::info!(%addr, "porthole is serving");
         Ok(Self {
             addr,
@@ -87,6 +92,7 @@ impl Daemon {
             stop,
             server,
             housekeeping,
+            breakers,
             workers,
         })
     }
@@ -110,6 +116,7 @@ impl Daemon {
         // Upgraded console connections are not requests the server waits for: tell them.
         self.state.console.close_all();
         self.housekeeping.abort();
+        self.breakers.abort();
         self.workers.stop().await;
         self.server.await.context("the HTTP server task failed")??;
         Ok(())

@@ -110,6 +110,8 @@ struct Health {
     recent: VecDeque<RecentError>,
     /// The trip the database should hold: set when the breaker opens, cleared when it closes.
     trip: Option<Trip>,
+    /// `trip` changed here and is not written yet: the database is behind, not ahead.
+    unsaved: bool,
 }
 
 impl Health {
@@ -247,12 +249,10 @@ impl PluginRuntime {
             failures_in_a_row: 0,
             recent: VecDeque::new(),
             trip: None,
+            unsaved: false,
         };
         if let Some(trip) = self.persisted_trip(&name).await {
-            // Both times are whole seconds, so the trip may be up to a second more recent than
-            // their difference says; count from the latest it can be, never cutting a cool-down.
-            let ago = Duration::from_secs(unix_now().saturating_sub(trip.at).saturating_sub(1));
-            health.breaker.restore_trip(ago, Instant::now());
+            health.breaker.restore_trip(trip_age(&trip), Instant::now());
             health.note(format!("switched off before a restart: {}", trip.reason));
             health.trip = Some(trip);
         }
@@ -295,6 +295,7 @@ impl PluginRuntime {
             health.breaker.reset();
             health.failures_in_a_row = 0;
             health.trip = None;
+            health.unsaved = true;
         }
         self.persist_breaker(name, &entry).await;
         tracing::info!(plugin = name, "plugin breaker reset by an operator");
@@ -407,11 +408,13 @@ impl PluginRuntime {
                     health.trip = Some(Trip {
                         at: unix_now(),
                         reason: err.to_string(),
-                    })
+                    });
+                    health.unsaved = true;
                 }
                 (Transition::Closed, _) => {
                     health.trip = None;
                     health.failures_in_a_row = 0;
+                    health.unsaved = true;
                 }
                 _ => {}
             }
@@ -460,12 +463,64 @@ impl PluginRuntime {
             return;
         };
         let _turn = self.inner.persisting.lock().await;
-        let Ok(trip) = entry.health.lock().map(|health| health.trip.clone()) else {
+        let Ok(trip) = entry.health.lock().map(|mut health| {
+            health.unsaved = false;
+            health.trip.clone()
+        }) else {
             return;
         };
         if let Err(fault) = trips.save(name, trip).await {
             tracing::warn!(plugin = name, error = %fault, "could not persist the plugin's breaker state");
+            if let Ok(mut health) = entry.health.lock() {
+                health.unsaved = true;
+            }
         }
+    }
+
+    /// Takes plugin `name`'s breaker state from the database, where another daemon sharing it
+    /// may have switched the plugin off (or back on, or an operator reset it there). A change
+    /// of this daemon's own that is not written yet wins: the database is about to take it.
+    pub async fn sync_trip(&self, name: &str) {
+        let (Some(trips), Some(entry)) = (&self.inner.options.trips, self.entry(name)) else {
+            return;
+        };
+        let _turn = self.inner.persisting.lock().await;
+        let stored = match trips.load(name).await {
+            Ok(stored) => stored,
+            Err(fault) => {
+                tracing::warn!(plugin = name, error = %fault, "cannot read the plugin's breaker state");
+                return;
+            }
+        };
+        let Ok(mut health) = entry.health.lock() else {
+            return;
+        };
+        if health.unsaved || health.trip == stored {
+            return;
+        }
+        match stored {
+            Some(trip) => {
+                health.breaker.restore_trip(trip_age(&trip), Instant::now());
+                health.note(format!("switched off by another daemon: {}", trip.reason));
+                tracing::warn!(plugin = name, "plugin switched off by another daemon");
+                health.trip = Some(trip);
+            }
+            None => {
+                health.breaker.reset();
+                health.failures_in_a_row = 0;
+                health.trip = None;
+                tracing::info!(plugin = name, "plugin switched on again by another daemon");
+            }
+        }
+    }
+
+    /// The names of the configured plugins.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .plugins
+            .read()
+            .map(|plugins| plugins.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -519,6 +574,13 @@ fn admit(
         )),
         Admission::Refused => Err(tripped()),
     }
+}
+
+/// How long ago `trip` was. Both times are whole seconds, so the trip may be up to a second more
+/// recent than their difference says; count from the latest it can be, never cutting a
+/// cool-down.
+fn trip_age(trip: &Trip) -> Duration {
+    Duration::from_secs(unix_now().saturating_sub(trip.at).saturating_sub(1))
 }
 
 fn status_of(entry: &Entry, isolation: &'static str) -> PluginStatus {

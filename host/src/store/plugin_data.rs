@@ -42,7 +42,14 @@ impl TripStore for Store {
 
     fn save(&self, plugin: &str, trip: Option<Trip>) -> StoreFuture<()> {
         let (store, plugin) = (self.clone(), plugin.to_owned());
-        run(async move { save_trip(&store, &plugin, trip.as_ref()).await })
+        run(async move {
+            save_trip(&store, &plugin, trip.as_ref()).await?;
+            let notice = format!("{}{plugin}", crate::plugins::BREAKER_CHANGED);
+            if let Err(err) = store.notify(&notice).await {
+                tracing::warn!(plugin, error = %err, "could not tell other daemons of a breaker change");
+            }
+            Ok(())
+        })
     }
 }
 

@@ -627,6 +627,75 @@ fn is_tripped(outcome: &Result<impl std::fmt::Debug, CallError>) -> bool {
     matches!(outcome, Err(CallError::Tripped { .. }))
 }
 
+/// Two daemons on one PostgreSQL database, each following the breakers there: a plugin that
+/// misbehaves on one is switched off on the other within a second, and an operator's reset on
+/// the other switches it on again on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_tripped_or_reset_on_one_daemon_holds_on_every_daemon() {
+    let database = tokio::task::spawn_blocking(porthole_pg_fixture::TestDatabase::create)
+        .await
+        .unwrap()
+        .unwrap();
+    let target =
+        porthole::config::Database::resolve(database.url(), &Default::default(), Path::new("/"))
+            .unwrap();
+    let plugins = [template("cue", "cue-template")];
+    let mut daemons = Vec::new();
+    for _ in 0..2 {
+        let store = porthole::store::Store::connect(&target).await.unwrap();
+        let options = RuntimeOptions {
+            breaker_threshold: 1,
+            breaker_cool_down: Duration::from_secs(600),
+            ..porthole::plugins::backed_by(&store)
+        };
+        let runtime = runtime_with_options(&plugins, options).await;
+        let follower = tokio::spawn(porthole::plugins::follow_breakers(runtime.clone(), store));
+        daemons.push((runtime, follower));
+    }
+    let (one, other) = (&daemons[0].0, &daemons[1].0);
+    other
+        .cloud_init_template("cue")
+        .render(&on_cue("fine"))
+        .await
+        .unwrap();
+
+    let trapped = one.cloud_init_template("cue").render(&on_cue("trap")).await;
+    assert!(
+        matches!(trapped, Err(CallError::Trap { .. })),
+        "{trapped:?}"
+    );
+    let switched_off = async {
+        while !matches!(state_of(other, "cue"), PluginState::Tripped { .. }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), switched_off)
+        .await
+        .expect("the other daemon switched the plugin off within a second");
+    let refused = other
+        .cloud_init_template("cue")
+        .render(&on_cue("fine"))
+        .await;
+    assert!(is_tripped(&refused), "{refused:?}");
+
+    assert!(other.reset("cue").await);
+    let switched_on = async {
+        while state_of(one, "cue") != PluginState::Loaded {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), switched_on)
+        .await
+        .expect("the first daemon switched the plugin on within a second");
+    one.cloud_init_template("cue")
+        .render(&on_cue("fine"))
+        .await
+        .unwrap();
+    for (_, follower) in daemons {
+        follower.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tripped_plugin_comes_back_through_one_trial_call_after_its_cool_down() {
     let dir = tempfile::tempdir().unwrap();
