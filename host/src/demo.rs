@@ -185,6 +185,11 @@ impl Demo {
         &self.daemon
     }
 
+    /// The configuration file the daemon was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         self.daemon.stop().await?;
         self.sim.shutdown().await;

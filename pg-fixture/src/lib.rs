@@ -115,6 +115,18 @@ impl TempPostgres {
         self.port
     }
 
+    /// The server's main process (the postmaster), whose children serve the connections.
+    pub fn server_pid(&self) -> anyhow::Result<u32> {
+        let file = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("while reading {}", file.display()))?;
+        let first = text.lines().next().unwrap_or_default();
+        first
+            .trim()
+            .parse()
+            .with_context(|| format!("{} starts with {first:?}, not a pid", file.display()))
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

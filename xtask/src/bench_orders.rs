@@ -1,6 +1,7 @@
 //! `cargo xtask bench orders`: builds the first-party plugins and the measuring program
-//! `xtask/bench-orders` (release), runs it (200 concurrent orders against the simulator with task
-//! delays zero), and appends the numbers with the machine and date to docs/benchmarks.md.
+//! `xtask/bench-orders` (release), runs it (200 concurrent orders on one daemon with SQLite, one
+//! with PostgreSQL, three on one PostgreSQL database, and a control), and appends the numbers
+//! with the machine and date to docs/benchmarks.md.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use crate::bench::{append, machine, today};
 
-const HEADING: &str = "## Lifecycle: 200 concurrent orders";
+const HEADING: &str = "## Lifecycle: 200 concurrent orders, one daemon or three";
 
 pub fn run(root: &Path) -> anyhow::Result<()> {
     crate::plugins::build(root)?;
@@ -65,51 +66,64 @@ fn method(report: &Value) -> String {
     let n = |path: &[&str]| number(report, path);
     format!(
         "\n{HEADING}\n\n\
-         `cargo xtask bench orders` starts the demo in one process: the Proxmox simulator with task \
-         and clone durations zero, and the daemon with the bundled plugins (cloud-init, tunnel and \
-         DNS on the simulator's Cloudflare, cloud-init delivered as snippets). It raises alice's \
-         quota, shrinks the plan `small` to {cores} core / {memory} MiB / {disk} GiB (the \
-         simulator's nodes have 64 GiB and the `debian-12` template is on one node: at 2 GiB only \
-         some 30 VMs would fit), then posts {orders} orders at once as admin (plan `small`, \
-         template `debian-12`, one `Idempotency-Key` each) and polls each service not yet \
-         `active` one request at a time, sweeps {poll} ms apart; any service that ends `failed` \
-         fails the run. The job engine runs with its default {workers} workers (the demo's \
-         `[lifecycle]` table already holds the plugin settings, so the benchmark cannot add to \
-         it).\n\n\
+         `cargo xtask bench orders` runs {orders} orders at once on four setups in turn, each with \
+         a fresh Proxmox simulator at its default task delays (every task {task} ms, a full \
+         clone {clone} ms: a small node cloning a cloud image) and the bundled plugins \
+         (cloud-init delivered as snippets, tunnel and DNS on the simulator's Cloudflare): one \
+         daemon on SQLite; one on PostgreSQL; three on one PostgreSQL database; and a control, \
+         one daemon on SQLite with as many job workers as the three have together. PostgreSQL \
+         15 from Debian runs on the same machine. The benchmark raises alice's quota, shrinks \
+         the plan `small` to {cores} core / {memory} MiB / {disk} GiB so that 200 VMs fit the \
+         simulator's nodes, posts the orders at once as admin (one `Idempotency-Key` each), \
+         round-robin over the daemons as a load balancer would, and polls each service not yet \
+         `active` one request at a time, sweeps {poll} ms apart, round-robin too; a service that \
+         ends `failed` fails the run.\n\n\
          Orders per minute: {orders} over the wall time from the first post to the last service \
-         `active`. CPU per order: user + system time of the process (getrusage) over the same \
-         span, divided by {orders}. The simulator, the plugins' Wasm and the benchmark's HTTP \
-         client (posts and status polls) share the process, so this is an upper bound for the \
-         daemon.\n",
+         `active`. CPU per order: user + system time, read from `/proc`, over the same span, \
+         divided by {orders}; once for the benchmark's process (the daemons, the simulator, the \
+         HTTP client) with its children (the plugin runners), an upper bound for the daemons, \
+         and once for the PostgreSQL server with its backends.\n",
+        orders = n(&["orders"]),
+        task = n(&["task_ms"]),
+        clone = n(&["clone_ms"]),
         cores = n(&["plan", "cores"]),
         memory = n(&["plan", "memory_mib"]),
         disk = n(&["plan", "disk_gib"]),
-        orders = n(&["orders"]),
         poll = n(&["poll_interval_ms"]),
-        workers = n(&["lifecycle_workers"]),
     )
 }
 
 fn results(report: &Value, machine: &str, date: &str) -> String {
     let n = |path: &[&str]| number(report, path);
-    format!(
-        "\n### Lifecycle: 200 concurrent orders, {date}\n\n\
-         Machine: {machine}. {tokio} tokio workers, {workers} job workers.\n\n\
-         | measure | value |\n|---|---|\n\
-         | orders placed and accepted (all {orders} answered) | {accept:.2} s |\n\
-         | first order → last service `active` | {wall:.2} s |\n\
-         | orders per minute | {per_minute:.0} |\n\
-         | process CPU (user + system), whole run | {cpu:.2} s |\n\
-         | process CPU per order (upper bound for the daemon) | {cpu_per:.1} ms |\n\
-         | status polls during the run | {polls} |\n",
-        tokio = n(&["tokio_workers"]),
-        workers = n(&["lifecycle_workers"]),
+    let runs = report["runs"].as_array().cloned().unwrap_or_default();
+    let baseline = runs
+        .first()
+        .map_or(f64::NAN, |run| number(run, &["wall_s"]));
+    let mut table = format!(
+        "\n### Lifecycle: {orders} concurrent orders, one daemon or three, {date}\n\n\
+         Machine: {machine}. {tokio} tokio workers. Simulator: task {task} ms, full clone {clone} \
+         ms.\n\n\
+         | setup | job workers | all accepted | last active | orders per minute | speed-up vs 1 × SQLite | CPU per order, process + runners | CPU per order, PostgreSQL |\n\
+         |---|---|---|---|---|---|---|---|\n",
         orders = n(&["orders"]),
-        accept = n(&["accept_all_s"]),
-        wall = n(&["wall_s"]),
-        per_minute = n(&["orders_per_minute"]),
-        cpu = n(&["cpu_s"]),
-        cpu_per = n(&["cpu_ms_per_order"]),
-        polls = n(&["status_polls"]),
-    )
+        tokio = n(&["tokio_workers"]),
+        task = n(&["task_ms"]),
+        clone = n(&["clone_ms"]),
+    );
+    for run in &runs {
+        let r = |key: &str| number(run, &[key]);
+        table.push_str(&format!(
+            "| {setup} | {daemons} × {workers} | {accept:.2} s | {wall:.1} s | {per_minute:.0} | {speedup:.2}× | {cpu:.1} ms | {pg:.1} ms |\n",
+            setup = run["setup"].as_str().unwrap_or("?"),
+            daemons = r("daemons"),
+            workers = r("workers_per_daemon"),
+            accept = r("accept_all_s"),
+            wall = r("wall_s"),
+            per_minute = r("orders_per_minute"),
+            speedup = baseline / r("wall_s"),
+            cpu = r("cpu_ms_per_order"),
+            pg = r("postgres_cpu_ms_per_order"),
+        ));
+    }
+    table
 }

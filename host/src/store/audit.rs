@@ -62,14 +62,12 @@ pub async fn recent(
     limit: u32,
 ) -> Result<Vec<Record>, StoreError> {
     // substr, not LIKE: a filter's `_` or `%` is text, not a wildcard.
-    db.query(
+    db.query_as(
         "SELECT id, at, actor, action, target, detail, client FROM audit_log
          WHERE ?1 IS NULL OR action = ?1 OR substr(action, 1, length(?1) + 1) = ?1 || '.'
          ORDER BY id DESC LIMIT ?2",
         params![action, limit],
+        from_row,
     )
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .await
 }

@@ -33,18 +33,6 @@ fn json(data: &JobData) -> Result<String, StoreError> {
     serde_json::to_string(data).map_err(|err| StoreError::Encode(err.to_string()))
 }
 
-async fn one(
-    db: &impl Db,
-    sql: &str,
-    params: Vec<super::Value>,
-) -> Result<Option<Job>, StoreError> {
-    db.query_opt(sql, params)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
-}
-
 /// A new job, or the existing one with the same idempotency key (and `false`).
 pub async fn insert_or_get(db: &impl Db, job: &NewJob<'_>) -> Result<(Job, bool), StoreError> {
     if let Some(existing) = by_key(db, job.key).await? {
@@ -72,32 +60,30 @@ pub async fn insert_or_get(db: &impl Db, job: &NewJob<'_>) -> Result<(Job, bool)
 }
 
 pub async fn by_key(db: &impl Db, key: &str) -> Result<Option<Job>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM jobs WHERE idempotency_key = ?1"),
         params![key],
+        from_row,
     )
     .await
 }
 
 pub async fn get(db: &impl Db, id: i64) -> Result<Option<Job>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
         params![id],
+        from_row,
     )
     .await
 }
 
 pub async fn for_service(db: &impl Db, service_id: i64) -> Result<Vec<Job>, StoreError> {
-    db.query(
+    db.query_as(
         &format!("SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 ORDER BY id"),
         params![service_id],
+        from_row,
     )
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .await
 }
 
 /// The plans unfinished change-plan jobs of the service will give it.
@@ -122,10 +108,10 @@ pub async fn pending_plans(db: &impl Db, service_id: i64) -> Result<Vec<String>,
 
 /// The service's newest job, if it has any.
 pub async fn latest_for_service(db: &impl Db, service_id: i64) -> Result<Option<Job>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 ORDER BY id DESC LIMIT 1"),
         params![service_id],
+        from_row,
     )
     .await
 }
@@ -135,13 +121,13 @@ pub async fn unfinished_for_service(
     db: &impl Db,
     service_id: i64,
 ) -> Result<Option<Job>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!(
             "SELECT {COLUMNS} FROM jobs WHERE service_id = ?1 AND state IN ('pending', 'compensating')
              ORDER BY id LIMIT 1"
         ),
         params![service_id],
+        from_row,
     )
     .await
 }
@@ -158,8 +144,7 @@ pub async fn claim(db: &impl Db, owner: &str, lease_secs: i64) -> Result<Option<
         Dialect::Sqlite => "",
         Dialect::Postgres => "FOR UPDATE OF j SKIP LOCKED",
     };
-    one(
-        db,
+    db.query_opt_as(
         &format!(
             "UPDATE jobs SET lease_owner = ?1, lease_until = unixepoch() + ?2, updated_at = ?3
              WHERE id = (
@@ -173,6 +158,7 @@ pub async fn claim(db: &impl Db, owner: &str, lease_secs: i64) -> Result<Option<
              RETURNING {COLUMNS}"
         ),
         params![owner, lease_secs, super::now()],
+        from_row,
     )
     .await
 }

@@ -190,6 +190,38 @@ pub trait Db: Send + Sync {
         }
     }
 
+    /// The rows of a query, each made into a `T` by `from_row`.
+    fn query_as<T: Send>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        from_row: impl Fn(&Row) -> Result<T, StoreError> + Send,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send {
+        async move {
+            self.query(sql, params)
+                .await?
+                .iter()
+                .map(from_row)
+                .collect()
+        }
+    }
+
+    /// The first row of a query, if any, made into a `T` by `from_row`.
+    fn query_opt_as<T: Send>(
+        &self,
+        sql: &str,
+        params: Vec<Value>,
+        from_row: impl Fn(&Row) -> Result<T, StoreError> + Send,
+    ) -> impl Future<Output = Result<Option<T>, StoreError>> + Send {
+        async move {
+            self.query_opt(sql, params)
+                .await?
+                .as_ref()
+                .map(from_row)
+                .transpose()
+        }
+    }
+
     /// Runs a statement and says how many rows it changed.
     fn execute(
         &self,

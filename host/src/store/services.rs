@@ -56,26 +56,6 @@ fn from_row(row: &Row) -> Result<Service, StoreError> {
     })
 }
 
-async fn one(
-    db: &impl Db,
-    sql: &str,
-    params: Vec<super::Value>,
-) -> Result<Option<Service>, StoreError> {
-    db.query_opt(sql, params)
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
-}
-
-async fn all(
-    db: &impl Db,
-    sql: &str,
-    params: Vec<super::Value>,
-) -> Result<Vec<Service>, StoreError> {
-    db.query(sql, params).await?.iter().map(from_row).collect()
-}
-
 /// A service that already exists on a cluster, e.g. one adopted by an operator or seeded by the
 /// demo.
 pub struct ExistingVm<'a> {
@@ -122,20 +102,20 @@ pub async fn delete_adopted(db: &impl Db, id: i64) -> Result<(), StoreError> {
 }
 
 pub async fn get(db: &impl Db, id: i64) -> Result<Option<Service>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM services WHERE id = ?1"),
         params![id],
+        from_row,
     )
     .await
 }
 
 /// All services, or only `owner`'s.
 pub async fn list(db: &impl Db, owner: Option<i64>) -> Result<Vec<Service>, StoreError> {
-    all(
-        db,
+    db.query_as(
         &format!("SELECT {COLUMNS} FROM services WHERE ?1 IS NULL OR owner_id = ?1 ORDER BY id"),
         params![owner],
+        from_row,
     )
     .await
 }
@@ -181,10 +161,10 @@ pub async fn by_external_ref(
     db: &impl Db,
     external_ref: &str,
 ) -> Result<Option<Service>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM services WHERE external_ref = ?1"),
         params![external_ref],
+        from_row,
     )
     .await
 }
@@ -261,22 +241,22 @@ pub async fn live_with_hostname(
     db: &impl Db,
     hostname: &str,
 ) -> Result<Option<Service>, StoreError> {
-    one(
-        db,
+    db.query_opt_as(
         &format!(
             "SELECT {COLUMNS} FROM services WHERE hostname = ?1 AND state NOT IN (?2, ?3) LIMIT 1"
         ),
         params![hostname, ServiceState::ENDED[0], ServiceState::ENDED[1]],
+        from_row,
     )
     .await
 }
 
 /// Services counting against a customer's quota: every one not terminated or failed.
 pub async fn live_for_owner(db: &impl Db, owner: i64) -> Result<Vec<Service>, StoreError> {
-    all(
-        db,
+    db.query_as(
         &format!("SELECT {COLUMNS} FROM services WHERE owner_id = ?1 AND state NOT IN (?2, ?3)"),
         params![owner, ServiceState::ENDED[0], ServiceState::ENDED[1]],
+        from_row,
     )
     .await
 }

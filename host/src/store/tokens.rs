@@ -68,14 +68,12 @@ pub async fn authenticate_with_id(
 }
 
 pub async fn list_for_user(db: &impl Db, user_id: i64) -> Result<Vec<ApiToken>, StoreError> {
-    db.query(
+    db.query_as(
         &format!("SELECT {COLUMNS} FROM api_tokens WHERE user_id = ?1 ORDER BY id"),
         params![user_id],
+        from_row,
     )
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .await
 }
 
 pub async fn delete(db: &impl Db, user_id: i64, id: i64) -> Result<bool, StoreError> {

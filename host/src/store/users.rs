@@ -78,14 +78,12 @@ pub async fn insert(
 }
 
 pub async fn get(db: &impl Db, id: i64) -> Result<Option<User>, StoreError> {
-    db.query_opt(
+    db.query_opt_as(
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
         params![id],
+        from_row,
     )
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    .await
 }
 
 /// The user and their password hash, for sign-in.
@@ -104,14 +102,12 @@ pub async fn find_for_login(
 }
 
 pub async fn list(db: &impl Db) -> Result<Vec<User>, StoreError> {
-    db.query(
+    db.query_as(
         &format!("SELECT {COLUMNS} FROM users ORDER BY id"),
         params![],
+        from_row,
     )
-    .await?
-    .iter()
-    .map(from_row)
-    .collect()
+    .await
 }
 
 /// Changes to an account; `None` leaves a field as it is.
@@ -127,7 +123,7 @@ pub async fn update(
     id: i64,
     changes: &UserChanges,
 ) -> Result<Option<User>, StoreError> {
-    db.query_opt(
+    db.query_opt_as(
         &format!(
             "UPDATE users SET role = coalesce(?2, role), password_hash = coalesce(?3, password_hash),
                  disabled = coalesce(?4, disabled), updated_at = ?5
@@ -140,11 +136,9 @@ pub async fn update(
             changes.disabled,
             super::now()
         ],
+        from_row,
     )
-    .await?
-    .as_ref()
-    .map(from_row)
-    .transpose()
+    .await
 }
 
 pub async fn delete(db: &impl Db, id: i64) -> Result<bool, StoreError> {

@@ -1,22 +1,28 @@
-//! Places 200 orders at once against the demo (daemon + Proxmox simulator, task delays zero,
-//! bundled plugins: cloud-init, tunnel and DNS on the simulator's Cloudflare) and waits until every
-//! service is `active`. Prints one JSON object; `cargo xtask bench orders` turns it into a section
-//! of docs/benchmarks.md.
+//! Places 200 orders at once and waits until every service is `active`, on four setups in
+//! turn: one daemon on SQLite, one on PostgreSQL, three on one PostgreSQL database, and, as a
+//! control, one daemon on SQLite with as many job workers as the three have together. Each
+//! setup gets a fresh simulator with its default task delays (a task 300 ms, a full clone
+//! 1.5 s) and the bundled plugins (cloud-init, tunnel and DNS on the simulator's Cloudflare).
+//! Prints one JSON object; `cargo xtask bench orders` turns it into a section of
+//! docs/benchmarks.md.
 //!
-//! The daemon and the simulator run in this process, so the CPU time measured (getrusage,
-//! RUSAGE_SELF) covers both, plus this program's HTTP client: an upper bound for the daemon.
+//! The daemons, the simulator and this program's HTTP client share this process; the plugin
+//! runners are its children and PostgreSQL runs beside it. CPU time is read from `/proc` for
+//! this process with its children and for the PostgreSQL server with its backends.
 //!
 //! usage: porthole-bench-orders PLUGINS-DIR
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use porthole::config::LifecycleConfig;
+use porthole::daemon::Daemon;
 use porthole::demo::{Demo, DemoSetup};
+use porthole_pg_fixture::TempPostgres;
 use porthole_sim::SimConfig;
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 
 const ORDERS: usize = 200;
 /// Pause between two sweeps over the services not yet active; each sweep asks one at a time.
@@ -25,7 +31,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PLAN_CORES: u32 = 1;
 const PLAN_MEMORY_MIB: u64 = 128;
 const PLAN_DISK_GIB: u64 = 20;
-const DEADLINE: Duration = Duration::from_secs(600);
+const DEADLINE: Duration = Duration::from_secs(900);
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -52,32 +58,132 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(plugins: PathBuf) -> anyhow::Result<Value> {
-    let sim = SimConfig {
-        task_duration: Duration::ZERO,
-        clone_duration: Duration::ZERO,
+/// One arrangement of daemons and database.
+struct Setup {
+    name: &'static str,
+    postgres: bool,
+    daemons: usize,
+    workers: usize,
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup {
+        name: "1 daemon, SQLite",
+        postgres: false,
+        daemons: 1,
+        workers: WORKERS,
+    },
+    Setup {
+        name: "1 daemon, PostgreSQL",
+        postgres: true,
+        daemons: 1,
+        workers: WORKERS,
+    },
+    Setup {
+        name: "3 daemons, one PostgreSQL",
+        postgres: true,
+        daemons: 3,
+        workers: WORKERS,
+    },
+    Setup {
+        name: "control: 1 daemon, SQLite, 3× the workers",
+        postgres: false,
+        daemons: 1,
+        workers: 3 * WORKERS,
+    },
+];
+
+/// Job workers per daemon: the default, as a fresh installation runs.
+const WORKERS: usize = 4;
+
+/// The simulator's own defaults: what a small Proxmox node takes for a task and a full clone.
+fn realistic_sim() -> SimConfig {
+    SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         ..SimConfig::default()
-    };
-    // The job engine runs with its default workers, as a fresh installation would.
+    }
+}
+
+async fn measure(plugins: PathBuf) -> anyhow::Result<Value> {
+    let postgres = tokio::task::spawn_blocking(TempPostgres::start)
+        .await?
+        .context("while starting PostgreSQL")?;
+    let mut runs = Vec::new();
+    for (n, setup) in SETUPS.iter().enumerate() {
+        eprintln!("bench-orders: {}", setup.name);
+        let database = match setup.postgres {
+            true => Some(postgres.create_database(&format!("bench{n}"))?),
+            false => None,
+        };
+        let run = run(setup, &plugins, database.as_deref(), &postgres)
+            .await
+            .with_context(|| format!("setup {:?}", setup.name))?;
+        runs.push(run);
+    }
+    let sim = realistic_sim();
+    Ok(json!({
+        "orders": ORDERS,
+        "tokio_workers": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "task_ms": sim.task_duration.as_millis() as u64,
+        "clone_ms": sim.clone_duration.as_millis() as u64,
+        "plan": { "cores": PLAN_CORES, "memory_mib": PLAN_MEMORY_MIB, "disk_gib": PLAN_DISK_GIB },
+        "poll_interval_ms": POLL_INTERVAL.as_millis() as u64,
+        "runs": runs,
+    }))
+}
+
+/// One setup: the demo (simulator, first daemon, accounts), the other daemons on its
+/// configuration, the orders spread over them.
+async fn run(
+    setup: &Setup,
+    plugins: &Path,
+    database: Option<&str>,
+    postgres: &TempPostgres,
+) -> anyhow::Result<Value> {
+    // Top-level keys first: after a table header they would belong to the table.
+    let mut extra = String::new();
+    if let Some(url) = database {
+        extra.push_str(&format!("database = \"{url}\"\n"));
+    }
+    extra.push_str(&format!("[lifecycle]\nworkers = {}\n", setup.workers));
     let demo = Demo::start_with(DemoSetup {
         listen: "127.0.0.1:0".parse()?,
         data_dir: None,
-        sim,
-        extra_config: String::new(),
-        plugins_dir: Some(plugins),
+        sim: realistic_sim(),
+        extra_config: extra,
+        plugins_dir: Some(plugins.to_owned()),
         // This program, which serves as the runner too (see `main`).
         plugin_runner: None,
     })
     .await
-    .context("while starting the simulator and the daemon")?;
-    let result = orders(&demo).await;
+    .context("while starting the simulator and the first daemon")?;
+    let mut others = Vec::new();
+    let mut urls = vec![demo.credentials().url.clone()];
+    for n in 1..setup.daemons {
+        let mut config = porthole::config::load(demo.config_path())
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        config.listen = listener.local_addr()?;
+        config.state_dir = config.state_dir.join(format!("daemon-{n}"));
+        urls.push(format!("http://{}", config.listen));
+        others.push(Daemon::start_on(config, listener).await?);
+    }
+    let server = setup.postgres.then(|| postgres.server_pid()).transpose()?;
+    let result = orders(&demo, &urls, server).await;
+    for daemon in others {
+        daemon.stop().await?;
+    }
     demo.stop().await?;
-    result
+    let mut report = result?;
+    report["setup"] = json!(setup.name);
+    report["daemons"] = json!(setup.daemons);
+    report["workers_per_daemon"] = json!(setup.workers);
+    Ok(report)
 }
 
-async fn orders(demo: &Demo) -> anyhow::Result<Value> {
-    let url = demo.credentials().url.clone();
+/// Places the orders round-robin over `urls` and polls the services the same way until each is
+/// `active`; `postgres` is the server's pid when the daemons use it.
+async fn orders(demo: &Demo, urls: &[String], postgres: Option<u32>) -> anyhow::Result<Value> {
     let admin = demo
         .account("admin")
         .context("the demo has no admin")?
@@ -90,6 +196,7 @@ async fn orders(demo: &Demo) -> anyhow::Result<Value> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(ORDERS)
         .build()?;
+    let url = &urls[0];
 
     let whoami: Value = client
         .get(format!("{url}/api/v1/whoami"))
@@ -128,10 +235,10 @@ async fn orders(demo: &Demo) -> anyhow::Result<Value> {
         .error_for_status()
         .context("while resizing the plan `small`")?;
 
-    let cpu_before = cpu_time()?;
+    let cpu_before = (tree_cpu(std::process::id())?, server_cpu(postgres)?);
     let started = Instant::now();
     let placed = futures_util::future::join_all((0..ORDERS).map(|n| {
-        let (client, url, admin) = (client.clone(), url.clone(), admin.clone());
+        let (client, url, admin) = (client.clone(), urls[n % urls.len()].clone(), admin.clone());
         tokio::spawn(async move {
             let response = client
                 .post(format!("{url}/api/v1/orders"))
@@ -173,6 +280,7 @@ async fn orders(demo: &Demo) -> anyhow::Result<Value> {
         }
         tokio::time::sleep(POLL_INTERVAL).await;
         for id in pending.clone() {
+            let url = &urls[polls % urls.len()];
             polls += 1;
             let view: Value = client
                 .get(format!("{url}/api/v1/services/{id}"))
@@ -192,35 +300,72 @@ async fn orders(demo: &Demo) -> anyhow::Result<Value> {
         }
     }
     let wall = started.elapsed();
-    let cpu = cpu_time()? - cpu_before;
+    let process = tree_cpu(std::process::id())? - cpu_before.0;
+    let server = server_cpu(postgres)? - cpu_before.1;
+    let per_order = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / ORDERS as f64;
 
     Ok(json!({
-        "orders": ORDERS,
-        "lifecycle_workers": LifecycleConfig::default().workers,
-        "tokio_workers": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "accept_all_s": accepted.as_secs_f64(),
         "wall_s": wall.as_secs_f64(),
         "orders_per_minute": ORDERS as f64 / wall.as_secs_f64() * 60.0,
-        "cpu_s": cpu.as_secs_f64(),
-        "cpu_ms_per_order": cpu.as_secs_f64() * 1000.0 / ORDERS as f64,
-        "plan": { "cores": PLAN_CORES, "memory_mib": PLAN_MEMORY_MIB, "disk_gib": PLAN_DISK_GIB },
+        "cpu_ms_per_order": per_order(process),
+        "postgres_cpu_ms_per_order": per_order(server),
         "status_polls": polls,
-        "poll_interval_ms": POLL_INTERVAL.as_millis() as u64,
     }))
 }
 
-/// User plus system CPU time of this process, all threads.
-fn cpu_time() -> anyhow::Result<Duration> {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage = std::mem::zeroed::<libc::rusage>();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Err(std::io::Error::last_os_error()).context("getrusage");
+/// CPU time of the PostgreSQL server with its backends, or none without one.
+fn server_cpu(server: Option<u32>) -> anyhow::Result<Duration> {
+    server.map_or(Ok(Duration::ZERO), tree_cpu)
+}
+
+/// User plus system CPU time of process `root` (all threads) and its descendants, those still
+/// running and those it has reaped.
+fn tree_cpu(root: u32) -> anyhow::Result<Duration> {
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A process may end between the listing and the read.
+        if let Some(stat) = stat(pid) {
+            processes.push((pid, stat));
         }
-        usage
-    };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    Ok(time(usage.ru_utime) + time(usage.ru_stime))
+    }
+    let mut tree = vec![root];
+    let mut ticks = 0;
+    while let Some(pid) = tree.pop() {
+        for (child, stat) in &processes {
+            if *child == pid {
+                ticks += stat.ticks;
+            } else if stat.parent == pid {
+                tree.push(*child);
+            }
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second <= 0 {
+        bail!("the clock tick rate is unknown");
+    }
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+struct Stat {
+    parent: u32,
+    /// utime + stime + cutime + cstime.
+    ticks: u64,
+}
+
+/// `/proc/<pid>/stat`'s parent and CPU times; the fields after the command, which is in
+/// parentheses and may hold spaces.
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split(' ').collect();
+    // Field 3 of the man page is fields[0] here: state, ppid, …, utime is field 14.
+    let number = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        parent: u32::try_from(number(4)?).ok()?,
+        ticks: number(14)? + number(15)? + number(16)? + number(17)?,
+    })
 }
