@@ -218,9 +218,10 @@ fn browser_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_message_size(MAX_BROWSER_MESSAGE)
 }
 
-/// `GET /console/sessions` (operators): live sessions on this daemon and the relay's counters.
+/// `GET /console/sessions` (operators): live sessions on every daemon, and this daemon's relay
+/// counters.
 pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<Json<Value>> {
-    let live = state.console.live_sessions();
+    let live = state.console.sessions_everywhere().await?;
     // The names of the services with a session, not of every service.
     let ids: std::collections::BTreeSet<i64> = live.iter().map(|s| s.service_id).collect();
     let mut services = std::collections::HashMap::new();
@@ -246,14 +247,15 @@ pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<
     })))
 }
 
-/// `DELETE /console/sessions/{id}` (operators): closes one live session.
+/// `DELETE /console/sessions/{id}` (operators): closes one live session, whichever daemon
+/// relays it.
 pub async fn close_session(
     State(state): State<AppState>,
     Admin(me): Admin,
     ClientAddr(addr): ClientAddr,
     Path(id): Path<i64>,
 ) -> ConsoleResult<StatusCode> {
-    if !state.console.close_session(id) {
+    if !state.console.close_anywhere(id).await? {
         return Err(ConsoleError::Api(ApiError::NotFound));
     }
     let client = addr.to_string();

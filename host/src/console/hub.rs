@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::close::{CloseReason, Revocation};
 use super::limits::ConsoleLimits;
 use super::tokens::{self, ConsoleKind, Grant};
-use crate::store::console::Caps;
+use crate::store::console::{Caps, Relayed};
 use crate::store::{self, Store, StoreError};
 
 /// Why no further session fits.
@@ -371,13 +371,49 @@ impl ConsoleHub {
         &self.store
     }
 
-    /// The records of this daemon's live sessions, whose liveness the watcher renews.
-    pub(super) fn session_ids(&self) -> BTreeSet<i64> {
+    /// This daemon's live sessions with their byte counts, whose records the watcher renews.
+    pub(super) fn relayed(&self) -> Vec<Relayed> {
         self.registry()
             .sessions
             .values()
-            .map(|entry| entry.session_id)
+            .map(|entry| {
+                let (bytes_to_vm, bytes_to_browser) = entry.stats.bytes();
+                Relayed {
+                    id: entry.session_id,
+                    bytes_to_vm,
+                    bytes_to_browser,
+                }
+            })
             .collect()
+    }
+
+    /// Closes one session by its row id, whichever daemon relays it: at once when it is this
+    /// one, else by asking through the database (see [`super::watch`]). False if no such
+    /// session is live anywhere.
+    pub async fn close_anywhere(&self, session_id: i64) -> Result<bool, StoreError> {
+        if self.close_session(session_id) {
+            return Ok(true);
+        }
+        if !store::console::request_close(&self.store, session_id).await? {
+            return Ok(false);
+        }
+        let notice = format!("{}{session_id}", super::watch::CLOSE);
+        if let Err(err) = self.store.notify(&notice).await {
+            // The relaying daemon still sees the request at its next renewal.
+            tracing::warn!(session_id, error = %err, "could not tell other daemons to close a session");
+        }
+        Ok(true)
+    }
+
+    /// The live sessions of every daemon sharing the database; this daemon's with their byte
+    /// counts of this moment, the others' as of their daemon's last renewal.
+    pub async fn sessions_everywhere(&self) -> Result<Vec<LiveSessionView>, StoreError> {
+        let mut everywhere = store::console::live_sessions(&self.store).await?;
+        let here = self.live_sessions();
+        everywhere.retain(|session| !here.iter().any(|local| local.id == session.id));
+        everywhere.extend(here);
+        everywhere.sort_by_key(|view| view.id);
+        Ok(everywhere)
     }
 
     /// Closes one session by its row id; false if no such session is live here.

@@ -42,6 +42,10 @@ use crate::store::{self, Db, Notice, StoreError};
 /// `revoked <service id>`.
 pub(super) const REVOKED: &str = "revoked ";
 
+/// The notice a daemon sends when an operator asked it to close a session another daemon
+/// relays: `close-session <session id>`.
+pub(super) const CLOSE: &str = "close-session ";
+
 /// Runs until the hub is gone or has no live session left; see the module doc.
 pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     let Some(every) = hub.upgrade().map(|hub| hub.limits().state_poll) else {
@@ -69,6 +73,11 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
             }
             _ = tick.tick() => {}
             notice = notices.recv() => match notice {
+                Ok(Notice::Message(payload)) if payload.starts_with(CLOSE) => {
+                    let Some(hub) = hub.upgrade() else { return };
+                    close_requested(&hub, &payload[CLOSE.len()..]);
+                    continue;
+                }
                 Ok(Notice::Message(payload)) if !payload.starts_with(REVOKED) => continue,
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
@@ -103,16 +112,39 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     }
 }
 
-/// Renews the liveness of this daemon's sessions, so that they keep counting against the caps
-/// on every daemon.
+/// Renews the liveness and byte counts of this daemon's sessions, so that they keep counting
+/// against the caps on every daemon, and closes those an operator asked to close elsewhere
+/// whose notice did not arrive.
 async fn keep_sessions_alive(hub: &ConsoleHub) {
-    let ids = hub.session_ids();
-    if ids.is_empty() {
+    let relayed = hub.relayed();
+    if relayed.is_empty() {
         return;
     }
     let alive_secs = hub.limits().alive_secs();
-    if let Err(err) = store::console::keep_alive(hub.store(), &ids, alive_secs).await {
-        tracing::warn!(error = %err, "could not renew the liveness of console sessions");
+    match store::console::keep_alive(hub.store(), &relayed, alive_secs).await {
+        Ok(to_close) => {
+            for id in to_close {
+                hub.close_session(id);
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not renew the liveness of console sessions")
+        }
+    }
+}
+
+/// An operator on another daemon asked to close session `id`; it closes if it is relayed here.
+fn close_requested(hub: &ConsoleHub, id: &str) {
+    match id.parse() {
+        Ok(id) => {
+            if hub.close_session(id) {
+                tracing::info!(
+                    session_id = id,
+                    "console closed at an operator's request on another daemon"
+                );
+            }
+        }
+        Err(_) => tracing::warn!(notice = id, "a close request names no session"),
     }
 }
 

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 
 use super::{Db, Dialect, Row, StoreError, params};
 use crate::console::records::{SessionRecord, Totals};
-use crate::console::{CapacityRefusal, CloseReason, ConsoleKind, Grant, TokenRefusal};
+use crate::console::{
+    CapacityRefusal, CloseReason, ConsoleKind, Grant, LiveSessionView, TokenRefusal,
+};
 use crate::service_state::ServiceState;
 
 /// Stores a new token, by its digest, for `grant` until `expires_at`.
@@ -213,26 +215,102 @@ pub async fn admit_session(
     Ok(Ok(id))
 }
 
-/// Keeps the live sessions `ids` counting for `alive_secs` more.
+/// A live session's byte counts, as its daemon last saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Relayed {
+    pub id: i64,
+    pub bytes_to_vm: u64,
+    pub bytes_to_browser: u64,
+}
+
+/// Keeps the live sessions `relayed` counting for `alive_secs` more and records their byte
+/// counts; returns the ids of those an operator asked (on any daemon) to close.
 pub async fn keep_alive(
     db: &impl Db,
-    ids: &BTreeSet<i64>,
+    relayed: &[Relayed],
     alive_secs: i64,
-) -> Result<(), StoreError> {
-    let ids = id_list(ids)?;
+) -> Result<Vec<i64>, StoreError> {
+    let triples: Vec<[i64; 3]> = relayed
+        .iter()
+        .map(|r| {
+            [
+                r.id,
+                saturating(r.bytes_to_vm),
+                saturating(r.bytes_to_browser),
+            ]
+        })
+        .collect();
+    let list =
+        serde_json::to_string(&triples).map_err(|err| StoreError::Encode(err.to_string()))?;
     let sql = match db.dialect() {
         Dialect::Sqlite => {
-            "UPDATE console_sessions SET alive_until = unixepoch() + ?2
-             WHERE ended_at IS NULL AND id IN (SELECT value FROM json_each(?1))"
+            "UPDATE console_sessions SET alive_until = unixepoch() + ?2,
+                 bytes_to_vm = json_extract(j.value, '$[1]'),
+                 bytes_to_browser = json_extract(j.value, '$[2]')
+             FROM json_each(?1) AS j
+             WHERE console_sessions.id = json_extract(j.value, '$[0]') AND ended_at IS NULL
+             RETURNING console_sessions.id, close_requested"
         }
         Dialect::Postgres => {
-            "UPDATE console_sessions SET alive_until = unixepoch() + ?2
-             WHERE ended_at IS NULL AND id IN (SELECT CAST(value AS BIGINT)
-                 FROM json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON)))"
+            "UPDATE console_sessions SET alive_until = unixepoch() + ?2,
+                 bytes_to_vm = CAST(j.value->>1 AS BIGINT),
+                 bytes_to_browser = CAST(j.value->>2 AS BIGINT)
+             FROM json_array_elements(CAST(CAST(?1 AS TEXT) AS JSON)) AS j(value)
+             WHERE console_sessions.id = CAST(j.value->>0 AS BIGINT) AND ended_at IS NULL
+             RETURNING console_sessions.id, close_requested"
         }
     };
-    db.execute(sql, params![ids, alive_secs]).await?;
-    Ok(())
+    let renewed = db
+        .query_as(sql, params![list, alive_secs], |row| {
+            Ok((row.get::<i64>(0)?, row.get::<i64>(1)? != 0))
+        })
+        .await?;
+    Ok(renewed
+        .into_iter()
+        .filter_map(|(id, close)| close.then_some(id))
+        .collect())
+}
+
+/// Asks the daemon relaying live session `id` to close it; false if no such session is live.
+pub async fn request_close(db: &impl Db, id: i64) -> Result<bool, StoreError> {
+    let changed = db
+        .execute(
+            "UPDATE console_sessions SET close_requested = 1
+             WHERE id = ?1 AND ended_at IS NULL AND alive_until > unixepoch()",
+            params![id],
+        )
+        .await?;
+    Ok(changed > 0)
+}
+
+/// The live sessions of every daemon, oldest first.
+pub async fn live_sessions(db: &impl Db) -> Result<Vec<LiveSessionView>, StoreError> {
+    db.query_as(
+        "SELECT id, user_id, service_id, kind, started_at, coalesce(bytes_to_vm, 0),
+                coalesce(bytes_to_browser, 0)
+         FROM console_sessions WHERE ended_at IS NULL AND alive_until > unixepoch() ORDER BY id",
+        params![],
+        |row| {
+            let kind: String = row.get(3)?;
+            Ok(LiveSessionView {
+                id: row.get(0)?,
+                user_id: row.get(1)?,
+                service_id: row.get(2)?,
+                kind: ConsoleKind::parse(&kind).ok_or_else(|| StoreError::Decode {
+                    column: 3,
+                    reason: format!("unknown console kind {kind:?}"),
+                })?,
+                started_at: row.get(4)?,
+                bytes_to_vm: u64::try_from(row.get::<i64>(5)?).unwrap_or(0),
+                bytes_to_browser: u64::try_from(row.get::<i64>(6)?).unwrap_or(0),
+            })
+        },
+    )
+    .await
+}
+
+fn saturating(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// Removes the record of an admitted session that never opened (its upgrade failed, or a check
@@ -261,8 +339,8 @@ pub async fn finish_session(
         params![
             id,
             ended_at,
-            i64::try_from(totals.bytes_to_vm).unwrap_or(i64::MAX),
-            i64::try_from(totals.bytes_to_browser).unwrap_or(i64::MAX),
+            saturating(totals.bytes_to_vm),
+            saturating(totals.bytes_to_browser),
             reason.code(),
             reason.label()
         ],
@@ -362,7 +440,8 @@ mod tests {
             // Whole seconds in the database's clock: two of them pass any `alive_until` of 1 s.
             for _ in 0..2 {
                 tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-                keep_alive(&store, &[alive].into_iter().collect(), 1).await?;
+                let relayed = Relayed { id: alive, bytes_to_vm: 5, bytes_to_browser: 7 };
+                assert_eq!(keep_alive(&store, &[relayed], 1).await?, Vec::<i64>::new());
             }
             assert_eq!(
                 room_for(&store, 1, CAPS).await?,
@@ -370,7 +449,13 @@ mod tests {
                 "renewed"
             );
             assert_eq!(room_for(&store, 2, CAPS).await?, Ok(()), "lapsed");
-            assert!(lapsing != alive);
+            let live = live_sessions(&store).await?;
+            assert_eq!(live.len(), 1);
+            assert_eq!((live[0].id, live[0].bytes_to_vm, live[0].bytes_to_browser), (alive, 5, 7));
+            assert!(!request_close(&store, lapsing).await?, "a lapsed session is not live");
+            assert!(request_close(&store, alive).await?);
+            let relayed = Relayed { id: alive, bytes_to_vm: 6, bytes_to_browser: 8 };
+            assert_eq!(keep_alive(&store, &[relayed], 1).await?, [alive]);
             Ok(())
         }
     }

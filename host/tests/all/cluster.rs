@@ -673,6 +673,71 @@ async fn a_console_token_minted_at_one_daemon_opens_at_another_once_and_nowhere_
     cluster.stop().await;
 }
 
+/// An operator sees from any daemon the consoles every daemon relays, and closes one relayed by
+/// another daemon than the one they asked.
+#[tokio::test]
+async fn operators_see_and_close_consoles_relayed_by_any_daemon() {
+    let cluster = Cluster::start(3, 5).await;
+    let service = cluster.active_service("operated").await;
+    let daemons: Vec<String> = cluster.direct_urls().map(str::to_owned).collect();
+    let console = cluster.live_console(service, &daemons[0]).await;
+    let sessions_at = |base: &str| {
+        let request = cluster
+            .http
+            .get(format!("{base}/api/v1/console/sessions"))
+            .bearer_auth(&cluster.admin_token)
+            .send();
+        async move {
+            let body: Value = request.await.unwrap().json().await.unwrap();
+            body["sessions"].as_array().unwrap().clone()
+        }
+    };
+    let listed = sessions_at(&daemons[1]).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["service_id"], service);
+    assert_eq!(listed[0]["service_name"], "operated");
+
+    let asked = Instant::now();
+    let closed = cluster
+        .http
+        .delete(format!(
+            "{}/api/v1/console/sessions/{}",
+            daemons[2], listed[0]["id"]
+        ))
+        .bearer_auth(&cluster.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), StatusCode::NO_CONTENT);
+    console
+        .closed_within_a_second_of(asked, (4004, "closed by an operator"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sessions_at(&daemons[1]).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed session is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = cluster
+        .http
+        .delete(format!(
+            "{}/api/v1/console/sessions/{}",
+            daemons[1], listed[0]["id"]
+        ))
+        .bearer_auth(&cluster.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::NOT_FOUND,
+        "no longer live anywhere"
+    );
+    cluster.stop().await;
+}
+
 /// The daemon relaying a customer's console in Chromium is SIGKILLed: the panel's page
 /// reconnects by itself through nginx to a daemon still alive, and the terminal works again.
 /// The browser's side is `panel-ui/tests/cluster-reconnect.mjs`.

@@ -144,7 +144,7 @@ async function auditPage(): Promise<void> {
       : h('p', {}, 'No entries match.'));
 }
 
-interface LiveSession { id: number | null; user_id: number; username: string | null; service_id: number; service_name: string | null; kind: string; started_at: number; bytes_to_vm: number; bytes_to_browser: number }
+interface LiveSession { id: number; user_id: number; username: string | null; service_id: number; service_name: string | null; kind: string; started_at: number; bytes_to_vm: number; bytes_to_browser: number }
 interface ConsoleCounters { live: number; opened: number; refused: Record<string, number>; closed: Record<string, number> }
 
 async function consolesPage(): Promise<void> {
