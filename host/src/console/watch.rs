@@ -48,13 +48,14 @@ pub(super) const CLOSE: &str = "close-session ";
 
 /// Runs until the hub is gone or has no live session left; see the module doc.
 pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
-    let Some(every) = hub.upgrade().map(|hub| hub.limits().state_poll) else {
-        return;
-    };
-    let Some(mut notices) = hub.upgrade().map(|hub| hub.store().subscribe()) else {
-        return;
-    };
-    let Some(heartbeat) = hub.upgrade().map(|hub| hub.limits().session_heartbeat) else {
+    let Some((every, heartbeat, mut notices)) = hub.upgrade().map(|hub| {
+        let limits = hub.limits();
+        (
+            limits.state_poll,
+            limits.session_heartbeat,
+            hub.store().subscribe(),
+        )
+    }) else {
         return;
     };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -64,7 +65,7 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
     loop {
         // A revocation notice (or a gap in them) looks at once; the tick is the fallback for
         // notices that never come: SQLite files shared between processes, a listener
-        // reconnecting.
+        // reconnecting. The renewal keeps this daemon's sessions counting everywhere.
         tokio::select! {
             _ = renew.tick() => {
                 let Some(hub) = hub.upgrade() else { return };
@@ -73,13 +74,17 @@ pub(super) async fn watch_states(hub: Weak<ConsoleHub>) {
             }
             _ = tick.tick() => {}
             notice = notices.recv() => match notice {
-                Ok(Notice::Message(payload)) if payload.starts_with(CLOSE) => {
-                    let Some(hub) = hub.upgrade() else { return };
-                    close_requested(&hub, &payload[CLOSE.len()..]);
-                    continue;
+                Ok(Notice::Message(payload)) => {
+                    if let Some(id) = payload.strip_prefix(CLOSE) {
+                        let Some(hub) = hub.upgrade() else { return };
+                        close_requested(&hub, id);
+                        continue;
+                    }
+                    if !payload.starts_with(REVOKED) {
+                        continue;
+                    }
                 }
-                Ok(Notice::Message(payload)) if !payload.starts_with(REVOKED) => continue,
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
         }

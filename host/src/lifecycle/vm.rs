@@ -1,6 +1,7 @@
 //! The steps that act on Proxmox: placement, VM id, clone, configuration, power, destruction,
 //! and the service state changes that go with them.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde_json::json;
@@ -218,16 +219,29 @@ impl StepContext<'_> {
     /// race worth retrying. Proxmox's next free id is the same for every provision that asks
     /// before the first of them clones, so with many at once (several daemons' workers) each
     /// takes the first id after those already reserved here: the race then moves on instead of
-    /// everyone colliding on the same id again. An id beyond the cluster's that some VM outside
-    /// Porthole holds is found at the clone, which takes a fresh one.
+    /// everyone colliding on the same id again. Beyond the cluster's own answer an id is not
+    /// known to be free, so those that a VM holds anywhere in the cluster are skipped; one
+    /// created outside Porthole after this look is found at the clone, which takes a fresh id.
     async fn take_new_vmid(&self) -> Result<u32, StepError> {
         let store = &self.lifecycle.inner.store;
         let free = self.client.next_vmid().await?;
         let reserved = services::highest_vmid(store, &self.service.cluster).await?;
-        let vmid = match reserved {
+        let mut vmid = match reserved {
             Some(highest) if highest >= free => highest.saturating_add(1),
             _ => free,
         };
+        if vmid != free {
+            let held: BTreeSet<u32> = self
+                .client
+                .cluster_resources(Some(ResourceKind::Vm))
+                .await?
+                .into_iter()
+                .filter_map(|vm| vm.vmid)
+                .collect();
+            while held.contains(&vmid) {
+                vmid = vmid.saturating_add(1);
+            }
+        }
         match services::set_vmid(store, self.service.id, Some(vmid)).await {
             Err(err) if err.is_unique_violation() => Err(StepError::Transient(format!(
                 "VM id {vmid} was taken by another service"
@@ -250,13 +264,16 @@ impl StepContext<'_> {
             .service
             .vmid
             .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
-        match self.client.vm_config(&node, vmid).await {
-            Ok(config) => match self.judge(node.clone(), vmid, &config)? {
-                Holder::Ours(..) => return Ok(()),
-                Holder::Nothing | Holder::Stranger(_) => vmid = self.take_new_vmid().await?,
-            },
-            Err(ProxmoxError::NotFound { .. }) => {}
+        // VM ids are unique in the whole cluster: the id may be held on another node.
+        let holder = match self.client.vm_config(&node, vmid).await {
+            Ok(config) => self.judge(node.clone(), vmid, &config)?,
+            Err(ProxmoxError::NotFound { .. }) => self.holder_elsewhere(&node, vmid).await?,
             Err(err) => return Err(err.into()),
+        };
+        match holder {
+            Holder::Ours(..) => return Ok(()),
+            Holder::Stranger(_) => vmid = self.take_new_vmid().await?,
+            Holder::Nothing => {}
         }
         let mut request = CloneRequest::new(vmid);
         request.name = Some(order.hostname.clone());

@@ -315,6 +315,17 @@ async fn a_seed_never_fetched_stops_answering_once_its_vm_has_run_for_the_window
 
 #[tokio::test]
 async fn an_id_taken_by_another_client_before_the_clone_is_replaced_by_a_fresh_one() {
+    an_id_taken_before_the_clone_on("pve1").await;
+}
+
+/// VM ids are unique in the cluster: one taken on another node than the service's blocks the
+/// clone just the same.
+#[tokio::test]
+async fn an_id_taken_on_another_node_before_the_clone_is_replaced_by_a_fresh_one() {
+    an_id_taken_before_the_clone_on("pve2").await;
+}
+
+async fn an_id_taken_before_the_clone_on(node: &str) {
     let panel = Panel::start().await;
     // The clone request waits in the simulator long enough for someone else to create a VM
     // with the id this service reserved.
@@ -338,7 +349,7 @@ async fn an_id_taken_by_another_client_before_the_clone_is_replaced_by_a_fresh_o
         .demo
         .sim()
         .add_vm(porthole_sim::VmSeed {
-            node: "pve1".into(),
+            node: node.into(),
             vmid: reserved,
             name: "someone-elses".into(),
             ..porthole_sim::VmSeed::default()
@@ -353,9 +364,40 @@ async fn an_id_taken_by_another_client_before_the_clone_is_replaced_by_a_fresh_o
         panel.demo.sim().vm_config("pve1", vmid).unwrap()["name"],
         "race-1"
     );
-    let foreign = panel.demo.sim().vm_config("pve1", reserved).unwrap();
+    let foreign = panel.demo.sim().vm_config(node, reserved).unwrap();
     assert_eq!(
         foreign["name"], "someone-elses",
+        "the other VM is untouched"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+/// The demo's unowned VM 110 (on pve2) lies past the ids Porthole reserved; with every id up
+/// to 109 reserved and the cluster's next free id lower, the next provision skips 110.
+#[tokio::test]
+async fn an_id_past_the_clusters_next_free_one_skips_those_vms_hold() {
+    use porthole::store::Db as _;
+    let panel = Panel::start().await;
+    let alices = panel.demo.account("alice").unwrap().vms[0];
+    panel
+        .demo
+        .daemon()
+        .store()
+        .execute(
+            "INSERT INTO services (owner_id, name, cluster, state, vmid, created_at, updated_at)
+             SELECT owner_id, 'gone', 'sim', 'terminated', 109, 0, 0 FROM services WHERE id = ?1",
+            porthole::store::params![alices],
+        )
+        .await
+        .unwrap();
+    let (_, receipt) = panel.order("past-110", "past-1").await;
+    let id = receipt["service_id"].as_i64().unwrap();
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    assert_eq!(view["service"]["vmid"], 111, "{view}");
+    let foreign = panel.demo.sim().vm_config("pve2", 110).unwrap();
+    assert_eq!(
+        foreign["name"], "ops-monitoring",
         "the other VM is untouched"
     );
     panel.demo.stop().await.unwrap();
