@@ -80,7 +80,7 @@ impl Daemon {
         let server = tokio::spawn(crate::http_server::serve(listener, app, async {
             let _ = stopped.await;
         }));
-        let housekeeping = tokio::spawn(purge_expired_sessions(state.store.clone()));
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let breakers = tokio::spawn(crate::plugins::follow_breakers(
             state.plugins.clone(),
             state.store.clone(),
@@ -154,14 +154,22 @@ pub async fn shutdown_signal() {
 }
 
 /// Expired sessions are refused anyway; this only keeps the table small.
-async fn purge_expired_sessions(store: Store) {
+/// Hourly: deletes expired sign-in sessions and sign-in attempts outside the rate limits'
+/// window.
+async fn housekeeping(state: api::AppState) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
     loop {
         every_hour.tick().await;
-        match crate::store::sessions::purge_expired(&store).await {
+        match crate::store::sessions::purge_expired(&state.store).await {
             Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired sessions"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
+        }
+        let forgotten = state.login_limiter.forget_old(crate::store::now()).await;
+        match forgotten {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "purged old sign-in attempts"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not purge old sign-in attempts"),
         }
     }
 }

@@ -12,7 +12,10 @@ import { artifacts, launch, signIn, waitFor } from './harness.mjs';
 
 const setup = JSON.parse(process.env.CLUSTER_RECONNECT ?? '');
 
-/** The one of `daemons` whose relay carries a live console of the service. */
+/**
+ * The one of `daemons` that relays the console: the only one whose own relay counts a live
+ * session (the session list itself shows every daemon's).
+ */
 async function relayingDaemon(daemons) {
   const relaying = [];
   for (const daemon of daemons) {
@@ -20,8 +23,8 @@ async function relayingDaemon(daemons) {
       headers: { authorization: `Bearer ${setup.admin_token}` },
     });
     assert.equal(answer.status, 200, `console sessions at ${daemon.url}`);
-    const { sessions } = await answer.json();
-    if (sessions.some((s) => s.service_id === setup.service)) relaying.push(daemon);
+    const { counters } = await answer.json();
+    if (counters.live > 0) relaying.push(daemon);
   }
   assert.equal(relaying.length, 1, `one daemon relays the console: ${JSON.stringify(relaying)}`);
   return relaying[0];

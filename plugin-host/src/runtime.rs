@@ -479,11 +479,16 @@ impl PluginRuntime {
 
     /// Takes plugin `name`'s breaker state from the database, where another daemon sharing it
     /// may have switched the plugin off (or back on, or an operator reset it there). A change
-    /// of this daemon's own that is not written yet wins: the database is about to take it.
+    /// of this daemon's own that is not written yet wins: it is written (again, if writing it
+    /// failed before) instead.
     pub async fn sync_trip(&self, name: &str) {
         let (Some(trips), Some(entry)) = (&self.inner.options.trips, self.entry(name)) else {
             return;
         };
+        if entry.health.lock().is_ok_and(|health| health.unsaved) {
+            self.persist_breaker(name, &entry).await;
+            return;
+        }
         let _turn = self.inner.persisting.lock().await;
         let stored = match trips.load(name).await {
             Ok(stored) => stored,

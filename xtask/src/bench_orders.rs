@@ -72,7 +72,7 @@ fn method(report: &Value) -> String {
          (cloud-init delivered as snippets, tunnel and DNS on the simulator's Cloudflare): one \
          daemon on SQLite; one on PostgreSQL; three on one PostgreSQL database; and a control, \
          one daemon on SQLite with as many job workers as the three have together. PostgreSQL \
-         15 from Debian runs on the same machine. The benchmark raises alice's quota, shrinks \
+         from Debian's packages runs on the same machine. The benchmark raises alice's quota, shrinks \
          the plan `small` to {cores} core / {memory} MiB / {disk} GiB so that 200 VMs fit the \
          simulator's nodes, posts the orders at once as admin (one `Idempotency-Key` each), \
          round-robin over the daemons as a load balancer would, and polls each service not yet \

@@ -49,9 +49,6 @@ pub struct LoginLimiter {
     limits: Limits,
 }
 
-/// Every this many attempts, those older than the window are deleted.
-const PURGE_EVERY: i64 = 64;
-
 impl LoginLimiter {
     pub fn new(store: Store, limits: Limits) -> Self {
         Self { store, limits }
@@ -59,7 +56,8 @@ impl LoginLimiter {
 
     /// Lets an attempt made at `now` (unix seconds) through, counting it as failed until
     /// [`Self::succeeded`] says otherwise, or `Err(retry_after)` when it must be refused before
-    /// looking at the password.
+    /// looking at the password. `now` is the answering daemon's clock: daemons a few seconds
+    /// apart shift a 15-minute window by as much, which changes nothing that matters.
     pub async fn begin(
         &self,
         account: &str,
@@ -70,8 +68,7 @@ impl LoginLimiter {
         let window = i64::try_from(limits.window.as_secs()).unwrap_or(i64::MAX);
         let since = now.saturating_sub(window);
         let address = address.as_str();
-        let begun = self
-            .store
+        self.store
             .transaction(|tx| async move {
                 let (by_account, by_address) =
                     login_attempts::failures(&tx, account, address, since).await?;
@@ -87,19 +84,22 @@ impl LoginLimiter {
                 let id = login_attempts::insert(&tx, account, address, now).await?;
                 Ok(Ok(Attempt { id }))
             })
-            .await?;
-        if let Ok(attempt) = &begun
-            && attempt.id % PURGE_EVERY == 0
-        {
-            login_attempts::purge(&self.store, since).await?;
-        }
-        Ok(begun)
+            .await
     }
 
     /// `attempt` at `account` had the right password: the account's count is cleared and the
     /// address no longer holds that attempt against it.
     pub async fn succeeded(&self, account: &str, attempt: Attempt) -> Result<(), StoreError> {
-        login_attempts::succeeded(&self.store, attempt.id, account).await
+        let id = attempt.id;
+        self.store
+            .transaction(|tx| async move { login_attempts::succeeded(&tx, id, account).await })
+            .await
+    }
+
+    /// Deletes the attempts that left the window before `now`; returns how many.
+    pub async fn forget_old(&self, now: i64) -> Result<u64, StoreError> {
+        let window = i64::try_from(self.limits.window.as_secs()).unwrap_or(i64::MAX);
+        login_attempts::purge(&self.store, now.saturating_sub(window)).await
     }
 }
 

@@ -189,9 +189,9 @@ pub struct ConsoleConfig {
     pub idle_timeout_secs: u64,
     /// A session is closed at this age, busy or not.
     pub max_lifetime_secs: u64,
-    /// Live sessions one user may have on this daemon.
+    /// Live sessions one user may have, on all the daemons sharing the database together.
     pub max_sessions_per_user: u32,
-    /// Live sessions on this daemon.
+    /// Live sessions on all the daemons sharing the database together.
     pub max_sessions_total: u32,
     /// Interval of the WebSocket pings the relay sends on both legs of a session.
     pub keepalive_secs: u64,

@@ -215,39 +215,50 @@ impl StepContext<'_> {
         self.take_new_vmid().await.map(|_| ())
     }
 
-    /// Asks the cluster for a free id and records it; a UNIQUE clash with another service is a
-    /// race worth retrying. Proxmox's next free id is the same for every provision that asks
-    /// before the first of them clones, so with many at once (several daemons' workers) each
-    /// takes the first id after those already reserved here: the race then moves on instead of
-    /// everyone colliding on the same id again. Beyond the cluster's own answer an id is not
-    /// known to be free, so those that a VM holds anywhere in the cluster are skipped; one
-    /// created outside Porthole after this look is found at the clone, which takes a fresh id.
+    /// Asks the cluster for a free id and records it. Proxmox's next free id is the same for
+    /// every provision that asks before the first of them clones, so with many at once (several
+    /// daemons' workers) each takes the first id after those already reserved here, and the
+    /// services table's UNIQUE index decides between two that pick the same one: the loser
+    /// looks again at once. Beyond the cluster's own answer an id is not known to be free, so
+    /// those that a VM holds anywhere in the cluster are skipped; one created outside Porthole
+    /// after this look is found at the clone, which takes a fresh id.
     async fn take_new_vmid(&self) -> Result<u32, StepError> {
+        const TRIES: usize = 64;
         let store = &self.lifecycle.inner.store;
         let free = self.client.next_vmid().await?;
-        let reserved = services::highest_vmid(store, &self.service.cluster).await?;
-        let mut vmid = match reserved {
-            Some(highest) if highest >= free => highest.saturating_add(1),
-            _ => free,
-        };
-        if vmid != free {
-            let held: BTreeSet<u32> = self
-                .client
-                .cluster_resources(Some(ResourceKind::Vm))
-                .await?
-                .into_iter()
-                .filter_map(|vm| vm.vmid)
-                .collect();
-            while held.contains(&vmid) {
-                vmid = vmid.saturating_add(1);
+        // Read only once an id past the cluster's answer is wanted: usually none is.
+        let mut held: Option<BTreeSet<u32>> = None;
+        for _ in 0..TRIES {
+            let mut vmid = match services::highest_vmid(store, &self.service.cluster).await? {
+                Some(highest) if highest >= free => highest.saturating_add(1),
+                _ => free,
+            };
+            if vmid != free {
+                let held = match &mut held {
+                    Some(held) => held,
+                    None => held.insert(self.held_vmids().await?),
+                };
+                while held.contains(&vmid) {
+                    vmid = vmid.saturating_add(1);
+                }
+            }
+            match services::set_vmid(store, self.service.id, Some(vmid)).await {
+                Err(err) if err.is_unique_violation() => continue,
+                other => return Ok(other.map(|()| vmid)?),
             }
         }
-        match services::set_vmid(store, self.service.id, Some(vmid)).await {
-            Err(err) if err.is_unique_violation() => Err(StepError::Transient(format!(
-                "VM id {vmid} was taken by another service"
-            ))),
-            other => Ok(other.map(|()| vmid)?),
-        }
+        Err(StepError::Transient(format!(
+            "{TRIES} VM ids in a row were taken by other services at the same moment"
+        )))
+    }
+
+    /// The ids of every VM in the cluster.
+    async fn held_vmids(&self) -> Result<BTreeSet<u32>, StepError> {
+        let vms = self
+            .client
+            .cluster_resources(Some(ResourceKind::Vm))
+            .await?;
+        Ok(vms.into_iter().filter_map(|vm| vm.vmid).collect())
     }
 
     /// A full clone named and marked for the service. Re-entrant: a clone already started (by
@@ -264,16 +275,13 @@ impl StepContext<'_> {
             .service
             .vmid
             .ok_or_else(|| StepError::Permanent("no VM id reserved".into()))?;
-        // VM ids are unique in the whole cluster: the id may be held on another node.
-        let holder = match self.client.vm_config(&node, vmid).await {
-            Ok(config) => self.judge(node.clone(), vmid, &config)?,
-            Err(ProxmoxError::NotFound { .. }) => self.holder_elsewhere(&node, vmid).await?,
+        match self.client.vm_config(&node, vmid).await {
+            Ok(config) => match self.judge(node.clone(), vmid, &config)? {
+                Holder::Ours(..) => return Ok(()),
+                Holder::Nothing | Holder::Stranger(_) => vmid = self.take_new_vmid().await?,
+            },
+            Err(ProxmoxError::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
-        };
-        match holder {
-            Holder::Ours(..) => return Ok(()),
-            Holder::Stranger(_) => vmid = self.take_new_vmid().await?,
-            Holder::Nothing => {}
         }
         let mut request = CloneRequest::new(vmid);
         request.name = Some(order.hostname.clone());
@@ -281,14 +289,37 @@ impl StepContext<'_> {
         request.description = Some(marker(self.service.id));
         // Placement chose another node only for a template on shared storage.
         request.target = (node != template.node).then(|| node.clone());
-        let upid = self
+        let cloned = self
             .client
             .clone_vm(&template.node, template.vmid, &request)
-            .await?;
+            .await;
+        let upid = match cloned {
+            Ok(upid) => upid,
+            Err(err @ ProxmoxError::Conflict { .. }) => {
+                return Err(self.id_taken(&node, vmid, err).await);
+            }
+            Err(err) => return Err(err.into()),
+        };
         self.remember_task(data, &upid).await?;
         self.wait(&upid).await?;
         data.upid = None;
         Ok(())
+    }
+
+    /// The clone of `vmid` was refused as a conflict: VM ids are unique in the whole cluster,
+    /// and a VM on another node than the service's may hold it. Then the service takes a fresh
+    /// id for the step's next attempt.
+    async fn id_taken(&self, node: &str, vmid: u32, conflict: ProxmoxError) -> StepError {
+        match self.holder_elsewhere(node, vmid).await {
+            Ok(Holder::Stranger(_)) => match self.take_new_vmid().await {
+                Ok(fresh) => StepError::Transient(format!(
+                    "VM id {vmid} is held by a VM on another node; the next attempt takes {fresh}"
+                )),
+                Err(err) => err,
+            },
+            Ok(_) => conflict.into(),
+            Err(err) => err,
+        }
     }
 
     fn is_ours(&self, config: &VmConfig) -> bool {

@@ -42,25 +42,21 @@ fn template_from_row(row: &Row) -> Result<Template, StoreError> {
 }
 
 pub async fn plan(db: &impl Db, name: &str) -> Result<Option<Plan>, StoreError> {
-    db.query_opt(
+    db.query_opt_as(
         &format!("SELECT {PLAN_COLUMNS} FROM plans WHERE name = ?1"),
         params![name],
+        plan_from_row,
     )
-    .await?
-    .as_ref()
-    .map(plan_from_row)
-    .transpose()
+    .await
 }
 
 pub async fn plans(db: &impl Db) -> Result<Vec<Plan>, StoreError> {
-    db.query(
+    db.query_as(
         &format!("SELECT {PLAN_COLUMNS} FROM plans ORDER BY name"),
         params![],
+        plan_from_row,
     )
-    .await?
-    .iter()
-    .map(plan_from_row)
-    .collect()
+    .await
 }
 
 /// Creates or replaces a plan.
@@ -86,25 +82,21 @@ pub async fn put_plan(db: &impl Db, plan: &Plan, source: &str) -> Result<(), Sto
 }
 
 pub async fn template(db: &impl Db, name: &str) -> Result<Option<Template>, StoreError> {
-    db.query_opt(
+    db.query_opt_as(
         &format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE name = ?1"),
         params![name],
+        template_from_row,
     )
-    .await?
-    .as_ref()
-    .map(template_from_row)
-    .transpose()
+    .await
 }
 
 pub async fn templates(db: &impl Db) -> Result<Vec<Template>, StoreError> {
-    db.query(
+    db.query_as(
         &format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name"),
         params![],
+        template_from_row,
     )
-    .await?
-    .iter()
-    .map(template_from_row)
-    .collect()
+    .await
 }
 
 /// Creates or replaces a template.

@@ -29,10 +29,6 @@ fn from_row(row: &Row) -> Result<Job, StoreError> {
     })
 }
 
-fn json(data: &JobData) -> Result<String, StoreError> {
-    serde_json::to_string(data).map_err(|err| StoreError::Encode(err.to_string()))
-}
-
 /// A new job, or the existing one with the same idempotency key (and `false`).
 pub async fn insert_or_get(db: &impl Db, job: &NewJob<'_>) -> Result<(Job, bool), StoreError> {
     if let Some(existing) = by_key(db, job.key).await? {
@@ -49,7 +45,7 @@ pub async fn insert_or_get(db: &impl Db, job: &NewJob<'_>) -> Result<(Job, bool)
                 job.kind.as_str(),
                 job.key,
                 job.first_step.as_str(),
-                json(job.data)?,
+                super::json_text(job.data)?,
                 job.actor,
                 job.request_digest,
                 super::now()
@@ -219,7 +215,13 @@ pub async fn advance(
         .execute(
             "UPDATE jobs SET step = ?2, data = ?3, attempts = 0, updated_at = ?4
              WHERE id = ?1 AND lease_owner = ?5",
-            params![job.id, next.as_str(), json(data)?, super::now(), owner],
+            params![
+                job.id,
+                next.as_str(),
+                super::json_text(data)?,
+                super::now(),
+                owner
+            ],
         )
         .await?
         == 1)
@@ -229,7 +231,7 @@ pub async fn advance(
 pub async fn save_data(db: &impl Db, job_id: i64, data: &JobData) -> Result<(), StoreError> {
     db.execute(
         "UPDATE jobs SET data = ?2, updated_at = ?3 WHERE id = ?1",
-        params![job_id, json(data)?, super::now()],
+        params![job_id, super::json_text(data)?, super::now()],
     )
     .await?;
     Ok(())
@@ -269,7 +271,7 @@ pub async fn transition(
             job_id,
             state.as_str(),
             step.as_str(),
-            json(data)?,
+            super::json_text(data)?,
             error,
             super::now()
         ],
@@ -292,7 +294,13 @@ pub async fn compensate(
         "UPDATE jobs SET state = 'compensating', step = ?2, data = ?3, last_error = ?4,
              attempts = 0, updated_at = ?5
          WHERE id = ?1",
-        params![job_id, step.as_str(), json(data)?, error, super::now()],
+        params![
+            job_id,
+            step.as_str(),
+            super::json_text(data)?,
+            error,
+            super::now()
+        ],
     )
     .await?;
     Ok(())
@@ -357,15 +365,13 @@ pub async fn events_for_service(
     service_id: i64,
     after: i64,
 ) -> Result<Vec<JobEvent>, StoreError> {
-    db.query(
+    db.query_as(
         "SELECT e.id, e.job_id, e.at, e.step, e.status, e.message FROM job_events e
          JOIN jobs j ON j.id = e.job_id WHERE j.service_id = ?1 AND e.id > ?2 ORDER BY e.id",
         params![service_id, after],
+        event_from_row,
     )
-    .await?
-    .iter()
-    .map(event_from_row)
-    .collect()
+    .await
 }
 
 #[cfg(test)]

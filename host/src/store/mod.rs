@@ -429,6 +429,11 @@ impl Db for Tx {
     }
 }
 
+/// `value` as JSON text, for a column or a parameter that holds JSON.
+fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| StoreError::Encode(err.to_string()))
+}
+
 /// Seconds since the Unix epoch; every timestamp column holds this.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

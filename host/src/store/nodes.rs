@@ -64,20 +64,18 @@ pub async fn record(
 
 /// Every node ever reported, by cluster and name.
 pub async fn known(db: &impl Db) -> Result<Vec<KnownNode>, StoreError> {
-    db.query(
+    db.query_as(
         "SELECT cluster, name, status, last_seen, online_at FROM nodes ORDER BY cluster, name",
         params![],
+        |row| {
+            Ok(KnownNode {
+                cluster: row.get(0)?,
+                node: row.get(1)?,
+                status: row.get(2)?,
+                last_seen: row.get(3)?,
+                online_at: row.get(4)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(KnownNode {
-            cluster: row.get(0)?,
-            node: row.get(1)?,
-            status: row.get(2)?,
-            last_seen: row.get(3)?,
-            online_at: row.get(4)?,
-        })
-    })
-    .collect()
+    .await
 }

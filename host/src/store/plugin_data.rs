@@ -153,16 +153,14 @@ pub async fn list_keys(
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     // substr comparison rather than LIKE, so `%` and `_` in a prefix are not wildcards.
-    db.query(
+    db.query_as(
         "SELECT key FROM plugin_kv
           WHERE plugin = ?1 AND substr(key, 1, length(?2)) = ?2
           ORDER BY key LIMIT ?3",
         params![namespace, prefix, limit],
+        |row| row.get(0),
     )
-    .await?
-    .iter()
-    .map(|row| row.get(0))
-    .collect()
+    .await
 }
 
 #[cfg(test)]

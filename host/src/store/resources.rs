@@ -66,23 +66,21 @@ pub async fn of_kind(
     kind: ResourceKind,
 ) -> Result<Vec<Resource>, StoreError> {
     // `rowid` orders resources recorded within one second; PostgreSQL's table has the column too.
-    db.query(
+    db.query_as(
         "SELECT provider, external_id, detail FROM service_resources
          WHERE service_id = ?1 AND kind = ?2 ORDER BY created_at DESC, rowid DESC",
         params![service_id, kind.as_str()],
+        |row| {
+            Ok(Resource {
+                service_id,
+                kind,
+                provider: row.get(0)?,
+                external_id: row.get(1)?,
+                detail: detail(row, 2)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Resource {
-            service_id,
-            kind,
-            provider: row.get(0)?,
-            external_id: row.get(1)?,
-            detail: detail(row, 2)?,
-        })
-    })
-    .collect()
+    .await
 }
 
 pub async fn forget(

@@ -1020,9 +1020,16 @@ impl ChildDaemon {
     }
 
     /// SIGKILL: no shutdown, no flushing, whatever step it was in.
-    pub(crate) fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    pub(crate) fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A test that fails half-way must not leave its daemons running.
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

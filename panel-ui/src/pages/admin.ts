@@ -152,7 +152,7 @@ async function consolesPage(): Promise<void> {
   const status = notice();
   const rows = answer.sessions.map((s) => [s.username ?? `user ${s.user_id}`, h('a', { href: `/admin/services/${s.service_id}` }, s.service_name ?? `service ${s.service_id}`),
     s.kind === 'vnc' ? 'VNC' : 'Terminal', time(s.started_at), bytes(s.bytes_to_vm) || '0 B', bytes(s.bytes_to_browser) || '0 B',
-    s.id === null ? '' : h('button', { type: 'button', class: 'small danger', 'data-session': String(s.id), 'aria-label': `Close the console of ${s.username ?? 'user'} on ${s.service_name ?? 'this VM'}`, onclick: async () => {
+    h('button', { type: 'button', class: 'small danger', 'data-session': String(s.id), 'aria-label': `Close the console of ${s.username ?? 'user'} on ${s.service_name ?? 'this VM'}`, onclick: async () => {
       if (!(await confirmDialog(`Close ${s.username ?? 'this user'}'s console on ${s.service_name ?? 'this VM'}?`, 'Close session'))) return;
       try { await api('DELETE', `/console/sessions/${s.id}`); await consolesPage(); } catch (err) { say(status, explain(err), 'error'); }
     } }, 'Close')]);
