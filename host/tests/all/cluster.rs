@@ -709,6 +709,58 @@ async fn a_console_token_minted_at_one_daemon_opens_at_another_once_and_nowhere_
     cluster.stop().await;
 }
 
+/// A service's progress streams from every daemon: the provision runs on whichever daemon claims
+/// it, and a stream opened at each daemon (and one through nginx) follows its steps to the end.
+#[tokio::test]
+async fn a_services_progress_streams_from_every_daemon_whichever_runs_its_job() {
+    let cluster = Cluster::start(3, 5).await;
+    let customer = cluster.customer("follower", 1).await;
+    let order = json!({
+        "customer": customer, "plan": "small", "template": "debian-12",
+        "hostname": "followed", "username": "ada",
+    });
+    let (status, receipt) = cluster
+        .send(reqwest::Method::POST, "/api/v1/orders", order)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    let id = receipt["service_id"].as_i64().unwrap();
+    let bases: Vec<String> = cluster
+        .direct_urls()
+        .map(str::to_owned)
+        .chain([cluster.url()])
+        .collect();
+    let streams = bases.iter().map(|base| {
+        let request = cluster
+            .http
+            .get(format!("{base}/api/v1/services/{id}/events"))
+            .bearer_auth(&cluster.admin_token)
+            .send();
+        async move {
+            let mut stream = request.await.unwrap();
+            assert_eq!(stream.headers()["content-type"], "text/event-stream");
+            let mut seen = String::new();
+            while !seen.contains("\"succeeded\"") {
+                let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk())
+                    .await
+                    .unwrap_or_else(|_| panic!("{base}: the stream stalled after {seen}"))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{base}: the stream ended after {seen}"));
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            (base.clone(), seen)
+        }
+    });
+    for (base, seen) in futures_util::future::join_all(streams).await {
+        for step in ["place", "clone", "configure", "start_vm", "mark_active"] {
+            assert!(
+                seen.contains(&format!("\"step\":\"{step}\"")),
+                "{base}: {step} missing from {seen}"
+            );
+        }
+    }
+    cluster.stop().await;
+}
+
 /// An operator sees from any daemon the consoles every daemon relays, and closes one relayed by
 /// another daemon than the one they asked.
 #[tokio::test]
