@@ -398,6 +398,25 @@ impl Cluster {
         }
     }
 
+    /// The errors and warnings the daemons logged, for a failed assertion to show.
+    fn logged_errors(&self) -> String {
+        self.members
+            .iter()
+            .map(|member| {
+                let log = std::fs::read_to_string(&member.log).unwrap_or_default();
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|line| line.contains("ERROR") || line.contains("WARN"))
+                    .collect();
+                format!(
+                    "{}:\n{}\n",
+                    member.url,
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                )
+            })
+            .collect()
+    }
+
     /// The services that are not active, with the last error of their jobs: what a failed
     /// assertion on them should say.
     async fn not_active(&self) -> Vec<(i64, String, Option<String>)> {
@@ -541,7 +560,12 @@ async fn two_hundred_concurrent_orders_over_three_daemons_each_become_one_vm() {
         }
     });
     for (status, receipt) in futures_util::future::join_all(orders).await {
-        assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "{receipt}\n{}",
+            cluster.logged_errors()
+        );
     }
     cluster.settled(Duration::from_secs(300)).await;
     eprintln!(
