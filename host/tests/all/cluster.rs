@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::lifecycle_acceptance::{
-    ChildDaemon, CloudflareRoute, Leftovers, LiveConsole, StripeEvent, ZONE,
+    ChildDaemon, CloudflareRoute, Leftovers, LiveConsole, StripeEvent, nothing_orphaned,
     simulator_with_cloudflare, vms_marked, write_config,
 };
 
@@ -237,17 +237,15 @@ impl Cluster {
     async fn lease_holders(&self) -> Vec<usize> {
         let owners: Vec<String> = self
             .store
-            .query(
+            .query_as(
                 "SELECT lease_owner FROM jobs
                  WHERE state IN ('pending', 'compensating') AND lease_owner IS NOT NULL
                    AND lease_until > unixepoch()",
                 params![],
+                |row| row.get(0),
             )
             .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0).unwrap())
-            .collect();
+            .unwrap();
         let mut holders: Vec<usize> = (0..self.members.len())
             .filter(|&n| {
                 let Some(process) = &self.members[n].process else {
@@ -317,15 +315,13 @@ impl Cluster {
     /// `(id, hostname)` of every active service.
     async fn active_services(&self) -> Vec<(i64, String)> {
         self.store
-            .query(
+            .query_as(
                 "SELECT id, hostname FROM services WHERE state = 'active' ORDER BY id",
                 params![],
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .await
             .unwrap()
-            .iter()
-            .map(|row| (row.get(0).unwrap(), row.get(1).unwrap()))
-            .collect()
     }
 
     /// An active service of a customer of its own, ready for consoles.
@@ -421,23 +417,15 @@ impl Cluster {
     /// assertion on them should say.
     async fn not_active(&self) -> Vec<(i64, String, Option<String>)> {
         self.store
-            .query(
+            .query_as(
                 "SELECT s.id, s.state, max(j.last_error) FROM services s
                  LEFT JOIN jobs j ON j.service_id = s.id
                  WHERE s.state <> 'active' GROUP BY s.id, s.state ORDER BY s.id",
                 params![],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .await
             .unwrap()
-            .iter()
-            .map(|row| {
-                (
-                    row.get(0).unwrap(),
-                    row.get(1).unwrap(),
-                    row.get(2).unwrap(),
-                )
-            })
-            .collect()
     }
 
     /// Waits until no job is pending or compensating.
@@ -472,30 +460,7 @@ impl Cluster {
                 "{what}: service {id}"
             );
         }
-        let live_tunnels = self
-            .sim
-            .cloudflare_tunnels()
-            .iter()
-            .filter(|t| !t.deleted)
-            .count();
-        assert_eq!(live_tunnels, active.len(), "{what}: no orphan tunnel");
-        assert_eq!(
-            self.sim.cloudflare_dns_records(ZONE).len(),
-            active.len(),
-            "{what}: no orphan DNS record"
-        );
-        assert_eq!(
-            std::fs::read_dir(&self.snippets).unwrap().count(),
-            active.len(),
-            "{what}: no orphan snippet"
-        );
-        let clones = self
-            .sim
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/clone") && r.status == 200)
-            .count();
-        assert_eq!(clones, active.len(), "{what}: one clone per service");
+        nothing_orphaned(&self.sim, &self.snippets, active.len(), what);
     }
 
     async fn stop(self) {

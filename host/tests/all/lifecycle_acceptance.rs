@@ -237,6 +237,33 @@ fn snippet_path(snippets: &Path, service_id: i64) -> PathBuf {
     snippets.join(format!("porthole-service-{service_id}-user.yaml"))
 }
 
+/// The simulators hold exactly `services` live tunnels, DNS records and snippets, and made one
+/// successful clone each: nothing orphaned, nothing made twice.
+pub(crate) fn nothing_orphaned(sim: &SimHandle, snippets: &Path, services: usize, what: &str) {
+    let live_tunnels = sim
+        .cloudflare_tunnels()
+        .iter()
+        .filter(|t| !t.deleted)
+        .count();
+    assert_eq!(live_tunnels, services, "{what}: no orphan tunnel");
+    assert_eq!(
+        sim.cloudflare_dns_records(ZONE).len(),
+        services,
+        "{what}: no orphan DNS record"
+    );
+    assert_eq!(
+        std::fs::read_dir(snippets).unwrap().count(),
+        services,
+        "{what}: no orphan snippet"
+    );
+    let clones = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/clone") && r.status == 200)
+        .count();
+    assert_eq!(clones, services, "{what}: one clone per service");
+}
+
 /// The VM ids in the simulator whose description carries the service's marker.
 pub(crate) fn vms_marked(sim: &SimHandle, service_id: i64) -> Vec<u64> {
     let marker = format!("porthole-service:{service_id}");
@@ -1133,28 +1160,7 @@ async fn a_daemon_killed_at_random_moments_while_provisioning_finishes_every_job
                 "run {run}: service {id}"
             );
         }
-        let live_tunnels = sim
-            .cloudflare_tunnels()
-            .iter()
-            .filter(|t| !t.deleted)
-            .count();
-        assert_eq!(live_tunnels, services.len(), "run {run}: no orphan tunnel");
-        assert_eq!(
-            sim.cloudflare_dns_records(ZONE).len(),
-            services.len(),
-            "run {run}: no orphan DNS record"
-        );
-        assert_eq!(
-            std::fs::read_dir(&snippets).unwrap().count(),
-            services.len(),
-            "run {run}: no orphan snippet"
-        );
-        let clones = sim
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/clone") && r.status == 200)
-            .count();
-        assert_eq!(clones, services.len(), "run {run}: one clone per service");
+        nothing_orphaned(&sim, &snippets, services.len(), &format!("run {run}"));
     }
     eprintln!("{runs} crash runs took {:?}", started.elapsed());
     sim.shutdown().await;
