@@ -29,6 +29,9 @@ pub enum ApiError {
     BodyTooSlow(u64),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Nothing was changed and the same request may simply be sent again in a moment.
+    #[error("{0}; nothing was changed, try again")]
+    Unavailable(&'static str),
     /// Something failed on our side; the details go to the log, not to the caller.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -36,7 +39,16 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.into())
+        // Both roll the request's transaction back whole, so a retry is safe.
+        if err.is_retryable() {
+            tracing::warn!(error = %err, "a request kept losing races with others in the database");
+            ApiError::Unavailable("the database is busy with conflicting changes")
+        } else if let StoreError::Pool(reason) = &err {
+            tracing::warn!(%reason, "a request found no database connection");
+            ApiError::Unavailable("the database cannot be reached")
+        } else {
+            ApiError::Internal(err.into())
+        }
     }
 }
 
@@ -57,6 +69,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,13 +82,41 @@ impl IntoResponse for ApiError {
         }
         let status = self.status();
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
-        if let ApiError::TooManyRequests { retry_after_secs } = self {
+        let retry_after_secs = match self {
+            ApiError::TooManyRequests { retry_after_secs } => Some(retry_after_secs),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after_secs {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_out_of_reach_answers_503_with_a_retry_after_and_no_detail() {
+        let err = StoreError::Pool("connection refused to 10.0.0.5:5432".into());
+        let response = ApiError::from(err).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from(1))
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"error":"the database cannot be reached; nothing was changed, try again"}"#
+        );
+    }
+}

@@ -149,6 +149,8 @@ struct Inner {
     public_url: Url,
     data_key: DataKey,
     wake: Notify,
+    /// Queues this daemon's submissions one at a time (see [`Lifecycle::submit`]).
+    submissions: tokio::sync::Mutex<()>,
     /// Set when the daemon stops, so long-lived progress streams end with it.
     closing: tokio::sync::watch::Sender<bool>,
     /// The reconciler's last report.
@@ -178,6 +180,7 @@ impl Lifecycle {
                 public_url,
                 data_key,
                 wake: Notify::new(),
+                submissions: tokio::sync::Mutex::new(()),
                 closing: tokio::sync::watch::Sender::new(false),
                 drift: tokio::sync::watch::Sender::new(None),
             }),

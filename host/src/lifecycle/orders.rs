@@ -76,6 +76,12 @@ pub enum OrderError {
 impl Lifecycle {
     /// Queues `operation` under `key`. The same key again returns the first receipt and starts
     /// nothing, so a billing system may retry freely.
+    ///
+    /// Submissions conflict by nature: each reads what the others write (the quota, hostnames,
+    /// idempotency keys), and PostgreSQL's serializable checks work on index pages, so even two
+    /// customers' orders can collide. Run side by side, a burst of them mostly aborts and
+    /// retries; so this daemon queues its own one at a time, each a few milliseconds, and only
+    /// submissions on different daemons still race (and retry).
     pub async fn submit(
         &self,
         key: &str,
@@ -83,11 +89,13 @@ impl Lifecycle {
         operation: Operation,
     ) -> Result<OrderReceipt, OrderError> {
         let op = &operation;
-        let receipt = self
-            .inner
-            .store
-            .transaction(|tx| async move { queue(&tx, key, actor, op).await })
-            .await?;
+        let receipt = {
+            let _turn = self.inner.submissions.lock().await;
+            self.inner
+                .store
+                .transaction(|tx| async move { queue(&tx, key, actor, op).await })
+                .await?
+        };
         if receipt.created {
             self.wake();
             crate::audit::record(

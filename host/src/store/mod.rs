@@ -139,7 +139,7 @@ impl StoreError {
     }
 
     /// A transaction that lost a race with another and may simply run again.
-    fn is_retryable(&self) -> bool {
+    pub fn is_retryable(&self) -> bool {
         self.postgres_code().is_some_and(|code| {
             *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
         })
@@ -247,10 +247,12 @@ impl<T: Db> Db for &T {
     }
 }
 
-/// How often a transaction that lost a race is run again before its error is returned. Orders
-/// of one customer all read that customer's services (the quota), so a burst of them conflicts
-/// in turn; with the growing, jittered pause below even a burst of hundreds gets through.
-const TRANSACTION_ATTEMPTS: u32 = 40;
+/// How long a transaction that keeps losing races is run again before its error is returned.
+/// Orders of one customer all read that customer's services (the quota), so a burst of them
+/// conflicts in turn; with the growing, jittered pause below even a burst of hundreds gets
+/// through. A budget of time rather than of attempts, because a loaded machine makes each
+/// attempt slower and so more likely to lose again.
+const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The pause before attempt `attempt + 1`: random up to 2 ms doubling per attempt, at most
 /// 250 ms, so racing transactions spread out instead of colliding again.
@@ -303,8 +305,12 @@ impl Store {
                 Ok(())
             }
             Backend::Postgres(db) => {
-                db.run("SELECT pg_notify(?1, ?2)", params![NOTICE_CHANNEL, payload])
-                    .await?;
+                // `pg_notify` returns `void`, which has no store value; as text it is an empty string.
+                db.run(
+                    "SELECT pg_notify(?1, ?2)::text",
+                    params![NOTICE_CHANNEL, payload],
+                )
+                .await?;
                 Ok(())
             }
         }
@@ -325,15 +331,17 @@ impl Store {
         F: FnMut(Tx) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let started = std::time::Instant::now();
         let mut attempt = 1;
         loop {
             let tx = self.begin().await?;
             let outcome = body(tx.clone()).await;
-            let retry = attempt < TRANSACTION_ATTEMPTS && tx.lost_race();
+            let in_budget = started.elapsed() < RETRY_BUDGET;
+            let retry = in_budget && tx.lost_race();
             match outcome {
                 Ok(value) => match tx.commit().await {
                     Ok(()) => return Ok(value),
-                    Err(err) if attempt < TRANSACTION_ATTEMPTS && err.is_retryable() => {}
+                    Err(err) if in_budget && err.is_retryable() => {}
                     Err(err) => return Err(err.into()),
                 },
                 Err(_) if retry => drop(tx),
@@ -440,4 +448,63 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::on_both_backends;
+    use super::*;
+
+    on_both_backends! {
+        async fn a_notice_is_sent_and_heard(store: Store) -> anyhow::Result<()> {
+            let mut notices = store.subscribe();
+            // PostgreSQL's listener connects in the background; until it has, notices are lost.
+            for _ in 0..100 {
+                store.notify("hello").await?;
+                let heard = tokio::time::timeout(std::time::Duration::from_millis(100), async {
+                    loop {
+                        if let Ok(Notice::Message(payload)) = notices.recv().await {
+                            return payload;
+                        }
+                    }
+                })
+                .await;
+                if let Ok(payload) = heard {
+                    assert_eq!(payload, "hello");
+                    return Ok(());
+                }
+            }
+            anyhow::bail!("the notice was never heard")
+        }
+
+        async fn racing_transactions_that_read_what_the_others_write_all_commit_in_turn(store: Store) -> anyhow::Result<()> {
+            // Each counts the rows and adds one numbered by that count: run serially they number
+            // 0..N, and any interleaving that two of them saw the same count would show.
+            const RACERS: usize = 40;
+            let racers = (0..RACERS).map(|_| {
+                store.transaction(|tx| async move {
+                    let seen: i64 = tx
+                        .query_one("SELECT count(*) FROM plugin_kv WHERE plugin = 'race'", vec![])
+                        .await?
+                        .get(0)?;
+                    tx.execute(
+                        "INSERT INTO plugin_kv (plugin, key, value) VALUES ('race', ?1, ?2)",
+                        params![seen.to_string(), Vec::<u8>::new()],
+                    )
+                    .await?;
+                    Ok::<_, StoreError>(())
+                })
+            });
+            for outcome in futures_util::future::join_all(racers).await {
+                outcome?;
+            }
+            let keys: Vec<String> = store
+                .query_as("SELECT key FROM plugin_kv WHERE plugin = 'race'", vec![], |row| row.get(0))
+                .await?;
+            let mut numbers = keys.iter().map(|key| key.parse()).collect::<Result<Vec<usize>, _>>()?;
+            numbers.sort_unstable();
+            assert_eq!(numbers, (0..RACERS).collect::<Vec<_>>());
+            Ok(())
+        }
+    }
 }
