@@ -27,6 +27,8 @@ pub struct Daemon {
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
     breakers: JoinHandle<()>,
+    /// Reloads the TLS certificate on SIGHUP, when the daemon serves TLS.
+    tls_reloads: Option<JoinHandle<()>>,
     workers: Workers,
 }
 
@@ -76,8 +78,15 @@ impl Daemon {
         });
         let addr = listener.local_addr()?;
         let app = api::router(state.clone());
+        let (tls, tls_reloads) = match &config.tls {
+            Some(files) => {
+                let (acceptor, reloads) = crate::tls::reloading(files.clone())?;
+                (Some(acceptor), Some(reloads))
+            }
+            None => (None, None),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http_server::serve(listener, app, async {
+        let server = tokio::spawn(crate::http_server::serve(listener, app, tls, async {
             let _ = stopped.await;
         }));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
@@ -93,6 +102,7 @@ impl Daemon {
             server,
             housekeeping,
             breakers,
+            tls_reloads,
             workers,
         })
     }
@@ -117,6 +127,9 @@ impl Daemon {
         self.state.console.close_all();
         self.housekeeping.abort();
         self.breakers.abort();
+        if let Some(reloads) = &self.tls_reloads {
+            reloads.abort();
+        }
         self.workers.stop().await;
         self.server.await.context("the HTTP server task failed")??;
         Ok(())

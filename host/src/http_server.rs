@@ -6,17 +6,20 @@
 //! long as it likes. Here a connection whose request headers are not complete within
 //! [`HEADER_READ_TIMEOUT`] is closed; the same deadline applies to the next request on a kept-alive
 //! connection, so idle ones go too. Bodies have their own deadline where they are read
-//! (`api::extract`).
+//! (`api::extract`). With [`crate::tls`], the TLS handshake has the same deadline.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::middleware::AddExtension;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tower::Service as _;
@@ -25,12 +28,13 @@ use tower::Service as _;
 /// response on its connection ended).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stop` resolves, then lets the requests in flight finish.
-/// Upgraded connections (consoles) are no longer HTTP and are not waited for: their owner closes
-/// them.
+/// Serves `app` on `listener` (over TLS with `tls`) until `stop` resolves, then lets the requests
+/// in flight finish. Upgraded connections (consoles) are no longer HTTP and are not waited for:
+/// their owner closes them.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<crate::tls::Acceptor>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -54,6 +58,7 @@ pub async fn serve(
         let connection = Connection {
             tcp,
             peer,
+            tls: tls.as_ref().map(crate::tls::Acceptor::acceptor),
             stopped: stopped.clone(),
             _in_flight: in_flight.clone(),
         };
@@ -70,6 +75,7 @@ pub async fn serve(
 struct Connection {
     tcp: TcpStream,
     peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stopped: watch::Receiver<bool>,
     _in_flight: mpsc::Sender<Infallible>,
 }
@@ -88,25 +94,43 @@ impl Connection {
             if let Err(err) = self.tcp.set_nodelay(true) {
                 tracing::debug!(%err, "cannot set TCP_NODELAY");
             }
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let connection = builder
-                .serve_connection(TokioIo::new(self.tcp), TowerToHyperService::new(service))
-                .with_upgrades();
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stopping(self.stopped) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let peer = self.peer;
+            let Some(acceptor) = self.tls else {
+                return serve_http(self.tcp, peer, service, self.stopped).await;
             };
-            if let Err(err) = result {
-                tracing::debug!(peer = %self.peer, error = %err, "connection ended with an error");
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(self.tcp)).await {
+                Ok(Ok(tls)) => serve_http(tls, peer, service, self.stopped).await,
+                Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         }
+    }
+}
+
+/// HTTP/1.1 on `io` until the client is done or the server stops.
+async fn serve_http(
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    peer: SocketAddr,
+    service: AddExtension<Router, ConnectInfo<SocketAddr>>,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopping(stopped) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }
 

@@ -20,4 +20,5 @@ pub mod proxmox;
 pub mod sealed;
 pub mod service_state;
 pub mod store;
+pub mod tls;
 pub use porthole_plugin_host::text;

@@ -260,7 +260,10 @@ fn main() -> ExitCode {
     if let Command::Plugin { action } = cli.command {
         return plugin(action);
     }
-    porthole::logging::init();
+    // `serve` logs in the format its configuration asks for, once it has read it.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        porthole::logging::init(config::LogFormat::Text);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -288,7 +291,10 @@ async fn run(command: Command) -> ExitCode {
             Err(err) => return config_error(&err),
         },
         Command::Serve { config } => match config::load(&config) {
-            Ok(config) => daemon::serve(config).await,
+            Ok(config) => {
+                porthole::logging::init(config.log_format);
+                daemon::serve(config).await
+            }
             Err(err) => return config_error(&err),
         },
         Command::Demo {

@@ -23,8 +23,9 @@ pub use database::{Database, PostgresConfig, PostgresTarget, is_postgres_url};
 pub use error::ConfigError;
 pub use model::{
     CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
-    Fingerprints, IsolationMode, LifecycleConfig, PlanConfig, PluginConfig, PluginIsolationConfig,
-    PluginLimits, PluginTlsConfig, PluginWorld, TemplateConfig, TlsTrustConfig, WebhooksConfig,
+    Fingerprints, IsolationMode, LifecycleConfig, LogFormat, PlanConfig, PluginConfig,
+    PluginIsolationConfig, PluginLimits, PluginTlsConfig, PluginWorld, TemplateConfig, TlsConfig,
+    TlsTrustConfig, WebhooksConfig,
 };
 pub use porthole_plugin_host::PluginSpec;
 pub use secret::{DataKey, Secret, SecretSource};

@@ -57,6 +57,29 @@ pub struct Config {
     /// Where plugins run; every key has a default.
     #[serde(default)]
     pub plugin_isolation: PluginIsolationConfig,
+    /// Serve HTTPS on `listen` with this certificate; without it, plain HTTP (behind a proxy).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// `text` for people, `json` (one object per line) for log shippers.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// The certificate the daemon serves (`[tls]`), PEM files, read again on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (what `fullchain.pem` holds).
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Where plugins run (`[plugin_isolation]`).

@@ -11,12 +11,13 @@ use super::database::Database;
 use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
-    ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, PlanConfig,
-    PluginConfig, PluginIsolationConfig, PluginLimits, SettingValue, TemplateConfig,
-    TlsTrustConfig, WebhooksConfig,
+    ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, LogFormat,
+    PlanConfig, PluginConfig, PluginIsolationConfig, PluginLimits, SettingValue, TemplateConfig,
+    TlsConfig, TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
+use crate::tls::{TlsError, TlsFiles};
 use porthole_plugin_host::PluginSpec;
 
 /// A configuration that passed every check, with its secrets read.
@@ -39,6 +40,9 @@ pub struct ResolvedConfig {
     pub plugin_isolation: PluginIsolationConfig,
     /// The built web panel, resolved against the configuration's directory.
     pub ui_dir: Option<PathBuf>,
+    /// The certificate to serve HTTPS with, checked to load.
+    pub tls: Option<TlsFiles>,
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +74,11 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
     check_webhooks(&config.webhooks, at)?;
     check_lifecycle(&config.lifecycle, at)?;
     check_lifecycle_plugins(&config.lifecycle, &config.plugins, at)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|tls| check_tls(tls, at, base))
+        .transpose()?;
     let mut lifecycle = config.lifecycle;
     lifecycle.cloud_init.dir = lifecycle.cloud_init.dir.map(|dir| base.join(dir));
     Ok(ResolvedConfig {
@@ -98,7 +107,27 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
             ..config.plugin_isolation
         },
         ui_dir: config.ui_dir.map(|dir| base.join(dir)),
+        tls,
+        log_format: config.log_format,
     })
+}
+
+/// Loads the certificate now, so a bad one is refused at the key that names it.
+fn check_tls(tls: &TlsConfig, at: &Locator<'_>, base: &Path) -> Checked<TlsFiles> {
+    let files = TlsFiles {
+        cert_file: base.join(&tls.cert_file),
+        key_file: base.join(&tls.key_file),
+    };
+    let err = match files.load() {
+        Ok(_) => return Ok(files),
+        Err(err) => err,
+    };
+    let key = match &err {
+        TlsError::Read { path, .. } if *path == files.key_file => "key_file",
+        TlsError::NoKey(_) | TlsError::KeyMismatch { .. } => "key_file",
+        _ => "cert_file",
+    };
+    Err(at.error(&[Step::Key("tls"), Step::Key(key)], err.to_string()))
 }
 
 fn check_public_url(url: &Url, at: &Locator<'_>) -> Checked<()> {

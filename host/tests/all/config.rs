@@ -319,3 +319,26 @@ fn a_bad_postgres_setting_is_named_with_its_key() {
     assert!(err.to_string().contains("postgres.pool_size"), "{err}");
     assert_eq!(err.line, Some(5), "{err}");
 }
+
+#[test]
+fn a_tls_key_of_another_certificate_is_named_with_its_key_and_line() {
+    let fixture = Fixture::new();
+    let dir = fixture.dir.path();
+    crate::tls::write_self_signed(dir, "panel");
+    crate::tls::write_self_signed(dir, "other");
+    let text = Fixture::valid().replace(
+        "\n[[clusters]]",
+        "log_format = \"json\"\n\n[tls]\ncert_file = \"panel.crt\"\nkey_file = \"other.key\"\n\n[[clusters]]",
+    );
+    let err = fixture.parse(&text).unwrap_err();
+    assert_eq!(err.line, Some(10), "{err}");
+    assert!(err.to_string().contains("tls.key_file"), "{err}");
+    assert!(
+        err.message.contains("does not belong to the certificate"),
+        "{err}"
+    );
+    let good = text.replace("other.key", "panel.key");
+    let config = fixture.parse(&good).unwrap();
+    assert_eq!(config.log_format, config::LogFormat::Json);
+    assert!(config.tls.is_some());
+}

@@ -1005,6 +1005,17 @@ pub(crate) struct ChildDaemon {
 
 impl ChildDaemon {
     pub(crate) async fn spawn(config: &Path, log: &Path, url: &str) -> Self {
+        Self::spawn_with(config, log, url, reqwest::Client::new()).await
+    }
+
+    /// Like [`ChildDaemon::spawn`], asking whether it is up with `http` (one that trusts the
+    /// daemon's own certificate, say).
+    pub(crate) async fn spawn_with(
+        config: &Path,
+        log: &Path,
+        url: &str,
+        http: reqwest::Client,
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1019,13 +1030,12 @@ impl ChildDaemon {
             .spawn()
             .unwrap();
         let mut daemon = Self { child };
-        daemon.ready(url).await;
+        daemon.ready(url, http).await;
         daemon
     }
 
     /// Waits until the daemon answers (it is still loading plugins before that).
-    async fn ready(&mut self, url: &str) {
-        let http = reqwest::Client::new();
+    async fn ready(&mut self, url: &str, http: reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(answer) = http.get(format!("{url}/healthz")).send().await
@@ -1044,6 +1054,11 @@ impl ChildDaemon {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
     }
 
     /// SIGKILL: no shutdown, no flushing, whatever step it was in.

@@ -21,3 +21,4 @@ mod plugins_sandbox;
 mod proxmox_client;
 mod qemu;
 mod store;
+mod tls;
