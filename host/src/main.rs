@@ -56,6 +56,21 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Back up the SQLite database a configuration names, consistent while the daemon runs.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The backup file to create (an existing file is never overwritten).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+    /// Replace the SQLite database a configuration names with a backup. Stop the daemon first.
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+    },
     /// Move an installation's database.
     Db {
         #[command(subcommand)]
@@ -319,6 +334,14 @@ async fn run(command: Command) -> ExitCode {
             Ok(config) => admin(config, action).await,
             Err(err) => return config_error(&err),
         },
+        Command::Backup { config, to } => match config::load(&config) {
+            Ok(config) => backup_or_restore(config.database, BackupAction::Backup(to)).await,
+            Err(err) => return config_error(&err),
+        },
+        Command::Restore { config, from } => match config::load(&config) {
+            Ok(config) => backup_or_restore(config.database, BackupAction::Restore(from)).await,
+            Err(err) => return config_error(&err),
+        },
         Command::Db { action } => db(action).await,
         // Served by `main` before the runtime starts.
         Command::PluginRunner { .. } => Err(anyhow::anyhow!("a plugin runner starts alone")),
@@ -330,6 +353,43 @@ async fn run(command: Command) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+enum BackupAction {
+    Backup(PathBuf),
+    Restore(PathBuf),
+}
+
+async fn backup_or_restore(database: config::Database, action: BackupAction) -> anyhow::Result<()> {
+    let config::Database::Sqlite(database) = database else {
+        anyhow::bail!(
+            "the database is PostgreSQL: back it up with pg_dump (or base backups with WAL \
+             archiving) and restore with pg_restore; see docs/operating.md"
+        );
+    };
+    let outcome = tokio::task::spawn_blocking(move || match action {
+        BackupAction::Backup(to) => porthole::store::backup::backup(&database, &to).map(|copied| {
+            (
+                copied,
+                format!("backed up {} to {}", database.display(), to.display()),
+            )
+        }),
+        BackupAction::Restore(from) => {
+            porthole::store::backup::restore(&from, &database).map(|copied| {
+                (
+                    copied,
+                    format!("restored {} from {}", database.display(), from.display()),
+                )
+            })
+        }
+    })
+    .await??;
+    let (copied, what) = outcome;
+    println!(
+        "{what}: schema version {}, {} bytes",
+        copied.schema_version, copied.bytes
+    );
+    Ok(())
 }
 
 async fn db(action: DbAction) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod catalogue;
 pub mod console;

@@ -20,7 +20,7 @@ async fn demo() -> Demo {
 
 /// The demo with what an order needs: the basic cloud-init plugin, quick retries, a template on
 /// `pve1` (VM 9000) and the plan `small` on the node group `pve1`, `pve2`.
-async fn demo_with_catalogue() -> Demo {
+pub(crate) async fn demo_with_catalogue() -> Demo {
     let sim = SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         task_duration: Duration::from_millis(20),
@@ -99,7 +99,7 @@ async fn service_becomes(demo: &Demo, id: i64, state: &str) -> Value {
     }
 }
 
-async fn send(
+pub(crate) async fn send(
     demo: &Demo,
     token: &str,
     method: Method,
@@ -117,7 +117,7 @@ async fn send(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn url(demo: &Demo, path: &str) -> String {
+pub(crate) fn url(demo: &Demo, path: &str) -> String {
     format!("{}{path}", demo.credentials().url)
 }
 
@@ -132,7 +132,7 @@ async fn get(demo: &Demo, token: &str, path: &str) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn token<'a>(demo: &'a Demo, username: &str) -> &'a str {
+pub(crate) fn token<'a>(demo: &'a Demo, username: &str) -> &'a str {
     &demo.account(username).unwrap().api_token
 }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod authoring;
+mod backup;
 mod cli;
 mod cluster;
 mod config;
