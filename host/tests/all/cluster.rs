@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use porthole::config::Database;
@@ -15,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::deploy::Nginx;
 use crate::lifecycle_acceptance::{
     ChildDaemon, CloudflareRoute, Leftovers, LiveConsole, StripeEvent, nothing_orphaned,
     simulator_with_cloudflare, vms_marked, write_config,
@@ -22,99 +22,36 @@ use crate::lifecycle_acceptance::{
 
 /// nginx in front of the daemons, as a provider would run it: HTTP/1.1 to the upstreams with the
 /// WebSocket upgrade passed on, no buffering (progress streams), long read timeouts (consoles).
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Nginx {
-    fn start(dir: &Path, upstreams: &[SocketAddr]) -> Self {
-        let addr = free_addr();
-        let servers: String = upstreams
-            .iter()
-            .map(|a| format!("        server {a} max_fails=1 fail_timeout=2s;\n"))
-            .collect();
-        let prefix = dir.join("nginx");
-        std::fs::create_dir_all(prefix.join("logs")).unwrap();
-        // As root nginx would hand its workers to `nobody`, who cannot use the temp directories.
-        let user = if nix::unistd::geteuid().is_root() {
-            "user root;"
-        } else {
-            ""
-        };
-        let conf = format!(
-            r#"{user}
-worker_processes 1;
-error_log stderr warn;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream porthole {{
-{servers}    }}
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen {addr};
-        location / {{
-            proxy_pass http://porthole;
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-            proxy_next_upstream error timeout http_502;
-        }}
+/// Plain HTTP, unlike the shipped site (`front_door` tests that one), so that the tests here can
+/// reach each daemon as nginx does.
+fn load_balancer(dir: &Path, upstreams: &[SocketAddr]) -> Nginx {
+    let addr = free_addr();
+    let servers: String = upstreams
+        .iter()
+        .map(|a| format!("    server {a} max_fails=1 fail_timeout=2s;\n"))
+        .collect();
+    let site = format!(
+        r#"upstream porthole {{
+{servers}}}
+map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+server {{
+    listen {addr};
+    location / {{
+        proxy_pass http://porthole;
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_buffering off;
+        proxy_read_timeout 1h;
+        proxy_next_upstream error timeout http_502;
     }}
 }}
-"#,
-            prefix = prefix.display()
-        );
-        let file = prefix.join("nginx.conf");
-        std::fs::write(&file, conf).unwrap();
-        let child = Command::new(nginx())
-            .args(["-p"])
-            .arg(&prefix)
-            .args(["-c"])
-            .arg(&file)
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, addr }
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM, a fast shutdown: a SIGKILLed master would leave its worker behind.
-    fn drop(&mut self) {
-        use nix::sys::signal::{Signal, kill};
-        let master = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        if kill(master, Signal::SIGTERM).is_err() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("nginx is not installed: apt-get install -y nginx (as .ci/run does)")
+"#
+    );
+    Nginx::serve(&dir.join("nginx"), &site, addr)
 }
 
 fn free_addr() -> SocketAddr {
@@ -155,7 +92,7 @@ impl Cluster {
             .unwrap();
         let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
         let addrs: Vec<SocketAddr> = (0..daemons).map(|_| free_addr()).collect();
-        let nginx = Nginx::start(dir.path(), &addrs);
+        let nginx = load_balancer(dir.path(), &addrs);
         let route = CloudflareRoute::Direct { ca_file: &ca_file };
         // One configuration, as a provider would deploy it on every machine; each daemon gets
         // its own address and state directory.
@@ -472,7 +409,7 @@ impl Cluster {
 }
 
 /// The first operator and their API token, made with the CLI before any daemon runs.
-fn admin_token(config: &Path) -> String {
+pub(crate) fn admin_token(config: &Path) -> String {
     let config = config.to_str().unwrap();
     let run = |args: &[&str], input: &str| {
         let output = crate::cli::porthole(&[&["admin", "--config", config], args].concat(), input);

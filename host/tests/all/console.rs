@@ -213,7 +213,12 @@ pub(crate) type Closed = Option<(u16, String)>;
 
 /// Turns the WebSocket into a byte stream for the RFB and terminal clients, reporting how it was
 /// closed. Dropping the byte stream closes the WebSocket.
-pub(crate) fn byte_stream(socket: Socket) -> (DuplexStream, oneshot::Receiver<Closed>) {
+pub(crate) fn byte_stream<S>(
+    socket: WebSocketStream<S>,
+) -> (DuplexStream, oneshot::Receiver<Closed>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (ours, theirs) = tokio::io::duplex(256 * 1024);
     let (closed_tx, closed_rx) = oneshot::channel();
     tokio::spawn(async move {

@@ -38,7 +38,7 @@ pub(crate) fn client_trusting(pem: &str) -> reqwest::Client {
 }
 
 /// A TLS connection to `addr` trusting only `pem`; an error when the handshake fails.
-async fn connect_trusting(
+pub(crate) async fn connect_trusting(
     addr: SocketAddr,
     pem: &str,
 ) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
