@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
+
 use tokio::task::JoinHandle;
 
 use crate::api::{self, Shared, WebSettings};
@@ -23,12 +24,14 @@ use crate::store::Store;
 pub struct Daemon {
     addr: SocketAddr,
     state: api::AppState,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     housekeeping: JoinHandle<()>,
     breakers: JoinHandle<()>,
     /// Reloads the TLS certificate on SIGHUP, when the daemon serves TLS.
     tls_reloads: Option<JoinHandle<()>>,
+    /// `/metrics` alone on `metrics_listen`, when configured.
+    metrics_server: Option<JoinHandle<std::io::Result<()>>>,
     workers: Workers,
 }
 
@@ -85,10 +88,29 @@ impl Daemon {
             }
             None => (None, None),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::http_server::serve(listener, app, tls, async {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = watch::channel(false);
+        let metrics_server = match config.metrics_listen {
+            Some(metrics_addr) => {
+                let metrics_listener = TcpListener::bind(metrics_addr)
+                    .await
+                    .with_context(|| format!("while binding metrics_listen {metrics_addr}"))?;
+                let app = api::metrics::router(state.clone());
+                let stopped = stopped.clone();
+                Some(tokio::spawn(crate::http_server::serve(
+                    metrics_listener,
+                    app,
+                    None,
+                    stopping(stopped),
+                )))
+            }
+            None => None,
+        };
+        let server = tokio::spawn(crate::http_server::serve(
+            listener,
+            app,
+            tls,
+            stopping(stopped),
+        ));
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let breakers = tokio::spawn(crate::plugins::follow_breakers(
             state.plugins.clone(),
@@ -103,6 +125,7 @@ impl Daemon {
             housekeeping,
             breakers,
             tls_reloads,
+            metrics_server,
             workers,
         })
     }
@@ -122,7 +145,7 @@ impl Daemon {
 
     /// Stops accepting, lets requests in flight finish, and returns the server's result.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         // Upgraded console connections are not requests the server waits for: tell them.
         self.state.console.close_all();
         self.housekeeping.abort();
@@ -132,8 +155,18 @@ impl Daemon {
         }
         self.workers.stop().await;
         self.server.await.context("the HTTP server task failed")??;
+        if let Some(metrics_server) = self.metrics_server {
+            metrics_server
+                .await
+                .context("the metrics server task failed")??;
+        }
         Ok(())
     }
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopping(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&stopped| stopped).await;
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -206,6 +239,7 @@ async fn start_plugins(store: &Store, config: &ResolvedConfig) -> anyhow::Result
             .flat_map(|c| c.api_urls.clone())
             .collect(),
         isolation,
+        observer: Some(Arc::new(crate::metrics::PluginObserver)),
         ..crate::plugins::backed_by(store)
     })?;
     runtime.load_all(&config.plugins).await;

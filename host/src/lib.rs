@@ -15,6 +15,7 @@ pub mod http_server;
 pub mod inventory;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod plugins;
 pub mod proxmox;
 pub mod sealed;

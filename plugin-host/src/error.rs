@@ -80,6 +80,24 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The failure's class, as its serialised `error` tag names it: for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unknown { .. } => "unknown",
+            Self::Refused { .. } => "refused",
+            Self::WrongWorld { .. } => "wrong-world",
+            Self::Tripped { .. } => "tripped",
+            Self::Timeout { .. } => "timeout",
+            Self::ResourceLimit { .. } => "resource-limit",
+            Self::Trap { .. } => "trap",
+            Self::InvalidOutput { .. } => "invalid-output",
+            Self::Plugin { .. } => "plugin",
+            Self::Busy => "busy",
+            Self::Runner { .. } => "runner",
+            Self::Interrupted { .. } => "interrupted",
+        }
+    }
+
     /// Whether this failure is the plugin misbehaving (and so counts against its breaker).
     pub fn is_misbehaviour(&self) -> bool {
         match self {

@@ -41,5 +41,7 @@ pub use engine::{MAX_PLUGIN_MEMORY_BYTES, POOL_SLOTS, cache_dir_for};
 pub use error::{CallError, LoadError};
 pub use facades::{BillingAdapter, CloudInitTemplate, DnsProvider, TunnelProvider};
 pub use loader::{Inspection, check_file};
-pub use runtime::{PluginRuntime, PluginState, PluginStatus, RecentError, RuntimeOptions};
+pub use runtime::{
+    CallObserver, PluginRuntime, PluginState, PluginStatus, RecentError, RuntimeOptions,
+};
 pub use spec::{PluginLimits, PluginSpec, PluginWorld, Secret};

@@ -50,6 +50,14 @@ pub struct RuntimeOptions {
     pub isolation: Isolation,
     /// The author's workbench (`porthole plugin call`, `plugin test`); never in the daemon.
     pub harness: Option<Arc<Harness>>,
+    /// Told of every call's outcome and duration (the daemon's metrics).
+    pub observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// Hears of every finished plugin call.
+pub trait CallObserver: Send + Sync + 'static {
+    /// `outcome` is `ok` or the failure's [`CallError::kind`].
+    fn call_finished(&self, plugin: &str, outcome: &str, took: Duration);
 }
 
 impl Default for RuntimeOptions {
@@ -63,6 +71,7 @@ impl Default for RuntimeOptions {
             breaker_cool_down: Duration::from_secs(300),
             isolation: Isolation::InProcess,
             harness: None,
+            observer: None,
         }
     }
 }
@@ -330,6 +339,7 @@ impl PluginRuntime {
             name: name.to_owned(),
         })?;
         let (plugin, mut admitted) = admit(&entry, name, world)?;
+        let started = Instant::now();
         let outcome = {
             let _slot = self
                 .inner
@@ -339,6 +349,10 @@ impl PluginRuntime {
                 .map_err(|_| CallError::Busy)?;
             self.run(name, &plugin, invocation).await.and_then(check)
         };
+        if let Some(observer) = &self.inner.options.observer {
+            let kind = outcome.as_ref().map_or_else(CallError::kind, |_| "ok");
+            observer.call_finished(name, kind, started.elapsed());
+        }
         if let Some(permit) = admitted.permit.take() {
             self.record(name, &entry, permit, &outcome).await;
         }

@@ -66,14 +66,32 @@ pub async fn billing(
     headers: HeaderMap,
     BodyBytes(body): BodyBytes,
 ) -> Response {
-    if state.plugins.world_of(&plugin) != Some(PluginWorld::BillingAdapter) {
+    // Only configured billing plugins are counted: a label per path anyone can send to would
+    // grow without end.
+    let counted = state.plugins.world_of(&plugin) == Some(PluginWorld::BillingAdapter);
+    let response = deliver(&state, &plugin, method, uri, headers, body).await;
+    if counted {
+        crate::metrics::INSTRUMENTS.webhook(&plugin, response.status().as_u16());
+    }
+    response
+}
+
+async fn deliver(
+    state: &AppState,
+    plugin: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if state.plugins.world_of(plugin) != Some(PluginWorld::BillingAdapter) {
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({ "error": "no such billing plugin" })),
         )
             .into_response();
     }
-    let Some(_permit) = state.webhooks.enter(&plugin) else {
+    let Some(_permit) = state.webhooks.enter(plugin) else {
         tracing::warn!(
             plugin,
             "billing webhook refused: too many deliveries in flight"
@@ -102,7 +120,7 @@ pub async fn billing(
             .collect(),
         body: body.to_vec(),
     };
-    match state.lifecycle.handle_webhook(&plugin, &request).await {
+    match state.lifecycle.handle_webhook(plugin, &request).await {
         WebhookOutcome::Answered(answer) => plugin_response(answer),
         // A retryable 503: the billing system delivers again later.
         WebhookOutcome::DeliverAgain => (

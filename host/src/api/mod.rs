@@ -11,6 +11,7 @@ mod extract;
 mod hooks;
 mod inventory;
 mod lifecycle;
+pub mod metrics;
 mod plugins;
 mod power;
 mod session;
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics::for_operators))
         // A seed holds a VM's user-data, tokens included.
         .route(
             "/seed/{secret}/{file}",

@@ -60,6 +60,10 @@ pub struct Config {
     /// Serve HTTPS on `listen` with this certificate; without it, plain HTTP (behind a proxy).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// A second address serving only `/metrics`, without authentication (keep it private).
+    /// Without it, `/metrics` is on `listen` for operators' sessions and API tokens.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// `text` for people, `json` (one object per line) for log shippers.
     #[serde(default)]
     pub log_format: LogFormat,

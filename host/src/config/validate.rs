@@ -42,6 +42,7 @@ pub struct ResolvedConfig {
     pub ui_dir: Option<PathBuf>,
     /// The certificate to serve HTTPS with, checked to load.
     pub tls: Option<TlsFiles>,
+    pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
 }
 
@@ -79,6 +80,10 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         .as_ref()
         .map(|tls| check_tls(tls, at, base))
         .transpose()?;
+    if config.metrics_listen == Some(config.listen) {
+        let here = [Step::Key("metrics_listen")];
+        return Err(at.error(&here, "must differ from `listen`"));
+    }
     let mut lifecycle = config.lifecycle;
     lifecycle.cloud_init.dir = lifecycle.cloud_init.dir.map(|dir| base.join(dir));
     Ok(ResolvedConfig {
@@ -108,6 +113,7 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         },
         ui_dir: config.ui_dir.map(|dir| base.join(dir)),
         tls,
+        metrics_listen: config.metrics_listen,
         log_format: config.log_format,
     })
 }

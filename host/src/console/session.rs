@@ -61,6 +61,11 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     let (mut browser_tx, mut browser_rx) = browser.split();
     let session_id = request.admission.session_id;
     request.admission.count_open();
+    let metrics = &*crate::metrics::INSTRUMENTS;
+    let kind = crate::metrics::KindLabels {
+        kind: grant.kind.as_str().to_owned(),
+    };
+    metrics.console_sessions.get_or_create(&kind).inc();
     let hub_stats = request.admission.stats.clone();
     records::audit_open(&store, session_id, grant, &client).await;
     tracing::info!(
@@ -92,6 +97,26 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
         "console closed"
     );
     request.admission.count_close(&reason);
+    metrics.console_sessions.get_or_create(&kind).dec();
+    count_closed(&kind.kind, totals, &reason);
+}
+
+fn count_closed(kind: &str, totals: Totals, reason: &CloseReason) {
+    let metrics = &*crate::metrics::INSTRUMENTS;
+    for (direction, bytes) in [
+        ("to_vm", totals.bytes_to_vm),
+        ("to_browser", totals.bytes_to_browser),
+    ] {
+        let labels = crate::metrics::BytesLabels {
+            kind: kind.to_owned(),
+            direction: direction.to_owned(),
+        };
+        metrics.console_bytes.get_or_create(&labels).inc_by(bytes);
+    }
+    let reason = crate::metrics::ReasonLabels {
+        reason: reason.label().to_owned(),
+    };
+    metrics.console_closes.get_or_create(&reason).inc();
 }
 
 /// Closes an upgraded browser WebSocket at once with `reason`: for a refusal that the browser
@@ -114,6 +139,7 @@ async fn drive(
     let lifetime = tokio::time::sleep(limits.max_lifetime);
     tokio::pin!(lifetime);
     let mut phase = Phase::Opening;
+    let opening = std::time::Instant::now();
     let work = async {
         // Opening (an API call, TLS, two handshakes) and greeting are boxed so that their large
         // state is freed once they are done, instead of sizing the task that holds an idle
@@ -129,6 +155,12 @@ async fn drive(
             Err(reason) => return reason,
         };
         phase = Phase::Relaying;
+        crate::metrics::INSTRUMENTS
+            .console_open_seconds
+            .get_or_create(&crate::metrics::KindLabels {
+                kind: request.admission.grant.kind.as_str().to_owned(),
+            })
+            .observe(opening.elapsed().as_secs_f64());
         let reason = relay(
             request,
             &mut upstream,

@@ -121,7 +121,12 @@ impl Lifecycle {
                 self.finish(&job).await;
                 return;
             }
+            let started = std::time::Instant::now();
             let outcome = self.run_step_leased(&job, owner).await;
+            crate::metrics::INSTRUMENTS
+                .job_step_seconds
+                .get_or_create(&step_labels(&job))
+                .observe(started.elapsed().as_secs_f64());
             if matches!(outcome, Err(StepError::LeaseLost)) {
                 tracing::warn!(
                     job = job.id,
@@ -223,6 +228,10 @@ impl Lifecycle {
             .delay(attempts, rand::random::<f64>());
         let due = crate::store::now() + delay.as_secs() as i64;
         jobs::retry_later(&self.inner.store, job.id, attempts, message, due).await?;
+        crate::metrics::INSTRUMENTS
+            .job_step_retries
+            .get_or_create(&step_labels(job))
+            .inc();
         self.event(job, "retrying", Some(message)).await;
         tracing::info!(
             job = job.id,
@@ -334,5 +343,12 @@ impl Lifecycle {
             }
             Err(err) => tracing::warn!(job = job.id, error = %err, "cannot record a job event"),
         }
+    }
+}
+
+fn step_labels(job: &Job) -> crate::metrics::StepLabels {
+    crate::metrics::StepLabels {
+        kind: job.kind.as_str().to_owned(),
+        step: job.step.as_str().to_owned(),
     }
 }

@@ -194,6 +194,27 @@ impl ApiRequest {
     fn describe(&self) -> String {
         format!("{} {}", self.method, self.segments.join("/"))
     }
+
+    /// `GET nodes/{node}/qemu/{vmid}/status/current`: the call's endpoint, its variable parts
+    /// named, for metrics (a label per node or VM would grow without end).
+    fn endpoint(&self) -> String {
+        let mut path = Vec::with_capacity(self.segments.len());
+        for (index, segment) in self.segments.iter().enumerate() {
+            let after = index.checked_sub(1).map(|i| self.segments[i].as_str());
+            let named = match after {
+                Some("nodes") => "{node}",
+                Some("qemu" | "lxc") => "{vmid}",
+                Some("tasks") => "{upid}",
+                Some("storage") => "{storage}",
+                Some("snapshot") => "{snapname}",
+                Some("pools") => "{poolid}",
+                _ if segment.bytes().all(|b| b.is_ascii_digit()) => "{id}",
+                _ => segment.as_str(),
+            };
+            path.push(named);
+        }
+        format!("{} {}", self.method, path.join("/"))
+    }
 }
 
 /// A failed attempt, with what the retry logic needs to know about it.
@@ -362,6 +383,18 @@ impl Client {
     }
 
     async fn execute(
+        &self,
+        request: &ApiRequest,
+        ctx: &CallContext,
+    ) -> Result<(Vec<u8>, Url), ProxmoxError> {
+        let started = std::time::Instant::now();
+        let outcome = self.execute_with_retries(request, ctx).await;
+        let class = outcome.as_ref().map_or_else(ProxmoxError::class, |_| "ok");
+        crate::metrics::INSTRUMENTS.proxmox_call(request.endpoint(), class, started.elapsed());
+        outcome
+    }
+
+    async fn execute_with_retries(
         &self,
         request: &ApiRequest,
         ctx: &CallContext,
@@ -710,6 +743,19 @@ fn with_attempts(error: ProxmoxError, attempts: u32) -> ProxmoxError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_names_its_variable_parts_and_keeps_the_rest() {
+        let clone = ApiRequest::new(Method::POST, ["nodes", "pve1", "qemu", "100", "clone"]);
+        assert_eq!(clone.endpoint(), "POST nodes/{node}/qemu/{vmid}/clone");
+        let task = ApiRequest::new(
+            Method::GET,
+            ["nodes", "pve2", "tasks", "UPID:pve2:0001:abc:", "status"],
+        );
+        assert_eq!(task.endpoint(), "GET nodes/{node}/tasks/{upid}/status");
+        let version = ApiRequest::new(Method::GET, ["version"]);
+        assert_eq!(version.endpoint(), "GET version");
+    }
 
     fn ctx() -> CallContext {
         CallContext {

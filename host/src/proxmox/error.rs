@@ -137,6 +137,25 @@ pub enum ProxmoxError {
 }
 
 impl ProxmoxError {
+    /// The error's class, for metrics: `unauthorized`, `transient`, …
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::NotFound { .. } => "not_found",
+            Self::Locked { .. } => "locked",
+            Self::Conflict { .. } => "conflict",
+            Self::Transient { .. } => "transient",
+            Self::InvalidParameters { .. } => "invalid_parameters",
+            Self::TaskFailed { .. } => "task_failed",
+            Self::TaskTimeout { .. } => "task_timeout",
+            Self::Tls { .. } => "tls",
+            Self::Api { .. } => "api",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::InvalidResponse { .. } => "invalid_response",
+        }
+    }
+
     /// True when the same call may well succeed later without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         matches!(

@@ -319,6 +319,18 @@ pub async fn requeue(db: &impl Db, job_id: i64, state: JobState) -> Result<bool,
 }
 
 /// Whether a worker holds the job's lease now.
+/// `(kind, state, count)` of every job: the metrics' view of the queue.
+pub async fn count_by_kind_and_state(
+    db: &impl Db,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    db.query_as(
+        "SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state",
+        params![],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .await
+}
+
 pub async fn is_leased(db: &impl Db, job_id: i64) -> Result<bool, StoreError> {
     Ok(db
         .query_opt(

@@ -21,6 +21,11 @@ async fn demo() -> Demo {
 /// The demo with what an order needs: the basic cloud-init plugin, quick retries, a template on
 /// `pve1` (VM 9000) and the plan `small` on the node group `pve1`, `pve2`.
 pub(crate) async fn demo_with_catalogue() -> Demo {
+    demo_with_catalogue_and("").await
+}
+
+/// [`demo_with_catalogue`] with `extra` configuration (more plugins) appended.
+pub(crate) async fn demo_with_catalogue_and(extra: &str) -> Demo {
     let sim = SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         task_duration: Duration::from_millis(20),
@@ -32,6 +37,7 @@ pub(crate) async fn demo_with_catalogue() -> Demo {
         data_dir: None,
         sim,
         extra_config: plugin_entry("cloudinit-basic", "cloud-init-template")
+            + extra
             + "\n[lifecycle]\nretry_initial_ms = 20\nretry_max_ms = 100\nmax_attempts = 10\n",
         plugins_dir: None,
         plugin_runner: Some(env!("CARGO_BIN_EXE_porthole").into()),
@@ -62,7 +68,7 @@ pub(crate) async fn demo_with_catalogue() -> Demo {
 }
 
 /// `username` orders `small` from `debian-12` under `hostname`; answers the new service's id.
-async fn order(demo: &Demo, username: &str, hostname: &str) -> i64 {
+pub(crate) async fn order(demo: &Demo, username: &str, hostname: &str) -> i64 {
     let order = json!({
         "plan": "small", "template": "debian-12", "hostname": hostname, "username": "debian"
     });
@@ -79,7 +85,7 @@ async fn order(demo: &Demo, username: &str, hostname: &str) -> i64 {
 }
 
 /// Waits until the service `id` is `state`, as an operator sees it.
-async fn service_becomes(demo: &Demo, id: i64, state: &str) -> Value {
+pub(crate) async fn service_becomes(demo: &Demo, id: i64, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, view) = get(

@@ -16,6 +16,7 @@ mod first_party;
 mod front_door;
 mod lifecycle;
 mod lifecycle_acceptance;
+mod metrics;
 mod plugins_examples;
 mod plugins_first_party;
 mod plugins_isolation;
