@@ -3,6 +3,7 @@
 mod bench;
 mod bench_console;
 mod bench_orders;
+mod deb;
 mod examples;
 mod plugins;
 mod run;
@@ -19,6 +20,7 @@ commands:
   bench console --only throughput
                               the console's throughput runs alone, printed and not recorded
   bench orders                200 concurrent orders on the simulator: orders/minute, CPU per order; append to docs/benchmarks.md
+  deb                         the Debian package (cargo-deb) in target/deb/, checked by lintian
   demo [ARGS…]                build and run `porthole demo` (the panel on the Proxmox simulator)
   examples                    build the plugin examples in examples/plugins with their own commands; check and test them
   plugins                     build the first-party plugins as wasm32-wasip2 components; print path, size, sha256
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench") => bench::run(&workspace_root(), &args[1..]),
         Some("plugins") => plugins::build(&workspace_root()).map(drop),
         Some("examples") => run::examples(&workspace_root()),
+        Some("deb") => deb::build(&workspace_root()),
         Some("demo") => run::demo(&workspace_root(), &args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
