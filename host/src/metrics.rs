@@ -1,10 +1,11 @@
 //! Prometheus metrics, served as OpenMetrics text at `/metrics` (to operators' tokens, or on
 //! `metrics_listen` without authentication).
 //!
-//! What happens deep inside the daemon (a Proxmox call, a plugin call, a job step, a console's
-//! bytes) is counted in [`INSTRUMENTS`], one set per process: those modules share no state that
-//! could carry a registry to them, and every daemon in a process would count the same things
-//! anyway. What is a state rather than an event (jobs by state, breakers) is read when scraped.
+//! What happens deep inside the daemon (a Proxmox call, a plugin call, a job step, a console
+//! opening or closing) is counted in [`INSTRUMENTS`], one set per process: those modules share
+//! no state that could carry a registry to them. What the daemon already keeps is read when
+//! scraped: jobs by state (the database), breakers and runner restarts (the plugin runtime),
+//! the bytes its consoles relayed, live sessions included (the console hub).
 //! Labels name kinds and classes, never a customer, a VM or a token.
 
 use std::sync::LazyLock;
@@ -92,7 +93,6 @@ fn latency_histogram() -> Histogram {
 /// Everything counted as it happens, in this process.
 pub struct Instruments {
     pub console_sessions: Family<KindLabels, Gauge>,
-    pub console_bytes: Family<BytesLabels, Counter>,
     pub console_closes: Family<ReasonLabels, Counter>,
     pub console_open_seconds: Latencies<KindLabels>,
     pub job_step_seconds: Latencies<StepLabels>,
@@ -106,7 +106,6 @@ pub struct Instruments {
 
 pub static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| Instruments {
     console_sessions: Family::default(),
-    console_bytes: Family::default(),
     console_closes: Family::default(),
     console_open_seconds: Family::new_with_constructor(latency_histogram),
     job_step_seconds: Family::new_with_constructor(latency_histogram),
@@ -168,6 +167,8 @@ impl porthole_plugin_host::CallObserver for PluginObserver {
 
 /// States read when scraped.
 pub struct Snapshot {
+    /// `(kind, to_vm, to_browser)`: bytes this daemon's consoles relayed, live ones included.
+    pub console_bytes: Vec<(&'static str, u64, u64)>,
     /// `(kind, state, count)` of every job, on every daemon sharing the database.
     pub jobs: Vec<(String, String, i64)>,
     /// Every configured plugin's breaker and runner.
@@ -185,6 +186,7 @@ impl Snapshot {
     pub async fn read(
         db: &impl Db,
         plugins: &crate::plugins::PluginRuntime,
+        console: &crate::console::ConsoleHub,
     ) -> Result<Self, StoreError> {
         let jobs = crate::store::jobs::count_by_kind_and_state(db).await?;
         let plugins = plugins
@@ -199,7 +201,11 @@ impl Snapshot {
                 name: status.name,
             })
             .collect();
-        Ok(Self { jobs, plugins })
+        Ok(Self {
+            console_bytes: console.relayed_bytes(),
+            jobs,
+            plugins,
+        })
     }
 }
 
@@ -214,8 +220,8 @@ pub fn render(snapshot: Snapshot) -> Result<String, std::fmt::Error> {
     );
     registry.register(
         "console_bytes",
-        "Bytes relayed by finished console sessions",
-        instruments.console_bytes.clone(),
+        "Bytes relayed by this daemon's console sessions, live ones included",
+        console_bytes(&snapshot.console_bytes),
     );
     registry.register(
         "console_closes",
@@ -289,6 +295,21 @@ pub fn render(snapshot: Snapshot) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
+}
+
+fn console_bytes(totals: &[(&'static str, u64, u64)]) -> Family<BytesLabels, Counter> {
+    let family = Family::<BytesLabels, Counter>::default();
+    for (kind, to_vm, to_browser) in totals {
+        for (direction, bytes) in [("to_vm", to_vm), ("to_browser", to_browser)] {
+            family
+                .get_or_create(&BytesLabels {
+                    kind: (*kind).to_owned(),
+                    direction: direction.to_owned(),
+                })
+                .inc_by(*bytes);
+        }
+    }
+    family
 }
 
 fn job_gauges(jobs: &[(String, String, i64)]) -> Family<JobLabels, Gauge> {

@@ -29,7 +29,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn scrape(state: &AppState) -> ApiResult<Response> {
-    let snapshot = Snapshot::read(&state.store, &state.plugins).await?;
+    let snapshot = Snapshot::read(&state.store, &state.plugins, &state.console).await?;
     let text = metrics::render(snapshot)
         .map_err(|err| ApiError::Internal(anyhow::anyhow!("cannot encode the metrics: {err}")))?;
     Ok((

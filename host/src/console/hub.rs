@@ -156,6 +156,9 @@ struct Entry {
 struct Registry {
     next_key: u64,
     sessions: HashMap<u64, Entry>,
+    /// Bytes `(to_vm, to_browser)` of the sessions that ended, by kind. Kept under the same
+    /// lock as the live ones, so a session's bytes move from one to the other at once.
+    ended_bytes: BTreeMap<&'static str, (u64, u64)>,
     /// Whether the [`super::watch`] task runs; it does exactly while there are sessions.
     watching: bool,
 }
@@ -198,7 +201,17 @@ impl Admission {
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.hub.registry().sessions.remove(&self.key);
+        {
+            let mut registry = self.hub.registry();
+            registry.sessions.remove(&self.key);
+            let (to_vm, to_browser) = self.stats.bytes();
+            let ended = registry
+                .ended_bytes
+                .entry(self.grant.kind.as_str())
+                .or_default();
+            ended.0 += to_vm;
+            ended.1 += to_browser;
+        }
         if self.opened.load(Ordering::Relaxed) {
             return;
         }
@@ -449,6 +462,23 @@ impl ConsoleHub {
             .collect();
         views.sort_by_key(|view| view.id);
         views
+    }
+
+    /// Bytes `(kind, to_vm, to_browser)` this daemon has relayed, ended and live sessions
+    /// together: a running total that only grows.
+    pub fn relayed_bytes(&self) -> Vec<(&'static str, u64, u64)> {
+        let registry = self.registry();
+        let mut totals = registry.ended_bytes.clone();
+        for entry in registry.sessions.values() {
+            let (to_vm, to_browser) = entry.stats.bytes();
+            let total = totals.entry(entry.grant.kind.as_str()).or_default();
+            total.0 += to_vm;
+            total.1 += to_browser;
+        }
+        totals
+            .into_iter()
+            .map(|(kind, (to_vm, to_browser))| (kind, to_vm, to_browser))
+            .collect()
     }
 
     pub fn counters(&self) -> ConsoleCounters {

@@ -98,21 +98,6 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     );
     request.admission.count_close(&reason);
     metrics.console_sessions.get_or_create(&kind).dec();
-    count_closed(&kind.kind, totals, &reason);
-}
-
-fn count_closed(kind: &str, totals: Totals, reason: &CloseReason) {
-    let metrics = &*crate::metrics::INSTRUMENTS;
-    for (direction, bytes) in [
-        ("to_vm", totals.bytes_to_vm),
-        ("to_browser", totals.bytes_to_browser),
-    ] {
-        let labels = crate::metrics::BytesLabels {
-            kind: kind.to_owned(),
-            direction: direction.to_owned(),
-        };
-        metrics.console_bytes.get_or_create(&labels).inc_by(bytes);
-    }
     let reason = crate::metrics::ReasonLabels {
         reason: reason.label().to_owned(),
     };

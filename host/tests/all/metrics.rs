@@ -103,6 +103,30 @@ async fn metrics_are_for_operators_parse_as_openmetrics_and_move_with_the_work()
     let (mut terminal, closed) =
         crate::console::terminal_at(&base, token(&demo, "alice"), service).await;
     terminal.write_all(b"0:3:ls\r").await.unwrap();
+    // Bytes count while the session lives, not only once it ends.
+    let mut live = scrape(&demo).await;
+    for _ in 0..100 {
+        let to_vm = [("kind", "term"), ("direction", "to_vm")];
+        if total(&live, "porthole_console_bytes", &to_vm)
+            > total(&before, "porthole_console_bytes", &to_vm)
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        live = scrape(&demo).await;
+    }
+    assert_eq!(
+        total(&live, "porthole_console_sessions", &[("kind", "term")]),
+        1.0
+    );
+    assert!(
+        total(
+            &live,
+            "porthole_console_bytes",
+            &[("kind", "term"), ("direction", "to_vm")]
+        ) > 0.0,
+        "no bytes counted while the session is live"
+    );
     drop(terminal);
     tokio::time::timeout(std::time::Duration::from_secs(20), closed)
         .await
