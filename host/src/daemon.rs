@@ -82,8 +82,8 @@ impl Daemon {
         let addr = listener.local_addr()?;
         let app = api::router(state.clone());
         let (tls, tls_reloads) = match &config.tls {
-            Some(files) => {
-                let (acceptor, reloads) = crate::tls::reloading(files.clone())?;
+            Some(loaded) => {
+                let (acceptor, reloads) = crate::tls::reloading(loaded.clone());
                 (Some(acceptor), Some(reloads))
             }
             None => (None, None),

@@ -91,6 +91,13 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Certificate files and what they held when the configuration was checked.
+#[derive(Debug, Clone)]
+pub struct LoadedTls {
+    pub files: TlsFiles,
+    pub config: Arc<ServerConfig>,
+}
+
 /// The configuration new connections get: the last one that loaded.
 #[derive(Clone)]
 pub struct Acceptor {
@@ -104,10 +111,12 @@ impl Acceptor {
     }
 }
 
-/// Loads `files` now, and again on every SIGHUP until the returned task is aborted. A reload
-/// that fails is logged and changes nothing: the daemon keeps serving the last good pair.
-pub fn reloading(files: TlsFiles) -> Result<(Acceptor, tokio::task::JoinHandle<()>), TlsError> {
-    let (publish, current) = watch::channel(files.load()?);
+/// Serves `tls.config` now, and loads the files again on every SIGHUP until the returned task
+/// is aborted. A reload that fails is logged and changes nothing: the daemon keeps serving the
+/// last good pair.
+pub fn reloading(tls: LoadedTls) -> (Acceptor, tokio::task::JoinHandle<()>) {
+    let LoadedTls { files, config } = tls;
+    let (publish, current) = watch::channel(config);
     let task = tokio::spawn(async move {
         let mut hangups = match tokio::signal::unix::signal(
             tokio::signal::unix::SignalKind::hangup(),
@@ -130,7 +139,7 @@ pub fn reloading(files: TlsFiles) -> Result<(Acceptor, tokio::task::JoinHandle<(
             }
         }
     });
-    Ok((Acceptor { current }, task))
+    (Acceptor { current }, task)
 }
 
 #[cfg(test)]

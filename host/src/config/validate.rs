@@ -17,7 +17,7 @@ use super::model::{
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
-use crate::tls::{TlsError, TlsFiles};
+use crate::tls::{LoadedTls, TlsError, TlsFiles};
 use porthole_plugin_host::PluginSpec;
 
 /// A configuration that passed every check, with its secrets read.
@@ -40,8 +40,8 @@ pub struct ResolvedConfig {
     pub plugin_isolation: PluginIsolationConfig,
     /// The built web panel, resolved against the configuration's directory.
     pub ui_dir: Option<PathBuf>,
-    /// The certificate to serve HTTPS with, checked to load.
-    pub tls: Option<TlsFiles>,
+    /// The certificate to serve HTTPS with, as it loaded when checked.
+    pub tls: Option<LoadedTls>,
     pub metrics_listen: Option<SocketAddr>,
     pub log_format: LogFormat,
 }
@@ -118,14 +118,15 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
     })
 }
 
-/// Loads the certificate now, so a bad one is refused at the key that names it.
-fn check_tls(tls: &TlsConfig, at: &Locator<'_>, base: &Path) -> Checked<TlsFiles> {
+/// Loads the certificate now, so a bad one is refused at the key that names it; the daemon
+/// serves what loaded here rather than reading the files twice at start.
+fn check_tls(tls: &TlsConfig, at: &Locator<'_>, base: &Path) -> Checked<LoadedTls> {
     let files = TlsFiles {
         cert_file: base.join(&tls.cert_file),
         key_file: base.join(&tls.key_file),
     };
     let err = match files.load() {
-        Ok(_) => return Ok(files),
+        Ok(config) => return Ok(LoadedTls { files, config }),
         Err(err) => err,
     };
     let key = match &err {

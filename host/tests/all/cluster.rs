@@ -54,7 +54,7 @@ server {{
     Nginx::serve(&dir.join("nginx"), &site, addr)
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -410,16 +410,7 @@ impl Cluster {
 
 /// The first operator and their API token, made with the CLI before any daemon runs.
 pub(crate) fn admin_token(config: &Path) -> String {
-    let config = config.to_str().unwrap();
-    let run = |args: &[&str], input: &str| {
-        let output = crate::cli::porthole(&[&["admin", "--config", config], args].concat(), input);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
+    let run = |args: &[&str], input: &str| admin(config, args, input);
     run(
         &[
             "create-user",
@@ -434,6 +425,18 @@ pub(crate) fn admin_token(config: &Path) -> String {
     run(&["create-token", "--username", "admin"], "")
         .trim()
         .to_owned()
+}
+
+/// `porthole admin --config CONFIG ARGS…` with `input` on standard input; what it printed.
+pub(crate) fn admin(config: &Path, args: &[&str], input: &str) -> String {
+    let config = config.to_str().unwrap();
+    let output = crate::cli::porthole(&[&["admin", "--config", config], args].concat(), input);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// 200 orders at once through nginx, spread over three daemons (40 customers ordering five VMs

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
+use crate::cluster::free_addr;
 use crate::deploy::Nginx;
 use crate::lifecycle_acceptance::ChildDaemon;
 
@@ -221,32 +222,15 @@ impl Front {
 const PASSWORD: &str = "a-long-password-1";
 
 fn create_customer(config: &Path, username: &str) {
-    let output = crate::cli::porthole(
-        &[
-            "admin",
-            "--config",
-            config.to_str().unwrap(),
-            "create-user",
-            "--username",
-            username,
-            "--role",
-            "customer",
-            "--password-stdin",
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    let args = [
+        "create-user",
+        "--username",
+        username,
+        "--role",
+        "customer",
+        "--password-stdin",
+    ];
+    crate::cluster::admin(config, &args, &format!("{PASSWORD}\n"));
 }
 
 /// Everything a browser does through the front.
