@@ -4,11 +4,13 @@
 use anyhow::Context as _;
 
 use crate::api::{self, ApiError};
+use crate::auth::Scopes;
 use crate::config::ResolvedConfig;
 use crate::inventory::Inventory;
 use crate::lifecycle::adopt::{Adoption, adopt};
 use crate::store::Store;
 use crate::store::services::Service;
+use crate::store::tokens::NewToken;
 use crate::store::users::{self, Role, User};
 
 pub async fn create_user(
@@ -22,15 +24,20 @@ pub async fn create_user(
         .map_err(describe)
 }
 
-/// Creates an API token for `username` and returns the token itself.
+/// Creates an API token for `username`, with every scope and no expiry, and returns the token
+/// itself.
 pub async fn create_token(store: &Store, username: &str, name: &str) -> anyhow::Result<String> {
     let lookup = username.to_owned();
     let (user, _) = users::find_for_login(store, &lookup)
         .await?
         .with_context(|| format!("no user named {username:?}"))?;
-    let (token, _) = api::issue_token(store, user.id, name)
-        .await
-        .map_err(describe)?;
+    let new = NewToken {
+        user_id: user.id,
+        name,
+        scopes: Scopes::FULL,
+        expires_at: None,
+    };
+    let (token, _) = api::issue_token(store, &new).await.map_err(describe)?;
     Ok(token)
 }
 

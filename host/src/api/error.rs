@@ -15,6 +15,10 @@ pub enum ApiError {
     Unauthenticated,
     #[error("wrong username or password")]
     WrongCredentials,
+    #[error("this API token has expired")]
+    TokenExpired,
+    #[error("this API token lacks the \"{0}\" scope")]
+    MissingScope(crate::auth::Scope),
     #[error("{0}")]
     Forbidden(&'static str),
     /// Also what a customer gets for another customer's object: its existence is not confirmed.
@@ -62,8 +66,10 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated | ApiError::WrongCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthenticated | ApiError::WrongCredentials | ApiError::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) | ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -6,15 +6,17 @@ use std::time::Duration;
 use axum::body::Bytes;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::scopes::{self, Needs};
 use super::{AppState, client_addr};
-use crate::auth::{Credential, Identity, secret_token};
+use crate::auth::{Credential, Identity, Scopes, secret_token};
 use crate::store::services::{self, Service};
+use crate::store::tokens::Presented;
 use crate::store::{sessions, tokens};
 
 /// Name of the session cookie.
@@ -46,12 +48,20 @@ impl FromRequestParts<AppState> for Identity {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(token) = bearer_token(parts)? {
             let digest = secret_token::digest(token);
-            let found = tokens::authenticate_with_id(&state.store, &digest).await?;
-            let (user, token_id) = found.ok_or(ApiError::Unauthenticated)?;
-            return Ok(Identity {
+            let (user, token) = match tokens::authenticate(&state.store, &digest).await? {
+                Presented::Valid { user, token } => (user, token),
+                Presented::Expired => return Err(ApiError::TokenExpired),
+                Presented::Unknown => return Err(ApiError::Unauthenticated),
+            };
+            let identity = Identity {
                 user,
-                credential: Credential::ApiToken(token_id),
-            });
+                credential: Credential::ApiToken {
+                    id: token.id,
+                    scopes: token.scopes,
+                },
+            };
+            check_scope(parts, token.scopes)?;
+            return Ok(identity);
         }
         let session = session_cookie(parts).ok_or(ApiError::Unauthenticated)?;
         // Cookies ride along on cross-site requests; a state change must come from our own pages.
@@ -65,6 +75,22 @@ impl FromRequestParts<AppState> for Identity {
             user,
             credential: Credential::Session,
         })
+    }
+}
+
+/// Refuses a token whose scopes lack what the matched route needs ([`scopes::needed`]).
+fn check_scope(parts: &Parts, held: Scopes) -> Result<(), ApiError> {
+    let path = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or(parts.uri.path(), MatchedPath::as_str);
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    match scopes::needed(&parts.method, path) {
+        Needs::Scope(scope) if held.contains(scope) => Ok(()),
+        Needs::Scope(scope) => Err(ApiError::MissingScope(scope)),
+        Needs::Session => Err(ApiError::Forbidden(
+            "this needs a signed-in browser session, not an API token",
+        )),
     }
 }
 
@@ -195,4 +221,18 @@ impl<S: Send + Sync> FromRequest<S> for BodyBytes {
 
 fn rejection_reason(rejection: JsonRejection) -> String {
     rejection.body_text()
+}
+
+/// `Query<T>` whose rejection is our JSON error naming the parameter at fault.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| QueryParams(value))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
 }

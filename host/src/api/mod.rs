@@ -2,6 +2,7 @@
 //! concern and map its error. Nothing here talks to SQLite or Proxmox directly except through
 //! `store` query functions and `inventory`.
 
+mod account;
 mod accounts;
 mod audit;
 mod client_addr;
@@ -14,6 +15,7 @@ mod lifecycle;
 pub mod metrics;
 mod plugins;
 mod power;
+mod scopes;
 mod session;
 mod tokens;
 mod ui;
@@ -101,6 +103,8 @@ pub fn router(state: AppState) -> Router {
         .route("/vms/{id}/console", post(console::create_token))
         .route("/vms/{id}/power", post(power::power))
         .route("/audit", get(audit::list))
+        .route("/account/activity", get(audit::activity))
+        .route("/account/password", post(account::change_password))
         .route("/console/ws", get(console::socket))
         .route("/console/sessions", get(console::sessions))
         .route(

@@ -153,7 +153,7 @@ pub async fn logout(
 pub async fn whoami(identity: Identity) -> Json<serde_json::Value> {
     let credential = match identity.credential {
         Credential::Session => "session",
-        Credential::ApiToken(_) => "api_token",
+        Credential::ApiToken { .. } => "api_token",
     };
     Json(json!({ "user": identity.user, "credential": credential }))
 }

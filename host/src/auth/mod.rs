@@ -6,9 +6,12 @@
 
 pub mod login_limit;
 pub mod password;
+pub mod scope;
 pub mod secret_token;
 
 use crate::store::users::{Role, User};
+
+pub use scope::{Scope, Scopes};
 
 /// An authenticated caller and how they proved it.
 #[derive(Debug, Clone)]
@@ -21,8 +24,8 @@ pub struct Identity {
 pub enum Credential {
     /// A browser session cookie; state changes must also pass the CSRF checks.
     Session,
-    /// An API token, by id.
-    ApiToken(i64),
+    /// An API token, by id, with what it may do.
+    ApiToken { id: i64, scopes: Scopes },
 }
 
 impl Identity {
@@ -34,7 +37,15 @@ impl Identity {
     pub fn actor(&self) -> String {
         match self.credential {
             Credential::Session => format!("user:{}", self.user.id),
-            Credential::ApiToken(id) => format!("user:{}/token:{id}", self.user.id),
+            Credential::ApiToken { id, .. } => format!("user:{}/token:{id}", self.user.id),
+        }
+    }
+
+    /// What this caller may do beyond its role: everything for a session, a token's scopes.
+    pub fn scopes(&self) -> Scopes {
+        match self.credential {
+            Credential::Session => Scopes::FULL,
+            Credential::ApiToken { scopes, .. } => scopes,
         }
     }
 }

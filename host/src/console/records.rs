@@ -34,6 +34,8 @@ pub struct SessionRecord {
 pub struct Totals {
     pub bytes_to_vm: u64,
     pub bytes_to_browser: u64,
+    /// From the session's opening to its end.
+    pub duration_secs: u64,
 }
 
 /// Who was refused what, and why: before a session exists (token, origin, ownership, state,
@@ -107,6 +109,7 @@ pub async fn audit_close(
                 "detail": reason.detail(),
                 "bytes_to_vm": totals.bytes_to_vm,
                 "bytes_to_browser": totals.bytes_to_browser,
+                "duration_secs": totals.duration_secs,
             }),
             client: Some(client),
         },

@@ -82,6 +82,7 @@ pub async fn run_session(store: Store, browser: WebSocket, request: SessionReque
     let totals = Totals {
         bytes_to_vm,
         bytes_to_browser,
+        duration_secs: hub_stats.started().elapsed().as_secs(),
     };
     let ended_at = store::now();
     let finished =

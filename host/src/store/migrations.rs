@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0008_plan_retired"),
     migration!("0009_console_liveness"),
     migration!("0010_login_attempts"),
+    migration!("0011_scoped_tokens_and_activity"),
 ];
 
 /// The schema version a fully migrated database has.

@@ -46,6 +46,19 @@ pub async fn delete_for_user(db: &impl Db, user_id: i64) -> Result<u64, StoreErr
         .await
 }
 
+/// Ends every session of a user but the one with `keep_hash`: the one that changed the password.
+pub async fn delete_others(
+    db: &impl Db,
+    user_id: i64,
+    keep_hash: &[u8; 32],
+) -> Result<u64, StoreError> {
+    db.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2",
+        params![user_id, keep_hash],
+    )
+    .await
+}
+
 pub async fn purge_expired(db: &impl Db) -> Result<u64, StoreError> {
     db.execute(
         "DELETE FROM sessions WHERE expires_at <= ?1",

@@ -8,7 +8,7 @@ use porthole_sim::SimConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-async fn demo() -> Demo {
+pub(crate) async fn demo() -> Demo {
     let sim = SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         ..SimConfig::default()
@@ -127,7 +127,7 @@ pub(crate) fn url(demo: &Demo, path: &str) -> String {
     format!("{}{path}", demo.credentials().url)
 }
 
-async fn get(demo: &Demo, token: &str, path: &str) -> (StatusCode, Value) {
+pub(crate) async fn get(demo: &Demo, token: &str, path: &str) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
         .get(url(demo, path))
         .bearer_auth(token)
@@ -142,14 +142,14 @@ pub(crate) fn token<'a>(demo: &'a Demo, username: &str) -> &'a str {
     &demo.account(username).unwrap().api_token
 }
 
-fn cookie_client() -> reqwest::Client {
+pub(crate) fn cookie_client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .build()
         .unwrap()
 }
 
-async fn login(
+pub(crate) async fn login(
     demo: &Demo,
     client: &reqwest::Client,
     username: &str,

@@ -3,6 +3,7 @@
 // A test that cannot arrange its fixture should fail loudly, right there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod api;
 mod authoring;
 mod backup;
