@@ -17,7 +17,7 @@ pub struct Inventory {
     clusters: Vec<(String, Client)>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub name: String,
     pub reachable: bool,
@@ -26,13 +26,13 @@ pub struct ClusterStatus {
 }
 
 /// A cluster that did not answer, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Unreachable {
     pub cluster: String,
     pub error: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub cluster: String,
     pub node: String,
@@ -44,7 +44,7 @@ pub struct NodeView {
 }
 
 /// A VM as the cluster reports it (operators' view).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VmView {
     pub cluster: String,
     pub node: String,

@@ -49,6 +49,8 @@ enum Command {
     },
     /// Validate a configuration file without starting anything.
     CheckConfig { file: PathBuf },
+    /// Print the API's OpenAPI 3.1 document (also served at /api/v1/openapi.json).
+    Openapi,
     /// Administrative tasks on the database named by a configuration file.
     Admin {
         #[arg(long, value_name = "FILE")]
@@ -291,6 +293,13 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> ExitCode {
     let result = match command {
+        Command::Openapi => match serde_json::to_string_pretty(porthole::api::openapi_document()) {
+            Ok(document) => {
+                println!("{document}");
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        },
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(config) => {
                 println!(

@@ -11,7 +11,7 @@ use crate::lifecycle::job::JobKind;
 use crate::proxmox::VmPowerState;
 use crate::store::{FromValue, ToValue, Value};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceState {
     /// Known, nothing built yet.
@@ -56,7 +56,7 @@ pub struct Refusal {
 }
 
 /// What an owner asks of a VM's power.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PowerAction {
     Start,
@@ -92,7 +92,7 @@ impl PowerAction {
 
 /// What the owner of a VM may do with it now: the panel enables exactly these buttons, and the
 /// API refuses the rest with the same reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VmActions {
     /// The power actions that would do something now.
     pub power: Vec<PowerAction>,

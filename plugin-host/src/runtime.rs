@@ -78,11 +78,13 @@ impl Default for RuntimeOptions {
 
 /// One plugin as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginStatus {
     pub name: String,
     pub kind: PluginWorld,
     pub sha256: String,
     pub allowed_hosts: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub allowed_addresses: Vec<IpAddr>,
     pub state: PluginState,
     pub recent_errors: Vec<RecentError>,
@@ -94,6 +96,7 @@ pub struct PluginStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PluginState {
     Loaded,
     Refused { reason: String },
@@ -101,6 +104,7 @@ pub enum PluginState {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecentError {
     /// Unix seconds.
     pub at: u64,

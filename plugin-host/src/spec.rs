@@ -32,6 +32,7 @@ pub struct PluginSpec {
 /// The WIT world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PluginWorld {
     CloudInitTemplate,
     DnsProvider,

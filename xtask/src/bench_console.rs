@@ -2,7 +2,7 @@
 //! is missing, builds the measuring program `xtask/bench-console` (release), runs it, and appends the
 //! numbers with the machine and date to docs/benchmarks.md.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -18,7 +18,7 @@ const GOAL_KIB_PER_SESSION: f64 = 64.0;
 /// `only_throughput`: the two throughput runs alone, printed as a table and not recorded (a
 /// before/after check while working on the relay).
 pub fn run(root: &Path, only_throughput: bool) -> anyhow::Result<()> {
-    let websockify = websockify(root)?;
+    let websockify = crate::venv::tool(root, "bench-console", "websockify")?;
     eprintln!("xtask: building and running the console benchmark (several minutes)");
     let scope: &[&str] = if only_throughput {
         &["--only", "throughput"]
@@ -56,41 +56,6 @@ pub fn run(root: &Path, only_throughput: bool) -> anyhow::Result<()> {
     let section = markdown(&report, &machine(), &today());
     println!("{section}");
     append(&root.join("docs/benchmarks.md"), &section)
-}
-
-/// `target/bench-console/venv/bin/websockify`, installed from `xtask/bench-console/requirements.txt`
-/// (every package pinned) and installed again whenever that file changes.
-fn websockify(root: &Path) -> anyhow::Result<PathBuf> {
-    let requirements_file = root.join("xtask/bench-console/requirements.txt");
-    let requirements = std::fs::read(&requirements_file)
-        .with_context(|| format!("while reading {}", requirements_file.display()))?;
-    let venv = root.join("target/bench-console/venv");
-    let bin = venv.join("bin/websockify");
-    // The requirements the venv was last installed from, compared to decide whether it is current.
-    let installed = venv.join("porthole-requirements.txt");
-    if bin.exists() && std::fs::read(&installed).ok().as_deref() == Some(&requirements[..]) {
-        return Ok(bin);
-    }
-    eprintln!("xtask: installing websockify into {}", venv.display());
-    let status = Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&venv)
-        .status()
-        .context("while running python3 -m venv")?;
-    if !status.success() {
-        bail!("python3 -m venv failed");
-    }
-    let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--no-deps", "--requirement"])
-        .arg(&requirements_file)
-        .status()
-        .context("while running pip")?;
-    if !status.success() || !bin.exists() {
-        bail!("pip install websockify failed");
-    }
-    std::fs::write(&installed, &requirements)
-        .with_context(|| format!("while writing {}", installed.display()))?;
-    Ok(bin)
 }
 
 fn number(report: &Value, path: &[&str]) -> f64 {

@@ -8,6 +8,7 @@ mod examples;
 mod plugins;
 mod run;
 mod trim_schema;
+mod venv;
 
 use anyhow::{Context, bail};
 use std::path::PathBuf;

@@ -82,6 +82,8 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     // drives the built panel in Chromium.
     examples(root)?;
     panel_ui(root)?;
+    // The OpenAPI test hands the document to an independent validator from PyPI.
+    let validator = crate::venv::tool(root, "openapi-validator", "openapi-spec-validator")?;
     // One PostgreSQL server for the whole run: each PostgreSQL test makes its own database on
     // it instead of starting a server of its own.
     let postgres = porthole_pg_fixture::TempPostgres::start()?;
@@ -95,6 +97,7 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
             "--no-fail-fast",
         ])
         .env(porthole_pg_fixture::SERVER_ENV, postgres.url("postgres"))
+        .env("PORTHOLE_OPENAPI_VALIDATOR", &validator)
         .current_dir(root)
         .status()
         .context("while starting the test suites")?;

@@ -16,15 +16,25 @@ use crate::auth::{Identity, password, secret_token};
 use crate::store::sessions;
 use crate::store::users::{self, UserChanges};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
 }
 
-/// `POST /account/password`: sets a new password and ends the account's other sessions. The
+/// Sets a new password and ends the account's other sessions. The
 /// current password is checked under the sign-in limits: this is a way to guess it, too.
+#[utoipa::path(
+    post,
+    path = "/account/password",
+    tag = "account",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed; the account's other sessions have ended"),
+        (status = 403, description = "The current password is wrong, or the request came with an API token", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     me: Identity,

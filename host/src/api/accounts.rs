@@ -14,7 +14,7 @@ use crate::auth::password;
 use crate::store::sessions;
 use crate::store::users::{self, Role, User, UserChanges};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     username: String,
@@ -22,7 +22,7 @@ pub struct NewUser {
     role: Role,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     password: Option<String>,
@@ -30,10 +30,16 @@ pub struct UserPatch {
     disabled: Option<bool>,
 }
 
+/// Every account.
+#[utoipa::path(get, path = "/users", operation_id = "list_users", tag = "accounts",
+    responses((status = 200, description = "Every account", body = Vec<User>)))]
 pub async fn list(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(users::list(&state.store).await?))
 }
 
+#[utoipa::path(get, path = "/users/{id}", operation_id = "show_user", tag = "accounts",
+    params(("id" = i64, Path, description = "The account's id")),
+    responses((status = 200, description = "The account", body = User)))]
 pub async fn show(
     State(state): State<AppState>,
     _: Admin,
@@ -43,6 +49,9 @@ pub async fn show(
     user.map(Json).ok_or(ApiError::NotFound)
 }
 
+/// Creates an account; the password needs at least 10 characters.
+#[utoipa::path(post, path = "/users", operation_id = "create_user", tag = "accounts", request_body = NewUser,
+    responses((status = 201, description = "Created", body = User)))]
 pub async fn create(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -96,6 +105,11 @@ pub(super) fn check_username(username: &str) -> Result<(), String> {
     }
 }
 
+/// Changes an account's password, role or whether it is disabled; a new password or disabling
+/// ends its sessions. The last enabled operator cannot be demoted or disabled.
+#[utoipa::path(patch, path = "/users/{id}", operation_id = "update_user", tag = "accounts", request_body = UserPatch,
+    params(("id" = i64, Path, description = "The account's id")),
+    responses((status = 200, description = "The account as changed", body = User)))]
 pub async fn update(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -157,6 +171,10 @@ pub async fn update(
     Ok(Json(updated))
 }
 
+/// Deletes an account that owns no services.
+#[utoipa::path(delete, path = "/users/{id}", operation_id = "delete_user", tag = "accounts",
+    params(("id" = i64, Path, description = "The account's id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn remove(
     State(state): State<AppState>,
     Admin(admin): Admin,

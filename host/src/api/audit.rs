@@ -29,7 +29,7 @@ const MAX_LIMIT: u32 = 1000;
 /// Entries an export reads from the database at a time.
 const EXPORT_BATCH: u32 = 500;
 
-#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
@@ -38,8 +38,9 @@ pub enum Format {
     Csv,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// One action or a family of them: `console` is every `console.*`.
     action: Option<String>,
@@ -53,7 +54,9 @@ pub struct AuditQuery {
     before: Option<i64>,
     /// Entries per page: 100 unless given, at most 1000. An export has no limit.
     limit: Option<u32>,
+    /// `json` (a page, newest first) or a download of every match, oldest first: `jsonl`, `csv`.
     #[serde(default)]
+    #[param(inline)]
     format: Format,
 }
 
@@ -81,13 +84,21 @@ impl OwnedFilter {
 }
 
 /// An entry with the name of the user its actor is, while the account exists.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct NamedRecord {
     #[serde(flatten)]
     record: Record,
     actor_name: Option<String>,
 }
 
+/// The audit log for operators, with each acting user's name.
+#[utoipa::path(get, path = "/audit", operation_id = "list_audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "A page of entries, newest first; with `format=jsonl` or `csv`, every match as a download, oldest first",
+        content(
+            (Vec<NamedRecord> = "application/json"),
+            (NamedRecord = "application/jsonl"),
+            (String = "text/csv"),
+        ))))]
 pub async fn list(
     State(state): State<AppState>,
     _: Admin,
@@ -271,8 +282,9 @@ mod csv {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
     /// One action or a family of them, e.g. `console` or `auth.login`.
     action: Option<String>,
@@ -283,7 +295,7 @@ pub struct ActivityQuery {
 }
 
 /// One thing the caller did, as they may see it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Activity {
     id: i64,
     at: i64,
@@ -335,6 +347,9 @@ const SHOWN_ACTIONS: [&str; SHOWN.len()] = {
     names
 };
 
+/// The caller's own activity, newest first.
+#[utoipa::path(get, path = "/account/activity", operation_id = "account_activity", tag = "account", params(ActivityQuery),
+    responses((status = 200, description = "The caller's entries", body = Vec<Activity>)))]
 pub async fn activity(
     State(state): State<AppState>,
     me: Identity,

@@ -8,8 +8,8 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use url::Url;
 
 use super::AppState;
@@ -18,8 +18,8 @@ use super::extract::{Admin, ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
 use crate::console::{
-    CloseReason, ConsoleKind, Grant, MintError, SessionRequest, TokenRefusal, close_at_once,
-    run_session, tokens,
+    CloseReason, ConsoleCounters, ConsoleKind, Grant, LiveSessionView, MintError, SessionRequest,
+    TokenRefusal, close_at_once, run_session, tokens,
 };
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
 use crate::store::services::{self, Service};
@@ -69,20 +69,37 @@ impl IntoResponse for ConsoleError {
 
 type ConsoleResult<T> = Result<T, ConsoleError>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleRequest {
     kind: ConsoleKind,
 }
 
-/// `POST /vms/{id}/console {"kind": "vnc" | "term"}` → `{url, token, expires_at}`.
+/// A single-use console token and the WebSocket to use it on.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsoleTicket {
+    /// The WebSocket URL, token included.
+    url: String,
+    token: String,
+    /// Unix seconds; the token is refused after this (30 s at most).
+    expires_at: i64,
+}
+
+/// Mints a single-use console token for a VM the caller may use.
+#[utoipa::path(post, path = "/vms/{id}/console", operation_id = "create_console_token", tag = "console", request_body = ConsoleRequest,
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses(
+        (status = 201, description = "A token for `GET /console/ws`", body = ConsoleTicket),
+        (status = 409, description = "The VM cannot have a console now (not running, suspended), with the reason", body = super::openapi::ErrorBody),
+        (status = 429, description = "Too many consoles open", body = super::openapi::ErrorBody),
+    ))]
 pub async fn create_token(
     State(state): State<AppState>,
     me: Identity,
     ClientAddr(addr): ClientAddr,
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<ConsoleRequest>,
-) -> ConsoleResult<(StatusCode, Json<Value>)> {
+) -> ConsoleResult<(StatusCode, Json<ConsoleTicket>)> {
     let grant = Grant {
         user_id: me.user.id,
         service_id: id,
@@ -117,16 +134,31 @@ pub async fn create_token(
     let url = socket_url(&state.web.public_url, &issued.token);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "url": url, "token": issued.token, "expires_at": issued.expires_at })),
+        Json(ConsoleTicket {
+            url,
+            token: issued.token,
+            expires_at: issued.expires_at,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SocketQuery {
+    /// The token from `POST /vms/{id}/console`.
     token: Option<String>,
 }
 
-/// `GET /console/ws?token=…`: checks Origin and the token before upgrading, then runs the session.
+/// The console WebSocket (subprotocol `binary`): RFB for `vnc` (noVNC), the terminal proxy's
+/// protocol for `term` (xterm.js). Checks Origin and redeems the token before upgrading; the
+/// Proxmox and VNC authentication happen in the daemon. How a session ends is its close code,
+/// one of `ConsoleCloseCode`.
+#[utoipa::path(get, path = "/console/ws", operation_id = "console_socket", tag = "console", security(()), params(SocketQuery),
+    responses(
+        (status = 101, description = "Switched to the console WebSocket"),
+        (status = 401, description = "A missing, spent or expired token", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not from the panel's origin", body = super::openapi::ErrorBody),
+    ))]
 pub async fn socket(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -218,9 +250,29 @@ fn browser_upgrade(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .max_message_size(MAX_BROWSER_MESSAGE)
 }
 
-/// `GET /console/sessions` (operators): live sessions on every daemon, and this daemon's relay
-/// counters.
-pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<Json<Value>> {
+/// A live session, with the names of its user and VM.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NamedSession {
+    #[serde(flatten)]
+    session: LiveSessionView,
+    username: Option<String>,
+    service_name: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConsoleSessions {
+    sessions: Vec<NamedSession>,
+    /// This daemon's relay counters since it started.
+    counters: ConsoleCounters,
+}
+
+/// Live sessions on every daemon, and this daemon's relay counters.
+#[utoipa::path(get, path = "/console/sessions", operation_id = "list_console_sessions", tag = "console",
+    responses((status = 200, description = "The live sessions", body = ConsoleSessions)))]
+pub async fn sessions(
+    State(state): State<AppState>,
+    _: Admin,
+) -> ConsoleResult<Json<ConsoleSessions>> {
     let live = state.console.sessions_everywhere().await?;
     // The names of the services with a session, not of every service.
     let ids: std::collections::BTreeSet<i64> = live.iter().map(|s| s.service_id).collect();
@@ -232,23 +284,24 @@ pub async fn sessions(State(state): State<AppState>, _: Admin) -> ConsoleResult<
     }
     let users = users::names(&state.store).await?;
     // Names beside the ids, so the operators' page can say who is on which VM.
-    let sessions: Vec<Value> = live
+    let sessions = live
         .into_iter()
-        .map(|session| {
-            let mut view = json!(session);
-            view["username"] = json!(users.get(&session.user_id));
-            view["service_name"] = json!(services.get(&session.service_id));
-            view
+        .map(|session| NamedSession {
+            username: users.get(&session.user_id).cloned(),
+            service_name: services.get(&session.service_id).cloned(),
+            session,
         })
         .collect();
-    Ok(Json(json!({
-        "sessions": sessions,
-        "counters": state.console.counters(),
-    })))
+    Ok(Json(ConsoleSessions {
+        sessions,
+        counters: state.console.counters(),
+    }))
 }
 
-/// `DELETE /console/sessions/{id}` (operators): closes one live session, whichever daemon
-/// relays it.
+/// Closes one live session, whichever daemon relays it (close code 4004).
+#[utoipa::path(delete, path = "/console/sessions/{id}", operation_id = "close_console_session", tag = "console",
+    params(("id" = i64, Path, description = "The session's id")),
+    responses((status = 204, description = "Closed")))]
 pub async fn close_session(
     State(state): State<AppState>,
     Admin(me): Admin,

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// Also what a customer gets for another customer's object: its existence is not confirmed.
     #[error("not found")]
     NotFound,
+    /// A path under `/api/v1` that no route has (see `/api/v1/openapi.json` for those there are).
+    #[error("no such API route; the routes are described at /api/v1/openapi.json")]
+    NoSuchRoute,
     #[error("{0}")]
     Conflict(String),
     /// Well-formed, but it contradicts what was asked before (a reused idempotency key).
@@ -70,7 +73,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::Forbidden(_) | ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuchRoute => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,

@@ -6,28 +6,48 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::{Admin, VisibleService};
 use crate::auth::Identity;
-use crate::inventory::{Unreachable, VmView};
+use crate::inventory::{ClusterStatus, NodeView, Unreachable, VmView};
 use crate::lifecycle::access::{Services, SshAccess};
 use crate::proxmox::VmPowerState;
 use crate::service_state::{ServiceState, VmActions};
+use crate::store::nodes::KnownNode;
 use crate::store::services::{self, Service};
 
-pub async fn status(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": state.started.elapsed().as_secs(),
-        "clusters": state.inventory.status().await,
-    }))
+/// This daemon and whether each cluster answers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DaemonStatus {
+    version: &'static str,
+    uptime_secs: u64,
+    clusters: Vec<ClusterStatus>,
+}
+
+#[utoipa::path(get, path = "/status", tag = "inventory",
+    responses((status = 200, description = "Version, uptime and the clusters' reachability", body = DaemonStatus)))]
+pub async fn status(State(state): State<AppState>, _: Admin) -> Json<DaemonStatus> {
+    Json(DaemonStatus {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: state.started.elapsed().as_secs(),
+        clusters: state.inventory.status().await,
+    })
+}
+
+/// The nodes of the clusters that answered, and for those that did not, what they last reported.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NodeList {
+    nodes: Vec<NodeView>,
+    unreachable: Vec<Unreachable>,
+    last_known: Vec<KnownNode>,
 }
 
 /// The nodes of every cluster that answered; for one that did not, what it last reported.
-pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/nodes", tag = "inventory",
+    responses((status = 200, description = "The clusters' nodes", body = NodeList)))]
+pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<NodeList>> {
     let gathered = state.inventory.nodes().await;
     let seen = crate::inventory::reported_nodes(&gathered.items);
     // Remembering is a side effect of looking: if it fails, the answer is still worth giving.
@@ -39,13 +59,15 @@ pub async fn nodes(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Va
         .into_iter()
         .filter(|n| gathered.unreachable.iter().any(|u| u.cluster == n.cluster))
         .collect();
-    Ok(Json(json!({
-        "nodes": gathered.items, "unreachable": gathered.unreachable, "last_known": last_known
-    })))
+    Ok(Json(NodeList {
+        nodes: gathered.items,
+        unreachable: gathered.unreachable,
+        last_known,
+    }))
 }
 
 /// A customer's VM: our service, with the power state the cluster reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CustomerVm {
     pub id: i64,
     pub name: String,
@@ -63,7 +85,7 @@ pub struct CustomerVm {
 }
 
 /// An operator's view of a VM: what the cluster reports, with our service when there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OperatorVm {
     #[serde(flatten)]
     pub vm: VmView,
@@ -71,7 +93,28 @@ pub struct OperatorVm {
     pub ssh: Option<SshAccess>,
 }
 
-pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
+/// Operators get every VM on the clusters; a customer, their own VMs.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum VmList {
+    Operator(OperatorVmList),
+    Customer(CustomerVmList),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OperatorVmList {
+    vms: Vec<OperatorVm>,
+    unreachable: Vec<Unreachable>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CustomerVmList {
+    vms: Vec<CustomerVm>,
+}
+
+#[utoipa::path(get, path = "/vms", tag = "vms",
+    responses((status = 200, description = "Operators: every VM on the clusters, with its service. Customers: their own VMs, with no Proxmox detail", body = VmList)))]
+pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<VmList>> {
     if me.is_admin() {
         let gathered = state.inventory.vms().await;
         let services = services::list(&state.store, None).await?;
@@ -88,9 +131,10 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
                 OperatorVm { vm, service, ssh }
             })
             .collect();
-        return Ok(Json(
-            json!({ "vms": vms, "unreachable": gathered.unreachable }),
-        ));
+        return Ok(Json(VmList::Operator(OperatorVmList {
+            vms,
+            unreachable: gathered.unreachable,
+        })));
     }
     let owner = me.user.id;
     let services = services::list(&state.store, Some(owner)).await?;
@@ -101,13 +145,34 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
         .iter()
         .map(|s| customer_vm(s, access.remove(&s.id), &live))
         .collect();
-    Ok(Json(json!({ "vms": vms })))
+    Ok(Json(VmList::Customer(CustomerVmList { vms })))
 }
 
+/// One VM: operators get the service, the cluster's view and the actions; its owner gets the
+/// customer's view.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // One per answer, moved straight into its JSON.
+pub enum VmDetail {
+    Operator(OperatorVmDetail),
+    Customer(CustomerVm),
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OperatorVmDetail {
+    service: Service,
+    vm: Option<VmView>,
+    ssh: Option<SshAccess>,
+    actions: VmActions,
+}
+
+#[utoipa::path(get, path = "/vms/{id}", tag = "vms",
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses((status = 200, description = "The VM", body = VmDetail)))]
 pub async fn vm(
     State(state): State<AppState>,
     VisibleService { me, service }: VisibleService,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VmDetail>> {
     let id = service.id;
     let ssh = state
         .lifecycle
@@ -120,11 +185,14 @@ pub async fn vm(
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
         let actions = actions(&service, vm.as_ref());
-        return Ok(Json(
-            json!({ "service": service, "vm": vm, "ssh": ssh, "actions": actions }),
-        ));
+        return Ok(Json(VmDetail::Operator(OperatorVmDetail {
+            service,
+            vm,
+            ssh,
+            actions,
+        })));
     }
-    Ok(Json(json!(customer_vm(&service, ssh, &live))))
+    Ok(Json(VmDetail::Customer(customer_vm(&service, ssh, &live))))
 }
 
 type LiveVms = HashMap<(String, u32), VmView>;

@@ -10,21 +10,22 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{Admin, BodyBytes, JsonBody, VisibleService};
+use super::extract::{Admin, BodyBytes, JsonBody, QueryParams, VisibleService};
 use crate::auth::Identity;
-use crate::lifecycle::catalogue::{self, Plan, Quota, Template};
+use crate::lifecycle::catalogue::{self, OverLimit, Plan, Quota, QuotaUsage, Template};
 use crate::lifecycle::control::ControlError;
 use crate::lifecycle::job;
+use crate::lifecycle::reconcile::{Drift, DriftReport};
 use crate::lifecycle::steps::Step;
 use crate::lifecycle::{Operation, OrderError, OrderReceipt, OrderSpec, TakenHostname};
 use crate::service_state::ServiceState;
@@ -63,7 +64,7 @@ fn operation_key(headers: &HeaderMap, scope: &str) -> ApiResult<String> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
     /// The customer's user id; customers leave it out (they order for themselves).
@@ -78,6 +79,16 @@ pub struct NewOrder {
     external_ref: Option<String>,
 }
 
+/// Orders a VM. Operators (and billing systems) name the customer; customers order for
+/// themselves. Send an `Idempotency-Key` header: the same key is the same order, answered again.
+#[utoipa::path(post, path = "/orders", tag = "lifecycle", request_body = NewOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this order: a retry with the same key is the same order")),
+    responses(
+        (status = 202, description = "Accepted: the service is being provisioned", body = OrderReceipt),
+        (status = 200, description = "The key had been seen: the same order, nothing new started", body = OrderReceipt),
+        (status = 409, description = "Over the customer's quota, or the hostname is taken", body = super::openapi::ErrorBody),
+        (status = 422, description = "The key was used for a different order", body = super::openapi::ErrorBody),
+    ))]
 pub async fn order(
     State(state): State<AppState>,
     me: Identity,
@@ -141,13 +152,37 @@ fn accepted(receipt: &OrderReceipt) -> StatusCode {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePlan {
     plan: String,
 }
 
-/// `POST /services/{id}/{action}` for suspend, unsuspend, terminate and change-plan.
+/// What an operator or billing system does to a service.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)] // Only describes the path's `{action}`, which is matched as text.
+pub enum ServiceAction {
+    Suspend,
+    Unsuspend,
+    Terminate,
+    ChangePlan,
+}
+
+/// Suspends, unsuspends, terminates or changes the plan of a service (billing operations, keyed
+/// by `Idempotency-Key`). `change-plan` takes `{"plan": …}`; it is refused over the customer's
+/// quota or for a smaller disk, and reboots a running VM so the new size applies.
+#[utoipa::path(post, path = "/services/{id}/{action}", tag = "lifecycle",
+    params(
+        ("id" = i64, Path, description = "The service's id"),
+        ("action" = ServiceAction, Path, description = "The operation"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this operation"),
+    ),
+    request_body(content = Option<ChangePlan>, description = "For `change-plan` only"),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 200, description = "The key had been seen: the same operation", body = OrderReceipt),
+    ))]
 pub async fn operate(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -178,14 +213,65 @@ pub async fn operate(
     Ok((accepted(&receipt), Json(receipt)))
 }
 
+/// A job as the service view shows it; `last_error` only to operators.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    id: i64,
+    kind: job::JobKind,
+    state: job::JobState,
+    step: Step,
+    attempts: u32,
+    /// Operators only: the last error, which can name Proxmox detail.
+    last_error: Option<String>,
+    /// What failed, in words for the customer.
+    failure: Option<&'static str>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A service as its owner sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CustomerService {
+    id: i64,
+    name: String,
+    state: ServiceState,
+    plan: Option<String>,
+    hostname: Option<String>,
+}
+
+/// A service as operators see it, with the operations its state allows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OperatorService {
+    #[serde(flatten)]
+    service: Service,
+    operations: &'static [job::JobKind],
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ServiceDetail {
+    Operator {
+        service: OperatorService,
+        jobs: Vec<JobView>,
+        history: Vec<job::JobEvent>,
+    },
+    Customer {
+        service: CustomerService,
+        jobs: Vec<JobView>,
+    },
+}
+
 /// The service (if the caller may see it), its jobs and their last errors.
+#[utoipa::path(get, path = "/services/{id}", tag = "lifecycle",
+    params(("id" = i64, Path, description = "The service's id")),
+    responses((status = 200, description = "The service and its jobs; operators also get every step's history", body = ServiceDetail)))]
 pub async fn service(
     State(state): State<AppState>,
     VisibleService {
         me,
         service: owner_check,
     }: VisibleService,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ServiceDetail>> {
     let id = owner_check.id;
     // The service is read again with its jobs, so the view never shows a finished job beside
     // the state the service had before it finished.
@@ -199,37 +285,53 @@ pub async fn service(
         })
         .await?;
     let owner_check = owner_check.ok_or(ApiError::NotFound)?;
-    let jobs: Vec<Value> = jobs
+    let admin = me.is_admin();
+    let jobs: Vec<JobView> = jobs
         .into_iter()
-        .map(|j| json!({
-            "id": j.id, "kind": j.kind, "state": j.state, "step": j.step, "attempts": j.attempts,
-            "last_error": if me.is_admin() { j.last_error } else { None },
-            "failure": j.data.failed_step.map(Step::failure_for_customer),
-            "created_at": j.created_at, "updated_at": j.updated_at,
-        }))
+        .map(|j| JobView {
+            id: j.id,
+            kind: j.kind,
+            state: j.state,
+            step: j.step,
+            attempts: j.attempts,
+            last_error: j.last_error.filter(|_| admin),
+            failure: j.data.failed_step.map(Step::failure_for_customer),
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        })
         .collect();
-    let service = if me.is_admin() {
-        let mut view = json!(owner_check);
-        view["operations"] = json!(owner_check.state.operations());
-        view
-    } else {
-        json!({ "id": owner_check.id, "name": owner_check.name, "state": owner_check.state, "plan": owner_check.plan, "hostname": owner_check.hostname })
-    };
-    if me.is_admin() {
-        return Ok(Json(
-            json!({ "service": service, "jobs": jobs, "history": history }),
-        ));
+    if admin {
+        let operations = owner_check.state.operations();
+        let service = OperatorService {
+            service: owner_check,
+            operations,
+        };
+        return Ok(Json(ServiceDetail::Operator {
+            service,
+            jobs,
+            history,
+        }));
     }
-    Ok(Json(json!({ "service": service, "jobs": jobs })))
+    let service = CustomerService {
+        id: owner_check.id,
+        name: owner_check.name,
+        state: owner_check.state,
+        plan: owner_check.plan,
+        hostname: owner_check.hostname,
+    };
+    Ok(Json(ServiceDetail::Customer { service, jobs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ServicesQuery {
+    /// Only services in this state.
+    #[param(value_type = Option<ServiceState>)]
     state: Option<String>,
 }
 
 /// One line of the operators' service list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServiceSummary {
     #[serde(flatten)]
     service: Service,
@@ -238,15 +340,15 @@ pub struct ServiceSummary {
     last_job: Option<JobSummary>,
 }
 
-#[derive(Serialize)]
-struct Owner {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Owner {
     id: i64,
     /// `None` only if the account is gone.
     username: Option<String>,
 }
 
-#[derive(Serialize)]
-struct JobSummary {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobSummary {
     id: i64,
     kind: job::JobKind,
     state: job::JobState,
@@ -256,11 +358,13 @@ struct JobSummary {
     updated_at: i64,
 }
 
-/// `GET /services[?state=…]`: every service, newest first, with its owner and last job.
+/// Every service, newest first, with its owner and last job.
+#[utoipa::path(get, path = "/services", tag = "lifecycle", params(ServicesQuery),
+    responses((status = 200, description = "The services", body = Vec<ServiceSummary>)))]
 pub async fn list_services(
     State(state): State<AppState>,
     _: Admin,
-    Query(query): Query<ServicesQuery>,
+    QueryParams(query): QueryParams<ServicesQuery>,
 ) -> ApiResult<Json<Vec<ServiceSummary>>> {
     let wanted = match query.state.filter(|s| !s.is_empty()) {
         None => None,
@@ -313,7 +417,25 @@ pub async fn list_services(
     Ok(Json(summaries))
 }
 
-/// Server-Sent Events: the service's job history so far, then each step as it happens.
+/// One step of a job, as a progress event's data.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProgressEvent {
+    job: i64,
+    step: String,
+    status: String,
+    /// Operators only: what went wrong, which can name Proxmox detail.
+    message: Option<String>,
+    at: i64,
+}
+
+/// Server-Sent Events (`event: progress`, `id`: the event's id, `data`: a `ProgressEvent`):
+/// the service's job history so far, then each step as it happens. `Last-Event-ID` resumes.
+#[utoipa::path(get, path = "/services/{id}/events", tag = "lifecycle",
+    params(
+        ("id" = i64, Path, description = "The service's id"),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event"),
+    ),
+    responses((status = 200, description = "A stream of progress events; each `data` is a ProgressEvent", content_type = "text/event-stream", body = ProgressEvent)))]
 pub async fn events(
     State(state): State<AppState>,
     VisibleService { me, service }: VisibleService,
@@ -396,29 +518,63 @@ impl Progress {
 fn to_sse(event: &job::JobEvent, admin: bool) -> Event {
     // Error text can name nodes and Proxmox internals: operators only.
     let message = if admin { event.message.clone() } else { None };
-    let data = json!({ "job": event.job_id, "step": event.step, "status": event.status, "message": message, "at": event.at });
+    let data = ProgressEvent {
+        job: event.job_id,
+        step: event.step.clone(),
+        status: event.status.clone(),
+        message,
+        at: event.at,
+    };
     Event::default()
         .id(event.id.to_string())
         .event("progress")
-        .data(data.to_string())
+        .data(serde_json::to_string(&data).unwrap_or_default())
 }
 
-/// `GET /drift`: the reconciler's last report (`checked_at` null before the first comparison).
-/// It only reports; nothing is repaired or destroyed.
-pub async fn drift(State(state): State<AppState>, _: Admin) -> Json<Value> {
-    match state.lifecycle.drift() {
-        Some(report) => Json(json!(*report)),
-        None => Json(json!({ "checked_at": null, "drift": [], "unreachable": [] })),
+/// The reconciler's report; `checked_at` is null before the first comparison.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DriftView {
+    checked_at: Option<i64>,
+    drift: Vec<Drift>,
+    unreachable: Vec<crate::inventory::Unreachable>,
+}
+
+impl From<&DriftReport> for DriftView {
+    fn from(report: &DriftReport) -> Self {
+        Self {
+            checked_at: Some(report.checked_at),
+            drift: report.drift.clone(),
+            unreachable: report.unreachable.clone(),
+        }
     }
 }
 
-/// `POST /drift`: compares services with the clusters now and answers the new report.
-pub async fn reconcile(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
-    let report = state.lifecycle.reconcile().await?;
-    Ok(Json(json!(*report)))
+/// The reconciler's last report. It only reports; nothing is repaired or destroyed.
+#[utoipa::path(get, path = "/drift", tag = "lifecycle",
+    responses((status = 200, description = "The last report", body = DriftView)))]
+pub async fn drift(State(state): State<AppState>, _: Admin) -> Json<DriftView> {
+    match state.lifecycle.drift() {
+        Some(report) => Json(DriftView::from(&*report)),
+        None => Json(DriftView {
+            checked_at: None,
+            drift: Vec::new(),
+            unreachable: Vec::new(),
+        }),
+    }
 }
 
-/// `POST /jobs/{id}/retry`: runs a parked job again.
+/// Compares services with the clusters now and answers the new report.
+#[utoipa::path(post, path = "/drift", tag = "lifecycle",
+    responses((status = 200, description = "The new report", body = DriftView)))]
+pub async fn reconcile(State(state): State<AppState>, _: Admin) -> ApiResult<Json<DriftView>> {
+    let report = state.lifecycle.reconcile().await?;
+    Ok(Json(DriftView::from(&*report)))
+}
+
+/// Runs a parked job again.
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "lifecycle",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses((status = 204, description = "The job is waiting to run again")))]
 pub async fn retry_job(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -432,18 +588,27 @@ pub async fn retry_job(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /jobs/{id}/cancel`: stops a waiting or parked job; a provision rolls back instead.
+/// What a cancel did: `cancelled`, or `rolling_back` for a provision.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CancelResult {
+    result: &'static str,
+}
+
+/// Stops a waiting or parked job; a provision rolls back instead.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "lifecycle",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses((status = 200, description = "What the cancel did", body = CancelResult)))]
 pub async fn cancel_job(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CancelResult>> {
     let result = state
         .lifecycle
         .cancel_job(id, &admin.actor())
         .await
         .map_err(control_error)?;
-    Ok(Json(json!({ "result": result })))
+    Ok(Json(CancelResult { result }))
 }
 
 fn control_error(err: ControlError) -> ApiError {
@@ -455,8 +620,8 @@ fn control_error(err: ControlError) -> ApiError {
 }
 
 /// A plan as customers see it: what they buy, not the nodes it is placed on.
-#[derive(Serialize)]
-struct OfferedPlan {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OfferedPlan {
     name: String,
     cores: u32,
     memory_mib: u64,
@@ -476,21 +641,34 @@ impl From<Plan> for OfferedPlan {
     }
 }
 
-/// Operators get each plan whole; customers get the [`OfferedPlan`]s still offered (node names
-/// are Proxmox detail).
-pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Value>> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PlanList {
+    Operator(Vec<Plan>),
+    Customer(Vec<OfferedPlan>),
+}
+
+/// Operators get each plan whole; customers get the plans still offered, without the nodes
+/// they are placed on (node names are Proxmox detail).
+#[utoipa::path(get, path = "/plans", tag = "catalogue",
+    responses((status = 200, description = "The plans", body = PlanList)))]
+pub async fn list_plans(State(state): State<AppState>, me: Identity) -> ApiResult<Json<PlanList>> {
     let plans = store_catalogue::plans(&state.store).await?;
     if me.is_admin() {
-        return Ok(Json(json!(plans)));
+        return Ok(Json(PlanList::Operator(plans)));
     }
     let offered: Vec<OfferedPlan> = plans
         .into_iter()
         .filter(|plan| !plan.retired)
         .map(OfferedPlan::from)
         .collect();
-    Ok(Json(json!(offered)))
+    Ok(Json(PlanList::Customer(offered)))
 }
 
+/// Creates or replaces a plan. Its `nodes` must be nodes of its templates' clusters.
+#[utoipa::path(put, path = "/plans/{name}", tag = "catalogue", request_body = Plan,
+    params(("name" = String, Path, description = "The plan's name (the body's is ignored)")),
+    responses((status = 200, description = "The plan as saved", body = Plan)))]
 pub async fn put_plan(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -567,6 +745,8 @@ async fn check_plan_nodes(state: &AppState, plan: &Plan, templates: &[Template])
     Ok(())
 }
 
+#[utoipa::path(get, path = "/templates", tag = "catalogue",
+    responses((status = 200, description = "The templates", body = Vec<Template>)))]
 pub async fn list_templates(
     State(state): State<AppState>,
     _: Admin,
@@ -574,6 +754,10 @@ pub async fn list_templates(
     Ok(Json(store_catalogue::templates(&state.store).await?))
 }
 
+/// Creates or replaces a template: a VM on a cluster to clone, and its cloud-init plugin.
+#[utoipa::path(put, path = "/templates/{name}", tag = "catalogue", request_body = Template,
+    params(("name" = String, Path, description = "The template's name (the body's is ignored)")),
+    responses((status = 200, description = "The template as saved", body = Template)))]
 pub async fn put_template(
     State(state): State<AppState>,
     Admin(admin): Admin,
@@ -602,12 +786,33 @@ pub async fn put_template(
     Ok(Json(template))
 }
 
-/// `GET /users/{id}/quota`: the limits (the defaults unless an operator set them) and the usage.
+/// A customer's limits and what their services use.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QuotaView {
+    user_id: i64,
+    limits: Quota,
+    /// False when the limits are the defaults.
+    custom: bool,
+    usage: QuotaUsage,
+}
+
+/// Limits as saved, and those of them the customer's services already exceed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct QuotaSaved {
+    #[serde(flatten)]
+    quota: Quota,
+    over: Vec<OverLimit>,
+}
+
+/// The limits (the defaults unless an operator set them) and the usage.
+#[utoipa::path(get, path = "/users/{id}/quota", tag = "catalogue",
+    params(("id" = i64, Path, description = "The account's id")),
+    responses((status = 200, description = "Limits and usage", body = QuotaView)))]
 pub async fn show_quota(
     State(state): State<AppState>,
     _: Admin,
     Path(user): Path<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaView>> {
     let found = state
         .store
         .transaction(|tx| async move {
@@ -621,21 +826,24 @@ pub async fn show_quota(
         })
         .await?;
     let (custom, usage) = found.ok_or(ApiError::NotFound)?;
-    Ok(Json(json!({
-        "user_id": user,
-        "limits": custom.unwrap_or_default(),
-        "custom": custom.is_some(),
-        "usage": usage,
-    })))
+    Ok(Json(QuotaView {
+        user_id: user,
+        limits: custom.unwrap_or_default(),
+        custom: custom.is_some(),
+        usage,
+    }))
 }
 
-/// `PUT /users/{id}/quota`: the new limits, and those of them the user's services already exceed.
+/// Sets a customer's limits; the answer lists those their services already exceed.
+#[utoipa::path(put, path = "/users/{id}/quota", tag = "catalogue", request_body = Quota,
+    params(("id" = i64, Path, description = "The account's id")),
+    responses((status = 200, description = "The limits as saved", body = QuotaSaved)))]
 pub async fn put_quota(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Path(user): Path<i64>,
     JsonBody(quota): JsonBody<Quota>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<QuotaSaved>> {
     let saved = &quota;
     let usage = state
         .store
@@ -660,9 +868,7 @@ pub async fn put_quota(
     )
     .await;
     let over = catalogue::over_limits(usage, &quota);
-    let mut answer = json!(quota);
-    answer["over"] = json!(over);
-    Ok(Json(answer))
+    Ok(Json(QuotaSaved { quota, over }))
 }
 
 /// `GET /seed/{secret}/{file}`: a VM's NoCloud seed, without authentication (the VM has none);

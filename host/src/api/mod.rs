@@ -13,6 +13,7 @@ mod hooks;
 mod inventory;
 mod lifecycle;
 pub mod metrics;
+mod openapi;
 mod plugins;
 mod power;
 mod scopes;
@@ -20,7 +21,7 @@ mod session;
 mod tokens;
 mod ui;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -31,6 +32,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use ipnet::IpNet;
 use url::Url;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use accounts::create_user;
 pub use client_addr::client_addr;
@@ -82,57 +85,59 @@ impl WebSettings {
 
 pub type AppState = Arc<Shared>;
 
+/// The routes under `/api/v1`, each registered with its OpenAPI description (`routes!` takes
+/// the path and method from the handler's `#[utoipa::path]`), so the router and the document
+/// are one list. Handlers sharing a path are registered together.
+fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(session::login))
+        .routes(routes!(session::logout))
+        .routes(routes!(session::whoami))
+        .routes(routes!(account::change_password))
+        .routes(routes!(audit::activity))
+        .routes(routes!(accounts::list, accounts::create))
+        .routes(routes!(accounts::show, accounts::update, accounts::remove))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::remove))
+        .routes(routes!(inventory::status))
+        .routes(routes!(inventory::nodes))
+        .routes(routes!(inventory::vms))
+        .routes(routes!(inventory::vm))
+        .routes(routes!(console::create_token))
+        .routes(routes!(power::power))
+        .routes(routes!(audit::list))
+        .routes(routes!(console::socket))
+        .routes(routes!(console::sessions))
+        .routes(routes!(console::close_session))
+        .routes(routes!(lifecycle::order))
+        .routes(routes!(lifecycle::list_services))
+        .routes(routes!(lifecycle::service))
+        .routes(routes!(lifecycle::events))
+        .routes(routes!(lifecycle::operate))
+        .routes(routes!(lifecycle::retry_job))
+        .routes(routes!(lifecycle::cancel_job))
+        .routes(routes!(lifecycle::drift, lifecycle::reconcile))
+        .routes(routes!(lifecycle::list_plans))
+        .routes(routes!(lifecycle::put_plan))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::reset))
+        .routes(routes!(lifecycle::list_templates))
+        .routes(routes!(lifecycle::put_template))
+        .routes(routes!(lifecycle::show_quota, lifecycle::put_quota))
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI document of `/api/v1`, built once.
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> =
+        LazyLock::new(|| openapi::finish(v1().into_openapi()));
+    &DOCUMENT
+}
+
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/auth/login", post(session::login))
-        .route("/auth/logout", post(session::logout))
-        .route("/whoami", get(session::whoami))
-        .route("/users", get(accounts::list).post(accounts::create))
-        .route(
-            "/users/{id}",
-            get(accounts::show)
-                .patch(accounts::update)
-                .delete(accounts::remove),
-        )
-        .route("/tokens", get(tokens::list).post(tokens::create))
-        .route("/tokens/{id}", axum::routing::delete(tokens::remove))
-        .route("/status", get(inventory::status))
-        .route("/nodes", get(inventory::nodes))
-        .route("/vms", get(inventory::vms))
-        .route("/vms/{id}", get(inventory::vm))
-        .route("/vms/{id}/console", post(console::create_token))
-        .route("/vms/{id}/power", post(power::power))
-        .route("/audit", get(audit::list))
-        .route("/account/activity", get(audit::activity))
-        .route("/account/password", post(account::change_password))
-        .route("/console/ws", get(console::socket))
-        .route("/console/sessions", get(console::sessions))
-        .route(
-            "/console/sessions/{id}",
-            axum::routing::delete(console::close_session),
-        )
-        .route("/orders", post(lifecycle::order))
-        .route("/services", get(lifecycle::list_services))
-        .route("/services/{id}", get(lifecycle::service))
-        .route("/services/{id}/events", get(lifecycle::events))
-        .route("/services/{id}/{action}", post(lifecycle::operate))
-        .route("/jobs/{id}/retry", post(lifecycle::retry_job))
-        .route("/jobs/{id}/cancel", post(lifecycle::cancel_job))
-        .route("/drift", get(lifecycle::drift).post(lifecycle::reconcile))
-        .route("/plans", get(lifecycle::list_plans))
-        .route("/plans/{name}", axum::routing::put(lifecycle::put_plan))
-        .route("/plugins", get(plugins::list))
-        .route("/plugins/{name}/reset", post(plugins::reset))
-        .route("/templates", get(lifecycle::list_templates))
-        .route(
-            "/templates/{name}",
-            axum::routing::put(lifecycle::put_template),
-        )
-        .route(
-            "/users/{id}/quota",
-            get(lifecycle::show_quota).put(lifecycle::put_quota),
-        )
-        .fallback(|| async { ApiError::NotFound })
+    let (v1, _) = v1().split_for_parts();
+    let v1 = v1
+        .fallback(|| async { ApiError::NoSuchRoute })
         .layer(middleware::map_response(no_store));
     let transport_security = middleware::map_response_with_state(state.clone(), strict_transport);
     Router::new()
@@ -167,4 +172,24 @@ async fn strict_transport(State(state): State<AppState>, mut response: Response)
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    /// The document is complete because every route is registered with `routes!`, which takes
+    /// it from the handler's description; a plain `.route(` would serve a path it leaves out.
+    #[test]
+    fn every_api_route_is_registered_with_its_description() {
+        let source = include_str!("mod.rs");
+        let start = source.find("fn v1()").unwrap_or_default();
+        let end = source[start..]
+            .find("\n}\n")
+            .map_or(source.len(), |end| start + end);
+        let body = &source[start..end];
+        assert!(body.contains(".routes(routes!("), "the v1 builder moved");
+        assert!(
+            !body.contains(".route("),
+            "a route without its OpenAPI description"
+        );
+    }
 }

@@ -12,11 +12,16 @@ use crate::plugins::PluginStatus;
 
 /// `GET /api/v1/plugins`: every configured plugin with its kind, digest, egress allow-list,
 /// state (loaded, refused with the reason, tripped) and recent errors.
+#[utoipa::path(get, path = "/plugins", operation_id = "list_plugins", tag = "plugins",
+    responses((status = 200, description = "Every configured plugin", body = Vec<PluginStatus>)))]
 pub async fn list(State(state): State<AppState>, _: Admin) -> Json<Vec<PluginStatus>> {
     Json(state.plugins.status())
 }
 
 /// `POST /api/v1/plugins/{name}/reset`: switches a tripped plugin back on.
+#[utoipa::path(post, path = "/plugins/{name}/reset", operation_id = "reset_plugin", tag = "plugins",
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "The plugin's status after the reset", body = PluginStatus)))]
 pub async fn reset(
     State(state): State<AppState>,
     Admin(admin): Admin,

@@ -5,8 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
@@ -14,19 +13,32 @@ use super::extract::{ClientAddr, JsonBody, VisibleService};
 use crate::lifecycle::power::PowerError;
 use crate::service_state::PowerAction;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PowerRequest {
     action: PowerAction,
 }
 
+/// A power action accepted by the cluster.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PowerAccepted {
+    id: i64,
+    action: PowerAction,
+}
+
 /// Asks the cluster for the action and answers 202 once Proxmox accepted the task.
+#[utoipa::path(post, path = "/vms/{id}/power", tag = "vms", request_body = PowerRequest,
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses(
+        (status = 202, description = "Accepted by the cluster", body = PowerAccepted),
+        (status = 409, description = "Not possible now (e.g. starting a running VM), with the reason", body = super::openapi::ErrorBody),
+    ))]
 pub async fn power(
     State(state): State<AppState>,
     VisibleService { me, service }: VisibleService,
     ClientAddr(addr): ClientAddr,
     JsonBody(body): JsonBody<PowerRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<PowerAccepted>)> {
     let action = body.action;
     state
         .lifecycle
@@ -38,6 +50,9 @@ pub async fn power(
         })?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": service.id, "action": action.as_str() })),
+        Json(PowerAccepted {
+            id: service.id,
+            action,
+        }),
     ))
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
@@ -18,13 +18,29 @@ use crate::store::{sessions, users};
 /// How long a browser session lasts.
 const SESSION_LIFETIME_SECS: i64 = 12 * 60 * 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     username: String,
     password: String,
 }
 
+/// The account signed in.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SignedIn {
+    user: users::User,
+}
+
+/// Signs in: sets the session cookie. Limited per account and per client address (429 with
+/// `Retry-After`).
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "session",
+    security(()),
+    request_body = Login,
+    responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn))
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
@@ -86,11 +102,7 @@ pub async fn login(
     .await;
     let cookie =
         session_cookie_header(&session, SESSION_LIFETIME_SECS, state.web.secure_cookies())?;
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({ "user": user })),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Json(SignedIn { user })).into_response())
 }
 
 /// Checks the password, spending the same time whether or not the user exists.
@@ -124,6 +136,13 @@ fn refuse_foreign_origin(headers: &HeaderMap, state: &AppState) -> ApiResult<()>
     }
 }
 
+/// Signs out: ends the session the cookie names and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "session",
+    responses((status = 204, description = "Signed out"))
+)]
 pub async fn logout(
     State(state): State<AppState>,
     identity: Identity,
@@ -150,12 +169,40 @@ pub async fn logout(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
-pub async fn whoami(identity: Identity) -> Json<serde_json::Value> {
+/// Who is asking, and how.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Whoami {
+    user: users::User,
+    credential: CredentialKind,
+    /// What the caller may do beyond its role: every scope for a session.
+    #[schema(value_type = Vec<crate::auth::Scope>)]
+    scopes: crate::auth::Scopes,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Session,
+    ApiToken,
+}
+
+#[utoipa::path(
+    get,
+    path = "/whoami",
+    tag = "session",
+    responses((status = 200, description = "The caller", body = Whoami))
+)]
+pub async fn whoami(identity: Identity) -> Json<Whoami> {
     let credential = match identity.credential {
-        Credential::Session => "session",
-        Credential::ApiToken { .. } => "api_token",
+        Credential::Session => CredentialKind::Session,
+        Credential::ApiToken { .. } => CredentialKind::ApiToken,
     };
-    Json(json!({ "user": identity.user, "credential": credential }))
+    let scopes = identity.scopes();
+    Json(Whoami {
+        user: identity.user,
+        credential,
+        scopes,
+    })
 }
 
 fn session_cookie_header(value: &str, max_age: i64, secure: bool) -> ApiResult<HeaderValue> {

@@ -21,28 +21,35 @@ use crate::store::{Store, now};
 /// The longest a token may be made to last, in days: ten years is "never" with an end.
 const MAX_LIFETIME_DAYS: u32 = 3650;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     name: String,
     /// What the token may do; all scopes when left out.
+    #[schema(value_type = Option<Vec<crate::auth::Scope>>)]
     scopes: Option<Scopes>,
     /// Days until the token stops working; it never expires when left out.
     expires_in_days: Option<u32>,
 }
 
 /// A new token: the secret (shown this once) and what is kept of it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedToken {
     token: String,
     metadata: ApiToken,
 }
 
+/// The caller's own tokens (never the secrets).
+#[utoipa::path(get, path = "/tokens", operation_id = "list_api_tokens", tag = "tokens",
+    responses((status = 200, description = "The caller's tokens", body = Vec<ApiToken>)))]
 pub async fn list(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Vec<ApiToken>>> {
     let user_id = me.user.id;
     Ok(Json(tokens::list_for_user(&state.store, user_id).await?))
 }
 
+/// Creates a token for the caller; the secret is in this answer only.
+#[utoipa::path(post, path = "/tokens", operation_id = "create_api_token", tag = "tokens", request_body = TokenRequest,
+    responses((status = 201, description = "Created", body = CreatedToken)))]
 pub async fn create(
     State(state): State<AppState>,
     me: Identity,
@@ -138,6 +145,10 @@ pub async fn issue_token(store: &Store, new: &NewToken<'_>) -> ApiResult<(String
     Ok((token, metadata))
 }
 
+/// Revokes one of the caller's tokens.
+#[utoipa::path(delete, path = "/tokens/{id}", operation_id = "revoke_api_token", tag = "tokens",
+    params(("id" = i64, Path, description = "The token's id")),
+    responses((status = 204, description = "Revoked")))]
 pub async fn remove(
     State(state): State<AppState>,
     me: Identity,

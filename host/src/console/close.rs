@@ -40,6 +40,25 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// One reason of each kind, for documenting every close code a browser can see.
+    pub fn one_of_each() -> Vec<CloseReason> {
+        vec![
+            Self::BrowserClosed,
+            Self::Shutdown,
+            Self::BrowserProtocol(String::new()),
+            Self::UpstreamFailed(String::new()),
+            Self::Revoked(Revocation::Suspended),
+            Self::ClosedByOperator,
+            Self::Revoked(Revocation::Terminated),
+            Self::Idle,
+            Self::Lifetime,
+            Self::UpstreamClosed(String::new()),
+            Self::BrowserUnresponsive,
+            Self::LimitReached(CapacityRefusal::PerUser(0)),
+            Self::LimitReached(CapacityRefusal::Total(0)),
+        ]
+    }
+
     /// The WebSocket close code: 1000–1011 where a standard one fits, 40xx for the reasons a
     /// console UI explains to the user.
     pub fn code(&self) -> u16 {

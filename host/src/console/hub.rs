@@ -120,7 +120,7 @@ impl SessionStats {
 }
 
 /// A live session as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LiveSessionView {
     /// The `console_sessions` row id.
     pub id: i64,
@@ -134,7 +134,7 @@ pub struct LiveSessionView {
 }
 
 /// The relay's counters since the daemon started.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConsoleCounters {
     pub live: usize,
     pub opened: u64,

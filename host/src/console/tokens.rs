@@ -19,7 +19,7 @@ use crate::auth::secret_token;
 use crate::store::{self, Db, StoreError};
 
 /// Which console a token opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsoleKind {
     /// The VM's display, over VNC (RFB).

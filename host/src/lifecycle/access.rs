@@ -10,7 +10,7 @@ use super::Lifecycle;
 use crate::store::{StoreError, access};
 
 /// `ssh [-o ProxyCommand="{proxy_command}"] {user}@{host}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SshAccess {
     pub user: String,
     pub host: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{PlanConfig, TemplateConfig};
 use crate::store::{Db, Store, StoreError, catalogue, jobs, services};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub name: String,
     pub cores: u32,
@@ -24,7 +24,7 @@ pub struct Plan {
     pub retired: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {
     pub name: String,
     pub cluster: String,
@@ -36,7 +36,7 @@ pub struct Template {
 }
 
 /// A customer's limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Quota {
     pub max_vms: u32,
     pub max_cores: u32,
@@ -102,7 +102,7 @@ pub struct QuotaExceeded {
 
 /// What a customer's live services take of their quota: every service not terminated or failed
 /// is a VM, sized by its plan (none if the plan is gone).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QuotaUsage {
     pub vms: u64,
     pub cores: u64,
@@ -195,7 +195,7 @@ pub fn check_quota(usage: QuotaUsage, plan: &Plan, quota: &Quota) -> Result<(), 
 
 /// A limit that what is in use already exceeds (after an operator lowered it): nothing is taken
 /// away, but orders are refused until the use is back within it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OverLimit {
     pub limit: &'static str,
     pub in_use: u64,

@@ -12,7 +12,7 @@ use super::steps::Step;
 use crate::store::{StoreError, Tx, jobs};
 
 /// What a job does to its service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     Provision,
@@ -23,7 +23,7 @@ pub enum JobKind {
 }
 
 /// Where a job is in its life. Only `Pending` and `Compensating` jobs are ever claimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Running its steps (or waiting for the next attempt).
@@ -115,7 +115,7 @@ pub struct NewJob<'a> {
     pub request_digest: &'a str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub id: i64,
     pub job_id: i64,

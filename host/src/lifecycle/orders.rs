@@ -47,7 +47,7 @@ pub enum TakenHostname {
 }
 
 /// The job an operation became (or already was, for a repeated key).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderReceipt {
     pub service_id: i64,
     pub job_id: i64,

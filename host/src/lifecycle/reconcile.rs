@@ -22,7 +22,7 @@ use crate::store::jobs;
 use crate::store::services::Service;
 
 /// One difference between a service and its cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Drift {
     /// An active or suspended service whose VM is not on its cluster.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::job::{JobKind, JobState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// Choose a node with room for the plan.

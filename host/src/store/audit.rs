@@ -14,7 +14,7 @@ pub struct Entry<'a> {
     pub client: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Record {
     pub id: i64,
     pub at: i64,

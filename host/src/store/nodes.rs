@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Db, Store, StoreError, params};
 
 /// A node as last reported by its cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KnownNode {
     pub cluster: String,
     pub node: String,

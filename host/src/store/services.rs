@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Db, Row, StoreError, params};
 use crate::service_state::{Refusal, ServiceState};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Service {
     pub id: i64,
     pub owner_id: i64,

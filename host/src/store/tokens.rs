@@ -7,11 +7,12 @@ use super::{Db, Row, StoreError, params};
 use crate::auth::Scopes;
 
 /// A token's metadata; the token itself is shown once at creation and never stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
+    #[schema(value_type = Vec<crate::auth::Scope>)]
     pub scopes: Scopes,
     pub created_at: i64,
     /// Unix seconds after which the token is refused; `None` never expires.

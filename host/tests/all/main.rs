@@ -18,6 +18,7 @@ mod front_door;
 mod lifecycle;
 mod lifecycle_acceptance;
 mod metrics;
+mod openapi;
 mod plugins_examples;
 mod plugins_first_party;
 mod plugins_isolation;

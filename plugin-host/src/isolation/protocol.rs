@@ -92,6 +92,7 @@ pub enum FromRunner {
 
 /// What the runner's lockdown achieved, as the operator's status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Confinement {
     /// `PR_SET_NO_NEW_PRIVS`, the descriptors closed and the resource limits set.
     pub no_new_privs: bool,

@@ -59,6 +59,7 @@ pub struct RunnerCommand {
 
 /// A plugin's runner, as the operators' status shows it.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunnerStatus {
     /// The live runner's process id.
     pub pid: Option<u32>,
