@@ -77,6 +77,10 @@ impl Daemon {
             },
             login_limiter,
             webhooks: api::WebhookGate::new(config.webhooks.max_in_flight),
+            accounts: api::AccountSettings {
+                operator_mfa: config.accounts.operator_mfa,
+                data_key: config.data_key.clone(),
+            },
             started: Instant::now(),
         });
         let addr = listener.local_addr()?;

@@ -2,6 +2,8 @@
 //! Changes here need a browser session ([`super::scopes`]) and the current password, so neither
 //! a leaked token nor a moment at an unlocked screen is enough to take the account over.
 
+use std::net::IpAddr;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -21,6 +23,44 @@ use crate::store::users::{self, UserChanges};
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
+}
+
+/// Counts an attempt at `username`'s sign-in limits: a code or a password checked outside the
+/// sign-in form is a way to guess it too.
+pub(super) async fn limited(
+    state: &AppState,
+    username: &str,
+    client: IpAddr,
+) -> ApiResult<crate::auth::login_limit::Attempt> {
+    state
+        .login_limiter
+        .begin(username, client, crate::store::now())
+        .await?
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_secs: wait.as_secs(),
+        })
+}
+
+/// Checks that `given` is `username`'s password, under the sign-in limits; a wrong one is 403
+/// (the caller is signed in: 401 would say their session ended).
+pub(super) async fn confirm_password(
+    state: &AppState,
+    username: &str,
+    client: IpAddr,
+    given: String,
+) -> ApiResult<()> {
+    let attempt = limited(state, username, client).await?;
+    let found = users::find_for_login(&state.store, username).await?;
+    let right = tokio::task::spawn_blocking(move || {
+        found.is_some_and(|(_, stored)| password::verify(&stored, &given))
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.into()))?;
+    if !right {
+        return Err(ApiError::Forbidden("the current password is wrong"));
+    }
+    state.login_limiter.succeeded(username, attempt).await?;
+    Ok(())
 }
 
 /// Sets a new password and ends the account's other sessions. The
@@ -44,26 +84,11 @@ pub async fn change_password(
 ) -> ApiResult<StatusCode> {
     password::check_length(&body.current_password).map_err(ApiError::BadRequest)?;
     password::check_strength(&body.new_password).map_err(ApiError::BadRequest)?;
-    let username = me.user.username.clone();
-    let attempt = state
-        .login_limiter
-        .begin(&username, client, crate::store::now())
-        .await?
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs(),
-        })?;
-    let found = users::find_for_login(&state.store, &username).await?;
-    let (current, new) = (body.current_password, body.new_password);
-    let hashed = tokio::task::spawn_blocking(move || match found {
-        Some((_, stored)) if password::verify(&stored, &current) => password::hash(&new).map(Some),
-        _ => Ok(None),
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.into()))??;
-    let Some(password_hash) = hashed else {
-        return Err(ApiError::Forbidden("the current password is wrong"));
-    };
-    state.login_limiter.succeeded(&username, attempt).await?;
+    confirm_password(&state, &me.user.username, client, body.current_password).await?;
+    let new = body.new_password;
+    let password_hash = tokio::task::spawn_blocking(move || password::hash(&new))
+        .await
+        .map_err(|err| ApiError::Internal(err.into()))??;
     let keep = session_cookie(&parts)
         .map(secret_token::digest)
         .ok_or(ApiError::Unauthenticated)?;

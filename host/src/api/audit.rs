@@ -314,7 +314,7 @@ pub struct Activity {
 /// The actions an account's activity shows, and the detail of each it may see. Anything else
 /// in the log (jobs' internals, Proxmox ids) is operators' business.
 const SHOWN: &[(&str, &[&str])] = &[
-    ("auth.login", &[]),
+    ("auth.login", &["second_factor"]),
     ("auth.logout", &[]),
     ("console.open", &["kind", "session"]),
     (
@@ -335,6 +335,10 @@ const SHOWN: &[(&str, &[&str])] = &[
     ("token.create", &["name", "scopes", "expires_at"]),
     ("token.delete", &["name"]),
     ("account.password", &[]),
+    ("account.totp_enabled", &[]),
+    ("account.totp_removed", &[]),
+    ("account.recovery_codes", &[]),
+    ("auth.second_factor_failed", &["method"]),
 ];
 
 const SHOWN_ACTIONS: [&str; SHOWN.len()] = {

@@ -17,6 +17,10 @@ pub enum ApiError {
     WrongCredentials,
     #[error("this API token has expired")]
     TokenExpired,
+    #[error("wrong code, or one already used")]
+    WrongCode,
+    #[error("this sign-in has expired or taken too many codes; sign in again with the password")]
+    SignInExpired,
     #[error("this API token lacks the \"{0}\" scope")]
     MissingScope(crate::auth::Scope),
     #[error("{0}")]
@@ -69,9 +73,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated | ApiError::WrongCredentials | ApiError::TokenExpired => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::Unauthenticated
+            | ApiError::WrongCredentials
+            | ApiError::TokenExpired
+            | ApiError::WrongCode
+            | ApiError::SignInExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound | ApiError::NoSuchRoute => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,

@@ -71,6 +71,7 @@ impl FromRequestParts<AppState> for Identity {
         let digest = secret_token::digest(session);
         let user = sessions::find_user(&state.store, &digest).await?;
         let user = user.ok_or(ApiError::Unauthenticated)?;
+        super::second_factor::enrolment_only(parts, api_path(parts), state, &user).await?;
         Ok(Identity {
             user,
             credential: Credential::Session,
@@ -78,14 +79,18 @@ impl FromRequestParts<AppState> for Identity {
     }
 }
 
-/// Refuses a token whose scopes lack what the matched route needs ([`scopes::needed`]).
-fn check_scope(parts: &Parts, held: Scopes) -> Result<(), ApiError> {
+/// The matched route under `/api/v1`, e.g. `/services/{id}/{action}`.
+fn api_path(parts: &Parts) -> &str {
     let path = parts
         .extensions
         .get::<MatchedPath>()
         .map_or(parts.uri.path(), MatchedPath::as_str);
-    let path = path.strip_prefix("/api/v1").unwrap_or(path);
-    match scopes::needed(&parts.method, path) {
+    path.strip_prefix("/api/v1").unwrap_or(path)
+}
+
+/// Refuses a token whose scopes lack what the matched route needs ([`scopes::needed`]).
+fn check_scope(parts: &Parts, held: Scopes) -> Result<(), ApiError> {
+    match scopes::needed(&parts.method, api_path(parts)) {
         Needs::Scope(scope) if held.contains(scope) => Ok(()),
         Needs::Scope(scope) => Err(ApiError::MissingScope(scope)),
         Needs::Session => Err(ApiError::Forbidden(

@@ -17,6 +17,7 @@ mod openapi;
 mod plugins;
 mod power;
 mod scopes;
+mod second_factor;
 mod session;
 mod tokens;
 mod ui;
@@ -59,7 +60,14 @@ pub struct Shared {
     pub console: Arc<crate::console::ConsoleHub>,
     /// Billing webhook deliveries in flight, per plugin.
     pub webhooks: hooks::WebhookGate,
+    pub accounts: AccountSettings,
     pub started: Instant,
+}
+
+/// Sign-in policy, and the key second factors' secrets are sealed with.
+pub struct AccountSettings {
+    pub operator_mfa: crate::config::MfaPolicy,
+    pub data_key: crate::config::DataKey,
 }
 
 /// How the daemon is reached from browsers.
@@ -93,7 +101,13 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(session::login))
         .routes(routes!(session::logout))
         .routes(routes!(session::whoami))
+        .routes(routes!(second_factor::complete_sign_in))
         .routes(routes!(account::change_password))
+        .routes(routes!(second_factor::status))
+        .routes(routes!(second_factor::begin_totp))
+        .routes(routes!(second_factor::confirm_totp))
+        .routes(routes!(second_factor::remove_totp))
+        .routes(routes!(second_factor::new_recovery_codes))
         .routes(routes!(audit::activity))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::show, accounts::update, accounts::remove))

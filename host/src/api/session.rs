@@ -13,7 +13,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ClientAddr, JsonBody, SESSION_COOKIE, session_cookie};
 use crate::audit;
 use crate::auth::{Credential, Identity, password, secret_token};
-use crate::store::{sessions, users};
+use crate::store::{second_factors, sessions, users};
+use std::net::IpAddr;
 
 /// How long a browser session lasts.
 const SESSION_LIFETIME_SECS: i64 = 12 * 60 * 60;
@@ -31,15 +32,24 @@ pub struct SignedIn {
     user: users::User,
 }
 
-/// Signs in: sets the session cookie. Limited per account and per client address (429 with
-/// `Retry-After`).
+/// What a right password answers: signed in, or a second factor to give.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    SignedIn(SignedIn),
+    SecondFactor(super::second_factor::SecondFactorNeeded),
+}
+
+/// Signs in: sets the session cookie, or, for an account with a second factor, answers the
+/// challenge to complete with `POST /auth/second-factor`. Limited per account and per client
+/// address (429 with `Retry-After`).
 #[utoipa::path(
     post,
     path = "/auth/login",
     tag = "session",
     security(()),
     request_body = Login,
-    responses((status = 200, description = "Signed in; the session cookie is set", body = SignedIn))
+    responses((status = 200, description = "Signed in (the session cookie is set), or a second factor is needed", body = LoginAnswer))
 )]
 pub async fn login(
     State(state): State<AppState>,
@@ -77,32 +87,45 @@ pub async fn login(
         .login_limiter
         .succeeded(&body.username, attempt)
         .await?;
+    if second_factors::has_factor(&state.store, user.id).await? {
+        let challenge = super::second_factor::challenge(&state, user.id).await?;
+        return Ok(Json(LoginAnswer::SecondFactor(challenge)).into_response());
+    }
+    start_session(&state, user, client, None).await
+}
+
+/// Signs `user` in from `client`: a new session and its cookie. `second_factor` names the one
+/// they proved, for the audit log.
+pub(super) async fn start_session(
+    state: &AppState,
+    user: users::User,
+    client: IpAddr,
+    second_factor: Option<&str>,
+) -> ApiResult<Response> {
     let session = secret_token::generate();
     let digest = secret_token::digest(&session);
     let expires_at = crate::store::now() + SESSION_LIFETIME_SECS;
-    let (user_id, client_text) = (user.id, client.to_string());
-    sessions::insert(
-        &state.store,
-        &digest,
-        user_id,
-        expires_at,
-        Some(&client_text),
-    )
-    .await?;
+    let client = client.to_string();
+    sessions::insert(&state.store, &digest, user.id, expires_at, Some(&client)).await?;
+    let detail = match second_factor {
+        Some(factor) => json!({ "second_factor": factor }),
+        None => json!({}),
+    };
     audit::record(
         &state.store,
         audit::Entry {
             actor: &format!("user:{}", user.id),
             action: "auth.login",
             target: None,
-            detail: json!({}),
-            client: Some(&client.to_string()),
+            detail,
+            client: Some(&client),
         },
     )
     .await;
     let cookie =
         session_cookie_header(&session, SESSION_LIFETIME_SECS, state.web.secure_cookies())?;
-    Ok(([(header::SET_COOKIE, cookie)], Json(SignedIn { user })).into_response())
+    let answer = LoginAnswer::SignedIn(SignedIn { user });
+    Ok(([(header::SET_COOKIE, cookie)], Json(answer)).into_response())
 }
 
 /// Checks the password, spending the same time whether or not the user exists.
@@ -124,7 +147,7 @@ async fn verify_credentials(state: &AppState, body: &Login) -> ApiResult<Option<
 }
 
 /// Sign-in sets a cookie, so a foreign page must not be able to sign a visitor into our panel.
-fn refuse_foreign_origin(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
+pub(super) fn refuse_foreign_origin(headers: &HeaderMap, state: &AppState) -> ApiResult<()> {
     match headers
         .get(header::ORIGIN)
         .and_then(|value| value.to_str().ok())
@@ -177,6 +200,8 @@ pub struct Whoami {
     /// What the caller may do beyond its role: every scope for a session.
     #[schema(value_type = Vec<crate::auth::Scope>)]
     scopes: crate::auth::Scopes,
+    /// An operator who must enrol a second factor before this session can do anything else.
+    must_enrol_second_factor: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -192,17 +217,20 @@ pub enum CredentialKind {
     tag = "session",
     responses((status = 200, description = "The caller", body = Whoami))
 )]
-pub async fn whoami(identity: Identity) -> Json<Whoami> {
+pub async fn whoami(State(state): State<AppState>, identity: Identity) -> ApiResult<Json<Whoami>> {
     let credential = match identity.credential {
         Credential::Session => CredentialKind::Session,
         Credential::ApiToken { .. } => CredentialKind::ApiToken,
     };
     let scopes = identity.scopes();
-    Json(Whoami {
+    let must_enrol_second_factor = identity.credential == Credential::Session
+        && super::second_factor::must_enrol(&state, &identity.user).await?;
+    Ok(Json(Whoami {
         user: identity.user,
         credential,
         scopes,
-    })
+        must_enrol_second_factor,
+    }))
 }
 
 fn session_cookie_header(value: &str, max_age: i64, secure: bool) -> ApiResult<HeaderValue> {

@@ -7,6 +7,7 @@
 pub mod login_limit;
 pub mod password;
 pub mod scope;
+pub mod second_factor;
 pub mod secret_token;
 
 use crate::store::users::{Role, User};

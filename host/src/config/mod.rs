@@ -22,10 +22,10 @@ use std::path::Path;
 pub use database::{Database, PostgresConfig, PostgresTarget, is_postgres_url};
 pub use error::ConfigError;
 pub use model::{
-    CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
-    Fingerprints, IsolationMode, LifecycleConfig, LogFormat, PlanConfig, PluginConfig,
-    PluginIsolationConfig, PluginLimits, PluginTlsConfig, PluginWorld, TemplateConfig, TlsConfig,
-    TlsTrustConfig, WebhooksConfig,
+    AccountsConfig, CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource,
+    DeliveryKind, Fingerprints, IsolationMode, LifecycleConfig, LogFormat, MfaPolicy, PlanConfig,
+    PluginConfig, PluginIsolationConfig, PluginLimits, PluginTlsConfig, PluginWorld,
+    TemplateConfig, TlsConfig, TlsTrustConfig, WebhooksConfig,
 };
 pub use porthole_plugin_host::PluginSpec;
 pub use secret::{DataKey, Secret, SecretSource};

@@ -54,6 +54,9 @@ pub struct Config {
     /// Billing webhooks (`/hooks/billing/{plugin}`); every key has a default.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// Sign-in policy; every key has a default.
+    #[serde(default)]
+    pub accounts: AccountsConfig,
     /// Where plugins run; every key has a default.
     #[serde(default)]
     pub plugin_isolation: PluginIsolationConfig,
@@ -105,6 +108,24 @@ pub enum IsolationMode {
     Process,
     /// In the daemon's process, sandboxed by wasmtime alone.
     InProcess,
+}
+
+/// Sign-in policy (`[accounts]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// Whether operators must sign in with a second factor (TOTP or a passkey). `required`
+    /// sends an operator who has none to enrol one before anything else.
+    pub operator_mfa: MfaPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaPolicy {
+    /// Anyone may add a second factor; nobody must.
+    #[default]
+    Optional,
+    Required,
 }
 
 /// Billing webhooks (`[webhooks]`).

@@ -11,9 +11,9 @@ use super::database::Database;
 use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
-    ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind, LifecycleConfig, LogFormat,
-    PlanConfig, PluginConfig, PluginIsolationConfig, PluginLimits, SettingValue, TemplateConfig,
-    TlsConfig, TlsTrustConfig, WebhooksConfig,
+    AccountsConfig, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
+    LifecycleConfig, LogFormat, PlanConfig, PluginConfig, PluginIsolationConfig, PluginLimits,
+    SettingValue, TemplateConfig, TlsConfig, TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -37,6 +37,7 @@ pub struct ResolvedConfig {
     pub console: ConsoleConfig,
     pub lifecycle: LifecycleConfig,
     pub webhooks: WebhooksConfig,
+    pub accounts: AccountsConfig,
     pub plugin_isolation: PluginIsolationConfig,
     /// The built web panel, resolved against the configuration's directory.
     pub ui_dir: Option<PathBuf>,
@@ -104,6 +105,7 @@ pub(super) fn resolve(config: Config, at: &Locator<'_>, base: &Path) -> Checked<
         console: config.console,
         lifecycle,
         webhooks: config.webhooks,
+        accounts: config.accounts,
         plugin_isolation: PluginIsolationConfig {
             runner: config
                 .plugin_isolation

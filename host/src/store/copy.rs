@@ -28,6 +28,9 @@ const TABLES: &[&str] = &[
     "billing_events",
     "service_resources",
     "login_attempts",
+    "totp_secrets",
+    "recovery_codes",
+    "login_challenges",
 ];
 
 /// Rows a single `INSERT` carries: few enough for PostgreSQL's 65535 parameters at any width.

@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0009_console_liveness"),
     migration!("0010_login_attempts"),
     migration!("0011_scoped_tokens_and_activity"),
+    migration!("0012_second_factors"),
 ];
 
 /// The schema version a fully migrated database has.

@@ -27,6 +27,7 @@ mod value;
 pub use migrations::SCHEMA_VERSION;
 pub use value::{FromValue, Row, ToValue, Value, params, serde_name};
 pub mod resources;
+pub mod second_factors;
 pub mod services;
 pub mod sessions;
 pub mod tokens;

@@ -361,3 +361,252 @@ async fn changing_the_password_needs_the_old_one_and_ends_other_sessions() {
     assert_eq!(activity.as_array().unwrap().len(), 1, "{activity}");
     demo.stop().await.unwrap();
 }
+
+/// A signed-in browser of `username`, with the Origin the daemon wants on state changes.
+struct Browser<'a> {
+    demo: &'a Demo,
+    client: reqwest::Client,
+}
+
+impl<'a> Browser<'a> {
+    async fn signed_in(demo: &'a Demo, username: &str) -> Browser<'a> {
+        let client = cookie_client();
+        let password = &demo.account(username).unwrap().password;
+        let answer = login(demo, &client, username, password).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        Browser { demo, client }
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .request(method, url(self.demo, path))
+            .header("origin", &self.demo.credentials().url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn authenticator(secret: &str) -> totp_rs::Totp {
+    totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// The code `app` shows `steps` time steps from now.
+fn code(app: &totp_rs::Totp, steps: i64) -> String {
+    let at = porthole::store::now() + steps * 30;
+    app.generate(u64::try_from(at).unwrap()).to_string()
+}
+
+/// Enrols an authenticator for the browser's account; answers the app and the recovery codes.
+async fn enrol(browser: &Browser<'_>) -> (totp_rs::Totp, Vec<String>) {
+    let (status, enrolment) = browser
+        .send(Method::POST, "/api/v1/account/totp", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolment}");
+    let app = authenticator(enrolment["secret"].as_str().unwrap());
+    let url = enrolment["otpauth_url"].as_str().unwrap();
+    assert!(url.starts_with("otpauth://totp/Porthole:"), "{url}");
+    let confirm = |code: String| {
+        browser.send(
+            Method::POST,
+            "/api/v1/account/totp/confirm",
+            json!({ "code": code }),
+        )
+    };
+    let (status, _) = confirm("000000".into()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a wrong code does not enrol"
+    );
+    let (status, codes) = confirm(code(&app, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{codes}");
+    let codes: Vec<String> = serde_json::from_value(codes["recovery_codes"].clone()).unwrap();
+    assert_eq!(codes.len(), 10);
+    (app, codes)
+}
+
+/// Signs `username` in with the password; answers the challenge the daemon asks a factor for.
+async fn password_step(demo: &Demo, client: &reqwest::Client, username: &str) -> String {
+    let password = &demo.account(username).unwrap().password;
+    let answer = login(demo, client, username, password).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        answer.headers().get("set-cookie").is_none(),
+        "no session before the factor"
+    );
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        body["second_factor"]["methods"],
+        json!(["totp", "recovery_code"]),
+        "{body}"
+    );
+    body["second_factor"]["challenge"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn second_step(demo: &Demo, client: &reqwest::Client, answer: Value) -> StatusCode {
+    client
+        .post(url(demo, "/api/v1/auth/second-factor"))
+        .header("origin", &demo.credentials().url)
+        .json(&answer)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn totp_guards_sign_in_each_code_works_once_and_recovery_codes_too() {
+    let demo = demo().await;
+    let browser = Browser::signed_in(&demo, "alice").await;
+    let (app, recovery) = enrol(&browser).await;
+    let (_, factors) = get(
+        &demo,
+        token(&demo, "alice"),
+        "/api/v1/account/second-factors",
+    )
+    .await;
+    assert_eq!(
+        factors,
+        json!({ "totp": true, "recovery_codes_left": 10, "required": false })
+    );
+
+    let client = cookie_client();
+    let challenge = password_step(&demo, &client, "alice").await;
+    let whoami = || client.get(url(&demo, "/api/v1/whoami")).send();
+    assert_eq!(whoami().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // The code that confirmed the enrolment was used: it does not sign in.
+    let used = json!({ "challenge": challenge, "totp": code(&app, 0) });
+    assert_eq!(
+        second_step(&demo, &client, used).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let next = json!({ "challenge": challenge, "totp": code(&app, 1) });
+    assert_eq!(
+        second_step(&demo, &client, next.clone()).await,
+        StatusCode::OK
+    );
+    assert_eq!(whoami().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        second_step(&demo, &client, next).await,
+        StatusCode::UNAUTHORIZED,
+        "a challenge completes once"
+    );
+
+    let client = cookie_client();
+    let challenge = password_step(&demo, &client, "alice").await;
+    let with_code = json!({ "challenge": challenge, "recovery_code": recovery[3].to_uppercase() });
+    assert_eq!(second_step(&demo, &client, with_code).await, StatusCode::OK);
+    let challenge = password_step(&demo, &cookie_client(), "alice").await;
+    let again = json!({ "challenge": challenge, "recovery_code": recovery[3] });
+    assert_eq!(
+        second_step(&demo, &cookie_client(), again).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, factors) = get(
+        &demo,
+        token(&demo, "alice"),
+        "/api/v1/account/second-factors",
+    )
+    .await;
+    assert_eq!(factors["recovery_codes_left"], 9);
+
+    let (_, activity) = get(
+        &demo,
+        token(&demo, "alice"),
+        "/api/v1/account/activity?action=auth",
+    )
+    .await;
+    let logins: Vec<&Value> = activity
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "auth.login")
+        .collect();
+    assert_eq!(
+        logins[0]["detail"],
+        json!({ "second_factor": "recovery_code" })
+    );
+    assert_eq!(logins[1]["detail"], json!({ "second_factor": "totp" }));
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn wrong_codes_are_limited_like_passwords() {
+    let demo = demo().await;
+    let browser = Browser::signed_in(&demo, "bob").await;
+    enrol(&browser).await;
+    let client = cookie_client();
+    let challenge = password_step(&demo, &client, "bob").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let wrong = json!({ "challenge": challenge, "totp": "123456" });
+        statuses.push(second_step(&demo, &client, wrong).await);
+    }
+    // The account's five attempts are spent; the challenge took its five codes too.
+    assert_eq!(statuses[..5], [StatusCode::UNAUTHORIZED; 5]);
+    assert_eq!(
+        statuses[5],
+        StatusCode::UNAUTHORIZED,
+        "the challenge is spent"
+    );
+    let password = &demo.account("bob").unwrap().password;
+    let answer = login(&demo, &client, "bob", password).await;
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_operator_who_must_have_a_second_factor_can_only_enrol_until_they_do() {
+    let demo =
+        crate::api::demo_with_catalogue_and("\n[accounts]\noperator_mfa = \"required\"\n").await;
+    let browser = Browser::signed_in(&demo, "admin").await;
+    let (_, me) = browser
+        .send(Method::GET, "/api/v1/whoami", Value::Null)
+        .await;
+    assert_eq!(me["must_enrol_second_factor"], true);
+    let (status, body) = browser
+        .send(Method::GET, "/api/v1/users", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("enrol a second factor"),
+        "{body}"
+    );
+    // Customers are not asked.
+    let alice = Browser::signed_in(&demo, "alice").await;
+    let (status, _) = alice.send(Method::GET, "/api/v1/vms", Value::Null).await;
+    assert_eq!(status, StatusCode::OK);
+
+    enrol(&browser).await;
+    let (status, _) = browser
+        .send(Method::GET, "/api/v1/users", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, me) = browser
+        .send(Method::GET, "/api/v1/whoami", Value::Null)
+        .await;
+    assert_eq!(me["must_enrol_second_factor"], false);
+    let (status, body) = browser
+        .send(
+            Method::POST,
+            "/api/v1/account/totp/remove",
+            json!({ "current_password": demo.account("admin").unwrap().password }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    demo.stop().await.unwrap();
+}

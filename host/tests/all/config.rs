@@ -268,6 +268,22 @@ fn plugin_isolation_defaults_to_processes_and_an_unknown_mode_is_named() {
 }
 
 #[test]
+fn operator_mfa_is_optional_unless_required_and_a_misspelling_is_named() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(&Fixture::valid()).unwrap();
+    assert_eq!(config.accounts.operator_mfa, config::MfaPolicy::Optional);
+    let text = Fixture::valid() + "\n[accounts]\noperator_mfa = \"required\"\n";
+    let config = fixture.parse(&text).unwrap();
+    assert_eq!(config.accounts.operator_mfa, config::MfaPolicy::Required);
+
+    let text = Fixture::valid() + "\n[accounts]\noperator_mfa = \"always\"\n";
+    let err = fixture.parse(&text).unwrap_err();
+    assert!(err.to_string().contains("accounts.operator_mfa"), "{err}");
+    assert!(err.message.contains("required"), "{err}");
+    assert_eq!(err.line, Some(text.lines().count()), "{err}");
+}
+
+#[test]
 fn a_postgres_url_loads_with_its_password_from_a_file() {
     let fixture = Fixture::new();
     std::fs::write(fixture.dir.path().join("db-password"), "s3cret\n").unwrap();
