@@ -80,6 +80,7 @@ impl Daemon {
             accounts: api::AccountSettings {
                 operator_mfa: config.accounts.operator_mfa,
                 data_key: config.data_key.clone(),
+                webauthn: api::relying_party(&config.public_url),
             },
             started: Instant::now(),
         });

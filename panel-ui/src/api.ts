@@ -1,5 +1,12 @@
-// The daemon's JSON API: same-origin fetches with the session cookie. Browsers send `Origin` on
-// these POSTs, which the daemon checks on every cookie-authenticated state change.
+// The daemon's JSON API: a client typed by the daemon's own OpenAPI document (`../docs/openapi.json`,
+// turned into `api-types.ts` by `npm run api-types`), making same-origin fetches with the session
+// cookie. Browsers send `Origin` on these POSTs, which the daemon checks on every
+// cookie-authenticated state change.
+import createClient from 'openapi-fetch';
+import type { components, paths } from './api-types';
+
+/** Every object the API takes or answers, by its name in the document, e.g. `Schemas['CustomerVm']`. */
+export type Schemas = components['schemas'];
 
 export class ApiError extends Error {
   constructor(public status: number, message: string) {
@@ -14,70 +21,67 @@ export function onSessionEnded(handler: () => void): void {
   sessionEnded = handler;
 }
 
-export async function api<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
-  const init: RequestInit = { method, credentials: 'same-origin', headers: {} };
-  if (body !== undefined) {
-    (init.headers as Record<string, string>)['content-type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(`/api/v1${path}`, init);
-  if (response.status === 204) return undefined as T;
-  const text = await response.text();
-  let data: unknown = undefined;
+const BASE = '/api/v1';
+
+/**
+ * The API, e.g. `unwrap(api.GET('/vms/{id}', { params: { path: { id } } }))`: paths, parameters,
+ * bodies and answers are all checked against the document. Answers are JSON (the audit export's
+ * other formats are downloads, not fetched here).
+ */
+export const api = createClient<paths, 'application/json'>({ baseUrl: BASE, credentials: 'same-origin' });
+
+/** Which page is shown: each navigation makes a new one. */
+let page = 0;
+
+/**
+ * A new page is shown. Answers still on their way to the page before are dropped: the code that
+ * waits for them never runs, so a page the person has left never draws over the one they went to.
+ */
+export function pageChanged(): void {
+  page += 1;
+}
+
+/** A wrong password at sign-in is a 401 too, and asking who is signed in is how we find out. */
+const NOT_A_SESSION_END = [`${BASE}/auth/login`, `${BASE}/whoami`];
+
+/**
+ * What a call on `api` resolves to: the answer, or the error body (`{ "error": "reason" }` as
+ * the document says; at run time whatever came, e.g. a proxy's page, or nothing) with the response.
+ */
+type Outcome<D> = { data: D; error?: never; response: Response } | { data?: never; error: Schemas['ErrorBody']; response: Response };
+
+/**
+ * The answer of a call on `api`, or an `ApiError` with the status and the daemon's reason (its
+ * error body is `{ "error": "reason" }`; anything else, e.g. a proxy's page, gives the status
+ * text). A 401 means the session ended, unless it answered a sign-in or the question who is
+ * signed in: the session-ended handler hears of it before the error is thrown. For a page that is
+ * no longer shown, neither: see `pageChanged`.
+ */
+export async function unwrap<D>(call: Promise<Outcome<D>>): Promise<D> {
+  const asked = page;
+  const left = () => page !== asked;
+  let outcome: Outcome<D>;
   try {
-    data = text ? JSON.parse(text) : undefined;
-  } catch {
-    data = undefined;
+    outcome = await call;
+  } catch (err) {
+    if (left()) return new Promise<never>(() => {});
+    throw err;
   }
-  if (!response.ok) {
-    const reason = (data as { error?: string } | undefined)?.error ?? response.statusText;
-    // A wrong password at sign-in is a 401 too, and asking who is signed in is how we find out.
-    if (response.status === 401 && path !== '/auth/login' && path !== '/whoami') sessionEnded();
-    throw new ApiError(response.status, reason);
-  }
-  return data as T;
+  if (left()) return new Promise<never>(() => {});
+  const { response } = outcome;
+  if (response.ok && outcome.error === undefined) return outcome.data;
+  const body: unknown = outcome.error;
+  const reason = typeof body === 'object' && body !== null && 'error' in body && typeof body.error === 'string'
+    ? body.error
+    : response.statusText;
+  if (response.status === 401 && !NOT_A_SESSION_END.includes(new URL(response.url, location.href).pathname)) sessionEnded();
+  throw new ApiError(response.status, reason);
 }
 
-export interface Me {
-  id: number;
-  username: string;
-  role: 'admin' | 'customer';
-}
-
-export interface CustomerVm {
-  id: number;
-  name: string;
-  state: string;
-  plan: string | null;
-  power: string;
-  cores: number | null;
-  memory_bytes: number | null;
-  disk_bytes: number | null;
-  /** Present once the VM's tunnel gives it a public name. */
-  ssh?: SshAccess | null;
-  actions: VmActions;
-}
-
-/** What the VM's owner may do with it now, as the daemon rules: the panel enables exactly these. */
-export interface VmActions {
-  /** The power actions that would do something now (`start`, `shutdown`, `reboot`, `stop`). */
-  power: string[];
-  console: boolean;
-  /** Why the console cannot be opened, or the VM used at all. */
-  unavailable: string | null;
-}
-
-export interface SshAccess {
-  user: string;
-  host: string;
-  /** What carries SSH through the tunnel provider, e.g. `cloudflared access ssh --hostname %h`. */
-  proxy_command?: string | null;
-}
-
-export interface ConsoleTicket {
-  url: string;
-  token: string;
-  expires_at: number;
+/** The daemon's reason as a sentence: capitalised, with a full stop. */
+export function sentence(reason: string): string {
+  const text = reason.charAt(0).toUpperCase() + reason.slice(1);
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 /** Plain words for a refused or failed request. */
@@ -87,7 +91,7 @@ export function explain(err: unknown): string {
     if (err.status === 403) return 'This page is for operators only.';
     if (err.status === 404) return 'Not found.';
     if (err.status === 429) return `Limit reached: ${err.message}.`;
-    return err.message.charAt(0).toUpperCase() + err.message.slice(1) + '.';
+    return sentence(err.message);
   }
   return 'The panel cannot reach the server. Check your connection and try again.';
 }

@@ -98,7 +98,7 @@ export function badge(text: string): HTMLElement {
 }
 
 /** A byte count in the largest unit that keeps it readable. */
-export function bytes(n: number | null): string {
+export function bytes(n: number | null | undefined): string {
   if (!n) return '';
   for (const [unit, size] of [['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
     const value = n / size;
@@ -110,7 +110,7 @@ export function bytes(n: number | null): string {
 /** A JSON object as a short list of `key: value` lines that wrap instead of running off the page. */
 export function details(value: unknown): HTMLElement | string {
   if (value === null || typeof value !== 'object') return value === null || value === undefined ? '' : String(value);
-  const entries = Object.entries(value as Record<string, unknown>);
+  const entries = Object.entries(value);
   if (entries.length === 0) return '';
   return h('dl', { class: 'details' }, ...entries.flatMap(([key, v]) => [
     h('dt', {}, key.replace(/_/g, ' ')),

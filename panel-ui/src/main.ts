@@ -1,6 +1,6 @@
 // Entry point: who is signed in, the navigation, and a small path router over the pages.
 import './style.css';
-import { api, ApiError, Me, onSessionEnded } from './api';
+import { api, ApiError, onSessionEnded, pageChanged, type Schemas, unwrap } from './api';
 import { h, mount, notice } from './dom';
 import { loginPage } from './pages/login';
 import { vmListPage } from './pages/vms';
@@ -8,11 +8,12 @@ import { vmPage } from './pages/vm';
 import { consolePage, stopConsole } from './pages/console';
 import { adminObjectPage, adminPage, ADMIN_SECTIONS } from './pages/admin';
 import { orderPage } from './pages/order';
+import { accountPage, activityPage } from './pages/account';
 import { stopVmPage } from './pages/vm';
 
-let me: Me | null = null;
+let me: Schemas['User'] | null = null;
 
-export function currentUser(): Me | null {
+export function currentUser(): Schemas['User'] | null {
   return me;
 }
 
@@ -36,19 +37,19 @@ async function navigate(): Promise<void> {
 }
 
 // A session that ends under an open page leads to the sign-in form, which says so and comes back
-// to the page afterwards.
+// to the page afterwards. The form follows in a task of its own: the request that found out
+// fails too, and whatever its page shows of that comes first, to be replaced.
 onSessionEnded(() => {
   if (!me) return;
   me = null;
   const back = location.pathname + location.search;
   history.replaceState(null, '', `/login?expired=1&next=${encodeURIComponent(back)}`);
-  void navigate();
+  window.setTimeout(() => void navigate());
 });
 
 async function loadMe(): Promise<void> {
   try {
-    const answer = await api<{ user: Me }>('GET', '/whoami');
-    me = answer.user;
+    me = (await unwrap(api.GET('/whoami'))).user;
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) me = null;
     else throw err;
@@ -73,7 +74,7 @@ function renderNav(): void {
     top.append(h('nav', { 'aria-label': 'Main' }, brand));
     return;
   }
-  const links = [link('/vms', 'My VMs'), link('/order', 'Order')];
+  const links = [link('/vms', 'My VMs'), link('/order', 'Order'), link('/account', 'Account')];
   if (me.role === 'admin') {
     links.push(...ADMIN_SECTIONS.map(([slug, label]) => link(`/admin/${slug}`, label)));
   }
@@ -86,7 +87,7 @@ function renderNav(): void {
 
 async function logout(): Promise<void> {
   try {
-    await api('POST', '/auth/logout');
+    await unwrap(api.POST('/auth/logout'));
   } finally {
     me = null;
     go('/login');
@@ -94,6 +95,7 @@ async function logout(): Promise<void> {
 }
 
 async function route(): Promise<void> {
+  pageChanged();
   stopConsole();
   stopVmPage();
   renderNav();
@@ -105,6 +107,8 @@ async function route(): Promise<void> {
   if (path === '/login') return loginPage();
   if (path === '/' || path === '/vms') return vmListPage();
   if (path === '/order') return orderPage();
+  if (path === '/account') return accountPage();
+  if (path === '/account/activity') return activityPage();
   let m = path.match(/^\/vms\/(\d+)$/);
   if (m) return vmPage(Number(m[1]));
   m = path.match(/^\/vms\/(\d+)\/(console|terminal)$/);

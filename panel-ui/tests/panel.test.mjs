@@ -303,6 +303,25 @@ test('a session that ends under an open page leads to the sign-in form, and back
   await page.context().close();
 });
 
+test('a page left while it loads never draws over the page that follows', async () => {
+  const page = await newPage();
+  // The VM list answers slowly; the person moves on before it does.
+  let answered = null;
+  await page.route('**/api/v1/vms', async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+    answered = Date.now();
+  });
+  await signIn(page, demo.url, demo.account('alice'));
+  await page.getByRole('link', { name: 'Account', exact: true }).click();
+  await page.getByRole('heading', { name: 'Account', level: 1 }).waitFor();
+  await waitFor(() => answered !== null, 'the slow answer');
+  await page.waitForTimeout(300);
+  assert.deepEqual(await page.locator('main h1').allInnerTexts(), ['Account']);
+  assert.equal(new URL(page.url()).pathname, '/account');
+  await page.context().close();
+});
+
 test('the audit log filters by family, names its actors and wraps its details, and every table header says what its column is, at 1280 and 390 px', async () => {
   // At least one console entry by alice: a console asked of her stopped VM is refused.
   const alice = await customerPage();

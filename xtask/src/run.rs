@@ -35,10 +35,13 @@ pub fn panel_ui(root: &Path) -> anyhow::Result<()> {
         step(&ui, "npm", &["ci", "--no-audit", "--no-fund"])?;
     }
     let inputs = ["src", "index.html", "package.json", "vite.config.ts"];
+    // The panel's API types are generated from the daemon's OpenAPI document.
+    let document = newest(&root.join("docs/openapi.json"));
     let sources = inputs
         .iter()
         .filter_map(|p| newest(&ui.join(p)))
-        .chain(lock);
+        .chain(lock)
+        .chain(document);
     if newest(&ui.join("dist/index.html")) < sources.max() {
         step(&ui, "npm", &["run", "build"])?;
     }

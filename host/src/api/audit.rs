@@ -338,6 +338,8 @@ const SHOWN: &[(&str, &[&str])] = &[
     ("account.totp_enabled", &[]),
     ("account.totp_removed", &[]),
     ("account.recovery_codes", &[]),
+    ("account.passkey_added", &["name"]),
+    ("account.passkey_removed", &[]),
     ("auth.second_factor_failed", &["method"]),
 ];
 

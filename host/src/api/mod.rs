@@ -14,6 +14,7 @@ mod inventory;
 mod lifecycle;
 pub mod metrics;
 mod openapi;
+mod passkeys;
 mod plugins;
 mod power;
 mod scopes;
@@ -40,6 +41,7 @@ pub use accounts::create_user;
 pub use client_addr::client_addr;
 pub use error::{ApiError, ApiResult};
 pub use hooks::WebhookGate;
+pub use passkeys::relying_party;
 pub use tokens::issue_token;
 pub use ui::default_dir as default_ui_dir;
 
@@ -68,6 +70,8 @@ pub struct Shared {
 pub struct AccountSettings {
     pub operator_mfa: crate::config::MfaPolicy,
     pub data_key: crate::config::DataKey,
+    /// The passkey relying party: `None` when the public URL's host is an IP address.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 /// How the daemon is reached from browsers.
@@ -108,6 +112,11 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(second_factor::confirm_totp))
         .routes(routes!(second_factor::remove_totp))
         .routes(routes!(second_factor::new_recovery_codes))
+        .routes(routes!(passkeys::list))
+        .routes(routes!(passkeys::begin_registration))
+        .routes(routes!(passkeys::finish_registration))
+        .routes(routes!(passkeys::remove))
+        .routes(routes!(passkeys::begin_sign_in))
         .routes(routes!(audit::activity))
         .routes(routes!(accounts::list, accounts::create))
         .routes(routes!(accounts::show, accounts::update, accounts::remove))

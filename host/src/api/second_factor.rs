@@ -55,6 +55,7 @@ pub struct Challenge {
 #[serde(rename_all = "snake_case")]
 pub enum FactorMethod {
     Totp,
+    Passkey,
     RecoveryCode,
 }
 
@@ -64,10 +65,24 @@ pub(super) async fn challenge(state: &AppState, user_id: i64) -> ApiResult<Secon
     let expires_at = now() + CHALLENGE_LIFETIME_SECS;
     let digest = secret_token::digest(&token);
     second_factors::insert_challenge(&state.store, &digest, user_id, expires_at).await?;
+    let mut methods = Vec::new();
+    let totp = second_factors::totp(&state.store, user_id).await?;
+    if totp.is_some_and(|totp| totp.confirmed) {
+        methods.push(FactorMethod::Totp);
+    }
+    let passkeys = !second_factors::passkeys(&state.store, user_id)
+        .await?
+        .is_empty();
+    if passkeys && state.accounts.webauthn.is_some() {
+        methods.push(FactorMethod::Passkey);
+    }
+    if second_factors::recovery_codes_left(&state.store, user_id).await? > 0 {
+        methods.push(FactorMethod::RecoveryCode);
+    }
     Ok(SecondFactorNeeded {
         second_factor: Challenge {
             challenge: token,
-            methods: vec![FactorMethod::Totp, FactorMethod::RecoveryCode],
+            methods,
             expires_at,
         },
     })
@@ -81,6 +96,10 @@ pub struct SecondFactorAnswer {
     totp: Option<String>,
     /// One of the account's recovery codes; each works once.
     recovery_code: Option<String>,
+    /// The browser's answer to `POST /auth/second-factor/passkey`'s options
+    /// (`PublicKeyCredential.toJSON()`).
+    #[schema(value_type = Option<Object>)]
+    passkey: Option<serde_json::Value>,
 }
 
 /// Completes a sign-in with a TOTP code or a recovery code; sets the session cookie.
@@ -97,12 +116,13 @@ pub async fn complete_sign_in(
     JsonBody(body): JsonBody<SecondFactorAnswer>,
 ) -> ApiResult<Response> {
     super::session::refuse_foreign_origin(&headers, &state)?;
-    let method = match (&body.totp, &body.recovery_code) {
-        (Some(_), None) => "totp",
-        (None, Some(_)) => "recovery_code",
+    let method = match (&body.totp, &body.recovery_code, &body.passkey) {
+        (Some(_), None, None) => "totp",
+        (None, Some(_), None) => "recovery_code",
+        (None, None, Some(_)) => "passkey",
         _ => {
             return Err(ApiError::BadRequest(
-                "give either totp or recovery_code".into(),
+                "give one of totp, recovery_code or passkey".into(),
             ));
         }
     };
@@ -116,11 +136,14 @@ pub async fn complete_sign_in(
         .filter(|user| !user.disabled)
         .ok_or(ApiError::SignInExpired)?;
     let attempt = limited(&state, &user.username, client).await?;
-    let right = match (&body.totp, &body.recovery_code) {
-        (Some(code), _) => accept_totp(&state, user.id, code, false).await?,
-        (_, Some(code)) => {
-            let hash = factor::recovery_code_hash(code);
+    let right = match (body.totp, body.recovery_code, body.passkey) {
+        (Some(code), _, _) => accept_totp(&state, user.id, &code, false).await?,
+        (_, Some(code), _) => {
+            let hash = factor::recovery_code_hash(&code);
             second_factors::use_recovery_code(&state.store, user.id, &hash).await?
+        }
+        (_, _, Some(credential)) => {
+            super::passkeys::accept(&state, user.id, &digest, credential).await?
         }
         _ => false,
     };
@@ -174,6 +197,9 @@ async fn accept_totp(
 pub struct SecondFactors {
     /// An authenticator app guards sign-in.
     totp: bool,
+    passkeys: Vec<second_factors::PasskeyInfo>,
+    /// Whether passkeys can be used here (the panel is on a domain name).
+    passkeys_available: bool,
     recovery_codes_left: i64,
     /// Whether this account must have a second factor (operators, when the policy says so).
     required: bool,
@@ -184,8 +210,11 @@ pub struct SecondFactors {
 pub async fn status(State(state): State<AppState>, me: Identity) -> ApiResult<Json<SecondFactors>> {
     let user_id = me.user.id;
     let totp = second_factors::has_factor(&state.store, user_id).await?;
+    let passkeys = second_factors::passkeys(&state.store, user_id).await?;
     Ok(Json(SecondFactors {
         totp,
+        passkeys: passkeys.into_iter().map(|p| p.info).collect(),
+        passkeys_available: state.accounts.webauthn.is_some(),
         recovery_codes_left: second_factors::recovery_codes_left(&state.store, user_id).await?,
         required: required_for(&state, &me.user),
     }))
@@ -307,12 +336,7 @@ pub async fn remove_totp(
     ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<CurrentPassword>,
 ) -> ApiResult<StatusCode> {
-    if required_for(&state, &me.user) {
-        return Err(ApiError::Conflict(
-            "operators must keep a second factor here; enrol another before removing this one"
-                .into(),
-        ));
-    }
+    keep_one_if_required(&state, &me.user).await?;
     super::account::confirm_password(&state, &me.user.username, client, body.current_password)
         .await?;
     let user_id = me.user.id;
@@ -327,7 +351,22 @@ pub async fn remove_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn replace_recovery_codes(state: &AppState, user_id: i64) -> ApiResult<Vec<String>> {
+/// Refuses to remove the last second factor of an account that must have one.
+pub(super) async fn keep_one_if_required(state: &AppState, user: &User) -> ApiResult<()> {
+    if required_for(state, user) && second_factors::count_factors(&state.store, user.id).await? <= 1
+    {
+        return Err(ApiError::Conflict(
+            "operators must keep a second factor here; enrol another before removing this one"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn replace_recovery_codes(
+    state: &AppState,
+    user_id: i64,
+) -> ApiResult<Vec<String>> {
     let codes = factor::new_recovery_codes();
     let hashes: Vec<[u8; 32]> = codes
         .iter()
@@ -372,6 +411,9 @@ fn enrolment_allows(method: &Method, path: &str) -> bool {
             | ("GET", "/account/second-factors")
             | ("POST", "/account/totp")
             | ("POST", "/account/totp/confirm")
+            | ("GET", "/account/passkeys")
+            | ("POST", "/account/passkeys/begin")
+            | ("POST", "/account/passkeys/finish")
             | ("POST", "/auth/logout")
     )
 }

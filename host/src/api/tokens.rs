@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::JsonBody;
+use super::extract::{ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::{Credential, Identity, Scopes, secret_token};
 use crate::store::tokens::{self, ApiToken, NewToken};
@@ -53,6 +53,7 @@ pub async fn list(State(state): State<AppState>, me: Identity) -> ApiResult<Json
 pub async fn create(
     State(state): State<AppState>,
     me: Identity,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<TokenRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
     let name = body.name.trim();
@@ -94,7 +95,7 @@ pub async fn create(
             detail: json!({
                 "name": metadata.name, "scopes": metadata.scopes, "expires_at": metadata.expires_at
             }),
-            client: None,
+            client: Some(&client.to_string()),
         },
     )
     .await;
@@ -152,6 +153,7 @@ pub async fn issue_token(store: &Store, new: &NewToken<'_>) -> ApiResult<(String
 pub async fn remove(
     State(state): State<AppState>,
     me: Identity,
+    ClientAddr(client): ClientAddr,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let user_id = me.user.id;
@@ -169,7 +171,7 @@ pub async fn remove(
             action: "token.delete",
             target: Some(&format!("token:{id}")),
             detail: json!({ "name": target.name }),
-            client: None,
+            client: Some(&client.to_string()),
         },
     )
     .await;

@@ -31,6 +31,8 @@ const TABLES: &[&str] = &[
     "totp_secrets",
     "recovery_codes",
     "login_challenges",
+    "passkeys",
+    "passkey_registrations",
 ];
 
 /// Rows a single `INSERT` carries: few enough for PostgreSQL's 65535 parameters at any width.

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0010_login_attempts"),
     migration!("0011_scoped_tokens_and_activity"),
     migration!("0012_second_factors"),
+    migration!("0013_passkeys"),
 ];
 
 /// The schema version a fully migrated database has.

@@ -2,7 +2,9 @@
 //! sign-ins waiting for a second factor. Every check-and-use is one statement, so a code raced
 //! from two daemons is accepted once.
 
-use super::{Db, StoreError, params};
+use serde::Serialize;
+
+use super::{Db, Row, StoreError, params};
 
 /// An account's TOTP secret as stored: sealed, and whether enrolment finished.
 pub struct TotpRow {
@@ -81,11 +83,23 @@ pub async fn delete_totp(db: &impl Db, user_id: i64) -> Result<bool, StoreError>
 pub async fn has_factor(db: &impl Db, user_id: i64) -> Result<bool, StoreError> {
     let row = db
         .query_opt(
-            "SELECT 1 FROM totp_secrets WHERE user_id = ?1 AND confirmed_at IS NOT NULL",
+            "SELECT 1 FROM totp_secrets WHERE user_id = ?1 AND confirmed_at IS NOT NULL
+             UNION ALL SELECT 1 FROM passkeys WHERE user_id = ?1",
             params![user_id],
         )
         .await?;
     Ok(row.is_some())
+}
+
+/// How many second factors the account has: its authenticator app and each passkey.
+pub async fn count_factors(db: &impl Db, user_id: i64) -> Result<i64, StoreError> {
+    db.query_one(
+        "SELECT (SELECT count(*) FROM totp_secrets WHERE user_id = ?1 AND confirmed_at IS NOT NULL)
+              + (SELECT count(*) FROM passkeys WHERE user_id = ?1)",
+        params![user_id],
+    )
+    .await?
+    .get(0)
 }
 
 /// Replaces the account's recovery codes with these (their hashes).
@@ -174,6 +188,17 @@ pub async fn attempt_challenge(
     row.map(|row| row.get(0)).transpose()
 }
 
+/// The account of a live challenge, without counting an attempt.
+pub async fn challenge_user(db: &impl Db, id_hash: &[u8; 32]) -> Result<Option<i64>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT user_id FROM login_challenges WHERE id_hash = ?1 AND expires_at > ?2",
+            params![id_hash, super::now()],
+        )
+        .await?;
+    row.map(|row| row.get(0)).transpose()
+}
+
 pub async fn delete_challenge(db: &impl Db, id_hash: &[u8; 32]) -> Result<(), StoreError> {
     db.execute(
         "DELETE FROM login_challenges WHERE id_hash = ?1 OR expires_at <= ?2",
@@ -181,4 +206,152 @@ pub async fn delete_challenge(db: &impl Db, id_hash: &[u8; 32]) -> Result<(), St
     )
     .await?;
     Ok(())
+}
+
+/// A passkey as its owner sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PasskeyInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A passkey with webauthn-rs's record of it (JSON).
+pub struct StoredPasskey {
+    pub info: PasskeyInfo,
+    pub passkey: String,
+}
+
+fn passkey_from_row(row: &Row) -> Result<StoredPasskey, StoreError> {
+    Ok(StoredPasskey {
+        info: PasskeyInfo {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            created_at: row.get(2)?,
+            last_used_at: row.get(3)?,
+        },
+        passkey: row.get(4)?,
+    })
+}
+
+pub async fn passkeys(db: &impl Db, user_id: i64) -> Result<Vec<StoredPasskey>, StoreError> {
+    db.query_as(
+        "SELECT id, name, created_at, last_used_at, passkey FROM passkeys
+         WHERE user_id = ?1 ORDER BY id",
+        params![user_id],
+        passkey_from_row,
+    )
+    .await
+}
+
+/// A new passkey; a name the account already uses fails with a unique violation.
+pub async fn insert_passkey(
+    db: &impl Db,
+    user_id: i64,
+    name: &str,
+    credential_id: &str,
+    passkey: &str,
+) -> Result<PasskeyInfo, StoreError> {
+    let row = db
+        .query_one(
+            "INSERT INTO passkeys (user_id, name, credential_id, passkey, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id, name, created_at, last_used_at, passkey",
+            params![user_id, name, credential_id, passkey, super::now()],
+        )
+        .await?;
+    Ok(passkey_from_row(&row)?.info)
+}
+
+/// Records a sign-in with the passkey `credential_id`, and its record as it now is (the
+/// authenticator's counter moves on).
+pub async fn passkey_used(
+    db: &impl Db,
+    user_id: i64,
+    credential_id: &str,
+    passkey: &str,
+) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE passkeys SET passkey = ?3, last_used_at = ?4
+         WHERE user_id = ?1 AND credential_id = ?2",
+        params![user_id, credential_id, passkey, super::now()],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_passkey(db: &impl Db, user_id: i64, id: i64) -> Result<bool, StoreError> {
+    Ok(db
+        .execute(
+            "DELETE FROM passkeys WHERE id = ?1 AND user_id = ?2",
+            params![id, user_id],
+        )
+        .await?
+        > 0)
+}
+
+/// Keeps the state of a registration ceremony until `expires_at`, replacing an earlier one.
+pub async fn put_registration(
+    db: &impl Db,
+    user_id: i64,
+    name: &str,
+    state: &str,
+    expires_at: i64,
+) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO passkey_registrations (user_id, name, state, expires_at)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id) DO UPDATE SET name = excluded.name, state = excluded.state,
+             expires_at = excluded.expires_at",
+        params![user_id, name, state, expires_at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes the account's live registration ceremony (its name and state): it can finish once.
+pub async fn take_registration(
+    db: &impl Db,
+    user_id: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row = db
+        .query_opt(
+            "DELETE FROM passkey_registrations WHERE user_id = ?1 AND expires_at > ?2
+             RETURNING name, state",
+            params![user_id, super::now()],
+        )
+        .await?;
+    row.map(|row| Ok((row.get(0)?, row.get(1)?))).transpose()
+}
+
+/// Keeps a sign-in's passkey ceremony state with its challenge.
+pub async fn set_challenge_passkey(
+    db: &impl Db,
+    id_hash: &[u8; 32],
+    state: &str,
+) -> Result<bool, StoreError> {
+    let set = db
+        .execute(
+            "UPDATE login_challenges SET passkey_state = ?2 WHERE id_hash = ?1 AND expires_at > ?3",
+            params![id_hash, state, super::now()],
+        )
+        .await?;
+    Ok(set > 0)
+}
+
+/// The passkey ceremony state kept with a live challenge.
+pub async fn challenge_passkey(
+    db: &impl Db,
+    id_hash: &[u8; 32],
+) -> Result<Option<String>, StoreError> {
+    let row = db
+        .query_opt(
+            "SELECT passkey_state FROM login_challenges WHERE id_hash = ?1 AND expires_at > ?2",
+            params![id_hash, super::now()],
+        )
+        .await?;
+    Ok(row
+        .map(|row| row.get::<Option<String>>(0))
+        .transpose()?
+        .flatten())
 }

@@ -478,7 +478,10 @@ async fn totp_guards_sign_in_each_code_works_once_and_recovery_codes_too() {
     .await;
     assert_eq!(
         factors,
-        json!({ "totp": true, "recovery_codes_left": 10, "required": false })
+        json!({
+            "totp": true, "passkeys": [], "passkeys_available": false,
+            "recovery_codes_left": 10, "required": false
+        })
     );
 
     let client = cookie_client();

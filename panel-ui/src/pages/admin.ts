@@ -1,7 +1,7 @@
 // Operator pages: clusters and nodes, plans and templates, customers and quotas, services with
 // jobs, plugins, the audit log and live console sessions. Every one is one API listing plus the
 // actions on it; customers and services (with a page per object) have modules of their own.
-import { api, explain } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, bytes, confirmDialog, details, field, h, mount, notice, say, table, time } from '../dom';
 import { customerPage, customersPage } from './customers';
 import { servicePage, servicesPage } from './services';
@@ -40,17 +40,10 @@ export async function adminPage(section: string): Promise<void> {
 }
 
 async function nodesPage(): Promise<void> {
-  const [status, nodes] = await Promise.all([
-    api<{ version: string; uptime_secs: number; clusters: { name: string; reachable?: boolean; error?: string | null }[] }>('GET', '/status'),
-    api<{
-      nodes: { cluster: string; node: string; status: string; cores: number | null; memory_bytes: number | null; memory_used_bytes: number | null; uptime_secs: number | null }[];
-      unreachable: { cluster: string; error: string }[];
-      last_known: { cluster: string; node: string; status: string; last_seen: number; online_at: number | null }[];
-    }>('GET', '/nodes'),
-  ]);
-  const clusters = table(['Cluster', 'Reachable', 'Detail'], status.clusters.map((c) => [c.name, badge(c.reachable === false ? 'unreachable' : 'ok'), c.error ?? JSON.stringify(omit(c, ['name', 'reachable', 'error']))]), 'Clusters');
+  const [status, nodes] = await Promise.all([unwrap(api.GET('/status')), unwrap(api.GET('/nodes'))]);
+  const clusters = table(['Cluster', 'Reachable', 'Detail'], status.clusters.map((c) => [c.name, badge(c.reachable ? 'ok' : 'unreachable'), c.error ?? (c.version ? `Proxmox VE ${c.version}` : '')]), 'Clusters');
   const nodeRows = nodes.nodes.map((n) => [n.cluster, n.node, badge(n.status),
-    n.cores !== null ? String(n.cores) : '', n.memory_bytes ? `${Math.round(((n.memory_used_bytes ?? 0) / n.memory_bytes) * 100)} %` : '']);
+    typeof n.cores === 'number' ? String(n.cores) : '', n.memory_bytes ? `${Math.round(((n.memory_used_bytes ?? 0) / n.memory_bytes) * 100)} %` : '']);
   mount(h('h1', {}, 'Clusters and nodes'),
     h('p', {}, `Porthole ${status.version}, up ${Math.round(status.uptime_secs / 60)} min.`),
     clusters,
@@ -61,74 +54,70 @@ async function nodesPage(): Promise<void> {
       'Nodes of unreachable clusters, as last reported') : null);
 }
 
-function omit(o: object, keys: string[]): object {
-  return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k)));
-}
-
-interface Plan { name: string; cores: number; memory_mib: number; disk_gib: number; templates: string[]; nodes: string[]; retired: boolean }
-interface Template { name: string; cluster: string; node: string; vmid: number; os: string; cloud_init: string }
-
 async function plansPage(): Promise<void> {
-  const [plans, templates] = await Promise.all([api<Plan[]>('GET', '/plans'), api<Template[]>('GET', '/templates')]);
+  // Operators get the whole catalogue: each plan with its node group and whether it is retired.
+  const [plans, templates] = await Promise.all([unwrap(api.GET('/plans')), unwrap(api.GET('/templates'))]);
   const name = h('input', { name: 'name', required: true, pattern: '[a-z0-9][a-z0-9\\-]*' });
   const cores = h('input', { name: 'cores', type: 'number', min: 1, value: 1, required: true });
   const memory = h('input', { name: 'memory_mib', type: 'number', min: 128, value: 1024, required: true });
   const disk = h('input', { name: 'disk_gib', type: 'number', min: 1, value: 10, required: true });
   const nodes = h('input', { name: 'nodes', autocomplete: 'off', placeholder: 'e.g. pve1, pve2', 'aria-describedby': 'nodes-hint' });
   const retired = h('input', { type: 'checkbox', name: 'retired' });
-  const boxes = templates.map((t) => h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'templates', value: t.name, checked: true }), ` ${t.name}`));
+  const boxes = templates.map((t) => h('input', { type: 'checkbox', name: 'templates', value: t.name, checked: true }));
   const status = notice();
   const form = h('form', { class: 'card', 'aria-labelledby': 'new-plan' },
     h('h2', { id: 'new-plan' }, 'Create or update a plan'),
     field('Plan name', name), field('vCPUs', cores), field('Memory (MiB)', memory), field('Disk (GiB)', disk),
     field('Node group', nodes), h('p', { class: 'hint', id: 'nodes-hint' }, 'Nodes a new VM may be placed on, separated by commas; empty: the template\'s node.'),
-    h('fieldset', {}, h('legend', {}, 'Templates'), ...(boxes.length ? boxes : [h('p', {}, 'No templates yet.')])),
+    h('fieldset', {}, h('legend', {}, 'Templates'), ...(boxes.length ? boxes.map((box) => h('label', { class: 'check' }, box, ` ${box.value}`)) : [h('p', {}, 'No templates yet.')])),
     h('label', { class: 'check' }, retired, ' Retired: offered to no new order; its services keep it'),
     status, h('button', { type: 'submit' }, 'Save plan'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    const chosen = boxes.map((b) => b.querySelector('input') as HTMLInputElement).filter((i) => i.checked).map((i) => i.value);
+    const chosen = boxes.filter((box) => box.checked).map((box) => box.value);
     try {
-      await api('PUT', `/plans/${encodeURIComponent(name.value)}`, {
+      await unwrap(api.PUT('/plans/{name}', { params: { path: { name: name.value } }, body: {
         name: name.value, cores: Number(cores.value), memory_mib: Number(memory.value), disk_gib: Number(disk.value), templates: chosen,
         nodes: nodes.value.split(',').map((n) => n.trim()).filter(Boolean), retired: retired.checked,
-      });
+      } }));
       await plansPage();
-      say(document.querySelector('#plans-status') as HTMLElement, `Plan ${name.value} saved.`, 'ok');
+      const saved = document.getElementById('plans-status');
+      if (saved) say(saved, `Plan ${name.value} saved.`, 'ok');
     } catch (err) {
       say(status, explain(err), 'error');
     }
   });
   mount(h('h1', {}, 'Plans and templates'), h('p', { class: 'notice ok', id: 'plans-status', role: 'status', hidden: true }),
-    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates', 'Node group', 'Offered'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', '), p.nodes.join(', '), p.retired ? badge('retired') : 'yes']), 'Plans'),
+    table(['Plan', 'vCPUs', 'Memory', 'Disk', 'Templates', 'Node group', 'Offered'], plans.map((p) => [p.name, String(p.cores), `${p.memory_mib} MiB`, `${p.disk_gib} GiB`, p.templates.join(', '),
+      'nodes' in p ? (p.nodes ?? []).join(', ') : '', 'retired' in p && p.retired ? badge('retired') : 'yes']), 'Plans'),
     table(['Template', 'Cluster', 'Node', 'VM id', 'OS', 'Cloud-init'], templates.map((t) => [t.name, t.cluster, t.node, String(t.vmid), t.os, t.cloud_init]), 'Templates'),
     form);
 }
 
-interface Plugin { name: string; kind: string; sha256: string; allowed_hosts: string[]; allowed_addresses: string[]; state: { state: string; reason?: string; consecutive_failures?: number }; recent_errors: { at: number; message?: string; error?: string }[] }
+/** A plugin's state, with why it is refused or how often it failed before it tripped. */
+function pluginState(state: Schemas['PluginState']): HTMLElement {
+  const why = state.state === 'refused' ? ` ${state.reason}` : state.state === 'tripped' ? ` after ${state.consecutive_failures} failures` : '';
+  return h('span', {}, badge(state.state), why);
+}
 
 async function pluginsPage(): Promise<void> {
-  const plugins = await api<Plugin[]>('GET', '/plugins');
+  const plugins = await unwrap(api.GET('/plugins'));
   const status = notice();
   const rows = plugins.map((p) => [p.name, p.kind, h('code', { title: p.sha256 }, `${p.sha256.slice(0, 12)}…`),
     [...p.allowed_hosts, ...p.allowed_addresses].join(', ') || 'none',
-    h('span', {}, badge(p.state.state), p.state.reason ? ` ${p.state.reason}` : '', p.state.consecutive_failures ? ` after ${p.state.consecutive_failures} failures` : ''),
-    p.recent_errors.slice(-3).map((e) => `${time(e.at)} ${e.message ?? e.error ?? ''}`).join('\n'),
+    pluginState(p.state),
+    p.recent_errors.slice(-3).map((e) => `${time(e.at)} ${e.message}`).join('\n'),
     p.state.state === 'tripped' ? h('button', { type: 'button', class: 'small', onclick: async () => {
-      try { await api('POST', `/plugins/${encodeURIComponent(p.name)}/reset`); await pluginsPage(); } catch (err) { say(status, explain(err), 'error'); }
+      try { await unwrap(api.POST('/plugins/{name}/reset', { params: { path: { name: p.name } } })); await pluginsPage(); } catch (err) { say(status, explain(err), 'error'); }
     } }, 'Reset') : '']);
   mount(h('h1', {}, 'Plugins'), status, plugins.length ? table(['Plugin', 'Kind', 'Digest', 'Allowed hosts', 'State', 'Recent errors', 'Action'], rows, 'Plugins') : h('p', {}, 'No plugins are configured.'));
 }
-
-interface AuditRecord { id: number; at: number; actor: string; actor_name: string | null; action: string; target: string | null; detail: unknown; client: string | null }
 
 async function auditPage(): Promise<void> {
   const params = new URLSearchParams(location.search);
   const action = h('input', { name: 'action', value: params.get('action') ?? '', placeholder: 'e.g. console or console.open', 'aria-describedby': 'action-hint' });
   const limit = h('select', { name: 'limit' }, ...['50', '100', '500'].map((n) => h('option', { value: n, selected: n === (params.get('limit') ?? '100') }, n)));
-  const q = new URLSearchParams({ limit: limit.value });
-  if (action.value) q.set('action', action.value);
-  const records = await api<AuditRecord[]>('GET', `/audit?${q}`);
+  const records = await unwrap(api.GET('/audit', { params: { query: { limit: Number(limit.value), action: action.value || undefined } } }));
   const form = h('form', { class: 'inline card', role: 'search' }, field('Action', action), field('Entries', limit), h('button', { type: 'submit' }, 'Filter'),
     h('p', { class: 'hint', id: 'action-hint' }, 'An action (console.open) or a family of them (console).'));
   form.addEventListener('submit', (event) => {
@@ -144,17 +133,14 @@ async function auditPage(): Promise<void> {
       : h('p', {}, 'No entries match.'));
 }
 
-interface LiveSession { id: number; user_id: number; username: string | null; service_id: number; service_name: string | null; kind: string; started_at: number; bytes_to_vm: number; bytes_to_browser: number }
-interface ConsoleCounters { live: number; opened: number; refused: Record<string, number>; closed: Record<string, number> }
-
 async function consolesPage(): Promise<void> {
-  const answer = await api<{ sessions: LiveSession[]; counters: ConsoleCounters }>('GET', '/console/sessions');
+  const answer = await unwrap(api.GET('/console/sessions'));
   const status = notice();
   const rows = answer.sessions.map((s) => [s.username ?? `user ${s.user_id}`, h('a', { href: `/admin/services/${s.service_id}` }, s.service_name ?? `service ${s.service_id}`),
     s.kind === 'vnc' ? 'VNC' : 'Terminal', time(s.started_at), bytes(s.bytes_to_vm) || '0 B', bytes(s.bytes_to_browser) || '0 B',
     h('button', { type: 'button', class: 'small danger', 'data-session': String(s.id), 'aria-label': `Close the console of ${s.username ?? 'user'} on ${s.service_name ?? 'this VM'}`, onclick: async () => {
       if (!(await confirmDialog(`Close ${s.username ?? 'this user'}'s console on ${s.service_name ?? 'this VM'}?`, 'Close session'))) return;
-      try { await api('DELETE', `/console/sessions/${s.id}`); await consolesPage(); } catch (err) { say(status, explain(err), 'error'); }
+      try { await unwrap(api.DELETE('/console/sessions/{id}', { params: { path: { id: s.id } } })); await consolesPage(); } catch (err) { say(status, explain(err), 'error'); }
     } }, 'Close')]);
   const c = answer.counters;
   const reasons = (counts: Record<string, number>) => Object.entries(counts).map(([why, n]) => `${why.replace(/_/g, ' ')}: ${n}`).join('\n') || 'none';

@@ -5,14 +5,22 @@ import RFB from '@novnc/novnc';
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
 import '@xterm/xterm/css/xterm.css';
-import { api, ApiError, ConsoleTicket, CustomerVm, explain } from '../api';
+import { api, ApiError, explain, type Schemas, unwrap } from '../api';
 import { h, mount, notice, say } from '../dom';
 import { openTerminal } from '../xterm-styles';
 
-type Kind = 'vnc' | 'term';
+type Kind = Schemas['ConsoleKind'];
+type CloseCode = Schemas['ConsoleCloseCode'];
 
-/** Close codes the daemon uses, in words, and whether reconnecting by ourselves makes sense. */
-const CLOSES: Record<number, [string, boolean]> = {
+/**
+ * Every close code the daemon sends, in words, and whether reconnecting by ourselves makes sense.
+ * Typed by the daemon's list: a code it drops, or one it adds, fails the build until this follows.
+ */
+const CLOSES: Record<CloseCode, [string, boolean]> = {
+  1000: ['The console closed.', false],
+  1001: ['The server is restarting.', true],
+  1002: ['The console could not start: the panel and the server disagree on its protocol. Reload the page.', false],
+  1011: ['The console could not be opened on the VM\'s host.', true],
   4003: ['The VM was suspended, so its console closed.', false],
   4004: ['An operator closed this console session.', false],
   4005: ['The VM was terminated, so its console closed.', false],
@@ -21,10 +29,21 @@ const CLOSES: Record<number, [string, boolean]> = {
   4010: ['The VM\'s host closed the console.', true],
   4011: ['The connection stopped answering.', true],
   4029: ['Too many consoles are open (yours, or on the server). Close another console, then reconnect.', false],
-  1011: ['The console could not be opened on the VM\'s host.', true],
-  1006: ['The connection was lost.', true],
-  1001: ['The server is restarting.', true],
 };
+
+/** A close the browser reports itself when no close frame arrived: the daemon never sends it. */
+const CONNECTION_LOST = 1006;
+
+function isCloseCode(code: number): code is CloseCode {
+  return Object.hasOwn(CLOSES, code);
+}
+
+/** What a close means, in words, and whether to reconnect. */
+function closeMeaning(code: number): [string, boolean] {
+  if (isCloseCode(code)) return CLOSES[code];
+  if (code === CONNECTION_LOST) return ['The connection was lost.', true];
+  return ['The console closed unexpectedly.', true];
+}
 const MAX_RETRIES = 5;
 
 let active: Session | null = null;
@@ -69,9 +88,9 @@ class Session {
     this.teardown();
     this.reconnectButton.hidden = true;
     say(this.status, this.retries ? `Reconnecting (attempt ${this.retries})…` : 'Connecting…', 'info');
-    let ticket: ConsoleTicket;
+    let ticket: Schemas['ConsoleTicket'];
     try {
-      ticket = await api<ConsoleTicket>('POST', `/vms/${this.id}/console`, { kind: this.kind });
+      ticket = await unwrap(api.POST('/vms/{id}/console', { params: { path: { id: this.id } }, body: { kind: this.kind } }));
     } catch (err) {
       this.screen.dataset.state = 'refused';
       say(this.status, refusal(err), 'error');
@@ -167,7 +186,7 @@ class Session {
 
   private closed(socket: WebSocket, event: CloseEvent): void {
     if (this.stopped || socket !== this.socket) return;
-    const [text, retry] = CLOSES[event.code] ?? (event.code === 1000 ? ['The console closed.', false] : ['The console closed unexpectedly.', true]);
+    const [text, retry] = closeMeaning(event.code);
     this.screen.dataset.state = 'closed';
     this.screen.dataset.closeCode = String(event.code);
     if (retry && this.retries < MAX_RETRIES) {
@@ -258,7 +277,7 @@ function vncControls(session: Session): HTMLElement[] {
     session.fitToScreen(!session.fitted);
     zoom.setAttribute('aria-pressed', String(session.fitted));
   });
-  const input = h('textarea', { id: 'vnc-keys', class: 'keyboard-input', 'aria-label': 'Type into the VM', autocapitalize: 'off', autocomplete: 'off', spellcheck: 'false' }) as HTMLTextAreaElement;
+  const input = h('textarea', { id: 'vnc-keys', class: 'keyboard-input', 'aria-label': 'Type into the VM', autocapitalize: 'off', autocomplete: 'off', spellcheck: 'false' });
   input.addEventListener('input', () => {
     session.typeText(input.value);
     input.value = '';
@@ -296,7 +315,7 @@ export async function consolePage(id: number, kind: Kind): Promise<void> {
   active = session;
   reconnect.addEventListener('click', () => session.retryNow());
   // The token request refuses a suspended or inactive VM in words; the name only decorates.
-  void api<CustomerVm | { service: CustomerVm }>('GET', `/vms/${id}`).then((answer) => {
+  void unwrap(api.GET('/vms/{id}', { params: { path: { id } } })).then((answer) => {
     const vm = 'service' in answer ? answer.service : answer;
     back.textContent = `← ${vm.name}`;
     title.textContent = `${vm.name}: ${kind === 'vnc' ? 'Console' : 'Terminal'}`;

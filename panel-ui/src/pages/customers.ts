@@ -1,17 +1,13 @@
 // Operator pages for accounts: the list (with each customer's quota use) and one customer with
 // their quota's limits and usage, the form that sets the limits, and their services.
-import { api, explain } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, confirmDialog, field, h, mount, notice, say, table, time } from '../dom';
 
-interface User { id: number; username: string; role: string; disabled: boolean; created_at?: number }
-interface Limits { max_vms: number; max_cores: number; max_memory_mib: number; max_disk_gib: number }
-interface Usage { vms: number; cores: number; memory_mib: number; disk_gib: number }
-interface OverLimit { limit: string; in_use: number; allowed: number }
-interface QuotaView { user_id: number; limits: Limits; custom: boolean; usage: Usage }
-interface OwnedService { id: number; name: string; state: string; plan: string | null; owner: { id: number } }
+type User = Schemas['User'];
+type QuotaView = Schemas['QuotaView'];
 
 /** Each quota resource: its name, unit, usage field, limit field and the limit's label. */
-const RESOURCES: [string, string, keyof Usage, keyof Limits, string][] = [
+const RESOURCES: [string, string, keyof Schemas['QuotaUsage'], keyof Schemas['Quota'], string][] = [
   ['VMs', '', 'vms', 'max_vms', 'Max VMs'],
   ['vCPUs', '', 'cores', 'max_cores', 'Max vCPUs'],
   ['Memory', ' MiB', 'memory_mib', 'max_memory_mib', 'Max memory (MiB)'],
@@ -24,8 +20,8 @@ function quotaSummary(q: QuotaView): string {
 
 /** `/admin/customers`: every account; customers with their quota use. */
 export async function customersPage(): Promise<void> {
-  const users = await api<User[]>('GET', '/users');
-  const quotas = await Promise.all(users.map((u) => (u.role === 'customer' ? api<QuotaView>('GET', `/users/${u.id}/quota`) : null)));
+  const users = await unwrap(api.GET('/users'));
+  const quotas = await Promise.all(users.map((u) => (u.role === 'customer' ? unwrap(api.GET('/users/{id}/quota', { params: { path: { id: u.id } } })) : null)));
   const status = notice();
   const rows = users.map((u, i) => {
     const quota = quotas[i];
@@ -35,12 +31,14 @@ export async function customersPage(): Promise<void> {
   });
   const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
   const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'new-password', minlength: 12 });
-  const role = h('select', { name: 'role' }, h('option', { value: 'customer' }, 'Customer'), h('option', { value: 'admin' }, 'Operator'));
+  const roles: [Schemas['Role'], string][] = [['customer', 'Customer'], ['admin', 'Operator']];
+  const role = h('select', { name: 'role' }, ...roles.map(([value, label]) => h('option', { value }, label)));
   const form = h('form', { class: 'card' }, h('h2', {}, 'New account'), field('Username', username), field('Password', password), field('Role', role), h('button', { type: 'submit' }, 'Create'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     try {
-      await api('POST', '/users', { username: username.value, password: password.value, role: role.value });
+      const chosen = roles.find(([value]) => value === role.value)?.[0] ?? 'customer';
+      await unwrap(api.POST('/users', { body: { username: username.value, password: password.value, role: chosen } }));
       await customersPage();
     } catch (err) {
       say(status, explain(err), 'error');
@@ -52,7 +50,7 @@ export async function customersPage(): Promise<void> {
 async function toggle(user: User, status: HTMLElement): Promise<void> {
   if (!user.disabled && !(await confirmDialog(`Disable ${user.username}? They are signed out everywhere.`, 'Disable'))) return;
   try {
-    await api('PATCH', `/users/${user.id}`, { disabled: !user.disabled });
+    await unwrap(api.PATCH('/users/{id}', { params: { path: { id: user.id } }, body: { disabled: !user.disabled } }));
     await customersPage();
   } catch (err) {
     say(status, explain(err), 'error');
@@ -62,12 +60,12 @@ async function toggle(user: User, status: HTMLElement): Promise<void> {
 /** `/admin/customers/{id}`: one account, its quota (limits and usage) and its services. */
 export async function customerPage(id: number, said?: string): Promise<void> {
   const crumbs = h('p', { class: 'crumbs' }, h('a', { href: '/admin/customers' }, '← Customers'));
-  let user: User, quota: QuotaView, services: OwnedService[];
+  let user: User, quota: QuotaView, services: Schemas['ServiceSummary'][];
   try {
     [user, quota, services] = await Promise.all([
-      api<User>('GET', `/users/${id}`),
-      api<QuotaView>('GET', `/users/${id}/quota`),
-      api<OwnedService[]>('GET', '/services'),
+      unwrap(api.GET('/users/{id}', { params: { path: { id } } })),
+      unwrap(api.GET('/users/{id}/quota', { params: { path: { id } } })),
+      unwrap(api.GET('/services')),
     ]);
   } catch (err) {
     mount(crumbs, h('h1', {}, 'Customer'), notice('error', explain(err)));
@@ -85,9 +83,12 @@ export async function customerPage(id: number, said?: string): Promise<void> {
     h('button', { type: 'submit' }, 'Save quota'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    const limits = Object.fromEntries(inputs.map(([name, input]) => [name, Number(input.value)])) as unknown as Limits;
+    const limit = (name: keyof Schemas['Quota']) => Number(inputs.find(([key]) => key === name)?.[1].value);
+    const limits: Schemas['Quota'] = {
+      max_vms: limit('max_vms'), max_cores: limit('max_cores'), max_memory_mib: limit('max_memory_mib'), max_disk_gib: limit('max_disk_gib'),
+    };
     try {
-      const saved = await api<{ over: OverLimit[] }>('PUT', `/users/${id}/quota`, limits);
+      const saved = await unwrap(api.PUT('/users/{id}/quota', { params: { path: { id } }, body: limits }));
       const over = saved.over.map((o) => `${o.limit}: ${o.in_use} in use, ${o.allowed} allowed`).join('; ');
       await customerPage(id, over
         ? `Quota of ${user.username} saved, below what is in use (${over}). Nothing is taken away; new orders are refused until the use is within the limits.`

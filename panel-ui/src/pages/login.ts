@@ -1,5 +1,5 @@
 // Sign-in form: username and password, errors announced, focus on the first field.
-import { api, explain } from '../api';
+import { api, explain, unwrap } from '../api';
 import { field, h, mount, notice, say } from '../dom';
 import { go, signedIn } from '../main';
 
@@ -24,7 +24,7 @@ export function loginPage(): void {
     submit.disabled = true;
     say(status, 'Signing in…', 'info');
     try {
-      await api('POST', '/auth/login', { username: username.value, password: password.value });
+      await unwrap(api.POST('/auth/login', { body: { username: username.value, password: password.value } }));
       await signedIn();
       go(destination);
     } catch (err) {

@@ -1,15 +1,15 @@
 // A customer orders a VM for themselves; then the VM page follows its provisioning.
-import { api, explain } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { field, h, mount, notice, say } from '../dom';
 import { go } from '../main';
 
-interface Plan { name: string; cores: number; memory_mib: number; disk_gib: number; templates: string[] }
-
 export async function orderPage(): Promise<void> {
   const status = notice();
-  let plans: Plan[];
+  // Customers get the plans on offer; operators, the whole catalogue, whose retired plans no order may use.
+  let plans: Schemas['OfferedPlan'][];
   try {
-    plans = await api<Plan[]>('GET', '/plans');
+    const catalogue = await unwrap(api.GET('/plans'));
+    plans = catalogue.filter((p) => !('retired' in p && p.retired));
   } catch (err) {
     mount(h('h1', {}, 'Order a VM'), notice('error', explain(err)));
     return;
@@ -38,13 +38,11 @@ export async function orderPage(): Promise<void> {
     submit.disabled = true;
     say(status, 'Ordering…', 'info');
     try {
-      const receipt = await api<{ service_id?: number; service?: number }>('POST', '/orders', {
+      const receipt = await unwrap(api.POST('/orders', { body: {
         plan: plan.value, template: template.value, hostname: hostname.value, username: username.value,
         ssh_keys: keys.value.split('\n').map((k) => k.trim()).filter(Boolean),
-      });
-      const id = receipt.service_id ?? receipt.service;
-      if (id) go(`/vms/${id}`);
-      else say(status, 'Ordered. The VM appears in your list shortly.', 'ok');
+      } }));
+      go(`/vms/${receipt.service_id}`);
     } catch (err) {
       say(status, explain(err), 'error');
     } finally {

@@ -1,39 +1,38 @@
 // Operator pages for services: the list (filtered by state) and one service with its jobs, their
 // history, and the operations on both (suspend, unsuspend, terminate; retry and cancel a job).
-import { api, explain } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, confirmDialog, field, h, mount, notice, table, time } from '../dom';
 
+type ServiceState = Schemas['ServiceState'];
+
 /** Every state a service can be in, in the order of its life. */
-const SERVICE_STATES = ['pending', 'provisioning', 'active', 'suspended', 'terminating', 'terminated', 'failed'];
+const SERVICE_STATES: ServiceState[] = ['pending', 'provisioning', 'active', 'suspended', 'terminating', 'terminated', 'failed'];
 
-interface JobSummary { id: number; kind: string; state: string; step: string | null; attempts: number; last_error: string | null; updated_at: number }
-
-interface ServiceSummary {
-  id: number; name: string; state: string; plan: string | null; hostname: string | null;
-  cluster: string; node: string | null; vmid: number | null; external_ref: string | null; created_at: number;
-  owner: { id: number; username: string | null }; last_job: JobSummary | null;
-}
-
-interface Service { id: number; owner_id: number; name: string; state: string; operations?: string[]; plan: string | null; hostname: string | null; cluster: string; node: string | null; vmid: number | null; external_ref: string | null; created_at: number }
-interface HistoryEntry { job_id: number; step: string; status: string; message: string | null; at: number }
+/**
+ * The operations a service offers (by the kind of job each becomes) that take nothing more than a
+ * confirmation, and the path of each. Changing the plan needs a plan; billing systems do it.
+ */
+const OPERATIONS: Partial<Record<Schemas['JobKind'], Schemas['ServiceAction']>> = {
+  suspend: 'suspend', unsuspend: 'unsuspend', terminate: 'terminate',
+};
 
 /** Where a service's VM is: only operators see this. */
-function where(s: { cluster: string; node: string | null; vmid: number | null }): string {
+function where(s: Schemas['Service']): string {
   return `${s.cluster} / ${s.node ?? '–'} / ${s.vmid ?? '–'}`;
 }
 
-function lastJob(job: JobSummary | null): Node | string {
+function lastJob(job: Schemas['JobSummary'] | null | undefined): Node | string {
   if (!job) return '';
   return h('span', {}, `${job.kind.replace(/_/g, ' ')} `, badge(job.state));
 }
 
 /** `/admin/services[?state=…]`: every service, newest first. */
 export async function servicesPage(): Promise<void> {
-  const wanted = new URLSearchParams(location.search).get('state') ?? '';
-  const query = wanted ? `?state=${encodeURIComponent(wanted)}` : '';
-  const services = await api<ServiceSummary[]>('GET', `/services${query}`);
+  const asked = new URLSearchParams(location.search).get('state') ?? '';
+  const wanted = SERVICE_STATES.find((s) => s === asked);
+  const services = await unwrap(api.GET('/services', { params: { query: { state: wanted } } }));
   const state = h('select', { name: 'state', id: 'service-state' },
-    h('option', { value: '', selected: wanted === '' }, 'Any state'),
+    h('option', { value: '', selected: wanted === undefined }, 'Any state'),
     ...SERVICE_STATES.map((s) => h('option', { value: s, selected: s === wanted }, s)));
   const form = h('form', { class: 'inline card', role: 'search', 'aria-label': 'Filter services' }, field('State', state), h('button', { type: 'submit' }, 'Filter'));
   form.addEventListener('submit', (event) => {
@@ -53,44 +52,52 @@ export async function servicesPage(): Promise<void> {
 /** `/admin/services/{id}`: one service, its jobs and their history, with the operations. */
 export async function servicePage(id: number, said?: [string, 'ok' | 'error']): Promise<void> {
   const crumbs = h('p', { class: 'crumbs' }, h('a', { href: '/admin/services' }, '← Services'));
-  let view: { service: Service; jobs: JobSummary[]; history?: HistoryEntry[] };
+  let view: Schemas['ServiceDetail'];
   try {
-    view = await api('GET', `/services/${id}`);
+    view = await unwrap(api.GET('/services/{id}', { params: { path: { id } } }));
   } catch (err) {
     mount(crumbs, h('h1', {}, 'Service'), notice('error', explain(err)));
     return;
   }
+  // Operators get the service's history and operations; its owner's view has neither.
+  if (!('history' in view)) {
+    mount(crumbs, h('h1', {}, view.service.name), notice('error', 'This page is for operators only.'));
+    return;
+  }
   const s = view.service;
-  const owner = await api<{ username: string }>('GET', `/users/${s.owner_id}`).then((u) => u.username, () => `#${s.owner_id}`);
+  const owner = await unwrap(api.GET('/users/{id}', { params: { path: { id: s.owner_id } } })).then((u) => u.username, () => `#${s.owner_id}`);
   const status = notice(said?.[1] ?? 'info', said?.[0] ?? '');
   status.id = 'service-status';
   // Keyboard users land on the outcome: the button they pressed is gone after the reload.
   status.tabIndex = -1;
   const reload = (text: string, kind: 'ok' | 'error' = 'ok') => servicePage(id, [text, kind]);
-  const attempt = async (question: string, confirmLabel: string, path: string, done: string) => {
+  const attempt = async (question: string, confirmLabel: string, request: () => Promise<unknown>, done: string) => {
     if (!(await confirmDialog(question, confirmLabel))) return;
     try {
-      await api('POST', path);
+      await request();
       await reload(done);
     } catch (err) {
       await reload(explain(err), 'error');
     }
   };
   // The daemon says which operations the service's state takes.
-  const operations = s.operations ?? [];
+  const operations = s.operations.flatMap((kind) => {
+    const action = OPERATIONS[kind];
+    return action ? [action] : [];
+  });
   const operationButtons = operations.map((op) => {
     const label = op.charAt(0).toUpperCase() + op.slice(1);
     const question = op === 'terminate' ? `Terminate ${s.name}? Its VM is destroyed with its disks.` : `${label} ${s.name}?`;
     return h('button', { type: 'button', class: op === 'terminate' ? 'danger' : 'secondary', 'data-action': op,
-      onclick: () => void attempt(question, label, `/services/${id}/${op}`, `${label} requested.`) }, label);
+      onclick: () => void attempt(question, label, () => unwrap(api.POST('/services/{id}/{action}', { params: { path: { id, action: op } } })), `${label} requested.`) }, label);
   });
-  const jobButtons = (j: JobSummary) => h('div', { class: 'actions' },
+  const jobButtons = (j: Schemas['JobView']) => h('div', { class: 'actions' },
     j.state === 'parked' ? h('button', { type: 'button', class: 'small',
-      onclick: () => void attempt(`Retry job ${j.id} (${j.kind})?`, 'Retry', `/jobs/${j.id}/retry`, `Job ${j.id} queued again.`) }, `Retry job ${j.id}`) : '',
+      onclick: () => void attempt(`Retry job ${j.id} (${j.kind})?`, 'Retry', () => unwrap(api.POST('/jobs/{id}/retry', { params: { path: { id: j.id } } })), `Job ${j.id} queued again.`) }, `Retry job ${j.id}`) : '',
     j.state === 'pending' || j.state === 'parked' ? h('button', { type: 'button', class: 'small danger',
-      onclick: () => void attempt(`Cancel job ${j.id}? A provision rolls back what it created.`, 'Cancel job', `/jobs/${j.id}/cancel`, `Job ${j.id} cancelled.`) }, `Cancel job ${j.id}`) : '');
-  const jobs = [...view.jobs].reverse().map((j) => [String(j.id), j.kind.replace(/_/g, ' '), badge(j.state), j.step ?? '', String(j.attempts), j.last_error ?? '', time(j.updated_at), jobButtons(j)]);
-  const historyRows = (view.history ?? []).slice(-100).reverse().map((e) => [time(e.at), String(e.job_id), e.step.replace(/_/g, ' '), e.status, e.message ?? '']);
+      onclick: () => void attempt(`Cancel job ${j.id}? A provision rolls back what it created.`, 'Cancel job', () => unwrap(api.POST('/jobs/{id}/cancel', { params: { path: { id: j.id } } })), `Job ${j.id} cancelled.`) }, `Cancel job ${j.id}`) : '');
+  const jobs = [...view.jobs].reverse().map((j) => [String(j.id), j.kind.replace(/_/g, ' '), badge(j.state), j.step, String(j.attempts), j.last_error ?? '', time(j.updated_at), jobButtons(j)]);
+  const historyRows = view.history.slice(-100).reverse().map((e) => [time(e.at), String(e.job_id), e.step.replace(/_/g, ' '), e.status, e.message ?? '']);
   mount(crumbs, h('h1', {}, s.name),
     h('dl', { class: 'facts' },
       h('dt', {}, 'State'), h('dd', { id: 'service-state-now' }, badge(s.state)),

@@ -1,12 +1,10 @@
 // One VM: state, power actions (confirmed), console buttons, and provisioning progress (SSE).
-import { api, CustomerVm, explain, SshAccess, VmActions } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
-import { currentUser } from '../main';
 import { sshCommand } from './vms';
 
-interface Job { id: number; kind: string; state: string; step: string | null; attempts: number; last_error?: string | null; failure?: string | null; updated_at: number }
-interface ServiceView { service: { id: number; name: string; state: string; plan: string | null }; jobs: Job[] }
-interface Progress { job: number; step: string; status: string; message: string | null; at: number }
+type CustomerVm = Schemas['CustomerVm'];
+type Job = Schemas['JobView'];
 
 let timer: number | undefined;
 let events: EventSource | undefined;
@@ -18,32 +16,36 @@ export function stopVmPage(): void {
   events = undefined;
 }
 
-const ACTIONS: [string, string, string][] = [
+const ACTIONS: [Schemas['PowerAction'], string, string][] = [
   ['start', 'Start', 'Start this VM?'],
   ['shutdown', 'Shut down', 'Shut down this VM gracefully?'],
   ['reboot', 'Reboot', 'Reboot this VM?'],
   ['stop', 'Force stop', 'Force stop this VM? Unsaved data in the VM is lost.'],
 ];
 
-async function load(id: number): Promise<{ vm: CustomerVm; service: ServiceView }> {
-  const [vmAnswer, service] = await Promise.all([
-    api<unknown>('GET', `/vms/${id}`),
-    api<ServiceView>('GET', `/services/${id}`),
+/** The VM as its owner sees it (an operator's view made into one), and its service's jobs. */
+async function load(id: number): Promise<{ vm: CustomerVm; jobs: Job[] }> {
+  const [vm, service] = await Promise.all([
+    unwrap(api.GET('/vms/{id}', { params: { path: { id } } })),
+    unwrap(api.GET('/services/{id}', { params: { path: { id } } })),
   ]);
-  const vm = currentUser()?.role === 'admin' ? fromAdminView(vmAnswer) : (vmAnswer as CustomerVm);
-  return { vm, service };
+  return { vm: 'service' in vm ? fromOperatorView(vm) : vm, jobs: service.jobs };
 }
 
-function fromAdminView(answer: unknown): CustomerVm {
-  const a = answer as { service: CustomerVm & { plan: string | null }; vm: { status?: string; cores?: number; memory_bytes?: number } | null; ssh: SshAccess | null; actions: VmActions };
-  return { ...a.service, power: a.vm?.status ?? 'unknown', cores: a.vm?.cores ?? null, memory_bytes: a.vm?.memory_bytes ?? null, disk_bytes: null, ssh: a.ssh, actions: a.actions };
+/** An operator's view: the service, with the power and size the cluster reports. */
+function fromOperatorView(answer: Schemas['OperatorVmDetail']): CustomerVm {
+  const { service, vm } = answer;
+  return {
+    id: service.id, name: service.name, state: service.state, plan: service.plan, power: vm?.status ?? 'unknown',
+    cores: vm?.cores, memory_bytes: vm?.memory_bytes, disk_bytes: vm?.disk_bytes, ssh: answer.ssh, actions: answer.actions,
+  };
 }
 
 export async function vmPage(id: number): Promise<void> {
   stopVmPage();
   const status = notice('info', 'Loading…');
   mount(h('h1', {}, 'VM'), status);
-  let data: { vm: CustomerVm; service: ServiceView };
+  let data: { vm: CustomerVm; jobs: Job[] };
   try {
     data = await load(id);
   } catch (err) {
@@ -64,24 +66,24 @@ export async function vmPage(id: number): Promise<void> {
   const progress = h('ol', { class: 'progress', 'aria-live': 'polite', id: 'progress' });
   const jobs = h('div', { id: 'jobs' });
 
-  const paint = (vm: CustomerVm, service: ServiceView) => {
+  const paint = (vm: CustomerVm, jobList: Job[]) => {
     stateCell.replaceChildren(badge(vm.state));
     powerCell.replaceChildren(badge(vm.power));
     sshCell.replaceChildren(sshCommand(vm.ssh) || 'No public hostname yet');
     // The daemon decides what is possible now; the page only shows it.
     const { actions } = vm;
-    for (const b of buttons) b.disabled = !actions.power.includes(b.dataset.action ?? '');
+    for (const b of buttons) b.disabled = !actions.power.some((action) => action === b.dataset.action);
     for (const a of [consoleLink, termLink]) {
       a.setAttribute('aria-disabled', String(!actions.console));
       a.classList.toggle('disabled', !actions.console);
       a.tabIndex = actions.console ? 0 : -1;
     }
     consoleNote.textContent = actions.console || !actions.unavailable ? '' : `The console is unavailable: ${actions.unavailable}.`;
-    const failed = service.jobs.find((j) => j.failure);
+    const failed = jobList.find((j) => j.failure);
     failure.hidden = !(vm.state === 'failed' && failed);
     if (vm.state === 'failed' && failed) say(failure, `This order could not be completed: ${failed.failure}. Nothing of it was left behind and nothing runs. Contact support, or order again.`, 'error');
-    jobs.replaceChildren(service.jobs.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
-      service.jobs.map((j) => [String(j.id), j.kind, badge(j.state), j.step ?? '', time(j.updated_at)]), 'Jobs') : '');
+    jobs.replaceChildren(jobList.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
+      jobList.map((j) => [String(j.id), j.kind, badge(j.state), j.step, time(j.updated_at)]), 'Jobs') : '');
   };
   mount(
     h('p', { class: 'crumbs' }, h('a', { href: '/vms' }, '← My VMs')),
@@ -100,12 +102,12 @@ export async function vmPage(id: number): Promise<void> {
   for (const a of [consoleLink, termLink]) {
     a.addEventListener('click', (e) => { if (a.classList.contains('disabled')) { e.preventDefault(); e.stopPropagation(); } }, true);
   }
-  paint(data.vm, data.service);
+  paint(data.vm, data.jobs);
   follow(id, progress, () => void refresh());
   const refresh = async () => {
     try {
       const next = await load(id);
-      paint(next.vm, next.service);
+      paint(next.vm, next.jobs);
     } catch { /* keep the last view; the next tick tries again */ }
   };
   timer = window.setInterval(() => {
@@ -116,18 +118,18 @@ export async function vmPage(id: number): Promise<void> {
 
 function follow(id: number, list: HTMLElement, changed: () => void): void {
   events = new EventSource(`/api/v1/services/${id}/events`);
-  events.addEventListener('progress', (event) => {
-    const p = JSON.parse((event as MessageEvent).data) as Progress;
+  events.addEventListener('progress', (event: MessageEvent<string>) => {
+    const p: Schemas['ProgressEvent'] = JSON.parse(event.data);
     list.append(h('li', { 'data-status': p.status }, `${time(p.at)} — ${p.step.replace(/_/g, ' ')}: ${p.status}${p.message ? ` (${p.message})` : ''}`));
     changed();
   });
 }
 
-async function power(id: number, action: string, question: string, label: string, status: HTMLElement): Promise<void> {
+async function power(id: number, action: Schemas['PowerAction'], question: string, label: string, status: HTMLElement): Promise<void> {
   if (!(await confirmDialog(question, label))) return;
   say(status, `${label}: sending…`, 'info');
   try {
-    await api('POST', `/vms/${id}/power`, { action });
+    await unwrap(api.POST('/vms/{id}/power', { params: { path: { id } }, body: { action } }));
     say(status, `${label}: requested. The state updates in a few seconds.`, 'ok');
   } catch (err) {
     say(status, explain(err), 'error');

@@ -1,10 +1,9 @@
 // The customer's VM list (operators see every VM with its service).
-import { api, CustomerVm, explain, SshAccess } from '../api';
+import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, bytes, h, mount, notice, table } from '../dom';
-import { currentUser } from '../main';
 
 /** `ssh user@host` through the tunnel, when the service has a public name. */
-export function sshCommand(ssh: SshAccess | null | undefined): HTMLElement | string {
+export function sshCommand(ssh: Schemas['SshAccess'] | null | undefined): HTMLElement | string {
   if (!ssh) return '';
   const proxy = ssh.proxy_command ? `-o ProxyCommand="${ssh.proxy_command}" ` : '';
   const command = `ssh ${proxy}${ssh.user}@${ssh.host}`;
@@ -24,9 +23,11 @@ export async function vmListPage(): Promise<void> {
   const status = notice('info', 'Loading…');
   mount(h('h1', {}, 'My VMs'), status);
   try {
-    const answer = await api<{ vms: unknown[] }>('GET', '/vms');
-    const admin = currentUser()?.role === 'admin';
-    const vms: ListedVm[] = admin ? (answer.vms as AdminVm[]).filter((v) => v.service).map(fromAdmin) : (answer.vms as CustomerVm[]);
+    const answer = await unwrap(api.GET('/vms'));
+    // Operators get every VM on the clusters (and which clusters did not answer): the list shows
+    // those with a service. A customer gets their own.
+    const admin = 'unreachable' in answer;
+    const vms: ListedVm[] = admin ? answer.vms.flatMap((vm) => (vm.service ? [fromOperatorView(vm, vm.service)] : [])) : answer.vms;
     status.hidden = true;
     if (vms.length === 0) {
       mount(h('h1', {}, 'My VMs'), h('p', {}, 'You have no VMs yet. ', h('a', { href: '/order' }, 'Order one.')));
@@ -46,22 +47,13 @@ export async function vmListPage(): Promise<void> {
   }
 }
 
-interface AdminVm {
-  name?: string;
-  status?: string;
-  cores?: number;
-  memory_bytes?: number;
-  service: { id: number; name: string; state: string; plan: string | null } | null;
-  ssh: SshAccess | null;
-}
-
 /** A row of the list: the list offers no actions, so operators' rows carry none. */
-type ListedVm = Omit<CustomerVm, 'actions'>;
+type ListedVm = Omit<Schemas['CustomerVm'], 'actions'>;
 
-function fromAdmin(vm: AdminVm): ListedVm {
-  const s = vm.service!;
+/** An operator's row: the service, with the power and size the cluster reports. */
+function fromOperatorView(vm: Schemas['OperatorVm'], service: Schemas['Service']): ListedVm {
   return {
-    id: s.id, name: s.name, state: s.state, plan: s.plan, power: vm.status ?? 'unknown',
-    cores: vm.cores ?? null, memory_bytes: vm.memory_bytes ?? null, disk_bytes: null, ssh: vm.ssh,
+    id: service.id, name: service.name, state: service.state, plan: service.plan, power: vm.status ?? 'unknown',
+    cores: vm.cores, memory_bytes: vm.memory_bytes, disk_bytes: vm.disk_bytes, ssh: vm.ssh,
   };
 }
