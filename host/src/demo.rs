@@ -151,9 +151,12 @@ impl Demo {
             .context("the demo's configuration has no simulated cluster")?;
         let accounts = seed(&store, client).await?;
         drop(store);
+        // The panel's address as browsers use it: the extra configuration may name another
+        // (`localhost`, which passkeys need, for the loopback address).
+        let url = config.public_url.as_str().trim_end_matches('/').to_owned();
         let daemon = Daemon::start_on(config, listener).await?;
         let credentials = Credentials {
-            url: format!("http://{addr}"),
+            url,
             accounts,
             simulator_control_url: sim.control_url().to_string(),
         };
