@@ -185,7 +185,17 @@ pub async fn remove(
             "you cannot delete your own account".into(),
         ));
     }
-    let removed = match users::delete(&state.store, id).await {
+    let removed = state
+        .store
+        .transaction(|tx| async move {
+            let deleted = users::delete(&tx, id).await?;
+            if deleted {
+                crate::store::audit::forget_account(&tx, id).await?;
+            }
+            Ok::<_, crate::store::StoreError>(deleted)
+        })
+        .await;
+    let removed = match removed {
         Err(err) if err.is_foreign_key_violation() => Err(ApiError::Conflict(
             "this user still owns services; terminate them first".into(),
         )),

@@ -78,6 +78,16 @@ pub async fn record(db: &impl Db, entry: &Entry<'_>) -> Result<i64, StoreError> 
     .get(0)
 }
 
+/// Unlinks a deleted account's entries from it: SQLite may give its id to the next account,
+/// which must not see them as its own activity. The entries keep their actor text.
+pub async fn forget_account(db: &impl Db, user_id: i64) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE audit_log SET user_id = NULL WHERE user_id = ?1",
+        params![user_id],
+    )
+    .await
+}
+
 fn from_row(row: &Row) -> Result<Record, StoreError> {
     let detail: String = row.get(5)?;
     Ok(Record {

@@ -613,3 +613,52 @@ async fn an_operator_who_must_have_a_second_factor_can_only_enrol_until_they_do(
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     demo.stop().await.unwrap();
 }
+
+/// SQLite gives a deleted account's id to the next account; its activity stays behind.
+#[tokio::test]
+async fn a_new_account_never_inherits_a_deleted_accounts_activity() {
+    let demo = demo().await;
+    let admin = token(&demo, "admin");
+    let create = |name: &'static str| {
+        let body = json!({ "username": name, "password": "a long password", "role": "customer" });
+        send(&demo, admin, Method::POST, "/api/v1/users", body)
+    };
+    let (status, carol) = create("carol").await;
+    assert_eq!(status, StatusCode::CREATED, "{carol}");
+    let client = cookie_client();
+    assert_eq!(
+        login(&demo, &client, "carol", "a long password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let path = format!("/api/v1/users/{}", carol["id"]);
+    let (status, _) = send(&demo, admin, Method::DELETE, &path, json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let (_, dave) = create("dave").await;
+    let client = cookie_client();
+    assert_eq!(
+        login(&demo, &client, "dave", "a long password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let activity: Value = client
+        .get(url(&demo, "/api/v1/account/activity"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = activity.as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only dave's own sign-in (ids {} and {}): {activity}",
+        carol["id"],
+        dave["id"]
+    );
+    demo.stop().await.unwrap();
+}
