@@ -67,6 +67,8 @@ struct DemoVm {
 /// A running demo: simulator, daemon and seeded accounts. Tests use it as their fixture.
 pub struct Demo {
     daemon: Daemon,
+    /// Where the daemon listens, which a configured `public_url` may not name.
+    listening: SocketAddr,
     sim: SimHandle,
     credentials: Credentials,
     config_path: PathBuf,
@@ -162,6 +164,7 @@ impl Demo {
         };
         Ok(Self {
             daemon,
+            listening: addr,
             sim,
             credentials,
             config_path,
@@ -171,6 +174,11 @@ impl Demo {
 
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The address the daemon listens on.
+    pub fn listening(&self) -> SocketAddr {
+        self.listening
     }
 
     pub fn account(&self, username: &str) -> Option<&Account> {
