@@ -15,10 +15,19 @@ export class ApiError extends Error {
 }
 
 let sessionEnded: () => void = () => {};
+let forbidden: () => void = () => {};
 
 /** What to do when the daemon no longer knows the browser's session (it expired, or was ended). */
 export function onSessionEnded(handler: () => void): void {
   sessionEnded = handler;
+}
+
+/**
+ * What to do when the daemon refuses a request (403): an operator's session may have to enrol a
+ * second factor before anything else (`whoami` says so), which the panel then asks for.
+ */
+export function onForbidden(handler: () => void): void {
+  forbidden = handler;
 }
 
 const BASE = '/api/v1';
@@ -41,8 +50,13 @@ export function pageChanged(): void {
   page += 1;
 }
 
-/** A wrong password at sign-in is a 401 too, and asking who is signed in is how we find out. */
-const NOT_A_SESSION_END = [`${BASE}/auth/login`, `${BASE}/whoami`];
+/**
+ * A wrong password or code at sign-in is a 401 too (everything under `/auth/`: the password, the
+ * second factor, a sign-in that expired), and asking who is signed in is how we find out.
+ */
+function endsSession(path: string): boolean {
+  return !path.startsWith(`${BASE}/auth/`) && path !== `${BASE}/whoami`;
+}
 
 /**
  * What a call on `api` resolves to: the answer, or the error body (`{ "error": "reason" }` as
@@ -54,8 +68,8 @@ type Outcome<D> = { data: D; error?: never; response: Response } | { data?: neve
  * The answer of a call on `api`, or an `ApiError` with the status and the daemon's reason (its
  * error body is `{ "error": "reason" }`; anything else, e.g. a proxy's page, gives the status
  * text). A 401 means the session ended, unless it answered a sign-in or the question who is
- * signed in: the session-ended handler hears of it before the error is thrown. For a page that is
- * no longer shown, neither: see `pageChanged`.
+ * signed in: the session-ended handler hears of it before the error is thrown, as the forbidden
+ * handler hears of a 403. For a page that is no longer shown, neither: see `pageChanged`.
  */
 export async function unwrap<D>(call: Promise<Outcome<D>>): Promise<D> {
   const asked = page;
@@ -74,7 +88,8 @@ export async function unwrap<D>(call: Promise<Outcome<D>>): Promise<D> {
   const reason = typeof body === 'object' && body !== null && 'error' in body && typeof body.error === 'string'
     ? body.error
     : response.statusText;
-  if (response.status === 401 && !NOT_A_SESSION_END.includes(new URL(response.url, location.href).pathname)) sessionEnded();
+  if (response.status === 401 && endsSession(new URL(response.url, location.href).pathname)) sessionEnded();
+  if (response.status === 403) forbidden();
   throw new ApiError(response.status, reason);
 }
 
@@ -82,6 +97,15 @@ export async function unwrap<D>(call: Promise<Outcome<D>>): Promise<D> {
 export function sentence(reason: string): string {
   const text = reason.charAt(0).toUpperCase() + reason.slice(1);
   return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
+/**
+ * Plain words for a refused request about the person's own account (their password, tokens,
+ * second factors): there a 403 is about the request (a wrong password), not the page.
+ */
+export function refusal(err: unknown): string {
+  if (err instanceof ApiError && err.status === 403) return sentence(err.message);
+  return explain(err);
 }
 
 /** Plain words for a refused or failed request. */

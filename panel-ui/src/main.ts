@@ -1,6 +1,6 @@
 // Entry point: who is signed in, the navigation, and a small path router over the pages.
 import './style.css';
-import { api, ApiError, onSessionEnded, pageChanged, type Schemas, unwrap } from './api';
+import { api, ApiError, onForbidden, onSessionEnded, pageChanged, type Schemas, unwrap } from './api';
 import { h, mount, notice } from './dom';
 import { loginPage } from './pages/login';
 import { vmListPage } from './pages/vms';
@@ -8,13 +8,29 @@ import { vmPage } from './pages/vm';
 import { consolePage, stopConsole } from './pages/console';
 import { adminObjectPage, adminPage, ADMIN_SECTIONS } from './pages/admin';
 import { orderPage } from './pages/order';
-import { accountPage, activityPage } from './pages/account';
+import { accountPage, activityPage, secondFactorsPage } from './pages/account';
 import { stopVmPage } from './pages/vm';
 
 let me: Schemas['User'] | null = null;
+/** The daemon requires this operator to enrol a second factor before anything else. */
+let mustEnrol = false;
 
 export function currentUser(): Schemas['User'] | null {
   return me;
+}
+
+/** Whether the signed-in operator must enrol a second factor before anything else. */
+export function mustEnrolSecondFactor(): boolean {
+  return me !== null && mustEnrol;
+}
+
+/** Where a session that must enrol a second factor is sent, whatever path it opens. */
+export const ENROL_PATH = '/account/second-factors';
+
+/** `next` from a query, if it is a path of the panel itself (never a link off-site), else `/vms`. */
+export function panelPath(next: string | null): string {
+  const path = next ?? '';
+  return /^\/[a-z0-9/-]*$/i.test(path) && !path.startsWith('//') && path !== '/login' ? path : '/vms';
 }
 
 /** Moves to a panel path without a page load. */
@@ -37,19 +53,54 @@ async function navigate(): Promise<void> {
 }
 
 // A session that ends under an open page leads to the sign-in form, which says so and comes back
-// to the page afterwards. The form follows in a task of its own: the request that found out
-// fails too, and whatever its page shows of that comes first, to be replaced.
+// to the page afterwards. The form follows once whoami has confirmed it (a 401 can also be a
+// refused code under a live session: a wrong code confirming an authenticator app), so the
+// request that found out fails first, and whatever its page shows of that is replaced.
+let checkingSession = false;
 onSessionEnded(() => {
-  if (!me) return;
-  me = null;
-  const back = location.pathname + location.search;
-  history.replaceState(null, '', `/login?expired=1&next=${encodeURIComponent(back)}`);
-  window.setTimeout(() => void navigate());
+  if (!me || checkingSession) return;
+  checkingSession = true;
+  void (async () => {
+    try {
+      const { response } = await api.GET('/whoami');
+      if (response.status !== 401 || !me) return;
+    } catch {
+      return;
+    } finally {
+      checkingSession = false;
+    }
+    me = null;
+    const back = location.pathname + location.search;
+    history.replaceState(null, '', `/login?expired=1&next=${encodeURIComponent(back)}`);
+    await navigate();
+  })();
 });
+
+// A refusal can mean that this operator must now enrol a second factor (the policy changed under
+// the session): whoami says so, and the panel then asks for one.
+onForbidden(() => {
+  if (me?.role !== 'admin' || mustEnrol) return;
+  void (async () => {
+    try {
+      await loadMe();
+    } catch {
+      return;
+    }
+    if (!me || !mustEnrol) return;
+    history.replaceState(null, '', enrolUrl(location.pathname));
+    await navigate();
+  })();
+});
+
+function enrolUrl(next: string): string {
+  return `${ENROL_PATH}?next=${encodeURIComponent(next)}`;
+}
 
 async function loadMe(): Promise<void> {
   try {
-    me = (await unwrap(api.GET('/whoami'))).user;
+    const who = await unwrap(api.GET('/whoami'));
+    me = who.user;
+    mustEnrol = who.must_enrol_second_factor;
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) me = null;
     else throw err;
@@ -74,8 +125,9 @@ function renderNav(): void {
     top.append(h('nav', { 'aria-label': 'Main' }, brand));
     return;
   }
-  const links = [link('/vms', 'My VMs'), link('/order', 'Order'), link('/account', 'Account')];
-  if (me.role === 'admin') {
+  // Until the required second factor is enrolled, there is nowhere else to go.
+  const links = mustEnrol ? [] : [link('/vms', 'My VMs'), link('/order', 'Order'), link('/account', 'Account')];
+  if (me.role === 'admin' && !mustEnrol) {
     links.push(...ADMIN_SECTIONS.map(([slug, label]) => link(`/admin/${slug}`, label)));
   }
   const signOut = h('button', { type: 'button', class: 'link', onclick: () => void logout() }, 'Sign out');
@@ -90,6 +142,7 @@ async function logout(): Promise<void> {
     await unwrap(api.POST('/auth/logout'));
   } finally {
     me = null;
+    mustEnrol = false;
     go('/login');
   }
 }
@@ -104,11 +157,16 @@ async function route(): Promise<void> {
     history.replaceState(null, '', `/login?next=${encodeURIComponent(path)}`);
     return route();
   }
+  if (me && mustEnrol && path !== ENROL_PATH && path !== '/login') {
+    history.replaceState(null, '', enrolUrl(path));
+    return route();
+  }
   if (path === '/login') return loginPage();
   if (path === '/' || path === '/vms') return vmListPage();
   if (path === '/order') return orderPage();
   if (path === '/account') return accountPage();
   if (path === '/account/activity') return activityPage();
+  if (path === ENROL_PATH) return secondFactorsPage();
   let m = path.match(/^\/vms\/(\d+)$/);
   if (m) return vmPage(Number(m[1]));
   m = path.match(/^\/vms\/(\d+)\/(console|terminal)$/);

@@ -1,40 +1,12 @@
 // Browser tests of the account pages (password, API tokens, the account's own activity) in
 // Debian's Chromium against a `porthole demo` of their own. Screenshots are kept in
 // panel-ui/test-results/.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { artifacts, launch, recordCspViolations, signIn, startDemo, waitFor } from './harness.mjs';
+import { inPage, overflow, shot as screenshot, signIn, usePanel, waitFor } from './harness.mjs';
 
-let demo;
-let browser;
-
-before(async () => {
-  demo = await startDemo();
-  browser = await launch();
-}, { timeout: 240_000 });
-
-after(async () => {
-  await browser?.close();
-  await demo?.stop();
-});
-
-const cspViolations = [];
-afterEach(() => {
-  const found = cspViolations.splice(0);
-  assert.deepEqual(found, [], 'the panel broke its Content-Security-Policy');
-});
-
-async function newPage(viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
-  await recordCspViolations(page, cspViolations);
-  return page;
-}
-
-const shot = (page, name) => page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+const { demo, newPage } = usePanel();
+const shot = (page, name) => screenshot(page, name, { fullPage: true });
 
 /** The API as the holder of `token` sees it, from outside any browser. */
 async function withToken(token, method, path, body) {
@@ -45,17 +17,6 @@ async function withToken(token, method, path, body) {
   });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : null };
-}
-
-/** The API as the browser session of `page` sees it. */
-function inPage(page, method, path, body) {
-  return page.evaluate(async ([method, path, body]) => {
-    const response = await fetch(`/api/v1${path}`, {
-      method, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : null };
-  }, [method, path, body]);
 }
 
 /** The cells of each body row of the table named `caption`. */
@@ -284,4 +245,28 @@ test("my activity lists my sign-ins, power actions and consoles, filters and pag
   await viewer.waitForURL(/\/account\/activity\?action=token$/);
   await page.context().close().catch(() => undefined);
   await viewer.context().close();
+});
+
+test('on a panel whose public address is an IP address, the second factors say passkeys are unavailable here and why, at 1280 and 390 px', async () => {
+  for (const width of [1280, 390]) {
+    const page = await newPage({ width, height: 844 });
+    await signIn(page, demo.url, demo.account('bob'));
+    await page.getByRole('link', { name: 'Account', exact: true }).click();
+    await page.getByRole('heading', { name: 'Passkeys' }).waitFor();
+    assert.match(await page.locator('#passkeys-unavailable').innerText(), /a passkey belongs to a domain name, and this panel’s public address is an IP address/);
+    assert.equal(await page.getByRole('button', { name: 'Add a passkey' }).count(), 0);
+    // The authenticator app is offered; customers are not required to have a second factor.
+    await page.getByRole('button', { name: 'Set up an authenticator app' }).waitFor();
+    assert.equal(await page.locator('#factors-required').count(), 0);
+    assert.equal(await page.getByRole('heading', { name: 'Recovery codes' }).count(), 0, 'no recovery codes without a second factor');
+    // The daemon says the same.
+    const factors = await inPage(page, 'GET', '/account/second-factors');
+    assert.deepEqual([factors.body.passkeys_available, factors.body.required], [false, false]);
+    const begun = await inPage(page, 'POST', '/account/passkeys/begin', { name: 'laptop' });
+    assert.equal(begun.status, 409);
+    assert.match(begun.body.error, /domain name/);
+    assert.ok(await overflow(page) <= 0, `the account page is wider than ${width} px`);
+    await shot(page, `account-second-factors-ip-${width}`);
+    await page.context().close();
+  }
 });

@@ -1,46 +1,12 @@
 // Browser tests of the web panel in Debian's Chromium against `porthole demo` (daemon +
 // Proxmox simulator). Screenshots are kept in panel-ui/test-results/.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { artifacts, launch, recordCspViolations, signIn, startDemo, waitFor } from './harness.mjs';
-
-let demo;
-let browser;
-
-before(async () => {
-  demo = await startDemo();
-  browser = await launch();
-}, { timeout: 240_000 });
-
-after(async () => {
-  await browser?.close();
-  await demo?.stop();
-});
+import { overflow, shot, signIn, usePanel, waitFor } from './harness.mjs';
 
 // Every page of every test is held to the daemon's Content-Security-Policy: a violation fails the
 // test that caused it.
-const cspViolations = [];
-afterEach(() => {
-  const found = cspViolations.splice(0);
-  assert.deepEqual(found, [], 'the panel broke its Content-Security-Policy');
-});
-
-async function newPage(viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
-  await recordCspViolations(page, cspViolations);
-  return page;
-}
-
-async function customerPage(name = 'alice', viewport = { width: 1280, height: 900 }) {
-  const page = await newPage(viewport);
-  await signIn(page, demo.url, demo.account(name));
-  return page;
-}
-
-const shot = (page, name, options = {}) => page.screenshot({ path: join(artifacts, `${name}.png`), ...options });
+const { demo, newPage, customerPage } = usePanel();
 
 test('a customer signs in with the keyboard and sees their VMs, at 1280 and 390 px', async () => {
   for (const width of [1280, 390]) {
@@ -66,7 +32,6 @@ async function tabTo(page, what, test, arg) {
 const labelled = (label) => document.activeElement?.labels?.[0]?.textContent?.includes(label) ?? false;
 const named = (name) => document.activeElement?.textContent?.trim() === name;
 
-/** How far the page is wider than its window (0 or less: it fits). */
 /** How many light pixels `locator` shows on screen (decoded in a blank page, outside the CSP). */
 async function litPixels(page, locator) {
   const png = (await locator.screenshot()).toString('base64');
@@ -87,8 +52,6 @@ async function litPixels(page, locator) {
   await blank.close();
   return lit;
 }
-
-const overflow = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 
 test('each page names itself in the title and starts focus at its heading', async () => {
   const page = await customerPage();

@@ -220,7 +220,16 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     super::second_factor::keep_one_if_required(&state, &me.user).await?;
     confirm_password(&state, &me.user.username, client, body.current_password).await?;
-    if !second_factors::delete_passkey(&state.store, me.user.id, id).await? {
+    let user_id = me.user.id;
+    let removed = state
+        .store
+        .transaction(|tx| async move {
+            let removed = second_factors::delete_passkey(&tx, user_id, id).await?;
+            second_factors::forget_recovery_codes_if_no_factor(&tx, user_id).await?;
+            Ok::<_, crate::store::StoreError>(removed)
+        })
+        .await?;
+    if !removed {
         return Err(ApiError::NotFound);
     }
     audit::record(

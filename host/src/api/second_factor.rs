@@ -209,7 +209,9 @@ pub struct SecondFactors {
     responses((status = 200, description = "The caller's second factors", body = SecondFactors)))]
 pub async fn status(State(state): State<AppState>, me: Identity) -> ApiResult<Json<SecondFactors>> {
     let user_id = me.user.id;
-    let totp = second_factors::has_factor(&state.store, user_id).await?;
+    let totp = second_factors::totp(&state.store, user_id)
+        .await?
+        .is_some_and(|totp| totp.confirmed);
     let passkeys = second_factors::passkeys(&state.store, user_id).await?;
     Ok(Json(SecondFactors {
         totp,
@@ -274,7 +276,7 @@ pub struct RecoveryCodes {
 #[utoipa::path(post, path = "/account/totp/confirm", tag = "account", request_body = TotpCode,
     responses(
         (status = 200, description = "Enrolled", body = RecoveryCodes),
-        (status = 401, description = "The code is wrong", body = super::openapi::ErrorBody),
+        (status = 403, description = "The code is wrong", body = super::openapi::ErrorBody),
     ))]
 pub async fn confirm_totp(
     State(state): State<AppState>,
@@ -284,7 +286,10 @@ pub async fn confirm_totp(
 ) -> ApiResult<Json<RecoveryCodes>> {
     let attempt = limited(&state, &me.user.username, client).await?;
     if !accept_totp(&state, me.user.id, &body.code, true).await? {
-        return Err(ApiError::WrongCode);
+        // 403, not 401: the session is fine, the code is not.
+        return Err(ApiError::Forbidden(
+            "the code is wrong; check that the app's clock is right",
+        ));
     }
     state
         .login_limiter
@@ -344,7 +349,7 @@ pub async fn remove_totp(
         .store
         .transaction(|tx| async move {
             second_factors::delete_totp(&tx, user_id).await?;
-            second_factors::delete_recovery_codes(&tx, user_id).await
+            second_factors::forget_recovery_codes_if_no_factor(&tx, user_id).await
         })
         .await?;
     record(&state, &me, "account.totp_removed", client).await;

@@ -148,12 +148,19 @@ pub async fn recovery_codes_left(db: &impl Db, user_id: i64) -> Result<i64, Stor
     .get(0)
 }
 
-pub async fn delete_recovery_codes(db: &impl Db, user_id: i64) -> Result<(), StoreError> {
-    db.execute(
-        "DELETE FROM recovery_codes WHERE user_id = ?1",
-        params![user_id],
-    )
-    .await?;
+/// Deletes the account's recovery codes once it has no second factor left for them to stand
+/// in for: a later factor then brings new ones, and no old code is left to be forgotten.
+pub async fn forget_recovery_codes_if_no_factor(
+    db: &impl Db,
+    user_id: i64,
+) -> Result<(), StoreError> {
+    if count_factors(db, user_id).await? == 0 {
+        db.execute(
+            "DELETE FROM recovery_codes WHERE user_id = ?1",
+            params![user_id],
+        )
+        .await?;
+    }
     Ok(())
 }
 

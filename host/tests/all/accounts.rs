@@ -423,7 +423,7 @@ async fn enrol(browser: &Browser<'_>) -> (totp_rs::Totp, Vec<String>) {
     let (status, _) = confirm("000000".into()).await;
     assert_eq!(
         status,
-        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
         "a wrong code does not enrol"
     );
     let (status, codes) = confirm(code(&app, 0)).await;
@@ -659,6 +659,49 @@ async fn a_new_account_never_inherits_a_deleted_accounts_activity() {
         "only dave's own sign-in (ids {} and {}): {activity}",
         carol["id"],
         dave["id"]
+    );
+    demo.stop().await.unwrap();
+}
+
+/// Removing the only factor takes its recovery codes with it: sign-in asks for the password
+/// alone, and a factor added later brings new codes.
+#[tokio::test]
+async fn removing_the_last_factor_takes_the_recovery_codes_with_it() {
+    let demo = demo().await;
+    let browser = Browser::signed_in(&demo, "alice").await;
+    enrol(&browser).await;
+    let password = demo.account("alice").unwrap().password.clone();
+    let (status, _) = browser
+        .send(
+            Method::POST,
+            "/api/v1/account/totp/remove",
+            json!({ "current_password": "wrong one!" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = browser
+        .send(
+            Method::POST,
+            "/api/v1/account/totp/remove",
+            json!({ "current_password": password }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, factors) = browser
+        .send(Method::GET, "/api/v1/account/second-factors", Value::Null)
+        .await;
+    assert_eq!(
+        (
+            factors["totp"].clone(),
+            factors["recovery_codes_left"].clone()
+        ),
+        (json!(false), json!(0))
+    );
+    let answer = login(&demo, &cookie_client(), "alice", &password).await;
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        body["user"]["username"], "alice",
+        "signed in with the password: {body}"
     );
     demo.stop().await.unwrap();
 }

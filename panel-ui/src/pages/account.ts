@@ -1,26 +1,23 @@
-// The signed-in person's own account: their password, their API tokens (each shown once, when it
-// is made) and what they did themselves (sign-ins, consoles, power, orders, tokens), newest first.
-import { api, ApiError, explain, type Schemas, sentence, unwrap } from '../api';
+// The signed-in person's own account: their password, their second factors, their API tokens
+// (each shown once, when it is made) and what they did themselves (sign-ins, consoles, power,
+// orders, tokens), newest first. An operator who must enrol a second factor is sent to a page of
+// second factors alone, and goes on from there.
+import { api, ApiError, explain, refusal, type Schemas, unwrap } from '../api';
 import { confirmDialog, details, field, h, mount, notice, say, table, time } from '../dom';
-import { currentUser } from '../main';
+import { currentUser, mustEnrolSecondFactor, panelPath, signedIn } from '../main';
+import { showSecondFactors } from './factors';
 
 type Scope = Schemas['Scope'];
 type Role = Schemas['Role'];
 
 /** Links between the account's pages. */
-function accountNav(current: 'account' | 'activity'): HTMLElement {
+function accountNav(current: 'account' | 'activity' | 'factors'): HTMLElement {
   return h('nav', { class: 'subnav', 'aria-label': 'Account pages' },
-    h('a', { href: '/account', 'aria-current': current === 'account' ? 'page' : undefined }, 'Password and API tokens'),
+    h('a', { href: '/account', 'aria-current': current === 'account' ? 'page' : undefined }, 'Sign-in and API tokens'),
     h('a', { href: '/account/activity', 'aria-current': current === 'activity' ? 'page' : undefined }, 'My activity'));
 }
 
-/** The daemon's reason for a refusal, which on these pages is about the person's own request. */
-function refusal(err: unknown): string {
-  if (err instanceof ApiError && err.status === 403) return sentence(err.message);
-  return explain(err);
-}
-
-/** `/account`: change the password; list, create and revoke API tokens. */
+/** `/account`: change the password; second factors; list, create and revoke API tokens. */
 export async function accountPage(): Promise<void> {
   const me = currentUser();
   if (!me) return;
@@ -34,10 +31,49 @@ export async function accountPage(): Promise<void> {
   }
   const tokensBox = h('section', { 'aria-labelledby': 'tokens-h' });
   showTokens(tokensBox, me.role, tokens);
+  const factorsBox = h('section', { 'aria-labelledby': 'factors-h', id: 'second-factors' });
   mount(h('h1', {}, 'Account'), accountNav('account'),
     h('p', {}, `Signed in as ${me.username} (${me.role === 'admin' ? 'operator' : 'customer'}).`),
     passwordForm(),
+    factorsBox,
     tokensBox);
+  await showSecondFactors(factorsBox);
+}
+
+/**
+ * `/account/second-factors`: the second factors alone. An operator who must enrol one first is
+ * sent here from any page (`next` says which): the page says why, and once one is enrolled and
+ * its recovery codes shown, leads on there.
+ */
+export async function secondFactorsPage(): Promise<void> {
+  const me = currentUser();
+  if (!me) return;
+  const box = h('section', { 'aria-labelledby': 'factors-h', id: 'second-factors' });
+  if (!mustEnrolSecondFactor()) {
+    mount(h('h1', {}, 'Second factors'), accountNav('factors'), box);
+    await showSecondFactors(box);
+    return;
+  }
+  const next = panelPath(new URLSearchParams(location.search).get('next'));
+  mount(h('h1', {}, 'Set up a second factor'),
+    h('p', { class: 'notice warning', id: 'enrol-required' },
+      'This panel requires operators to sign in with a second factor, and your account has none yet. ',
+      'Until you set one up, everything else is refused to this session. ',
+      'Set up an authenticator app or a passkey here; then you can go on to ', h('code', {}, next), '.'),
+    box);
+  await showSecondFactors(box, {
+    firstEnrolled: async () => {
+      await signedIn();
+      const told = document.getElementById('enrol-required');
+      if (told) {
+        told.className = 'notice ok';
+        told.replaceChildren('Your second factor is set up: this session can use the panel again.');
+      }
+      return h('div', { class: 'continue' },
+        h('p', {}, 'Your second factor is set up. Once your recovery codes are saved, go on.'),
+        h('a', { class: 'button', href: next, id: 'enrol-continue' }, `Continue to ${next}`));
+    },
+  });
 }
 
 function passwordForm(): HTMLElement {
