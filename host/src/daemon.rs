@@ -205,8 +205,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Expired sessions are refused anyway; this only keeps the table small.
-/// Hourly: deletes expired sign-in sessions and sign-in attempts outside the rate limits'
-/// window.
+/// Hourly: deletes expired sign-in sessions, second-factor challenges and passkey
+/// registrations, and sign-in attempts outside the rate limits' window.
 async fn housekeeping(state: api::AppState) {
     let mut every_hour = tokio::time::interval(std::time::Duration::from_secs(60 * 60));
     loop {
@@ -215,6 +215,13 @@ async fn housekeeping(state: api::AppState) {
             Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired sessions"),
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "could not purge expired sessions"),
+        }
+        match crate::store::second_factors::purge_expired(&state.store).await {
+            Ok(purged) if purged > 0 => {
+                tracing::debug!(purged, "purged expired sign-in challenges")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not purge sign-in challenges"),
         }
         let forgotten = state.login_limiter.forget_old(crate::store::now()).await;
         match forgotten {

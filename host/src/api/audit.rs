@@ -154,7 +154,9 @@ fn page_limit(limit: Option<u32>) -> u32 {
 }
 
 fn named(record: Record, names: &HashMap<i64, String>) -> NamedRecord {
-    let actor_name = audit::actor_user(&record.actor).and_then(|id| names.get(&id).cloned());
+    // By the entry's account, not its actor text: a deleted account's entries are unlinked, and
+    // its id may belong to another account by now.
+    let actor_name = record.user_id.and_then(|id| names.get(&id).cloned());
     NamedRecord { record, actor_name }
 }
 
@@ -365,7 +367,8 @@ pub async fn activity(
     let filter = Filter {
         user_id: Some(me.user.id),
         action: query.action.as_deref().filter(|a| !a.is_empty()),
-        since: query.since,
+        // Nothing from before the account existed, whoever's id it once was.
+        since: Some(query.since.unwrap_or(0).max(me.user.created_at)),
         until: query.until,
         actor: None,
         only_actions: &SHOWN_ACTIONS,

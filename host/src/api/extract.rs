@@ -58,6 +58,7 @@ impl FromRequestParts<AppState> for Identity {
                 credential: Credential::ApiToken {
                     id: token.id,
                     scopes: token.scopes,
+                    expires_at: token.expires_at,
                 },
             };
             check_scope(parts, token.scopes)?;

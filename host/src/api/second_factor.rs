@@ -165,7 +165,10 @@ pub async fn complete_sign_in(
         .login_limiter
         .succeeded(&user.username, attempt)
         .await?;
-    second_factors::delete_challenge(&state.store, &digest).await?;
+    // One session per challenge, even when two right answers race.
+    if !second_factors::take_challenge(&state.store, &digest).await? {
+        return Err(ApiError::SignInExpired);
+    }
     super::session::start_session(&state, user, client, Some(method)).await
 }
 

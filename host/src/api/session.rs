@@ -83,14 +83,16 @@ pub async fn login(
         .await;
         return Err(ApiError::WrongCredentials);
     };
+    if second_factors::has_factor(&state.store, user.id).await? {
+        // The sign-in is not done: the account's failures stand until the second factor.
+        state.login_limiter.password_only(attempt).await?;
+        let challenge = super::second_factor::challenge(&state, user.id).await?;
+        return Ok(Json(LoginAnswer::SecondFactor(challenge)).into_response());
+    }
     state
         .login_limiter
         .succeeded(&body.username, attempt)
         .await?;
-    if second_factors::has_factor(&state.store, user.id).await? {
-        let challenge = super::second_factor::challenge(&state, user.id).await?;
-        return Ok(Json(LoginAnswer::SecondFactor(challenge)).into_response());
-    }
     start_session(&state, user, client, None).await
 }
 

@@ -78,7 +78,7 @@ pub async fn create(
         }
         None => None,
     };
-    within_own_token(&state.store, &me, scopes, Some(expires_at)).await?;
+    within_own_token(&me, scopes, Some(expires_at))?;
     let new = NewToken {
         user_id: me.user.id,
         name,
@@ -103,29 +103,29 @@ pub async fn create(
 }
 
 /// Refuses a token acting on a token wider than itself: `scopes` it does not hold, or (when
-/// `expires_at` is given) an expiry later than its own. A browser session may do anything.
-async fn within_own_token(
-    store: &Store,
+/// `expires_at` is given) an expiry later than its own, as it was when the request was
+/// authenticated. A browser session may do anything.
+fn within_own_token(
     me: &Identity,
     scopes: Scopes,
     expires_at: Option<Option<i64>>,
 ) -> ApiResult<()> {
-    let Credential::ApiToken { id, scopes: held } = me.credential else {
+    let Credential::ApiToken {
+        scopes: held,
+        expires_at: own_expiry,
+        ..
+    } = me.credential
+    else {
         return Ok(());
     };
     if let Some(lacking) = scopes.iter().find(|scope| !held.contains(*scope)) {
         return Err(ApiError::MissingScope(lacking));
     }
-    let Some(expires_at) = expires_at else {
-        return Ok(());
-    };
-    let own = tokens::get(store, me.user.id, id).await?;
-    let own_expiry = own.and_then(|token| token.expires_at);
     match (own_expiry, expires_at) {
-        (Some(_), None) => Err(ApiError::Forbidden(
+        (Some(_), Some(None)) => Err(ApiError::Forbidden(
             "a token that expires cannot create one that never does",
         )),
-        (Some(own), Some(new)) if new > own => Err(ApiError::Forbidden(
+        (Some(own), Some(Some(new))) if new > own => Err(ApiError::Forbidden(
             "a token cannot create one that outlives it",
         )),
         _ => Ok(()),
@@ -160,7 +160,7 @@ pub async fn remove(
     let target = tokens::get(&state.store, user_id, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    within_own_token(&state.store, &me, target.scopes, None).await?;
+    within_own_token(&me, target.scopes, None)?;
     if !tokens::delete(&state.store, user_id, id).await? {
         return Err(ApiError::NotFound);
     }

@@ -96,6 +96,12 @@ impl LoginLimiter {
             .await
     }
 
+    /// `attempt`'s password was right but a second factor is still to come: it is no failure,
+    /// yet the account's count stands, so wrong codes between right passwords add up.
+    pub async fn password_only(&self, attempt: Attempt) -> Result<(), StoreError> {
+        login_attempts::discard(&self.store, attempt.id).await
+    }
+
     /// Deletes the attempts that left the window before `now`; returns how many.
     pub async fn forget_old(&self, now: i64) -> Result<u64, StoreError> {
         let window = i64::try_from(self.limits.window.as_secs()).unwrap_or(i64::MAX);

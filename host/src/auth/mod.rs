@@ -25,8 +25,12 @@ pub struct Identity {
 pub enum Credential {
     /// A browser session cookie; state changes must also pass the CSRF checks.
     Session,
-    /// An API token, by id, with what it may do.
-    ApiToken { id: i64, scopes: Scopes },
+    /// An API token, by id, with what it may do and until when (unix seconds).
+    ApiToken {
+        id: i64,
+        scopes: Scopes,
+        expires_at: Option<i64>,
+    },
 }
 
 impl Identity {

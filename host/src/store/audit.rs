@@ -19,6 +19,8 @@ pub struct Record {
     pub id: i64,
     pub at: i64,
     pub actor: String,
+    /// The account the actor acted as, while it exists.
+    pub user_id: Option<i64>,
     pub action: String,
     pub target: Option<String>,
     pub detail: serde_json::Value,
@@ -98,6 +100,7 @@ fn from_row(row: &Row) -> Result<Record, StoreError> {
         target: row.get(4)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
         client: row.get(6)?,
+        user_id: row.get(7)?,
     })
 }
 
@@ -129,7 +132,7 @@ pub async fn search(
     // substr, not LIKE: a filter's `_` or `%` is text, not a wildcard. The casts tell
     // PostgreSQL what type a parameter that is NULL has.
     let sql = format!(
-        "SELECT id, at, actor, action, target, detail, client FROM audit_log
+        "SELECT id, at, actor, action, target, detail, client, user_id FROM audit_log
          WHERE {cursor}
            AND (CAST(?1 AS BIGINT) IS NULL OR user_id = ?1)
            AND (CAST(?2 AS TEXT) IS NULL OR actor = ?2)

@@ -67,6 +67,14 @@ pub async fn succeeded(db: &impl Db, id: i64, account: &str) -> Result<(), Store
     Ok(())
 }
 
+/// Attempt `id` had the right password, but a second factor is still to come: the attempt is no
+/// failure, and the account's earlier failures (wrong codes among them) still count.
+pub async fn discard(db: &impl Db, id: i64) -> Result<(), StoreError> {
+    db.execute("DELETE FROM login_attempts WHERE id = ?1", params![id])
+        .await?;
+    Ok(())
+}
+
 /// Deletes the attempts made before `before` (outside every window); returns how many.
 pub async fn purge(db: &impl Db, before: i64) -> Result<u64, StoreError> {
     db.execute("DELETE FROM login_attempts WHERE at <= ?1", params![before])

@@ -206,13 +206,33 @@ pub async fn challenge_user(db: &impl Db, id_hash: &[u8; 32]) -> Result<Option<i
     row.map(|row| row.get(0)).transpose()
 }
 
-pub async fn delete_challenge(db: &impl Db, id_hash: &[u8; 32]) -> Result<(), StoreError> {
-    db.execute(
-        "DELETE FROM login_challenges WHERE id_hash = ?1 OR expires_at <= ?2",
-        params![id_hash, super::now()],
-    )
-    .await?;
-    Ok(())
+/// Ends a challenge its second factor completed; false if another request already did.
+pub async fn take_challenge(db: &impl Db, id_hash: &[u8; 32]) -> Result<bool, StoreError> {
+    let taken = db
+        .execute(
+            "DELETE FROM login_challenges WHERE id_hash = ?1",
+            params![id_hash],
+        )
+        .await?;
+    Ok(taken > 0)
+}
+
+/// Deletes challenges and passkey registrations that expired; returns how many.
+pub async fn purge_expired(db: &impl Db) -> Result<u64, StoreError> {
+    let now = super::now();
+    let challenges = db
+        .execute(
+            "DELETE FROM login_challenges WHERE expires_at <= ?1",
+            params![now],
+        )
+        .await?;
+    let registrations = db
+        .execute(
+            "DELETE FROM passkey_registrations WHERE expires_at <= ?1",
+            params![now],
+        )
+        .await?;
+    Ok(challenges + registrations)
 }
 
 /// A passkey as its owner sees it.

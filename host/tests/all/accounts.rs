@@ -421,11 +421,7 @@ async fn enrol(browser: &Browser<'_>) -> (totp_rs::Totp, Vec<String>) {
         )
     };
     let (status, _) = confirm("000000".into()).await;
-    assert_eq!(
-        status,
-        StatusCode::FORBIDDEN,
-        "a wrong code does not enrol"
-    );
+    assert_eq!(status, StatusCode::FORBIDDEN, "a wrong code does not enrol");
     let (status, codes) = confirm(code(&app, 0)).await;
     assert_eq!(status, StatusCode::OK, "{codes}");
     let codes: Vec<String> = serde_json::from_value(codes["recovery_codes"].clone()).unwrap();
@@ -653,6 +649,28 @@ async fn a_new_account_never_inherits_a_deleted_accounts_activity() {
         .await
         .unwrap();
     let entries = activity.as_array().unwrap();
+    let carol_logins = format!("/api/v1/audit?action=auth.login&actor=user:{}", carol["id"]);
+    let (_, logins) = crate::api::get(&demo, admin, &carol_logins).await;
+    let names: Vec<&Value> = logins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["actor_name"])
+        .collect();
+    assert!(names.iter().all(|n| **n != "carol"), "{logins}");
+    let everything = crate::api::get(&demo, admin, "/api/v1/audit?action=auth.login")
+        .await
+        .1;
+    let carols = everything
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["user_id"].is_null() && e["actor"] == format!("user:{}", carol["id"]))
+        .count();
+    assert_eq!(
+        carols, 1,
+        "carol's sign-in is unlinked, and named nobody's: {everything}"
+    );
     assert_eq!(
         entries.len(),
         1,
@@ -703,5 +721,47 @@ async fn removing_the_last_factor_takes_the_recovery_codes_with_it() {
         body["user"]["username"], "alice",
         "signed in with the password: {body}"
     );
+    demo.stop().await.unwrap();
+}
+
+/// A right password does not clear the wrong codes before it: guessing codes between sign-ins
+/// reaches the account's limit as wrong passwords would.
+#[tokio::test]
+async fn a_right_password_does_not_forgive_the_wrong_codes_before_it() {
+    let demo = demo().await;
+    let browser = Browser::signed_in(&demo, "bob").await;
+    enrol(&browser).await;
+    let client = cookie_client();
+    for guesses in [3, 2] {
+        let challenge = password_step(&demo, &client, "bob").await;
+        for _ in 0..guesses {
+            let wrong = json!({ "challenge": challenge, "totp": "123456" });
+            assert_eq!(
+                second_step(&demo, &client, wrong).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    let password = &demo.account("bob").unwrap().password;
+    let answer = login(&demo, &client, "bob", password).await;
+    assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expiring_token_cannot_make_one_that_outlives_it() {
+    let demo = demo().await;
+    let alice = token(&demo, "alice");
+    let body = json!({ "name": "week", "scopes": ["read"], "expires_in_days": 7 });
+    let (_, week) = send(&demo, alice, Method::POST, "/api/v1/tokens", body).await;
+    let week = week["token"].as_str().unwrap();
+    for (name, days) in [("forever", Value::Null), ("month", json!(30))] {
+        let body = json!({ "name": name, "scopes": ["read"], "expires_in_days": days });
+        let (status, answer) = send(&demo, week, Method::POST, "/api/v1/tokens", body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {answer}");
+    }
+    let body = json!({ "name": "day", "scopes": ["read"], "expires_in_days": 1 });
+    let (status, _) = send(&demo, week, Method::POST, "/api/v1/tokens", body).await;
+    assert_eq!(status, StatusCode::CREATED);
     demo.stop().await.unwrap();
 }
