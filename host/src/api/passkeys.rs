@@ -21,7 +21,6 @@ use super::AppState;
 use super::account::confirm_password;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ClientAddr, JsonBody};
-use crate::audit;
 use crate::auth::Identity;
 use crate::store::now;
 use crate::store::second_factors::{self, PasskeyInfo};
@@ -177,15 +176,15 @@ pub async fn finish_registration(
         } else {
             None
         };
-    audit::record(
-        &state.store,
-        audit::Entry {
-            actor: &me.actor(),
-            action: "account.passkey_added",
-            target: Some(&format!("passkey:{}", info.id)),
-            detail: json!({ "name": info.name }),
-            client: Some(&client.to_string()),
-        },
+    let target = format!("passkey:{}", info.id);
+    let detail = json!({ "name": info.name });
+    super::second_factor::record(
+        &state,
+        &me,
+        "account.passkey_added",
+        Some(&target),
+        detail,
+        client,
     )
     .await;
     Ok((
@@ -232,15 +231,14 @@ pub async fn remove(
     if !removed {
         return Err(ApiError::NotFound);
     }
-    audit::record(
-        &state.store,
-        audit::Entry {
-            actor: &me.actor(),
-            action: "account.passkey_removed",
-            target: Some(&format!("passkey:{id}")),
-            detail: json!({}),
-            client: Some(&client.to_string()),
-        },
+    let target = format!("passkey:{id}");
+    super::second_factor::record(
+        &state,
+        &me,
+        "account.passkey_removed",
+        Some(&target),
+        json!({}),
+        client,
     )
     .await;
     Ok(StatusCode::NO_CONTENT)

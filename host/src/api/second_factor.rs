@@ -299,7 +299,7 @@ pub async fn confirm_totp(
         .succeeded(&me.user.username, attempt)
         .await?;
     let codes = replace_recovery_codes(&state, me.user.id).await?;
-    record(&state, &me, "account.totp_enabled", client).await;
+    record(&state, &me, "account.totp_enabled", None, json!({}), client).await;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -319,7 +319,15 @@ pub async fn new_recovery_codes(
         ));
     }
     let codes = replace_recovery_codes(&state, me.user.id).await?;
-    record(&state, &me, "account.recovery_codes", client).await;
+    record(
+        &state,
+        &me,
+        "account.recovery_codes",
+        None,
+        json!({}),
+        client,
+    )
+    .await;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,
     }))
@@ -355,7 +363,7 @@ pub async fn remove_totp(
             second_factors::forget_recovery_codes_if_no_factor(&tx, user_id).await
         })
         .await?;
-    record(&state, &me, "account.totp_removed", client).await;
+    record(&state, &me, "account.totp_removed", None, json!({}), client).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -391,14 +399,22 @@ pub(super) async fn replace_recovery_codes(
     Ok(codes)
 }
 
-async fn record(state: &AppState, me: &Identity, action: &str, client: std::net::IpAddr) {
+/// Audits a change the caller made to their own second factors.
+pub(super) async fn record(
+    state: &AppState,
+    me: &Identity,
+    action: &str,
+    target: Option<&str>,
+    detail: serde_json::Value,
+    client: std::net::IpAddr,
+) {
     audit::record(
         &state.store,
         audit::Entry {
             actor: &me.actor(),
             action,
-            target: None,
-            detail: json!({}),
+            target,
+            detail,
             client: Some(&client.to_string()),
         },
     )
@@ -434,10 +450,7 @@ pub async fn enrolment_only(
     state: &AppState,
     user: &User,
 ) -> ApiResult<()> {
-    if !required_for(state, user) || enrolment_allows(&parts.method, path) {
-        return Ok(());
-    }
-    if second_factors::has_factor(&state.store, user.id).await? {
+    if enrolment_allows(&parts.method, path) || !must_enrol(state, user).await? {
         return Ok(());
     }
     Err(ApiError::Forbidden(

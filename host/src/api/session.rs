@@ -61,13 +61,7 @@ pub async fn login(
     // What no account can have is refused before it costs a hash, a limiter entry or an audit row.
     super::accounts::check_username(&body.username).map_err(ApiError::BadRequest)?;
     password::check_length(&body.password).map_err(ApiError::BadRequest)?;
-    let attempt = state
-        .login_limiter
-        .begin(&body.username, client, crate::store::now())
-        .await?
-        .map_err(|wait| ApiError::TooManyRequests {
-            retry_after_secs: wait.as_secs(),
-        })?;
+    let attempt = super::account::limited(&state, &body.username, client).await?;
     let user = verify_credentials(&state, &body).await?;
     let Some(user) = user else {
         audit::record(

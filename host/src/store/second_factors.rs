@@ -81,14 +81,7 @@ pub async fn delete_totp(db: &impl Db, user_id: i64) -> Result<bool, StoreError>
 
 /// Whether the account has a second factor that guards its sign-in.
 pub async fn has_factor(db: &impl Db, user_id: i64) -> Result<bool, StoreError> {
-    let row = db
-        .query_opt(
-            "SELECT 1 FROM totp_secrets WHERE user_id = ?1 AND confirmed_at IS NOT NULL
-             UNION ALL SELECT 1 FROM passkeys WHERE user_id = ?1",
-            params![user_id],
-        )
-        .await?;
-    Ok(row.is_some())
+    Ok(count_factors(db, user_id).await? > 0)
 }
 
 /// How many second factors the account has: its authenticator app and each passkey.
