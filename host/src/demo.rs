@@ -423,6 +423,7 @@ cores = 2
 memory_mib = 2048
 disk_gib = 20
 templates = ["debian-12", "lab"]
+max_snapshots = 2
 
 [[plans]]
 name = "medium"
@@ -430,6 +431,7 @@ cores = 4
 memory_mib = 8192
 disk_gib = 80
 templates = ["debian-12", "lab"]
+max_snapshots = 5
 
 [lifecycle]
 tunnel_plugin = "tunnel-cloudflare"

@@ -25,6 +25,8 @@ pub struct VmSeed {
     pub template: bool,
     pub tags: Option<String>,
     pub description: Option<String>,
+    /// `agent: 1` in the config: QEMU gets a guest agent channel, and the guest runs the agent.
+    pub agent: bool,
     /// A real VNC server the VM's console fronts (`127.0.0.1:5901` or `unix:/path`), as QEMU
     /// started with `-vnc` would be; `None` draws the simulator's own text console.
     pub vnc_backend: Option<String>,
@@ -44,6 +46,7 @@ impl Default for VmSeed {
             template: false,
             tags: None,
             description: None,
+            agent: false,
             vnc_backend: None,
         }
     }
@@ -79,15 +82,76 @@ pub enum PowerState {
 pub struct Vm {
     pub vmid: u32,
     pub node: String,
-    /// Config keys and values exactly as PVE's config file holds them.
+    /// Config keys and values exactly as PVE's config file holds them. `parent` names the
+    /// snapshot the current state descends from, as in PVE.
     pub config: BTreeMap<String, String>,
     /// Values set while the VM ran that QEMU cannot take live; they apply at the next start.
     pub pending: BTreeMap<String, String>,
     pub power: PowerState,
+    /// The `[snapname]` sections of the config file.
+    pub snapshots: BTreeMap<String, Snapshot>,
     #[serde(skip)]
     pub started_at: Option<Instant>,
     #[serde(skip)]
     pub vnc_backend: Option<String>,
+    /// The guest side of the QEMU guest agent; read and steered through the control API.
+    #[serde(skip)]
+    pub agent: GuestAgent,
+}
+
+/// A snapshot section: the config as it was, plus PVE's snapshot metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub config: BTreeMap<String, String>,
+    /// Unix seconds.
+    pub snaptime: u64,
+    pub description: Option<String>,
+    /// The snapshot includes the RAM (only ever true for a snapshot of a running VM).
+    pub vmstate: bool,
+    pub parent: Option<String>,
+    /// `prepare` while it is being made, `delete` while it is being removed.
+    pub snapstate: Option<String>,
+}
+
+/// What the simulated guest agent does: answer or not, and the passwords it was told to set.
+#[derive(Debug, Clone)]
+pub struct GuestAgent {
+    /// The agent daemon inside the guest answers (when QEMU has an agent channel at all).
+    pub up: bool,
+    /// The last `set-user-password` per user: the password as sent and whether it was crypted.
+    pub passwords: BTreeMap<String, (String, bool)>,
+}
+
+impl Default for GuestAgent {
+    fn default() -> Self {
+        Self {
+            up: true,
+            passwords: BTreeMap::new(),
+        }
+    }
+}
+
+/// A backup archive on a storage, as vzdump leaves it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupVolume {
+    /// `local:backup/vzdump-qemu-100-2025_01_02-03_04_05.vma.zst`.
+    pub volid: String,
+    pub storage: String,
+    /// The node whose (non-shared) storage holds the file.
+    pub node: String,
+    pub vmid: u32,
+    /// Unix seconds, the time in the file name.
+    pub ctime: u64,
+    /// Bytes.
+    pub size: u64,
+    /// `vma`, `vma.zst`, `vma.gz` or `vma.lzo`.
+    pub format: String,
+    pub notes: Option<String>,
+    pub protected: bool,
+    /// The VM's config as the archive's `qemu-server.conf` holds it. Left out of `/state`: a
+    /// backup is not a VM, and tests look VMs up there by their config.
+    #[serde(skip)]
+    pub config: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +159,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub storages: Vec<Storage>,
     pub vms: BTreeMap<u32, Vm>,
+    /// Backup archives. They outlive their VMs, as files on a storage do.
+    pub backups: Vec<BackupVolume>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -139,6 +205,7 @@ impl Cluster {
             nodes,
             storages,
             vms: BTreeMap::new(),
+            backups: Vec::new(),
         }
     }
 
@@ -160,6 +227,8 @@ impl Cluster {
                 memory: 2048,
                 disk_gb: 4,
                 template: true,
+                // Cloud images ship qemu-guest-agent, and templates made from them enable it.
+                agent: true,
                 ..VmSeed::default()
             })
             .collect()
@@ -186,19 +255,11 @@ impl Cluster {
                 seed.vmid
             )));
         }
-        let vm = Vm {
-            vmid: seed.vmid,
-            node: seed.node.clone(),
-            config: seed_config(seed),
-            pending: BTreeMap::new(),
-            power: if seed.running && !seed.template {
-                PowerState::Running
-            } else {
-                PowerState::Stopped
-            },
-            started_at: (seed.running && !seed.template).then(Instant::now),
-            vnc_backend: seed.vnc_backend.clone(),
-        };
+        let mut vm = Vm::new(seed.vmid, &seed.node, seed_config(seed));
+        if seed.running && !seed.template {
+            vm.set_power(PowerState::Running);
+        }
+        vm.vnc_backend = seed.vnc_backend.clone();
         self.vms.insert(seed.vmid, vm);
         Ok(())
     }
@@ -217,6 +278,11 @@ impl Cluster {
             .get_mut(&vmid)
             .filter(|vm| vm.node == node)
             .ok_or_else(|| ApiError::no_such_vm(node, vmid))
+    }
+
+    /// Whether `storage` is shared or lives on `node`: where a volume on it can be seen.
+    pub fn storage_visible(&self, storage: &str, volume_node: &str, node: &str) -> bool {
+        self.storage(storage).is_some_and(|s| s.shared) || volume_node == node
     }
 
     /// The lowest free VMID from 100, as PVE's default `next-id` range.
@@ -262,10 +328,28 @@ fn seed_config(seed: &VmSeed) -> BTreeMap<String, String> {
     if let Some(description) = &seed.description {
         config.insert("description".into(), description.clone());
     }
+    if seed.agent {
+        config.insert("agent".into(), "1".into());
+    }
     config
 }
 
 impl Vm {
+    /// A stopped VM with this config, no snapshots and a guest agent that would answer.
+    pub fn new(vmid: u32, node: &str, config: BTreeMap<String, String>) -> Self {
+        Self {
+            vmid,
+            node: node.to_owned(),
+            config,
+            pending: BTreeMap::new(),
+            power: PowerState::Stopped,
+            snapshots: BTreeMap::new(),
+            started_at: None,
+            vnc_backend: None,
+            agent: GuestAgent::default(),
+        }
+    }
+
     pub fn lock(&self) -> Option<&str> {
         self.config.get("lock").map(String::as_str)
     }
@@ -366,7 +450,7 @@ impl Vm {
 pub fn is_cold_key(key: &str) -> bool {
     matches!(
         key,
-        "cores" | "sockets" | "memory" | "cpu" | "numa" | "machine" | "bios" | "smbios1"
+        "cores" | "sockets" | "memory" | "cpu" | "numa" | "machine" | "bios" | "smbios1" | "agent"
     )
 }
 

@@ -28,6 +28,7 @@ pub async fn serve(
             "/vms/{vmid}/consoles",
             get(console_sessions).delete(drop_console_sessions),
         )
+        .route("/vms/{vmid}/agent", get(agent).put(set_agent))
         .with_state(state);
     let stop = async move {
         let _ = shutdown.changed().await;
@@ -88,4 +89,39 @@ async fn console_sessions(State(state): Shared, Path(vmid): Path<u32>) -> Json<V
 /// `DELETE /vms/{vmid}/consoles`: cuts them mid-session; answers `{"cut": n}`.
 async fn drop_console_sessions(State(state): Shared, Path(vmid): Path<u32>) -> Json<Value> {
     Json(json!({ "cut": state.consoles.cut_sessions(vmid) }))
+}
+
+/// `GET /vms/{vmid}/agent`: `{"up": bool, "passwords": {"root": "…"}, "crypted": {"root":
+/// false}}` — whether the guest agent answers, and the last password `set-user-password` set
+/// per user; 404 `{"error": …}` for an unknown VM.
+async fn agent(State(state): Shared, Path(vmid): Path<u32>) -> (StatusCode, Json<Value>) {
+    match state.agent_json(vmid) {
+        Some(agent) => (StatusCode::OK, Json(agent)),
+        None => no_such_vm(vmid),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AgentUpdate {
+    up: bool,
+}
+
+/// `PUT /vms/{vmid}/agent` with `{"up": false}` stops the agent in the guest (`{"up": true}`
+/// starts it again); answers like `GET`.
+async fn set_agent(
+    State(state): Shared,
+    Path(vmid): Path<u32>,
+    Json(update): Json<AgentUpdate>,
+) -> (StatusCode, Json<Value>) {
+    if !state.set_agent_up(vmid, update.up) {
+        return no_such_vm(vmid);
+    }
+    agent(State(state), Path(vmid)).await
+}
+
+fn no_such_vm(vmid: u32) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": format!("no VM {vmid}") })),
+    )
 }

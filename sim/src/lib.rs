@@ -52,6 +52,10 @@ pub struct SimConfig {
     pub task_duration: Duration,
     /// Duration of a full clone (linked clones take `task_duration`).
     pub clone_duration: Duration,
+    /// How long vzdump takes to back up one VM; the VM carries `lock: backup` meanwhile.
+    pub backup_duration: Duration,
+    /// How long a restore (`POST /nodes/{node}/qemu` with `archive`) takes.
+    pub restore_duration: Duration,
     pub ticket_lifetime: Duration,
     pub bind: IpAddr,
     /// 0 picks a free port.
@@ -78,6 +82,8 @@ impl Default for SimConfig {
             auth_failure_delay: Duration::from_secs(3),
             task_duration: Duration::from_millis(300),
             clone_duration: Duration::from_millis(1500),
+            backup_duration: Duration::from_millis(1500),
+            restore_duration: Duration::from_millis(1500),
             ticket_lifetime: Duration::from_secs(2 * 3600),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             api_port: 0,
@@ -234,6 +240,18 @@ impl SimHandle {
     /// `"running"` or `"stopped"`.
     pub fn vm_status(&self, vmid: u32) -> Option<String> {
         self.inner.state.vm_status(vmid)
+    }
+
+    /// Whether the guest agent answers, and the passwords it set, as `GET /vms/{vmid}/agent`
+    /// on the control API shows them.
+    pub fn agent(&self, vmid: u32) -> Option<serde_json::Value> {
+        self.inner.state.agent_json(vmid)
+    }
+
+    /// Starts or stops the guest agent inside a VM (it runs by default); false when there is no
+    /// such VM.
+    pub fn set_agent_up(&self, vmid: u32, up: bool) -> bool {
+        self.inner.state.set_agent_up(vmid, up)
     }
 
     /// Moves the simulator's clock forward, e.g. to expire tickets without waiting two hours.

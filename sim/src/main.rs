@@ -33,6 +33,12 @@ struct Args {
     /// Duration of a full clone, in milliseconds.
     #[arg(long, default_value_t = 1500)]
     clone_ms: u64,
+    /// Duration of one VM's backup (vzdump), in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    backup_ms: u64,
+    /// Duration of a restore, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    restore_ms: u64,
 }
 
 #[tokio::main]
@@ -48,6 +54,8 @@ async fn main() -> anyhow::Result<()> {
         auth_failure_delay: Duration::from_millis(args.auth_failure_delay_ms),
         task_duration: Duration::from_millis(args.task_ms),
         clone_duration: Duration::from_millis(args.clone_ms),
+        backup_duration: Duration::from_millis(args.backup_ms),
+        restore_duration: Duration::from_millis(args.restore_ms),
         bind: args.bind,
         api_port: args.api_port,
         control_port: args.control_port,

@@ -9,8 +9,8 @@ use crate::faults::{Fault, FaultTable};
 use crate::schema::Schema;
 use crate::tasks::TaskTable;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One request the API server answered (or dropped: `status` 0).
@@ -32,6 +32,8 @@ pub struct SimState {
     pub cluster: Mutex<Cluster>,
     pub tasks: Mutex<TaskTable>,
     pub consoles: crate::console::Consoles,
+    /// vzdump's `/var/run/vzdump.lock`, one per node: a node runs one backup job at a time.
+    vzdump_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: Mutex<FaultTable>,
     requests: Mutex<Vec<RecordedRequest>>,
     clock_offset: Mutex<Duration>,
@@ -60,6 +62,7 @@ impl SimState {
             cluster: Mutex::new(cluster),
             tasks: Mutex::default(),
             consoles: crate::console::Consoles::default(),
+            vzdump_locks: Mutex::default(),
             faults: Mutex::default(),
             requests: Mutex::default(),
             clock_offset: Mutex::default(),
@@ -79,6 +82,13 @@ impl SimState {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         real + *lock(&self.clock_offset)
+    }
+
+    pub fn vzdump_lock(&self, node: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.vzdump_locks)
+            .entry(node.to_owned())
+            .or_default()
+            .clone()
     }
 
     pub fn advance_clock(&self, by: Duration) {
@@ -141,6 +151,28 @@ impl SimState {
             .ok()?
             .as_str()
             .map(str::to_owned)
+    }
+
+    /// The guest agent of a VM as the control API shows it: `{"up": bool, "passwords":
+    /// {user: password}, "crypted": {user: bool}}`; `None` when there is no such VM.
+    pub fn agent_json(&self, vmid: u32) -> Option<serde_json::Value> {
+        let cluster = lock(&self.cluster);
+        let agent = &cluster.vms.get(&vmid)?.agent;
+        let passwords: BTreeMap<&String, &String> =
+            agent.passwords.iter().map(|(u, (p, _))| (u, p)).collect();
+        let crypted: BTreeMap<&String, bool> =
+            agent.passwords.iter().map(|(u, (_, c))| (u, *c)).collect();
+        Some(serde_json::json!({ "up": agent.up, "passwords": passwords, "crypted": crypted }))
+    }
+
+    /// Starts or stops the agent inside a VM's guest; false when there is no such VM.
+    pub fn set_agent_up(&self, vmid: u32, up: bool) -> bool {
+        let mut cluster = lock(&self.cluster);
+        let Some(vm) = cluster.vms.get_mut(&vmid) else {
+            return false;
+        };
+        vm.agent.up = up;
+        true
     }
 
     pub fn state_json(&self) -> serde_json::Value {

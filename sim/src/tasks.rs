@@ -54,13 +54,21 @@ impl Task {
         }
     }
 
+    /// Ends the task as PVE's `fork_worker` does: a worker that printed warnings ends with
+    /// `TASK WARNINGS: n` (exit status `WARNINGS: n`), an error's newlines become spaces.
     pub fn finish(&mut self, result: Result<(), String>) {
+        let warnings = self.log.iter().filter(|l| l.starts_with("WARN: ")).count();
         let exitstatus = match result {
+            Ok(()) if warnings > 0 => {
+                self.log.push(format!("TASK WARNINGS: {warnings}"));
+                format!("WARNINGS: {warnings}")
+            }
             Ok(()) => {
                 self.log.push("TASK OK".into());
                 "OK".to_owned()
             }
             Err(message) => {
+                let message = message.trim_end().replace('\n', " ");
                 self.log.push(format!("TASK ERROR: {message}"));
                 message
             }

@@ -33,6 +33,21 @@ pub const SERVED: &[(&str, &str)] = &[
     ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy"),
     ("POST", "/nodes/{node}/qemu/{vmid}/termproxy"),
     ("GET", "/nodes/{node}/qemu/{vmid}/vncwebsocket"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/snapshot"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/snapshot"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}"),
+    (
+        "POST",
+        "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+    ),
+    ("POST", "/nodes/{node}/vzdump"),
+    ("GET", "/nodes/{node}/storage/{storage}/content"),
+    ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}"),
+    ("POST", "/nodes/{node}/qemu"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping"),
+    ("POST", "/nodes/{node}/qemu/{vmid}/agent/set-user-password"),
+    ("GET", "/nodes/{node}/qemu/{vmid}/rrddata"),
 ];
 
 /// Human documentation the validator never reads; dropping it shrinks the file tenfold. Only text

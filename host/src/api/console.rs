@@ -21,6 +21,7 @@ use crate::console::{
     CloseReason, ConsoleCounters, ConsoleKind, Grant, LiveSessionView, MintError, SessionRequest,
     TokenRefusal, close_at_once, run_session, tokens,
 };
+use crate::lifecycle::self_service::disk_being_replaced;
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
@@ -108,6 +109,11 @@ pub async fn create_token(
     let service = services::get(&state.store, id)
         .await?
         .filter(|s| me.user.may_use(s.owner_id));
+    if let Some(service) = &service
+        && let Some(reason) = disk_being_replaced(&state.store, service.id).await?
+    {
+        return Err(ConsoleError::refused(StatusCode::CONFLICT, reason));
+    }
     // Asked only once the service itself allows a console.
     let power = async {
         let Some(service) = &service else {

@@ -116,11 +116,18 @@ impl FromRequestParts<AppState> for VisibleService {
         let Path(id) = Path::<i64>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
-        let service = services::get(&state.store, id)
+        let service = Self::load(state, &me, id).await?;
+        Ok(Self { me, service })
+    }
+}
+
+impl VisibleService {
+    /// Service `id`, if `me` may use it; for routes whose path holds more than the id.
+    pub async fn load(state: &AppState, me: &Identity, id: i64) -> Result<Service, ApiError> {
+        services::get(&state.store, id)
             .await?
             .filter(|s| me.user.may_use(s.owner_id))
-            .ok_or(ApiError::NotFound)?;
-        Ok(Self { me, service })
+            .ok_or(ApiError::NotFound)
     }
 }
 

@@ -47,7 +47,7 @@ impl From<OrderError> for ApiError {
 }
 
 /// The caller's key for this operation, or a fresh one (then the call is not idempotent).
-fn operation_key(headers: &HeaderMap, scope: &str) -> ApiResult<String> {
+pub(super) fn operation_key(headers: &HeaderMap, scope: &str) -> ApiResult<String> {
     match headers.get("idempotency-key") {
         Some(value) => {
             let key = value
@@ -73,8 +73,12 @@ pub struct NewOrder {
     template: String,
     hostname: String,
     username: String,
+    /// Key lines to install; billing systems pass these.
     #[serde(default)]
     ssh_keys: Vec<String>,
+    /// Keys from the customer's keychain to install, besides `ssh_keys`.
+    #[serde(default)]
+    ssh_key_ids: Vec<i64>,
     password_hash: Option<String>,
     external_ref: Option<String>,
 }
@@ -111,6 +115,12 @@ pub async fn order(
     if let Some(hash) = &body.password_hash {
         check_password_hash(hash).map_err(ApiError::BadRequest)?;
     }
+    let mut ssh_keys = body.ssh_keys;
+    for line in super::ssh_keys::chosen_lines(&state.store, customer, &body.ssh_key_ids).await? {
+        if !ssh_keys.contains(&line) {
+            ssh_keys.push(line);
+        }
+    }
     let key = operation_key(&headers, &format!("order:{}", me.user.id))?;
     let operation = Operation::Provision {
         customer,
@@ -119,7 +129,7 @@ pub async fn order(
             template: body.template,
             hostname: body.hostname,
             username: body.username,
-            ssh_keys: body.ssh_keys,
+            ssh_keys,
             password_hash: body.password_hash,
         },
         external_ref: body.external_ref,
@@ -144,7 +154,7 @@ fn check_password_hash(hash: &str) -> Result<(), String> {
     }
 }
 
-fn accepted(receipt: &OrderReceipt) -> StatusCode {
+pub(super) fn accepted(receipt: &OrderReceipt) -> StatusCode {
     if receipt.created {
         StatusCode::ACCEPTED
     } else {

@@ -19,7 +19,9 @@ mod plugins;
 mod power;
 mod scopes;
 mod second_factor;
+mod self_service;
 mod session;
+mod ssh_keys;
 mod tokens;
 mod ui;
 
@@ -128,6 +130,16 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::vm))
         .routes(routes!(console::create_token))
         .routes(routes!(power::power))
+        .routes(routes!(self_service::reinstall))
+        .routes(routes!(self_service::reset_password))
+        .routes(routes!(
+            self_service::list_snapshots,
+            self_service::take_snapshot
+        ))
+        .routes(routes!(self_service::rollback))
+        .routes(routes!(self_service::delete_snapshot))
+        .routes(routes!(ssh_keys::list, ssh_keys::add))
+        .routes(routes!(ssh_keys::remove))
         .routes(routes!(audit::list))
         .routes(routes!(console::socket))
         .routes(routes!(console::sessions))

@@ -29,7 +29,14 @@ pub fn needed(method: &Method, path: &str) -> Needs {
         | "/jobs/{id}/cancel"
         | "/vms/{id}/power"
         | "/vms/{id}/console"
-        | "/console/sessions/{id}" => Needs::Scope(Scope::Lifecycle),
+        | "/console/sessions/{id}"
+        | "/vms/{id}/reinstall"
+        | "/vms/{id}/password"
+        | "/vms/{id}/snapshots"
+        | "/vms/{id}/snapshots/{name}"
+        | "/vms/{id}/snapshots/{name}/rollback" => Needs::Scope(Scope::Lifecycle),
+        // Keys are chosen at order.
+        "/ssh-keys" | "/ssh-keys/{id}" => Needs::Scope(Scope::Orders),
         // Signing out ends the session the request came with; a token has none to end.
         "/auth/logout" => Needs::Scope(Scope::Read),
         // A token may only make or remove tokens within its own scopes (checked in `tokens`).

@@ -328,6 +328,9 @@ pub struct PlanConfig {
     /// Offered to no new order; the services on it keep it.
     #[serde(default)]
     pub retired: bool,
+    /// How many snapshots a VM on the plan may keep at once; 0 (the default) offers none.
+    #[serde(default)]
+    pub max_snapshots: u32,
 }
 
 /// A Proxmox template VM that orders are cloned from.

@@ -22,6 +22,9 @@ pub struct Plan {
     /// Offered to no new order or change of plan; the services on it keep it.
     #[serde(default)]
     pub retired: bool,
+    /// How many snapshots a VM on the plan may keep at once; 0 offers none.
+    #[serde(default)]
+    pub max_snapshots: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -83,6 +86,7 @@ pub async fn import_config(
                     templates: p.templates.clone(),
                     nodes: p.nodes.clone(),
                     retired: p.retired,
+                    max_snapshots: p.max_snapshots,
                 };
                 catalogue::put_plan(&tx, &plan, "config").await?;
             }
@@ -228,6 +232,7 @@ mod tests {
             templates: vec![],
             nodes: vec![],
             retired: false,
+            max_snapshots: 0,
         }
     }
 

@@ -20,6 +20,11 @@ pub enum JobKind {
     Unsuspend,
     Terminate,
     ChangePlan,
+    /// The customer's: a fresh disk from a template, keeping the service's name, tunnel and DNS.
+    Reinstall,
+    Snapshot,
+    Rollback,
+    DeleteSnapshot,
 }
 
 /// Where a job is in its life. Only `Pending` and `Compensating` jobs are ever claimed.
@@ -46,7 +51,24 @@ impl JobKind {
             JobKind::Unsuspend => "unsuspend",
             JobKind::Terminate => "terminate",
             JobKind::ChangePlan => "change_plan",
+            JobKind::Reinstall => "reinstall",
+            JobKind::Snapshot => "snapshot",
+            JobKind::Rollback => "rollback",
+            JobKind::DeleteSnapshot => "delete_snapshot",
         }
+    }
+
+    /// The kinds a customer asks for on their own VM, one at a time.
+    pub fn is_self_service(self) -> bool {
+        matches!(
+            self,
+            JobKind::Reinstall | JobKind::Snapshot | JobKind::Rollback | JobKind::DeleteSnapshot
+        )
+    }
+
+    /// Whether the VM is taken from its owner while the job runs: its disk is replaced.
+    pub fn replaces_disk(self) -> bool {
+        matches!(self, JobKind::Reinstall | JobKind::Rollback)
     }
 }
 
@@ -76,6 +98,9 @@ pub struct JobData {
     /// For a plan change: the new plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_plan: Option<String>,
+    /// For a snapshot, rollback or snapshot removal: the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotSpec>,
     /// The Proxmox task a step started and is waiting on, so a resumed step waits for the same
     /// task instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +108,14 @@ pub struct JobData {
     /// The step that failed for good, when a provision rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<Step>,
+}
+
+/// The snapshot a job makes, rolls back to or removes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -24,6 +24,7 @@ mod placement;
 pub mod power;
 pub mod reconcile;
 mod seed;
+pub mod self_service;
 pub mod steps;
 mod vm;
 mod worker_id;

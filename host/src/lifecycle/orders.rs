@@ -34,6 +34,20 @@ pub enum Operation {
         service: i64,
         plan: String,
     },
+    /// A fresh disk from `template` for the service's VM; the user's keys and password hash are
+    /// in the new cloud-init. The service keeps its name, user, tunnel and DNS.
+    Reinstall {
+        service: i64,
+        template: String,
+        ssh_keys: Vec<String>,
+        password_hash: String,
+    },
+    /// Take, roll back to or remove a snapshot (`kind` says which).
+    Snapshot {
+        service: i64,
+        kind: JobKind,
+        snapshot: job::SnapshotSpec,
+    },
 }
 
 /// When the hostname an order asks for is held by a live service.
@@ -121,6 +135,8 @@ fn kind_of(operation: &Operation) -> JobKind {
         Operation::Unsuspend { .. } => JobKind::Unsuspend,
         Operation::Terminate { .. } => JobKind::Terminate,
         Operation::ChangePlan { .. } => JobKind::ChangePlan,
+        Operation::Reinstall { .. } => JobKind::Reinstall,
+        Operation::Snapshot { kind, .. } => *kind,
     }
 }
 
@@ -160,6 +176,21 @@ async fn queue(
             .await?
         }
         Operation::ChangePlan { service, plan } => prepare_change(db, *service, plan).await?,
+        Operation::Reinstall {
+            service,
+            template,
+            ssh_keys,
+            password_hash,
+        } => prepare_reinstall(db, *service, template, ssh_keys, password_hash).await?,
+        Operation::Snapshot {
+            service, snapshot, ..
+        } => {
+            let data = JobData {
+                snapshot: Some(snapshot.clone()),
+                ..JobData::default()
+            };
+            Prepared::Queue(self_service_target(db, *service).await?, data)
+        }
         Operation::Suspend { service }
         | Operation::Unsuspend { service }
         | Operation::Terminate { service } => {
@@ -191,12 +222,17 @@ async fn queue(
 /// so that a retry spanning the upgrade is compared with nothing rather than refused.
 const DIGEST_VERSION: &str = "v1";
 
-/// A fingerprint of the request itself, so a key reused for another request is noticed.
+/// A fingerprint of the request itself, so a key reused for another request is noticed. A
+/// reinstall's password is made fresh for each request, so a retry's differs: it is left out.
 fn digest(operation: &Operation) -> String {
+    let mut operation = operation.clone();
+    if let Operation::Reinstall { password_hash, .. } = &mut operation {
+        password_hash.clear();
+    }
     // Serialising plain data (strings, numbers, options) cannot fail; if it ever did, the
     // fallback still fingerprints the request, just less canonically.
     let bytes =
-        serde_json::to_vec(operation).unwrap_or_else(|_| format!("{operation:?}").into_bytes());
+        serde_json::to_vec(&operation).unwrap_or_else(|_| format!("{operation:?}").into_bytes());
     format!("{DIGEST_VERSION}:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -377,6 +413,71 @@ async fn prepare_change(db: &impl Db, service_id: i64, plan: &str) -> Result<Pre
     Ok(Prepared::Queue(service, data))
 }
 
+/// An active service with no other job unfinished.
+async fn self_service_target(db: &impl Db, service_id: i64) -> Result<Service, OrderError> {
+    let Some(service) = services::get(db, service_id).await? else {
+        return Err(OrderError::NotFound("service"));
+    };
+    if let Err(refusal) = service.usable_vm() {
+        return Err(OrderError::Conflict(refusal.reason.into()));
+    }
+    if super::self_service::has_unfinished_job(db, service_id).await? {
+        return Err(OrderError::Conflict(
+            super::self_service::IN_PROGRESS.into(),
+        ));
+    }
+    Ok(service)
+}
+
+/// The provision's order with the new template, keys and password: the same plan, hostname and
+/// user. The template must be one the service's plan offers.
+async fn prepare_reinstall(
+    db: &impl Db,
+    service_id: i64,
+    template: &str,
+    ssh_keys: &[String],
+    password_hash: &str,
+) -> Result<Prepared, OrderError> {
+    let service = self_service_target(db, service_id).await?;
+    let provisioned = jobs::for_service(db, service_id)
+        .await?
+        .into_iter()
+        .find(|j| j.kind == JobKind::Provision)
+        .and_then(|j| j.data.order);
+    let Some(first) = provisioned else {
+        return Err(OrderError::Conflict(
+            "this VM was not built by an order here, so it cannot be reinstalled".into(),
+        ));
+    };
+    let plan_name = service.plan.clone().unwrap_or(first.plan.clone());
+    let Some(plan) = store_catalogue::plan(db, &plan_name).await? else {
+        return Err(OrderError::NotFound("plan"));
+    };
+    if !plan.templates.iter().any(|t| t == template) {
+        return Err(OrderError::Invalid(format!(
+            "plan {:?} does not offer template {template:?}",
+            plan.name
+        )));
+    }
+    if store_catalogue::template(db, template).await?.is_none() {
+        return Err(OrderError::NotFound("template"));
+    }
+    let order = OrderSpec {
+        plan: plan.name,
+        template: template.to_owned(),
+        hostname: service.hostname.clone().unwrap_or(first.hostname),
+        username: first.username,
+        ssh_keys: ssh_keys.to_vec(),
+        password_hash: Some(password_hash.to_owned()),
+    };
+    validate_order(&order)?;
+    let data = JobData {
+        order: Some(order),
+        ..JobData::default()
+    };
+    Ok(Prepared::Queue(service, data))
+}
+
 async fn prepare_power(
     db: &impl Db,
     service_id: i64,
@@ -424,15 +525,9 @@ fn validate_order(order: &OrderSpec) -> Result<(), OrderError> {
     if order.ssh_keys.len() > 16 {
         return Err(OrderError::Invalid("at most 16 SSH keys".into()));
     }
-    for key in &order.ssh_keys {
-        let kind = key.split_whitespace().next().unwrap_or("");
-        let known =
-            kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
-        if !known || key.contains(['\n', '\r']) || key.len() > 8192 {
-            return Err(OrderError::Invalid(
-                "an SSH key is not a single OpenSSH public key line".into(),
-            ));
-        }
+    for (n, key) in order.ssh_keys.iter().enumerate() {
+        crate::ssh_keys::parse(key)
+            .map_err(|reason| OrderError::Invalid(format!("SSH key {}: {reason}", n + 1)))?;
     }
     Ok(())
 }
@@ -457,7 +552,10 @@ mod tests {
             template: "debian-12".into(),
             hostname: "web-1".into(),
             username: "debian".into(),
-            ssh_keys: vec!["ssh-ed25519 AAAAC3Nza alice@laptop".into()],
+            ssh_keys: vec![
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICGDJH8eBzPFP9n3bkhKnzTyrCh8piOk8VzzeU8jCd+L a"
+                    .into(),
+            ],
             password_hash: None,
         }
     }

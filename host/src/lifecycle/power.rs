@@ -46,6 +46,12 @@ impl Lifecycle {
         let (node, vmid) = service
             .usable_vm()
             .map_err(|refusal| PowerError::Refused(refusal.reason.into()))?;
+        let replacing = super::self_service::disk_being_replaced(&self.inner.store, service.id)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if let Some(reason) = replacing {
+            return Err(PowerError::Refused(reason.into()));
+        }
         let power = self
             .inner
             .inventory

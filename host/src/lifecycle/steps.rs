@@ -46,6 +46,13 @@ pub enum Step {
     /// Reboot a running VM whose new cores or memory wait for a restart; a stopped one takes
     /// them at its next start.
     RestartForPlan,
+    /// Before a reinstall touches the VM: the template can be cloned onto the VM's node.
+    CheckTemplate,
+    /// The reinstall is done: the service records its new template.
+    MarkReinstalled,
+    TakeSnapshot,
+    RollbackSnapshot,
+    DeleteSnapshot,
     Done,
 }
 
@@ -92,6 +99,23 @@ const TERMINATE: &[Step] = &[
     Step::Done,
 ];
 const CHANGE_PLAN: &[Step] = &[Step::Reconfigure, Step::RestartForPlan, Step::Done];
+/// A reinstall keeps the VM's id, name, tunnel and DNS; only the disk (and the cloud-init that
+/// sets it up) is new. Nothing is stopped until the template is known to fit.
+const REINSTALL: &[Step] = &[
+    Step::CheckTemplate,
+    Step::StopVm,
+    Step::DestroyVm,
+    Step::Clone,
+    Step::Configure,
+    Step::CloudInit,
+    Step::StartVm,
+    Step::WaitRunning,
+    Step::MarkReinstalled,
+    Step::Done,
+];
+const SNAPSHOT: &[Step] = &[Step::TakeSnapshot, Step::Done];
+const ROLLBACK_SNAPSHOT: &[Step] = &[Step::RollbackSnapshot, Step::Done];
+const DELETE_SNAPSHOT: &[Step] = &[Step::DeleteSnapshot, Step::Done];
 
 impl Step {
     /// Why a provision that failed at this step failed, in words for the customer: nothing about
@@ -106,6 +130,10 @@ impl Step {
                 "the VM could not be created on our servers"
             }
             Step::StartVm | Step::WaitRunning => "the VM could not be started",
+            Step::CheckTemplate => "that template cannot be installed on this VM's server",
+            Step::TakeSnapshot => "the snapshot could not be taken",
+            Step::RollbackSnapshot => "the VM could not be rolled back",
+            Step::DeleteSnapshot => "the snapshot could not be removed",
             _ => "it could not be completed",
         }
     }
@@ -133,6 +161,11 @@ impl Step {
             Step::MarkFailed => "mark_failed",
             Step::Reconfigure => "reconfigure",
             Step::RestartForPlan => "restart_for_plan",
+            Step::CheckTemplate => "check_template",
+            Step::MarkReinstalled => "mark_reinstalled",
+            Step::TakeSnapshot => "take_snapshot",
+            Step::RollbackSnapshot => "rollback_snapshot",
+            Step::DeleteSnapshot => "delete_snapshot",
             Step::Done => "done",
         }
     }
@@ -147,6 +180,10 @@ pub fn sequence(kind: JobKind, state: JobState) -> &'static [Step] {
         (JobKind::Unsuspend, _) => UNSUSPEND,
         (JobKind::Terminate, _) => TERMINATE,
         (JobKind::ChangePlan, _) => CHANGE_PLAN,
+        (JobKind::Reinstall, _) => REINSTALL,
+        (JobKind::Snapshot, _) => SNAPSHOT,
+        (JobKind::Rollback, _) => ROLLBACK_SNAPSHOT,
+        (JobKind::DeleteSnapshot, _) => DELETE_SNAPSHOT,
     }
 }
 
@@ -177,6 +214,10 @@ mod tests {
             JobKind::Unsuspend,
             JobKind::Terminate,
             JobKind::ChangePlan,
+            JobKind::Reinstall,
+            JobKind::Snapshot,
+            JobKind::Rollback,
+            JobKind::DeleteSnapshot,
         ] {
             for state in [JobState::Pending, JobState::Compensating] {
                 let steps = sequence(kind, state);

@@ -57,11 +57,11 @@ enum Holder {
 const SYSTEM_DISK: &str = "scsi0";
 
 /// Everything a step needs about its job.
-struct StepContext<'a> {
-    lifecycle: &'a Lifecycle,
-    job: &'a Job,
-    service: Service,
-    client: Client,
+pub(super) struct StepContext<'a> {
+    pub(super) lifecycle: &'a Lifecycle,
+    pub(super) job: &'a Job,
+    pub(super) service: Service,
+    pub(super) client: Client,
 }
 
 pub(super) async fn run(
@@ -103,6 +103,11 @@ pub(super) async fn run(
         Step::MarkTerminating => cx.mark(ServiceState::Terminating).await,
         Step::MarkTerminated => cx.mark(ServiceState::Terminated).await,
         Step::MarkFailed => cx.mark(ServiceState::Failed).await,
+        Step::CheckTemplate => cx.check_template(data).await,
+        Step::MarkReinstalled => cx.mark_reinstalled(data).await,
+        Step::TakeSnapshot => cx.take_snapshot(data).await,
+        Step::RollbackSnapshot => cx.rollback_snapshot(data).await,
+        Step::DeleteSnapshot => cx.delete_snapshot(data).await,
         Step::Tunnel
         | Step::Dns
         | Step::CloudInit
@@ -114,26 +119,26 @@ pub(super) async fn run(
 }
 
 impl StepContext<'_> {
-    fn order(&self, data: &JobData) -> Result<OrderSpec, StepError> {
+    pub(super) fn order(&self, data: &JobData) -> Result<OrderSpec, StepError> {
         data.order
             .clone()
             .ok_or_else(|| StepError::Permanent("the job carries no order".into()))
     }
 
-    fn node(&self) -> Result<String, StepError> {
+    pub(super) fn node(&self) -> Result<String, StepError> {
         self.service
             .node
             .clone()
             .ok_or_else(|| StepError::Permanent("the service has no node yet".into()))
     }
 
-    async fn plan(&self, name: &str) -> Result<Plan, StepError> {
+    pub(super) async fn plan(&self, name: &str) -> Result<Plan, StepError> {
         catalogue::plan(&self.lifecycle.inner.store, name)
             .await?
             .ok_or_else(|| StepError::Permanent(format!("plan {name:?} no longer exists")))
     }
 
-    async fn template(&self, name: &str) -> Result<Template, StepError> {
+    pub(super) async fn template(&self, name: &str) -> Result<Template, StepError> {
         catalogue::template(&self.lifecycle.inner.store, name)
             .await?
             .ok_or_else(|| StepError::Permanent(format!("template {name:?} no longer exists")))
@@ -146,8 +151,23 @@ impl StepContext<'_> {
         Ok(())
     }
 
+    /// Remembers a task just started, waits for it, and forgets it once it is done.
+    pub(super) async fn follow_task(
+        &self,
+        data: &mut JobData,
+        upid: &Upid,
+    ) -> Result<(), StepError> {
+        self.remember_task(data, upid).await?;
+        self.wait(upid).await?;
+        data.upid = None;
+        Ok(())
+    }
+
     /// Waits for the task a previous attempt started, if any; true when there was one.
-    async fn finish_remembered_task(&self, data: &mut JobData) -> Result<bool, StepError> {
+    pub(super) async fn finish_remembered_task(
+        &self,
+        data: &mut JobData,
+    ) -> Result<bool, StepError> {
         let Some(text) = data.upid.clone() else {
             return Ok(false);
         };
@@ -192,7 +212,7 @@ impl StepContext<'_> {
     }
 
     /// Whether every volume of the template is on storage that all nodes share.
-    async fn on_shared_storage(&self, template: &Template) -> Result<bool, StepError> {
+    pub(super) async fn on_shared_storage(&self, template: &Template) -> Result<bool, StepError> {
         let config = self.client.vm_config(&template.node, template.vmid).await?;
         let storages = self
             .client
@@ -300,9 +320,7 @@ impl StepContext<'_> {
             }
             Err(err) => return Err(err.into()),
         };
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         Ok(())
     }
 
@@ -384,7 +402,7 @@ impl StepContext<'_> {
     /// that as "nothing to undo" (its id was taken before its clone ran): any other job was
     /// promised this service's VM, and parks with the reason rather than report what it did not
     /// do.
-    async fn owned_vm(&self) -> Result<Option<(String, u32)>, StepError> {
+    pub(super) async fn owned_vm(&self) -> Result<Option<(String, u32)>, StepError> {
         match self.holder().await? {
             Holder::Ours(node, vmid) => Ok(Some((node, vmid))),
             Holder::Nothing => Ok(None),
@@ -445,9 +463,7 @@ impl StepContext<'_> {
             .client
             .resize_disk(node, vmid, SYSTEM_DISK, &format!("{gib}G"))
             .await?;
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         Ok(())
     }
 
@@ -466,9 +482,7 @@ impl StepContext<'_> {
             return Ok(());
         }
         let upid = self.client.start_vm(&node, vmid).await?;
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         Ok(())
     }
 
@@ -507,9 +521,7 @@ impl StepContext<'_> {
             return Ok(());
         }
         let upid = self.client.stop_vm(&node, vmid).await?;
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         Ok(())
     }
 
@@ -526,15 +538,17 @@ impl StepContext<'_> {
             Err(ProxmoxError::NotFound { .. }) => return self.forget_vmid().await,
             Err(err) => return Err(err.into()),
         };
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         self.audit("vm.destroyed", json!({ "vmid": vmid })).await;
         self.forget_vmid().await
     }
 
-    /// The id is free for the cluster again; forget it so another service may hold it.
+    /// The id is free for the cluster again; forget it so another service may hold it. A
+    /// reinstall keeps it: its clone takes the same id back.
     async fn forget_vmid(&self) -> Result<(), StepError> {
+        if self.job.kind == JobKind::Reinstall {
+            return Ok(());
+        }
         services::set_vmid(&self.lifecycle.inner.store, self.service.id, None).await?;
         Ok(())
     }
@@ -593,9 +607,7 @@ impl StepContext<'_> {
             return Ok(());
         }
         let upid = self.client.reboot_vm(&node, vmid).await?;
-        self.remember_task(data, &upid).await?;
-        self.wait(&upid).await?;
-        data.upid = None;
+        self.follow_task(data, &upid).await?;
         self.audit("service.restarted", json!({ "why": "plan change" }))
             .await;
         Ok(())
@@ -628,7 +640,7 @@ impl StepContext<'_> {
         Ok(())
     }
 
-    async fn audit(&self, action: &str, detail: serde_json::Value) {
+    pub(super) async fn audit(&self, action: &str, detail: serde_json::Value) {
         crate::audit::record(
             &self.lifecycle.inner.store,
             crate::audit::Entry {

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::client::{ApiRequest, Client, Repeat};
 use super::error::ProxmoxError;
 use super::types::{
-    ClusterResource, NodeInfo, PendingChange, ResourceKind, TaskStatus, VersionInfo, VmConfig,
-    VmStatus, parse_vmid,
+    ClusterResource, NodeInfo, PendingChange, ResourceKind, SnapshotInfo, TaskStatus, VersionInfo,
+    VmConfig, VmStatus, parse_vmid,
 };
 use super::update::{CloneRequest, VmConfigUpdate};
 use super::upid::Upid;
@@ -44,6 +44,24 @@ fn check_vmid(vmid: u32) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(format!("VMID {vmid} is outside {VMID_MIN}..={VMID_MAX}"))
+    }
+}
+
+/// A snapshot name as `pve-configid` accepts it: a letter, then letters, digits, `_` or `-`,
+/// at most 40 in all; `current` names the VM itself.
+pub fn check_snapshot_name(name: &str) -> std::result::Result<(), String> {
+    let shape = (2..=40).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if shape && name != "current" {
+        Ok(())
+    } else {
+        Err(format!(
+            "snapshot name {name:?} must be 2-40 letters, digits, '_' or '-', starting with a \
+             letter, and not \"current\""
+        ))
     }
 }
 
@@ -254,6 +272,82 @@ impl Client {
             .param("destroy-unreferenced-disks", "1")
             .check(check_vm(node, vmid));
         self.request(request).await
+    }
+
+    /// `GET …/snapshot`: the VM's snapshots and the `current` entry.
+    pub async fn snapshots(&self, node: &str, vmid: u32) -> Result<Vec<SnapshotInfo>> {
+        let request = ApiRequest::new(Method::GET, vm_segments(node, vmid, &["snapshot"]))
+            .check(check_vm(node, vmid));
+        self.request(request).await
+    }
+
+    /// `POST …/snapshot`, without the VM's memory. Not repeated: a second attempt would find
+    /// the name taken by the first.
+    pub async fn create_snapshot(
+        &self,
+        node: &str,
+        vmid: u32,
+        name: &str,
+        description: &str,
+    ) -> Result<Upid> {
+        let request = ApiRequest::new(Method::POST, vm_segments(node, vmid, &["snapshot"]))
+            .param("snapname", name)
+            .param("description", description)
+            .check(check_vm(node, vmid))
+            .check(check_snapshot_name(name));
+        self.request(request).await
+    }
+
+    /// `POST …/snapshot/{name}/rollback`; `start` runs the VM afterwards.
+    pub async fn rollback_snapshot(
+        &self,
+        node: &str,
+        vmid: u32,
+        name: &str,
+        start: bool,
+    ) -> Result<Upid> {
+        let segments = vm_segments(node, vmid, &["snapshot", name, "rollback"]);
+        let request = ApiRequest::new(Method::POST, segments)
+            .param("start", if start { "1" } else { "0" })
+            .check(check_vm(node, vmid))
+            .check(check_snapshot_name(name));
+        self.request(request).await
+    }
+
+    /// `DELETE …/snapshot/{name}`.
+    pub async fn delete_snapshot(&self, node: &str, vmid: u32, name: &str) -> Result<Upid> {
+        let segments = vm_segments(node, vmid, &["snapshot", name]);
+        let request = ApiRequest::new(Method::DELETE, segments)
+            .check(check_vm(node, vmid))
+            .check(check_snapshot_name(name));
+        self.request(request).await
+    }
+
+    /// `POST …/agent/ping`: whether the guest agent answers.
+    pub async fn agent_ping(&self, node: &str, vmid: u32) -> Result<()> {
+        let request = ApiRequest::new(Method::POST, vm_segments(node, vmid, &["agent", "ping"]))
+            .repeat(Repeat::Safe)
+            .check(check_vm(node, vmid));
+        self.request::<Value>(request).await.map(drop)
+    }
+
+    /// `POST …/agent/set-user-password` with a crypt(3) hash, so no plain password leaves the
+    /// daemon. Setting the same hash twice is harmless.
+    pub async fn agent_set_password_hash(
+        &self,
+        node: &str,
+        vmid: u32,
+        username: &str,
+        crypt_hash: &str,
+    ) -> Result<()> {
+        let segments = vm_segments(node, vmid, &["agent", "set-user-password"]);
+        let request = ApiRequest::new(Method::POST, segments)
+            .param("username", username)
+            .param("password", crypt_hash)
+            .param("crypted", "1")
+            .repeat(Repeat::Safe)
+            .check(check_vm(node, vmid));
+        self.request::<Value>(request).await.map(drop)
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`, asked of the node the task runs on.

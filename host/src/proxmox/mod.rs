@@ -28,6 +28,7 @@ mod update;
 mod upid;
 mod ws_upgrade;
 
+pub use api::check_snapshot_name;
 pub use auth::Credentials;
 pub use client::{
     Client, ClientSettings, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
@@ -43,8 +44,8 @@ pub use tls::{
     FingerprintParseError, TlsConfigError, TlsTrust, format_fingerprint, parse_fingerprint,
 };
 pub use types::{
-    ClusterResource, NodeInfo, PendingChange, ResourceKind, TaskOutcome, TaskState, TaskStatus,
-    VersionInfo, VmConfig, VmPowerState, VmStatus,
+    ClusterResource, NodeInfo, PendingChange, ResourceKind, SnapshotInfo, TaskOutcome, TaskState,
+    TaskStatus, VersionInfo, VmConfig, VmPowerState, VmStatus,
 };
 pub use update::{CloneRequest, VmConfigUpdate, encode_sshkeys};
 pub use upid::{Upid, UpidParseError};

@@ -275,6 +275,30 @@ fn lenient_number(value: Option<Value>) -> Option<f64> {
     }
 }
 
+/// One entry of `GET …/snapshot`: a snapshot, or `current` (the running state, whose parent is
+/// the newest snapshot).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnapshotInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Unix seconds; absent for `current`.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub snaptime: Option<u64>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Whether the snapshot holds the VM's memory.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub vmstate: Option<bool>,
+}
+
+impl SnapshotInfo {
+    /// The entry that stands for the VM as it is, not a snapshot.
+    pub fn is_current(&self) -> bool {
+        self.name == "current"
+    }
+}
+
 /// One key of `GET …/pending`: its current value and what the next start of QEMU will set.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PendingChange {

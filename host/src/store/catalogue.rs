@@ -14,7 +14,8 @@ fn to_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
 }
 
-const PLAN_COLUMNS: &str = "name, cores, memory_mib, disk_gib, templates, nodes, retired";
+const PLAN_COLUMNS: &str =
+    "name, cores, memory_mib, disk_gib, templates, nodes, retired, max_snapshots";
 
 fn plan_from_row(row: &Row) -> Result<Plan, StoreError> {
     Ok(Plan {
@@ -25,6 +26,7 @@ fn plan_from_row(row: &Row) -> Result<Plan, StoreError> {
         templates: json_list(row, 4)?,
         nodes: json_list(row, 5)?,
         retired: row.get(6)?,
+        max_snapshots: row.get(7)?,
     })
 }
 
@@ -62,10 +64,11 @@ pub async fn plans(db: &impl Db) -> Result<Vec<Plan>, StoreError> {
 /// Creates or replaces a plan.
 pub async fn put_plan(db: &impl Db, plan: &Plan, source: &str) -> Result<(), StoreError> {
     db.execute(
-        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source, retired)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source, retired,
+             max_snapshots)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (name) DO UPDATE SET cores = ?2, memory_mib = ?3, disk_gib = ?4,
-             templates = ?5, nodes = ?6, source = ?7, retired = ?8",
+             templates = ?5, nodes = ?6, source = ?7, retired = ?8, max_snapshots = ?9",
         params![
             plan.name,
             plan.cores,
@@ -74,7 +77,8 @@ pub async fn put_plan(db: &impl Db, plan: &Plan, source: &str) -> Result<(), Sto
             to_json(&plan.templates),
             to_json(&plan.nodes),
             source,
-            plan.retired
+            plan.retired,
+            plan.max_snapshots
         ],
     )
     .await?;
@@ -208,6 +212,7 @@ mod tests {
             templates: vec!["debian-12".into()],
             nodes: vec!["pve1".into()],
             retired: false,
+            max_snapshots: 0,
         };
         put_plan(&store, &plan, "api").await.unwrap();
         let retired = Plan {

@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "login_challenges",
     "passkeys",
     "passkey_registrations",
+    "ssh_keys",
 ];
 
 /// Rows a single `INSERT` carries: few enough for PostgreSQL's 65535 parameters at any width.

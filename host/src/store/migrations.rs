@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0011_scoped_tokens_and_activity"),
     migration!("0012_second_factors"),
     migration!("0013_passkeys"),
+    migration!("0014_self_service"),
 ];
 
 /// The schema version a fully migrated database has.

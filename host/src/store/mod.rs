@@ -30,6 +30,7 @@ pub mod resources;
 pub mod second_factors;
 pub mod services;
 pub mod sessions;
+pub mod ssh_keys;
 pub mod tokens;
 pub mod users;
 

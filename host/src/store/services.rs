@@ -236,6 +236,16 @@ pub async fn set_plan(db: &impl Db, id: i64, plan: &str) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Records the template a reinstall put on the service's VM.
+pub async fn set_template(db: &impl Db, id: i64, template: &str) -> Result<(), StoreError> {
+    db.execute(
+        "UPDATE services SET template = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, template, super::now()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// The live service (not terminated, not failed) that holds `hostname`, if any.
 pub async fn live_with_hostname(
     db: &impl Db,

@@ -8,30 +8,30 @@ use porthole_sim::{Fault, FaultKind, SimConfig, Times};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const FAST_LIFECYCLE: &str = "
+pub(crate) const FAST_LIFECYCLE: &str = "
 [lifecycle]
 retry_initial_ms = 20
 retry_max_ms = 100
 max_attempts = 10
 ";
 
-struct Panel {
-    demo: Demo,
-    http: reqwest::Client,
+pub(crate) struct Panel {
+    pub(crate) demo: Demo,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Panel {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::with_tasks_of(Duration::from_millis(20)).await
     }
 
     /// The panel on a simulator whose tasks (start, stop, …) take `task_duration`.
-    async fn with_tasks_of(task_duration: Duration) -> Self {
+    pub(crate) async fn with_tasks_of(task_duration: Duration) -> Self {
         Self::with(task_duration, "").await
     }
 
     /// The panel with `extra_config` added to the demo's configuration.
-    async fn with(task_duration: Duration, extra_config: &str) -> Self {
+    pub(crate) async fn with(task_duration: Duration, extra_config: &str) -> Self {
         let sim = SimConfig {
             auth_failure_delay: Duration::from_millis(10),
             task_duration,
@@ -64,15 +64,15 @@ impl Panel {
         panel
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.demo.credentials().url)
     }
 
-    fn token(&self, user: &str) -> String {
+    pub(crate) fn token(&self, user: &str) -> String {
         self.demo.account(user).unwrap().api_token.clone()
     }
 
-    async fn put(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
             .put(self.url(path))
@@ -89,7 +89,13 @@ impl Panel {
         response.json().await.unwrap()
     }
 
-    async fn post(&self, user: &str, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(
+        &self,
+        user: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let response = self
             .http
             .post(self.url(path))
@@ -103,17 +109,17 @@ impl Panel {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn order(&self, key: &str, hostname: &str) -> (StatusCode, Value) {
+    pub(crate) async fn order(&self, key: &str, hostname: &str) -> (StatusCode, Value) {
         let alice = self.alice_id().await;
         self.post("admin", "/api/v1/orders", key, json!({
             "customer": alice, "plan": "small", "template": "debian-12", "hostname": hostname,
-            "username": "debian", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq alice@laptop"]
+            "username": "debian", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICGDJH8eBzPFP9n3bkhKnzTyrCh8piOk8VzzeU8jCd+L alice@laptop"]
         }))
         .await
     }
 
     /// Gives alice room for anything but `max_cores` cores.
-    async fn limit_alices_cores(&self, max_cores: u32) {
+    pub(crate) async fn limit_alices_cores(&self, max_cores: u32) {
         let alice = self.alice_id().await;
         self.put(
             &format!("/api/v1/users/{alice}/quota"),
@@ -125,7 +131,7 @@ impl Panel {
     }
 
     /// `GET path` as `user`, its JSON.
-    async fn get(&self, user: &str, path: &str) -> Value {
+    pub(crate) async fn get(&self, user: &str, path: &str) -> Value {
         self.http
             .get(self.url(path))
             .bearer_auth(self.token(user))
@@ -137,22 +143,22 @@ impl Panel {
             .unwrap()
     }
 
-    async fn alice_id(&self) -> i64 {
+    pub(crate) async fn alice_id(&self) -> i64 {
         let whoami = self.get("alice", "/api/v1/whoami").await;
         whoami["user"]["id"].as_i64().unwrap()
     }
 
-    async fn service(&self, id: i64) -> Value {
+    pub(crate) async fn service(&self, id: i64) -> Value {
         self.service_as("admin", id).await
     }
 
     /// The service view `user` gets.
-    async fn service_as(&self, user: &str, id: i64) -> Value {
+    pub(crate) async fn service_as(&self, user: &str, id: i64) -> Value {
         self.get(user, &format!("/api/v1/services/{id}")).await
     }
 
     /// Waits until the service's newest job has finished and returns the service view.
-    async fn settled(&self, id: i64) -> Value {
+    pub(crate) async fn settled(&self, id: i64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let view = self.service(id).await;
@@ -172,7 +178,7 @@ impl Panel {
         }
     }
 
-    async fn vm_becomes(&self, vmid: u32, status: &str) {
+    pub(crate) async fn vm_becomes(&self, vmid: u32, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.demo.sim().vm_status(vmid).as_deref() != Some(status) {
             assert!(
@@ -184,7 +190,7 @@ impl Panel {
     }
 
     /// The audit log's entries of `action`.
-    async fn audit(&self, action: &str) -> Vec<Value> {
+    pub(crate) async fn audit(&self, action: &str) -> Vec<Value> {
         let log = self
             .get("admin", &format!("/api/v1/audit?action={action}"))
             .await;
@@ -192,7 +198,7 @@ impl Panel {
     }
 
     /// An order placed and provisioned: its service id and VM id.
-    async fn provisioned(&self, key: &str, hostname: &str) -> (i64, u32) {
+    pub(crate) async fn provisioned(&self, key: &str, hostname: &str) -> (i64, u32) {
         let (_, receipt) = self.order(key, hostname).await;
         let id = receipt["service_id"].as_i64().unwrap();
         let view = self.settled(id).await;
@@ -201,13 +207,13 @@ impl Panel {
     }
 
     /// The POSTs the simulator answered whose path ends with `suffix`.
-    fn posts_to(&self, suffix: &str) -> Vec<porthole_sim::RecordedRequest> {
+    pub(crate) fn posts_to(&self, suffix: &str) -> Vec<porthole_sim::RecordedRequest> {
         let mut requests = self.demo.sim().requests();
         requests.retain(|r| r.method == "POST" && r.path.ends_with(suffix));
         requests
     }
 
-    fn clones(&self) -> usize {
+    pub(crate) fn clones(&self) -> usize {
         self.posts_to("/clone").len()
     }
 }

@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 
 pub(crate) const ZONE: &str = "lab.example.com";
 const WEBHOOK_SECRET: &str = "whsec_acceptance";
-const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGqAcceptanceKey ada@laptop";
+const SSH_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFbfeLpTI3BFgyc+ey3xuxyTBCsMQFmjO682+cyIDnYX ada@laptop";
 
 /// Tasks end quickly and a failed step is retried within milliseconds, three attempts at most.
 pub(crate) fn fast_sim() -> SimConfig {
@@ -1075,28 +1076,32 @@ impl Drop for ChildDaemon {
     }
 }
 
-/// `(unfinished, succeeded, other)` job counts, read from the daemon's database.
-fn job_counts(database: &Path) -> (i64, i64, i64) {
+/// The daemon's SQLite database, opened beside it for reading.
+pub(crate) fn read_only(database: &Path) -> rusqlite::Connection {
     let conn =
         rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.query_row(
-        "SELECT count(*) FILTER (WHERE state IN ('pending', 'compensating')),
+    conn
+}
+
+/// `(unfinished, succeeded, other)` job counts, read from the daemon's database.
+fn job_counts(database: &Path) -> (i64, i64, i64) {
+    read_only(database)
+        .query_row(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'compensating')),
                 count(*) FILTER (WHERE state = 'succeeded' AND kind = 'provision'),
                 count(*) FILTER (WHERE state NOT IN ('pending', 'compensating', 'succeeded'))
          FROM jobs",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )
-    .unwrap()
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap()
 }
 
 /// `(service id, hostname)` of every service, from the daemon's database.
 fn services_in(database: &Path) -> Vec<(i64, String, String)> {
-    let conn =
-        rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
+    let conn = read_only(database);
     let mut statement = conn
         .prepare("SELECT id, hostname, state FROM services ORDER BY id")
         .unwrap();

@@ -26,5 +26,6 @@ mod plugins_runner;
 mod plugins_sandbox;
 mod proxmox_client;
 mod qemu;
+mod self_service;
 mod store;
 mod tls;

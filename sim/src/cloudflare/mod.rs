@@ -18,6 +18,8 @@ mod tunnels;
 mod zones;
 
 pub use store::{CloudflareDnsRecord, CloudflareState, CloudflareTunnel};
+/// Calendar dates for the PVE side's timestamps too (backup names, task logs).
+pub(crate) use time::civil_from_days;
 
 use axum::Router;
 use axum::routing::{delete, get};

@@ -2,7 +2,13 @@
 //! routing, authentication and schema validation, and does what the real handler does to the
 //! cluster state: read it, change it, or start a task that changes it later.
 
+mod agent;
+mod backup;
 mod qemu;
+mod restore;
+mod rrd;
+mod snapshot;
+mod storage;
 
 use crate::auth::Identity;
 use crate::cluster::{Cluster, PowerState};
@@ -59,6 +65,27 @@ impl Call<'_> {
         lock(&self.state.cluster)
     }
 
+    /// Registers a running task and returns its UPID, with the task fault (`task_fail`,
+    /// `task_stuck`) injected for this request, if any.
+    fn start_task(&self, kind: &str, id: &str) -> (String, Option<FaultKind>) {
+        let fault = self.state.take_fault(self.method, self.api_path, true);
+        let mut tasks = lock(&self.state.tasks);
+        let pid = tasks.next_pid();
+        let pstart = self.state.booted.elapsed().as_millis() as u64 / 10 + 1000;
+        let task = Task::new(
+            self.node(),
+            kind,
+            id,
+            self.user(),
+            pid,
+            pstart,
+            self.state.now(),
+        );
+        let upid = task.upid.clone();
+        tasks.insert(task);
+        (upid, fault)
+    }
+
     /// Starts a worker task and returns its UPID. After `duration` the task runs `finish` on the
     /// cluster, passing `Err` when a `task_fail` fault applies so `finish` can undo what the
     /// request did up front (e.g. remove a half-made clone). A `task_stuck` fault leaves it
@@ -67,24 +94,19 @@ impl Call<'_> {
     where
         F: FnOnce(&mut Cluster, Result<(), String>) -> Result<(), String> + Send + 'static,
     {
-        let fault = self.state.take_fault(self.method, self.api_path, true);
-        let upid = {
-            let mut tasks = lock(&self.state.tasks);
-            let pid = tasks.next_pid();
-            let pstart = self.state.booted.elapsed().as_millis() as u64 / 10 + 1000;
-            let task = Task::new(
-                self.node(),
-                kind,
-                id,
-                self.user(),
-                pid,
-                pstart,
-                self.state.now(),
-            );
-            let upid = task.upid.clone();
-            tasks.insert(task);
-            upid
-        };
+        self.spawn_logged_task(kind, id, duration, move |cluster, injected, _| {
+            finish(cluster, injected)
+        })
+    }
+
+    /// `spawn_task` for a worker that writes lines to its task log as it goes.
+    fn spawn_logged_task<F>(&self, kind: &str, id: &str, duration: Duration, finish: F) -> String
+    where
+        F: FnOnce(&mut Cluster, Result<(), String>, &mut Vec<String>) -> Result<(), String>
+            + Send
+            + 'static,
+    {
+        let (upid, fault) = self.start_task(kind, id);
         let (state, task_upid) = (self.state.clone(), upid.clone());
         tokio::spawn(async move {
             let injected = match fault {
@@ -93,12 +115,32 @@ impl Call<'_> {
                 _ => Ok(()),
             };
             tokio::time::sleep(duration).await;
-            let result = finish(&mut lock(&state.cluster), injected);
-            if let Some(task) = lock(&state.tasks).get_mut(&task_upid) {
-                task.finish(result);
-            }
+            let mut log = Vec::new();
+            let result = finish(&mut lock(&state.cluster), injected, &mut log);
+            end_task(&state, &task_upid, log, result);
         });
         upid
+    }
+
+    /// A task that fails as soon as it starts, as a worker whose first check dies does.
+    fn failed_task(&self, kind: &str, id: &str, message: String) -> String {
+        self.spawn_task(kind, id, Duration::ZERO, move |_, _| Err(message))
+    }
+}
+
+/// Appends lines to a task's log.
+pub fn log_task(state: &SimState, upid: &str, lines: impl IntoIterator<Item = String>) {
+    if let Some(task) = lock(&state.tasks).get_mut(upid) {
+        task.log.extend(lines);
+    }
+}
+
+/// Ends a task: `log` goes to its log, then PVE's last line (`TASK OK`, `TASK WARNINGS: n` for
+/// `WARN:` lines, or `TASK ERROR: …`) and the exit status.
+pub fn end_task(state: &SimState, upid: &str, log: Vec<String>, result: Result<(), String>) {
+    if let Some(task) = lock(&state.tasks).get_mut(upid) {
+        task.log.extend(log);
+        task.finish(result);
     }
 }
 
@@ -111,11 +153,29 @@ pub fn dispatch(template: &str, call: Call<'_>) -> Result<Value, ApiError> {
         ("GET", "/nodes") => Ok(nodes(&call)),
         ("GET", "/nodes/{node}/status") => Ok(node_status(&call)),
         ("GET", "/nodes/{node}/storage") => Ok(node_storage(&call)),
+        ("GET", "/nodes/{node}/storage/{storage}/content") => storage::content(&call),
+        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}") => {
+            storage::delete_volume(&call)
+        }
+        ("POST", "/nodes/{node}/vzdump") => backup::vzdump(&call),
+        ("POST", "/nodes/{node}/qemu") => restore::create_or_restore(&call),
         ("GET", "/nodes/{node}/tasks/{upid}/status") => task_status(&call),
         ("GET", "/nodes/{node}/tasks/{upid}/log") => task_log(&call),
         ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy") => crate::console::vncproxy(&call),
         ("POST", "/nodes/{node}/qemu/{vmid}/termproxy") => crate::console::termproxy(&call),
         ("GET", "/nodes/{node}/qemu/{vmid}/vncwebsocket") => crate::console::vncwebsocket(&call),
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot") => snapshot::list(&call),
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot") => snapshot::create(&call),
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}") => Ok(snapshot::index()),
+        ("DELETE", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}") => snapshot::delete(&call),
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback") => {
+            snapshot::rollback(&call)
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/agent/ping") => agent::ping(&call),
+        ("POST", "/nodes/{node}/qemu/{vmid}/agent/set-user-password") => {
+            agent::set_user_password(&call)
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/rrddata") => rrd::rrddata(&call),
         _ => qemu::dispatch(template, &call),
     }
 }
@@ -137,7 +197,8 @@ fn access_ticket(call: &Call<'_>) -> Result<Value, ApiError> {
         "cap": {
             "vms": { "VM.PowerMgmt": 1, "VM.Config.Disk": 1, "VM.Config.CPU": 1, "VM.Config.Memory": 1,
                      "VM.Config.Network": 1, "VM.Config.Cloudinit": 1, "VM.Config.Options": 1,
-                     "VM.Clone": 1, "VM.Allocate": 1, "VM.Audit": 1, "VM.Console": 1 },
+                     "VM.Clone": 1, "VM.Allocate": 1, "VM.Audit": 1, "VM.Console": 1,
+                     "VM.Backup": 1, "VM.Snapshot": 1, "VM.Snapshot.Rollback": 1, "VM.Monitor": 1 },
             "storage": { "Datastore.AllocateSpace": 1, "Datastore.Audit": 1 },
             "nodes": { "Sys.Audit": 1 },
             "access": {}, "dc": {}, "sdn": {},
@@ -211,10 +272,14 @@ fn storage_resource(cluster: &Cluster, node: &str, storage: &str) -> Value {
     })
 }
 
-/// Bytes allocated on a node's storage by the VMs' disks.
+/// Bytes allocated on a node's storage by the VMs' disks and the backups.
 fn storage_used(cluster: &Cluster, node: &str, storage: &str) -> u64 {
     let prefix = format!("{storage}:");
-    cluster
+    let backups: u64 = storage::visible_backups(cluster, node, storage)
+        .iter()
+        .map(|b| b.size)
+        .sum();
+    let disks: u64 = cluster
         .vms
         .values()
         .filter(|vm| vm.node == node)
@@ -226,7 +291,8 @@ fn storage_used(cluster: &Cluster, node: &str, storage: &str) -> u64 {
         })
         .filter(|drive| drive.starts_with(&prefix))
         .filter_map(|drive| crate::cluster::disk_size(drive))
-        .sum()
+        .sum();
+    disks + backups
 }
 
 /// A plausible host uptime: nodes have been up for a day when the simulator starts.

@@ -94,13 +94,38 @@ fn status_current(call: &Call<'_>) -> Result<Value, ApiError> {
 }
 
 /// The config with `digest`, typed as PVE returns it: numbers and booleans as JSON numbers.
-/// Pending values are shown in place of the current ones unless `current` is set.
+/// Pending values are shown in place of the current ones unless `current` is set; `snapshot`
+/// shows a snapshot's config with its metadata instead.
 fn get_config(call: &Call<'_>) -> Result<Value, ApiError> {
+    let snapname = call.param("snapshot");
+    if snapname.is_some() && call.flag("current") == Some(true) {
+        let why = "cannot use 'snapshot' parameter with 'current'";
+        return Err(ApiError::params(BTreeMap::from([
+            ("snapshot".to_owned(), why.to_owned()),
+            ("current".to_owned(), why.to_owned()),
+        ])));
+    }
     let cluster = call.cluster();
     let vm = cluster.vm(call.node(), call.number("vmid")?)?;
     let schema = call.state.schema.route("POST", "/nodes/n/qemu/100/config");
     let mut values = vm.config.clone();
-    if !call.flag("current").unwrap_or(false) {
+    let mut extra = serde_json::Map::new();
+    if let Some(name) = snapname {
+        let snap = vm
+            .snapshots
+            .get(name)
+            .ok_or_else(|| ApiError::internal(format!("snapshot '{name}' does not exist")))?;
+        values = snap.config.clone();
+        extra.insert("snaptime".into(), json!(snap.snaptime));
+        if snap.vmstate {
+            extra.insert("vmstate".into(), json!(1));
+        }
+        for (key, value) in [("description", &snap.description), ("parent", &snap.parent)] {
+            if let Some(value) = value {
+                extra.insert(key.into(), json!(value));
+            }
+        }
+    } else if !call.flag("current").unwrap_or(false) {
         values.extend(vm.pending.clone());
     }
     let mut config = serde_json::Map::new();
@@ -117,6 +142,7 @@ fn get_config(call: &Call<'_>) -> Result<Value, ApiError> {
         };
         config.insert(key.clone(), typed.unwrap_or_else(|| json!(value)));
     }
+    config.extend(extra);
     config.insert("digest".into(), json!(vm.digest()));
     Ok(Value::Object(config))
 }
@@ -228,7 +254,7 @@ fn refuse_skiplock(call: &Call<'_>) -> Result<(), ApiError> {
 }
 
 /// qemu-server decodes `sshkeys` and checks every key line (`validate_ssh_public_keys`).
-fn validate_ssh_keys(encoded: &str) -> Result<(), ApiError> {
+pub(super) fn validate_ssh_keys(encoded: &str) -> Result<(), ApiError> {
     let decoded = crate::auth::percent_decode(encoded);
     let valid = decoded
         .lines()
@@ -326,18 +352,7 @@ fn clone(call: &Call<'_>) -> Result<Value, ApiError> {
     let config = clone_config(call, source, newid, full);
     // Like qemu-server, the copy is made on the source node and its config moves to the target
     // node only once the copy is done.
-    cluster.vms.insert(
-        newid,
-        Vm {
-            vmid: newid,
-            node: node.clone(),
-            config,
-            pending: BTreeMap::new(),
-            power: PowerState::Stopped,
-            started_at: None,
-            vnc_backend: None,
-        },
-    );
+    cluster.vms.insert(newid, Vm::new(newid, &node, config));
     drop(cluster);
     let duration = if full {
         call.state.config.clone_duration
@@ -416,6 +431,8 @@ fn check_clone_target(
 fn clone_config(call: &Call<'_>, source: &Vm, newid: u32, full: bool) -> BTreeMap<String, String> {
     let mut config = source.config.clone();
     config.remove("template");
+    // The source's place in its snapshot tree is not the clone's (qemu-server skips `parent`).
+    config.remove("parent");
     config.insert("lock".into(), "clone".into());
     let name = call
         .param("name")
@@ -442,7 +459,7 @@ fn clone_config(call: &Call<'_>, source: &Vm, newid: u32, full: bool) -> BTreeMa
     config
 }
 
-fn replace_mac(part: &str) -> String {
+pub(super) fn replace_mac(part: &str) -> String {
     match part.split_once('=') {
         Some((model, mac)) if mac.len() == 17 && mac.matches(':').count() == 5 => {
             format!("{model}={}", random_mac())

@@ -27,6 +27,8 @@ struct Endpoint {
     template: String,
     segments: Vec<Segment>,
     methods: BTreeMap<String, Method>,
+    /// The last `{param}` takes the rest of the path, slashes included.
+    greedy_tail: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -69,9 +71,11 @@ impl Schema {
     }
 
     /// Finds the endpoint for `method path` (path relative to `/api2/json`). Literal segments win
-    /// over `{param}` segments, as in PVE's router.
+    /// over `{param}` segments, as in PVE's router. pveproxy percent-decodes the path before it
+    /// splits it, so `local%3Abackup%2Fvzdump-…` and `local:backup/vzdump-…` reach the same volume.
     pub fn route(&self, method: &str, path: &str) -> Option<Route<'_>> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let decoded = crate::auth::percent_decode(path);
+        let parts: Vec<&str> = decoded.trim_matches('/').split('/').collect();
         self.endpoints
             .iter()
             .filter_map(|e| e.matches(&parts).map(|params| (e, params)))
@@ -104,17 +108,34 @@ impl Endpoint {
             .iter()
             .map(|(name, info)| (name.clone(), Method::from_json(info)))
             .collect();
+        // pve-storage registers the content subclass with `fragmentDelimiter => ''`: a volume ID
+        // may contain slashes (`local:backup/vzdump-…`), so `{volume}` takes the whole rest.
+        let greedy_tail = template.starts_with("/nodes/{node}/storage/{storage}/content/");
         Some(Self {
             template,
             segments,
             methods,
+            greedy_tail,
         })
     }
 
     fn matches(&self, parts: &[&str]) -> Option<BTreeMap<String, String>> {
-        if parts.len() != self.segments.len() {
-            return None;
-        }
+        let rest: String;
+        let joined: Vec<&str>;
+        let parts = match parts.len().cmp(&self.segments.len()) {
+            std::cmp::Ordering::Equal => parts,
+            std::cmp::Ordering::Greater if self.greedy_tail => {
+                let last = self.segments.len() - 1;
+                rest = parts[last..].join("/");
+                joined = parts[..last]
+                    .iter()
+                    .copied()
+                    .chain([rest.as_str()])
+                    .collect();
+                &joined
+            }
+            _ => return None,
+        };
         let mut params = BTreeMap::new();
         for (segment, part) in self.segments.iter().zip(parts) {
             match segment {

@@ -44,6 +44,32 @@ fn routes_prefer_literal_segments_and_extract_params() {
 }
 
 #[test]
+fn volume_ids_take_the_rest_of_the_path_encoded_or_not() {
+    let schema = schema();
+    let volid = "local:backup/vzdump-qemu-100-2025_01_02-03_04_05.vma.zst";
+    for path in [
+        "/nodes/pve1/storage/local/content/local%3Abackup%2Fvzdump-qemu-100-2025_01_02-03_04_05.vma.zst",
+        "/nodes/pve1/storage/local/content/local:backup/vzdump-qemu-100-2025_01_02-03_04_05.vma.zst",
+    ] {
+        let route = schema.route("DELETE", path);
+        assert_eq!(
+            route.as_ref().map(|r| r.template),
+            Some("/nodes/{node}/storage/{storage}/content/{volume}")
+        );
+        assert_eq!(
+            route.and_then(|r| r.path_params.get("volume").cloned()),
+            Some(volid.to_owned())
+        );
+    }
+    // Only the content subclass joins the rest; elsewhere an extra segment is no route.
+    assert!(
+        schema
+            .route("GET", "/nodes/pve1/qemu/100/snapshot/a/b")
+            .is_none()
+    );
+}
+
+#[test]
 fn valid_config_update_passes() {
     let params = [
         ("cores", "4"),
@@ -254,6 +280,7 @@ fn ipconfig_accepts_dhcp_auto_and_cidr_only() {
         "ip6=auto",
         "ip=192.0.2.10/24,gw=192.0.2.1",
         "ip6=2001:db8::5/64,gw6=2001:db8::1",
+        "ip=192.0.2.10/24,gw=192.0.2.1,ip6=2001:db8::10/64,gw6=2001:db8::1",
     ] {
         assert_eq!(
             error("PUT", CONFIG, &[("ipconfig0", ok)], "ipconfig0"),

@@ -15,6 +15,8 @@ pub async fn start() -> Sim {
         auth_failure_delay: Duration::from_millis(20),
         task_duration: Duration::from_millis(50),
         clone_duration: Duration::from_millis(400),
+        backup_duration: Duration::from_millis(200),
+        restore_duration: Duration::from_millis(100),
         ..SimConfig::default()
     };
     let handle = Simulator::start(config)
@@ -124,6 +126,23 @@ impl Sim {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("task {upid} did not stop");
+    }
+}
+
+impl Sim {
+    /// Starts a task that must be accepted and waits for it; returns its final status.
+    pub async fn run_task(&self, method: Method, path: &str, form: &[(&str, &str)]) -> Value {
+        let upid = self.ok(method, path, form).await;
+        let upid = upid.as_str().unwrap_or_default().to_owned();
+        let node = upid.split(':').nth(1).unwrap_or_default().to_owned();
+        self.wait_task(&node, &upid).await
+    }
+
+    /// A token-authenticated call that must fail; returns (status, message without newline).
+    pub async fn fails(&self, method: Method, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let (status, body) = body(self.call(method, path, Auth::Token, form).await).await;
+        let message = body["message"].as_str().unwrap_or_default();
+        (status, message.trim_end().to_owned())
     }
 }
 

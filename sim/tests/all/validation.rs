@@ -210,3 +210,33 @@ async fn a_path_parameter_repeated_with_another_value_is_refused() {
         .await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn dual_stack_ipconfig_is_kept_and_a_bad_one_refused() {
+    let sim = start().await;
+    let ipconfig = "ip=192.0.2.10/24,gw=192.0.2.1,ip6=2001:db8::10/64,gw6=2001:db8::1";
+    sim.ok(
+        Method::PUT,
+        "/nodes/pve1/qemu/9000/config",
+        &[("ipconfig0", ipconfig)],
+    )
+    .await;
+    let config = sim.handle.vm_config("pve1", 9000).unwrap_or_default();
+    assert_eq!(config.get("ipconfig0").map(String::as_str), Some(ipconfig));
+    let response = sim
+        .call(
+            Method::PUT,
+            "/nodes/pve1/qemu/9000/config",
+            Auth::Token,
+            &[("ipconfig0", "ip=192.0.2.10,gw=192.0.2.1")],
+        )
+        .await;
+    let (status, body) = body(response).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["errors"]["ipconfig0"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid format - ")),
+        "{body}"
+    );
+}

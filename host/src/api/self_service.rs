@@ -1,0 +1,306 @@
+//! A customer's own operations on their VM: reinstall, password reset, snapshots. Each answers in
+//! the customer's words; what Proxmox said goes to the log and, for jobs, to the operators' view.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ClientAddr, JsonBody, VisibleService};
+use super::lifecycle::{accepted, operation_key};
+use crate::auth::Identity;
+use crate::lifecycle::job::{JobKind, SnapshotSpec};
+use crate::lifecycle::self_service::{SelfServiceError, Snapshot};
+use crate::lifecycle::{Operation, OrderReceipt};
+use crate::proxmox::check_snapshot_name;
+use crate::store::services::Service;
+use crate::store::{catalogue, jobs};
+
+impl From<SelfServiceError> for ApiError {
+    fn from(err: SelfServiceError) -> Self {
+        match err {
+            SelfServiceError::Refused(reason) => ApiError::Conflict(reason),
+            SelfServiceError::NoSuchSnapshot => ApiError::NotFound,
+            SelfServiceError::Failed(err) => ApiError::Internal(err),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReinstallRequest {
+    /// One of the templates the VM's plan offers.
+    template: String,
+    /// Keys from the owner's keychain to install for the VM's user.
+    #[serde(default)]
+    ssh_key_ids: Vec<i64>,
+}
+
+/// A reinstall under way, with the new password (shown this once; a repeated request with the
+/// same `Idempotency-Key` gets the receipt without it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReinstallAccepted {
+    #[serde(flatten)]
+    receipt: OrderReceipt,
+    /// The user the password is for.
+    username: String,
+    password: Option<String>,
+}
+
+/// Replaces the VM's disk with a fresh copy of a template: everything on it is lost. The VM keeps
+/// its name, addresses, tunnel and DNS; its user gets the chosen keys and a new password.
+/// Progress streams on `/services/{id}/events`.
+#[utoipa::path(post, path = "/vms/{id}/reinstall", tag = "vms", request_body = ReinstallRequest,
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this reinstall"),
+    ),
+    responses(
+        (status = 202, description = "Accepted; the password is in this answer only", body = ReinstallAccepted),
+        (status = 200, description = "The key had been seen: the same reinstall", body = ReinstallAccepted),
+        (status = 409, description = "Not possible now, with the reason", body = super::openapi::ErrorBody),
+    ))]
+pub async fn reinstall(
+    State(state): State<AppState>,
+    VisibleService { me, service }: VisibleService,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReinstallRequest>,
+) -> ApiResult<(StatusCode, Json<ReinstallAccepted>)> {
+    let ssh_keys =
+        super::ssh_keys::chosen_lines(&state.store, service.owner_id, &body.ssh_key_ids).await?;
+    let password = crate::guest_password::generate();
+    let operation = Operation::Reinstall {
+        service: service.id,
+        template: body.template,
+        ssh_keys,
+        password_hash: crate::guest_password::crypt_hash(&password),
+    };
+    let key = operation_key(&headers, &format!("reinstall:{}", service.id))?;
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    let username = guest_user(&state, &service).await?;
+    Ok((
+        accepted(&receipt),
+        Json(ReinstallAccepted {
+            password: receipt.created.then_some(password),
+            receipt,
+            username,
+        }),
+    ))
+}
+
+/// The user cloud-init made on the VM at its order.
+async fn guest_user(state: &AppState, service: &Service) -> ApiResult<String> {
+    crate::lifecycle::self_service::provisioned_user(&state.store, service.id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("this VM was not built by an order here".into()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// `root` (the default) or the user made at the VM's order.
+    username: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewPassword {
+    username: String,
+    /// Shown this once; it is not kept.
+    password: String,
+}
+
+/// Sets a new password in the running VM through its QEMU guest agent. Without an answering
+/// agent the reason comes back (409), and a reinstall is the way to a known password.
+#[utoipa::path(post, path = "/vms/{id}/password", operation_id = "reset_vm_password", tag = "vms", request_body = PasswordRequest,
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses(
+        (status = 200, description = "Set; the password is in this answer only", body = NewPassword),
+        (status = 409, description = "The VM is not running or its guest agent does not answer, with the reason", body = super::openapi::ErrorBody),
+    ))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    VisibleService { me, service }: VisibleService,
+    ClientAddr(client): ClientAddr,
+    JsonBody(body): JsonBody<PasswordRequest>,
+) -> ApiResult<Json<NewPassword>> {
+    let username = body.username.unwrap_or_else(|| "root".into());
+    if username != "root" && username != guest_user(&state, &service).await? {
+        return Err(ApiError::BadRequest(
+            "the password can be reset for root or the VM's own user".into(),
+        ));
+    }
+    let password = state
+        .lifecycle
+        .reset_password(&service, &username, &me.actor(), &client.to_string())
+        .await?;
+    Ok(Json(NewPassword { username, password }))
+}
+
+/// A VM's snapshots and how many its plan allows.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Snapshots {
+    snapshots: Vec<Snapshot>,
+    max: u32,
+}
+
+/// The VM's snapshots, oldest first.
+#[utoipa::path(get, path = "/vms/{id}/snapshots", operation_id = "list_snapshots", tag = "vms",
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses((status = 200, description = "The snapshots", body = Snapshots)))]
+pub async fn list_snapshots(
+    State(state): State<AppState>,
+    VisibleService { service, .. }: VisibleService,
+) -> ApiResult<Json<Snapshots>> {
+    let max = max_snapshots(&state, &service).await?;
+    let snapshots = state.lifecycle.snapshots(&service).await?;
+    Ok(Json(Snapshots { snapshots, max }))
+}
+
+async fn max_snapshots(state: &AppState, service: &Service) -> ApiResult<u32> {
+    let plan = match &service.plan {
+        Some(name) => catalogue::plan(&state.store, name).await?,
+        None => None,
+    };
+    Ok(plan.map_or(0, |p| p.max_snapshots))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSnapshot {
+    /// 2-40 letters, digits, `_` or `-`, starting with a letter.
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// Takes a snapshot of the VM's disks (not its memory), within the plan's maximum.
+#[utoipa::path(post, path = "/vms/{id}/snapshots", operation_id = "take_snapshot", tag = "vms", request_body = NewSnapshot,
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 409, description = "Over the plan's maximum, a name taken, or the VM busy (a backup running), with the reason", body = super::openapi::ErrorBody),
+    ))]
+pub async fn take_snapshot(
+    State(state): State<AppState>,
+    VisibleService { me, service }: VisibleService,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewSnapshot>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    check_snapshot_name(&body.name).map_err(ApiError::BadRequest)?;
+    if body.description.chars().count() > 200 {
+        return Err(ApiError::BadRequest(
+            "a snapshot's description has at most 200 characters".into(),
+        ));
+    }
+    let spec = SnapshotSpec {
+        name: body.name,
+        description: body.description,
+    };
+    snapshot_job(&state, &me, &service, &headers, JobKind::Snapshot, spec).await
+}
+
+/// Names the snapshot being rolled back to, so a click cannot roll back by accident.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The snapshot's name again.
+    confirm: String,
+}
+
+/// Returns the VM's disks to a snapshot: everything written since is lost. A running VM runs
+/// again afterwards.
+#[utoipa::path(post, path = "/vms/{id}/snapshots/{name}/rollback", operation_id = "rollback_snapshot", tag = "vms", request_body = RollbackRequest,
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("name" = String, Path, description = "The snapshot"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 400, description = "`confirm` does not name the snapshot", body = super::openapi::ErrorBody),
+    ))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    me: Identity,
+    Path((id, name)): Path<(i64, String)>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    if body.confirm != name {
+        return Err(ApiError::BadRequest(
+            "confirm the rollback by giving the snapshot's name as \"confirm\"".into(),
+        ));
+    }
+    let service = VisibleService::load(&state, &me, id).await?;
+    let spec = SnapshotSpec {
+        name,
+        description: String::new(),
+    };
+    snapshot_job(&state, &me, &service, &headers, JobKind::Rollback, spec).await
+}
+
+/// Removes a snapshot; the VM as it runs is not touched.
+#[utoipa::path(delete, path = "/vms/{id}/snapshots/{name}", operation_id = "delete_snapshot", tag = "vms",
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("name" = String, Path, description = "The snapshot"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses((status = 202, description = "Accepted", body = OrderReceipt)))]
+pub async fn delete_snapshot(
+    State(state): State<AppState>,
+    me: Identity,
+    Path((id, name)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let service = VisibleService::load(&state, &me, id).await?;
+    let spec = SnapshotSpec {
+        name,
+        description: String::new(),
+    };
+    snapshot_job(
+        &state,
+        &me,
+        &service,
+        &headers,
+        JobKind::DeleteSnapshot,
+        spec,
+    )
+    .await
+}
+
+/// Checks the request against the VM as it is, then queues the job.
+async fn snapshot_job(
+    state: &AppState,
+    me: &Identity,
+    service: &Service,
+    headers: &HeaderMap,
+    kind: JobKind,
+    snapshot: SnapshotSpec,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    check_snapshot_name(&snapshot.name).map_err(|_| ApiError::NotFound)?;
+    let key = operation_key(
+        headers,
+        &format!("{}:{}:{}", kind.as_str(), service.id, snapshot.name),
+    )?;
+    // A repeated request is answered from its job, whatever the VM looks like since.
+    if jobs::by_key(&state.store, &key).await?.is_none() {
+        let max = max_snapshots(state, service).await?;
+        state
+            .lifecycle
+            .check_snapshot_request(service, kind, &snapshot.name, max)
+            .await?;
+    }
+    let operation = Operation::Snapshot {
+        service: service.id,
+        kind,
+        snapshot,
+    };
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}

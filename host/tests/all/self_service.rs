@@ -1,0 +1,648 @@
+//! A customer's own operations on their VM, through the real daemon against the simulator: the
+//! SSH keychain, reinstall, password reset through the guest agent, and snapshots. Every answer
+//! a customer gets is scanned for what only operators may know.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::lifecycle::Panel;
+use crate::lifecycle_acceptance::read_only;
+
+// Made by `ssh-keygen -t ed25519`; the fingerprint is what `ssh-keygen -lf` printed.
+const LAPTOP: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICGDJH8eBzPFP9n3bkhKnzTyrCh8piOk8VzzeU8jCd+L alice@laptop";
+const LAPTOP_FINGERPRINT: &str = "SHA256:REm/g7o/gjZYl89e7UeMf0IOcuJImQEECEqcduwwUEg";
+const DESK: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFbfeLpTI3BFgyc+ey3xuxyTBCsMQFmjO682+cyIDnYX ada@laptop";
+
+/// What a customer must never read: node names, storage ids, volume ids, task ids.
+const OPERATORS_ONLY: &[&str] = &[
+    "pve1",
+    "pve2",
+    "local-lvm",
+    "\"local\"",
+    "local:",
+    "ceph",
+    "UPID:",
+    "vm-1",
+    "vzdump-",
+    "base-9",
+];
+
+/// Fails naming the first operator-only word in a customer's answer.
+pub(crate) fn assert_nothing_for_operators(what: &str, answer: &Value) {
+    let text = answer.to_string();
+    for word in OPERATORS_ONLY {
+        assert!(
+            !text.contains(word),
+            "{what} shows a customer {word:?}: {text}"
+        );
+    }
+}
+
+/// Posts `body` to `path` as alice and expects `status` with a reason that contains `part`.
+async fn refused(panel: &Panel, path: &str, body: Value, status: StatusCode, part: &str) {
+    let (got, answer) = panel.post("alice", path, "refused", body).await;
+    assert_eq!(got, status, "{path}: {answer}");
+    let reason = answer["error"].as_str().unwrap_or_default();
+    assert!(reason.contains(part), "{path}: {reason}");
+}
+
+/// The newest job of a service view (jobs are listed oldest first).
+fn last_job(view: &Value) -> &Value {
+    view["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.last())
+        .unwrap_or(&Value::Null)
+}
+
+async fn send(
+    panel: &Panel,
+    user: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = panel
+        .http
+        .request(method, panel.url(path))
+        .bearer_auth(panel.token(user));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body = response.json().await.unwrap_or(Value::Null);
+    if user != "admin" {
+        assert_nothing_for_operators(path, &body);
+    }
+    (status, body)
+}
+
+/// A panel whose `small` plan keeps two snapshots and offers both templates.
+async fn panel() -> Panel {
+    let panel = Panel::start().await;
+    panel
+        .put(
+            "/api/v1/templates/debian-13",
+            json!({
+                "name": "debian-13", "cluster": "sim", "node": "pve1", "vmid": 9000, "os": "debian",
+                "cloud_init": "cloudinit-basic"
+            }),
+        )
+        .await;
+    panel
+        .put(
+            "/api/v1/plans/small",
+            json!({
+                "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+                "templates": ["debian-12", "debian-13"], "max_snapshots": 2
+            }),
+        )
+        .await;
+    panel
+}
+
+async fn add_key(panel: &Panel, user: &str, name: &str, key: &str) -> (StatusCode, Value) {
+    send(
+        panel,
+        user,
+        reqwest::Method::POST,
+        "/api/v1/ssh-keys",
+        Some(json!({ "name": name, "public_key": key })),
+    )
+    .await
+}
+
+/// An order of alice's own, provisioned: its service id and VM id.
+async fn alices_vm(panel: &Panel, hostname: &str, key_ids: &[i64]) -> (i64, u32) {
+    let (status, receipt) = panel
+        .post(
+            "alice",
+            "/api/v1/orders",
+            &format!("order-{hostname}"),
+            json!({
+                "plan": "small", "template": "debian-12", "hostname": hostname,
+                "username": "debian", "ssh_key_ids": key_ids
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    let id = receipt["service_id"].as_i64().unwrap();
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    (id, view["service"]["vmid"].as_u64().unwrap() as u32)
+}
+
+/// The keys Proxmox's cloud-init drive holds for the VM, decoded.
+fn sshkeys_of(panel: &Panel, vmid: u32) -> String {
+    let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+    let encoded = config.get("sshkeys").cloned().unwrap_or_default();
+    percent_encoding::percent_decode_str(&encoded)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn a_keychain_holds_parsed_keys_per_customer_and_orders_install_the_chosen_ones() {
+    let panel = panel().await;
+    let (status, laptop) = add_key(&panel, "alice", "laptop", &format!("  {LAPTOP}\n")).await;
+    assert_eq!(status, StatusCode::CREATED, "{laptop}");
+    assert_eq!(laptop["fingerprint"], LAPTOP_FINGERPRINT);
+    assert_eq!(laptop["public_key"], LAPTOP);
+
+    // The same key twice, a name twice, and things that are not keys are refused with reasons.
+    let (status, body) = add_key(&panel, "alice", "again", LAPTOP).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(LAPTOP_FINGERPRINT));
+    let (status, _) = add_key(&panel, "alice", "laptop", DESK).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = add_key(&panel, "alice", "junk", "ssh-ed25519 AAAAnotakey").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(".pub"), "{body}");
+
+    // Bob neither sees alice's key nor can remove it or order with it.
+    let (_, bobs) = send(
+        &panel,
+        "bob",
+        reqwest::Method::GET,
+        "/api/v1/ssh-keys",
+        None,
+    )
+    .await;
+    assert_eq!(bobs, json!([]));
+    let laptop_id = laptop["id"].as_i64().unwrap();
+    let (status, _) = send(
+        &panel,
+        "bob",
+        reqwest::Method::DELETE,
+        &format!("/api/v1/ssh-keys/{laptop_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = panel
+        .post(
+            "bob",
+            "/api/v1/orders",
+            "bob-order",
+            json!({
+                "plan": "small", "template": "debian-12", "hostname": "bob-1",
+                "username": "bob", "ssh_key_ids": [laptop_id]
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (_, vmid) = alices_vm(&panel, "keyed-1", &[laptop_id]).await;
+    assert!(sshkeys_of(&panel, vmid).contains(LAPTOP));
+    let activity = panel
+        .get("alice", "/api/v1/account/activity?action=ssh_key")
+        .await;
+    assert_eq!(activity[0]["action"], "ssh_key.added", "{activity}");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reinstall_replaces_the_disk_keeps_the_vm_and_hands_out_a_new_password_once() {
+    let panel = panel().await;
+    let (_, laptop) = add_key(&panel, "alice", "laptop", LAPTOP).await;
+    let (_, desk) = add_key(&panel, "alice", "desk", DESK).await;
+    let (id, vmid) = alices_vm(&panel, "reborn-1", &[laptop["id"].as_i64().unwrap()]).await;
+    let clones_before = panel.clones();
+
+    // A template the plan does not offer, and another customer, are refused.
+    let path = format!("/api/v1/vms/{id}/reinstall");
+    let (status, body) = panel
+        .post("alice", &path, "ri-bad", json!({ "template": "lab" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = panel
+        .post("bob", &path, "ri-bob", json!({ "template": "debian-13" }))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let request = json!({ "template": "debian-13", "ssh_key_ids": [desk["id"]] });
+    let (status, accepted) = panel.post("alice", &path, "ri-1", request.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_nothing_for_operators("reinstall", &accepted);
+    assert_eq!(accepted["username"], "debian");
+    let password = accepted["password"].as_str().unwrap().to_owned();
+    assert_eq!(password.len(), 20);
+    // The same key again is the same reinstall, and the password is not shown twice.
+    let (status, again) = panel.post("alice", &path, "ri-1", request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["job_id"], accepted["job_id"]);
+    assert!(again["password"].is_null(), "{again}");
+
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "active", "{view}");
+    assert_eq!(view["service"]["template"], "debian-13", "{view}");
+    assert_eq!(last_job(&view)["state"], "succeeded", "{view}");
+    assert_eq!(view["service"]["vmid"], vmid, "the VM keeps its id");
+    assert_eq!(panel.clones(), clones_before + 1, "one new clone");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+    let keys = sshkeys_of(&panel, vmid);
+    assert!(keys.contains(DESK) && !keys.contains(LAPTOP), "{keys}");
+    let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+    assert_eq!(config["name"], "reborn-1");
+    assert!(config["description"].contains(&format!("porthole-service:{id}")));
+
+    // The customer's view shows the reinstall; the audit log records it.
+    let mine = panel.service_as("alice", id).await;
+    assert_nothing_for_operators("service view", &mine);
+    assert_eq!(last_job(&mine)["kind"], "reinstall", "{mine}");
+    assert_eq!(panel.audit("service.reinstalled").await.len(), 1);
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn power_and_consoles_wait_while_a_reinstall_runs() {
+    // Slow tasks keep the reinstall in its steps long enough to ask.
+    let panel = Panel::with_tasks_of(Duration::from_millis(400)).await;
+    panel
+        .put(
+            "/api/v1/plans/small",
+            json!({
+                "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+                "templates": ["debian-12"], "max_snapshots": 2
+            }),
+        )
+        .await;
+    let (id, _) = alices_vm(&panel, "busy-1", &[]).await;
+    let path = format!("/api/v1/vms/{id}/reinstall");
+    let (status, _) = panel
+        .post(
+            "alice",
+            &path,
+            "ri-busy",
+            json!({ "template": "debian-12" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let vm = format!("/api/v1/vms/{id}");
+    let busy = StatusCode::CONFLICT;
+    let power = json!({ "action": "start" });
+    refused(&panel, &format!("{vm}/power"), power, busy, "reinstalled").await;
+    let console = json!({ "kind": "term" });
+    refused(
+        &panel,
+        &format!("{vm}/console"),
+        console,
+        busy,
+        "reinstalled",
+    )
+    .await;
+    let snapshot = json!({ "name": "mid" });
+    refused(
+        &panel,
+        &format!("{vm}/snapshots"),
+        snapshot,
+        busy,
+        "in progress",
+    )
+    .await;
+    let view = panel.settled(id).await;
+    assert_eq!(last_job(&view)["state"], "succeeded", "{view}");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn snapshots_are_taken_within_the_plan_rolled_back_on_confirmation_and_removed() {
+    let panel = panel().await;
+    let (id, vmid) = alices_vm(&panel, "snappy-1", &[]).await;
+    let snapshots = format!("/api/v1/vms/{id}/snapshots");
+    let take = |name: &'static str| {
+        let path = snapshots.clone();
+        let panel = &panel;
+        async move {
+            panel
+                .post(
+                    "alice",
+                    &path,
+                    &format!("take-{name}"),
+                    json!({ "name": name, "description": "before upgrade" }),
+                )
+                .await
+        }
+    };
+    for name in ["first", "second"] {
+        let (status, body) = take(name).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        panel.settled(id).await;
+    }
+    let third = json!({ "name": "third" });
+    refused(&panel, &snapshots, third, StatusCode::CONFLICT, "at most 2").await;
+    let (status, body) = panel
+        .post(
+            "alice",
+            &snapshots,
+            "bad-name",
+            json!({ "name": "no spaces" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (_, listed) = send(&panel, "alice", reqwest::Method::GET, &snapshots, None).await;
+    assert_eq!(listed["max"], 2);
+    let names: Vec<&str> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"], "{listed}");
+    assert_eq!(listed["snapshots"][1]["current"], true);
+    assert_eq!(listed["snapshots"][0]["description"], "before upgrade");
+
+    // A rollback needs the snapshot named again.
+    let rollback = format!("{snapshots}/first/rollback");
+    let (status, _) = panel
+        .post("alice", &rollback, "rb-0", json!({ "confirm": "second" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = panel
+        .post("alice", &rollback, "rb-1", json!({ "confirm": "first" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let view = panel.settled(id).await;
+    assert_eq!(last_job(&view)["state"], "succeeded", "{view}");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+    let (_, listed) = send(&panel, "alice", reqwest::Method::GET, &snapshots, None).await;
+    assert_eq!(listed["snapshots"][0]["current"], true, "{listed}");
+
+    let (status, _) = send(
+        &panel,
+        "alice",
+        reqwest::Method::DELETE,
+        &format!("{snapshots}/second"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    panel.settled(id).await;
+    let (status, _) = send(
+        &panel,
+        "alice",
+        reqwest::Method::DELETE,
+        &format!("{snapshots}/second"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = send(&panel, "alice", reqwest::Method::GET, &snapshots, None).await;
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 1, "{listed}");
+    for action in [
+        "vm.snapshot_taken",
+        "vm.snapshot_rolled_back",
+        "vm.snapshot_removed",
+    ] {
+        assert!(!panel.audit(action).await.is_empty(), "{action}");
+    }
+
+    // Bob cannot see them; termination takes them with the VM.
+    let (status, _) = send(&panel, "bob", reqwest::Method::GET, &snapshots, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "t",
+            json!({}),
+        )
+        .await;
+    panel.settled(id).await;
+    assert!(panel.demo.sim().vm_config("pve1", vmid).is_none());
+    let state = panel.demo.sim().state_json().to_string();
+    assert!(
+        !state.contains("before upgrade"),
+        "no snapshot outlives its VM"
+    );
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_plan_without_snapshots_offers_none() {
+    let panel = Panel::start().await;
+    let (id, _) = alices_vm(&panel, "nosnap-1", &[]).await;
+    let path = format!("/api/v1/vms/{id}/snapshots");
+    let one = json!({ "name": "one" });
+    refused(&panel, &path, one, StatusCode::CONFLICT, "no snapshots").await;
+    panel.demo.stop().await.unwrap();
+}
+
+/// `(unfinished jobs, succeeded reinstalls)` in the daemon's database.
+fn reinstall_counts(database: &std::path::Path) -> (i64, i64) {
+    read_only(database)
+        .query_row(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'compensating')),
+                count(*) FILTER (WHERE state = 'succeeded' AND kind = 'reinstall')
+         FROM jobs",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+}
+
+/// Each service's VM id, in service order.
+fn vmids(database: &std::path::Path) -> Vec<Option<i64>> {
+    let conn = read_only(database);
+    let mut statement = conn
+        .prepare("SELECT vmid FROM services ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The calls the simulator answered with success whose method is `method` and path matches.
+fn succeeded(sim: &porthole_sim::SimHandle, method: &str, matches: impl Fn(&str) -> bool) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == method && r.status == 200 && matches(&r.path))
+        .count()
+}
+
+/// A daemon SIGKILLed at a random moment of a reinstall is restarted, and the reinstall finishes
+/// exactly once: one destroy, one clone, the VM running under the same id, its tunnel, DNS record
+/// and snippet kept.
+#[tokio::test]
+async fn a_daemon_killed_during_a_reinstall_finishes_it_exactly_once() {
+    use crate::lifecycle_acceptance::{
+        ChildDaemon, CloudflareRoute, Leftovers, StripeEvent, simulator_with_cloudflare,
+        write_config,
+    };
+    let runs: u64 = 6;
+    let dir = tempfile::TempDir::new().unwrap();
+    let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let route = CloudflareRoute::Direct { ca_file: &ca_file };
+    let config = write_config(dir.path(), addr, &sim, &route, &snippets, 600);
+    let (database, log) = (
+        dir.path().join("porthole.db"),
+        dir.path().join("daemon.log"),
+    );
+    let token = {
+        let store = porthole::store::Store::open(&database).await.unwrap();
+        let role = porthole::store::users::Role::Admin;
+        porthole::admin::create_user(&store, "admin", "admin-password-1", role)
+            .await
+            .unwrap();
+        porthole::admin::create_token(&store, "admin", "tests")
+            .await
+            .unwrap()
+    };
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let daemon = ChildDaemon::spawn(&config, &log, &url).await;
+    let mut services = Vec::new();
+    for run in 0..runs {
+        let hostname = format!("again{run}");
+        let event = StripeEvent::checkout(
+            &format!("evt_ri_{run}"),
+            &format!("sub_ri_{run}"),
+            &hostname,
+        );
+        assert_eq!(event.deliver(&http, &url).await, StatusCode::OK);
+        services.push(hostname);
+    }
+    let settled = |wanted_reinstalls: i64| {
+        let database = database.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let (unfinished, reinstalls) = reinstall_counts(&database);
+                if unfinished == 0 && reinstalls == wanted_reinstalls {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "jobs did not finish");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    };
+    settled(0).await;
+    let vmids_before = vmids(&database);
+    let mut daemon = Some(daemon);
+
+    for run in 0..runs {
+        let id = run as i64 + 1;
+        let answer = http
+            .post(format!("{url}/api/v1/vms/{id}/reinstall"))
+            .bearer_auth(&token)
+            .header("idempotency-key", format!("ri-{run}"))
+            .json(&json!({ "template": "debian-12" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "run {run}");
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..250))).await;
+        if let Some(daemon) = daemon.take() {
+            daemon.kill();
+        }
+        daemon = Some(ChildDaemon::spawn(&config, &log, &url).await);
+        settled(run as i64 + 1).await;
+    }
+    drop(daemon);
+
+    for (n, hostname) in services.iter().enumerate() {
+        let id = n as i64 + 1;
+        assert_eq!(
+            Leftovers::of(&sim, &snippets, id, hostname),
+            Leftovers::ONE_OF_EACH,
+            "service {id}"
+        );
+    }
+    let clones = succeeded(&sim, "POST", |p| p.ends_with("/clone"));
+    assert_eq!(
+        clones as u64,
+        2 * runs,
+        "one clone per order and one per reinstall"
+    );
+    assert_eq!(vmids(&database), vmids_before, "each VM keeps its id");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_password_is_reset_through_the_guest_agent_and_refused_with_the_reason_without_it() {
+    let panel = panel().await;
+    let (id, vmid) = alices_vm(&panel, "forgot-1", &[]).await;
+    let path = format!("/api/v1/vms/{id}/password");
+    let (status, answer) = panel.post("alice", &path, "pw-1", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["username"], "root");
+    let password = answer["password"].as_str().unwrap();
+    assert_eq!(password.len(), 20);
+    // Only a crypt(3) hash of it reached Proxmox, and it is the hash of this password.
+    let agent = panel.demo.sim().agent(vmid).unwrap();
+    assert_eq!(agent["crypted"]["root"], true, "{agent}");
+    let hash = agent["passwords"]["root"].as_str().unwrap();
+    assert_eq!(crypt_like_glibc(password, hash), hash);
+    assert_eq!(panel.audit("vm.password_reset").await.len(), 1);
+
+    // The VM's own user too, but nobody else's.
+    let (status, answer) = panel
+        .post("alice", &path, "pw-2", json!({ "username": "debian" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = panel
+        .post("alice", &path, "pw-3", json!({ "username": "postgres" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Without an answering agent the customer learns why, and what to do instead.
+    assert!(panel.demo.sim().set_agent_up(vmid, false));
+    let no_agent = "guest agent does not answer";
+    refused(&panel, &path, json!({}), StatusCode::CONFLICT, no_agent).await;
+    refused(
+        &panel,
+        &path,
+        json!({}),
+        StatusCode::CONFLICT,
+        "reinstall it",
+    )
+    .await;
+    let (status, _) = panel.post("bob", &path, "pw-5", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    panel.demo.stop().await.unwrap();
+}
+
+/// glibc's crypt(3) of `password` with the salt of `hash`, as `openssl passwd -6` computes it.
+fn crypt_like_glibc(password: &str, hash: &str) -> String {
+    let salt = hash.split('$').nth(2).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["passwd", "-6", "-salt", salt, password])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_vm_being_backed_up_cannot_be_snapshotted() {
+    let panel = panel().await;
+    let (id, vmid) = alices_vm(&panel, "backed-1", &[]).await;
+    crate::lifecycle_acceptance::behind_our_back(
+        panel.demo.sim(),
+        reqwest::Method::POST,
+        &format!("/nodes/pve1/vzdump?vmid={vmid}&storage=local&mode=snapshot"),
+    )
+    .await;
+    let path = format!("/api/v1/vms/{id}/snapshots");
+    let during = json!({ "name": "during" });
+    refused(
+        &panel,
+        &path,
+        during,
+        StatusCode::CONFLICT,
+        "backup of it is running",
+    )
+    .await;
+    panel.demo.stop().await.unwrap();
+}
