@@ -132,6 +132,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(power::power))
         .routes(routes!(self_service::reinstall))
         .routes(routes!(self_service::reset_password))
+        .routes(routes!(self_service::graphs))
         .routes(routes!(
             self_service::list_snapshots,
             self_service::take_snapshot

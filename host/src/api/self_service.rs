@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ClientAddr, JsonBody, VisibleService};
+use super::extract::{ClientAddr, JsonBody, QueryParams, VisibleService};
 use super::lifecycle::{accepted, operation_key};
 use crate::auth::Identity;
 use crate::lifecycle::job::{JobKind, SnapshotSpec};
-use crate::lifecycle::self_service::{SelfServiceError, Snapshot};
+use crate::lifecycle::self_service::{Graphs, SelfServiceError, Snapshot};
 use crate::lifecycle::{Operation, OrderReceipt};
-use crate::proxmox::check_snapshot_name;
+use crate::proxmox::{Timeframe, check_snapshot_name};
 use crate::store::services::Service;
 use crate::store::{catalogue, jobs};
 
@@ -136,6 +136,27 @@ pub async fn reset_password(
         .reset_password(&service, &username, &me.actor(), &client.to_string())
         .await?;
     Ok(Json(NewPassword { username, password }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GraphsQuery {
+    /// `hour` (the default; a point a minute), `day` (every 30 min) or `week` (every 3 h).
+    #[param(value_type = Option<Timeframe>)]
+    timeframe: Option<Timeframe>,
+}
+
+/// The VM's CPU, memory, network and disk use over the last hour, day or week.
+#[utoipa::path(get, path = "/vms/{id}/graphs", operation_id = "vm_graphs", tag = "vms",
+    params(("id" = i64, Path, description = "The VM's (service's) id"), GraphsQuery),
+    responses((status = 200, description = "The series", body = Graphs)))]
+pub async fn graphs(
+    State(state): State<AppState>,
+    VisibleService { service, .. }: VisibleService,
+    QueryParams(query): QueryParams<GraphsQuery>,
+) -> ApiResult<Json<Graphs>> {
+    let timeframe = query.timeframe.unwrap_or(Timeframe::Hour);
+    Ok(Json(state.lifecycle.graphs(&service, timeframe).await?))
 }
 
 /// A VM's snapshots and how many its plan allows.

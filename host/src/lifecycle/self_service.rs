@@ -12,7 +12,7 @@ use serde_json::json;
 use super::job::{JobData, JobKind, SnapshotSpec};
 use super::vm::StepContext;
 use super::{Lifecycle, StepError};
-use crate::proxmox::{Client, ProxmoxError, VmPowerState};
+use crate::proxmox::{Client, ProxmoxError, RrdRow, Timeframe, VmPowerState};
 use crate::store::services::{self, Service};
 use crate::store::{Db, jobs};
 
@@ -26,6 +26,44 @@ pub struct Snapshot {
     /// Whether the VM as it runs now descends from this snapshot last (a rollback's target
     /// shows what rolling back would return to).
     pub current: bool,
+}
+
+/// A VM's use over a timeframe, one point per Proxmox step; a missing value is a gap.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Graphs {
+    pub timeframe: Timeframe,
+    pub points: Vec<GraphPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GraphPoint {
+    /// Unix seconds at the end of the step.
+    pub time: u64,
+    /// Percent of the VM's cores (100 = all of them busy).
+    pub cpu: Option<f64>,
+    /// Bytes in use, and the VM's memory size.
+    pub memory: Option<f64>,
+    pub memory_max: Option<f64>,
+    /// Bytes per second.
+    pub net_in: Option<f64>,
+    pub net_out: Option<f64>,
+    pub disk_read: Option<f64>,
+    pub disk_write: Option<f64>,
+}
+
+impl From<RrdRow> for GraphPoint {
+    fn from(row: RrdRow) -> Self {
+        Self {
+            time: row.time,
+            cpu: row.cpu.map(|fraction| fraction * 100.0),
+            memory: row.mem,
+            memory_max: row.maxmem,
+            net_in: row.netin,
+            net_out: row.netout,
+            disk_read: row.diskread,
+            disk_write: row.diskwrite,
+        }
+    }
 }
 
 /// Why a self-service request was refused, for the person asking.
@@ -68,6 +106,19 @@ impl Lifecycle {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("cluster {:?} is not configured", service.cluster))?;
         Ok((client, node.to_owned(), vmid))
+    }
+
+    /// The VM's CPU, memory, network and disk use over `timeframe`, oldest first.
+    pub async fn graphs(
+        &self,
+        service: &Service,
+        timeframe: Timeframe,
+    ) -> Result<Graphs, SelfServiceError> {
+        let (client, node, vmid) = self.vm_client(service)?;
+        let rows = client.rrddata(&node, vmid, timeframe).await?;
+        let mut points: Vec<GraphPoint> = rows.into_iter().map(GraphPoint::from).collect();
+        points.sort_by_key(|p| p.time);
+        Ok(Graphs { timeframe, points })
     }
 
     /// The VM's snapshots, oldest first.

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::client::{ApiRequest, Client, Repeat};
 use super::error::ProxmoxError;
 use super::types::{
-    ClusterResource, NodeInfo, PendingChange, ResourceKind, SnapshotInfo, TaskStatus, VersionInfo,
-    VmConfig, VmStatus, parse_vmid,
+    ClusterResource, NodeInfo, PendingChange, ResourceKind, RrdRow, SnapshotInfo, TaskStatus,
+    Timeframe, VersionInfo, VmConfig, VmStatus, parse_vmid,
 };
 use super::update::{CloneRequest, VmConfigUpdate};
 use super::upid::Upid;
@@ -270,6 +270,20 @@ impl Client {
         let request = ApiRequest::new(Method::DELETE, vm_segments(node, vmid, &[]))
             .param("purge", "1")
             .param("destroy-unreferenced-disks", "1")
+            .check(check_vm(node, vmid));
+        self.request(request).await
+    }
+
+    /// `GET …/rrddata`: the VM's averages over `timeframe`.
+    pub async fn rrddata(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeframe: Timeframe,
+    ) -> Result<Vec<RrdRow>> {
+        let request = ApiRequest::new(Method::GET, vm_segments(node, vmid, &["rrddata"]))
+            .param("timeframe", timeframe.as_str())
+            .param("cf", "AVERAGE")
             .check(check_vm(node, vmid));
         self.request(request).await
     }

@@ -275,6 +275,53 @@ fn lenient_number(value: Option<Value>) -> Option<f64> {
     }
 }
 
+/// One row of `GET …/rrddata`: averages (or maxima) over the row's step. Rows before the VM
+/// existed, or while rrdcached had nothing, leave fields out.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RrdRow {
+    #[serde(deserialize_with = "lenient_u64_required")]
+    pub time: u64,
+    /// CPU use as a fraction of `maxcpu` cores.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub cpu: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub mem: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub maxmem: Option<f64>,
+    /// Bytes per second.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub netin: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub netout: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub diskread: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub diskwrite: Option<f64>,
+}
+
+/// The span `rrddata` covers: 70 rows of a minute, half an hour or three hours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Timeframe {
+    Hour,
+    Day,
+    Week,
+}
+
+impl Timeframe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+        }
+    }
+}
+
+fn lenient_u64_required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    lenient_u64(d)?.ok_or_else(|| serde::de::Error::custom("a number"))
+}
+
 /// One entry of `GET …/snapshot`: a snapshot, or `current` (the running state, whose parent is
 /// the newest snapshot).
 #[derive(Debug, Clone, Deserialize)]

@@ -646,3 +646,42 @@ async fn a_vm_being_backed_up_cannot_be_snapshotted() {
     .await;
     panel.demo.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn graphs_show_an_hour_a_day_and_a_week_of_plausible_use() {
+    let panel = panel().await;
+    let (id, _) = alices_vm(&panel, "graphed-1", &[]).await;
+    let graphs = format!("/api/v1/vms/{id}/graphs");
+    for (timeframe, step) in [("hour", 60), ("day", 1800), ("week", 10800)] {
+        let path = format!("{graphs}?timeframe={timeframe}");
+        let (status, answer) = send(&panel, "alice", reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["timeframe"], timeframe);
+        let points = answer["points"].as_array().unwrap();
+        assert_eq!(points.len(), 70, "{timeframe}");
+        let times: Vec<u64> = points.iter().map(|p| p["time"].as_u64().unwrap()).collect();
+        assert!(
+            times.windows(2).all(|w| w[1] - w[0] == step),
+            "{timeframe}: {times:?}"
+        );
+        let last = points.last().unwrap();
+        let cpu = last["cpu"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&cpu) && cpu > 0.0, "{last}");
+        assert!(last["memory"].as_f64().unwrap() <= last["memory_max"].as_f64().unwrap());
+        for series in ["net_in", "net_out", "disk_read", "disk_write"] {
+            assert!(last[series].as_f64().unwrap() >= 0.0, "{series}: {last}");
+        }
+    }
+    let (status, answer) = send(
+        &panel,
+        "alice",
+        reqwest::Method::GET,
+        &format!("{graphs}?timeframe=decade"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, _) = send(&panel, "bob", reqwest::Method::GET, &graphs, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    panel.demo.stop().await.unwrap();
+}
