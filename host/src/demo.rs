@@ -424,6 +424,7 @@ memory_mib = 2048
 disk_gib = 20
 templates = ["debian-12", "lab"]
 max_snapshots = 2
+max_backups = 2
 
 [[plans]]
 name = "medium"
@@ -432,12 +433,15 @@ memory_mib = 8192
 disk_gib = 80
 templates = ["debian-12", "lab"]
 max_snapshots = 5
+max_backups = 7
+backup_schedule = "daily"
 
 [lifecycle]
 tunnel_plugin = "tunnel-cloudflare"
 dns_plugin = "dns-cloudflare"
 dns_zone = "{DEMO_ZONE}"
 ssh_proxy_command = "cloudflared access ssh --hostname %h"
+backup_storage = "local"
 
 [lifecycle.cloud_init]
 delivery = "snippets"

@@ -124,6 +124,22 @@ impl VmActions {
     }
 }
 
+impl VmActions {
+    /// The same, while the customer's operation `busy` runs: no power action meanwhile, and no
+    /// console while the VM's disk is being replaced.
+    pub fn while_busy(mut self, busy: Option<JobKind>) -> Self {
+        let Some(kind) = busy else {
+            return self;
+        };
+        self.power.clear();
+        if kind.replaces_disk() {
+            self.console = false;
+        }
+        self.unavailable = Some(kind.busy_reason());
+        self
+    }
+}
+
 impl Refusal {
     /// An active service that has no VM yet.
     pub const NOT_PROVISIONED: Self = Self {

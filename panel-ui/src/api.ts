@@ -119,3 +119,13 @@ export function explain(err: unknown): string {
   }
   return 'The panel cannot reach the server. Check your connection and try again.';
 }
+
+/**
+ * A new `Idempotency-Key`: one per confirmed request, so the same request sent twice (a double
+ * submit, a retry after a lost answer) is done once. Made from `getRandomValues`, which, unlike
+ * `randomUUID`, also works on a panel served over plain HTTP.
+ */
+export function idempotencyKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}

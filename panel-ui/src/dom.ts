@@ -117,3 +117,64 @@ export function details(value: unknown): HTMLElement | string {
     h('dd', {}, typeof v === 'string' ? v : JSON.stringify(v)),
   ]));
 }
+
+/**
+ * A modal confirmation for what cannot be undone: the person types `expected` (a name they can
+ * see on the page) before the confirm button works, so a stray click or Enter never destroys
+ * anything. Resolves true when confirmed.
+ */
+export function typedConfirm(question: string, detail: string, expected: string, confirmLabel: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const typed = h('input', { name: 'confirm', id: 'typed-confirm', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', required: true, 'aria-describedby': 'typed-confirm-detail' });
+    const submit = h('button', { type: 'submit', class: 'danger', 'data-confirm': true, disabled: true }, confirmLabel);
+    const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'typed-confirm-title', 'aria-describedby': 'typed-confirm-detail' });
+    const done = (answer: boolean) => {
+      dialog.close();
+      dialog.remove();
+      resolve(answer);
+    };
+    // Enabled only on an exact match: the name is the whole point of asking.
+    typed.addEventListener('input', () => { submit.disabled = typed.value !== expected; });
+    const form = h('form', {},
+      h('h2', { id: 'typed-confirm-title' }, question),
+      h('p', { id: 'typed-confirm-detail' }, detail),
+      field(`Type ${expected} to confirm`, typed),
+      h('div', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', onclick: () => done(false) }, 'Cancel'),
+        submit));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (typed.value === expected) done(true);
+    });
+    dialog.append(form);
+    dialog.addEventListener('cancel', () => done(false));
+    document.body.append(dialog);
+    dialog.showModal();
+    typed.focus();
+  });
+}
+
+/**
+ * A secret the daemon gives this once (a password): shown in a read-only field with a Copy
+ * button and a warning that it will not be shown again. `id` names the field, for tests and
+ * for moving focus to it.
+ */
+export function shownOnce(title: string, label: string, secret: string, id: string): HTMLElement {
+  const value = h('input', { id, class: 'secret', readonly: true, value: secret, spellcheck: 'false', autocomplete: 'off', 'aria-describedby': `${id}-warning` });
+  value.addEventListener('focus', () => value.select());
+  const copied = h('span', { role: 'status', class: 'hint' });
+  const copy = h('button', { type: 'button', class: 'secondary', onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(secret);
+      copied.textContent = 'Copied.';
+    } catch {
+      value.focus();
+      copied.textContent = 'Selected: copy it with Ctrl+C (⌘C on a Mac).';
+    }
+  } }, 'Copy');
+  return h('div', { class: 'card shown-once', role: 'region', 'aria-label': title },
+    h('h3', { class: 'card-title' }, title),
+    h('p', { class: 'notice warning', id: `${id}-warning` }, 'Copy it now and keep it safe: it will not be shown again.'),
+    field(label, value),
+    h('div', { class: 'actions' }, copy, copied));
+}

@@ -9,6 +9,7 @@ import { consolePage, stopConsole } from './pages/console';
 import { adminObjectPage, adminPage, ADMIN_SECTIONS } from './pages/admin';
 import { orderPage } from './pages/order';
 import { accountPage, activityPage, secondFactorsPage } from './pages/account';
+import { SSH_KEYS_PATH, sshKeysPage } from './pages/ssh-keys';
 import { stopVmPage } from './pages/vm';
 
 let me: Schemas['User'] | null = null;
@@ -166,6 +167,7 @@ async function route(): Promise<void> {
   if (path === '/order') return orderPage();
   if (path === '/account') return accountPage();
   if (path === '/account/activity') return activityPage();
+  if (path === SSH_KEYS_PATH) return sshKeysPage();
   if (path === ENROL_PATH) return secondFactorsPage();
   let m = path.match(/^\/vms\/(\d+)$/);
   if (m) return vmPage(Number(m[1]));

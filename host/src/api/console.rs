@@ -21,7 +21,7 @@ use crate::console::{
     CloseReason, ConsoleCounters, ConsoleKind, Grant, LiveSessionView, MintError, SessionRequest,
     TokenRefusal, close_at_once, run_session, tokens,
 };
-use crate::lifecycle::self_service::disk_being_replaced;
+use crate::lifecycle::self_service::busy_with;
 use crate::proxmox::{MAX_FRAME_BYTES, SUBPROTOCOL, VmPowerState};
 use crate::store::services::{self, Service};
 use crate::store::{self, StoreError, users};
@@ -110,9 +110,13 @@ pub async fn create_token(
         .await?
         .filter(|s| me.user.may_use(s.owner_id));
     if let Some(service) = &service
-        && let Some(reason) = disk_being_replaced(&state.store, service.id).await?
+        && let Some(kind) = busy_with(&state.store, service.id).await?
+        && kind.replaces_disk()
     {
-        return Err(ConsoleError::refused(StatusCode::CONFLICT, reason));
+        return Err(ConsoleError::refused(
+            StatusCode::CONFLICT,
+            kind.busy_reason(),
+        ));
     }
     // Asked only once the service itself allows a console.
     let power = async {

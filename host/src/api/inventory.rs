@@ -1,6 +1,8 @@
 //! Status, nodes and VMs. Operators see the clusters as they are; a customer sees only their own
 //! services, and never a node name, address or Proxmox id.
 
+use crate::lifecycle::job::JobKind;
+use crate::lifecycle::self_service::busy_with;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -141,10 +143,16 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
     let mut access = state.lifecycle.ssh_access(Services::OwnedBy(owner)).await?;
     let (live, _) = live_vms(&state, &services).await;
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
-    let vms: Vec<CustomerVm> = services
-        .iter()
-        .map(|s| customer_vm(s, access.remove(&s.id), &live))
-        .collect();
+    let mut vms = Vec::with_capacity(services.len());
+    for service in &services {
+        let busy = busy_with(&state.store, service.id).await?;
+        vms.push(customer_vm(
+            service,
+            access.remove(&service.id),
+            &live,
+            busy,
+        ));
+    }
     Ok(Json(VmList::Customer(CustomerVmList { vms })))
 }
 
@@ -184,7 +192,8 @@ pub async fn vm(
         let vm = live
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
-        let actions = actions(&service, vm.as_ref());
+        let busy = busy_with(&state.store, id).await?;
+        let actions = actions(&service, vm.as_ref(), busy);
         return Ok(Json(VmDetail::Operator(OperatorVmDetail {
             service,
             vm,
@@ -192,7 +201,10 @@ pub async fn vm(
             actions,
         })));
     }
-    Ok(Json(VmDetail::Customer(customer_vm(&service, ssh, &live))))
+    let busy = busy_with(&state.store, id).await?;
+    Ok(Json(VmDetail::Customer(customer_vm(
+        &service, ssh, &live, busy,
+    ))))
 }
 
 type LiveVms = HashMap<(String, u32), VmView>;
@@ -222,7 +234,12 @@ async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unrea
     (live, unreachable)
 }
 
-fn customer_vm(service: &Service, ssh: Option<SshAccess>, live: &LiveVms) -> CustomerVm {
+fn customer_vm(
+    service: &Service,
+    ssh: Option<SshAccess>,
+    live: &LiveVms,
+    busy: Option<JobKind>,
+) -> CustomerVm {
     let vm = service
         .vmid
         .and_then(|vmid| live.get(&(service.cluster.clone(), vmid)));
@@ -238,14 +255,15 @@ fn customer_vm(service: &Service, ssh: Option<SshAccess>, live: &LiveVms) -> Cus
         memory_bytes: vm.and_then(|vm| vm.memory_bytes),
         disk_bytes: vm.and_then(|vm| vm.disk_bytes),
         ssh,
-        actions: actions(service, vm),
+        actions: actions(service, vm, busy),
     }
 }
 
-/// What the owner may do with the service's VM, as the cluster last reported it.
-fn actions(service: &Service, vm: Option<&VmView>) -> VmActions {
+/// What the owner may do with the service's VM, as the cluster last reported it, while the
+/// customer's operation `busy` (if any) runs.
+fn actions(service: &Service, vm: Option<&VmView>, busy: Option<JobKind>) -> VmActions {
     let power = vm
         .and_then(|vm| vm.status.as_deref())
         .map_or(VmPowerState::Unknown, VmPowerState::from_status);
-    VmActions::of(service.usable_vm().map(drop), power)
+    VmActions::of(service.usable_vm().map(drop), power).while_busy(busy)
 }

@@ -305,7 +305,12 @@ pub async fn service(
             step: j.step,
             attempts: j.attempts,
             last_error: j.last_error.filter(|_| admin),
-            failure: j.data.failed_step.map(Step::failure_for_customer),
+            // A rolled-back provision names the step that failed; a parked job, where it stopped.
+            failure: j
+                .data
+                .failed_step
+                .or((j.state == job::JobState::Parked).then_some(j.step))
+                .map(Step::failure_for_customer),
             created_at: j.created_at,
             updated_at: j.updated_at,
         })

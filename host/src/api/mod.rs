@@ -134,6 +134,11 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(self_service::reset_password))
         .routes(routes!(self_service::graphs))
         .routes(routes!(
+            self_service::list_backups,
+            self_service::take_backup
+        ))
+        .routes(routes!(self_service::restore))
+        .routes(routes!(
             self_service::list_snapshots,
             self_service::take_snapshot
         ))

@@ -34,7 +34,9 @@ pub fn needed(method: &Method, path: &str) -> Needs {
         | "/vms/{id}/password"
         | "/vms/{id}/snapshots"
         | "/vms/{id}/snapshots/{name}"
-        | "/vms/{id}/snapshots/{name}/rollback" => Needs::Scope(Scope::Lifecycle),
+        | "/vms/{id}/snapshots/{name}/rollback"
+        | "/vms/{id}/backups"
+        | "/vms/{id}/backups/{backup}/restore" => Needs::Scope(Scope::Lifecycle),
         // Keys are chosen at order.
         "/ssh-keys" | "/ssh-keys/{id}" => Needs::Scope(Scope::Orders),
         // Signing out ends the session the request came with; a token has none to end.

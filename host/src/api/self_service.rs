@@ -11,6 +11,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ClientAddr, JsonBody, QueryParams, VisibleService};
 use super::lifecycle::{accepted, operation_key};
 use crate::auth::Identity;
+use crate::lifecycle::backups::Backup;
+use crate::lifecycle::catalogue::BackupSchedule;
 use crate::lifecycle::job::{JobKind, SnapshotSpec};
 use crate::lifecycle::self_service::{Graphs, SelfServiceError, Snapshot};
 use crate::lifecycle::{Operation, OrderReceipt};
@@ -22,7 +24,7 @@ impl From<SelfServiceError> for ApiError {
     fn from(err: SelfServiceError) -> Self {
         match err {
             SelfServiceError::Refused(reason) => ApiError::Conflict(reason),
-            SelfServiceError::NoSuchSnapshot => ApiError::NotFound,
+            SelfServiceError::NoSuchSnapshot | SelfServiceError::NoSuchBackup => ApiError::NotFound,
             SelfServiceError::Failed(err) => ApiError::Internal(err),
         }
     }
@@ -70,6 +72,13 @@ pub async fn reinstall(
 ) -> ApiResult<(StatusCode, Json<ReinstallAccepted>)> {
     let ssh_keys =
         super::ssh_keys::chosen_lines(&state.store, service.owner_id, &body.ssh_key_ids).await?;
+    let key = operation_key(&headers, &format!("reinstall:{}", service.id))?;
+    if jobs::by_key(&state.store, &key).await?.is_none() {
+        state
+            .lifecycle
+            .check_reinstall_template(&service, &body.template)
+            .await?;
+    }
     let password = crate::guest_password::generate();
     let operation = Operation::Reinstall {
         service: service.id,
@@ -77,7 +86,6 @@ pub async fn reinstall(
         ssh_keys,
         password_hash: crate::guest_password::crypt_hash(&password),
     };
-    let key = operation_key(&headers, &format!("reinstall:{}", service.id))?;
     let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
     let username = guest_user(&state, &service).await?;
     Ok((
@@ -321,6 +329,116 @@ async fn snapshot_job(
         service: service.id,
         kind,
         snapshot,
+    };
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}
+
+/// A VM's backups and what its plan keeps.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Backups {
+    /// Oldest first.
+    backups: Vec<Backup>,
+    /// How many are kept; a new one beyond this removes the oldest.
+    kept: u32,
+    schedule: BackupSchedule,
+}
+
+/// The VM's backups, with their size and age.
+#[utoipa::path(get, path = "/vms/{id}/backups", operation_id = "list_backups", tag = "vms",
+    params(("id" = i64, Path, description = "The VM's (service's) id")),
+    responses(
+        (status = 200, description = "The backups", body = Backups),
+        (status = 409, description = "The VM's plan offers no backups", body = super::openapi::ErrorBody),
+    ))]
+pub async fn list_backups(
+    State(state): State<AppState>,
+    VisibleService { service, .. }: VisibleService,
+) -> ApiResult<Json<Backups>> {
+    let (backups, kept) = state.lifecycle.backups(&service).await?;
+    let schedule = match &service.plan {
+        Some(name) => catalogue::plan(&state.store, name).await?,
+        None => None,
+    }
+    .map_or(BackupSchedule::None, |p| p.backup_schedule);
+    Ok(Json(Backups {
+        backups,
+        kept,
+        schedule,
+    }))
+}
+
+/// Backs the VM up now (a running VM keeps running); the oldest backup beyond the plan's number
+/// is removed afterwards.
+#[utoipa::path(post, path = "/vms/{id}/backups", operation_id = "take_backup", tag = "vms",
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 409, description = "No backups on this plan, another operation running, or the VM busy, with the reason", body = super::openapi::ErrorBody),
+    ))]
+pub async fn take_backup(
+    State(state): State<AppState>,
+    VisibleService { me, service }: VisibleService,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let key = operation_key(&headers, &format!("backup:{}", service.id))?;
+    if jobs::by_key(&state.store, &key).await?.is_none() {
+        state.lifecycle.check_backup_request(&service).await?;
+    }
+    let operation = Operation::Backup {
+        service: service.id,
+    };
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}
+
+/// Names the VM being overwritten, so a click cannot restore by accident.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The VM's name.
+    confirm: String,
+}
+
+/// Puts a backup over the VM: everything written since it was taken is lost. The VM is stopped,
+/// restored and started again.
+#[utoipa::path(post, path = "/vms/{id}/backups/{backup}/restore", operation_id = "restore_backup", tag = "vms", request_body = RestoreRequest,
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("backup" = String, Path, description = "The backup's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 400, description = "`confirm` does not name the VM", body = super::openapi::ErrorBody),
+    ))]
+pub async fn restore(
+    State(state): State<AppState>,
+    me: Identity,
+    Path((id, backup)): Path<(i64, String)>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RestoreRequest>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let service = VisibleService::load(&state, &me, id).await?;
+    if body.confirm != service.name {
+        return Err(ApiError::BadRequest(
+            "confirm the restore by giving the VM's name as \"confirm\"".into(),
+        ));
+    }
+    let key = operation_key(&headers, &format!("restore:{id}:{backup}"))?;
+    // A repeated request is answered from its job; the archive is looked up only for a new one.
+    let operation = match jobs::by_key(&state.store, &key).await? {
+        Some(job) => Operation::Restore {
+            service: id,
+            archive: job.data.archive.unwrap_or_default(),
+        },
+        None => Operation::Restore {
+            service: id,
+            archive: state.lifecycle.backup_archive(&service, &backup).await?,
+        },
     };
     let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
     Ok((accepted(&receipt), Json(receipt)))

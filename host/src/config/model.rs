@@ -173,6 +173,11 @@ pub struct LifecycleConfig {
     pub cloud_init: CloudInitDelivery,
     /// How often the reconciler compares services with the clusters; 0: only when asked.
     pub reconcile_secs: u64,
+    /// The Proxmox storage (with `backup` content) that VMs' backups are written to; without
+    /// it, no plan offers backups.
+    pub backup_storage: Option<String>,
+    /// How often plans' backup schedules are looked at (a due backup waits at most this long).
+    pub backup_check_secs: u64,
 }
 
 /// `[lifecycle.cloud_init]`: `delivery = "nocloud"` (the daemon serves a per-VM seed, named in
@@ -223,6 +228,8 @@ impl Default for LifecycleConfig {
             ssh_proxy_command: None,
             cloud_init: CloudInitDelivery::default(),
             reconcile_secs: 300,
+            backup_storage: None,
+            backup_check_secs: 300,
         }
     }
 }
@@ -331,6 +338,13 @@ pub struct PlanConfig {
     /// How many snapshots a VM on the plan may keep at once; 0 (the default) offers none.
     #[serde(default)]
     pub max_snapshots: u32,
+    /// How many backups of a VM are kept, the oldest removed first; 0 (the default) offers none.
+    /// Backups go to `[lifecycle] backup_storage`.
+    #[serde(default)]
+    pub max_backups: u32,
+    /// `none` (the default), `daily` or `weekly`: backups taken without being asked.
+    #[serde(default)]
+    pub backup_schedule: crate::lifecycle::catalogue::BackupSchedule,
 }
 
 /// A Proxmox template VM that orders are cloned from.

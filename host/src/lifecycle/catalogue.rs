@@ -25,6 +25,46 @@ pub struct Plan {
     /// How many snapshots a VM on the plan may keep at once; 0 offers none.
     #[serde(default)]
     pub max_snapshots: u32,
+    /// How many backups of a VM are kept (the oldest go first); 0 offers none.
+    #[serde(default)]
+    pub max_backups: u32,
+    #[serde(default)]
+    pub backup_schedule: BackupSchedule,
+}
+
+/// How often a plan's VMs are backed up without being asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupSchedule {
+    #[default]
+    None,
+    Daily,
+    Weekly,
+}
+
+impl BackupSchedule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::None, Self::Daily, Self::Weekly]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    /// Seconds between two backups; `None` takes none.
+    pub fn period_secs(self) -> Option<i64> {
+        match self {
+            Self::None => None,
+            Self::Daily => Some(86_400),
+            Self::Weekly => Some(7 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -87,6 +127,8 @@ pub async fn import_config(
                     nodes: p.nodes.clone(),
                     retired: p.retired,
                     max_snapshots: p.max_snapshots,
+                    max_backups: p.max_backups,
+                    backup_schedule: p.backup_schedule,
                 };
                 catalogue::put_plan(&tx, &plan, "config").await?;
             }
@@ -233,6 +275,8 @@ mod tests {
             nodes: vec![],
             retired: false,
             max_snapshots: 0,
+            max_backups: 0,
+            backup_schedule: BackupSchedule::None,
         }
     }
 

@@ -53,11 +53,28 @@ impl Lifecycle {
                 lifecycle.take_back_jobs_of_dead_predecessors(process).await
             }));
         }
+        if self.inner.provisioning.backup_storage.is_some() {
+            let (lifecycle, stopped) = (self.clone(), stopped.clone());
+            let interval = self.inner.settings.backup_check_interval;
+            tasks.push(tokio::spawn(every(interval, stopped, move || {
+                let lifecycle = lifecycle.clone();
+                async move {
+                    if let Err(err) = lifecycle.queue_scheduled_backups().await {
+                        tracing::warn!(error = %err, "cannot look at the backup schedules");
+                    }
+                }
+            })));
+        }
         if let Some(interval) = self.inner.settings.reconcile_interval {
             let (lifecycle, stopped) = (self.clone(), stopped.clone());
-            tasks.push(tokio::spawn(async move {
-                lifecycle.reconcile_every(interval, stopped).await
-            }));
+            tasks.push(tokio::spawn(every(interval, stopped, move || {
+                let lifecycle = lifecycle.clone();
+                async move {
+                    if let Err(err) = lifecycle.reconcile().await {
+                        tracing::warn!(error = %err, "cannot compare services with the clusters");
+                    }
+                }
+            })));
         }
         Workers {
             lifecycle: self.clone(),
@@ -350,5 +367,25 @@ fn step_labels(job: &Job) -> crate::metrics::StepLabels {
     crate::metrics::StepLabels {
         kind: job.kind.as_str().to_owned(),
         step: job.step.as_str().to_owned(),
+    }
+}
+
+/// Runs `tick` every `interval` (a tick that runs long delays the next) until `stopped` changes.
+async fn every<F, Tick>(interval: Duration, mut stopped: watch::Receiver<bool>, mut tick: F)
+where
+    F: FnMut() -> Tick,
+    Tick: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        tick().await;
     }
 }

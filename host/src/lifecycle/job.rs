@@ -25,6 +25,8 @@ pub enum JobKind {
     Snapshot,
     Rollback,
     DeleteSnapshot,
+    Backup,
+    Restore,
 }
 
 /// Where a job is in its life. Only `Pending` and `Compensating` jobs are ever claimed.
@@ -55,6 +57,8 @@ impl JobKind {
             JobKind::Snapshot => "snapshot",
             JobKind::Rollback => "rollback",
             JobKind::DeleteSnapshot => "delete_snapshot",
+            JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
         }
     }
 
@@ -62,13 +66,35 @@ impl JobKind {
     pub fn is_self_service(self) -> bool {
         matches!(
             self,
-            JobKind::Reinstall | JobKind::Snapshot | JobKind::Rollback | JobKind::DeleteSnapshot
+            JobKind::Reinstall
+                | JobKind::Snapshot
+                | JobKind::Rollback
+                | JobKind::DeleteSnapshot
+                | JobKind::Backup
+                | JobKind::Restore
         )
+    }
+
+    /// What a customer is told while a self-service job of this kind runs.
+    pub fn busy_reason(self) -> &'static str {
+        match self {
+            JobKind::Reinstall => "the VM is being reinstalled",
+            JobKind::Rollback => "the VM is being rolled back to a snapshot",
+            JobKind::Restore => "the VM is being restored from a backup",
+            JobKind::Backup => "the VM is being backed up",
+            JobKind::Snapshot | JobKind::DeleteSnapshot => {
+                "a snapshot of the VM is being taken or removed"
+            }
+            _ => "another operation on the VM is in progress",
+        }
     }
 
     /// Whether the VM is taken from its owner while the job runs: its disk is replaced.
     pub fn replaces_disk(self) -> bool {
-        matches!(self, JobKind::Reinstall | JobKind::Rollback)
+        matches!(
+            self,
+            JobKind::Reinstall | JobKind::Rollback | JobKind::Restore
+        )
     }
 }
 
@@ -101,6 +127,9 @@ pub struct JobData {
     /// For a snapshot, rollback or snapshot removal: the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotSpec>,
+    /// For a restore: the backup's volume id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
     /// The Proxmox task a step started and is waiting on, so a resumed step waits for the same
     /// task instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod adopt;
 mod backoff;
+pub mod backups;
 mod billing;
 pub mod catalogue;
 pub mod control;
@@ -78,6 +79,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often services are compared with the clusters; `None`: only when asked.
     pub reconcile_interval: Option<Duration>,
+    /// How often plans' backup schedules are looked at.
+    pub backup_check_interval: Duration,
 }
 
 impl Settings {
@@ -95,6 +98,7 @@ impl Settings {
                 .min(Duration::from_millis(config.retry_initial_ms)),
             reconcile_interval: (config.reconcile_secs > 0)
                 .then(|| Duration::from_secs(config.reconcile_secs)),
+            backup_check_interval: Duration::from_secs(config.backup_check_secs.max(1)),
         }
     }
 }
@@ -108,6 +112,7 @@ impl Default for Settings {
             task_deadline: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(1),
             reconcile_interval: Some(Duration::from_secs(300)),
+            backup_check_interval: Duration::from_secs(300),
         }
     }
 }

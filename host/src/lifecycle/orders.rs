@@ -42,6 +42,15 @@ pub enum Operation {
         ssh_keys: Vec<String>,
         password_hash: String,
     },
+    /// Back the VM up (and prune the oldest beyond its plan's number).
+    Backup {
+        service: i64,
+    },
+    /// Put the backup `archive` (a volume id, never shown to customers) over the VM.
+    Restore {
+        service: i64,
+        archive: String,
+    },
     /// Take, roll back to or remove a snapshot (`kind` says which).
     Snapshot {
         service: i64,
@@ -137,6 +146,8 @@ fn kind_of(operation: &Operation) -> JobKind {
         Operation::ChangePlan { .. } => JobKind::ChangePlan,
         Operation::Reinstall { .. } => JobKind::Reinstall,
         Operation::Snapshot { kind, .. } => *kind,
+        Operation::Backup { .. } => JobKind::Backup,
+        Operation::Restore { .. } => JobKind::Restore,
     }
 }
 
@@ -182,6 +193,13 @@ async fn queue(
             ssh_keys,
             password_hash,
         } => prepare_reinstall(db, *service, template, ssh_keys, password_hash).await?,
+        Operation::Backup { service } => {
+            Prepared::Queue(self_service_target(db, *service).await?, JobData::default())
+        }
+        Operation::Restore { service, archive } => Prepared::Queue(
+            self_service_target(db, *service).await?,
+            super::backups::restore_data(archive),
+        ),
         Operation::Snapshot {
             service, snapshot, ..
         } => {

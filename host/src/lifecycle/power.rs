@@ -46,11 +46,11 @@ impl Lifecycle {
         let (node, vmid) = service
             .usable_vm()
             .map_err(|refusal| PowerError::Refused(refusal.reason.into()))?;
-        let replacing = super::self_service::disk_being_replaced(&self.inner.store, service.id)
+        let busy = super::self_service::busy_with(&self.inner.store, service.id)
             .await
             .map_err(anyhow::Error::from)?;
-        if let Some(reason) = replacing {
-            return Err(PowerError::Refused(reason.into()));
+        if let Some(kind) = busy {
+            return Err(PowerError::Refused(kind.busy_reason().into()));
         }
         let power = self
             .inner

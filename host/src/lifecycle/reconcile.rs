@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -143,28 +142,6 @@ impl Lifecycle {
                 Err(err) => {
                     tracing::debug!(vmid, error = %err, "cannot read an unknown VM's description");
                 }
-            }
-        }
-    }
-
-    /// Compares every `interval` until `stopped` changes.
-    pub(super) async fn reconcile_every(
-        &self,
-        interval: Duration,
-        mut stopped: watch::Receiver<bool>,
-    ) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = stopped.changed() => return,
-            }
-            if *stopped.borrow() {
-                return;
-            }
-            if let Err(err) = self.reconcile().await {
-                tracing::warn!(error = %err, "cannot compare services with the clusters");
             }
         }
     }

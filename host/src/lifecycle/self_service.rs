@@ -10,11 +10,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::job::{JobData, JobKind, SnapshotSpec};
-use super::vm::StepContext;
+use super::vm::{StepContext, template_misfit};
 use super::{Lifecycle, StepError};
 use crate::proxmox::{Client, ProxmoxError, RrdRow, Timeframe, VmPowerState};
 use crate::store::services::{self, Service};
-use crate::store::{Db, jobs};
+use crate::store::{Db, catalogue, jobs};
 
 /// A snapshot as its owner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -73,6 +73,8 @@ pub enum SelfServiceError {
     Refused(String),
     #[error("no such snapshot")]
     NoSuchSnapshot,
+    #[error("no such backup")]
+    NoSuchBackup,
     /// Proxmox or the database failed; the details are for the log.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -95,7 +97,10 @@ pub const AGENT_UNAVAILABLE: &str = "the VM's guest agent does not answer, so it
      cannot be set from outside; start the VM and install qemu-guest-agent, or reinstall it";
 
 impl Lifecycle {
-    fn vm_client(&self, service: &Service) -> Result<(Client, String, u32), SelfServiceError> {
+    pub(super) fn vm_client(
+        &self,
+        service: &Service,
+    ) -> Result<(Client, String, u32), SelfServiceError> {
         let (node, vmid) = service
             .usable_vm()
             .map_err(|refusal| SelfServiceError::Refused(refusal.reason.into()))?;
@@ -155,11 +160,7 @@ impl Lifecycle {
         if has_unfinished_job(&self.inner.store, service.id).await? {
             return Err(SelfServiceError::Refused(IN_PROGRESS.into()));
         }
-        let (client, node, vmid) = self.vm_client(service)?;
-        let config = client.vm_config(&node, vmid).await?;
-        if let Some(lock) = config.get("lock") {
-            return Err(SelfServiceError::Refused(busy_reason(lock)));
-        }
+        self.check_unlocked(service).await?;
         let existing = self.snapshots(service).await?;
         let exists = existing.iter().any(|s| s.name == name);
         match kind {
@@ -177,6 +178,46 @@ impl Lifecycle {
             JobKind::Snapshot => Ok(()),
             _ if !exists => Err(SelfServiceError::NoSuchSnapshot),
             _ => Ok(()),
+        }
+    }
+
+    /// Refuses a reinstall from `template` before it is queued when the template cannot be
+    /// cloned onto the VM's node (the job would only fail at its first step).
+    pub async fn check_reinstall_template(
+        &self,
+        service: &Service,
+        template: &str,
+    ) -> Result<(), SelfServiceError> {
+        let (client, node, _) = self.vm_client(service)?;
+        let plan = match &service.plan {
+            Some(name) => catalogue::plan(&self.inner.store, name).await?,
+            None => None,
+        };
+        let offered = plan.is_some_and(|p| p.templates.iter().any(|t| t == template));
+        let template = catalogue::template(&self.inner.store, template).await?;
+        // What the plan does not offer is refused when the reinstall is queued, naming the plan.
+        let (true, Some(template)) = (offered, template) else {
+            return Ok(());
+        };
+        match template_misfit(&client, &template, &service.cluster, &node).await? {
+            Some(why) => {
+                tracing::info!(service = service.id, why, "reinstall template refused");
+                Err(SelfServiceError::Refused(format!(
+                    "template {:?} cannot be installed on this VM's server; choose another",
+                    template.name
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses while Proxmox holds a lock on the VM (a backup someone else started, say).
+    pub(super) async fn check_unlocked(&self, service: &Service) -> Result<(), SelfServiceError> {
+        let (client, node, vmid) = self.vm_client(service)?;
+        let config = client.vm_config(&node, vmid).await?;
+        match config.get("lock") {
+            Some(lock) => Err(SelfServiceError::Refused(busy_reason(lock))),
+            None => Ok(()),
         }
     }
 
@@ -225,10 +266,10 @@ impl Lifecycle {
         Ok(password)
     }
 
-    /// Refuses while a job that replaces the VM's disk (a reinstall, a rollback) is unfinished.
+    /// Refuses while one of the customer's operations on the VM is unfinished.
     pub async fn check_not_busy(&self, service_id: i64) -> Result<(), SelfServiceError> {
-        match disk_being_replaced(&self.inner.store, service_id).await? {
-            Some(reason) => Err(SelfServiceError::Refused(reason.into())),
+        match busy_with(&self.inner.store, service_id).await? {
+            Some(kind) => Err(SelfServiceError::Refused(kind.busy_reason().into())),
             None => Ok(()),
         }
     }
@@ -260,20 +301,18 @@ pub async fn provisioned_user(
     Ok(provision.and_then(|j| j.data.order).map(|o| o.username))
 }
 
-/// Why the VM is not its owner's to use right now, if a job is replacing its disk.
-pub async fn disk_being_replaced(
+/// The customer's operation under way on the VM, if one is: power waits for it, and a console
+/// too when it replaces the disk.
+pub async fn busy_with(
     db: &impl Db,
     service_id: i64,
-) -> Result<Option<&'static str>, crate::store::StoreError> {
-    let unfinished = jobs::for_service(db, service_id)
-        .await?
+) -> Result<Option<JobKind>, crate::store::StoreError> {
+    let jobs = jobs::for_service(db, service_id).await?;
+    Ok(jobs
         .into_iter()
-        .filter(|j| !j.state.is_finished())
-        .find(|j| j.kind.replaces_disk());
-    Ok(unfinished.map(|job| match job.kind {
-        JobKind::Reinstall => "the VM is being reinstalled",
-        _ => "the VM is being rolled back to a snapshot",
-    }))
+        .filter(|j| !j.state.is_finished() && j.kind.is_self_service())
+        .map(|j| j.kind)
+        .next())
 }
 
 /// A Proxmox lock in words for the customer.
@@ -296,7 +335,7 @@ impl StepContext<'_> {
     }
 
     /// The VM the job acts on; a self-service job on a VM that is gone has nothing to do.
-    async fn vm(&self) -> Result<(String, u32), StepError> {
+    pub(super) async fn vm(&self) -> Result<(String, u32), StepError> {
         self.owned_vm()
             .await?
             .ok_or_else(|| StepError::Permanent("the service's VM does not exist".into()))
@@ -314,19 +353,10 @@ impl StepContext<'_> {
         let order = self.order(data)?;
         let template = self.template(&order.template).await?;
         let node = self.node()?;
-        if template.cluster != self.service.cluster {
-            return Err(StepError::Permanent(format!(
-                "template {:?} is on cluster {:?}, the VM on {:?}",
-                template.name, template.cluster, self.service.cluster
-            )));
+        match template_misfit(&self.client, &template, &self.service.cluster, &node).await? {
+            Some(why) => Err(StepError::Permanent(why)),
+            None => Ok(()),
         }
-        if template.node != node && !self.on_shared_storage(&template).await? {
-            return Err(StepError::Permanent(format!(
-                "template {:?} is on node {} with local storage; the VM is on {node}",
-                template.name, template.node
-            )));
-        }
-        Ok(())
     }
 
     pub(super) async fn mark_reinstalled(&self, data: &JobData) -> Result<(), StepError> {

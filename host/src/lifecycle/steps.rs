@@ -53,6 +53,16 @@ pub enum Step {
     TakeSnapshot,
     RollbackSnapshot,
     DeleteSnapshot,
+    /// `vzdump` of the VM to the backup storage, marked with the service in its notes.
+    TakeBackup,
+    /// Removes the service's oldest backups beyond its plan's number.
+    PruneBackups,
+    /// Marks the VM's config, so a restore that ran (and replaced the config) is told apart
+    /// from one that never started.
+    PrepareRestore,
+    RestoreBackup,
+    /// Termination: the service's backups go with it.
+    RemoveBackups,
     Done,
 }
 
@@ -91,6 +101,7 @@ const UNSUSPEND: &[Step] = &[
 const TERMINATE: &[Step] = &[
     Step::MarkTerminating,
     Step::StopVm,
+    Step::RemoveBackups,
     Step::DestroyVm,
     Step::RemoveDns,
     Step::RemoveTunnel,
@@ -116,6 +127,14 @@ const REINSTALL: &[Step] = &[
 const SNAPSHOT: &[Step] = &[Step::TakeSnapshot, Step::Done];
 const ROLLBACK_SNAPSHOT: &[Step] = &[Step::RollbackSnapshot, Step::Done];
 const DELETE_SNAPSHOT: &[Step] = &[Step::DeleteSnapshot, Step::Done];
+const BACKUP: &[Step] = &[Step::TakeBackup, Step::PruneBackups, Step::Done];
+const RESTORE: &[Step] = &[
+    Step::StopVm,
+    Step::PrepareRestore,
+    Step::RestoreBackup,
+    Step::WaitRunning,
+    Step::Done,
+];
 
 impl Step {
     /// Why a provision that failed at this step failed, in words for the customer: nothing about
@@ -134,6 +153,9 @@ impl Step {
             Step::TakeSnapshot => "the snapshot could not be taken",
             Step::RollbackSnapshot => "the VM could not be rolled back",
             Step::DeleteSnapshot => "the snapshot could not be removed",
+            Step::TakeBackup => "the backup could not be taken",
+            Step::PruneBackups => "older backups could not be removed",
+            Step::PrepareRestore | Step::RestoreBackup => "the backup could not be restored",
             _ => "it could not be completed",
         }
     }
@@ -166,6 +188,11 @@ impl Step {
             Step::TakeSnapshot => "take_snapshot",
             Step::RollbackSnapshot => "rollback_snapshot",
             Step::DeleteSnapshot => "delete_snapshot",
+            Step::TakeBackup => "take_backup",
+            Step::PruneBackups => "prune_backups",
+            Step::PrepareRestore => "prepare_restore",
+            Step::RestoreBackup => "restore_backup",
+            Step::RemoveBackups => "remove_backups",
             Step::Done => "done",
         }
     }
@@ -184,6 +211,8 @@ pub fn sequence(kind: JobKind, state: JobState) -> &'static [Step] {
         (JobKind::Snapshot, _) => SNAPSHOT,
         (JobKind::Rollback, _) => ROLLBACK_SNAPSHOT,
         (JobKind::DeleteSnapshot, _) => DELETE_SNAPSHOT,
+        (JobKind::Backup, _) => BACKUP,
+        (JobKind::Restore, _) => RESTORE,
     }
 }
 
@@ -218,6 +247,8 @@ mod tests {
             JobKind::Snapshot,
             JobKind::Rollback,
             JobKind::DeleteSnapshot,
+            JobKind::Backup,
+            JobKind::Restore,
         ] {
             for state in [JobState::Pending, JobState::Compensating] {
                 let steps = sequence(kind, state);

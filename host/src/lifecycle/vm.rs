@@ -108,6 +108,11 @@ pub(super) async fn run(
         Step::TakeSnapshot => cx.take_snapshot(data).await,
         Step::RollbackSnapshot => cx.rollback_snapshot(data).await,
         Step::DeleteSnapshot => cx.delete_snapshot(data).await,
+        Step::TakeBackup => cx.take_backup(data).await,
+        Step::PruneBackups => cx.prune_backups(data).await,
+        Step::PrepareRestore => cx.prepare_restore().await,
+        Step::RestoreBackup => cx.restore_backup(data).await,
+        Step::RemoveBackups => cx.remove_backups(data).await,
         Step::Tunnel
         | Step::Dns
         | Step::CloudInit
@@ -213,19 +218,7 @@ impl StepContext<'_> {
 
     /// Whether every volume of the template is on storage that all nodes share.
     pub(super) async fn on_shared_storage(&self, template: &Template) -> Result<bool, StepError> {
-        let config = self.client.vm_config(&template.node, template.vmid).await?;
-        let storages = self
-            .client
-            .cluster_resources(Some(ResourceKind::Storage))
-            .await?;
-        let shared = |name: &String| {
-            storages.iter().any(|s| {
-                s.node.as_deref() == Some(template.node.as_str())
-                    && s.storage.as_ref() == Some(name)
-                    && s.extra.get("shared").and_then(serde_json::Value::as_u64) == Some(1)
-            })
-        };
-        Ok(config.volume_storages().iter().all(shared))
+        Ok(on_shared_storage(&self.client, template).await?)
     }
 
     async fn reserve_vmid(&self) -> Result<(), StepError> {
@@ -653,6 +646,49 @@ impl StepContext<'_> {
         )
         .await;
     }
+}
+
+/// Whether every volume of `template` is on storage that all nodes share, so it can be cloned to
+/// any node.
+pub(super) async fn on_shared_storage(
+    client: &Client,
+    template: &Template,
+) -> Result<bool, ProxmoxError> {
+    let config = client.vm_config(&template.node, template.vmid).await?;
+    let storages = client
+        .cluster_resources(Some(ResourceKind::Storage))
+        .await?;
+    let shared = |name: &String| {
+        storages.iter().any(|s| {
+            s.node.as_deref() == Some(template.node.as_str())
+                && s.storage.as_ref() == Some(name)
+                && s.extra.get("shared").and_then(serde_json::Value::as_u64) == Some(1)
+        })
+    };
+    Ok(config.volume_storages().iter().all(shared))
+}
+
+/// Why `template` cannot be cloned onto `node` of `cluster`, if it cannot: it is on another
+/// cluster, or on another node with local storage.
+pub(super) async fn template_misfit(
+    client: &Client,
+    template: &Template,
+    cluster: &str,
+    node: &str,
+) -> Result<Option<String>, ProxmoxError> {
+    if template.cluster != cluster {
+        return Ok(Some(format!(
+            "template {:?} is on cluster {:?}, the VM on {cluster:?}",
+            template.name, template.cluster
+        )));
+    }
+    if template.node != node && !on_shared_storage(client, template).await? {
+        return Ok(Some(format!(
+            "template {:?} is on node {} with local storage; the VM is on {node}",
+            template.name, template.node
+        )));
+    }
+    Ok(None)
 }
 
 /// The size in GiB of a disk line like `local-lvm:vm-100-disk-0,size=32G`.

@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::client::{ApiRequest, Client, Repeat};
 use super::error::ProxmoxError;
 use super::types::{
-    ClusterResource, NodeInfo, PendingChange, ResourceKind, RrdRow, SnapshotInfo, TaskStatus,
-    Timeframe, VersionInfo, VmConfig, VmStatus, parse_vmid,
+    BackupVolume, ClusterResource, NodeInfo, PendingChange, ResourceKind, RrdRow, SnapshotInfo,
+    TaskStatus, Timeframe, VersionInfo, VmConfig, VmStatus, parse_vmid,
 };
 use super::update::{CloneRequest, VmConfigUpdate};
 use super::upid::Upid;
@@ -270,6 +270,52 @@ impl Client {
         let request = ApiRequest::new(Method::DELETE, vm_segments(node, vmid, &[]))
             .param("purge", "1")
             .param("destroy-unreferenced-disks", "1")
+            .check(check_vm(node, vmid));
+        self.request(request).await
+    }
+
+    /// `POST /nodes/{node}/vzdump` of one VM to `storage` (snapshot mode, zstd), with `notes`.
+    /// Not repeated: a second call would take a second backup.
+    pub async fn vzdump(&self, node: &str, vmid: u32, storage: &str, notes: &str) -> Result<Upid> {
+        let request = ApiRequest::new(Method::POST, ["nodes", node, "vzdump"])
+            .param("vmid", vmid.to_string())
+            .param("storage", storage)
+            .param("mode", "snapshot")
+            .param("compress", "zstd")
+            .param("notes-template", notes)
+            .check(check_vm(node, vmid));
+        self.request(request).await
+    }
+
+    /// The backups on `storage` as `node` sees it.
+    pub async fn backups(&self, node: &str, storage: &str) -> Result<Vec<BackupVolume>> {
+        let request = ApiRequest::new(Method::GET, ["nodes", node, "storage", storage, "content"])
+            .param("content", "backup")
+            .check(check_node(node));
+        self.request(request).await
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volid}`: a task since PVE 8.
+    pub async fn delete_volume(&self, node: &str, storage: &str, volid: &str) -> Result<Upid> {
+        let segments = ["nodes", node, "storage", storage, "content", volid];
+        let request = ApiRequest::new(Method::DELETE, segments).check(check_node(node));
+        self.request(request).await
+    }
+
+    /// `POST /nodes/{node}/qemu` with `archive` and `force=1`: the backup replaces the VM (which
+    /// must be stopped) under the same id; `start` runs it afterwards.
+    pub async fn restore_vm(
+        &self,
+        node: &str,
+        vmid: u32,
+        archive: &str,
+        start: bool,
+    ) -> Result<Upid> {
+        let request = ApiRequest::new(Method::POST, ["nodes", node, "qemu"])
+            .param("vmid", vmid.to_string())
+            .param("archive", archive)
+            .param("force", "1")
+            .param("start", if start { "1" } else { "0" })
             .check(check_vm(node, vmid));
         self.request(request).await
     }

@@ -44,8 +44,8 @@ pub use tls::{
     FingerprintParseError, TlsConfigError, TlsTrust, format_fingerprint, parse_fingerprint,
 };
 pub use types::{
-    ClusterResource, NodeInfo, PendingChange, ResourceKind, RrdRow, SnapshotInfo, TaskOutcome,
-    TaskState, TaskStatus, Timeframe, VersionInfo, VmConfig, VmPowerState, VmStatus,
+    BackupVolume, ClusterResource, NodeInfo, PendingChange, ResourceKind, RrdRow, SnapshotInfo,
+    TaskOutcome, TaskState, TaskStatus, Timeframe, VersionInfo, VmConfig, VmPowerState, VmStatus,
 };
 pub use update::{CloneRequest, VmConfigUpdate, encode_sshkeys};
 pub use upid::{Upid, UpidParseError};

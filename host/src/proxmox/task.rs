@@ -54,11 +54,15 @@ impl Client {
         waited: Duration,
     ) -> Result<TaskOutcome, ProxmoxError> {
         match exitstatus {
-            Some(exitstatus) if exitstatus == EXIT_OK => Ok(TaskOutcome {
-                upid: upid.clone(),
-                exitstatus,
-                waited,
-            }),
+            // `WARNINGS: n` is a task that did its work and logged warnings (a volume already
+            // gone, say); Proxmox's own GUI shows it as done.
+            Some(exitstatus) if exitstatus == EXIT_OK || exitstatus.starts_with("WARNINGS: ") => {
+                Ok(TaskOutcome {
+                    upid: upid.clone(),
+                    exitstatus,
+                    waited,
+                })
+            }
             other => Err(ProxmoxError::TaskFailed {
                 cluster: self.cluster().to_owned(),
                 upid: upid.clone(),

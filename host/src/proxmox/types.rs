@@ -275,6 +275,25 @@ fn lenient_number(value: Option<Value>) -> Option<f64> {
     }
 }
 
+/// One backup of `GET /nodes/{node}/storage/{storage}/content?content=backup`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BackupVolume {
+    /// `storage:backup/vzdump-qemu-…`: the operator's to read, never a customer's.
+    pub volid: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub size: Option<u64>,
+    /// Unix seconds.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub ctime: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_u32")]
+    pub vmid: Option<u32>,
+    /// The first line of the backup's notes.
+    #[serde(default)]
+    pub notes: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub protected: Option<bool>,
+}
+
 /// One row of `GET …/rrddata`: averages (or maxima) over the row's step. Rows before the VM
 /// existed, or while rrdcached had nothing, leave fields out.
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,7 @@
 //! arithmetic are `lifecycle::catalogue`'s.
 
 use super::{Db, Row, StoreError, params};
-use crate::lifecycle::catalogue::{Plan, Quota, Template};
+use crate::lifecycle::catalogue::{BackupSchedule, Plan, Quota, Template};
 
 fn json_list(row: &Row, column: usize) -> Result<Vec<String>, StoreError> {
     row.parse(column, |text| {
@@ -14,8 +14,8 @@ fn to_json(list: &[String]) -> String {
     serde_json::Value::from(list.to_vec()).to_string()
 }
 
-const PLAN_COLUMNS: &str =
-    "name, cores, memory_mib, disk_gib, templates, nodes, retired, max_snapshots";
+const PLAN_COLUMNS: &str = "name, cores, memory_mib, disk_gib, templates, nodes, retired, \
+     max_snapshots, max_backups, backup_schedule";
 
 fn plan_from_row(row: &Row) -> Result<Plan, StoreError> {
     Ok(Plan {
@@ -27,6 +27,10 @@ fn plan_from_row(row: &Row) -> Result<Plan, StoreError> {
         nodes: json_list(row, 5)?,
         retired: row.get(6)?,
         max_snapshots: row.get(7)?,
+        max_backups: row.get(8)?,
+        backup_schedule: row.parse(9, |text| {
+            BackupSchedule::parse(text).ok_or_else(|| format!("no backup schedule {text:?}"))
+        })?,
     })
 }
 
@@ -65,10 +69,11 @@ pub async fn plans(db: &impl Db) -> Result<Vec<Plan>, StoreError> {
 pub async fn put_plan(db: &impl Db, plan: &Plan, source: &str) -> Result<(), StoreError> {
     db.execute(
         "INSERT INTO plans (name, cores, memory_mib, disk_gib, templates, nodes, source, retired,
-             max_snapshots)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             max_snapshots, max_backups, backup_schedule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (name) DO UPDATE SET cores = ?2, memory_mib = ?3, disk_gib = ?4,
-             templates = ?5, nodes = ?6, source = ?7, retired = ?8, max_snapshots = ?9",
+             templates = ?5, nodes = ?6, source = ?7, retired = ?8, max_snapshots = ?9,
+             max_backups = ?10, backup_schedule = ?11",
         params![
             plan.name,
             plan.cores,
@@ -78,7 +83,9 @@ pub async fn put_plan(db: &impl Db, plan: &Plan, source: &str) -> Result<(), Sto
             to_json(&plan.nodes),
             source,
             plan.retired,
-            plan.max_snapshots
+            plan.max_snapshots,
+            plan.max_backups,
+            plan.backup_schedule.as_str()
         ],
     )
     .await?;
@@ -213,6 +220,8 @@ mod tests {
             nodes: vec!["pve1".into()],
             retired: false,
             max_snapshots: 0,
+            max_backups: 3,
+            backup_schedule: crate::lifecycle::catalogue::BackupSchedule::Daily,
         };
         put_plan(&store, &plan, "api").await.unwrap();
         let retired = Plan {

@@ -13,6 +13,8 @@ pub(crate) const FAST_LIFECYCLE: &str = "
 retry_initial_ms = 20
 retry_max_ms = 100
 max_attempts = 10
+backup_storage = \"local\"
+backup_check_secs = 1
 ";
 
 pub(crate) struct Panel {

@@ -33,6 +33,8 @@ pub(crate) fn fast_sim() -> SimConfig {
         auth_failure_delay: Duration::from_millis(10),
         task_duration: Duration::from_millis(10),
         clone_duration: Duration::from_millis(40),
+        backup_duration: Duration::from_millis(100),
+        restore_duration: Duration::from_millis(300),
         ..SimConfig::default()
     }
 }

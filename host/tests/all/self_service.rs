@@ -81,27 +81,25 @@ async fn send(
     (status, body)
 }
 
-/// A panel whose `small` plan keeps two snapshots and offers both templates.
+/// A panel whose `small` plan keeps two snapshots and two backups, and offers three templates
+/// (`lab` is on another node than the VMs, on local storage).
 async fn panel() -> Panel {
     let panel = Panel::start().await;
-    panel
-        .put(
-            "/api/v1/templates/debian-13",
-            json!({
-                "name": "debian-13", "cluster": "sim", "node": "pve1", "vmid": 9000, "os": "debian",
-                "cloud_init": "cloudinit-basic"
-            }),
-        )
-        .await;
-    panel
-        .put(
-            "/api/v1/plans/small",
-            json!({
-                "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
-                "templates": ["debian-12", "debian-13"], "max_snapshots": 2
-            }),
-        )
-        .await;
+    for (name, node, vmid) in [("debian-13", "pve1", 9000), ("lab", "pve2", 9001)] {
+        let template = json!({
+            "name": name, "cluster": "sim", "node": node, "vmid": vmid, "os": "debian",
+            "cloud_init": "cloudinit-basic"
+        });
+        panel
+            .put(&format!("/api/v1/templates/{name}"), template)
+            .await;
+    }
+    let small = json!({
+        "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+        "templates": ["debian-12", "debian-13", "lab"], "max_snapshots": 2,
+        "max_backups": 2, "backup_schedule": "none"
+    });
+    panel.put("/api/v1/plans/small", small).await;
     panel
 }
 
@@ -216,9 +214,18 @@ async fn a_reinstall_replaces_the_disk_keeps_the_vm_and_hands_out_a_new_password
     // A template the plan does not offer, and another customer, are refused.
     let path = format!("/api/v1/vms/{id}/reinstall");
     let (status, body) = panel
-        .post("alice", &path, "ri-bad", json!({ "template": "lab" }))
+        .post("alice", &path, "ri-bad", json!({ "template": "arch" }))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let lab = json!({ "template": "lab" });
+    refused(
+        &panel,
+        &path,
+        lab,
+        StatusCode::CONFLICT,
+        "cannot be installed",
+    )
+    .await;
     let (status, _) = panel
         .post("bob", &path, "ri-bob", json!({ "template": "debian-13" }))
         .await;
@@ -283,6 +290,14 @@ async fn power_and_consoles_wait_while_a_reinstall_runs() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let vm = format!("/api/v1/vms/{id}");
+    // The VM's view offers nothing meanwhile, and says why.
+    let (_, view) = send(&panel, "alice", reqwest::Method::GET, &vm, None).await;
+    assert_eq!(view["actions"]["power"], json!([]), "{view}");
+    assert_eq!(view["actions"]["console"], false, "{view}");
+    assert_eq!(
+        view["actions"]["unavailable"],
+        "the VM is being reinstalled"
+    );
     let busy = StatusCode::CONFLICT;
     let power = json!({ "action": "start" });
     refused(&panel, &format!("{vm}/power"), power, busy, "reinstalled").await;
@@ -433,14 +448,14 @@ async fn a_plan_without_snapshots_offers_none() {
     panel.demo.stop().await.unwrap();
 }
 
-/// `(unfinished jobs, succeeded reinstalls)` in the daemon's database.
-fn reinstall_counts(database: &std::path::Path) -> (i64, i64) {
+/// `(unfinished jobs, succeeded jobs of kind)` in the daemon's database.
+fn job_counts(database: &std::path::Path, kind: &str) -> (i64, i64) {
     read_only(database)
         .query_row(
             "SELECT count(*) FILTER (WHERE state IN ('pending', 'compensating')),
-                count(*) FILTER (WHERE state = 'succeeded' AND kind = 'reinstall')
-         FROM jobs",
-            [],
+                    count(*) FILTER (WHERE state = 'succeeded' AND kind = ?1)
+             FROM jobs",
+            [kind],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .unwrap()
@@ -467,106 +482,225 @@ fn succeeded(sim: &porthole_sim::SimHandle, method: &str, matches: impl Fn(&str)
         .count()
 }
 
-/// A daemon SIGKILLed at a random moment of a reinstall is restarted, and the reinstall finishes
-/// exactly once: one destroy, one clone, the VM running under the same id, its tunnel, DNS record
-/// and snippet kept.
-#[tokio::test]
-async fn a_daemon_killed_during_a_reinstall_finishes_it_exactly_once() {
-    use crate::lifecycle_acceptance::{
-        ChildDaemon, CloudflareRoute, Leftovers, StripeEvent, simulator_with_cloudflare,
-        write_config,
-    };
-    let runs: u64 = 6;
-    let dir = tempfile::TempDir::new().unwrap();
-    let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let route = CloudflareRoute::Direct { ca_file: &ca_file };
-    let config = write_config(dir.path(), addr, &sim, &route, &snippets, 600);
-    let (database, log) = (
-        dir.path().join("porthole.db"),
-        dir.path().join("daemon.log"),
-    );
-    let token = {
-        let store = porthole::store::Store::open(&database).await.unwrap();
+/// A daemon of its own (`porthole serve`) on the billing lab of the lifecycle acceptance tests
+/// (tunnels, DNS, snippets), with backups to `local`, two kept per VM, for tests to SIGKILL.
+struct CrashLab {
+    dir: tempfile::TempDir,
+    sim: porthole_sim::SimHandle,
+    snippets: std::path::PathBuf,
+    config: std::path::PathBuf,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+    daemon: Option<crate::lifecycle_acceptance::ChildDaemon>,
+}
+
+impl CrashLab {
+    /// The lab with `services` VMs ordered through billing and provisioned.
+    async fn start(services: usize) -> Self {
+        use crate::lifecycle_acceptance::{
+            CloudflareRoute, simulator_with_cloudflare, write_config,
+        };
+        let dir = tempfile::TempDir::new().unwrap();
+        let (sim, ca_file, snippets) = simulator_with_cloudflare(dir.path()).await;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let route = CloudflareRoute::Direct { ca_file: &ca_file };
+        let config = write_config(dir.path(), addr, &sim, &route, &snippets, 600);
+        // The lab's configuration with backups: its `[lifecycle]` and `small` plan grow a line.
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replacen(
+                "[lifecycle]\n",
+                "[lifecycle]\nbackup_storage = \"local\"\n",
+                1,
+            )
+            .replacen(
+                "templates = [\"debian-12\"]\n",
+                "templates = [\"debian-12\"]\nmax_backups = 2\n",
+                1,
+            );
+        std::fs::write(&config, text).unwrap();
+        let store = porthole::store::Store::open(&dir.path().join("porthole.db"))
+            .await
+            .unwrap();
         let role = porthole::store::users::Role::Admin;
         porthole::admin::create_user(&store, "admin", "admin-password-1", role)
             .await
             .unwrap();
-        porthole::admin::create_token(&store, "admin", "tests")
+        let token = porthole::admin::create_token(&store, "admin", "tests")
             .await
-            .unwrap()
-    };
-    let url = format!("http://{addr}");
-    let http = reqwest::Client::new();
-    let daemon = ChildDaemon::spawn(&config, &log, &url).await;
-    let mut services = Vec::new();
-    for run in 0..runs {
-        let hostname = format!("again{run}");
-        let event = StripeEvent::checkout(
-            &format!("evt_ri_{run}"),
-            &format!("sub_ri_{run}"),
-            &hostname,
-        );
-        assert_eq!(event.deliver(&http, &url).await, StatusCode::OK);
-        services.push(hostname);
-    }
-    let settled = |wanted_reinstalls: i64| {
-        let database = database.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let (unfinished, reinstalls) = reinstall_counts(&database);
-                if unfinished == 0 && reinstalls == wanted_reinstalls {
-                    return;
-                }
-                assert!(std::time::Instant::now() < deadline, "jobs did not finish");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+            .unwrap();
+        drop(store);
+        let mut lab = Self {
+            dir,
+            sim,
+            snippets,
+            config,
+            url: format!("http://{addr}"),
+            token,
+            http: reqwest::Client::new(),
+            daemon: None,
+        };
+        lab.restart().await;
+        for n in 0..services {
+            let event = crate::lifecycle_acceptance::StripeEvent::checkout(
+                &format!("evt_crash_{n}"),
+                &format!("sub_crash_{n}"),
+                &Self::hostname(n),
+            );
+            assert_eq!(event.deliver(&lab.http, &lab.url).await, StatusCode::OK);
         }
-    };
-    settled(0).await;
-    let vmids_before = vmids(&database);
-    let mut daemon = Some(daemon);
+        lab.settled("provision", services as i64).await;
+        lab
+    }
 
-    for run in 0..runs {
-        let id = run as i64 + 1;
-        let answer = http
-            .post(format!("{url}/api/v1/vms/{id}/reinstall"))
-            .bearer_auth(&token)
-            .header("idempotency-key", format!("ri-{run}"))
-            .json(&json!({ "template": "debian-12" }))
+    fn hostname(n: usize) -> String {
+        format!("crash{n}")
+    }
+
+    fn database(&self) -> std::path::PathBuf {
+        self.dir.path().join("porthole.db")
+    }
+
+    /// SIGKILLs the daemon, if one runs, and starts another.
+    async fn restart(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.kill();
+        }
+        let log = self.dir.path().join("daemon.log");
+        let daemon =
+            crate::lifecycle_acceptance::ChildDaemon::spawn(&self.config, &log, &self.url).await;
+        self.daemon = Some(daemon);
+    }
+
+    /// Waits until no job is unfinished and `count` jobs of `kind` have succeeded.
+    async fn settled(&self, kind: &str, count: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while job_counts(&self.database(), kind) != (0, count) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {kind} jobs did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Posts as the operator, expecting `status`; the answer.
+    async fn post(&self, path: &str, key: &str, body: Value, status: StatusCode) -> Value {
+        let answer = self
+            .http
+            .post(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("idempotency-key", key)
+            .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(answer.status(), StatusCode::ACCEPTED, "run {run}");
-        tokio::time::sleep(Duration::from_millis(rand::random_range(0..250))).await;
-        if let Some(daemon) = daemon.take() {
-            daemon.kill();
-        }
-        daemon = Some(ChildDaemon::spawn(&config, &log, &url).await);
-        settled(run as i64 + 1).await;
+        assert_eq!(answer.status(), status, "{path}");
+        answer.json().await.unwrap_or(Value::Null)
     }
-    drop(daemon);
 
-    for (n, hostname) in services.iter().enumerate() {
-        let id = n as i64 + 1;
-        assert_eq!(
-            Leftovers::of(&sim, &snippets, id, hostname),
-            Leftovers::ONE_OF_EACH,
-            "service {id}"
-        );
+    async fn get(&self, path: &str) -> Value {
+        let answer = self
+            .http
+            .get(format!("{}/api/v1{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        answer.json().await.unwrap()
     }
-    let clones = succeeded(&sim, "POST", |p| p.ends_with("/clone"));
+
+    /// For each service, posts what `request` gives, SIGKILLs the daemon at a random moment
+    /// after and starts it again, until `kind` has succeeded once more.
+    async fn kill_during(&mut self, kind: &str, request: impl Fn(i64) -> (String, Value)) {
+        let services = vmids(&self.database()).len();
+        let (_, before) = job_counts(&self.database(), kind);
+        for n in 0..services {
+            let id = n as i64 + 1;
+            let (path, body) = request(id);
+            self.post(&path, &format!("{kind}-{n}"), body, StatusCode::ACCEPTED)
+                .await;
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..250))).await;
+            self.restart().await;
+            self.settled(kind, before + id).await;
+        }
+    }
+
+    /// Every service still has one VM, running, and its tunnel, DNS record and snippet.
+    fn nothing_lost(&self) {
+        use crate::lifecycle_acceptance::Leftovers;
+        for (n, vmid) in vmids(&self.database()).iter().enumerate() {
+            let id = n as i64 + 1;
+            assert_eq!(
+                Leftovers::of(&self.sim, &self.snippets, id, &Self::hostname(n)),
+                Leftovers::ONE_OF_EACH,
+                "service {id}"
+            );
+            let vmid = vmid.unwrap() as u32;
+            let status = self.sim.vm_status(vmid);
+            assert_eq!(status.as_deref(), Some("running"), "VM {vmid}");
+        }
+    }
+
+    async fn stop(mut self) {
+        drop(self.daemon.take());
+        self.sim.shutdown().await;
+    }
+}
+
+/// A daemon SIGKILLed at a random moment of a reinstall is started again, and the reinstall
+/// finishes exactly once: one more clone, under the same VM id, with the service's tunnel, DNS
+/// record and snippet kept.
+#[tokio::test]
+async fn a_daemon_killed_during_a_reinstall_finishes_it_exactly_once() {
+    let services = 6;
+    let mut lab = CrashLab::start(services).await;
+    let before = vmids(&lab.database());
+    lab.kill_during("reinstall", |id| {
+        let body = json!({ "template": "debian-12" });
+        (format!("/vms/{id}/reinstall"), body)
+    })
+    .await;
+    lab.nothing_lost();
+    assert_eq!(vmids(&lab.database()), before, "each VM keeps its id");
+    let clones = succeeded(&lab.sim, "POST", |p| p.ends_with("/clone"));
     assert_eq!(
-        clones as u64,
-        2 * runs,
+        clones,
+        2 * services,
         "one clone per order and one per reinstall"
     );
-    assert_eq!(vmids(&database), vmids_before, "each VM keeps its id");
-    sim.shutdown().await;
+    lab.stop().await;
+}
+
+/// The same for restores: each VM is backed up, then restored while the daemon is killed; each
+/// restore runs exactly once.
+#[tokio::test]
+async fn a_daemon_killed_during_a_restore_finishes_it_exactly_once() {
+    let services = 6;
+    let mut lab = CrashLab::start(services).await;
+    let mut backups = Vec::new();
+    for id in 1..=services as i64 {
+        let path = format!("/vms/{id}/backups");
+        lab.post(&path, &format!("b{id}"), json!({}), StatusCode::ACCEPTED)
+            .await;
+        lab.settled("backup", id).await;
+        let listed = lab.get(&path).await;
+        backups.push(listed["backups"][0]["id"].as_str().unwrap().to_owned());
+    }
+    lab.kill_during("restore", |id| {
+        let backup = &backups[id as usize - 1];
+        let body = json!({ "confirm": CrashLab::hostname(id as usize - 1) });
+        (format!("/vms/{id}/backups/{backup}/restore"), body)
+    })
+    .await;
+    lab.nothing_lost();
+    let restores = succeeded(&lab.sim, "POST", |p| p.ends_with("/nodes/pve1/qemu"));
+    assert_eq!(restores, services, "one restore each");
+    lab.stop().await;
 }
 
 #[tokio::test]
@@ -683,5 +817,145 @@ async fn graphs_show_an_hour_a_day_and_a_week_of_plausible_use() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, _) = send(&panel, "bob", reqwest::Method::GET, &graphs, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    panel.demo.stop().await.unwrap();
+}
+
+/// The backups the simulator holds whose notes name service `id`.
+fn backups_of(panel: &Panel, id: i64) -> usize {
+    let marker = format!("porthole-service:{id}");
+    let state = panel.demo.sim().state_json();
+    state["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["notes"].as_str().is_some_and(|n| n.contains(&marker)))
+        .count()
+}
+
+#[tokio::test]
+async fn backups_are_kept_to_the_plans_number_restored_on_confirmation_and_go_with_the_vm() {
+    let panel = panel().await;
+    let (id, vmid) = alices_vm(&panel, "saved-1", &[]).await;
+    let backups = format!("/api/v1/vms/{id}/backups");
+    for n in 0..3 {
+        let (status, body) = panel
+            .post("alice", &backups, &format!("b-{n}"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let view = panel.settled(id).await;
+        assert_eq!(last_job(&view)["state"], "succeeded", "{view}");
+    }
+    // The plan keeps two: the oldest went.
+    let (_, listed) = send(&panel, "alice", reqwest::Method::GET, &backups, None).await;
+    assert_eq!(listed["kept"], 2, "{listed}");
+    let list = listed["backups"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{listed}");
+    assert_eq!(backups_of(&panel, id), 2);
+    for backup in list {
+        assert!(backup["size_bytes"].as_u64().unwrap() > 0, "{backup}");
+        assert!(backup["taken_at"].as_u64().is_some(), "{backup}");
+    }
+    assert_eq!(panel.audit("vm.backup_pruned").await.len(), 1);
+
+    // A restore needs the VM's name, and runs once.
+    let newest = list[1]["id"].as_str().unwrap();
+    let restore = format!("{backups}/{newest}/restore");
+    let wrong = json!({ "confirm": "saved-2" });
+    refused(
+        &panel,
+        &restore,
+        wrong,
+        StatusCode::BAD_REQUEST,
+        "VM's name",
+    )
+    .await;
+    let (status, _) = panel
+        .post(
+            "alice",
+            &format!("{backups}/0000000000000000/restore"),
+            "r-0",
+            json!({ "confirm": "saved-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = panel
+        .post("alice", &restore, "r-1", json!({ "confirm": "saved-1" }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let view = panel.settled(id).await;
+    assert_eq!(last_job(&view)["state"], "succeeded", "{view}");
+    assert_eq!(last_job(&view)["kind"], "restore", "{view}");
+    assert_eq!(panel.demo.sim().vm_status(vmid).as_deref(), Some("running"));
+    let restores = panel.posts_to("/nodes/pve1/qemu");
+    assert_eq!(restores.len(), 1, "one restore");
+    let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+    assert!(config["description"].contains(&format!("porthole-service:{id}")));
+    assert!(
+        !config["description"].contains("porthole-restore"),
+        "{config:?}"
+    );
+
+    // Bob cannot see them; termination removes them.
+    let (status, _) = send(&panel, "bob", reqwest::Method::GET, &backups, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "t",
+            json!({}),
+        )
+        .await;
+    panel.settled(id).await;
+    assert_eq!(backups_of(&panel, id), 0, "no backup outlives its service");
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_plans_schedule_takes_one_backup_per_period_by_itself() {
+    let panel = panel().await;
+    let (id, _) = alices_vm(&panel, "daily-1", &[]).await;
+    let plan = panel.get("admin", "/api/v1/plans").await;
+    let mut small = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "small")
+        .unwrap()
+        .clone();
+    small["backup_schedule"] = json!("daily");
+    panel.put("/api/v1/plans/small", small).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while backups_of(&panel, id) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no scheduled backup");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Looks every second go on, but the day's backup is taken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let view = panel.settled(id).await;
+    let backups: Vec<&Value> = view["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "backup")
+        .collect();
+    assert_eq!(backups.len(), 1, "{view}");
+    assert_eq!(backups_of(&panel, id), 1);
+    panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_plan_without_backups_refuses_one_with_the_reason() {
+    let panel = Panel::start().await;
+    let (id, _) = alices_vm(&panel, "nobackup-1", &[]).await;
+    let path = format!("/api/v1/vms/{id}/backups");
+    refused(
+        &panel,
+        &path,
+        json!({}),
+        StatusCode::CONFLICT,
+        "offers no backups",
+    )
+    .await;
     panel.demo.stop().await.unwrap();
 }

@@ -11,9 +11,10 @@ type Scope = Schemas['Scope'];
 type Role = Schemas['Role'];
 
 /** Links between the account's pages. */
-function accountNav(current: 'account' | 'activity' | 'factors'): HTMLElement {
+export function accountNav(current: 'account' | 'activity' | 'factors' | 'ssh-keys'): HTMLElement {
   return h('nav', { class: 'subnav', 'aria-label': 'Account pages' },
     h('a', { href: '/account', 'aria-current': current === 'account' ? 'page' : undefined }, 'Sign-in and API tokens'),
+    h('a', { href: '/account/ssh-keys', 'aria-current': current === 'ssh-keys' ? 'page' : undefined }, 'SSH keys'),
     h('a', { href: '/account/activity', 'aria-current': current === 'activity' ? 'page' : undefined }, 'My activity'));
 }
 
@@ -233,7 +234,7 @@ function newToken(created: Schemas['CreatedToken']): HTMLElement {
 /** The activity page's filters: an `action` family for the daemon, and its label. */
 const FAMILIES: [string, string][] = [
   ['', 'Everything'], ['auth', 'Sign-ins'], ['console', 'Consoles'], ['vm.power', 'Power'],
-  ['job.provision', 'Orders'], ['token', 'API tokens'], ['account', 'Account changes'],
+  ['job.provision', 'Orders'], ['token', 'API tokens'], ['ssh_key', 'SSH keys'], ['account', 'Account changes'],
 ];
 
 /** Plain words for each action the activity lists; any other shows as the daemon names it. */
@@ -249,6 +250,17 @@ const ACTIONS: Record<string, string> = {
   'token.create': 'Created an API token',
   'token.delete': 'Revoked an API token',
   'account.password': 'Changed the password',
+  'job.reinstall': 'Reinstalled a VM',
+  'service.reinstalled': 'VM reinstalled',
+  'job.snapshot': 'Took a snapshot',
+  'job.rollback': 'Rolled back to a snapshot',
+  'job.delete_snapshot': 'Deleted a snapshot',
+  'vm.snapshot_taken': 'Snapshot taken',
+  'vm.snapshot_rolled_back': 'Rolled back to a snapshot',
+  'vm.snapshot_removed': 'Snapshot deleted',
+  'vm.password_reset': 'Reset a VM password',
+  'ssh_key.added': 'Added an SSH key',
+  'ssh_key.removed': 'Removed an SSH key',
 };
 
 const POWER: Record<string, string> = { start: 'Start', stop: 'Force stop', shutdown: 'Shut down', reboot: 'Reboot' };
@@ -330,13 +342,14 @@ function summary(entry: Schemas['Activity']): HTMLElement | string {
   }
 }
 
-/** What an entry was done to: one of the caller's VMs (by name, when known) or a token (by name). */
+/** What an entry was done to: one of the caller's VMs (by name, when known), a token or an SSH key (by name). */
 function target(entry: Schemas['Activity'], names: Map<number, string>): HTMLElement | string {
   const [kind, id] = (entry.target ?? '').split(':');
   const service = Number(id);
   if (kind === 'service' && Number.isInteger(service)) return h('a', { href: `/vms/${service}` }, names.get(service) ?? `VM ${service}`);
-  const token = text(entry, 'name');
-  if (kind === 'token') return token ? `API token “${token}”` : 'API token';
+  const name = text(entry, 'name');
+  if (kind === 'token') return name ? `API token “${name}”` : 'API token';
+  if (kind === 'ssh_key') return name ? `SSH key “${name}”` : 'SSH key';
   return entry.target ?? '';
 }
 

@@ -1,10 +1,17 @@
-// One VM: state, power actions (confirmed), console buttons, and provisioning progress (SSE).
+// One VM: state, power actions (confirmed), console buttons, snapshots, password reset,
+// reinstall, and the progress of its jobs (SSE). Operators viewing a customer's VM get the same
+// page: they may do all of it too.
 import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
+import { currentUser } from '../main';
+import { reinstallSection } from './reinstall';
+import { snapshotsSection } from './snapshots';
+import { passwordSection } from './vm-password';
+import type { CustomerVm, Job } from './vm-sections';
 import { sshCommand } from './vms';
 
-type CustomerVm = Schemas['CustomerVm'];
-type Job = Schemas['JobView'];
+/** The VM as the page shows it, its service's jobs, and whether the person looking owns it. */
+type Loaded = { vm: CustomerVm; jobs: Job[]; owned: boolean };
 
 let timer: number | undefined;
 let events: EventSource | undefined;
@@ -24,12 +31,13 @@ const ACTIONS: [Schemas['PowerAction'], string, string][] = [
 ];
 
 /** The VM as its owner sees it (an operator's view made into one), and its service's jobs. */
-async function load(id: number): Promise<{ vm: CustomerVm; jobs: Job[] }> {
+async function load(id: number): Promise<Loaded> {
   const [vm, service] = await Promise.all([
     unwrap(api.GET('/vms/{id}', { params: { path: { id } } })),
     unwrap(api.GET('/services/{id}', { params: { path: { id } } })),
   ]);
-  return { vm: 'service' in vm ? fromOperatorView(vm) : vm, jobs: service.jobs };
+  if ('service' in vm) return { vm: fromOperatorView(vm), jobs: service.jobs, owned: vm.service.owner_id === currentUser()?.id };
+  return { vm, jobs: service.jobs, owned: true };
 }
 
 /** An operator's view: the service, with the power and size the cluster reports. */
@@ -45,7 +53,7 @@ export async function vmPage(id: number): Promise<void> {
   stopVmPage();
   const status = notice('info', 'Loading…');
   mount(h('h1', {}, 'VM'), status);
-  let data: { vm: CustomerVm; jobs: Job[] };
+  let data: Loaded;
   try {
     data = await load(id);
   } catch (err) {
@@ -65,6 +73,8 @@ export async function vmPage(id: number): Promise<void> {
   failure.id = 'failure';
   const progress = h('ol', { class: 'progress', 'aria-live': 'polite', id: 'progress' });
   const jobs = h('div', { id: 'jobs' });
+  const reinstall = reinstallSection(id, data.vm, data.owned);
+  const sections = [snapshotsSection(id, data.vm.name), passwordSection(id, data.vm.name, () => reinstall.focus()), reinstall];
 
   const paint = (vm: CustomerVm, jobList: Job[]) => {
     stateCell.replaceChildren(badge(vm.state));
@@ -83,7 +93,8 @@ export async function vmPage(id: number): Promise<void> {
     failure.hidden = !(vm.state === 'failed' && failed);
     if (vm.state === 'failed' && failed) say(failure, `This order could not be completed: ${failed.failure}. Nothing of it was left behind and nothing runs. Contact support, or order again.`, 'error');
     jobs.replaceChildren(jobList.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated'],
-      jobList.map((j) => [String(j.id), j.kind, badge(j.state), j.step, time(j.updated_at)]), 'Jobs') : '');
+      jobList.map((j) => [String(j.id), j.kind.replace(/_/g, ' '), badge(j.state), j.step.replace(/_/g, ' '), time(j.updated_at)]), 'Jobs') : '');
+    for (const section of sections) section.update(vm, jobList);
   };
   mount(
     h('p', { class: 'crumbs' }, h('a', { href: '/vms' }, '← My VMs')),
@@ -97,6 +108,7 @@ export async function vmPage(id: number): Promise<void> {
     ),
     h('section', { 'aria-labelledby': 'console-h' }, h('h2', { id: 'console-h' }, 'Console'), h('div', { class: 'actions' }, consoleLink, termLink), consoleNote),
     h('section', { 'aria-labelledby': 'power-h' }, h('h2', { id: 'power-h' }, 'Power'), h('div', { class: 'actions' }, ...buttons), actionStatus),
+    ...sections.map((section) => section.element),
     h('section', { 'aria-labelledby': 'progress-h' }, h('h2', { id: 'progress-h' }, 'Progress'), progress, jobs),
   );
   for (const a of [consoleLink, termLink]) {

@@ -11,5 +11,9 @@ CREATE TABLE ssh_keys (
     UNIQUE (user_id, fingerprint)
 );
 
--- How many snapshots a VM on the plan may keep at once; 0 offers none.
+-- A plan's self-service limits: how many snapshots a VM may keep at once and how many backups
+-- are kept (0 offers none), and how often backups are taken by themselves.
 ALTER TABLE plans ADD COLUMN max_snapshots INTEGER NOT NULL DEFAULT 0 CHECK (max_snapshots >= 0);
+ALTER TABLE plans ADD COLUMN max_backups INTEGER NOT NULL DEFAULT 0 CHECK (max_backups >= 0);
+ALTER TABLE plans ADD COLUMN backup_schedule TEXT NOT NULL DEFAULT 'none'
+    CHECK (backup_schedule IN ('none', 'daily', 'weekly'));
