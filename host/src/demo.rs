@@ -443,6 +443,19 @@ dns_zone = "{DEMO_ZONE}"
 ssh_proxy_command = "cloudflared access ssh --hostname %h"
 backup_storage = "local"
 
+[[lifecycle.ip_pools]]
+name = "public-v4"
+cluster = "{CLUSTER}"
+network = "192.0.2.0/24"
+gateway = "192.0.2.1"
+ranges = ["192.0.2.10-192.0.2.250"]
+
+[[lifecycle.ip_pools]]
+name = "public-v6"
+cluster = "{CLUSTER}"
+network = "2001:db8:100::/64"
+gateway = "2001:db8:100::1"
+
 [lifecycle.cloud_init]
 delivery = "snippets"
 dir = "snippets"

@@ -1,6 +1,7 @@
 //! Status, nodes and VMs. Operators see the clusters as they are; a customer sees only their own
 //! services, and never a node name, address or Proxmox id.
 
+use crate::lifecycle::addresses::PoolUse;
 use crate::lifecycle::job::JobKind;
 use crate::lifecycle::self_service::busy_with;
 use std::collections::HashMap;
@@ -82,6 +83,10 @@ pub struct CustomerVm {
     pub disk_bytes: Option<u64>,
     /// How to reach it over SSH, once its tunnel gives it a public name.
     pub ssh: Option<SshAccess>,
+    /// Its public addresses (IPv4 and IPv6), drawn at its order.
+    pub addresses: Vec<String>,
+    /// The template its disk was last installed from.
+    pub template: Option<String>,
     /// What its owner may do with it now.
     pub actions: VmActions,
 }
@@ -145,12 +150,12 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
     let mut vms = Vec::with_capacity(services.len());
     for service in &services {
-        let busy = busy_with(&state.store, service.id).await?;
+        let held = Held::of(&state, service.id).await?;
         vms.push(customer_vm(
             service,
             access.remove(&service.id),
             &live,
-            busy,
+            held,
         ));
     }
     Ok(Json(VmList::Customer(CustomerVmList { vms })))
@@ -171,6 +176,7 @@ pub struct OperatorVmDetail {
     service: Service,
     vm: Option<VmView>,
     ssh: Option<SshAccess>,
+    addresses: Vec<String>,
     actions: VmActions,
 }
 
@@ -192,18 +198,19 @@ pub async fn vm(
         let vm = live
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
-        let busy = busy_with(&state.store, id).await?;
-        let actions = actions(&service, vm.as_ref(), busy);
+        let held = Held::of(&state, id).await?;
+        let actions = actions(&service, vm.as_ref(), held.busy);
         return Ok(Json(VmDetail::Operator(OperatorVmDetail {
             service,
             vm,
             ssh,
+            addresses: held.addresses,
             actions,
         })));
     }
-    let busy = busy_with(&state.store, id).await?;
+    let held = Held::of(&state, id).await?;
     Ok(Json(VmDetail::Customer(customer_vm(
-        &service, ssh, &live, busy,
+        &service, ssh, &live, held,
     ))))
 }
 
@@ -234,11 +241,27 @@ async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unrea
     (live, unreachable)
 }
 
+/// What the store knows of a service's VM besides the cluster's view.
+struct Held {
+    busy: Option<JobKind>,
+    addresses: Vec<String>,
+}
+
+impl Held {
+    async fn of(state: &AppState, service_id: i64) -> ApiResult<Self> {
+        let addresses = state.lifecycle.addresses_of(service_id).await?;
+        Ok(Self {
+            busy: busy_with(&state.store, service_id).await?,
+            addresses: addresses.iter().map(ToString::to_string).collect(),
+        })
+    }
+}
+
 fn customer_vm(
     service: &Service,
     ssh: Option<SshAccess>,
     live: &LiveVms,
-    busy: Option<JobKind>,
+    held: Held,
 ) -> CustomerVm {
     let vm = service
         .vmid
@@ -255,7 +278,9 @@ fn customer_vm(
         memory_bytes: vm.and_then(|vm| vm.memory_bytes),
         disk_bytes: vm.and_then(|vm| vm.disk_bytes),
         ssh,
-        actions: actions(service, vm, busy),
+        addresses: held.addresses,
+        template: service.template.clone(),
+        actions: actions(service, vm, held.busy),
     }
 }
 
@@ -266,4 +291,11 @@ fn actions(service: &Service, vm: Option<&VmView>, busy: Option<JobKind>) -> VmA
         .and_then(|vm| vm.status.as_deref())
         .map_or(VmPowerState::Unknown, VmPowerState::from_status);
     VmActions::of(service.usable_vm().map(drop), power).while_busy(busy)
+}
+
+/// The address pools and how much of each is in use.
+#[utoipa::path(get, path = "/ip-pools", operation_id = "list_ip_pools", tag = "vms",
+    responses((status = 200, description = "The pools", body = Vec<PoolUse>)))]
+pub async fn ip_pools(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<PoolUse>>> {
+    Ok(Json(state.lifecycle.pool_use().await?))
 }

@@ -128,6 +128,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(inventory::nodes))
         .routes(routes!(inventory::vms))
         .routes(routes!(inventory::vm))
+        .routes(routes!(inventory::ip_pools))
         .routes(routes!(console::create_token))
         .routes(routes!(power::power))
         .routes(routes!(self_service::reinstall))

@@ -23,8 +23,8 @@ pub use database::{Database, PostgresConfig, PostgresTarget, is_postgres_url};
 pub use error::ConfigError;
 pub use model::{
     AccountsConfig, CloudInitDelivery, ClusterConfig, Config, ConsoleConfig, DataKeySource,
-    DeliveryKind, Fingerprints, IsolationMode, LifecycleConfig, LogFormat, MfaPolicy, PlanConfig,
-    PluginConfig, PluginIsolationConfig, PluginLimits, PluginTlsConfig, PluginWorld,
+    DeliveryKind, Fingerprints, IpPoolConfig, IsolationMode, LifecycleConfig, LogFormat, MfaPolicy,
+    PlanConfig, PluginConfig, PluginIsolationConfig, PluginLimits, PluginTlsConfig, PluginWorld,
     TemplateConfig, TlsConfig, TlsTrustConfig, WebhooksConfig,
 };
 pub use porthole_plugin_host::PluginSpec;

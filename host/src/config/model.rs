@@ -178,6 +178,28 @@ pub struct LifecycleConfig {
     pub backup_storage: Option<String>,
     /// How often plans' backup schedules are looked at (a due backup waits at most this long).
     pub backup_check_secs: u64,
+    /// Address pools (`[[lifecycle.ip_pools]]`): each order draws one address of each family a
+    /// pool serves for its VM; without pools, VMs use DHCP.
+    pub ip_pools: Vec<IpPoolConfig>,
+    /// How long a released address waits before it is handed out again.
+    pub address_hold_secs: u64,
+}
+
+/// `[[lifecycle.ip_pools]]`: an IPv4 or IPv6 network of a cluster's nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPoolConfig {
+    pub name: String,
+    pub cluster: String,
+    /// The nodes whose VMs it serves; empty (the default): every node of the cluster.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// `192.0.2.0/24` or `2001:db8:1::/64`; its prefix goes into the VM's address.
+    pub network: IpNet,
+    pub gateway: std::net::IpAddr,
+    /// `first-last` ranges handed out, in order; default: the whole network.
+    #[serde(default)]
+    pub ranges: Vec<String>,
 }
 
 /// `[lifecycle.cloud_init]`: `delivery = "nocloud"` (the daemon serves a per-VM seed, named in
@@ -230,6 +252,8 @@ impl Default for LifecycleConfig {
             reconcile_secs: 300,
             backup_storage: None,
             backup_check_secs: 300,
+            ip_pools: Vec::new(),
+            address_hold_secs: 86_400,
         }
     }
 }

@@ -12,8 +12,8 @@ use super::error::ConfigError;
 use super::locate::{Locator, Step};
 use super::model::{
     AccountsConfig, ClusterConfig, Config, ConsoleConfig, DataKeySource, DeliveryKind,
-    LifecycleConfig, LogFormat, PlanConfig, PluginConfig, PluginIsolationConfig, PluginLimits,
-    SettingValue, TemplateConfig, TlsConfig, TlsTrustConfig, WebhooksConfig,
+    IpPoolConfig, LifecycleConfig, LogFormat, PlanConfig, PluginConfig, PluginIsolationConfig,
+    PluginLimits, SettingValue, TemplateConfig, TlsConfig, TlsTrustConfig, WebhooksConfig,
 };
 use super::secret::{DataKey, Secret, SecretSource};
 use crate::proxmox::{TlsTrust, parse_fingerprint};
@@ -557,6 +557,35 @@ fn check_lifecycle(lifecycle: &LifecycleConfig, at: &Locator<'_>) -> Checked<()>
     }
     if lifecycle.dns_plugin.is_some() && lifecycle.dns_zone.is_none() {
         return Err(at.error(&here("dns_zone"), "a DNS plugin needs the zone it manages"));
+    }
+    check_ip_pools(&lifecycle.ip_pools, at)
+}
+
+/// Each pool parses (gateway and ranges inside its network) and has a name of its own.
+fn check_ip_pools(pools: &[IpPoolConfig], at: &Locator<'_>) -> Checked<()> {
+    for (index, pool) in pools.iter().enumerate() {
+        let here = |key| {
+            [
+                Step::Key("lifecycle"),
+                Step::Key("ip_pools"),
+                Step::Index(index),
+                Step::Key(key),
+            ]
+        };
+        if let Err(reason) = crate::lifecycle::addresses::Pool::from_config(pool) {
+            let key = if reason.starts_with("gateway") {
+                "gateway"
+            } else {
+                "ranges"
+            };
+            return Err(at.error(&here(key), reason));
+        }
+        if pools[..index].iter().any(|p| p.name == pool.name) {
+            return Err(at.error(
+                &here("name"),
+                format!("a second pool named {:?}", pool.name),
+            ));
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! marker, so a reused VM id never costs someone else their VM.
 
 pub mod access;
+pub mod addresses;
 pub mod adopt;
 mod backoff;
 pub mod backups;
@@ -161,6 +162,8 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// The reconciler's last report.
     drift: reconcile::LastReport,
+    /// The address pools of `provisioning.ip_pools`, parsed.
+    pools: Vec<addresses::Pool>,
 }
 
 impl Lifecycle {
@@ -175,8 +178,15 @@ impl Lifecycle {
             public_url,
             data_key,
         } = parts;
+        // The configuration was checked when it was loaded, so every pool parses.
+        let pools = provisioning
+            .ip_pools
+            .iter()
+            .filter_map(|pool| addresses::Pool::from_config(pool).ok())
+            .collect();
         Self {
             inner: Arc::new(Inner {
+                pools,
                 store,
                 inventory,
                 plugins,
@@ -201,6 +211,21 @@ impl Lifecycle {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The address pools and how much of each is in use.
+    pub async fn pool_use(&self) -> Result<Vec<addresses::PoolUse>, StoreError> {
+        addresses::pool_use(&self.inner.store, &self.inner.pools, self.address_hold()).await
+    }
+
+    /// The (pool, address) pairs a service holds.
+    pub async fn addresses_of(&self, service_id: i64) -> Result<Vec<std::net::IpAddr>, StoreError> {
+        let held = crate::store::addresses::of_service(&self.inner.store, service_id).await?;
+        Ok(held.into_iter().map(|(_, address)| address).collect())
+    }
+
+    fn address_hold(&self) -> i64 {
+        i64::try_from(self.inner.provisioning.address_hold_secs).unwrap_or(i64::MAX)
     }
 }
 

@@ -96,6 +96,21 @@ pub enum OrderError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl From<super::addresses::AddressError> for OrderError {
+    fn from(err: super::addresses::AddressError) -> Self {
+        match err {
+            super::addresses::AddressError::Store(err) => Self::Store(err),
+            full => Self::Conflict(full.to_string()),
+        }
+    }
+}
+
+/// What an order draws its addresses from.
+struct AddressPools<'a> {
+    pools: &'a [super::addresses::Pool],
+    hold_secs: i64,
+}
+
 impl Lifecycle {
     /// Queues `operation` under `key`. The same key again returns the first receipt and starts
     /// nothing, so a billing system may retry freely.
@@ -112,11 +127,15 @@ impl Lifecycle {
         operation: Operation,
     ) -> Result<OrderReceipt, OrderError> {
         let op = &operation;
+        let pools = &AddressPools {
+            pools: &self.inner.pools,
+            hold_secs: self.address_hold(),
+        };
         let receipt = {
             let _turn = self.inner.submissions.lock().await;
             self.inner
                 .store
-                .transaction(|tx| async move { queue(&tx, key, actor, op).await })
+                .transaction(|tx| async move { queue(&tx, key, actor, op, pools).await })
                 .await?
         };
         if receipt.created {
@@ -158,6 +177,7 @@ async fn queue(
     key: &str,
     actor: &str,
     operation: &Operation,
+    pools: &AddressPools<'_>,
 ) -> Result<OrderReceipt, OrderError> {
     let digest = digest(operation);
     if let Some(existing) = jobs::by_key(db, key).await? {
@@ -183,6 +203,7 @@ async fn queue(
                 order,
                 external_ref.as_deref(),
                 *taken_hostname,
+                pools,
             )
             .await?
         }
@@ -284,6 +305,7 @@ async fn prepare_provision(
     order: &OrderSpec,
     external_ref: Option<&str>,
     taken_hostname: TakenHostname,
+    pools: &AddressPools<'_>,
 ) -> Result<Prepared, OrderError> {
     // The same billing reference ordered again (under another key) is the same order.
     let existing = match external_ref {
@@ -349,6 +371,14 @@ async fn prepare_provision(
         },
     )
     .await?;
+    // The VM runs on one of the plan's nodes, or the template's.
+    let nodes = if plan.nodes.is_empty() {
+        vec![template.node.clone()]
+    } else {
+        plan.nodes.clone()
+    };
+    let hold = pools.hold_secs;
+    super::addresses::reserve(db, pools.pools, service.id, &template.cluster, &nodes, hold).await?;
     let data = JobData {
         order: Some(order.clone()),
         ..JobData::default()

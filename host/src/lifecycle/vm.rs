@@ -425,7 +425,7 @@ impl StepContext<'_> {
             .name(order.hostname.clone())
             .tags([TAG])
             .description(marker(self.service.id))
-            .ipconfig(0, "ip=dhcp");
+            .ipconfig(0, self.ipconfig().await?);
         // A snippet replaces the user-data Proxmox would build from ciuser and sshkeys (its
         // `cicustom user=` wins), so they are sent only where they take effect.
         let delivery = self.lifecycle.inner.provisioning.cloud_init.delivery;
@@ -437,6 +437,16 @@ impl StepContext<'_> {
         }
         self.client.update_vm_config(&node, vmid, &update).await?;
         self.grow_disk(data, &node, vmid, plan.disk_gib).await
+    }
+
+    /// `ipconfig0` for the addresses the service drew at its order (DHCP without any).
+    async fn ipconfig(&self) -> Result<String, StepError> {
+        let store = &self.lifecycle.inner.store;
+        let held = crate::store::addresses::of_service(store, self.service.id).await?;
+        Ok(super::addresses::ipconfig(
+            &self.lifecycle.inner.pools,
+            &held,
+        ))
     }
 
     /// Resizes the system disk up to the plan's size; never shrinks (Proxmox refuses to).
@@ -628,6 +638,9 @@ impl StepContext<'_> {
         }
         if let Some(why) = state.revocation() {
             self.lifecycle.inner.console.revoke(id, why).await;
+        }
+        if state.is_ended() {
+            crate::store::addresses::release(&self.lifecycle.inner.store, id).await?;
         }
         self.audit(&format!("service.{state}"), json!({})).await;
         Ok(())

@@ -15,6 +15,7 @@ const TABLES: &[&str] = &[
     "clusters",
     "nodes",
     "services",
+    "ip_addresses",
     "jobs",
     "job_events",
     "audit_log",

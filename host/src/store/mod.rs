@@ -8,6 +8,7 @@
 //! asks [`Db::dialect`] and says both. Nothing above this module knows which database it runs on.
 
 pub mod access;
+pub mod addresses;
 pub mod audit;
 pub mod backup;
 pub mod billing;

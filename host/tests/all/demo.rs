@@ -136,6 +136,7 @@ async fn the_demo_serves_its_printed_accounts() {
         keys,
         [
             "actions",
+            "addresses",
             "cores",
             "disk_bytes",
             "id",
@@ -144,8 +145,15 @@ async fn the_demo_serves_its_printed_accounts() {
             "plan",
             "power",
             "ssh",
-            "state"
+            "state",
+            "template"
         ]
+    );
+    // The demo's pools gave it one public address of each family.
+    assert_eq!(
+        vm["addresses"],
+        serde_json::json!(["192.0.2.10", "2001:db8:100::2"]),
+        "{vm}"
     );
     assert_eq!(
         vm["ssh"],

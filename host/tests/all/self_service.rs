@@ -959,3 +959,172 @@ async fn a_plan_without_backups_refuses_one_with_the_reason() {
     .await;
     panel.demo.stop().await.unwrap();
 }
+
+/// A pool of 50 IPv4 addresses and one of IPv6; released addresses wait two seconds.
+const POOLS: &str = r#"address_hold_secs = 2
+
+[[lifecycle.ip_pools]]
+name = "v4"
+cluster = "sim"
+network = "192.0.2.0/24"
+gateway = "192.0.2.1"
+ranges = ["192.0.2.10-192.0.2.59"]
+
+[[lifecycle.ip_pools]]
+name = "v6"
+cluster = "sim"
+network = "2001:db8:5::/64"
+gateway = "2001:db8:5::1"
+ranges = ["2001:db8:5::100-2001:db8:5::1ff"]
+"#;
+
+/// The `v4` pool as operators see it.
+async fn v4_pool(panel: &Panel) -> Value {
+    let pools = panel.get("admin", "/api/v1/ip-pools").await;
+    pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "v4")
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn fifty_concurrent_orders_draw_fifty_addresses_once_and_the_fifty_first_is_refused() {
+    let panel = Panel::with(Duration::from_millis(20), POOLS).await;
+    let tiny = json!({
+        "name": "tiny", "cores": 1, "memory_mib": 256, "disk_gib": 10, "templates": ["debian-12"]
+    });
+    panel.put("/api/v1/plans/tiny", tiny).await;
+    let alice = panel.alice_id().await;
+    let quota = json!({
+        "max_vms": 100, "max_cores": 100, "max_memory_mib": 100000, "max_disk_gib": 10000
+    });
+    panel
+        .put(&format!("/api/v1/users/{alice}/quota"), quota)
+        .await;
+
+    let orders = (0..51).map(|n| {
+        let body = json!({
+            "customer": alice, "plan": "tiny", "template": "debian-12",
+            "hostname": format!("pool-{n}"), "username": "debian"
+        });
+        let panel = &panel;
+        async move {
+            panel
+                .post("admin", "/api/v1/orders", &format!("pool-{n}"), body)
+                .await
+        }
+    });
+    let answers = futures_util::future::join_all(orders).await;
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CONFLICT)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(refused.len(), 1, "{answers:?}");
+    let reason = refused[0]["error"].as_str().unwrap();
+    assert!(reason.contains("no IPv4 address is free"), "{reason}");
+    let ids: Vec<i64> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::ACCEPTED)
+        .map(|(_, body)| body["service_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 50);
+
+    let mut v4s = std::collections::BTreeSet::new();
+    let mut v6s = std::collections::BTreeSet::new();
+    for id in &ids {
+        let view = panel.settled(*id).await;
+        assert_eq!(view["service"]["state"], "active", "{view}");
+        let vmid = view["service"]["vmid"].as_u64().unwrap() as u32;
+        let (_, vm) = send(
+            &panel,
+            "alice",
+            reqwest::Method::GET,
+            &format!("/api/v1/vms/{id}"),
+            None,
+        )
+        .await;
+        let addresses: Vec<&str> = vm["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let [v4, v6] = addresses[..] else {
+            panic!("{vm}");
+        };
+        let config = panel.demo.sim().vm_config("pve1", vmid).unwrap();
+        assert_eq!(
+            config["ipconfig0"],
+            format!("ip={v4}/24,gw=192.0.2.1,ip6={v6}/64,gw6=2001:db8:5::1")
+        );
+        v4s.insert(v4.to_owned());
+        v6s.insert(v6.to_owned());
+    }
+    let expected: std::collections::BTreeSet<String> =
+        (10..60).map(|n| format!("192.0.2.{n}")).collect();
+    assert_eq!(v4s, expected, "every address once");
+    assert_eq!(v6s.len(), 50);
+    let pool = v4_pool(&panel).await;
+    assert_eq!(
+        (
+            pool["size"].clone(),
+            pool["assigned"].clone(),
+            pool["free"].clone()
+        ),
+        (json!(50), json!(50), json!(0))
+    );
+
+    // A terminated service's address is held, then handed out again.
+    let first = ids[0];
+    let (_, vm) = send(
+        &panel,
+        "alice",
+        reqwest::Method::GET,
+        &format!("/api/v1/vms/{first}"),
+        None,
+    )
+    .await;
+    let released = vm["addresses"][0].as_str().unwrap().to_owned();
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{first}/terminate"),
+            "t",
+            json!({}),
+        )
+        .await;
+    panel.settled(first).await;
+    let pool = v4_pool(&panel).await;
+    assert_eq!(
+        (pool["held"].clone(), pool["free"].clone()),
+        (json!(1), json!(0)),
+        "{pool}"
+    );
+    let again = json!({
+        "customer": alice, "plan": "tiny", "template": "debian-12",
+        "hostname": "pool-again", "username": "debian"
+    });
+    let (status, _) = panel
+        .post("admin", "/api/v1/orders", "again-early", again.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "held, not free");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, receipt) = panel.post("admin", "/api/v1/orders", "again", again).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    let id = receipt["service_id"].as_i64().unwrap();
+    panel.settled(id).await;
+    let (_, vm) = send(
+        &panel,
+        "alice",
+        reqwest::Method::GET,
+        &format!("/api/v1/vms/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(vm["addresses"][0], released.as_str());
+    panel.demo.stop().await.unwrap();
+}

@@ -240,7 +240,7 @@ async fn a_sqlite_installation_copies_into_postgres_with_every_table_checked() {
         "{report}{}",
         String::from_utf8_lossy(&copied.stderr)
     );
-    assert!(report.contains("copied and checked 25 tables"), "{report}");
+    assert!(report.contains("copied and checked 26 tables"), "{report}");
     assert!(
         report
             .lines()

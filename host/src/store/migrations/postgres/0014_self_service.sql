@@ -17,3 +17,15 @@ ALTER TABLE plans ADD COLUMN max_snapshots BIGINT NOT NULL DEFAULT 0 CHECK (max_
 ALTER TABLE plans ADD COLUMN max_backups BIGINT NOT NULL DEFAULT 0 CHECK (max_backups >= 0);
 ALTER TABLE plans ADD COLUMN backup_schedule TEXT NOT NULL DEFAULT 'none'
     CHECK (backup_schedule IN ('none', 'daily', 'weekly'));
+
+-- Addresses drawn from the configured pools: one row per address ever handed out. A released
+-- address is handed out again only once its hold has passed; the key makes one order win it.
+CREATE TABLE ip_addresses (
+    pool        TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    service_id  BIGINT NOT NULL REFERENCES services (id) ON DELETE CASCADE,
+    assigned_at BIGINT NOT NULL,
+    released_at BIGINT,
+    PRIMARY KEY (pool, address)
+);
+CREATE INDEX ip_addresses_service ON ip_addresses (service_id);

@@ -1,0 +1,149 @@
+//! IPAM's rows: which pool address each service holds, and when it was released.
+
+use std::net::IpAddr;
+
+use super::{Db, StoreError, params};
+
+/// Takes the first of `candidates` that is neither held by a live service nor released less
+/// than `hold_secs` ago, for `service_id`. The insert (or the re-take of a released row) is the
+/// claim: an order that loses it to another moves on to the next address.
+pub async fn take_first_free(
+    db: &impl Db,
+    pool: &str,
+    candidates: impl Iterator<Item = IpAddr>,
+    service_id: i64,
+    hold_secs: i64,
+) -> Result<Option<IpAddr>, StoreError> {
+    let now = super::now();
+    let rows = db
+        .query(
+            "SELECT address, released_at FROM ip_addresses WHERE pool = ?1",
+            params![pool],
+        )
+        .await?;
+    let mut taken = std::collections::HashSet::new();
+    let mut reusable = std::collections::HashSet::new();
+    for row in &rows {
+        let address: String = row.get(0)?;
+        let released_at: Option<i64> = row.get(1)?;
+        match released_at {
+            Some(at) if at + hold_secs <= now => reusable.insert(address),
+            _ => taken.insert(address),
+        };
+    }
+    for candidate in candidates {
+        let text = candidate.to_string();
+        if taken.contains(&text) {
+            continue;
+        }
+        let claimed = if reusable.contains(&text) {
+            db.execute(
+                "UPDATE ip_addresses SET service_id = ?3, assigned_at = ?4, released_at = NULL
+                 WHERE pool = ?1 AND address = ?2 AND released_at IS NOT NULL
+                   AND released_at + ?5 <= ?4",
+                params![pool, text, service_id, now, hold_secs],
+            )
+            .await?
+        } else {
+            db.execute(
+                "INSERT INTO ip_addresses (pool, address, service_id, assigned_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (pool, address) DO NOTHING",
+                params![pool, text, service_id, now],
+            )
+            .await?
+        };
+        if claimed == 1 {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
+}
+
+/// The (pool, address) pairs `service_id` holds.
+pub async fn of_service(
+    db: &impl Db,
+    service_id: i64,
+) -> Result<Vec<(String, IpAddr)>, StoreError> {
+    let rows = db
+        .query(
+            "SELECT pool, address FROM ip_addresses
+             WHERE service_id = ?1 AND released_at IS NULL ORDER BY pool, address",
+            params![service_id],
+        )
+        .await?;
+    let mut held = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let pool: String = row.get(0)?;
+        let address = row.parse(1, |text| text.parse::<IpAddr>().map_err(|e| e.to_string()))?;
+        held.push((pool, address));
+    }
+    Ok(held)
+}
+
+/// Releases what `service_id` holds; the addresses wait out the hold before anyone gets them.
+pub async fn release(db: &impl Db, service_id: i64) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE ip_addresses SET released_at = ?2 WHERE service_id = ?1 AND released_at IS NULL",
+        params![service_id, super::now()],
+    )
+    .await
+}
+
+/// `(assigned, held)` addresses of `pool`.
+pub async fn counts(db: &impl Db, pool: &str, hold_secs: i64) -> Result<(u64, u64), StoreError> {
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE released_at IS NULL),
+                    count(*) FILTER (WHERE released_at IS NOT NULL AND released_at + ?2 > ?3)
+             FROM ip_addresses WHERE pool = ?1",
+            params![pool, hold_secs, super::now()],
+        )
+        .await?;
+    let (assigned, held): (i64, i64) = (row.get(0)?, row.get(1)?);
+    Ok((assigned.max(0) as u64, held.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::services::{self, NewService};
+    use crate::store::testing::{customer_on_a_cluster, on_both_backends};
+
+    on_both_backends! {
+        async fn concurrent_orders_never_share_an_address(store: Store) -> anyhow::Result<()> {
+            let owner = customer_on_a_cluster(&store).await?;
+            let mut ids = Vec::new();
+            for n in 0..16 {
+                let name = format!("vm-{n}");
+                let new = NewService {
+                    owner_id: owner, name: &name, cluster: "lab", plan: "p", template: "t",
+                    hostname: &name, external_ref: None,
+                };
+                ids.push(services::insert_provisioning(&store, &new).await?.id);
+            }
+            let pool: Vec<IpAddr> = (1..=10).map(|n| format!("192.0.2.{n}").parse().unwrap()).collect();
+            let takes = ids.iter().map(|&id| {
+                let (store, pool) = (store.clone(), pool.clone());
+                tokio::spawn(async move {
+                    store
+                        .transaction(|tx| {
+                            let pool = pool.clone();
+                            async move { take_first_free(&tx, "p", pool.into_iter(), id, 60).await }
+                        })
+                        .await
+                })
+            });
+            let mut taken = Vec::new();
+            for take in futures_util::future::join_all(takes).await {
+                taken.extend(take??);
+            }
+            taken.sort();
+            assert_eq!(taken, pool, "each address once, six orders without one");
+            assert_eq!(counts(&store, "p", 60).await?, (10, 0));
+            assert_eq!(release(&store, ids[0]).await?, 1);
+            assert_eq!(counts(&store, "p", 60).await?, (9, 1));
+            assert_eq!(of_service(&store, ids[0]).await?, vec![]);
+            Ok(())
+        }
+    }
+}
