@@ -1128,3 +1128,93 @@ async fn fifty_concurrent_orders_draw_fifty_addresses_once_and_the_fifty_first_i
     assert_eq!(vm["addresses"][0], released.as_str());
     panel.demo.stop().await.unwrap();
 }
+
+/// After a customer has used every self-service operation, nothing any of their reads answers
+/// names a node, a storage, a volume or a task.
+#[tokio::test]
+async fn no_answer_to_a_customer_names_a_node_storage_volume_or_task() {
+    let panel = Panel::with(Duration::from_millis(20), POOLS).await;
+    let small = json!({
+        "name": "small", "cores": 2, "memory_mib": 2048, "disk_gib": 20,
+        "templates": ["debian-12"], "max_snapshots": 2, "max_backups": 2, "backup_schedule": "daily"
+    });
+    panel.put("/api/v1/plans/small", small).await;
+    let (_, key) = add_key(&panel, "alice", "laptop", LAPTOP).await;
+    let (id, _) = alices_vm(&panel, "scanned-1", &[key["id"].as_i64().unwrap()]).await;
+    let vm = format!("/api/v1/vms/{id}");
+    for (path, body) in [
+        (format!("{vm}/snapshots"), json!({ "name": "before" })),
+        (
+            format!("{vm}/snapshots/before/rollback"),
+            json!({ "confirm": "before" }),
+        ),
+        (format!("{vm}/backups"), json!({})),
+        // Last: a reinstall takes the snapshots with the old disk.
+        (
+            format!("{vm}/reinstall"),
+            json!({ "template": "debian-12" }),
+        ),
+    ] {
+        let (status, answer) = panel.post("alice", &path, &path, body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{path}: {answer}");
+        assert_nothing_for_operators(&path, &answer);
+        panel.settled(id).await;
+    }
+    let (_, answer) = panel
+        .post("alice", &format!("{vm}/password"), "pw", json!({}))
+        .await;
+    assert_nothing_for_operators("password", &answer);
+    let (_, listed) = send(
+        &panel,
+        "alice",
+        reqwest::Method::GET,
+        &format!("{vm}/backups"),
+        None,
+    )
+    .await;
+    let backup = listed["backups"][0]["id"].as_str().unwrap().to_owned();
+    let restore = format!("{vm}/backups/{backup}/restore");
+    let (status, answer) = panel
+        .post(
+            "alice",
+            &restore,
+            "restore",
+            json!({ "confirm": "scanned-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    panel.settled(id).await;
+
+    // Every read a customer has, each scanned by `send`.
+    for path in [
+        "/api/v1/vms".to_owned(),
+        vm.clone(),
+        format!("/api/v1/services/{id}"),
+        format!("{vm}/snapshots"),
+        format!("{vm}/backups"),
+        format!("{vm}/graphs?timeframe=day"),
+        "/api/v1/ssh-keys".to_owned(),
+        "/api/v1/account/activity".to_owned(),
+        "/api/v1/plans".to_owned(),
+        "/api/v1/whoami".to_owned(),
+    ] {
+        let (status, _) = send(&panel, "alice", reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    // The progress stream too: its history is sent first.
+    let mut events = panel
+        .http
+        .get(panel.url(&format!("/api/v1/services/{id}/events")))
+        .bearer_auth(panel.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let half_a_second = Duration::from_millis(500);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(half_a_second, events.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("restore_backup"), "{text}");
+    assert_nothing_for_operators("progress", &Value::String(text));
+    panel.demo.stop().await.unwrap();
+}
