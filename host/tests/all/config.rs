@@ -358,3 +358,25 @@ fn a_tls_key_of_another_certificate_is_named_with_its_key_and_line() {
     assert_eq!(config.log_format, config::LogFormat::Json);
     assert!(config.tls.is_some());
 }
+
+#[test]
+fn an_address_pool_with_its_gateway_outside_its_network_is_refused_naming_the_key_and_line() {
+    let fixture = Fixture::new();
+    let pool = "\n[[lifecycle.ip_pools]]\nname = \"v4\"\ncluster = \"lab\"\n\
+                network = \"192.0.2.0/24\"\ngateway = \"198.51.100.1\"\n";
+    let err = fixture.parse(&(Fixture::valid() + pool)).unwrap_err();
+    assert!(
+        err.to_string().contains("lifecycle.ip_pools[0].gateway"),
+        "{err}"
+    );
+    assert!(
+        err.message.contains("outside network 192.0.2.0/24"),
+        "{err}"
+    );
+    let text = Fixture::valid() + pool;
+    assert_eq!(err.line, Some(text.lines().count()), "{err}");
+
+    let good = pool.replace("198.51.100.1", "192.0.2.1");
+    let config = fixture.parse(&(Fixture::valid() + &good)).unwrap();
+    assert_eq!(config.lifecycle.ip_pools.len(), 1);
+}
