@@ -434,7 +434,6 @@ disk_gib = 80
 templates = ["debian-12", "lab"]
 max_snapshots = 5
 max_backups = 7
-backup_schedule = "daily"
 
 [lifecycle]
 tunnel_plugin = "tunnel-cloudflare"

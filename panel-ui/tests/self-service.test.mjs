@@ -120,6 +120,8 @@ test('a customer orders a VM with a key from the keychain, then snapshots, rolls
     await waitFor(async () => (await page.locator('#vm-state').innerText()).includes('active'), 'the order to become active', 90_000);
     const name = `self-${width}`;
     await page.getByRole('heading', { name, level: 1 }).waitFor();
+    // The demo's pools gave it a public address of each family.
+    await waitFor(async () => /192\.0\.2\.\d+, 2001:db8:100::/.test(await page.locator('#vm-addresses').innerText()), 'its addresses');
 
     // Snapshots: none yet, of the plan's two.
     const count = page.locator('#snapshot-count');

@@ -8,8 +8,8 @@ import { type CustomerVm, type Job, jobsSignature, jobWatcher, outcome, type Sec
 
 type Snapshot = Schemas['Snapshot'];
 
-/** Jobs that change the list: a reinstall replaces the disks the snapshots are of. */
-const LIST_JOBS: Schemas['JobKind'][] = ['snapshot', 'rollback', 'delete_snapshot', 'reinstall'];
+/** Jobs that change the list: a reinstall or a restore replaces the disks the snapshots are of. */
+const LIST_JOBS: Schemas['JobKind'][] = ['snapshot', 'rollback', 'delete_snapshot', 'reinstall', 'restore'];
 
 export function snapshotsSection(id: number, vmName: string): Section {
   const status = notice();

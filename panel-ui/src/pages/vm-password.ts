@@ -6,7 +6,7 @@ import { confirmDialog, h, notice, say, shownOnce } from '../dom';
 import type { CustomerVm, Job, Section } from './vm-sections';
 
 /** Jobs that put back another disk, and with it another password. */
-const REPLACES_DISK = new Set<Job['kind']>(['reinstall', 'rollback']);
+const REPLACES_DISK = new Set<Job['kind']>(['reinstall', 'rollback', 'restore']);
 
 export function passwordSection(id: number, vmName: string, toReinstall: () => void): Section {
   const status = notice();
@@ -51,7 +51,7 @@ export function passwordSection(id: number, vmName: string, toReinstall: () => v
       if (shownAfter === undefined || !jobs.some((j) => j.id > (shownAfter ?? 0) && REPLACES_DISK.has(j.kind))) return;
       shownAfter = undefined;
       result.replaceChildren();
-      say(status, 'The VM has been reinstalled or rolled back since the password was reset here, so that password may no longer work.', 'info');
+      say(status, 'The VM has been reinstalled, rolled back or restored since the password was reset here, so that password may no longer work.', 'info');
     },
   };
 }

@@ -10,6 +10,8 @@ export type Job = Schemas['JobView'];
 export interface Section {
   element: HTMLElement;
   update(vm: CustomerVm, jobs: Job[]): void;
+  /** The page is left: let go of what outlives it (observers, charts). */
+  stop?(): void;
 }
 
 /** A job still at work: pending, or undoing what it did. Any other state is final. */

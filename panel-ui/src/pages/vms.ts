@@ -47,8 +47,8 @@ export async function vmListPage(): Promise<void> {
   }
 }
 
-/** A row of the list: the list offers no actions, so operators' rows carry none. */
-type ListedVm = Omit<Schemas['CustomerVm'], 'actions'>;
+/** A row of the list: the list offers no actions and shows no addresses, so operators' rows carry neither. */
+type ListedVm = Omit<Schemas['CustomerVm'], 'actions' | 'addresses'>;
 
 /** An operator's row: the service, with the power and size the cluster reports. */
 function fromOperatorView(vm: Schemas['OperatorVm'], service: Schemas['Service']): ListedVm {
