@@ -22,6 +22,23 @@ mod dns_provider {
     });
 }
 
+mod reverse_dns_provider {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "porthole:plugin/reverse-dns-provider",
+        exports: { default: async },
+        with: {
+            "porthole:plugin/types": super::dns_provider::porthole::plugin::types,
+            "porthole:plugin/host": super::dns_provider::porthole::plugin::host,
+            "porthole:plugin/kv": super::dns_provider::porthole::plugin::kv,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+        require_store_data_send: true,
+    });
+}
+
 mod tunnel_provider {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -75,10 +92,15 @@ pub mod dns {
     pub use super::dns_provider::exports::porthole::plugin::dns::StoredRecord;
 }
 
+pub mod reverse_dns {
+    pub use super::reverse_dns_provider::exports::porthole::plugin::reverse_dns::PtrRecord;
+}
+
 pub mod worlds {
     pub use super::billing_adapter::BillingAdapterPre;
     pub use super::cloud_init_template::CloudInitTemplatePre;
     pub use super::dns_provider::DnsProviderPre;
+    pub use super::reverse_dns_provider::ReverseDnsProviderPre;
     pub use super::tunnel_provider::TunnelProviderPre;
 }
 

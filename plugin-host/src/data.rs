@@ -89,6 +89,14 @@ pub struct DnsRecord {
     pub proxied: bool,
 }
 
+/// A PTR record: `name` (an address's reverse name) points back to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtrRecord {
+    pub name: String,
+    pub target: String,
+    pub ttl: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRecord {
     pub id: String,

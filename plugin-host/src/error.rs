@@ -54,6 +54,12 @@ pub enum CallError {
         expected: String,
         actual: String,
     },
+    #[error("plugin {name:?} does not offer {what}: {detail}")]
+    Unsupported {
+        name: String,
+        what: String,
+        detail: String,
+    },
     #[error("plugin {name:?} is switched off after repeated failures; an operator can reset it")]
     Tripped { name: String },
     #[error("plugin {name:?} ran past its {limit_ms} ms time limit")]
@@ -86,6 +92,7 @@ impl CallError {
             Self::Unknown { .. } => "unknown",
             Self::Refused { .. } => "refused",
             Self::WrongWorld { .. } => "wrong-world",
+            Self::Unsupported { .. } => "unsupported",
             Self::Tripped { .. } => "tripped",
             Self::Timeout { .. } => "timeout",
             Self::ResourceLimit { .. } => "resource-limit",

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use wasmtime::Store;
 
 use crate::bindings::types as wit;
-use crate::bindings::{billing, cloud_init, dns, tunnel};
+use crate::bindings::{billing, cloud_init, dns, reverse_dns, tunnel};
 use crate::data::{
-    BillingEvent, Customer, DnsRecord, FailureKind, Order, PlanChange, PluginFailure, RecordKind,
-    RenderContext, RenderedCloudInit, ServiceRef, StoredRecord, TunnelInfo, TunnelSpec,
+    BillingEvent, Customer, DnsRecord, FailureKind, Order, PlanChange, PluginFailure, PtrRecord,
+    RecordKind, RenderContext, RenderedCloudInit, ServiceRef, StoredRecord, TunnelInfo, TunnelSpec,
     WebhookOutcome, WebhookRequest, WebhookResponse,
 };
 use crate::loader::WorldPre;
@@ -36,6 +36,14 @@ pub enum Invocation {
     },
     ListRecords {
         zone: String,
+    },
+    SetPtr {
+        zone: String,
+        record: PtrRecord,
+    },
+    RemovePtr {
+        zone: String,
+        name: String,
     },
     CreateTunnel {
         spec: TunnelSpec,
@@ -73,7 +81,7 @@ pub async fn invoke(
         (Instantiate, pre) => {
             match pre {
                 WorldPre::CloudInit(pre) => pre.instantiate_async(store).await.map(drop),
-                WorldPre::Dns(pre) => pre.instantiate_async(store).await.map(drop),
+                WorldPre::Dns(pre, _) => pre.instantiate_async(store).await.map(drop),
                 WorldPre::Tunnel(pre) => pre.instantiate_async(store).await.map(drop),
                 WorldPre::Billing(pre) => pre.instantiate_async(store).await.map(drop),
             }?;
@@ -87,24 +95,41 @@ pub async fn invoke(
                 .await?;
             Answer::Rendered(rendered.map(rendered_from_wit).map_err(failure))
         }
-        (UpsertRecord { zone, record }, WorldPre::Dns(pre)) => {
+        (UpsertRecord { zone, record }, WorldPre::Dns(pre, _)) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let dns = instance.porthole_plugin_dns();
             let record = record_to_wit(&record);
             let id = dns.call_upsert_record(store, &zone, &record).await?;
             Answer::RecordId(id.map_err(failure))
         }
-        (DeleteRecord { zone, id }, WorldPre::Dns(pre)) => {
+        (DeleteRecord { zone, id }, WorldPre::Dns(pre, _)) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let dns = instance.porthole_plugin_dns();
             let deleted = dns.call_delete_record(store, &zone, &id).await?;
             Answer::Done(deleted.map_err(failure))
         }
-        (ListRecords { zone }, WorldPre::Dns(pre)) => {
+        (ListRecords { zone }, WorldPre::Dns(pre, _)) => {
             let instance = pre.instantiate_async(&mut *store).await?;
             let dns = instance.porthole_plugin_dns();
             let listed = dns.call_list_records(store, &zone).await?;
             Answer::Records(listed.map(records_from_wit).map_err(failure))
+        }
+        (SetPtr { zone, record }, WorldPre::Dns(_, Some(pre))) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let reverse = instance.porthole_plugin_reverse_dns();
+            let record = reverse_dns::PtrRecord {
+                name: record.name,
+                target: record.target,
+                ttl: record.ttl,
+            };
+            let set = reverse.call_set_ptr(store, &zone, &record).await?;
+            Answer::Done(set.map_err(failure))
+        }
+        (RemovePtr { zone, name }, WorldPre::Dns(_, Some(pre))) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let reverse = instance.porthole_plugin_reverse_dns();
+            let removed = reverse.call_remove_ptr(store, &zone, &name).await?;
+            Answer::Done(removed.map_err(failure))
         }
         (CreateTunnel { spec }, WorldPre::Tunnel(pre)) => {
             let instance = pre.instantiate_async(&mut *store).await?;

@@ -14,7 +14,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::bindings::worlds::{
-    BillingAdapterPre, CloudInitTemplatePre, DnsProviderPre, TunnelProviderPre,
+    BillingAdapterPre, CloudInitTemplatePre, DnsProviderPre, ReverseDnsProviderPre,
+    TunnelProviderPre,
 };
 use crate::egress::{self, EgressConfig, EgressPolicy, Origin, Route};
 use crate::engine::{self, Compiler, MAX_PLUGIN_MEMORY_BYTES};
@@ -43,9 +44,20 @@ pub struct Inspection {
 #[derive(Clone)]
 pub enum WorldPre {
     CloudInit(CloudInitTemplatePre<CallState>),
-    Dns(DnsProviderPre<CallState>),
+    /// A DNS provider, and its `reverse-dns` face when it exports one (contract 0.1.1 on).
+    Dns(
+        DnsProviderPre<CallState>,
+        Option<ReverseDnsProviderPre<CallState>>,
+    ),
     Tunnel(TunnelProviderPre<CallState>),
     Billing(BillingAdapterPre<CallState>),
+}
+
+impl WorldPre {
+    /// Whether the plugin keeps reverse DNS (exports `reverse-dns`).
+    pub fn reverse_dns(&self) -> bool {
+        matches!(self, WorldPre::Dns(_, Some(_)))
+    }
 }
 
 /// A plugin ready to be called.
@@ -253,7 +265,14 @@ pub(crate) fn prepare(
         PluginWorld::CloudInitTemplate => {
             WorldPre::CloudInit(CloudInitTemplatePre::new(pre).map_err(link_error)?)
         }
-        PluginWorld::DnsProvider => WorldPre::Dns(DnsProviderPre::new(pre).map_err(link_error)?),
+        PluginWorld::DnsProvider => {
+            let (_, exports) = names(engine, component);
+            let reverse = worlds::exports_reverse_dns(exports.iter().map(String::as_str))
+                .then(|| ReverseDnsProviderPre::new(pre.clone()))
+                .transpose()
+                .map_err(link_error)?;
+            WorldPre::Dns(DnsProviderPre::new(pre).map_err(link_error)?, reverse)
+        }
         PluginWorld::TunnelProvider => {
             WorldPre::Tunnel(TunnelProviderPre::new(pre).map_err(link_error)?)
         }

@@ -88,6 +88,8 @@ pub struct PluginStatus {
     pub allowed_addresses: Vec<IpAddr>,
     pub state: PluginState,
     pub recent_errors: Vec<RecentError>,
+    /// A DNS provider that also keeps reverse DNS (it exports `reverse-dns`).
+    pub reverse_dns: bool,
     /// `process` (each plugin in a locked-down runner) or `in-process`.
     pub isolation: &'static str,
     /// Its runner process, when plugins run in processes of their own.
@@ -292,6 +294,13 @@ impl PluginRuntime {
             .values()
             .map(|entry| status_of(entry, isolation))
             .collect()
+    }
+
+    /// Whether plugin `name` is loaded and keeps reverse DNS (exports `reverse-dns`).
+    pub fn keeps_reverse_dns(&self, name: &str) -> bool {
+        self.entry(name)
+            .and_then(|entry| entry.plugin.as_ref().ok().map(|p| p.pre.reverse_dns()))
+            .unwrap_or(false)
     }
 
     /// The world plugin `name` is configured for, if it is configured.
@@ -635,6 +644,10 @@ fn status_of(entry: &Entry, isolation: &'static str) -> PluginStatus {
         allowed_addresses: config.allowed_addresses.clone(),
         state,
         recent_errors,
+        reverse_dns: entry
+            .plugin
+            .as_ref()
+            .is_ok_and(|plugin| plugin.pre.reverse_dns()),
         isolation,
         runner: entry
             .plugin

@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::data::{
-    BillingEvent, DnsRecord, RecordKind, RenderedCloudInit, TunnelInfo, WebhookOutcome,
+    BillingEvent, DnsRecord, PtrRecord, RecordKind, RenderedCloudInit, TunnelInfo, WebhookOutcome,
 };
 
 pub const MAX_USER_DATA: usize = 64 * 1024;
@@ -257,6 +257,30 @@ pub fn within_zone(name: &str, zone: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let zone = zone.trim_end_matches('.').to_ascii_lowercase();
     name == zone || name.ends_with(&format!(".{zone}"))
+}
+
+/// A PTR record Porthole is about to hand a plugin: a reverse name inside the reverse `zone`,
+/// pointing at a host name.
+pub fn ptr(record: &PtrRecord, zone: &str) -> Result<(), Invalid> {
+    let reverse = ["in-addr.arpa", "ip6.arpa"];
+    if !reverse.iter().any(|tree| within_zone(zone, tree)) {
+        return Err(format!(
+            "{zone} is not a reverse zone (in-addr.arpa or ip6.arpa)"
+        ));
+    }
+    if !dns_name(&record.name) || !within_zone(&record.name, zone) {
+        return Err(format!("PTR name {:?} is outside zone {zone}", record.name));
+    }
+    if !dns_name(&record.target) {
+        return Err(format!(
+            "PTR target {:?} is not a host name",
+            truncated(&record.target)
+        ));
+    }
+    if record.ttl > MAX_TTL {
+        return Err(format!("TTL {} is over {MAX_TTL}", record.ttl));
+    }
+    Ok(())
 }
 
 pub fn record(record: &DnsRecord, zone: Option<&str>) -> Result<(), Invalid> {

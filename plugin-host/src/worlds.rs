@@ -92,6 +92,17 @@ pub fn export_of(world: PluginWorld) -> &'static str {
     }
 }
 
+/// What a DNS provider exports, besides `dns`, when it also keeps reverse DNS.
+pub const REVERSE_DNS: &str = "porthole:plugin/reverse-dns";
+
+/// Whether `exports` include a `reverse-dns` this host implements.
+pub fn exports_reverse_dns<'a>(exports: impl IntoIterator<Item = &'a str>) -> bool {
+    exports.into_iter().any(|export| {
+        let (interface, version) = split_version(export);
+        interface == REVERSE_DNS && version_supported(interface, version)
+    })
+}
+
 fn is_networked(world: PluginWorld) -> bool {
     world != PluginWorld::CloudInitTemplate
 }

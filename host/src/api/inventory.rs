@@ -3,6 +3,7 @@
 
 use crate::lifecycle::addresses::PoolUse;
 use crate::lifecycle::job::JobKind;
+use crate::lifecycle::reverse_dns::VmAddress;
 use crate::lifecycle::self_service::busy_with;
 use std::collections::HashMap;
 
@@ -83,8 +84,8 @@ pub struct CustomerVm {
     pub disk_bytes: Option<u64>,
     /// How to reach it over SSH, once its tunnel gives it a public name.
     pub ssh: Option<SshAccess>,
-    /// Its public addresses (IPv4 and IPv6), drawn at its order.
-    pub addresses: Vec<String>,
+    /// Its public addresses (IPv4 and IPv6), drawn at its order, with their reverse DNS.
+    pub addresses: Vec<VmAddress>,
     /// The template its disk was last installed from.
     pub template: Option<String>,
     /// What its owner may do with it now.
@@ -176,7 +177,7 @@ pub struct OperatorVmDetail {
     service: Service,
     vm: Option<VmView>,
     ssh: Option<SshAccess>,
-    addresses: Vec<String>,
+    addresses: Vec<VmAddress>,
     actions: VmActions,
 }
 
@@ -244,15 +245,14 @@ async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unrea
 /// What the store knows of a service's VM besides the cluster's view.
 struct Held {
     busy: Option<JobKind>,
-    addresses: Vec<String>,
+    addresses: Vec<VmAddress>,
 }
 
 impl Held {
     async fn of(state: &AppState, service_id: i64) -> ApiResult<Self> {
-        let addresses = state.lifecycle.addresses_of(service_id).await?;
         Ok(Self {
             busy: busy_with(&state.store, service_id).await?,
-            addresses: addresses.iter().map(ToString::to_string).collect(),
+            addresses: state.lifecycle.addresses_of(service_id).await?,
         })
     }
 }

@@ -140,6 +140,10 @@ fn v1() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(self_service::restore))
         .routes(routes!(
+            self_service::set_reverse_dns,
+            self_service::remove_reverse_dns
+        ))
+        .routes(routes!(
             self_service::list_snapshots,
             self_service::take_snapshot
         ))

@@ -36,7 +36,8 @@ pub fn needed(method: &Method, path: &str) -> Needs {
         | "/vms/{id}/snapshots/{name}"
         | "/vms/{id}/snapshots/{name}/rollback"
         | "/vms/{id}/backups"
-        | "/vms/{id}/backups/{backup}/restore" => Needs::Scope(Scope::Lifecycle),
+        | "/vms/{id}/backups/{backup}/restore"
+        | "/vms/{id}/addresses/{address}/reverse-dns" => Needs::Scope(Scope::Lifecycle),
         // Keys are chosen at order.
         "/ssh-keys" | "/ssh-keys/{id}" => Needs::Scope(Scope::Orders),
         // Signing out ends the session the request came with; a token has none to end.

@@ -14,6 +14,7 @@ use crate::auth::Identity;
 use crate::lifecycle::backups::Backup;
 use crate::lifecycle::catalogue::BackupSchedule;
 use crate::lifecycle::job::{JobKind, SnapshotSpec};
+use crate::lifecycle::reverse_dns::ReverseDnsSpec;
 use crate::lifecycle::self_service::{Graphs, SelfServiceError, Snapshot};
 use crate::lifecycle::{Operation, OrderReceipt};
 use crate::proxmox::{Timeframe, check_snapshot_name};
@@ -24,7 +25,10 @@ impl From<SelfServiceError> for ApiError {
     fn from(err: SelfServiceError) -> Self {
         match err {
             SelfServiceError::Refused(reason) => ApiError::Conflict(reason),
-            SelfServiceError::NoSuchSnapshot | SelfServiceError::NoSuchBackup => ApiError::NotFound,
+            SelfServiceError::NoSuchSnapshot
+            | SelfServiceError::NoSuchBackup
+            | SelfServiceError::NoSuchAddress => ApiError::NotFound,
+            SelfServiceError::Invalid(reason) => ApiError::Unprocessable(reason),
             SelfServiceError::Failed(err) => ApiError::Internal(err),
         }
     }
@@ -439,6 +443,88 @@ pub async fn restore(
             service: id,
             archive: state.lifecycle.backup_archive(&service, &backup).await?,
         },
+    };
+    let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
+    Ok((accepted(&receipt), Json(receipt)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseDnsRequest {
+    /// A fully qualified host name that resolves back to the address (an A or AAAA record), or
+    /// any name under the provider's own zone.
+    hostname: String,
+}
+
+/// Points the address's reverse DNS (its PTR record) at a host name.
+#[utoipa::path(put, path = "/vms/{id}/addresses/{address}/reverse-dns", operation_id = "set_reverse_dns", tag = "vms", request_body = ReverseDnsRequest,
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("address" = String, Path, description = "One of the VM's addresses"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 404, description = "The VM holds no such address", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not possible for this address, or now, with the reason", body = super::openapi::ErrorBody),
+        (status = 422, description = "The name is not a host name, or does not resolve back to the address", body = super::openapi::ErrorBody),
+    ))]
+pub async fn set_reverse_dns(
+    State(state): State<AppState>,
+    me: Identity,
+    Path((id, address)): Path<(i64, String)>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ReverseDnsRequest>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    reverse_dns_job(&state, &me, id, &address, &headers, Some(&body.hostname)).await
+}
+
+/// Removes the address's reverse DNS (its PTR record).
+#[utoipa::path(delete, path = "/vms/{id}/addresses/{address}/reverse-dns", operation_id = "remove_reverse_dns", tag = "vms",
+    params(
+        ("id" = i64, Path, description = "The VM's (service's) id"),
+        ("address" = String, Path, description = "One of the VM's addresses"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 characters naming this request"),
+    ),
+    responses(
+        (status = 202, description = "Accepted", body = OrderReceipt),
+        (status = 404, description = "The VM holds no such address", body = super::openapi::ErrorBody),
+        (status = 409, description = "Not possible for this address, or now, with the reason", body = super::openapi::ErrorBody),
+    ))]
+pub async fn remove_reverse_dns(
+    State(state): State<AppState>,
+    me: Identity,
+    Path((id, address)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    reverse_dns_job(&state, &me, id, &address, &headers, None).await
+}
+
+/// Checks the request against the VM's addresses and the name's DNS, then queues the job.
+async fn reverse_dns_job(
+    state: &AppState,
+    me: &Identity,
+    id: i64,
+    address: &str,
+    headers: &HeaderMap,
+    hostname: Option<&str>,
+) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
+    let service = VisibleService::load(state, me, id).await?;
+    let address: std::net::IpAddr = address.parse().map_err(|_| ApiError::NotFound)?;
+    let key = operation_key(headers, &format!("reverse_dns:{id}:{address}"))?;
+    // A repeated request is answered from its job, whatever the name resolves to since.
+    let hostname = match jobs::by_key(&state.store, &key).await? {
+        Some(job) => job.data.reverse_dns.and_then(|spec| spec.hostname),
+        None => {
+            state
+                .lifecycle
+                .check_reverse_dns_request(&service, address, hostname)
+                .await?
+        }
+    };
+    let operation = Operation::ReverseDns {
+        service: id,
+        spec: ReverseDnsSpec { address, hostname },
     };
     let receipt = state.lifecycle.submit(&key, &me.actor(), operation).await?;
     Ok((accepted(&receipt), Json(receipt)))

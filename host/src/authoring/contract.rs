@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 /// The contract's version: what `package porthole:plugin@…` says.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.1.1";
 
 /// Every file, by its path under a `wit/` directory.
 pub const FILES: &[(&str, &str)] = &[

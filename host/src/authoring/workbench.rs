@@ -16,8 +16,8 @@ use crate::plugins::harness::{Harness, HttpExchange};
 use crate::plugins::isolation::{Isolation, RunnerCommand};
 use crate::plugins::store::KvStore;
 use crate::plugins::{
-    CallError, DnsRecord, PluginRuntime, PluginSpec, PluginState, PluginWorld, RenderContext,
-    RuntimeOptions, TunnelSpec, WebhookRequest, worlds,
+    CallError, DnsRecord, PluginRuntime, PluginSpec, PluginState, PluginWorld, PtrRecord,
+    RenderContext, RuntimeOptions, TunnelSpec, WebhookRequest, worlds,
 };
 use crate::store::Store;
 
@@ -251,7 +251,9 @@ pub fn error_kind(error: &CallError) -> &'static str {
         CallError::ResourceLimit { .. } => "resource-limit",
         CallError::Trap { .. } => "trap",
         CallError::InvalidOutput { .. } => "invalid-output",
-        CallError::Refused { .. } | CallError::WrongWorld { .. } => "refused",
+        CallError::Refused { .. }
+        | CallError::WrongWorld { .. }
+        | CallError::Unsupported { .. } => "refused",
         CallError::Runner { .. } | CallError::Interrupted { .. } => "runner",
         CallError::Unknown { .. } | CallError::Tripped { .. } | CallError::Busy => "unavailable",
     }
@@ -285,16 +287,25 @@ enum Call {
     UpsertRecord { zone: String, entry: DnsRecord },
     DeleteRecord { zone: String, id: String },
     ListRecords { zone: String },
+    SetPtr { zone: String, entry: PtrRecord },
+    RemovePtr { zone: String, name: String },
     CreateTunnel(TunnelSpec),
     DeleteTunnel { id: String },
     HandleWebhook(WebhookRequest),
 }
 
-/// The functions each world exports, by their WIT names.
+/// The functions each world exports, by their WIT names (a DNS provider's `reverse-dns` ones
+/// included, which only a provider built against contract 0.1.1 or later answers).
 pub fn functions(world: PluginWorld) -> &'static [&'static str] {
     match world {
         PluginWorld::CloudInitTemplate => &["render"],
-        PluginWorld::DnsProvider => &["upsert-record", "delete-record", "list-records"],
+        PluginWorld::DnsProvider => &[
+            "upsert-record",
+            "delete-record",
+            "list-records",
+            "set-ptr",
+            "remove-ptr",
+        ],
         PluginWorld::TunnelProvider => &["create-tunnel", "delete-tunnel"],
         PluginWorld::BillingAdapter => &["handle-webhook"],
     }
@@ -327,6 +338,14 @@ impl Call {
             },
             "list-records" => Self::ListRecords {
                 zone: typed(function, "zone", arg("zone")?)?,
+            },
+            "set-ptr" => Self::SetPtr {
+                zone: typed(function, "zone", arg("zone")?)?,
+                entry: typed(function, "entry", arg("entry")?)?,
+            },
+            "remove-ptr" => Self::RemovePtr {
+                zone: typed(function, "zone", arg("zone")?)?,
+                name: typed(function, "name", arg("name")?)?,
             },
             "create-tunnel" => Self::CreateTunnel(typed(function, "spec", arg("spec")?)?),
             "delete-tunnel" => Self::DeleteTunnel {
@@ -370,6 +389,14 @@ impl Call {
             Self::ListRecords { zone } => {
                 let records = runtime.dns_provider(name).list_records(&zone).await?;
                 json(serde_json::to_value(records))
+            }
+            Self::SetPtr { zone, entry } => {
+                runtime.dns_provider(name).set_ptr(&zone, &entry).await?;
+                Ok(Value::Null)
+            }
+            Self::RemovePtr { zone, name: ptr } => {
+                runtime.dns_provider(name).remove_ptr(&zone, &ptr).await?;
+                Ok(Value::Null)
             }
             Self::CreateTunnel(spec) => {
                 let tunnel = runtime.tunnel_provider(name).create_tunnel(&spec).await?;
@@ -510,7 +537,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.contains("upsert-record, delete-record, list-records"),
+            err.contains("upsert-record, delete-record, list-records, set-ptr, remove-ptr"),
             "{err}"
         );
     }

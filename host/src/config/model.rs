@@ -183,6 +183,9 @@ pub struct LifecycleConfig {
     pub ip_pools: Vec<IpPoolConfig>,
     /// How long a released address waits before it is handed out again.
     pub address_hold_secs: u64,
+    /// The DNS servers (`address:port`) asked whether a customer's reverse-DNS name resolves
+    /// back to their address; empty: the system's (`/etc/resolv.conf`).
+    pub resolvers: Vec<std::net::SocketAddr>,
 }
 
 /// `[[lifecycle.ip_pools]]`: an IPv4 or IPv6 network of a cluster's nodes.
@@ -200,6 +203,14 @@ pub struct IpPoolConfig {
     /// `first-last` ranges handed out, in order; default: the whole network.
     #[serde(default)]
     pub ranges: Vec<String>,
+    /// The reverse zone (`2.0.192.in-addr.arpa`) holding the PTR records of the pool's
+    /// addresses, which customers may then set; none: no reverse DNS for this pool.
+    #[serde(default)]
+    pub reverse_zone: Option<String>,
+    /// The dns-provider plugin (one that keeps reverse DNS) writing to `reverse_zone`;
+    /// default: `lifecycle.dns_plugin`.
+    #[serde(default)]
+    pub reverse_dns_plugin: Option<String>,
 }
 
 /// `[lifecycle.cloud_init]`: `delivery = "nocloud"` (the daemon serves a per-VM seed, named in
@@ -254,6 +265,7 @@ impl Default for LifecycleConfig {
             backup_check_secs: 300,
             ip_pools: Vec::new(),
             address_hold_secs: 86_400,
+            resolvers: Vec::new(),
         }
     }
 }

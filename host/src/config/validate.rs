@@ -558,11 +558,15 @@ fn check_lifecycle(lifecycle: &LifecycleConfig, at: &Locator<'_>) -> Checked<()>
     if lifecycle.dns_plugin.is_some() && lifecycle.dns_zone.is_none() {
         return Err(at.error(&here("dns_zone"), "a DNS plugin needs the zone it manages"));
     }
-    check_ip_pools(&lifecycle.ip_pools, at)
+    check_ip_pools(&lifecycle.ip_pools, lifecycle.dns_plugin.as_deref(), at)
 }
 
 /// Each pool parses (gateway and ranges inside its network) and has a name of its own.
-fn check_ip_pools(pools: &[IpPoolConfig], at: &Locator<'_>) -> Checked<()> {
+fn check_ip_pools(
+    pools: &[IpPoolConfig],
+    dns_plugin: Option<&str>,
+    at: &Locator<'_>,
+) -> Checked<()> {
     for (index, pool) in pools.iter().enumerate() {
         let here = |key| {
             [
@@ -572,12 +576,11 @@ fn check_ip_pools(pools: &[IpPoolConfig], at: &Locator<'_>) -> Checked<()> {
                 Step::Key(key),
             ]
         };
-        if let Err(reason) = crate::lifecycle::addresses::Pool::from_config(pool) {
-            let key = if reason.starts_with("gateway") {
-                "gateway"
-            } else {
-                "ranges"
-            };
+        if let Err(reason) = crate::lifecycle::addresses::Pool::from_config(pool, dns_plugin) {
+            let key = ["gateway", "reverse_zone"]
+                .into_iter()
+                .find(|key| reason.starts_with(key))
+                .unwrap_or("ranges");
             return Err(at.error(&here(key), reason));
         }
         if pools[..index].iter().any(|p| p.name == pool.name) {
@@ -611,9 +614,27 @@ fn check_lifecycle_plugins(
             "dns-provider",
         ),
     ];
-    for (key, name, world, world_name) in wanted {
-        let Some(name) = name else { continue };
-        let path = [Step::Key("lifecycle"), Step::Key(key)];
+    let pools = lifecycle.ip_pools.iter().enumerate();
+    let reverse = pools.filter_map(|(index, pool)| {
+        let path = vec![
+            Step::Key("lifecycle"),
+            Step::Key("ip_pools"),
+            Step::Index(index),
+            Step::Key("reverse_dns_plugin"),
+        ];
+        Some((path, pool.reverse_dns_plugin.as_ref()?, "dns-provider"))
+    });
+    let named = wanted
+        .into_iter()
+        .filter_map(|(key, name, world, world_name)| {
+            let path = vec![Step::Key("lifecycle"), Step::Key(key)];
+            Some((path, name.as_ref()?, world, world_name))
+        })
+        .chain(
+            reverse
+                .map(|(path, name, world_name)| (path, name, PluginWorld::DnsProvider, world_name)),
+        );
+    for (path, name, world, world_name) in named {
         match plugins.iter().find(|p| &p.name == name) {
             None => return Err(at.error(&path, format!("no plugin named {name:?}"))),
             Some(p) if p.world != world => {

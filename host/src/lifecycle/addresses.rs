@@ -11,8 +11,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::reverse_dns::ReverseZone;
 use crate::config::IpPoolConfig;
-use crate::store::{Db, StoreError, addresses};
+use crate::store::addresses::{self, Held};
+use crate::store::{Db, StoreError};
 
 /// A pool, parsed and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct Pool {
     pub gateway: IpAddr,
     /// Inclusive ranges handed out, in order.
     pub ranges: Vec<(u128, u128)>,
+    /// Where its addresses' PTR records live, when customers may set them.
+    pub reverse: Option<ReverseZone>,
 }
 
 /// An IP family, as customers and operators read it.
@@ -36,14 +40,14 @@ pub enum Family {
 }
 
 impl Family {
-    fn of(address: IpAddr) -> Self {
+    pub fn of(address: IpAddr) -> Self {
         match address {
             IpAddr::V4(_) => Self::Ipv4,
             IpAddr::V6(_) => Self::Ipv6,
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Ipv4 => "IPv4",
             Self::Ipv6 => "IPv6",
@@ -66,8 +70,9 @@ fn address(family: Family, n: u128) -> Option<IpAddr> {
 }
 
 impl Pool {
-    /// Checks a pool of the configuration; the reason names the field.
-    pub fn from_config(config: &IpPoolConfig) -> Result<Self, String> {
+    /// Checks a pool of the configuration; the reason starts with the field's name. A reverse
+    /// zone's plugin defaults to `dns_plugin`, the lifecycle's.
+    pub fn from_config(config: &IpPoolConfig, dns_plugin: Option<&str>) -> Result<Self, String> {
         let network = config.network.trunc();
         if !network.contains(&config.gateway) {
             return Err(format!(
@@ -100,14 +105,31 @@ impl Pool {
             };
             ranges.push((first, last));
         }
-        Ok(Self {
+        let mut pool = Self {
             name: config.name.clone(),
             cluster: config.cluster.clone(),
             nodes: config.nodes.clone(),
             network,
             gateway: config.gateway,
             ranges,
-        })
+            reverse: None,
+        };
+        if let Some(zone) = &config.reverse_zone {
+            let plugin = config.reverse_dns_plugin.as_deref().or(dns_plugin).ok_or(
+                "reverse_zone needs a DNS plugin: set reverse_dns_plugin, or lifecycle.dns_plugin",
+            )?;
+            pool.reverse = Some(ReverseZone::for_pool(&pool, zone, plugin)?);
+        }
+        Ok(pool)
+    }
+
+    /// Its first and last address of each range, which bound everything it hands out.
+    pub(super) fn range_bounds(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let family = self.family();
+        self.ranges
+            .iter()
+            .flat_map(move |(a, b)| [address(family, *a), address(family, *b)])
+            .flatten()
     }
 
     pub fn family(&self) -> Family {
@@ -207,17 +229,17 @@ pub async fn reserve(
     Ok(drawn)
 }
 
-/// The `ipconfig0` of a VM holding `held` (pool, address) pairs: a static address of each family
-/// it holds, DHCP for IPv4 otherwise.
-pub fn ipconfig(pools: &[Pool], held: &[(String, IpAddr)]) -> String {
+/// The `ipconfig0` of a VM holding `held`: a static address of each family it holds, DHCP for
+/// IPv4 otherwise.
+pub fn ipconfig(pools: &[Pool], held: &[Held]) -> String {
     let mut parts: Vec<String> = held
         .iter()
-        .filter_map(|(name, address)| {
-            let pool = pools.iter().find(|p| &p.name == name)?;
-            Some(pool.ipconfig(*address))
+        .filter_map(|held| {
+            let pool = pools.iter().find(|p| p.name == held.pool)?;
+            Some(pool.ipconfig(held.address))
         })
         .collect();
-    if !held.iter().any(|(_, a)| a.is_ipv4()) {
+    if !held.iter().any(|h| h.address.is_ipv4()) {
         parts.insert(0, "ip=dhcp".into());
     }
     parts.join(",")
@@ -271,14 +293,19 @@ mod tests {
     use super::*;
 
     fn pool(network: &str, gateway: &str, ranges: &[&str]) -> Result<Pool, String> {
-        Pool::from_config(&IpPoolConfig {
-            name: "p".into(),
-            cluster: "c".into(),
-            nodes: vec![],
-            network: network.parse().unwrap(),
-            gateway: gateway.parse().unwrap(),
-            ranges: ranges.iter().map(|r| (*r).to_owned()).collect(),
-        })
+        Pool::from_config(
+            &IpPoolConfig {
+                name: "p".into(),
+                cluster: "c".into(),
+                nodes: vec![],
+                network: network.parse().unwrap(),
+                gateway: gateway.parse().unwrap(),
+                ranges: ranges.iter().map(|r| (*r).to_owned()).collect(),
+                reverse_zone: None,
+                reverse_dns_plugin: None,
+            },
+            None,
+        )
     }
 
     #[test]
@@ -321,7 +348,12 @@ mod tests {
     #[test]
     fn ipconfig_falls_back_to_dhcp_for_a_missing_ipv4() {
         let v4 = pool("192.0.2.0/24", "192.0.2.1", &[]).unwrap();
-        let held = vec![("p".to_owned(), "192.0.2.7".parse().unwrap())];
+        let held = vec![Held {
+            pool: "p".to_owned(),
+            address: "192.0.2.7".parse().unwrap(),
+            reverse_dns: None,
+            reverse_dns_touched: false,
+        }];
         assert_eq!(ipconfig(&[v4], &held), "ip=192.0.2.7/24,gw=192.0.2.1");
         assert_eq!(ipconfig(&[], &[]), "ip=dhcp");
     }

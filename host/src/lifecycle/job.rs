@@ -27,6 +27,8 @@ pub enum JobKind {
     DeleteSnapshot,
     Backup,
     Restore,
+    /// The customer's: point an address's PTR record at a host name, or remove it.
+    ReverseDns,
 }
 
 /// Where a job is in its life. Only `Pending` and `Compensating` jobs are ever claimed.
@@ -59,6 +61,7 @@ impl JobKind {
             JobKind::DeleteSnapshot => "delete_snapshot",
             JobKind::Backup => "backup",
             JobKind::Restore => "restore",
+            JobKind::ReverseDns => "reverse_dns",
         }
     }
 
@@ -127,6 +130,9 @@ pub struct JobData {
     /// For a snapshot, rollback or snapshot removal: the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotSpec>,
+    /// For a reverse-DNS change: the address and the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_dns: Option<super::reverse_dns::ReverseDnsSpec>,
     /// For a restore: the backup's volume id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<String>,

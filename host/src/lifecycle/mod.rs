@@ -25,6 +25,7 @@ mod orders;
 mod placement;
 pub mod power;
 pub mod reconcile;
+pub mod reverse_dns;
 mod seed;
 pub mod self_service;
 pub mod steps;
@@ -182,7 +183,9 @@ impl Lifecycle {
         let pools = provisioning
             .ip_pools
             .iter()
-            .filter_map(|pool| addresses::Pool::from_config(pool).ok())
+            .filter_map(|pool| {
+                addresses::Pool::from_config(pool, provisioning.dns_plugin.as_deref()).ok()
+            })
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -216,12 +219,6 @@ impl Lifecycle {
     /// The address pools and how much of each is in use.
     pub async fn pool_use(&self) -> Result<Vec<addresses::PoolUse>, StoreError> {
         addresses::pool_use(&self.inner.store, &self.inner.pools, self.address_hold()).await
-    }
-
-    /// The (pool, address) pairs a service holds.
-    pub async fn addresses_of(&self, service_id: i64) -> Result<Vec<std::net::IpAddr>, StoreError> {
-        let held = crate::store::addresses::of_service(&self.inner.store, service_id).await?;
-        Ok(held.into_iter().map(|(_, address)| address).collect())
     }
 
     fn address_hold(&self) -> i64 {

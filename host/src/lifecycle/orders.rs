@@ -51,6 +51,11 @@ pub enum Operation {
         service: i64,
         archive: String,
     },
+    /// Point an address's PTR record at a host name, or (none) remove it.
+    ReverseDns {
+        service: i64,
+        spec: super::reverse_dns::ReverseDnsSpec,
+    },
     /// Take, roll back to or remove a snapshot (`kind` says which).
     Snapshot {
         service: i64,
@@ -167,6 +172,7 @@ fn kind_of(operation: &Operation) -> JobKind {
         Operation::Snapshot { kind, .. } => *kind,
         Operation::Backup { .. } => JobKind::Backup,
         Operation::Restore { .. } => JobKind::Restore,
+        Operation::ReverseDns { .. } => JobKind::ReverseDns,
     }
 }
 
@@ -221,6 +227,13 @@ async fn queue(
             self_service_target(db, *service).await?,
             super::backups::restore_data(archive),
         ),
+        Operation::ReverseDns { service, spec } => {
+            let data = JobData {
+                reverse_dns: Some(spec.clone()),
+                ..JobData::default()
+            };
+            Prepared::Queue(self_service_target(db, *service).await?, data)
+        }
         Operation::Snapshot {
             service, snapshot, ..
         } => {

@@ -75,6 +75,11 @@ pub enum SelfServiceError {
     NoSuchSnapshot,
     #[error("no such backup")]
     NoSuchBackup,
+    #[error("the VM holds no such address")]
+    NoSuchAddress,
+    /// The request itself is unusable, with the reason.
+    #[error("{0}")]
+    Invalid(String),
     /// Proxmox or the database failed; the details are for the log.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),

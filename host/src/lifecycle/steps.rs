@@ -63,6 +63,10 @@ pub enum Step {
     RestoreBackup,
     /// Termination: the service's backups go with it.
     RemoveBackups,
+    /// Writes or removes the PTR record of one of the service's addresses.
+    SetReverseDns,
+    /// Termination: the PTR records set for the service's addresses go before the addresses.
+    RemoveReverseDns,
     Done,
 }
 
@@ -104,6 +108,7 @@ const TERMINATE: &[Step] = &[
     Step::RemoveBackups,
     Step::DestroyVm,
     Step::RemoveDns,
+    Step::RemoveReverseDns,
     Step::RemoveTunnel,
     Step::RemoveCloudInit,
     Step::MarkTerminated,
@@ -127,6 +132,7 @@ const REINSTALL: &[Step] = &[
 const SNAPSHOT: &[Step] = &[Step::TakeSnapshot, Step::Done];
 const ROLLBACK_SNAPSHOT: &[Step] = &[Step::RollbackSnapshot, Step::Done];
 const DELETE_SNAPSHOT: &[Step] = &[Step::DeleteSnapshot, Step::Done];
+const REVERSE_DNS: &[Step] = &[Step::SetReverseDns, Step::Done];
 const BACKUP: &[Step] = &[Step::TakeBackup, Step::PruneBackups, Step::Done];
 const RESTORE: &[Step] = &[
     Step::StopVm,
@@ -156,6 +162,7 @@ impl Step {
             Step::TakeBackup => "the backup could not be taken",
             Step::PruneBackups => "older backups could not be removed",
             Step::PrepareRestore | Step::RestoreBackup => "the backup could not be restored",
+            Step::SetReverseDns => "the reverse DNS could not be changed",
             _ => "it could not be completed",
         }
     }
@@ -193,6 +200,8 @@ impl Step {
             Step::PrepareRestore => "prepare_restore",
             Step::RestoreBackup => "restore_backup",
             Step::RemoveBackups => "remove_backups",
+            Step::SetReverseDns => "set_reverse_dns",
+            Step::RemoveReverseDns => "remove_reverse_dns",
             Step::Done => "done",
         }
     }
@@ -213,6 +222,7 @@ pub fn sequence(kind: JobKind, state: JobState) -> &'static [Step] {
         (JobKind::DeleteSnapshot, _) => DELETE_SNAPSHOT,
         (JobKind::Backup, _) => BACKUP,
         (JobKind::Restore, _) => RESTORE,
+        (JobKind::ReverseDns, _) => REVERSE_DNS,
     }
 }
 
@@ -249,6 +259,7 @@ mod tests {
             JobKind::DeleteSnapshot,
             JobKind::Backup,
             JobKind::Restore,
+            JobKind::ReverseDns,
         ] {
             for state in [JobState::Pending, JobState::Compensating] {
                 let steps = sequence(kind, state);

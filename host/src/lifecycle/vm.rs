@@ -113,6 +113,8 @@ pub(super) async fn run(
         Step::PrepareRestore => cx.prepare_restore().await,
         Step::RestoreBackup => cx.restore_backup(data).await,
         Step::RemoveBackups => cx.remove_backups(data).await,
+        Step::SetReverseDns => cx.set_reverse_dns(data).await,
+        Step::RemoveReverseDns => cx.remove_reverse_dns().await,
         Step::Tunnel
         | Step::Dns
         | Step::CloudInit
@@ -442,7 +444,7 @@ impl StepContext<'_> {
     /// `ipconfig0` for the addresses the service drew at its order (DHCP without any).
     async fn ipconfig(&self) -> Result<String, StepError> {
         let store = &self.lifecycle.inner.store;
-        let held = crate::store::addresses::of_service(store, self.service.id).await?;
+        let held = crate::store::addresses::held(store, self.service.id).await?;
         Ok(super::addresses::ipconfig(
             &self.lifecycle.inner.pools,
             &held,

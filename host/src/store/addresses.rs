@@ -38,7 +38,8 @@ pub async fn take_first_free(
         }
         let claimed = if reusable.contains(&text) {
             db.execute(
-                "UPDATE ip_addresses SET service_id = ?3, assigned_at = ?4, released_at = NULL
+                "UPDATE ip_addresses SET service_id = ?3, assigned_at = ?4, released_at = NULL,
+                        reverse_dns = NULL, reverse_dns_touched = 0
                  WHERE pool = ?1 AND address = ?2 AND released_at IS NOT NULL
                    AND released_at + ?5 <= ?4",
                 params![pool, text, service_id, now, hold_secs],
@@ -59,25 +60,71 @@ pub async fn take_first_free(
     Ok(None)
 }
 
-/// The (pool, address) pairs `service_id` holds.
-pub async fn of_service(
-    db: &impl Db,
-    service_id: i64,
-) -> Result<Vec<(String, IpAddr)>, StoreError> {
+/// An address a service holds, with its reverse DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub pool: String,
+    pub address: IpAddr,
+    /// The host name its PTR record points to, once the provider has it.
+    pub reverse_dns: Option<String>,
+    /// Porthole has asked the provider for a PTR at it since it was handed out.
+    pub reverse_dns_touched: bool,
+}
+
+/// What `service_id` holds, with reverse DNS, by pool and address.
+pub async fn held(db: &impl Db, service_id: i64) -> Result<Vec<Held>, StoreError> {
     let rows = db
         .query(
-            "SELECT pool, address FROM ip_addresses
+            "SELECT pool, address, reverse_dns, reverse_dns_touched FROM ip_addresses
              WHERE service_id = ?1 AND released_at IS NULL ORDER BY pool, address",
             params![service_id],
         )
         .await?;
     let mut held = Vec::with_capacity(rows.len());
     for row in &rows {
-        let pool: String = row.get(0)?;
-        let address = row.parse(1, |text| text.parse::<IpAddr>().map_err(|e| e.to_string()))?;
-        held.push((pool, address));
+        let touched: i64 = row.get(3)?;
+        held.push(Held {
+            pool: row.get(0)?,
+            address: row.parse(1, |text| text.parse::<IpAddr>().map_err(|e| e.to_string()))?,
+            reverse_dns: row.get(2)?,
+            reverse_dns_touched: touched != 0,
+        });
     }
     Ok(held)
+}
+
+/// Notes that a PTR for `address` is about to be asked of the provider.
+pub async fn touch_reverse_dns(
+    db: &impl Db,
+    service_id: i64,
+    address: IpAddr,
+) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE ip_addresses SET reverse_dns_touched = 1
+         WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL",
+        params![service_id, address.to_string()],
+    )
+    .await
+}
+
+/// Records what the provider now has for `address`: a PTR to `hostname`, or (none) nothing.
+pub async fn set_reverse_dns(
+    db: &impl Db,
+    service_id: i64,
+    address: IpAddr,
+    hostname: Option<&str>,
+) -> Result<u64, StoreError> {
+    db.execute(
+        "UPDATE ip_addresses SET reverse_dns = ?3, reverse_dns_touched = ?4
+         WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL",
+        params![
+            service_id,
+            address.to_string(),
+            hostname,
+            i64::from(hostname.is_some())
+        ],
+    )
+    .await
 }
 
 /// Releases what `service_id` holds; the addresses wait out the hold before anyone gets them.
@@ -142,7 +189,7 @@ mod tests {
             assert_eq!(counts(&store, "p", 60).await?, (10, 0));
             assert_eq!(release(&store, ids[0]).await?, 1);
             assert_eq!(counts(&store, "p", 60).await?, (9, 1));
-            assert_eq!(of_service(&store, ids[0]).await?, vec![]);
+            assert_eq!(held(&store, ids[0]).await?, vec![]);
             Ok(())
         }
     }

@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0012_second_factors"),
     migration!("0013_passkeys"),
     migration!("0014_self_service"),
+    migration!("0015_reverse_dns"),
 ];
 
 /// The schema version a fully migrated database has.

@@ -5,8 +5,8 @@
 use crate::first_party::component;
 use porthole::config::{PluginLimits, PluginSpec, PluginWorld, Secret};
 use porthole::plugins::{
-    BillingEvent, DnsRecord, PluginRuntime, RecordKind, RenderContext, TunnelSpec, WebhookRequest,
-    check_file,
+    BillingEvent, CallError, DnsRecord, PluginRuntime, PtrRecord, RecordKind, RenderContext,
+    TunnelSpec, WebhookRequest, check_file,
 };
 use porthole_sim::{SimConfig, SimHandle, Simulator};
 use sha2::Sha256;
@@ -508,6 +508,35 @@ impl PowerDns {
         );
     }
 
+    /// Where it answers DNS queries.
+    pub fn dns_addr(&self) -> std::net::SocketAddr {
+        (LOOPBACK, self.dns_port).into()
+    }
+
+    /// Makes `name` (in `zone`) an A or AAAA record of `address`, through the API.
+    pub async fn put_address(&self, zone: &str, name: &str, address: IpAddr) {
+        let kind = if address.is_ipv4() { "A" } else { "AAAA" };
+        let rrset = serde_json::json!({"rrsets": [{
+            "name": format!("{name}."), "type": kind, "ttl": 60, "changetype": "REPLACE",
+            "records": [{"content": address.to_string(), "disabled": false}],
+        }]});
+        let response = reqwest::Client::new()
+            .patch(format!(
+                "{}/api/v1/servers/localhost/zones/{zone}.",
+                self.api_url
+            ))
+            .header("X-API-Key", &self.api_key)
+            .json(&rrset)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{:?}",
+            response.text().await
+        );
+    }
+
     /// `dig +short` against this server.
     pub fn dig(&self, name: &str, kind: &str) -> String {
         let output = Command::new("dig")
@@ -616,4 +645,115 @@ async fn dns_powerdns_writes_records_a_real_powerdns_serves() {
     dns.delete_record(zone, &id).await.unwrap();
     dns.delete_record(zone, &id).await.unwrap();
     assert_eq!(pdns.dig("vm1.lab.example.test", "A"), "");
+}
+
+fn ptr(name: &str, target: &str) -> PtrRecord {
+    PtrRecord {
+        name: name.into(),
+        target: target.into(),
+        ttl: 1,
+    }
+}
+
+#[tokio::test]
+async fn dns_powerdns_keeps_reverse_dns_a_real_powerdns_serves() {
+    let pdns = PowerDns::start().await;
+    let (v4, v6) = ("2.0.192.in-addr.arpa", "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
+    pdns.create_zone(v4).await;
+    pdns.create_zone(v6).await;
+    let dir = TempDir::new().unwrap();
+    let manifest = Manifest {
+        package: "dns-powerdns",
+        world: PluginWorld::DnsProvider,
+        allowed_hosts: vec![url::Url::parse(&pdns.api_url).unwrap()],
+        ca_file: None,
+        settings: vec![
+            ("api_url", pdns.api_url.clone()),
+            ("api_key", pdns.api_key.clone()),
+        ],
+    };
+    let runtime = runtime(&dir, vec![manifest]).await;
+    assert!(runtime.keeps_reverse_dns("dns-powerdns"));
+    let dns = runtime.dns_provider("dns-powerdns");
+
+    let name = "10.2.0.192.in-addr.arpa";
+    dns.set_ptr(v4, &ptr(name, "Mail.Example.NET"))
+        .await
+        .unwrap();
+    assert_eq!(pdns.dig(name, "PTR"), "mail.example.net.");
+    dns.set_ptr(v4, &ptr(name, "smtp.example.net"))
+        .await
+        .unwrap();
+    dns.set_ptr(v4, &ptr(name, "smtp.example.net"))
+        .await
+        .unwrap();
+    assert_eq!(
+        pdns.dig(name, "PTR"),
+        "smtp.example.net.",
+        "a PTR is replaced, never doubled"
+    );
+    let six = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+    dns.set_ptr(v6, &ptr(six, "v6.example.net")).await.unwrap();
+    assert_eq!(pdns.dig(six, "PTR"), "v6.example.net.");
+
+    // Outside the zone, or into a forward zone: refused before the plugin runs.
+    let outside = ptr("10.3.0.192.in-addr.arpa", "a.example.net");
+    let outside = dns.set_ptr(v4, &outside).await;
+    assert!(
+        matches!(outside, Err(CallError::Plugin { .. })),
+        "{outside:?}"
+    );
+    let forward = ptr("10.example.net", "a.example.net");
+    let forward = dns.set_ptr("example.net", &forward).await;
+    assert!(
+        matches!(forward, Err(CallError::Plugin { .. })),
+        "{forward:?}"
+    );
+
+    dns.remove_ptr(v4, name).await.unwrap();
+    dns.remove_ptr(v4, name).await.unwrap();
+    assert_eq!(pdns.dig(name, "PTR"), "");
+    assert_eq!(pdns.dig(six, "PTR"), "v6.example.net.");
+}
+
+#[tokio::test]
+async fn dns_cloudflare_keeps_reverse_dns_in_the_simulator() {
+    let dir = TempDir::new().unwrap();
+    let (sim, ca) = cloudflare_sim(&dir).await;
+    let zone = "2.0.192.in-addr.arpa";
+    sim.cloudflare_zone(zone);
+    sim.cloudflare_zone("lab.example.com");
+    let mut manifest = cloudflare_manifest("dns-cloudflare", PluginWorld::DnsProvider, &sim, &ca);
+    // A fixed forward zone id must not send PTRs to the forward zone.
+    manifest
+        .settings
+        .push(("zone_id", sim.cloudflare_zone("lab.example.com")));
+    let runtime = runtime(&dir, vec![manifest]).await;
+    let dns = runtime.dns_provider("dns-cloudflare");
+
+    let name = "10.2.0.192.in-addr.arpa";
+    dns.set_ptr(zone, &ptr(name, "mail.example.net"))
+        .await
+        .unwrap();
+    dns.set_ptr(zone, &ptr(name, "smtp.example.net"))
+        .await
+        .unwrap();
+    dns.set_ptr(zone, &ptr(name, "smtp.example.net"))
+        .await
+        .unwrap();
+    let stored = sim.cloudflare_dns_records(zone);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        (
+            stored[0].kind.as_str(),
+            stored[0].name.as_str(),
+            stored[0].content.as_str()
+        ),
+        ("PTR", name, "smtp.example.net")
+    );
+    assert!(sim.cloudflare_dns_records("lab.example.com").is_empty());
+    dns.remove_ptr(zone, name).await.unwrap();
+    dns.remove_ptr(zone, name).await.unwrap();
+    assert!(sim.cloudflare_dns_records(zone).is_empty());
+    sim.shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! Containment of hostile plugins: each one ends in a clear error within its deadline, while a
 //! well-behaved plugin's calls keep succeeding beside it.
 //!
-//! The hostile components live in `tests/plugins/` and are built here, once per test binary run.
+//! The hostile components live in `tests/plugins/` and are built here, once per test binary run,
+//! with one well-behaved DNS provider built against the contract's first version, `0.1.0`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use porthole::config::{PluginLimits, PluginSpec, PluginWorld, Secret};
 use porthole::plugins::{
-    CallError, DnsRecord, FailureKind, PlanSize, PluginRuntime, PluginState, RecordKind,
+    CallError, DnsRecord, FailureKind, PlanSize, PluginRuntime, PluginState, PtrRecord, RecordKind,
     RenderContext, RuntimeOptions,
 };
 use sha2::Digest;
@@ -1180,4 +1181,65 @@ async fn webhook_deliveries_beyond_a_plugins_cap_are_refused_until_one_ends() {
         .unwrap();
     assert_eq!(unknown.status(), reqwest::StatusCode::NOT_FOUND);
     demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_component_built_against_contract_0_1_0_loads_unchanged_and_keeps_records() {
+    let file = wasm("dns-contract-0-1-0");
+    let (inspection, verdict) = porthole::plugins::check_file(&file, None).unwrap();
+    assert_eq!(inspection.contract.as_deref(), Some("0.1.0"));
+    assert_eq!(verdict.unwrap(), PluginWorld::DnsProvider);
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let database = porthole::store::Store::open(&dir.path().join("porthole.db"))
+        .await
+        .unwrap();
+    let spec = manifest("old-dns", &file, PluginWorld::DnsProvider);
+    let runtime = runtime_with_options(&[spec], porthole::plugins::backed_by(&database)).await;
+    assert_eq!(state_of(&runtime, "old-dns"), PluginState::Loaded);
+    let dns = runtime.dns_provider("old-dns");
+    let record = DnsRecord {
+        name: "vm1.lab.example.com".into(),
+        kind: RecordKind::Aaaa,
+        content: "2001:db8::10".into(),
+        ttl: 300,
+        proxied: false,
+    };
+    let id = dns.upsert_record("lab.example.com", &record).await.unwrap();
+    let listed = dns.list_records("lab.example.com").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((&listed[0].id, &listed[0].record), (&id, &record));
+    dns.delete_record("lab.example.com", &id).await.unwrap();
+    assert!(
+        dns.list_records("lab.example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // It predates reverse DNS: asking for it is refused before anything runs, and is not held
+    // against the plugin.
+    assert!(!runtime.keeps_reverse_dns("old-dns"));
+    let ptr = PtrRecord {
+        name: "10.2.0.192.in-addr.arpa".into(),
+        target: "vm1.lab.example.com".into(),
+        ttl: 1,
+    };
+    let refused = dns.set_ptr("2.0.192.in-addr.arpa", &ptr).await.unwrap_err();
+    assert!(
+        matches!(&refused, CallError::Unsupported { .. })
+            && refused.to_string().contains("reverse-dns"),
+        "{refused}"
+    );
+    let status = runtime
+        .status()
+        .into_iter()
+        .find(|s| s.name == "old-dns")
+        .unwrap();
+    assert!(!status.reverse_dns);
+    assert!(
+        status.recent_errors.is_empty(),
+        "{:?}",
+        status.recent_errors
+    );
 }

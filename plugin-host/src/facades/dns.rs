@@ -2,7 +2,7 @@
 
 use super::{invalid, reported, unexpected};
 use crate::PluginWorld;
-use crate::data::{DnsRecord, FailureKind, PluginFailure, StoredRecord};
+use crate::data::{DnsRecord, FailureKind, PluginFailure, PtrRecord, StoredRecord};
 use crate::error::CallError;
 use crate::invoke::{Answer, Invocation};
 use crate::runtime::PluginRuntime;
@@ -87,6 +87,66 @@ impl DnsProvider {
             other => Err(unexpected(name, &other)),
         };
         self.call(invocation, check).await
+    }
+
+    /// Makes `record` the PTR record at its name in the reverse `zone`. Refused before the plugin
+    /// runs when the record is not a PTR of that zone, or the plugin keeps no reverse DNS.
+    pub async fn set_ptr(&self, zone: &str, record: &PtrRecord) -> Result<(), CallError> {
+        self.check_reverse()?;
+        validate::ptr(record, zone).map_err(|message| self.refused_input(message))?;
+        let invocation = Invocation::SetPtr {
+            zone: zone.to_owned(),
+            record: record.clone(),
+        };
+        self.call(invocation, |answer| self.done(answer)).await
+    }
+
+    /// Removes the PTR records at `name` in the reverse `zone`; removing none succeeds.
+    pub async fn remove_ptr(&self, zone: &str, name: &str) -> Result<(), CallError> {
+        self.check_reverse()?;
+        let probe = PtrRecord {
+            name: name.to_owned(),
+            target: "removed.invalid".to_owned(),
+            ttl: 1,
+        };
+        validate::ptr(&probe, zone).map_err(|message| self.refused_input(message))?;
+        let invocation = Invocation::RemovePtr {
+            zone: zone.to_owned(),
+            name: name.to_owned(),
+        };
+        self.call(invocation, |answer| self.done(answer)).await
+    }
+
+    /// Refuses a reverse-DNS call to a provider that has no `reverse-dns` (one built against
+    /// contract 0.1.0, say) before anything runs: not the plugin's fault, so not counted.
+    fn check_reverse(&self) -> Result<(), CallError> {
+        if self.runtime.keeps_reverse_dns(&self.name) {
+            return Ok(());
+        }
+        Err(CallError::Unsupported {
+            name: self.name.clone(),
+            what: "reverse DNS".to_owned(),
+            detail: "it does not export porthole:plugin/reverse-dns (added in contract 0.1.1), \
+                     or it is not loaded"
+                .to_owned(),
+        })
+    }
+
+    fn refused_input(&self, message: String) -> CallError {
+        CallError::Plugin {
+            name: self.name.clone(),
+            failure: PluginFailure {
+                kind: FailureKind::InvalidInput,
+                message,
+            },
+        }
+    }
+
+    fn done(&self, answer: Answer) -> Result<(), CallError> {
+        match answer {
+            Answer::Done(done) => done.map_err(|failure| reported(&self.name, failure)),
+            other => Err(unexpected(&self.name, &other)),
+        }
     }
 
     async fn call<T>(

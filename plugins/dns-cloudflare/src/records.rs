@@ -2,7 +2,7 @@
 
 use crate::zones;
 use porthole_plugin_support::cloudflare::{Cloudflare, DEFAULT_API_BASE};
-use porthole_plugin_support::dns::{DnsRecord, RecordKind, StoredRecord};
+use porthole_plugin_support::dns::{self, DnsRecord, PtrRecord, RecordKind, StoredRecord};
 use porthole_plugin_support::dns_name;
 use porthole_plugin_support::error::PluginError;
 use porthole_plugin_support::http::{HttpClient, Method, encode_component};
@@ -108,6 +108,11 @@ impl<'a, H: HttpClient> CloudflareDns<'a, H> {
     pub fn delete_record(&self, zone: &str, id: &str) -> Result<(), PluginError> {
         zones::check_id(id, "record id")?;
         let zone_id = self.zone_id(&dns_name::zone(zone)?)?;
+        self.delete_by_id(&zone_id, id)
+    }
+
+    /// Deletes record `id` of zone `zone_id`; one already gone counts as deleted.
+    fn delete_by_id(&self, zone_id: &str, id: &str) -> Result<(), PluginError> {
         let path = format!("/zones/{zone_id}/dns_records/{id}");
         match self.api.call(Method::Delete, &path, None) {
             Ok(_) => Ok(()),
@@ -128,6 +133,69 @@ impl<'a, H: HttpClient> CloudflareDns<'a, H> {
             .into_iter()
             .filter_map(stored)
             .take(MAX_LISTED)
+            .collect())
+    }
+
+    /// Makes `record` the one PTR record at its name in the reverse `zone`: updates the first
+    /// one there (or creates it) and deletes any others. A reverse zone is always looked up by
+    /// name: the `zone_id` setting is the forward zone's.
+    pub fn set_ptr(&self, zone: &str, record: &PtrRecord) -> Result<(), PluginError> {
+        let zone = dns_name::zone(zone)?;
+        let record = record.normalized(&zone)?;
+        let zone_id = zones::lookup(&self.api, &zone)?;
+        let body = json!({
+            "type": "PTR", "name": record.name, "content": record.target, "ttl": record.ttl.max(1),
+        });
+        let mut existing = self.ptrs(&zone_id, &record.name)?.into_iter();
+        match existing.next() {
+            Some(first) => {
+                let unchanged = first
+                    .content
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(&record.target)
+                    && first.ttl == record.ttl.max(1);
+                if !unchanged {
+                    let path = format!("/zones/{zone_id}/dns_records/{}", first.id);
+                    self.api.call(Method::Put, &path, Some(&body))?;
+                }
+            }
+            None => match self.api.call(
+                Method::Post,
+                &format!("/zones/{zone_id}/dns_records"),
+                Some(&body),
+            ) {
+                Ok(_) => {}
+                // A retry after a lost answer: the record is already there.
+                Err(err) if err.has_code(RECORD_EXISTS) => {}
+                Err(err) => return Err(err.into()),
+            },
+        }
+        for extra in existing {
+            self.delete_by_id(&zone_id, &extra.id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every PTR record at `name` in the reverse `zone`.
+    pub fn remove_ptr(&self, zone: &str, name: &str) -> Result<(), PluginError> {
+        let zone = dns_name::zone(zone)?;
+        let name = dns::reverse_name(name, &zone)?;
+        let zone_id = zones::lookup(&self.api, &zone)?;
+        for record in self.ptrs(&zone_id, &name)? {
+            self.delete_by_id(&zone_id, &record.id)?;
+        }
+        Ok(())
+    }
+
+    fn ptrs(&self, zone_id: &str, name: &str) -> Result<Vec<ApiRecord>, PluginError> {
+        let path = format!(
+            "/zones/{zone_id}/dns_records?type=PTR&name={}",
+            encode_component(name)
+        );
+        let found: Vec<ApiRecord> = self.api.list(&path)?;
+        Ok(found
+            .into_iter()
+            .filter(|r| r.kind == "PTR" && r.name.eq_ignore_ascii_case(name))
             .collect())
     }
 

@@ -1,4 +1,4 @@
-//! The component's WIT face (`dns-provider` world) over [`crate::PowerDns`], with HTTP
+//! The component's WIT face (`reverse-dns-provider` world) over [`crate::PowerDns`], with HTTP
 //! through `wasi:http`. Compiled for wasm32 only.
 #![allow(unsafe_code)] // wit-bindgen's generated ABI glue
 

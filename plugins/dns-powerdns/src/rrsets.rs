@@ -1,7 +1,7 @@
 //! Upsert, delete and list through the zone's rrsets.
 
 use crate::content::{from_zone_file, to_zone_file};
-use porthole_plugin_support::dns::{DnsRecord, RecordKind, StoredRecord};
+use porthole_plugin_support::dns::{self, DnsRecord, PtrRecord, RecordKind, StoredRecord};
 use porthole_plugin_support::dns_name::{self, canonical};
 use porthole_plugin_support::error::PluginError;
 use porthole_plugin_support::http::{HttpClient, Method, Request, Response, encode_component};
@@ -75,11 +75,7 @@ impl<'a, H: HttpClient> PowerDns<'a, H> {
     pub fn upsert_record(&self, zone: &str, record: &DnsRecord) -> Result<String, PluginError> {
         let zone = dns_name::zone(zone)?;
         let record = record.normalized(&zone)?;
-        let ttl = if record.ttl <= 1 {
-            self.default_ttl
-        } else {
-            record.ttl
-        };
+        let ttl = self.ttl(record.ttl);
         let rrset = json!({
             "name": canonical(&record.name),
             "type": record.kind.as_str(),
@@ -101,6 +97,29 @@ impl<'a, H: HttpClient> PowerDns<'a, H> {
         self.patch(&zone, rrset)
     }
 
+    /// REPLACEs the PTR rrset at `record.name` in the reverse `zone` with this one record.
+    pub fn set_ptr(&self, zone: &str, record: &PtrRecord) -> Result<(), PluginError> {
+        let zone = dns_name::zone(zone)?;
+        let record = record.normalized(&zone)?;
+        let ttl = self.ttl(record.ttl);
+        let rrset = json!({
+            "name": canonical(&record.name),
+            "type": "PTR",
+            "ttl": ttl,
+            "changetype": "REPLACE",
+            "records": [{"content": canonical(&record.target), "disabled": false}],
+        });
+        self.patch(&zone, rrset)
+    }
+
+    /// DELETEs the PTR rrset at `name` in the reverse `zone`.
+    pub fn remove_ptr(&self, zone: &str, name: &str) -> Result<(), PluginError> {
+        let zone = dns_name::zone(zone)?;
+        let name = dns::reverse_name(name, &zone)?;
+        let rrset = json!({"name": canonical(&name), "type": "PTR", "changetype": "DELETE"});
+        self.patch(&zone, rrset)
+    }
+
     /// The zone's enabled A, AAAA, CNAME and TXT records.
     pub fn list_records(&self, zone: &str) -> Result<Vec<StoredRecord>, PluginError> {
         let zone = dns_name::zone(zone)?;
@@ -117,6 +136,15 @@ impl<'a, H: HttpClient> PowerDns<'a, H> {
             .flat_map(stored)
             .take(MAX_LISTED)
             .collect())
+    }
+
+    /// The TTL to write: ours for 1, "the provider's automatic value".
+    fn ttl(&self, wanted: u32) -> u32 {
+        if wanted <= 1 {
+            self.default_ttl
+        } else {
+            wanted
+        }
     }
 
     fn patch(&self, zone: &str, rrset: Value) -> Result<(), PluginError> {

@@ -88,6 +88,47 @@ impl DnsRecord {
     }
 }
 
+/// A PTR record as Porthole wants it to exist: `name`, an address's reverse name, points back
+/// to `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtrRecord {
+    /// Fully qualified, without the trailing dot, e.g. `10.2.0.192.in-addr.arpa`.
+    pub name: String,
+    /// A host name, fully qualified, without the trailing dot.
+    pub target: String,
+    /// Seconds; 1 means the provider's automatic value.
+    pub ttl: u32,
+}
+
+impl PtrRecord {
+    /// The record with its name made absolute in the reverse `zone` and both names lowercase;
+    /// refuses a zone outside `in-addr.arpa` and `ip6.arpa`, and a target that is no host name.
+    pub fn normalized(&self, zone: &str) -> Result<PtrRecord, PluginError> {
+        Ok(PtrRecord {
+            name: reverse_name(&self.name, zone)?,
+            target: dns_name::zone(&self.target)
+                .map_err(|err| PluginError::invalid(format!("PTR target: {err}")))?,
+            ttl: self.ttl,
+        })
+    }
+}
+
+/// The fully qualified `name`, checked to lie in the reverse `zone`, which must itself lie under
+/// `in-addr.arpa` or `ip6.arpa`. Reverse names are always absolute: none is taken as relative.
+pub fn reverse_name(name: &str, zone: &str) -> Result<String, PluginError> {
+    let zone = dns_name::zone(zone)?;
+    if !["in-addr.arpa", "ip6.arpa"]
+        .iter()
+        .any(|tree| zone == *tree || zone.ends_with(&format!(".{tree}")))
+    {
+        return Err(PluginError::invalid(format!(
+            "{zone} is not a reverse zone (in-addr.arpa or ip6.arpa)"
+        )));
+    }
+    let absolute = format!("{}.", name.trim_end_matches('.'));
+    Ok(dns_name::absolute(&absolute, &zone)?)
+}
+
 /// The address in its canonical text (so `::0001` and `::1` compare equal).
 fn parse_content<T: std::str::FromStr + ToString>(
     text: &str,
@@ -124,6 +165,24 @@ mod tests {
             .normalized("example.com")
             .unwrap();
         assert_eq!(cname.content, "tun.cfargotunnel.com");
+    }
+
+    #[test]
+    fn ptr_records_live_in_reverse_zones_and_point_at_host_names() {
+        let ptr = PtrRecord {
+            name: "10.2.0.192.in-addr.arpa".into(),
+            target: "Mail.Example.COM.".into(),
+            ttl: 300,
+        };
+        let normalized = ptr.normalized("2.0.192.in-addr.arpa.").unwrap();
+        assert_eq!(normalized.target, "mail.example.com");
+        assert!(ptr.normalized("example.com").is_err());
+        assert!(ptr.normalized("3.0.192.in-addr.arpa").is_err());
+        let bad_target = PtrRecord {
+            target: "not a name".into(),
+            ..ptr
+        };
+        assert!(bad_target.normalized("2.0.192.in-addr.arpa").is_err());
     }
 
     #[test]

@@ -120,20 +120,22 @@ macro_rules! wit_dns_glue {
     };
 }
 
-/// A whole `dns-provider` component over `$provider` (in scope at the call), a type with
-/// `from_settings(&http, &settings)` and `upsert_record`, `delete_record` and `list_records` on
-/// [`crate::dns::DnsRecord`]s. Expanded in the plugin's bindings module, whose crate depends on
-/// `wit-bindgen` and keeps the WIT at `../../wit`.
+/// A whole `reverse-dns-provider` component (a `dns-provider` that also keeps PTR records) over
+/// `$provider` (in scope at the call), a type with `from_settings(&http, &settings)`,
+/// `upsert_record`, `delete_record` and `list_records` on [`crate::dns::DnsRecord`]s, and
+/// `set_ptr` and `remove_ptr` on [`crate::dns::PtrRecord`]s. Expanded in the plugin's bindings
+/// module, whose crate depends on `wit-bindgen` and keeps the WIT at `../../wit`.
 #[macro_export]
 macro_rules! dns_provider_component {
     ($provider:ident) => {
-        use exports::porthole::plugin::dns::{Guest, RecordId, StoredRecord};
+        use exports::porthole::plugin::dns::{Guest as Dns, RecordId, StoredRecord};
+        use exports::porthole::plugin::reverse_dns::{Guest as ReverseDns, PtrRecord};
         use porthole::plugin::types::{DnsRecord, PluginError};
         use $crate::wasi_http::WasiHttp;
 
         wit_bindgen::generate!({
             path: "../../wit",
-            world: "porthole:plugin/dns-provider",
+            world: "porthole:plugin/reverse-dns-provider",
             generate_all,
         });
 
@@ -142,7 +144,7 @@ macro_rules! dns_provider_component {
 
         struct Provider;
 
-        impl Guest for Provider {
+        impl Dns for Provider {
             fn upsert_record(zone: String, entry: DnsRecord) -> Result<RecordId, PluginError> {
                 $provider::from_settings(&WasiHttp, &HostSettings)
                     .and_then(|dns| dns.upsert_record(&zone, &record_from_wit(entry)))
@@ -166,6 +168,25 @@ macro_rules! dns_provider_component {
                         entry: record_to_wit(r.entry),
                     })
                     .collect())
+            }
+        }
+
+        impl ReverseDns for Provider {
+            fn set_ptr(zone: String, entry: PtrRecord) -> Result<(), PluginError> {
+                let entry = $crate::dns::PtrRecord {
+                    name: entry.name,
+                    target: entry.target,
+                    ttl: entry.ttl,
+                };
+                $provider::from_settings(&WasiHttp, &HostSettings)
+                    .and_then(|dns| dns.set_ptr(&zone, &entry))
+                    .map_err(to_wit_error)
+            }
+
+            fn remove_ptr(zone: String, name: String) -> Result<(), PluginError> {
+                $provider::from_settings(&WasiHttp, &HostSettings)
+                    .and_then(|dns| dns.remove_ptr(&zone, &name))
+                    .map_err(to_wit_error)
             }
         }
 

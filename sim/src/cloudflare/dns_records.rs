@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-const RECORD_TYPES: [&str; 8] = ["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SRV", "CAA"];
+const RECORD_TYPES: [&str; 9] = ["A", "AAAA", "CNAME", "TXT", "MX", "NS", "SRV", "CAA", "PTR"];
 
 fn zone_mut<'a>(zones: &'a mut [Zone], zone_id: &str) -> Result<&'a mut Zone, CfError> {
     zones
@@ -260,10 +260,10 @@ fn check_content(kind: &str, content: &str) -> Result<String, CfError> {
             .parse::<Ipv6Addr>()
             .map(|a| a.to_string())
             .map_err(|_| invalid("a valid IPv6 address")),
-        "CNAME" if content.trim().is_empty() || content.contains(char::is_whitespace) => {
+        "CNAME" | "PTR" if content.trim().is_empty() || content.contains(char::is_whitespace) => {
             Err(invalid("a valid hostname"))
         }
-        "CNAME" => Ok(content.trim_end_matches('.').to_ascii_lowercase()),
+        "CNAME" | "PTR" => Ok(content.trim_end_matches('.').to_ascii_lowercase()),
         _ if content.is_empty() || content.len() > 4096 => {
             Err(invalid("between 1 and 4096 characters"))
         }

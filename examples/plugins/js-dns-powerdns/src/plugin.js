@@ -4,7 +4,7 @@
 // Settings: `api_url` (e.g. `http://127.0.0.1:8081`), `api_key`, `server_id` (default
 // `localhost`).
 
-import { log, setting } from 'porthole:plugin/host@0.1.0';
+import { log, setting } from 'porthole:plugin/host@0.1.1';
 
 // WIT enums are their case names; PowerDNS wants record types in upper case.
 const TYPES = { a: 'A', aaaa: 'AAAA', cname: 'CNAME', txt: 'TXT' };
