@@ -360,6 +360,12 @@ fn merge_tables(base: &mut toml::Table, extra: toml::Table) {
 /// The zone the demo's tunnels publish their records in, on the simulated Cloudflare.
 const DEMO_ZONE: &str = "demo.porthole.test";
 
+/// The reverse zones of the demo's address pools, on the simulated Cloudflare too.
+const REVERSE_ZONES: [&str; 2] = [
+    "2.0.192.in-addr.arpa",
+    "0.0.0.0.0.0.1.0.8.b.d.0.1.0.0.2.ip6.arpa",
+];
+
 /// The bundled plugins, templates, plans and provisioning settings, wired to the simulator's
 /// Proxmox and Cloudflare surfaces. Cloud-init is delivered as snippets into `dir/snippets`,
 /// which the simulated storage `local` stands for.
@@ -371,7 +377,9 @@ fn bundled_plugins(dir: &Path, plugins: &Path, sim: &SimHandle) -> anyhow::Resul
         format!("whsec_{}", hex::encode(rand::random::<[u8; 16]>())),
     )?;
     std::fs::write(dir.join("cloudflare-token"), sim.cloudflare_token())?;
-    sim.cloudflare_zone(DEMO_ZONE);
+    for zone in std::iter::once(DEMO_ZONE).chain(REVERSE_ZONES) {
+        sim.cloudflare_zone(zone);
+    }
     let cloudflare = sim.cloudflare_url();
     let origin = cloudflare.origin().ascii_serialization();
     let mut text = String::new();
@@ -399,6 +407,7 @@ fn bundled_plugins(dir: &Path, plugins: &Path, sim: &SimHandle) -> anyhow::Resul
             path.display()
         ));
     }
+    let [v4_reverse, v6_reverse] = REVERSE_ZONES;
     text.push_str(&format!(
         r#"
 [[templates]]
@@ -448,12 +457,14 @@ cluster = "{CLUSTER}"
 network = "192.0.2.0/24"
 gateway = "192.0.2.1"
 ranges = ["192.0.2.10-192.0.2.250"]
+reverse_zone = "{v4_reverse}"
 
 [[lifecycle.ip_pools]]
 name = "public-v6"
 cluster = "{CLUSTER}"
 network = "2001:db8:100::/64"
 gateway = "2001:db8:100::1"
+reverse_zone = "{v6_reverse}"
 
 [lifecycle.cloud_init]
 delivery = "snippets"

@@ -153,7 +153,7 @@ impl Lifecycle {
                 address: held.address.to_string(),
                 family: Family::of(held.address),
                 reverse_dns: held.reverse_dns.clone(),
-                reverse_dns_settable: self.reverse_zone_of(&held).is_some(),
+                reverse_dns_settable: self.settable_zone_of(&held).is_ok(),
             })
             .collect())
     }
@@ -161,6 +161,19 @@ impl Lifecycle {
     fn reverse_zone_of(&self, held: &Held) -> Option<&ReverseZone> {
         let pool = self.inner.pools.iter().find(|p| p.name == held.pool)?;
         pool.reverse.as_ref()
+    }
+
+    /// The reverse zone of `held`'s pool when its owner can set a PTR there now; otherwise why
+    /// not, in the owner's words (the operator's reason goes to the log).
+    fn settable_zone_of(&self, held: &Held) -> Result<&ReverseZone, &'static str> {
+        let zone = self
+            .reverse_zone_of(held)
+            .ok_or("the provider does not manage reverse DNS for this address")?;
+        if self.inner.plugins.keeps_reverse_dns(&zone.plugin) {
+            Ok(zone)
+        } else {
+            Err("reverse DNS is not available for this address at the moment")
+        }
     }
 
     /// Checks a request to point `address`'s PTR at `hostname` (or, none, to remove it): the
@@ -177,17 +190,12 @@ impl Lifecycle {
             .iter()
             .find(|h| h.address == address)
             .ok_or(SelfServiceError::NoSuchAddress)?;
-        let zone = self.reverse_zone_of(held).ok_or_else(|| {
-            SelfServiceError::Refused(
-                "the provider does not manage reverse DNS for this address".into(),
-            )
-        })?;
-        if !self.inner.plugins.keeps_reverse_dns(&zone.plugin) {
-            tracing::warn!(plugin = %zone.plugin, zone = %zone.zone,
-                "reverse DNS asked of a plugin that is not loaded or does not export reverse-dns");
-            return Err(SelfServiceError::Refused(
-                "reverse DNS cannot be set at the moment; try again later".into(),
-            ));
+        if let Err(reason) = self.settable_zone_of(held) {
+            if let Some(zone) = self.reverse_zone_of(held) {
+                tracing::warn!(plugin = %zone.plugin, zone = %zone.zone,
+                    "reverse DNS asked of a plugin that is not loaded or does not export reverse-dns");
+            }
+            return Err(SelfServiceError::Refused(reason.into()));
         }
         let Some(hostname) = hostname else {
             return Ok(None);

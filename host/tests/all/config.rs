@@ -380,3 +380,43 @@ fn an_address_pool_with_its_gateway_outside_its_network_is_refused_naming_the_ke
     let config = fixture.parse(&(Fixture::valid() + &good)).unwrap();
     assert_eq!(config.lifecycle.ip_pools.len(), 1);
 }
+
+#[test]
+fn a_reverse_zone_that_misses_pool_addresses_or_has_no_plugin_is_refused_naming_the_key_and_line() {
+    let fixture = Fixture::new();
+    let pool = "\n[[lifecycle.ip_pools]]\nname = \"v4\"\ncluster = \"lab\"\n\
+                network = \"192.0.2.0/23\"\ngateway = \"192.0.2.1\"\n\
+                reverse_zone = \"2.0.192.in-addr.arpa\"\n";
+    let text = Fixture::valid() + pool;
+    let err = fixture.parse(&text).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lifecycle.ip_pools[0].reverse_zone"),
+        "{err}"
+    );
+    assert!(
+        err.message.contains("reverse_zone needs a DNS plugin"),
+        "{err}"
+    );
+    assert_eq!(err.line, Some(text.lines().count()), "{err}");
+
+    let with_plugin = pool.to_owned() + "reverse_dns_plugin = \"nowhere\"\n";
+    let err = fixture
+        .parse(&(Fixture::valid() + &with_plugin))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lifecycle.ip_pools[0].reverse_zone"),
+        "{err}"
+    );
+    assert!(err.message.contains("does not hold 192.0.3.254"), "{err}");
+
+    let wide = with_plugin.replace("2.0.192.in-addr.arpa", "0.192.in-addr.arpa");
+    let err = fixture.parse(&(Fixture::valid() + &wide)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lifecycle.ip_pools[0].reverse_dns_plugin"),
+        "{err}"
+    );
+    assert!(err.message.contains("no plugin named \"nowhere\""), "{err}");
+}

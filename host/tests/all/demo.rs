@@ -150,9 +150,15 @@ async fn the_demo_serves_its_printed_accounts() {
         ]
     );
     // The demo's pools gave it one public address of each family.
+    // Its owner may point their reverse DNS (the demo keeps both reverse zones).
     assert_eq!(
         vm["addresses"],
-        serde_json::json!(["192.0.2.10", "2001:db8:100::2"]),
+        serde_json::json!([
+            {"address": "192.0.2.10", "family": "ipv4", "reverse_dns": null,
+             "reverse_dns_settable": true},
+            {"address": "2001:db8:100::2", "family": "ipv6", "reverse_dns": null,
+             "reverse_dns_settable": true},
+        ]),
         "{vm}"
     );
     assert_eq!(

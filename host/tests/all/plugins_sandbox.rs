@@ -67,7 +67,7 @@ pub(crate) fn wasm(crate_name: &str) -> PathBuf {
     built_plugins().join(format!("{}.wasm", crate_name.replace('-', "_")))
 }
 
-fn sha256_of(path: &Path) -> String {
+pub(crate) fn sha256_of(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::lifecycle::Panel;
 use crate::lifecycle_acceptance::read_only;
+use crate::plugins_first_party::PowerDns;
 
 // Made by `ssh-keygen -t ed25519`; the fingerprint is what `ssh-keygen -lf` printed.
 const LAPTOP: &str =
@@ -84,7 +85,12 @@ async fn send(
 /// A panel whose `small` plan keeps two snapshots and two backups, and offers three templates
 /// (`lab` is on another node than the VMs, on local storage).
 async fn panel() -> Panel {
-    let panel = Panel::start().await;
+    panel_with("").await
+}
+
+/// [`panel`] with `extra_config` added to its configuration.
+async fn panel_with(extra_config: &str) -> Panel {
+    let panel = Panel::with(Duration::from_millis(20), extra_config).await;
     for (name, node, vmid) in [("debian-13", "pve1", 9000), ("lab", "pve2", 9001)] {
         let template = json!({
             "name": name, "cluster": "sim", "node": node, "vmid": vmid, "os": "debian",
@@ -1051,7 +1057,7 @@ async fn fifty_concurrent_orders_draw_fifty_addresses_once_and_the_fifty_first_i
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| a.as_str().unwrap())
+            .map(|a| a["address"].as_str().unwrap())
             .collect();
         let [v4, v6] = addresses[..] else {
             panic!("{vm}");
@@ -1088,7 +1094,7 @@ async fn fifty_concurrent_orders_draw_fifty_addresses_once_and_the_fifty_first_i
         None,
     )
     .await;
-    let released = vm["addresses"][0].as_str().unwrap().to_owned();
+    let released = vm["addresses"][0]["address"].as_str().unwrap().to_owned();
     panel
         .post(
             "admin",
@@ -1125,7 +1131,7 @@ async fn fifty_concurrent_orders_draw_fifty_addresses_once_and_the_fifty_first_i
         None,
     )
     .await;
-    assert_eq!(vm["addresses"][0], released.as_str());
+    assert_eq!(vm["addresses"][0]["address"], released.as_str());
     panel.demo.stop().await.unwrap();
 }
 
@@ -1216,5 +1222,233 @@ async fn no_answer_to_a_customer_names_a_node_storage_volume_or_task() {
     }
     assert!(text.contains("restore_backup"), "{text}");
     assert_nothing_for_operators("progress", &Value::String(text));
+    panel.demo.stop().await.unwrap();
+}
+
+/// Pools whose reverse zones a real PowerDNS keeps: the IPv4 one through dns-powerdns, the IPv6
+/// one through a provider built against contract 0.1.0, which predates reverse DNS. Names are
+/// checked against the same PowerDNS; names under lab.example.test are the provider's own.
+fn reverse_dns_config(pdns: &PowerDns) -> String {
+    let (powerdns, powerdns_sha) = crate::first_party::component("dns-powerdns");
+    let old = crate::plugins_sandbox::wasm("dns-contract-0-1-0");
+    let old_sha = crate::plugins_sandbox::sha256_of(&old);
+    format!(
+        r#"domain = "lab.example.test"
+resolvers = ["{resolver}"]
+
+[[lifecycle.ip_pools]]
+name = "v4"
+cluster = "sim"
+network = "192.0.2.0/24"
+gateway = "192.0.2.1"
+ranges = ["192.0.2.10-192.0.2.20"]
+reverse_zone = "2.0.192.in-addr.arpa"
+reverse_dns_plugin = "dns-powerdns"
+
+[[lifecycle.ip_pools]]
+name = "v6"
+cluster = "sim"
+network = "2001:db8:5::/64"
+gateway = "2001:db8:5::1"
+reverse_zone = "0.0.0.0.5.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+reverse_dns_plugin = "old-dns"
+
+[[plugins]]
+name = "dns-powerdns"
+world = "dns-provider"
+path = "{powerdns}"
+sha256 = "{powerdns_sha}"
+allowed_hosts = ["{api}"]
+allowed_addresses = ["127.0.0.1"]
+settings = {{ api_url = "{api}", api_key = "{key}" }}
+
+[[plugins]]
+name = "old-dns"
+world = "dns-provider"
+path = "{old}"
+sha256 = "{old_sha}"
+"#,
+        resolver = pdns.dns_addr(),
+        powerdns = powerdns.display(),
+        old = old.display(),
+        api = pdns.api_url,
+        key = pdns.api_key,
+    )
+}
+
+/// Points `address` of VM `id` at `hostname` as alice: the status and the answer.
+async fn set_reverse_dns(
+    panel: &Panel,
+    id: i64,
+    address: &str,
+    hostname: &str,
+) -> (StatusCode, Value) {
+    send(
+        panel,
+        "alice",
+        reqwest::Method::PUT,
+        &format!("/api/v1/vms/{id}/addresses/{address}/reverse-dns"),
+        Some(json!({ "hostname": hostname })),
+    )
+    .await
+}
+
+/// The VM's address `address` as alice sees it.
+async fn address_view(panel: &Panel, id: i64, address: &str) -> Value {
+    let (_, vm) = send(
+        panel,
+        "alice",
+        reqwest::Method::GET,
+        &format!("/api/v1/vms/{id}"),
+        None,
+    )
+    .await;
+    vm["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["address"] == address)
+        .cloned()
+        .unwrap_or_else(|| panic!("{address} is not in {vm}"))
+}
+
+#[tokio::test]
+async fn reverse_dns_is_set_when_the_name_resolves_back_and_goes_with_the_vm() {
+    let pdns = PowerDns::start().await;
+    for zone in ["customer.test", "2.0.192.in-addr.arpa"] {
+        pdns.create_zone(zone).await;
+    }
+    let panel = panel_with(&reverse_dns_config(&pdns)).await;
+    let (id, _) = alices_vm(&panel, "mail-1", &[]).await;
+    let v4 = address_view(&panel, id, "192.0.2.10").await;
+    assert_eq!(
+        v4,
+        json!({"address": "192.0.2.10", "family": "ipv4", "reverse_dns": null,
+               "reverse_dns_settable": true})
+    );
+    let v6 = address_view(&panel, id, "2001:db8:5::2").await;
+    assert_eq!(v6["reverse_dns_settable"], false, "{v6}");
+
+    // A name that does not resolve, or resolves elsewhere, is refused with what to do.
+    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "mail.customer.test").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let reason = body["error"].as_str().unwrap();
+    assert!(
+        reason.contains("does not resolve") && reason.contains("A record for 192.0.2.10"),
+        "{reason}"
+    );
+    let elsewhere: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    pdns.put_address("customer.test", "other.customer.test", elsewhere)
+        .await;
+    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "other.customer.test").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("resolves to 198.51.100.7"),
+        "{body}"
+    );
+    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "not a name").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Once it resolves back, the PTR is written and served.
+    let mine: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    pdns.put_address("customer.test", "mail.customer.test", mine)
+        .await;
+    let (status, receipt) = set_reverse_dns(&panel, id, "192.0.2.10", "Mail.Customer.Test.").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+    assert_eq!(last_job(&panel.settled(id).await)["state"], "succeeded");
+    assert_eq!(
+        pdns.dig("10.2.0.192.in-addr.arpa", "PTR"),
+        "mail.customer.test."
+    );
+    let v4 = address_view(&panel, id, "192.0.2.10").await;
+    assert_eq!(v4["reverse_dns"], "mail.customer.test", "{v4}");
+
+    // A name under the provider's zone needs no lookup; it replaces the record.
+    let (status, _) = set_reverse_dns(&panel, id, "192.0.2.10", "mail-1.lab.example.test").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    panel.settled(id).await;
+    assert_eq!(
+        pdns.dig("10.2.0.192.in-addr.arpa", "PTR"),
+        "mail-1.lab.example.test."
+    );
+
+    // The IPv6 pool's provider predates reverse DNS; an address not held, or another's VM: 404.
+    let (status, body) =
+        set_reverse_dns(&panel, id, "2001:db8:5::2", "mail-1.lab.example.test").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not available"),
+        "{body}"
+    );
+    let (status, _) = set_reverse_dns(&panel, id, "192.0.2.11", "mail-1.lab.example.test").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send(
+        &panel,
+        "bob",
+        reqwest::Method::PUT,
+        &format!("/api/v1/vms/{id}/addresses/192.0.2.10/reverse-dns"),
+        Some(json!({"hostname": "mail-1.lab.example.test"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Removed on request, and audited for its owner.
+    let (status, _) = send(
+        &panel,
+        "alice",
+        reqwest::Method::DELETE,
+        &format!("/api/v1/vms/{id}/addresses/192.0.2.10/reverse-dns"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    panel.settled(id).await;
+    assert_eq!(pdns.dig("10.2.0.192.in-addr.arpa", "PTR"), "");
+    assert_eq!(
+        address_view(&panel, id, "192.0.2.10").await["reverse_dns"],
+        Value::Null
+    );
+    let activity = panel
+        .get("alice", "/api/v1/account/activity?action=vm")
+        .await;
+    let actions: Vec<&str> = activity
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .filter(|action| action.starts_with("vm.reverse_dns"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "vm.reverse_dns_removed",
+            "vm.reverse_dns_set",
+            "vm.reverse_dns_set"
+        ],
+        "{activity}"
+    );
+
+    // Set again, then the VM is terminated: its PTR goes before its address is released.
+    let (status, _) = set_reverse_dns(&panel, id, "192.0.2.10", "mail.customer.test").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    panel.settled(id).await;
+    assert_eq!(
+        pdns.dig("10.2.0.192.in-addr.arpa", "PTR"),
+        "mail.customer.test."
+    );
+    panel
+        .post(
+            "admin",
+            &format!("/api/v1/services/{id}/terminate"),
+            "end",
+            json!({}),
+        )
+        .await;
+    let view = panel.settled(id).await;
+    assert_eq!(view["service"]["state"], "terminated", "{view}");
+    assert_eq!(pdns.dig("10.2.0.192.in-addr.arpa", "PTR"), "");
     panel.demo.stop().await.unwrap();
 }
