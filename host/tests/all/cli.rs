@@ -123,18 +123,21 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn plugin_check_describes_a_fit_first_party_component() {
-    for (package, world, import, export) in [
+    for (package, world, import, exports) in [
         (
             "cloudinit-basic",
             "cloud-init-template",
-            "porthole:plugin/host@0.1.0",
-            "porthole:plugin/cloud-init@0.1.0",
+            "porthole:plugin/host@0.1.1",
+            &["porthole:plugin/cloud-init@0.1.1"][..],
         ),
         (
             "dns-cloudflare",
             "dns-provider",
             "wasi:http/outgoing-handler@0.2.12",
-            "porthole:plugin/dns@0.1.0",
+            &[
+                "porthole:plugin/dns@0.1.1",
+                "porthole:plugin/reverse-dns@0.1.1",
+            ][..],
         ),
     ] {
         let (path, sha256) = crate::first_party::component(package);
@@ -158,9 +161,12 @@ fn plugin_check_describes_a_fit_first_party_component() {
                 format!("world: {world}"),
                 format!("size: {size} bytes"),
                 format!("sha256: {sha256}"),
+                "contract: porthole:plugin@0.1.1".to_owned(),
                 format!("import: {import}"),
-                format!("export: {export}"),
-            ] {
+            ]
+            .into_iter()
+            .chain(exports.iter().map(|export| format!("export: {export}")))
+            {
                 assert!(lines.contains(&expected.as_str()), "{expected}: {stdout}");
             }
             assert_eq!(lines.last(), Some(&"verdict: fit"), "{stdout}");
