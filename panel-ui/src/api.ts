@@ -93,9 +93,12 @@ export async function unwrap<D>(call: Promise<Outcome<D>>): Promise<D> {
   throw new ApiError(response.status, reason);
 }
 
-/** The daemon's reason as a sentence: capitalised, with a full stop. */
+/**
+ * The daemon's reason as a sentence: capitalised, with a full stop. One that starts with a host
+ * name (`mail.example.net does not resolve`) keeps it as it is written.
+ */
 export function sentence(reason: string): string {
-  const text = reason.charAt(0).toUpperCase() + reason.slice(1);
+  const text = /^\S*\.\S/.test(reason) ? reason : reason.charAt(0).toUpperCase() + reason.slice(1);
   return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 

@@ -121,7 +121,7 @@ test('a customer orders a VM with a key from the keychain, then snapshots, rolls
     const name = `self-${width}`;
     await page.getByRole('heading', { name, level: 1 }).waitFor();
     // The demo's pools gave it a public address of each family.
-    await waitFor(async () => /192\.0\.2\.\d+, 2001:db8:100::/.test(await page.locator('#vm-addresses').innerText()), 'its addresses');
+    await waitFor(async () => /192\.0\.2\.\d+\s+IPv4[\s\S]*\n2001:db8:100::\S+\s+IPv6/.test(await page.locator('#vm-addresses').innerText()), 'its addresses');
 
     // Snapshots: none yet, of the plan's two.
     const count = page.locator('#snapshot-count');

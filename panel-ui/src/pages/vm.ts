@@ -1,9 +1,10 @@
-// One VM: state, power actions (confirmed), console buttons, graphs, backups, snapshots, password
-// reset, reinstall, and the progress of its jobs (SSE). Operators viewing a customer's VM get the same
+// One VM: state, addresses and their reverse DNS, power actions (confirmed), console buttons, graphs,
+// backups, snapshots, password reset, reinstall, and the progress of its jobs (SSE). Operators viewing a customer's VM get the same
 // page: they may do all of it too.
 import { api, explain, type Schemas, unwrap } from '../api';
 import { badge, confirmDialog, h, mount, notice, say, table, time } from '../dom';
 import { currentUser } from '../main';
+import { addressesSection } from './addresses';
 import { backupsSection } from './backups';
 import { graphsSection } from './graphs';
 import { reinstallSection } from './reinstall';
@@ -32,7 +33,7 @@ export function stopVmPage(): void {
 /** The customer's own operations, named for a sentence: a parked one is told at the top. */
 const SELF_SERVICE: Partial<Record<Schemas['JobKind'], string>> = {
   reinstall: 'reinstall', snapshot: 'snapshot', rollback: 'rollback', delete_snapshot: 'snapshot deletion',
-  backup: 'backup', restore: 'restore',
+  backup: 'backup', restore: 'restore', reverse_dns: 'reverse DNS change',
 };
 
 const ACTIONS: [Schemas['PowerAction'], string, string][] = [
@@ -89,6 +90,8 @@ export async function vmPage(id: number): Promise<void> {
   const progress = h('ol', { class: 'progress', 'aria-live': 'polite', id: 'progress' });
   const jobs = h('div', { id: 'jobs' });
   const reinstall = reinstallSection(id, data.vm, data.owned);
+  // In the facts at the top, not a section of its own: its jobs' ends read the VM again at once.
+  const addresses = addressesSection(id, () => void refresh());
   const sections: Section[] = [graphsSection(id), backupsSection(id, data.vm.name), snapshotsSection(id, data.vm.name),
     passwordSection(id, data.vm.name, () => reinstall.focus()), reinstall];
   shownSections = sections;
@@ -120,6 +123,7 @@ export async function vmPage(id: number): Promise<void> {
     const problems = jobList.some((j) => j.failure);
     jobs.replaceChildren(jobList.length ? table(['Job', 'Kind', 'State', 'Step', 'Updated', ...(problems ? ['Problem'] : [])],
       jobList.map((j) => [String(j.id), j.kind.replace(/_/g, ' '), badge(j.state), j.step.replace(/_/g, ' '), time(j.updated_at), ...(problems ? [j.failure ?? ''] : [])]), 'Jobs') : '');
+    addresses.update(vm, jobList);
     for (const section of sections) section.update(vm, jobList);
   };
   mount(
@@ -131,7 +135,7 @@ export async function vmPage(id: number): Promise<void> {
       h('dt', {}, 'State'), stateCell,
       h('dt', {}, 'Power'), powerCell,
       h('dt', {}, 'Plan'), h('dd', {}, data.vm.plan ?? ''),
-      h('dt', {}, 'Addresses'), h('dd', { id: 'vm-addresses' }, data.vm.addresses.join(', ') || 'Assigned by DHCP'),
+      h('dt', {}, 'Addresses'), addresses.element,
       h('dt', {}, 'SSH'), sshCell,
     ),
     h('section', { 'aria-labelledby': 'console-h' }, h('h2', { id: 'console-h' }, 'Console'), h('div', { class: 'actions' }, consoleLink, termLink), consoleNote),
