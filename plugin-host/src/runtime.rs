@@ -298,9 +298,14 @@ impl PluginRuntime {
 
     /// Whether plugin `name` is loaded and keeps reverse DNS (exports `reverse-dns`).
     pub fn keeps_reverse_dns(&self, name: &str) -> bool {
-        self.entry(name)
-            .and_then(|entry| entry.plugin.as_ref().ok().map(|p| p.pre.reverse_dns()))
-            .unwrap_or(false)
+        self.reverse_dns_support(name) == Some(true)
+    }
+
+    /// Whether loaded plugin `name` exports `reverse-dns`; none when it is not loaded.
+    pub fn reverse_dns_support(&self, name: &str) -> Option<bool> {
+        let entry = self.entry(name)?;
+        let plugin = entry.plugin.as_ref().ok()?;
+        Some(plugin.pre.reverse_dns())
     }
 
     /// The world plugin `name` is configured for, if it is configured.

@@ -259,18 +259,10 @@ pub fn within_zone(name: &str, zone: &str) -> bool {
     name == zone || name.ends_with(&format!(".{zone}"))
 }
 
-/// A PTR record Porthole is about to hand a plugin: a reverse name inside the reverse `zone`,
+/// A PTR record Porthole is about to hand a plugin: its name inside the reverse `zone`,
 /// pointing at a host name.
 pub fn ptr(record: &PtrRecord, zone: &str) -> Result<(), Invalid> {
-    let reverse = ["in-addr.arpa", "ip6.arpa"];
-    if !reverse.iter().any(|tree| within_zone(zone, tree)) {
-        return Err(format!(
-            "{zone} is not a reverse zone (in-addr.arpa or ip6.arpa)"
-        ));
-    }
-    if !dns_name(&record.name) || !within_zone(&record.name, zone) {
-        return Err(format!("PTR name {:?} is outside zone {zone}", record.name));
-    }
+    ptr_name(&record.name, zone)?;
     if !dns_name(&record.target) {
         return Err(format!(
             "PTR target {:?} is not a host name",
@@ -279,6 +271,25 @@ pub fn ptr(record: &PtrRecord, zone: &str) -> Result<(), Invalid> {
     }
     if record.ttl > MAX_TTL {
         return Err(format!("TTL {} is over {MAX_TTL}", record.ttl));
+    }
+    Ok(())
+}
+
+/// A PTR record's name: inside `zone`, which lies under `in-addr.arpa` or `ip6.arpa`.
+pub fn ptr_name(name: &str, zone: &str) -> Result<(), Invalid> {
+    if !["in-addr.arpa", "ip6.arpa"]
+        .iter()
+        .any(|tree| within_zone(zone, tree))
+    {
+        return Err(format!(
+            "{zone} is not a reverse zone (in-addr.arpa or ip6.arpa)"
+        ));
+    }
+    if !dns_name(name) || !within_zone(name, zone) {
+        return Err(format!(
+            "PTR name {:?} is outside zone {zone}",
+            truncated(name)
+        ));
     }
     Ok(())
 }
@@ -476,6 +487,28 @@ mod tests {
         assert!(rendered(&d).is_ok());
         d.meta_data = Some("instance-id: [oops\n".into());
         assert!(rendered(&d).is_err());
+    }
+
+    #[test]
+    fn ptr_records_are_reverse_names_in_reverse_zones_pointing_at_host_names() {
+        let ptr = |name: &str, target: &str| PtrRecord {
+            name: name.into(),
+            target: target.into(),
+            ttl: 1,
+        };
+        let zone = "2.0.192.in-addr.arpa";
+        assert!(super::ptr(&ptr("10.2.0.192.in-addr.arpa", "mail.example.com"), zone).is_ok());
+        let six = "0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa";
+        assert!(super::ptr(&ptr(&format!("1.0.{six}"), "mail.example.com"), six).is_ok());
+        for (record, zone) in [
+            (ptr("10.3.0.192.in-addr.arpa", "mail.example.com"), zone),
+            (ptr("10.example.com", "mail.example.com"), "example.com"),
+            (ptr("10.2.0.192.in-addr.arpa", "not a name"), zone),
+        ] {
+            assert!(super::ptr(&record, zone).is_err(), "{record:?} in {zone}");
+        }
+        assert!(ptr_name("10.2.0.192.in-addr.arpa", zone).is_ok());
+        assert!(ptr_name("10.3.0.192.in-addr.arpa", zone).is_err());
     }
 
     fn rec(name: &str, kind: RecordKind, content: &str) -> DnsRecord {

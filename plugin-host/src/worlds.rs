@@ -360,4 +360,16 @@ mod tests {
             ));
         }
     }
+
+    #[test]
+    fn reverse_dns_is_found_among_a_dns_providers_exports_at_any_0_1() {
+        let reverse = [
+            "porthole:plugin/dns@0.1.1",
+            "porthole:plugin/reverse-dns@0.1.1",
+        ];
+        assert!(exports_reverse_dns(reverse));
+        assert_eq!(detect_world(reverse), Some(PluginWorld::DnsProvider));
+        assert!(!exports_reverse_dns(["porthole:plugin/dns@0.1.0"]));
+        assert!(!exports_reverse_dns(["porthole:plugin/reverse-dns@0.2.0"]));
+    }
 }

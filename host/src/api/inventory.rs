@@ -151,7 +151,7 @@ pub async fn vms(State(state): State<AppState>, me: Identity) -> ApiResult<Json<
     // Which cluster failed is an operator's concern; `power: unknown` tells the customer enough.
     let mut vms = Vec::with_capacity(services.len());
     for service in &services {
-        let held = Held::of(&state, service.id).await?;
+        let held = Kept::of(&state, service.id).await?;
         vms.push(customer_vm(
             service,
             access.remove(&service.id),
@@ -199,7 +199,7 @@ pub async fn vm(
         let vm = live
             .get(&(service.cluster.clone(), service.vmid.unwrap_or_default()))
             .cloned();
-        let held = Held::of(&state, id).await?;
+        let held = Kept::of(&state, id).await?;
         let actions = actions(&service, vm.as_ref(), held.busy);
         return Ok(Json(VmDetail::Operator(OperatorVmDetail {
             service,
@@ -209,7 +209,7 @@ pub async fn vm(
             actions,
         })));
     }
-    let held = Held::of(&state, id).await?;
+    let held = Kept::of(&state, id).await?;
     Ok(Json(VmDetail::Customer(customer_vm(
         &service, ssh, &live, held,
     ))))
@@ -243,12 +243,12 @@ async fn live_vms(state: &AppState, services: &[Service]) -> (LiveVms, Vec<Unrea
 }
 
 /// What the store knows of a service's VM besides the cluster's view.
-struct Held {
+struct Kept {
     busy: Option<JobKind>,
     addresses: Vec<VmAddress>,
 }
 
-impl Held {
+impl Kept {
     async fn of(state: &AppState, service_id: i64) -> ApiResult<Self> {
         Ok(Self {
             busy: busy_with(&state.store, service_id).await?,
@@ -261,7 +261,7 @@ fn customer_vm(
     service: &Service,
     ssh: Option<SshAccess>,
     live: &LiveVms,
-    held: Held,
+    held: Kept,
 ) -> CustomerVm {
     let vm = service
         .vmid

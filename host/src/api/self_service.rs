@@ -14,7 +14,7 @@ use crate::auth::Identity;
 use crate::lifecycle::backups::Backup;
 use crate::lifecycle::catalogue::BackupSchedule;
 use crate::lifecycle::job::{JobKind, SnapshotSpec};
-use crate::lifecycle::reverse_dns::ReverseDnsSpec;
+use crate::lifecycle::reverse_dns::{ReverseDnsSpec, normalize_hostname};
 use crate::lifecycle::self_service::{Graphs, SelfServiceError, Snapshot};
 use crate::lifecycle::{Operation, OrderReceipt};
 use crate::proxmox::{Timeframe, check_snapshot_name};
@@ -452,7 +452,7 @@ pub async fn restore(
 #[serde(deny_unknown_fields)]
 pub struct ReverseDnsRequest {
     /// A fully qualified host name that resolves back to the address (an A or AAAA record), or
-    /// any name under the provider's own zone.
+    /// the VM's own name under the provider's zone.
     hostname: String,
 }
 
@@ -511,10 +511,15 @@ async fn reverse_dns_job(
 ) -> ApiResult<(StatusCode, Json<OrderReceipt>)> {
     let service = VisibleService::load(state, me, id).await?;
     let address: std::net::IpAddr = address.parse().map_err(|_| ApiError::NotFound)?;
-    let key = operation_key(headers, &format!("reverse_dns:{id}:{address}"))?;
-    // A repeated request is answered from its job, whatever the name resolves to since.
+    let verb = if hostname.is_some() { "set" } else { "remove" };
+    let key = operation_key(headers, &format!("reverse_dns:{verb}:{id}:{address}"))?;
+    // A repeated request is answered from its job, whatever the name resolves to since; one
+    // that reuses the key for another name is refused by `submit`.
     let hostname = match jobs::by_key(&state.store, &key).await? {
-        Some(job) => job.data.reverse_dns.and_then(|spec| spec.hostname),
+        Some(_) => hostname
+            .map(normalize_hostname)
+            .transpose()
+            .map_err(ApiError::Unprocessable)?,
         None => {
             state
                 .lifecycle

@@ -352,7 +352,7 @@ mod tests {
             pool: "p".to_owned(),
             address: "192.0.2.7".parse().unwrap(),
             reverse_dns: None,
-            reverse_dns_touched: false,
+            reverse_dns_written_to: None,
         }];
         assert_eq!(ipconfig(&[v4], &held), "ip=192.0.2.7/24,gw=192.0.2.1");
         assert_eq!(ipconfig(&[], &[]), "ip=dhcp");

@@ -74,14 +74,6 @@ impl Extras<'_> {
             .ok_or_else(|| StepError::Permanent("the job carries no order".into()))
     }
 
-    fn fqdn(&self, hostname: &str) -> String {
-        let config = &self.lifecycle.inner.provisioning;
-        match config.domain.as_ref().or(config.dns_zone.as_ref()) {
-            Some(domain) => format!("{hostname}.{domain}"),
-            None => hostname.to_owned(),
-        }
-    }
-
     async fn record(
         &self,
         kind: ResourceKind,
@@ -125,7 +117,7 @@ impl Extras<'_> {
         let spec = TunnelSpec {
             idempotency_key: format!("porthole-service-{}", self.service.id),
             name: format!("porthole-{}-{}", self.service.id, order.hostname),
-            hostnames: vec![self.fqdn(&order.hostname)],
+            hostnames: vec![self.lifecycle.fqdn(&order.hostname)],
             http_service: None,
         };
         let tunnel = self
@@ -167,7 +159,7 @@ impl Extras<'_> {
         let tunnel_token = self.create_tunnel(data).await?.map(|t| t.connector_token);
         let context = RenderContext {
             hostname: order.hostname.clone(),
-            fqdn: self.fqdn(&order.hostname),
+            fqdn: self.lifecycle.fqdn(&order.hostname),
             username: order.username.clone(),
             ssh_keys: order.ssh_keys.clone(),
             password_hash: order.password_hash.clone(),

@@ -221,6 +221,16 @@ impl Lifecycle {
         addresses::pool_use(&self.inner.store, &self.inner.pools, self.address_hold()).await
     }
 
+    /// A VM's name: `<hostname>.<domain>` (`domain` defaults to `dns_zone`), or the bare
+    /// hostname without either.
+    pub(crate) fn fqdn(&self, hostname: &str) -> String {
+        let config = &self.inner.provisioning;
+        match config.domain.as_ref().or(config.dns_zone.as_ref()) {
+            Some(domain) => format!("{hostname}.{domain}"),
+            None => hostname.to_owned(),
+        }
+    }
+
     fn address_hold(&self) -> i64 {
         i64::try_from(self.inner.provisioning.address_hold_secs).unwrap_or(i64::MAX)
     }

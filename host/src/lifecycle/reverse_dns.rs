@@ -1,19 +1,22 @@
 //! Reverse DNS: the PTR record of each address a service holds, pointed by its owner at a host
 //! name of theirs and written through a DNS provider plugin into the pool's reverse zone.
 //!
-//! A name is accepted when it is under one of the provider's own zones, or when it resolves back
-//! to the address (forward-confirmed, so nobody can make an address claim a name that disowns
-//! it). Each change is a job, so it runs in order with the service's other jobs: a PTR set just
-//! before a termination is removed by it. Before each call to the provider the address is marked
-//! touched, so a termination also removes a record whose answer was lost.
+//! A name is accepted when it resolves back to the address (forward-confirmed, so no address can
+//! claim a name that disowns it), or when it is the VM's own name under the provider's zone,
+//! which the provider vouches for. Each change is a job, so it runs in order with the service's
+//! other jobs: a PTR set just before a termination is removed by it. Before each call to the
+//! provider the zone and plugin are noted on the address, so a termination removes the record
+//! from where it was written, even when an answer was lost or the pool has changed since.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::proto::{ProtoError, ProtoErrorKind};
+use hickory_resolver::{ResolveError, TokioResolver};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -23,20 +26,12 @@ use super::self_service::SelfServiceError;
 use super::vm::StepContext;
 use super::{Lifecycle, StepError};
 use crate::plugins::{PtrRecord, validate};
+pub use crate::store::addresses::ReverseZone;
 use crate::store::addresses::{self, Held};
 use crate::store::services::Service;
 
 /// How long one resolver may take to answer whether a name resolves back.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Where a pool's PTR records live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReverseZone {
-    /// `2.0.192.in-addr.arpa`, lowercase, without the trailing dot.
-    pub zone: String,
-    /// The dns-provider plugin that writes to it.
-    pub plugin: String,
-}
 
 impl ReverseZone {
     /// The reverse zone of `pool`: a DNS name under `in-addr.arpa` or `ip6.arpa` that holds the
@@ -107,11 +102,25 @@ pub struct ReverseDnsSpec {
     pub hostname: Option<String>,
 }
 
-/// The host name as a PTR target: trimmed, lowercase, without the trailing dot, a valid DNS
-/// name of at least two labels.
+/// The host name as a PTR target: trimmed, lowercase, without the trailing dot; labels of
+/// letters, digits and inner hyphens, at least two of them, the last not all digits (so no
+/// address, wildcard or `_service` name).
 pub fn normalize_hostname(hostname: &str) -> Result<String, String> {
     let name = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
-    if !validate::dns_name(&name) || !name.contains('.') || name.contains('*') {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    let labels: Vec<&str> = name.split('.').collect();
+    let top_level_ok = labels
+        .last()
+        .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()));
+    if name.len() > 253 || labels.len() < 2 || !labels.iter().all(|l| label_ok(l)) || !top_level_ok
+    {
         return Err(format!(
             "{:?} is not a fully qualified host name (like mail.example.com)",
             hostname.trim()
@@ -137,6 +146,8 @@ fn resolver(servers: &[std::net::SocketAddr]) -> Result<TokioResolver, String> {
     options.timeout = LOOKUP_TIMEOUT;
     options.attempts = 1;
     options.cache_size = 0;
+    // Only public DNS vouches for a name: the daemon's own hosts file is nobody's business.
+    options.use_hosts_file = ResolveHosts::Never;
     Ok(builder.build())
 }
 
@@ -178,7 +189,7 @@ impl Lifecycle {
 
     /// Checks a request to point `address`'s PTR at `hostname` (or, none, to remove it): the
     /// service holds the address, its pool keeps reverse DNS through a plugin that can, and
-    /// the name is the provider's or resolves back. Returns the normalized host name.
+    /// the name is the VM's own or resolves back. Returns the normalized host name.
     pub async fn check_reverse_dns_request(
         &self,
         service: &Service,
@@ -201,63 +212,90 @@ impl Lifecycle {
             return Ok(None);
         };
         let hostname = normalize_hostname(hostname).map_err(SelfServiceError::Invalid)?;
-        if self
-            .provider_zones()
-            .any(|zone| validate::within_zone(&hostname, zone))
-        {
+        let own = self.own_name(service);
+        if own.as_deref() == Some(hostname.as_str()) {
             return Ok(Some(hostname));
         }
-        self.check_resolves_back(&hostname, address).await?;
-        Ok(Some(hostname))
-    }
-
-    /// The provider's own zones, under which any name is accepted without a lookup.
-    fn provider_zones(&self) -> impl Iterator<Item = &str> {
-        let config = &self.inner.provisioning;
-        [config.dns_zone.as_deref(), config.domain.as_deref()]
-            .into_iter()
-            .flatten()
-    }
-
-    async fn check_resolves_back(
-        &self,
-        hostname: &str,
-        address: IpAddr,
-    ) -> Result<(), SelfServiceError> {
-        let resolver = resolver(&self.inner.provisioning.resolvers).map_err(|err| {
-            tracing::warn!(error = %err, "cannot check a reverse-DNS name");
-            SelfServiceError::Refused("the name cannot be checked at the moment".into())
-        })?;
-        let found: Vec<IpAddr> = match resolver.lookup_ip(format!("{hostname}.")).await {
-            Ok(answer) => answer.iter().collect(),
+        match resolves_back(&self.inner.provisioning.resolvers, &hostname, address).await {
+            Ok(true) => Ok(Some(hostname)),
+            Ok(false) => Err(SelfServiceError::Invalid(not_resolving_back(
+                &hostname,
+                address,
+                own.as_deref(),
+            ))),
             Err(err) => {
-                tracing::debug!(hostname, error = %err, "reverse-DNS name does not resolve");
-                Vec::new()
+                tracing::warn!(hostname, error = %err, "cannot check a reverse-DNS name");
+                Err(SelfServiceError::Refused(
+                    "the name cannot be checked at the moment; try again later".into(),
+                ))
             }
-        };
-        if found.contains(&address) {
-            return Ok(());
         }
-        let resolves_to = if found.is_empty() {
-            "does not resolve".to_owned()
-        } else {
-            let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
-            format!("resolves to {}", listed.join(", "))
-        };
-        let zones: Vec<&str> = self.provider_zones().collect();
-        let instead = match zones.first() {
-            Some(zone) => format!(", or choose a name under {zone}"),
-            None => String::new(),
-        };
-        Err(SelfServiceError::Invalid(format!(
-            "{hostname} {resolves_to}, not to {address}: give it an {} record for {address} \
-             first{instead}",
-            match address {
-                IpAddr::V4(_) => "A",
-                IpAddr::V6(_) => "AAAA",
-            }
-        )))
     }
+
+    /// The VM's own name under the provider's zone, which needs no lookup.
+    fn own_name(&self, service: &Service) -> Option<String> {
+        let hostname = service.hostname.as_deref()?;
+        let fqdn = self.fqdn(hostname);
+        (fqdn != hostname).then_some(fqdn)
+    }
+}
+
+/// Whether `hostname` has an A (or, for an IPv6 `address`, AAAA) record for `address`, asked of
+/// `resolvers` (the system's when empty). A name that does not exist, or has no such records,
+/// does not; an error is a resolver that could not say.
+pub async fn resolves_back(
+    resolvers: &[std::net::SocketAddr],
+    hostname: &str,
+    address: IpAddr,
+) -> Result<bool, String> {
+    let resolver = resolver(resolvers)?;
+    let name = format!("{hostname}.");
+    let found: Result<Vec<IpAddr>, ResolveError> = match address {
+        IpAddr::V4(_) => resolver
+            .ipv4_lookup(name)
+            .await
+            .map(|answer| answer.iter().map(|a| IpAddr::V4(a.0)).collect()),
+        IpAddr::V6(_) => resolver
+            .ipv6_lookup(name)
+            .await
+            .map(|answer| answer.iter().map(|a| IpAddr::V6(a.0)).collect()),
+    };
+    match found {
+        Ok(found) => Ok(found.contains(&address)),
+        Err(err) if is_an_answer(&err) => Ok(false),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// Whether a failed lookup is an answer: the name does not exist, or has no such records. A
+/// refusal or a server failure says nothing about the name.
+fn is_an_answer(err: &ResolveError) -> bool {
+    match err.proto().map(ProtoError::kind) {
+        Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+            matches!(
+                *response_code,
+                ResponseCode::NXDomain | ResponseCode::NoError
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Why `hostname` is refused, in the owner's words: what it does not do, and what would do. What
+/// it does resolve to is never said: the daemon's resolver may see names its customers must not.
+fn not_resolving_back(hostname: &str, address: IpAddr, own: Option<&str>) -> String {
+    let record = match address {
+        IpAddr::V4(_) => "A",
+        IpAddr::V6(_) => "AAAA",
+    };
+    let instead = match own {
+        Some(own) => format!(", or use the VM's own name, {own}"),
+        None => String::new(),
+    };
+    format!(
+        "{hostname} does not resolve to {address}: give it an {record} record for {address} \
+         first{instead}"
+    )
 }
 
 impl StepContext<'_> {
@@ -268,11 +306,13 @@ impl StepContext<'_> {
     }
 
     /// Writes (or removes) the PTR record the job names, if the service still holds the address.
+    /// A record written through another zone or plugin before (the pool has changed) is removed
+    /// from there first.
     pub(super) async fn set_reverse_dns(&self, data: &JobData) -> Result<(), StepError> {
         let spec = Self::reverse_dns_spec(data)?;
         let store = &self.lifecycle.inner.store;
         let held = addresses::held(store, self.service.id).await?;
-        let Some(held) = held.iter().find(|h| h.address == spec.address) else {
+        let Some(held) = held.into_iter().find(|h| h.address == spec.address) else {
             return Err(StepError::Permanent(format!(
                 "the service no longer holds {}",
                 spec.address
@@ -280,65 +320,61 @@ impl StepContext<'_> {
         };
         let zone = self
             .lifecycle
-            .reverse_zone_of(held)
+            .reverse_zone_of(&held)
             .cloned()
             .ok_or_else(|| {
                 StepError::Permanent(format!("no reverse zone is configured for {}", held.pool))
             })?;
-        addresses::touch_reverse_dns(store, self.service.id, spec.address).await?;
-        let provider = self.lifecycle.inner.plugins.dns_provider(&zone.plugin);
-        let name = reverse_name(spec.address);
+        if let Some(before) = held.reverse_dns_written_to.filter(|before| *before != zone) {
+            self.remove_ptr(&before, spec.address).await?;
+        }
         match &spec.hostname {
             Some(target) => {
+                addresses::note_reverse_dns_zone(store, self.service.id, spec.address, &zone)
+                    .await?;
                 let record = PtrRecord {
-                    name,
+                    name: reverse_name(spec.address),
                     target: target.clone(),
                     ttl: 1,
                 };
+                let provider = self.lifecycle.inner.plugins.dns_provider(&zone.plugin);
                 provider.set_ptr(&zone.zone, &record).await?;
+                addresses::set_reverse_dns(store, self.service.id, spec.address, Some(target))
+                    .await?;
+                let detail = json!({ "address": spec.address, "hostname": target });
+                self.audit("vm.reverse_dns_set", detail).await;
             }
-            None => provider.remove_ptr(&zone.zone, &name).await?,
+            None => {
+                self.remove_ptr(&zone, spec.address).await?;
+                self.audit("vm.reverse_dns_removed", json!({ "address": spec.address }))
+                    .await;
+            }
         }
-        addresses::set_reverse_dns(
-            store,
-            self.service.id,
-            spec.address,
-            spec.hostname.as_deref(),
-        )
-        .await?;
-        let action = match spec.hostname {
-            Some(_) => "vm.reverse_dns_set",
-            None => "vm.reverse_dns_removed",
-        };
-        self.audit(
-            action,
-            json!({ "address": spec.address, "hostname": spec.hostname }),
-        )
-        .await;
         Ok(())
     }
 
     /// Termination: removes every PTR record Porthole may have written for the service's
-    /// addresses, before they are released.
+    /// addresses, from where it was written, before the addresses are released.
     pub(super) async fn remove_reverse_dns(&self) -> Result<(), StepError> {
         let store = &self.lifecycle.inner.store;
         for held in addresses::held(store, self.service.id).await? {
-            if !held.reverse_dns_touched {
-                continue;
+            if let Some(written_to) = &held.reverse_dns_written_to {
+                self.remove_ptr(written_to, held.address).await?;
             }
-            let Some(zone) = self.lifecycle.reverse_zone_of(&held).cloned() else {
-                tracing::warn!(address = %held.address, pool = %held.pool,
-                    "a PTR was set for an address whose pool no longer has a reverse zone");
-                continue;
-            };
-            self.lifecycle
-                .inner
-                .plugins
-                .dns_provider(&zone.plugin)
-                .remove_ptr(&zone.zone, &reverse_name(held.address))
-                .await?;
-            addresses::set_reverse_dns(store, self.service.id, held.address, None).await?;
         }
+        Ok(())
+    }
+
+    /// Removes `address`'s PTR record from `zone`, then forgets it.
+    async fn remove_ptr(&self, zone: &ReverseZone, address: IpAddr) -> Result<(), StepError> {
+        self.lifecycle
+            .inner
+            .plugins
+            .dns_provider(&zone.plugin)
+            .remove_ptr(&zone.zone, &reverse_name(address))
+            .await?;
+        let store = &self.lifecycle.inner.store;
+        addresses::set_reverse_dns(store, self.service.id, address, None).await?;
         Ok(())
     }
 }
@@ -425,8 +461,20 @@ mod tests {
             normalize_hostname(" Mail.Example.COM. ").unwrap(),
             "mail.example.com"
         );
-        assert!(normalize_hostname("localhost").is_err());
-        assert!(normalize_hostname("*.example.com").is_err());
-        assert!(normalize_hostname("bad name.example.com").is_err());
+        assert_eq!(
+            normalize_hostname("vm-1.a-b.example").unwrap(),
+            "vm-1.a-b.example"
+        );
+        for refused in [
+            "localhost",
+            "*.example.com",
+            "bad name.example.com",
+            "_dmarc.example.com",
+            "192.0.2.10",
+            "-x.example.com",
+            "x..example.com",
+        ] {
+            assert!(normalize_hostname(refused).is_err(), "{refused}");
+        }
     }
 }

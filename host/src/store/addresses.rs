@@ -39,7 +39,7 @@ pub async fn take_first_free(
         let claimed = if reusable.contains(&text) {
             db.execute(
                 "UPDATE ip_addresses SET service_id = ?3, assigned_at = ?4, released_at = NULL,
-                        reverse_dns = NULL, reverse_dns_touched = 0
+                        reverse_dns = NULL, reverse_dns_zone = NULL, reverse_dns_plugin = NULL
                  WHERE pool = ?1 AND address = ?2 AND released_at IS NOT NULL
                    AND released_at + ?5 <= ?4",
                 params![pool, text, service_id, now, hold_secs],
@@ -60,6 +60,14 @@ pub async fn take_first_free(
     Ok(None)
 }
 
+/// Where an address's PTR record lives: a reverse zone, and the DNS plugin that writes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReverseZone {
+    /// `2.0.192.in-addr.arpa`, lowercase, without the trailing dot.
+    pub zone: String,
+    pub plugin: String,
+}
+
 /// An address a service holds, with its reverse DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
@@ -67,64 +75,72 @@ pub struct Held {
     pub address: IpAddr,
     /// The host name its PTR record points to, once the provider has it.
     pub reverse_dns: Option<String>,
-    /// Porthole has asked the provider for a PTR at it since it was handed out.
-    pub reverse_dns_touched: bool,
+    /// Where Porthole has asked for a PTR at it, and has not removed it since.
+    pub reverse_dns_written_to: Option<ReverseZone>,
 }
 
 /// What `service_id` holds, with reverse DNS, by pool and address.
 pub async fn held(db: &impl Db, service_id: i64) -> Result<Vec<Held>, StoreError> {
     let rows = db
         .query(
-            "SELECT pool, address, reverse_dns, reverse_dns_touched FROM ip_addresses
+            "SELECT pool, address, reverse_dns, reverse_dns_zone, reverse_dns_plugin
+             FROM ip_addresses
              WHERE service_id = ?1 AND released_at IS NULL ORDER BY pool, address",
             params![service_id],
         )
         .await?;
     let mut held = Vec::with_capacity(rows.len());
     for row in &rows {
-        let touched: i64 = row.get(3)?;
+        let zone: Option<String> = row.get(3)?;
+        let plugin: Option<String> = row.get(4)?;
         held.push(Held {
             pool: row.get(0)?,
             address: row.parse(1, |text| text.parse::<IpAddr>().map_err(|e| e.to_string()))?,
             reverse_dns: row.get(2)?,
-            reverse_dns_touched: touched != 0,
+            reverse_dns_written_to: zone
+                .zip(plugin)
+                .map(|(zone, plugin)| ReverseZone { zone, plugin }),
         });
     }
     Ok(held)
 }
 
-/// Notes that a PTR for `address` is about to be asked of the provider.
-pub async fn touch_reverse_dns(
+/// Notes, before asking the provider, that a PTR for `address` is being written to `zone`.
+pub async fn note_reverse_dns_zone(
     db: &impl Db,
     service_id: i64,
     address: IpAddr,
+    zone: &ReverseZone,
 ) -> Result<u64, StoreError> {
     db.execute(
-        "UPDATE ip_addresses SET reverse_dns_touched = 1
+        "UPDATE ip_addresses SET reverse_dns_zone = ?3, reverse_dns_plugin = ?4
          WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL",
-        params![service_id, address.to_string()],
+        params![service_id, address.to_string(), zone.zone, zone.plugin],
     )
     .await
 }
 
-/// Records what the provider now has for `address`: a PTR to `hostname`, or (none) nothing.
+/// Records what the provider now has for `address`: a PTR to `hostname`, or (none) nothing, in
+/// which case no zone holds one any more.
 pub async fn set_reverse_dns(
     db: &impl Db,
     service_id: i64,
     address: IpAddr,
     hostname: Option<&str>,
 ) -> Result<u64, StoreError> {
-    db.execute(
-        "UPDATE ip_addresses SET reverse_dns = ?3, reverse_dns_touched = ?4
-         WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL",
-        params![
-            service_id,
-            address.to_string(),
-            hostname,
-            i64::from(hostname.is_some())
-        ],
-    )
-    .await
+    let sql = match hostname {
+        Some(_) => {
+            "UPDATE ip_addresses SET reverse_dns = ?3
+                    WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL"
+        }
+        None => {
+            "UPDATE ip_addresses
+                 SET reverse_dns = ?3, reverse_dns_zone = NULL, reverse_dns_plugin = NULL
+                 WHERE service_id = ?1 AND address = ?2 AND released_at IS NULL"
+        }
+    };
+    db.execute(sql, params![service_id, address.to_string(), hostname])
+        .await
 }
 
 /// Releases what `service_id` holds; the addresses wait out the hold before anyone gets them.
@@ -190,6 +206,45 @@ mod tests {
             assert_eq!(release(&store, ids[0]).await?, 1);
             assert_eq!(counts(&store, "p", 60).await?, (9, 1));
             assert_eq!(held(&store, ids[0]).await?, vec![]);
+            Ok(())
+        }
+    }
+
+    on_both_backends! {
+        async fn a_ptrs_zone_is_kept_until_it_is_removed_and_a_new_holder_starts_clean(store: Store) -> anyhow::Result<()> {
+            let owner = customer_on_a_cluster(&store).await?;
+            let mut ids = Vec::new();
+            for name in ["first", "second"] {
+                let new = NewService {
+                    owner_id: owner, name, cluster: "lab", plan: "p", template: "t",
+                    hostname: name, external_ref: None,
+                };
+                ids.push(services::insert_provisioning(&store, &new).await?.id);
+            }
+            let address: IpAddr = "192.0.2.7".parse()?;
+            take_first_free(&store, "p", [address].into_iter(), ids[0], 0).await?;
+            let zone = ReverseZone { zone: "2.0.192.in-addr.arpa".into(), plugin: "dns".into() };
+            // Asked, but the answer was lost: the zone is known, the name is not.
+            note_reverse_dns_zone(&store, ids[0], address, &zone).await?;
+            let held_now = held(&store, ids[0]).await?;
+            assert_eq!(held_now[0].reverse_dns_written_to.as_ref(), Some(&zone));
+            assert_eq!(held_now[0].reverse_dns, None);
+            set_reverse_dns(&store, ids[0], address, Some("mail.example.com")).await?;
+            let held_now = held(&store, ids[0]).await?;
+            assert_eq!(held_now[0].reverse_dns.as_deref(), Some("mail.example.com"));
+            assert_eq!(held_now[0].reverse_dns_written_to.as_ref(), Some(&zone));
+            // Another service's rows are not touched.
+            assert_eq!(set_reverse_dns(&store, ids[1], address, None).await?, 0);
+
+            // Released with its record still noted (a removal that never ran), then handed out
+            // again: the new holder inherits nothing.
+            release(&store, ids[0]).await?;
+            assert_eq!(take_first_free(&store, "p", [address].into_iter(), ids[1], 0).await?, Some(address));
+            let second = held(&store, ids[1]).await?;
+            assert_eq!((second[0].reverse_dns.clone(), second[0].reverse_dns_written_to.clone()), (None, None));
+            note_reverse_dns_zone(&store, ids[1], address, &zone).await?;
+            set_reverse_dns(&store, ids[1], address, None).await?;
+            assert_eq!(held(&store, ids[1]).await?[0].reverse_dns_written_to, None);
             Ok(())
         }
     }

@@ -1315,7 +1315,7 @@ async fn address_view(panel: &Panel, id: i64, address: &str) -> Value {
 #[tokio::test]
 async fn reverse_dns_is_set_when_the_name_resolves_back_and_goes_with_the_vm() {
     let pdns = PowerDns::start().await;
-    for zone in ["customer.test", "2.0.192.in-addr.arpa"] {
+    for zone in ["customer.test", "lab.example.test", "2.0.192.in-addr.arpa"] {
         pdns.create_zone(zone).await;
     }
     let panel = panel_with(&reverse_dns_config(&pdns)).await;
@@ -1329,28 +1329,38 @@ async fn reverse_dns_is_set_when_the_name_resolves_back_and_goes_with_the_vm() {
     let v6 = address_view(&panel, id, "2001:db8:5::2").await;
     assert_eq!(v6["reverse_dns_settable"], false, "{v6}");
 
-    // A name that does not resolve, or resolves elsewhere, is refused with what to do.
+    // A name that does not resolve back is refused with what to do.
     let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "mail.customer.test").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let reason = body["error"].as_str().unwrap();
-    assert!(
-        reason.contains("does not resolve") && reason.contains("A record for 192.0.2.10"),
-        "{reason}"
+    assert_eq!(
+        body["error"],
+        "mail.customer.test does not resolve to 192.0.2.10: give it an A record for 192.0.2.10 \
+         first, or use the VM's own name, mail-1.lab.example.test"
     );
+    // What a name does resolve to is never told: the daemon's resolver is not the customer's.
     let elsewhere: std::net::IpAddr = "198.51.100.7".parse().unwrap();
     pdns.put_address("customer.test", "other.customer.test", elsewhere)
         .await;
     let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "other.customer.test").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(!body.to_string().contains("198.51.100.7"), "{body}");
+    // Another name under the provider's zone (another customer's VM, say) must resolve back too.
+    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "mail-2.lab.example.test").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    for bad in ["not a name", "_dmarc.customer.test", "192.0.2.10"] {
+        let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    // A resolver that cannot say (this PowerDNS serves no such zone, and refuses) is not a no.
+    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "mail.elsewhere.test").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(
         body["error"]
             .as_str()
             .unwrap()
-            .contains("resolves to 198.51.100.7"),
+            .contains("cannot be checked"),
         "{body}"
     );
-    let (status, body) = set_reverse_dns(&panel, id, "192.0.2.10", "not a name").await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 
     // Once it resolves back, the PTR is written and served.
     let mine: std::net::IpAddr = "192.0.2.10".parse().unwrap();
@@ -1366,9 +1376,32 @@ async fn reverse_dns_is_set_when_the_name_resolves_back_and_goes_with_the_vm() {
     let v4 = address_view(&panel, id, "192.0.2.10").await;
     assert_eq!(v4["reverse_dns"], "mail.customer.test", "{v4}");
 
-    // A name under the provider's zone needs no lookup; it replaces the record.
-    let (status, _) = set_reverse_dns(&panel, id, "192.0.2.10", "mail-1.lab.example.test").await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    // The VM's own name needs no lookup; it replaces the record. The same key again is the
+    // same request; the key reused for another name is refused.
+    let own = json!({"hostname": "mail-1.lab.example.test"});
+    let path = format!("/api/v1/vms/{id}/addresses/192.0.2.10/reverse-dns");
+    let put = |key: &'static str, body: Value| {
+        panel
+            .http
+            .put(panel.url(&path))
+            .bearer_auth(panel.token("alice"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = put("own-name", own.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let again = put("own-name", own).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["job_id"],
+        first["job_id"]
+    );
+    let reused = put("own-name", json!({"hostname": "mail.customer.test"}))
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     panel.settled(id).await;
     assert_eq!(
         pdns.dig("10.2.0.192.in-addr.arpa", "PTR"),
@@ -1451,4 +1484,37 @@ async fn reverse_dns_is_set_when_the_name_resolves_back_and_goes_with_the_vm() {
     assert_eq!(view["service"]["state"], "terminated", "{view}");
     assert_eq!(pdns.dig("10.2.0.192.in-addr.arpa", "PTR"), "");
     panel.demo.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_name_resolves_back_by_the_records_of_its_addresss_own_family() {
+    let pdns = PowerDns::start().await;
+    pdns.create_zone("customer.test").await;
+    let (v4, v6): (std::net::IpAddr, std::net::IpAddr) = (
+        "192.0.2.10".parse().unwrap(),
+        "2001:db8::10".parse().unwrap(),
+    );
+    pdns.put_address("customer.test", "dual.customer.test", v4)
+        .await;
+    pdns.put_address("customer.test", "dual.customer.test", v6)
+        .await;
+    pdns.put_address("customer.test", "four.customer.test", v4)
+        .await;
+    let resolvers = [pdns.dns_addr()];
+    let back = |name: &'static str, address| {
+        porthole::lifecycle::reverse_dns::resolves_back(&resolvers, name, address)
+    };
+    assert_eq!(back("dual.customer.test", v4).await, Ok(true));
+    assert_eq!(
+        back("dual.customer.test", v6).await,
+        Ok(true),
+        "AAAA beside an A"
+    );
+    assert_eq!(back("four.customer.test", v4).await, Ok(true));
+    assert_eq!(back("four.customer.test", v6).await, Ok(false));
+    assert_eq!(back("none.customer.test", v4).await, Ok(false));
+    assert!(
+        back("mail.elsewhere.test", v4).await.is_err(),
+        "refused: not a no"
+    );
 }

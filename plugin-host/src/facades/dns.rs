@@ -29,13 +29,7 @@ impl DnsProvider {
     /// `zone` is refused before the plugin runs.
     pub async fn upsert_record(&self, zone: &str, record: &DnsRecord) -> Result<String, CallError> {
         let name = self.name.as_str();
-        validate::record(record, Some(zone)).map_err(|message| CallError::Plugin {
-            name: name.to_owned(),
-            failure: PluginFailure {
-                kind: FailureKind::InvalidInput,
-                message,
-            },
-        })?;
+        validate::record(record, Some(zone)).map_err(|message| self.refused_input(message))?;
         let invocation = Invocation::UpsertRecord {
             zone: zone.to_owned(),
             record: record.clone(),
@@ -53,16 +47,11 @@ impl DnsProvider {
 
     /// Deletes record `id` from `zone`; deleting a missing record succeeds.
     pub async fn delete_record(&self, zone: &str, id: &str) -> Result<(), CallError> {
-        let name = self.name.as_str();
         let invocation = Invocation::DeleteRecord {
             zone: zone.to_owned(),
             id: id.to_owned(),
         };
-        let check = |answer| match answer {
-            Answer::Done(done) => done.map_err(|failure| reported(name, failure)),
-            other => Err(unexpected(name, &other)),
-        };
-        self.call(invocation, check).await
+        self.call(invocation, |answer| self.done(answer)).await
     }
 
     /// Lists the records of `zone`; every record must lie inside it.
@@ -104,12 +93,7 @@ impl DnsProvider {
     /// Removes the PTR records at `name` in the reverse `zone`; removing none succeeds.
     pub async fn remove_ptr(&self, zone: &str, name: &str) -> Result<(), CallError> {
         self.check_reverse()?;
-        let probe = PtrRecord {
-            name: name.to_owned(),
-            target: "removed.invalid".to_owned(),
-            ttl: 1,
-        };
-        validate::ptr(&probe, zone).map_err(|message| self.refused_input(message))?;
+        validate::ptr_name(name, zone).map_err(|message| self.refused_input(message))?;
         let invocation = Invocation::RemovePtr {
             zone: zone.to_owned(),
             name: name.to_owned(),
@@ -117,19 +101,20 @@ impl DnsProvider {
         self.call(invocation, |answer| self.done(answer)).await
     }
 
-    /// Refuses a reverse-DNS call to a provider that has no `reverse-dns` (one built against
-    /// contract 0.1.0, say) before anything runs: not the plugin's fault, so not counted.
+    /// Refuses a reverse-DNS call to a loaded provider that has no `reverse-dns` (one built
+    /// against contract 0.1.0, say) before anything runs: not the plugin's fault, so not
+    /// counted. A plugin that is not loaded is left for the call to report as it is.
     fn check_reverse(&self) -> Result<(), CallError> {
-        if self.runtime.keeps_reverse_dns(&self.name) {
-            return Ok(());
+        if self.runtime.reverse_dns_support(&self.name) == Some(false) {
+            return Err(CallError::Unsupported {
+                name: self.name.clone(),
+                what: "reverse DNS".to_owned(),
+                detail: "it does not export porthole:plugin/reverse-dns (added in contract \
+                         0.1.1): rebuild it for the reverse-dns-provider world"
+                    .to_owned(),
+            });
         }
-        Err(CallError::Unsupported {
-            name: self.name.clone(),
-            what: "reverse DNS".to_owned(),
-            detail: "it does not export porthole:plugin/reverse-dns (added in contract 0.1.1), \
-                     or it is not loaded"
-                .to_owned(),
-        })
+        Ok(())
     }
 
     fn refused_input(&self, message: String) -> CallError {
