@@ -436,6 +436,7 @@ pub async fn list_services(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProgressEvent {
     job: i64,
+    kind: job::JobKind,
     step: String,
     status: String,
     /// Operators only: what went wrong, which can name Proxmox detail.
@@ -535,6 +536,7 @@ fn to_sse(event: &job::JobEvent, admin: bool) -> Event {
     let message = if admin { event.message.clone() } else { None };
     let data = ProgressEvent {
         job: event.job_id,
+        kind: event.kind,
         step: event.step.clone(),
         status: event.status.clone(),
         message,

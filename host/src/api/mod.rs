@@ -151,6 +151,7 @@ fn v1() -> OpenApiRouter<AppState> {
         .routes(routes!(self_service::delete_snapshot))
         .routes(routes!(ssh_keys::list, ssh_keys::add))
         .routes(routes!(ssh_keys::remove))
+        .routes(routes!(ssh_keys::list_of_user))
         .routes(routes!(audit::list))
         .routes(routes!(console::socket))
         .routes(routes!(console::sessions))

@@ -8,10 +8,11 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ClientAddr, JsonBody};
+use super::extract::{Admin, ClientAddr, JsonBody};
 use crate::audit;
 use crate::auth::Identity;
 use crate::store::ssh_keys::{self, NewKey, StoredKey};
+use crate::store::users;
 use crate::store::{Db, StoreError};
 
 /// How many keys one account may keep.
@@ -31,6 +32,25 @@ pub struct NewSshKey {
     responses((status = 200, description = "The caller's keys", body = Vec<StoredKey>)))]
 pub async fn list(State(state): State<AppState>, me: Identity) -> ApiResult<Json<Vec<StoredKey>>> {
     Ok(Json(ssh_keys::list(&state.store, me.user.id).await?))
+}
+
+/// An account's keys, oldest first, for an operator helping its owner. Read-only: a keychain is
+/// its owner's to change.
+#[utoipa::path(get, path = "/users/{id}/ssh-keys", operation_id = "list_user_ssh_keys", tag = "ssh-keys",
+    params(("id" = i64, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account's keys", body = Vec<StoredKey>),
+        (status = 404, description = "No such account", body = super::openapi::ErrorBody),
+    ))]
+pub async fn list_of_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<StoredKey>>> {
+    if users::get(&state.store, id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(ssh_keys::list(&state.store, id).await?))
 }
 
 /// Adds a key after parsing it: ed25519, ECDSA and RSA of 2048 bits or more are accepted.

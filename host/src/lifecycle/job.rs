@@ -187,6 +187,8 @@ pub struct NewJob<'a> {
 pub struct JobEvent {
     pub id: i64,
     pub job_id: i64,
+    /// The kind of its job, so a reader of the stream knows what is progressing.
+    pub kind: JobKind,
     pub at: i64,
     pub step: String,
     pub status: String,

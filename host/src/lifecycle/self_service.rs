@@ -32,6 +32,8 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Graphs {
     pub timeframe: Timeframe,
+    /// Seconds between points (Proxmox's resolution for the timeframe).
+    pub step_secs: u64,
     pub points: Vec<GraphPoint>,
 }
 
@@ -128,7 +130,11 @@ impl Lifecycle {
         let rows = client.rrddata(&node, vmid, timeframe).await?;
         let mut points: Vec<GraphPoint> = rows.into_iter().map(GraphPoint::from).collect();
         points.sort_by_key(|p| p.time);
-        Ok(Graphs { timeframe, points })
+        Ok(Graphs {
+            timeframe,
+            step_secs: timeframe.step_secs(),
+            points,
+        })
     }
 
     /// The VM's snapshots, oldest first.

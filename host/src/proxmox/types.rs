@@ -335,6 +335,16 @@ impl Timeframe {
             Self::Week => "week",
         }
     }
+
+    /// Seconds between two of Proxmox's points at this timeframe: its RRD keeps a minute's
+    /// average for the hour, half an hour's for the day, three hours' for the week.
+    pub fn step_secs(self) -> u64 {
+        match self {
+            Self::Hour => 60,
+            Self::Day => 30 * 60,
+            Self::Week => 3 * 60 * 60,
+        }
+    }
 }
 
 fn lenient_u64_required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

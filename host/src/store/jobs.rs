@@ -349,25 +349,26 @@ pub async fn record_event(
     step: Step,
     status: &str,
     message: Option<&str>,
-) -> Result<JobEvent, StoreError> {
+) -> Result<i64, StoreError> {
     let row = db
         .query_one(
             "INSERT INTO job_events (job_id, at, step, status, message) VALUES (?1, ?2, ?3, ?4, ?5)
-             RETURNING id, job_id, at, step, status, message",
+             RETURNING id",
             params![job_id, super::now(), step.as_str(), status, message],
         )
         .await?;
-    event_from_row(&row)
+    row.get(0)
 }
 
 fn event_from_row(row: &Row) -> Result<JobEvent, StoreError> {
     Ok(JobEvent {
         id: row.get(0)?,
         job_id: row.get(1)?,
-        at: row.get(2)?,
-        step: row.get(3)?,
-        status: row.get(4)?,
-        message: row.get(5)?,
+        kind: row.parse(2, serde_name)?,
+        at: row.get(3)?,
+        step: row.get(4)?,
+        status: row.get(5)?,
+        message: row.get(6)?,
     })
 }
 
@@ -378,7 +379,7 @@ pub async fn events_for_service(
     after: i64,
 ) -> Result<Vec<JobEvent>, StoreError> {
     db.query_as(
-        "SELECT e.id, e.job_id, e.at, e.step, e.status, e.message FROM job_events e
+        "SELECT e.id, e.job_id, j.kind, e.at, e.step, e.status, e.message FROM job_events e
          JOIN jobs j ON j.id = e.job_id WHERE j.service_id = ?1 AND e.id > ?2 ORDER BY e.id",
         params![service_id, after],
         event_from_row,

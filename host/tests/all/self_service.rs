@@ -200,6 +200,24 @@ async fn a_keychain_holds_parsed_keys_per_customer_and_orders_install_the_chosen
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+    // An operator helping alice reads her keychain; a customer cannot read another's.
+    let alice = panel.alice_id().await;
+    let keys = format!("/api/v1/users/{alice}/ssh-keys");
+    let (status, listed) = send(&panel, "admin", reqwest::Method::GET, &keys, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed[0]["fingerprint"], LAPTOP_FINGERPRINT, "{listed}");
+    let (status, _) = send(&panel, "bob", reqwest::Method::GET, &keys, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(
+        &panel,
+        "admin",
+        reqwest::Method::GET,
+        "/api/v1/users/99999/ssh-keys",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     let (_, vmid) = alices_vm(&panel, "keyed-1", &[laptop_id]).await;
     assert!(sshkeys_of(&panel, vmid).contains(LAPTOP));
     let activity = panel
@@ -797,6 +815,7 @@ async fn graphs_show_an_hour_a_day_and_a_week_of_plausible_use() {
         let (status, answer) = send(&panel, "alice", reqwest::Method::GET, &path, None).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["timeframe"], timeframe);
+        assert_eq!(answer["step_secs"], step, "{timeframe}");
         let points = answer["points"].as_array().unwrap();
         assert_eq!(points.len(), 70, "{timeframe}");
         let times: Vec<u64> = points.iter().map(|p| p["time"].as_u64().unwrap()).collect();
@@ -1221,13 +1240,15 @@ async fn no_answer_to_a_customer_names_a_node_storage_volume_or_task() {
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(text.contains("restore_backup"), "{text}");
+    // Each event says what kind of job it is a step of.
+    assert!(text.contains(r#""kind":"restore""#), "{text}");
     assert_nothing_for_operators("progress", &Value::String(text));
     panel.demo.stop().await.unwrap();
 }
 
 /// Pools whose reverse zones a real PowerDNS keeps: the IPv4 one through dns-powerdns, the IPv6
 /// one through a provider built against contract 0.1.0, which predates reverse DNS. Names are
-/// checked against the same PowerDNS; names under lab.example.test are the provider's own.
+/// checked against the same PowerDNS; VMs are named under lab.example.test.
 fn reverse_dns_config(pdns: &PowerDns) -> String {
     let (powerdns, powerdns_sha) = crate::first_party::component("dns-powerdns");
     let old = crate::plugins_sandbox::wasm("dns-contract-0-1-0");
