@@ -93,13 +93,18 @@ pub fn export_of(world: PluginWorld) -> &'static str {
 }
 
 /// What a DNS provider exports, besides `dns`, when it also keeps reverse DNS.
-pub const REVERSE_DNS: &str = "porthole:plugin/reverse-dns";
+const REVERSE_DNS: &str = "porthole:plugin/reverse-dns";
 
 /// Whether `exports` include a `reverse-dns` this host implements.
 pub fn exports_reverse_dns<'a>(exports: impl IntoIterator<Item = &'a str>) -> bool {
+    exports_interface(REVERSE_DNS, exports)
+}
+
+/// Whether `exports` include `wanted` at a version this host implements.
+fn exports_interface<'a>(wanted: &str, exports: impl IntoIterator<Item = &'a str>) -> bool {
     exports.into_iter().any(|export| {
         let (interface, version) = split_version(export);
-        interface == REVERSE_DNS && version_supported(interface, version)
+        interface == wanted && version_supported(interface, version)
     })
 }
 
@@ -213,10 +218,7 @@ pub fn detect_world<'a>(exports: impl IntoIterator<Item = &'a str>) -> Option<Pl
 
 /// Whether `exports` contains `world`'s interface at a supported version.
 pub fn exports_world<'a>(world: PluginWorld, exports: impl IntoIterator<Item = &'a str>) -> bool {
-    exports.into_iter().any(|export| {
-        let (interface, version) = split_version(export);
-        interface == export_of(world) && version_supported(interface, version)
-    })
+    exports_interface(export_of(world), exports)
 }
 
 #[cfg(test)]

@@ -614,26 +614,24 @@ fn check_lifecycle_plugins(
             "dns-provider",
         ),
     ];
-    let pools = lifecycle.ip_pools.iter().enumerate();
-    let reverse = pools.filter_map(|(index, pool)| {
-        let path = vec![
-            Step::Key("lifecycle"),
-            Step::Key("ip_pools"),
-            Step::Index(index),
-            Step::Key("reverse_dns_plugin"),
-        ];
-        Some((path, pool.reverse_dns_plugin.as_ref()?, "dns-provider"))
-    });
-    let named = wanted
+    let mut named: Vec<_> = wanted
         .into_iter()
         .filter_map(|(key, name, world, world_name)| {
             let path = vec![Step::Key("lifecycle"), Step::Key(key)];
             Some((path, name.as_ref()?, world, world_name))
         })
-        .chain(
-            reverse
-                .map(|(path, name, world_name)| (path, name, PluginWorld::DnsProvider, world_name)),
-        );
+        .collect();
+    for (index, pool) in lifecycle.ip_pools.iter().enumerate() {
+        if let Some(name) = &pool.reverse_dns_plugin {
+            let path = vec![
+                Step::Key("lifecycle"),
+                Step::Key("ip_pools"),
+                Step::Index(index),
+                Step::Key("reverse_dns_plugin"),
+            ];
+            named.push((path, name, PluginWorld::DnsProvider, "dns-provider"));
+        }
+    }
     for (path, name, world, world_name) in named {
         match plugins.iter().find(|p| &p.name == name) {
             None => return Err(at.error(&path, format!("no plugin named {name:?}"))),

@@ -288,24 +288,31 @@ pub async fn pool_use(
     Ok(uses)
 }
 
+/// A pool `p` of cluster `c` over the whole of `network`, for tests.
+#[cfg(test)]
+pub(super) fn pool_config(network: &str, gateway: &str) -> IpPoolConfig {
+    IpPoolConfig {
+        name: "p".into(),
+        cluster: "c".into(),
+        nodes: vec![],
+        network: network.parse().unwrap(),
+        gateway: gateway.parse().unwrap(),
+        ranges: vec![],
+        reverse_zone: None,
+        reverse_dns_plugin: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pool(network: &str, gateway: &str, ranges: &[&str]) -> Result<Pool, String> {
-        Pool::from_config(
-            &IpPoolConfig {
-                name: "p".into(),
-                cluster: "c".into(),
-                nodes: vec![],
-                network: network.parse().unwrap(),
-                gateway: gateway.parse().unwrap(),
-                ranges: ranges.iter().map(|r| (*r).to_owned()).collect(),
-                reverse_zone: None,
-                reverse_dns_plugin: None,
-            },
-            None,
-        )
+        let config = IpPoolConfig {
+            ranges: ranges.iter().map(|r| (*r).to_owned()).collect(),
+            ..pool_config(network, gateway)
+        };
+        Pool::from_config(&config, None)
     }
 
     #[test]

@@ -558,15 +558,19 @@ fn retired(plan: &Plan) -> OrderError {
 }
 
 /// What Proxmox and cloud-init will accept, checked before anything is created.
-fn validate_order(order: &OrderSpec) -> Result<(), OrderError> {
-    let label = &order.hostname;
-    let label_ok = (1..=63).contains(&label.len())
+/// One label of a host name: 1-63 of a-z, 0-9 and '-', not starting or ending with '-'.
+pub(super) fn is_host_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
         && label
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !label.starts_with('-')
-        && !label.ends_with('-');
-    if !label_ok {
+        && !label.ends_with('-')
+}
+
+fn validate_order(order: &OrderSpec) -> Result<(), OrderError> {
+    let label = &order.hostname;
+    if !is_host_label(label) {
         return Err(OrderError::Invalid(format!(
             "hostname {label:?} must be 1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
         )));

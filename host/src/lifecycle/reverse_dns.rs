@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::addresses::{Family, Pool};
 use super::job::JobData;
+use super::orders::is_host_label;
 use super::self_service::SelfServiceError;
 use super::vm::StepContext;
 use super::{Lifecycle, StepError};
@@ -107,19 +108,14 @@ pub struct ReverseDnsSpec {
 /// address, wildcard or `_service` name).
 pub fn normalize_hostname(hostname: &str) -> Result<String, String> {
     let name = hostname.trim().trim_end_matches('.').to_ascii_lowercase();
-    let label_ok = |label: &str| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-    };
     let labels: Vec<&str> = name.split('.').collect();
     let top_level_ok = labels
         .last()
         .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()));
-    if name.len() > 253 || labels.len() < 2 || !labels.iter().all(|l| label_ok(l)) || !top_level_ok
+    if name.len() > 253
+        || labels.len() < 2
+        || !labels.iter().all(|label| is_host_label(label))
+        || !top_level_ok
     {
         return Err(format!(
             "{:?} is not a fully qualified host name (like mail.example.com)",
@@ -383,21 +379,17 @@ impl StepContext<'_> {
 mod tests {
     use super::*;
     use crate::config::IpPoolConfig;
+    use crate::lifecycle::addresses::pool_config;
+
+    fn reverse_pool(network: &str, gateway: &str, zone: &str) -> IpPoolConfig {
+        IpPoolConfig {
+            reverse_zone: Some(zone.into()),
+            ..pool_config(network, gateway)
+        }
+    }
 
     fn pool(network: &str, gateway: &str, zone: &str) -> Result<Pool, String> {
-        Pool::from_config(
-            &IpPoolConfig {
-                name: "p".into(),
-                cluster: "c".into(),
-                nodes: vec![],
-                network: network.parse().unwrap(),
-                gateway: gateway.parse().unwrap(),
-                ranges: vec![],
-                reverse_zone: Some(zone.into()),
-                reverse_dns_plugin: None,
-            },
-            Some("dns"),
-        )
+        Pool::from_config(&reverse_pool(network, gateway, zone), Some("dns"))
     }
 
     #[test]
@@ -441,16 +433,7 @@ mod tests {
 
     #[test]
     fn a_reverse_zone_needs_a_plugin() {
-        let config = IpPoolConfig {
-            name: "p".into(),
-            cluster: "c".into(),
-            nodes: vec![],
-            network: "192.0.2.0/24".parse().unwrap(),
-            gateway: "192.0.2.1".parse().unwrap(),
-            ranges: vec![],
-            reverse_zone: Some("2.0.192.in-addr.arpa".into()),
-            reverse_dns_plugin: None,
-        };
+        let config = reverse_pool("192.0.2.0/24", "192.0.2.1", "2.0.192.in-addr.arpa");
         let refused = Pool::from_config(&config, None).unwrap_err();
         assert!(refused.starts_with("reverse_zone needs"), "{refused}");
     }

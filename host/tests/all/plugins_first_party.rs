@@ -573,13 +573,9 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-#[tokio::test]
-async fn dns_powerdns_writes_records_a_real_powerdns_serves() {
-    let pdns = PowerDns::start().await;
-    let zone = "lab.example.test";
-    pdns.create_zone(zone).await;
-    let dir = TempDir::new().unwrap();
-    let manifest = Manifest {
+/// dns-powerdns, pointed at `pdns`'s API.
+fn powerdns_manifest(pdns: &PowerDns) -> Manifest<'static> {
+    Manifest {
         package: "dns-powerdns",
         world: PluginWorld::DnsProvider,
         allowed_hosts: vec![url::Url::parse(&pdns.api_url).unwrap()],
@@ -588,8 +584,16 @@ async fn dns_powerdns_writes_records_a_real_powerdns_serves() {
             ("api_url", pdns.api_url.clone()),
             ("api_key", pdns.api_key.clone()),
         ],
-    };
-    let runtime = runtime(&dir, vec![manifest]).await;
+    }
+}
+
+#[tokio::test]
+async fn dns_powerdns_writes_records_a_real_powerdns_serves() {
+    let pdns = PowerDns::start().await;
+    let zone = "lab.example.test";
+    pdns.create_zone(zone).await;
+    let dir = TempDir::new().unwrap();
+    let runtime = runtime(&dir, vec![powerdns_manifest(&pdns)]).await;
     let dns = runtime.dns_provider("dns-powerdns");
 
     let id = dns
@@ -662,17 +666,7 @@ async fn dns_powerdns_keeps_reverse_dns_a_real_powerdns_serves() {
     pdns.create_zone(v4).await;
     pdns.create_zone(v6).await;
     let dir = TempDir::new().unwrap();
-    let manifest = Manifest {
-        package: "dns-powerdns",
-        world: PluginWorld::DnsProvider,
-        allowed_hosts: vec![url::Url::parse(&pdns.api_url).unwrap()],
-        ca_file: None,
-        settings: vec![
-            ("api_url", pdns.api_url.clone()),
-            ("api_key", pdns.api_key.clone()),
-        ],
-    };
-    let runtime = runtime(&dir, vec![manifest]).await;
+    let runtime = runtime(&dir, vec![powerdns_manifest(&pdns)]).await;
     assert!(runtime.keeps_reverse_dns("dns-powerdns"));
     let dns = runtime.dns_provider("dns-powerdns");
 

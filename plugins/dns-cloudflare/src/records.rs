@@ -93,15 +93,26 @@ impl<'a, H: HttpClient> CloudflareDns<'a, H> {
     }
 
     fn find(&self, zone_id: &str, record: &DnsRecord) -> Result<Option<ApiRecord>, PluginError> {
+        let found = self.records_at(zone_id, record.kind.as_str(), &record.name)?;
+        Ok(found.into_iter().next())
+    }
+
+    /// The zone's records of type `kind` named `name`.
+    fn records_at(
+        &self,
+        zone_id: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<ApiRecord>, PluginError> {
         let path = format!(
-            "/zones/{zone_id}/dns_records?type={}&name={}",
-            record.kind.as_str(),
-            encode_component(&record.name)
+            "/zones/{zone_id}/dns_records?type={kind}&name={}",
+            encode_component(name)
         );
         let found: Vec<ApiRecord> = self.api.list(&path)?;
         Ok(found
             .into_iter()
-            .find(|r| r.kind == record.kind.as_str() && r.name.eq_ignore_ascii_case(&record.name)))
+            .filter(|r| r.kind == kind && r.name.eq_ignore_ascii_case(name))
+            .collect())
     }
 
     /// Deletes record `id`; a record that is already gone counts as deleted.
@@ -146,7 +157,7 @@ impl<'a, H: HttpClient> CloudflareDns<'a, H> {
         let body = json!({
             "type": "PTR", "name": record.name, "content": record.target, "ttl": record.ttl.max(1),
         });
-        let mut existing = self.ptrs(&zone_id, &record.name)?.into_iter();
+        let mut existing = self.records_at(&zone_id, "PTR", &record.name)?.into_iter();
         match existing.next() {
             Some(first) => {
                 let unchanged = first
@@ -181,22 +192,10 @@ impl<'a, H: HttpClient> CloudflareDns<'a, H> {
         let zone = dns_name::zone(zone)?;
         let name = dns::reverse_name(name, &zone)?;
         let zone_id = zones::lookup(&self.api, &zone)?;
-        for record in self.ptrs(&zone_id, &name)? {
+        for record in self.records_at(&zone_id, "PTR", &name)? {
             self.delete_by_id(&zone_id, &record.id)?;
         }
         Ok(())
-    }
-
-    fn ptrs(&self, zone_id: &str, name: &str) -> Result<Vec<ApiRecord>, PluginError> {
-        let path = format!(
-            "/zones/{zone_id}/dns_records?type=PTR&name={}",
-            encode_component(name)
-        );
-        let found: Vec<ApiRecord> = self.api.list(&path)?;
-        Ok(found
-            .into_iter()
-            .filter(|r| r.kind == "PTR" && r.name.eq_ignore_ascii_case(name))
-            .collect())
     }
 
     fn zone_id(&self, zone: &str) -> Result<String, PluginError> {
