@@ -1166,6 +1166,14 @@ async fn no_answer_to_a_customer_names_a_node_storage_volume_or_task() {
     panel.put("/api/v1/plans/small", small).await;
     let (_, key) = add_key(&panel, "alice", "laptop", LAPTOP).await;
     let (id, _) = alices_vm(&panel, "scanned-1", &[key["id"].as_i64().unwrap()]).await;
+    // The plan's daily backup comes first, at a moment of the scheduler's choosing; the
+    // customer's operations then never find it in progress.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while backups_of(&panel, id) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no scheduled backup");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panel.settled(id).await;
     let vm = format!("/api/v1/vms/{id}");
     for (path, body) in [
         (format!("{vm}/snapshots"), json!({ "name": "before" })),
